@@ -1,0 +1,1 @@
+print("turn-bench: not built yet")

@@ -1,0 +1,62 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "swift-turn-relay",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "turn-relay", targets: ["TurnRelay"]),
+        .executable(name: "turn-bench", targets: ["TurnBench"]),
+        .library(name: "STUN", targets: ["STUN"]),
+        .library(name: "RelayCore", targets: ["RelayCore"]),
+        .library(name: "RelayIO", targets: ["RelayIO"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // The only code that includes <liburing.h>.
+        .target(
+            name: "CURing",
+            path: "CShims/CURing",
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
+        // Wire format: pure, no I/O.
+        .target(
+            name: "STUN",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // Sans-IO TURN server: no sockets, no clock, no randomness of its own.
+        .target(
+            name: "RelayCore",
+            dependencies: ["STUN", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // io_uring runtime: workers, rings, buffer pools, sockets.
+        .target(
+            name: "RelayIO",
+            dependencies: ["RelayCore", "CURing", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "TurnRelay",
+            dependencies: [
+                "RelayIO", "RelayCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "TurnBench",
+            dependencies: [
+                "RelayCore", "RelayIO", "STUN",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/TurnBench"
+        ),
+        .testTarget(name: "STUNTests", dependencies: ["STUN"]),
+        .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore", "STUN"]),
+        .testTarget(name: "RelayIOTests", dependencies: ["RelayIO", "RelayCore", "STUN"]),
+        .testTarget(name: "InteropTests", dependencies: ["RelayIO", "RelayCore", "STUN"]),
+    ]
+)

@@ -1,0 +1,41 @@
+import STUN
+
+/// Names a socket between the core and the shell without the core knowing file descriptors.
+///
+/// `listener(.ipv4)` and `listener(.ipv6)` are the TURN port sockets of one worker. Every other
+/// handle names an allocation (relay) socket; the core chooses these handles itself (a dense index,
+/// so the shell can keep its per-socket state in an array indexed by `allocationIndex`) and asks the
+/// shell to open them with a `SocketRequest`.
+public struct SocketHandle: Hashable, Sendable {
+    public var raw: UInt32
+
+    @inlinable public init(raw: UInt32) { self.raw = raw }
+
+    @inlinable public static func listener(_ family: AddressFamily) -> SocketHandle {
+        SocketHandle(raw: family == .ipv4 ? 0 : 1)
+    }
+
+    @inlinable public static func allocation(index: Int) -> SocketHandle {
+        SocketHandle(raw: UInt32(index) + 2)
+    }
+
+    @inlinable public var isListener: Bool { raw < 2 }
+
+    /// The dense index of an allocation socket, or nil for a listener.
+    @inlinable public var allocationIndex: Int? { raw < 2 ? nil : Int(raw - 2) }
+}
+
+/// What the core asks the shell to do with sockets. The shell answers every `.open` with
+/// `Server.socketOpened(_:result:now:into:)`; bind failure is an answer, not a crash.
+public enum SocketRequest: Hashable, Sendable {
+    /// Bind a UDP socket for an allocation on the relay address of `family`, port `port`.
+    case open(SocketHandle, family: AddressFamily, port: UInt16)
+    /// Close it; no datagram for this handle will be produced after this request.
+    case close(SocketHandle)
+}
+
+public enum SocketOpenResult: Hashable, Sendable {
+    case opened
+    /// The bind failed with this errno (EADDRINUSE, EACCES, EMFILE, ...).
+    case failed(errno: Int32)
+}

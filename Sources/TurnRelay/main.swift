@@ -1,0 +1,2 @@
+import RelayIO
+print("turn-relay: io_uring probe =", RelayRuntime.probe())
