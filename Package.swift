@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // The only code that includes <liburing.h>.
@@ -46,10 +47,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The benchmark's logic (load generator, statistics, result parsing), testable.
+        .target(
+            name: "TurnBenchKit",
+            dependencies: [
+                "RelayCore", "RelayIO", "STUN",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "Benchmarks/TurnBenchKit"
+        ),
         .executableTarget(
             name: "TurnBench",
             dependencies: [
-                "RelayCore", "RelayIO", "STUN",
+                "TurnBenchKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/TurnBench"
@@ -58,5 +68,6 @@ let package = Package(
         .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore", "STUN"]),
         .testTarget(name: "RelayIOTests", dependencies: ["RelayIO", "RelayCore", "STUN"]),
         .testTarget(name: "InteropTests", dependencies: ["RelayIO", "RelayCore", "STUN"]),
+        .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit"]),
     ]
 )

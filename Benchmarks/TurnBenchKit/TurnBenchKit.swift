@@ -1,0 +1,2 @@
+/// PLACEHOLDER: the benchmark logic lands here.
+public enum TurnBenchKit {}

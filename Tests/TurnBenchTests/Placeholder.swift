@@ -1,0 +1,4 @@
+import Testing
+import TurnBenchKit
+
+@Test func placeholderTurnBench() {}
