@@ -1,0 +1,40 @@
+/// ChannelData framing (RFC 8656 §12.4):
+/// ```
+///  0                   1                   2                   3
+///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |         Channel Number        |            Length             |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// /                       Application Data                        /
+/// ```
+/// "The Length field specifies the length in bytes of the application data field (i.e., it does
+/// not include the size of the ChannelData header)." Over UDP, "the padding is not required but
+/// MAY be included"; the length field, not the datagram size, decides where the payload ends.
+///
+/// Both functions run once per relayed packet: inlinable, no allocation, no dynamic dispatch.
+public enum ChannelData {
+    public static let headerLength = 4
+
+    /// RFC 8656 §12: "0x4000 through 0x4FFF: These values are the allowed channel numbers".
+    public static let validChannels: ClosedRange<UInt16> = 0x4000...0x4FFF
+
+    /// The channel and payload length of a ChannelData message, or nil when the datagram is shorter
+    /// than the header, the channel number is outside 0x4000-0x4FFF, or the length field claims more
+    /// bytes than follow the header. Bytes after the payload (padding) are allowed.
+    @inlinable
+    public static func parse(_ bytes: UnsafeRawBufferPointer) -> (channel: UInt16, payloadLength: Int)? {
+        guard bytes.count >= headerLength else { return nil }
+        let channel = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt16.self))
+        guard channel >= 0x4000 && channel <= 0x4FFF else { return nil }
+        let length = Int(UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        guard length <= bytes.count - headerLength else { return nil }
+        return (channel: channel, payloadLength: length)
+    }
+
+    /// Writes the 4-byte header at `p` (no alignment required).
+    @inlinable
+    public static func writeHeader(to p: UnsafeMutableRawPointer, channel: UInt16, payloadLength: UInt16) {
+        p.storeBytes(of: channel.bigEndian, toByteOffset: 0, as: UInt16.self)
+        p.storeBytes(of: payloadLength.bigEndian, toByteOffset: 2, as: UInt16.self)
+    }
+}
