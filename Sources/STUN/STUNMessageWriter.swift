@@ -181,13 +181,18 @@ public struct STUNMessageWriter {
         mac.withUnsafeBytes { copy($0, to: at) }
     }
 
-    /// MESSAGE-INTEGRITY-SHA256 (RFC 8489 §14.6), the full 32-byte HMAC-SHA256.
-    public mutating func appendMessageIntegritySHA256(key: [UInt8]) {
+    /// MESSAGE-INTEGRITY-SHA256 (RFC 8489 §14.6), by default the full 32-byte HMAC-SHA256.
+    ///
+    /// `truncatedTo` keeps only the first bytes of the HMAC: "The value will be at least 16 bytes
+    /// and MUST be a multiple of 4 bytes". Other values are rounded down to a multiple of 4 and
+    /// clamped to 16...32.
+    public mutating func appendMessageIntegritySHA256(key: [UInt8], truncatedTo length: Int = 32) {
+        let length = min(32, max(16, length & ~3))
         let start = offset
-        guard let at = beginAttribute(.messageIntegritySHA256, length: 32) else { return }
+        guard let at = beginAttribute(.messageIntegritySHA256, length: length) else { return }
         let mac = HMAC<SHA256>.authenticationCode(
             for: UnsafeRawBufferPointer(rebasing: buffer[0..<start]), using: SymmetricKey(data: key))
-        mac.withUnsafeBytes { copy($0, to: at) }
+        mac.withUnsafeBytes { copy(UnsafeRawBufferPointer(rebasing: $0.prefix(length)), to: at) }
     }
 
     /// FINGERPRINT (RFC 8489 §14.7); it must be the last attribute.
