@@ -1,0 +1,116 @@
+import Testing
+import STUN
+@testable import RelayCore
+
+private let second: UInt64 = 1_000_000_000
+private let millisecond: UInt64 = 1_000_000
+private let t0: UInt64 = 5 * second
+
+private func v4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) -> IPAddress { .v4(IPv4Address(a, b, c, d)) }
+
+/// How many of `count` requests at `now` the limiter allows.
+private func burst(_ limiter: inout ChallengeRateLimiter, _ source: IPAddress, count: Int, at now: UInt64) -> Int {
+    var allowed = 0
+    for _ in 0 ..< count where limiter.allow(source: source, nowNanoseconds: now) { allowed += 1 }
+    return allowed
+}
+
+private func expectBurst(_ limiter: inout ChallengeRateLimiter, _ source: IPAddress, count: Int, at now: UInt64, allowed: Int,
+                         _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
+    let n = burst(&limiter, source, count: count, at: now)
+    #expect(n == allowed, comment, sourceLocation: sourceLocation)
+}
+
+@Test func tenPerSecondPerSource() {
+    var limiter = ChallengeRateLimiter()
+    let a = v4(198, 51, 100, 1)
+    expectBurst(&limiter, a, count: 10, at: t0, allowed: 10)
+    expectBurst(&limiter, a, count: 1, at: t0, allowed: 0)
+    expectBurst(&limiter, a, count: 1, at: t0 + 99 * millisecond, allowed: 0)
+}
+
+@Test func budgetRefills() {
+    var limiter = ChallengeRateLimiter(perSecond: 10)
+    let a = v4(198, 51, 100, 1)
+    expectBurst(&limiter, a, count: 20, at: t0, allowed: 10)
+    // One response per 100 ms at the sustained rate.
+    expectBurst(&limiter, a, count: 5, at: t0 + 100 * millisecond, allowed: 1)
+    expectBurst(&limiter, a, count: 5, at: t0 + 250 * millisecond, allowed: 1)
+    // After a quiet second the full burst is back.
+    expectBurst(&limiter, a, count: 20, at: t0 + 2 * second, allowed: 10)
+    var slow = ChallengeRateLimiter(perSecond: 1)
+    expectBurst(&slow, a, count: 3, at: t0, allowed: 1)
+    expectBurst(&slow, a, count: 3, at: t0 + second - 1, allowed: 0)
+    expectBurst(&slow, a, count: 3, at: t0 + second, allowed: 1)
+}
+
+@Test func differentSourcesAreIndependent() {
+    var limiter = ChallengeRateLimiter()
+    let a = v4(198, 51, 100, 1), b = v4(198, 51, 100, 2)
+    let c: IPAddress = .v6(IPv6Address(high: 0x2001_0DB8_0000_0001, low: 1))
+    expectBurst(&limiter, a, count: 15, at: t0, allowed: 10)
+    expectBurst(&limiter, b, count: 15, at: t0, allowed: 10)
+    expectBurst(&limiter, c, count: 15, at: t0, allowed: 10)
+}
+
+@Test func ipv6IsLimitedPerSlash64AndMappedIPv4SharesTheIPv4Budget() {
+    var limiter = ChallengeRateLimiter()
+    let host1: IPAddress = .v6(IPv6Address(high: 0x2001_0DB8_0000_0001, low: 1))
+    let host2: IPAddress = .v6(IPv6Address(high: 0x2001_0DB8_0000_0001, low: 0xFFFF))
+    let otherNet: IPAddress = .v6(IPv6Address(high: 0x2001_0DB8_0000_0002, low: 1))
+    expectBurst(&limiter, host1, count: 6, at: t0, allowed: 6)
+    expectBurst(&limiter, host2, count: 6, at: t0, allowed: 4, "same /64, same budget")
+    expectBurst(&limiter, otherNet, count: 12, at: t0, allowed: 10)
+
+    let v4Source = v4(203, 0, 113, 9)
+    let mapped: IPAddress = .v6(IPv6Address(high: 0, low: 0xFFFF_CB00_7109))
+    expectBurst(&limiter, v4Source, count: 7, at: t0, allowed: 7)
+    expectBurst(&limiter, mapped, count: 7, at: t0, allowed: 3)
+}
+
+@Test func collidingSourceIsChargedToABusyOccupantAndTakesOverAQuietOne() {
+    var limiter = ChallengeRateLimiter(perSecond: 10, tableSize: 1)
+    let a = v4(198, 51, 100, 1), b = v4(198, 51, 100, 2)
+    expectBurst(&limiter, a, count: 10, at: t0, allowed: 10)
+    expectBurst(&limiter, b, count: 1, at: t0, allowed: 0, "b shares a's spent budget")
+    // Once a's budget is full again, b takes the slot with a full budget of its own.
+    expectBurst(&limiter, b, count: 15, at: t0 + second, allowed: 10)
+}
+
+@Test func millionSpoofedSourcesKeepMemoryConstant() {
+    var limiter = ChallengeRateLimiter(perSecond: 10, tableSize: 4096, seed: 0x5EED)
+    #expect(limiter.memoryFootprintEntries == 4096)
+    let victim = v4(192, 0, 2, 77)
+    var victimAllowed = 0
+    // One million distinct sources, 1 µs apart (one second of traffic); every 100th packet
+    // carries the victim's address (a reflection attempt towards it).
+    for i in 0 ..< 1_000_000 {
+        let now = t0 + UInt64(i) * 1_000
+        let spoofed: IPAddress = i % 2 == 0
+            ? .v4(IPv4Address(0x0B00_0000 &+ UInt32(i)))
+            : .v6(IPv6Address(high: 0x2400_0000_0000_0000 | UInt64(i) << 16, low: UInt64(i)))
+        _ = limiter.allow(source: spoofed, nowNanoseconds: now)
+        if i % 100 == 0 && limiter.allow(source: victim, nowNanoseconds: now) { victimAllowed += 1 }
+    }
+    #expect(limiter.memoryFootprintEntries == 4096)
+    // Burst of 10 plus at most 10 refills in one second, whatever the spoofed traffic does.
+    #expect(victimAllowed >= 10 && victimAllowed <= 20, "victim got \(victimAllowed)")
+}
+
+@Test func configurationIsClamped() {
+    #expect(ChallengeRateLimiter(perSecond: 10, tableSize: 0).memoryFootprintEntries == 1)
+    #expect(ChallengeRateLimiter(perSecond: 10, tableSize: -5).memoryFootprintEntries == 1)
+    var zero = ChallengeRateLimiter(perSecond: 0)
+    expectBurst(&zero, v4(8, 8, 8, 8), count: 3, at: t0, allowed: 1, "perSecond below 1 counts as 1")
+}
+
+@Test func extremeClockValuesDoNotTrap() {
+    var limiter = ChallengeRateLimiter(perSecond: Int.max, tableSize: 8)
+    let a = v4(8, 8, 8, 8)
+    expectBurst(&limiter, a, count: 100, at: UInt64.max, allowed: 100)
+    var normal = ChallengeRateLimiter()
+    _ = burst(&normal, a, count: 20, at: UInt64.max)
+    _ = burst(&normal, a, count: 20, at: 0)                // clock went back
+    _ = burst(&normal, a, count: 20, at: UInt64.max - 1)
+    #expect(normal.memoryFootprintEntries == 4096)
+}
