@@ -23,11 +23,12 @@ public enum ChannelData {
     /// bytes than follow the header. Bytes after the payload (padding) are allowed.
     @inlinable
     public static func parse(_ bytes: UnsafeRawBufferPointer) -> (channel: UInt16, payloadLength: Int)? {
-        guard bytes.count >= headerLength else { return nil }
+        // Literals rather than `headerLength`/`validChannels`: no global accessor on the fast path.
+        guard bytes.count >= 4 else { return nil }
         let channel = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt16.self))
         guard channel >= 0x4000 && channel <= 0x4FFF else { return nil }
         let length = Int(UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-        guard length <= bytes.count - headerLength else { return nil }
+        guard length <= bytes.count - 4 else { return nil }
         return (channel: channel, payloadLength: length)
     }
 

@@ -22,10 +22,9 @@ extension STUNMessage {
         guard offset >= 0 else { return false }
         let value = bytes.slice(offset + 4, Int(bytes.readUInt16(at: offset + 2)))
         guard value.count == 20 else { return false }
-        let mac = HMAC<Insecure.SHA1>.authenticationCode(
-            for: STUNMessage.hmacInput(bytes, upTo: offset, adjustedLength: offset - Self.headerLength + 24),
-            using: SymmetricKey(data: key))
-        return mac.withUnsafeBytes { constantTimeEqual($0, value) }
+        var hmac = HMAC<Insecure.SHA1>(key: SymmetricKey(data: key))
+        feed(&hmac, upTo: offset, adjustedLength: offset - Self.headerLength + 24)
+        return hmac.finalize().withUnsafeBytes { constantTimeEqual($0, value) }
     }
 
     /// Verifies MESSAGE-INTEGRITY-SHA256 with `key`. RFC 8489 §14.6: "The value will be at least 16
@@ -35,18 +34,17 @@ extension STUNMessage {
         guard offset >= 0 else { return false }
         let value = bytes.slice(offset + 4, Int(bytes.readUInt16(at: offset + 2)))
         guard value.count >= 16, value.count <= 32, value.count & 3 == 0 else { return false }
-        let mac = HMAC<SHA256>.authenticationCode(
-            for: STUNMessage.hmacInput(bytes, upTo: offset, adjustedLength: offset - Self.headerLength + 4 + value.count),
-            using: SymmetricKey(data: key))
-        return mac.withUnsafeBytes { constantTimeEqual(UnsafeRawBufferPointer(rebasing: $0.prefix(value.count)), value) }
+        var hmac = HMAC<SHA256>(key: SymmetricKey(data: key))
+        feed(&hmac, upTo: offset, adjustedLength: offset - Self.headerLength + 4 + value.count)
+        return hmac.finalize().withUnsafeBytes { constantTimeEqual(UnsafeRawBufferPointer(rebasing: $0.prefix(value.count)), value) }
     }
 
-    /// The message up to `end` with the header's length field replaced by `adjustedLength`.
-    static func hmacInput(_ bytes: UnsafeRawBufferPointer, upTo end: Int, adjustedLength: Int) -> [UInt8] {
-        var input = [UInt8](bytes[0..<end])
-        input[2] = UInt8(truncatingIfNeeded: adjustedLength >> 8)
-        input[3] = UInt8(truncatingIfNeeded: adjustedLength)
-        return input
+    /// Feeds the message up to `end` with the header's length field replaced by `adjustedLength`,
+    /// without copying the message.
+    func feed<H: HashFunction>(_ hmac: inout HMAC<H>, upTo end: Int, adjustedLength: Int) {
+        hmac.update(data: bytes.slice(0, 2))
+        withUnsafeBytes(of: UInt16(truncatingIfNeeded: adjustedLength).bigEndian) { hmac.update(data: $0) }
+        hmac.update(data: bytes.slice(4, end - 4))
     }
 }
 

@@ -94,13 +94,20 @@ public struct STUNMessage {
     /// The comprehension-required attribute types (0x0000-0x7FFF) that count and that `known`
     /// rejects, each listed once, in order of first appearance: the content of UNKNOWN-ATTRIBUTES
     /// for a 420 response (RFC 8489 §6.3.1.1).
+    ///
+    /// At most `unknownAttributesLimit` types are listed, so that a datagram packed with thousands
+    /// of distinct unknown types costs linear time and yields a response of bounded size; the
+    /// message is rejected all the same.
     public func unknownComprehensionRequired(known: (AttributeType) -> Bool) -> [AttributeType] {
         var unknown: [AttributeType] = []
-        forEachAttribute { t, _ in
+        walk { t, _ in
             if t.isComprehensionRequired && !known(t) && !unknown.contains(t) { unknown.append(t) }
+            return unknown.count < Self.unknownAttributesLimit
         }
         return unknown
     }
+
+    public static let unknownAttributesLimit = 32
 
     /// Walks the counted attributes until `body` returns false. The message was validated by
     /// `parse`, so every header and value is in bounds.

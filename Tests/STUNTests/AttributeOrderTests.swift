@@ -76,3 +76,12 @@ import STUN
         #expect(unknown == [.messageIntegrity])
     }
 }
+
+@Suite struct UnknownAttributesLimitTests {
+    @Test func unknownListIsBounded() throws {
+        let attributes = (0..<300).flatMap { i in tlv(UInt16(0x1000 + i), []) }
+        let unknown = try parsed(message(attributes: attributes)) { m in m.unknownComprehensionRequired(known: { _ in false }) }
+        #expect(unknown.count == STUNMessage.unknownAttributesLimit)
+        #expect(unknown.first?.rawValue == 0x1000)
+    }
+}
