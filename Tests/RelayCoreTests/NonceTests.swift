@@ -3,7 +3,7 @@ import STUN
 @testable import RelayCore
 
 // Expected nonces computed independently with Python:
-//   key = bytes(range(32)); prefix = ("obMatJos2" + feat + "%016x" % ts).encode()
+//   key = bytes(range(32)); feat = "AAAB" or "AAAA"; prefix = ("obMatJos2" + feat + "%016x" % ts).encode()
 //   tag = hmac.new(key, prefix + bytes([family, port >> 8, port & 0xff]) + ip.packed, hashlib.sha256).digest()[:16].hex()
 
 private let key: [UInt8] = Array(0 ..< 32)
@@ -13,8 +13,8 @@ private let clientV6 = TransportAddress(ip: .v6(IPv6Address(high: 0x2001_0DB8_00
 private let authority = NonceAuthority(key: key)
 
 @Test func nonceMatchesIndependentVector() {
-    #expect(authority.mint(for: client, nowUnixSeconds: now) == "obMatJos2gAAA000000006553f10041028bdd4e07bd034ef57c42d20ada4b")
-    #expect(authority.mint(for: clientV6, nowUnixSeconds: now) == "obMatJos2gAAA000000006553f10024401cf23f02b787cf9b7a33d4be78a0")
+    #expect(authority.mint(for: client, nowUnixSeconds: now) == "obMatJos2AAAB000000006553f100e64dd7d82090f21e5436411ad17b3e86")
+    #expect(authority.mint(for: clientV6, nowUnixSeconds: now) == "obMatJos2AAAB000000006553f10000cc17f9bd42d6c52a7dfb1d8241a205")
     let plain = NonceAuthority(key: key, advertisePasswordAlgorithms: false)
     #expect(plain.mint(for: client, nowUnixSeconds: now) == "obMatJos2AAAA000000006553f1008870a929b3e7a2f736caf61329c3ae92")
 }
@@ -32,12 +32,16 @@ private let authority = NonceAuthority(key: key)
     let plain = NonceAuthority(key: key, advertisePasswordAlgorithms: false)
     #expect(authority.advertisesPasswordAlgorithms)
     #expect(!plain.advertisesPasswordAlgorithms)
-    #expect(authority.mint(for: client, nowUnixSeconds: now).hasPrefix("obMatJos2gAAA"))
+    #expect(authority.mint(for: client, nowUnixSeconds: now).hasPrefix("obMatJos2AAAB"))
     #expect(plain.mint(for: client, nowUnixSeconds: now).hasPrefix("obMatJos2AAAA"))
     #expect(NonceAuthority.hasPasswordAlgorithmsBit(authority.mint(for: client, nowUnixSeconds: now)))
     #expect(!NonceAuthority.hasPasswordAlgorithmsBit(plain.mint(for: client, nowUnixSeconds: now)))
     #expect(!NonceAuthority.hasPasswordAlgorithmsBit(""))
-    #expect(!NonceAuthority.hasPasswordAlgorithmsBit("gAAA"))
+    #expect(!NonceAuthority.hasPasswordAlgorithmsBit("AAAB"))
+    #expect(NonceAuthority.hasPasswordAlgorithmsBit("obMatJos2AAAD"), "both feature bits")
+    #expect(!NonceAuthority.hasPasswordAlgorithmsBit("obMatJos2AAAC"), "username anonymity only (RFC 8489 B.1)")
+    #expect(!NonceAuthority.hasPasswordAlgorithmsBit("obMatJos2gAAA"), "bit 23, not bit 0 (erratum 6290)")
+    #expect(!NonceAuthority.hasPasswordAlgorithmsBit("obMatJos2AAA"))
     #expect(!NonceAuthority.hasPasswordAlgorithmsBit("obMatJos2"))
     #expect(!NonceAuthority.hasPasswordAlgorithmsBit("obMatJos2!AAA"))
 }
@@ -111,14 +115,22 @@ private let authority = NonceAuthority(key: key)
 }
 
 @Test(arguments: [
-    "", "obMatJos2", "obMatJos2gAAA", "garbage", "obMatJos2gAAA000000006553f10041028bdd4e07bd034ef57c42d20ada4",
-    "obMatJos2gAAA000000006553f10041028bdd4e07bd034ef57c42d20ada4bb", "obMatJos2gAAA000000006553f10041028bdd4e07bd034ef57c42d20ada4 ",
-    "xbMatJos2gAAA000000006553f10041028bdd4e07bd034ef57c42d20ada4b", "obMatJos2gAAAzzzzzzzzzzzzzzzz41028bdd4e07bd034ef57c42d20ada4b",
-    "obMatJos2gAAA000000006553f100é1028bdd4e07bd034ef57c42d20ada4", String(repeating: "\u{0}", count: 61),
-    "obMatJos2gAAA-00000006553f10041028bdd4e07bd034ef57c42d20ada4b", "obMatJos2gAAA+00000006553f10041028bdd4e07bd034ef57c42d20ada4b",
+    "", "obMatJos2", "obMatJos2AAAB", "garbage", String(repeating: "\u{0}", count: 61),
+    "xbMatJos2AAAB000000006553f100e64dd7d82090f21e5436411ad17b3e86", "obMatJos2AAABzzzzzzzzzzzzzzzze64dd7d82090f21e5436411ad17b3e86",
+    "obMatJos2AAAB000000006553f100é4dd7d82090f21e5436411ad17b3e8", "obMatJos2AAAB-00000006553f100e64dd7d82090f21e5436411ad17b3e86",
+    "obMatJos2AAAB+00000006553f100e64dd7d82090f21e5436411ad17b3e86", "obMatJos2AAAB 00000006553f100e64dd7d82090f21e5436411ad17b3e86",
 ])
 func garbageNoncesAreInvalid(_ nonce: String) {
     #expect(authority.validate(nonce, for: client, nowUnixSeconds: now) == .invalid)
+}
+
+@Test func truncatedOrExtendedNonceIsInvalid() {
+    let n = authority.mint(for: client, nowUnixSeconds: now)
+    #expect(authority.validate(String(n.dropLast()), for: client, nowUnixSeconds: now) == .invalid)
+    #expect(authority.validate(n + "0", for: client, nowUnixSeconds: now) == .invalid)
+    #expect(authority.validate(n + " ", for: client, nowUnixSeconds: now) == .invalid)
+    #expect(authority.validate(" " + n, for: client, nowUnixSeconds: now) == .invalid)
+    #expect(authority.validate(String(n.dropLast()) + "é", for: client, nowUnixSeconds: now) == .invalid)
 }
 
 @Test func hugeNonceIsInvalidWithoutTrapping() {

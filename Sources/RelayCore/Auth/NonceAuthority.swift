@@ -12,8 +12,10 @@ import STUN
 ///
 /// - RFC 8489 §9.2: "the nonce value starts with the 'nonce cookie'": the nine characters
 ///   "obMatJos2" followed by "the Security Feature Set ... encoded as 4 characters by taking the
-///   24-bit value and encoding it using base64". Bit 0 (the most significant bit) is "Password
-///   algorithms", so the features read "gAAA" when it is set and "AAAA" when not.
+///   24-bit value and encoding it using base64". Bit 0 is "Password algorithms" (§18.1), and
+///   per RFC errata 6290 bits are numbered from the least significant end, so the features read
+///   "AAAB" when it is set and "AAAA" when not (the RFC's own B.1 example "AAAC" is bit 1,
+///   username anonymity; libjuice tests `bits & 0x01`).
 /// - The timestamp is the minting time in Unix seconds, 16 lower-case hex digits.
 /// - The tag is HMAC-SHA256(key, first 29 characters ‖ family ‖ port ‖ address bytes), so the
 ///   feature bits and the timestamp are authenticated together with the client 5-tuple's
@@ -43,7 +45,7 @@ public struct NonceAuthority: Sendable {
     public func mint(for client: TransportAddress, nowUnixSeconds: UInt64) -> String {
         var text = Self.cookie
         text.reserveCapacity(Self.length)
-        text += Array((advertisesPasswordAlgorithms ? "gAAA" : "AAAA").utf8)
+        text += Array((advertisesPasswordAlgorithms ? "AAAB" : "AAAA").utf8)
         Self.appendHex(nowUnixSeconds, digits: 16, to: &text)
         let tag = self.tag(signed: text, client: client)
         for b in tag { Self.appendHex(UInt64(b), digits: 2, to: &text) }
@@ -83,10 +85,11 @@ public struct NonceAuthority: Sendable {
     /// when it does, the request must carry PASSWORD-ALGORITHMS and PASSWORD-ALGORITHM
     /// (RFC 8489 §9.2.4). Reads only the feature characters; validate the nonce first.
     public static func hasPasswordAlgorithmsBit(_ nonce: String) -> Bool {
-        var it = nonce.utf8.dropFirst(cookie.count).makeIterator()
-        // The first base64 character carries the top six bits; bit 0 is its top bit (value ≥ 32).
-        guard nonce.utf8.starts(with: cookie), let c = it.next(), let v = base64Value(c) else { return false }
-        return v & 0x20 != 0
+        // The fourth base64 character carries the six least significant bits; bit 0 is its lowest.
+        let features = nonce.utf8.dropFirst(cookie.count).prefix(4)
+        guard nonce.utf8.starts(with: cookie), features.count == 4, let last = features.last,
+              let v = base64Value(last) else { return false }
+        return v & 0x01 != 0
     }
 
     // MARK: - Private
