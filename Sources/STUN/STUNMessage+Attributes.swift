@@ -50,6 +50,11 @@ extension STUNMessage {
         try address(.mappedAddress, xor: false)
     }
 
+    /// ALTERNATE-SERVER (RFC 8489 §14.15), encoded like MAPPED-ADDRESS.
+    public func alternateServer() throws(STUNAttributeError) -> TransportAddress? {
+        try address(.alternateServer, xor: false)
+    }
+
     /// Every XOR-PEER-ADDRESS, in order. RFC 8656 §10.1: a CreatePermission request "MUST contain
     /// at least one XOR-PEER-ADDRESS attribute and MAY contain multiple such attributes".
     public func xorPeerAddresses() throws(STUNAttributeError) -> [TransportAddress] {

@@ -88,7 +88,13 @@ public struct STUNMessageWriter {
 
     /// MAPPED-ADDRESS (RFC 8489 §14.1), the address in the clear.
     public mutating func appendMappedAddress(_ address: TransportAddress) {
-        guard let at = beginAttribute(.mappedAddress, length: AddressAttribute.valueLength(address.family)) else { return }
+        appendPlainAddress(.mappedAddress, address)
+    }
+
+    /// An address in MAPPED-ADDRESS encoding under another type, e.g. ALTERNATE-SERVER (RFC 8489
+    /// §14.15: "It is encoded in the same way as MAPPED-ADDRESS").
+    public mutating func appendPlainAddress(_ type: AttributeType, _ address: TransportAddress) {
+        guard let at = beginAttribute(type, length: AddressAttribute.valueLength(address.family)) else { return }
         AddressAttribute.encode(address, xor: nil, into: buffer, at: at)
     }
 

@@ -26,6 +26,7 @@ import STUN
             w.appendXorAddress(.xorRelayedAddress, peer6)
             w.appendXorAddress(.xorMappedAddress, peer4)
             w.appendMappedAddress(peer6)
+            w.appendPlainAddress(.alternateServer, peer4)
             [UInt8](hex("de ad be ef 01")).withUnsafeBytes { w.append(.data, bytes: $0) }
             w.appendErrorCode(.allocationQuotaReached)
             w.appendAddressErrorCode(family: .ipv6, code: 440, reason: "Address Family not Supported")
@@ -56,6 +57,7 @@ import STUN
             #expect(try m.xorRelayedAddresses() == [peer6])
             #expect(try m.xorMappedAddress() == peer4)
             #expect(try m.mappedAddress() == peer6)
+            #expect(try m.alternateServer() == peer4)
             #expect(m.data().map(Array.init) == hex("de ad be ef 01"))
             let error = try m.errorCode()
             #expect(error?.code == 486 && error?.reason == "Allocation Quota Reached")
@@ -67,6 +69,16 @@ import STUN
             let icmp = try m.icmp()
             #expect(icmp?.type == 3 && icmp?.code == 1 && icmp?.errorData == 0xCAFE)
             #expect(try m.userhash()?.count == 32)
+        }
+    }
+
+    @Test func accessorsReturnSlicesOfTheMessageWithoutCopying() throws {
+        let bytes = message(attributes: tlv(0x0006, Array("bob".utf8)) + tlv(0x0013, [9, 8, 7, 6, 5]))
+        try parsed(bytes) { m throws in
+            let data = try #require(m.data())
+            #expect(data.baseAddress == m.bytes.baseAddress.map { $0 + 20 + 8 + 4 })
+            #expect(Array(data) == [9, 8, 7, 6, 5])
+            #expect(m.attribute(.username)?.baseAddress == m.bytes.baseAddress.map { $0 + 24 })
         }
     }
 
