@@ -47,11 +47,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Bench-only C: batched UDP I/O and epoll wrappers; a malloc counter for the executable only.
+        .target(name: "CTurnBenchIO", path: "CShims/CTurnBenchIO"),
+        .target(name: "CMallocCounter", path: "CShims/CMallocCounter"),
         // The benchmark's logic (load generator, statistics, result parsing), testable.
         .target(
             name: "TurnBenchKit",
             dependencies: [
-                "RelayCore", "RelayIO", "STUN",
+                "RelayCore", "RelayIO", "STUN", "CTurnBenchIO",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/TurnBenchKit"
@@ -59,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "TurnBench",
             dependencies: [
-                "TurnBenchKit",
+                "TurnBenchKit", "CMallocCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/TurnBench"

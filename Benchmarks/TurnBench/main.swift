@@ -1,1 +1,7 @@
-print("turn-bench: not built yet")
+import ArgumentParser
+import CMallocCounter
+import TurnBenchKit
+
+// The malloc counter lives in this executable only; the library reads it through this hook.
+AllocationCounter.install { tb_allocation_count() }
+TurnBench.main()

@@ -1,0 +1,39 @@
+import Foundation
+
+/// Another process's CPU time and memory, read from /proc.
+public enum ProcessStats {
+    /// utime + stime in clock ticks from the text of /proc/PID/stat (fields 14 and 15, counted
+    /// after the parenthesised command name, which may itself contain spaces or parentheses).
+    public static func cpuTicks(statText: String) -> UInt64? {
+        guard let close = statText.lastIndex(of: ")") else { return nil }
+        let rest = statText[statText.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
+        // rest[0] is field 3 (state); utime is field 14, stime field 15.
+        guard rest.count > 12, let u = UInt64(rest[11]), let s = UInt64(rest[12]) else { return nil }
+        return u + s
+    }
+
+    /// VmRSS in KiB from the text of /proc/PID/status.
+    public static func residentKiB(statusText: String) -> UInt64? {
+        for line in statusText.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard parts.count >= 2 else { return nil }
+            return UInt64(parts[1].trimmingCharacters(in: .whitespaces))
+        }
+        return nil
+    }
+
+    static let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+
+    /// CPU seconds (user + system, all threads) of `pid`, nil if unreadable.
+    public static func cpuSeconds(pid: Int32) -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let ticks = cpuTicks(statText: text) else { return nil }
+        return Double(ticks) / ticksPerSecond
+    }
+
+    public static func residentBytes(pid: Int32) -> UInt64? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let kib = residentKiB(statusText: text) else { return nil }
+        return kib * 1024
+    }
+}

@@ -1,2 +1,0 @@
-/// PLACEHOLDER: the benchmark logic lands here.
-public enum TurnBenchKit {}

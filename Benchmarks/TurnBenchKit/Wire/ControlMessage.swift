@@ -1,0 +1,64 @@
+import STUN
+
+/// The TURN requests the load generator sends (RFC 8656), and what it needs from the answers.
+public enum ControlRequest: Sendable, Equatable {
+    /// Allocate with REQUESTED-TRANSPORT UDP.
+    case allocate
+    /// Refresh with this LIFETIME (0 deletes the allocation).
+    case refresh(lifetime: UInt32)
+    /// ChannelBind `channel` to `peer` (also installs the permission, RFC 8656 §12).
+    case channelBind(channel: UInt16, peer: TransportAddress)
+    case createPermission(peer: TransportAddress)
+
+    public var method: UInt16 {
+        switch self {
+        case .allocate: return 0x003
+        case .refresh: return 0x004
+        case .createPermission: return 0x008
+        case .channelBind: return 0x009
+        }
+    }
+}
+
+/// The long-term credential attributes of an authenticated request.
+public struct ControlAuth: Sendable, Equatable {
+    public var username: String
+    public var realm: String
+    public var nonce: String
+    /// MD5(username ":" realm ":" password), RFC 8489 §9.2.2.
+    public var key: [UInt8]
+
+    public init(username: String, realm: String, nonce: String, key: [UInt8]) {
+        self.username = username
+        self.realm = realm
+        self.nonce = nonce
+        self.key = key
+    }
+}
+
+/// A decoded response to a `ControlRequest`.
+public struct ControlResponse: Sendable, Equatable {
+    public var transactionID: [UInt8]
+    public var method: UInt16
+    public var isSuccess: Bool
+    public var errorCode: Int?
+    public var realm: String?
+    public var nonce: String?
+    public var relayedAddress: TransportAddress?
+    public var mappedAddress: TransportAddress?
+    public var lifetime: UInt32?
+
+    public init(transactionID: [UInt8], method: UInt16, isSuccess: Bool, errorCode: Int? = nil, realm: String? = nil,
+                nonce: String? = nil, relayedAddress: TransportAddress? = nil, mappedAddress: TransportAddress? = nil,
+                lifetime: UInt32? = nil) {
+        self.transactionID = transactionID
+        self.method = method
+        self.isSuccess = isSuccess
+        self.errorCode = errorCode
+        self.realm = realm
+        self.nonce = nonce
+        self.relayedAddress = relayedAddress
+        self.mappedAddress = mappedAddress
+        self.lifetime = lifetime
+    }
+}

@@ -1,4 +1,0 @@
-import Testing
-import TurnBenchKit
-
-@Test func placeholderTurnBench() {}
