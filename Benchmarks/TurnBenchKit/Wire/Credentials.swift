@@ -1,5 +1,4 @@
-import Crypto
-import Foundation
+import RelayCore
 
 /// How the load generator authenticates: a TURN REST shared secret (time-limited usernames,
 /// password = base64(HMAC-SHA1(secret, username))) or one static user.
@@ -13,9 +12,7 @@ public enum CredentialSource: Sendable, Equatable {
         case .user(let name, let password):
             return (name, password)
         case .restSecret(let secret):
-            let username = "\(nowUnixSeconds + ttlSeconds):bench\(index)"
-            let mac = HMAC<Insecure.SHA1>.authenticationCode(for: Array(username.utf8), using: SymmetricKey(data: Array(secret.utf8)))
-            return (username, Data(mac).base64EncodedString())
+            return RESTCredential.make(secret: secret, ttlSeconds: ttlSeconds, id: "bench\(index)", nowUnixSeconds: nowUnixSeconds)
         }
     }
 
