@@ -1,2 +1,2 @@
 import RelayIO
-print("turn-relay: io_uring probe =", RelayRuntime.probe())
+print("turn-relay: io_uring probe =", IOUringProbe.run())

@@ -1,0 +1,77 @@
+import CURing
+
+/// Bookkeeping of the sendmsg calls in flight, one entry per shim send slot: which buffers each
+/// points into (released when it completes) and enough to re-send it without GSO.
+final class SendTable {
+    static let maxSegments = Int(CU_SEND_MAX_IOV)
+    /// A reference names a receive buffer (its id) or, with this bit, a transmit buffer.
+    static let transmitBit: UInt32 = 0x8000_0000
+
+    let count: Int
+    let free: UnsafeMutablePointer<UInt32>
+    var freeCount: Int
+    let socket: UnsafeMutablePointer<UInt32>
+    let destination: UnsafeMutablePointer<cu_addr>
+    let segments: UnsafeMutablePointer<UInt16>
+    let segmentSize: UnsafeMutablePointer<UInt16>
+    let references: UnsafeMutablePointer<UInt32>
+
+    init(count: Int) {
+        self.count = count
+        free = .allocate(capacity: count)
+        for i in 0..<count { free[i] = UInt32(count - 1 - i) }
+        freeCount = count
+        socket = .allocate(capacity: count)
+        socket.initialize(repeating: 0, count: count)
+        destination = .allocate(capacity: count)
+        destination.initialize(repeating: cu_addr(), count: count)
+        segments = .allocate(capacity: count)
+        segments.initialize(repeating: 0, count: count)
+        segmentSize = .allocate(capacity: count)
+        segmentSize.initialize(repeating: 0, count: count)
+        references = .allocate(capacity: count * Self.maxSegments)
+        references.initialize(repeating: 0, count: count * Self.maxSegments)
+    }
+
+    deinit {
+        free.deallocate()
+        socket.deallocate()
+        destination.deallocate()
+        segments.deallocate()
+        segmentSize.deallocate()
+        references.deallocate()
+    }
+
+    @inline(__always) func take() -> Int? {
+        guard freeCount > 0 else { return nil }
+        freeCount -= 1
+        return Int(free[freeCount])
+    }
+
+    @inline(__always) func give(_ slot: Int) {
+        segments[slot] = 0
+        free[freeCount] = UInt32(slot)
+        freeCount += 1
+    }
+
+    @inline(__always) func references(of slot: Int) -> UnsafeMutablePointer<UInt32> {
+        references + slot * Self.maxSegments
+    }
+}
+
+/// What a completion belongs to, in its 64-bit user data: kind in the top byte; for receives the
+/// socket handle (low 32 bits) and its generation (next 16), for sends the send slot.
+enum UserData {
+    static let receiveKind: UInt64 = 1
+    static let sendKind: UInt64 = 2
+    static let cancelKind: UInt64 = 3
+    static let wakeKind: UInt64 = 4
+
+    @inline(__always) static func kind(_ value: UInt64) -> UInt64 { value >> 56 }
+    @inline(__always) static func receive(_ raw: UInt32, generation: UInt16) -> UInt64 {
+        receiveKind << 56 | UInt64(generation) << 32 | UInt64(raw)
+    }
+    @inline(__always) static func send(_ slot: Int) -> UInt64 { sendKind << 56 | UInt64(UInt32(truncatingIfNeeded: slot)) }
+    static let cancel: UInt64 = cancelKind << 56
+    static let wake: UInt64 = wakeKind << 56
+}

@@ -1,0 +1,176 @@
+import CURing
+import Glibc
+import RelayCore
+import STUN
+
+extension Worker {
+    /// GSO limits: at most 64 segments (UDP_MAX_SEGMENTS on older kernels) and the whole run must
+    /// fit one IP datagram.
+    static var maxRunBytes: Int { 65000 }
+
+    /// Turns the batch's datagrams into sendmsg SQEs. A run of consecutive datagrams with the same
+    /// socket, destination and length (the last may be shorter) becomes one sendmsg whose iovecs
+    /// point at each datagram where it lies (receive buffers or transmit buffers) with a
+    /// UDP_SEGMENT cmsg of that length: the kernel builds one GSO packet and segments it late.
+    func submitSends() {
+        let d = batch.datagrams
+        var i = 0
+        while i < d.count {
+            let first = d[i]
+            var j = i + 1
+            if gsoEnabled && first.length > 0 && first.length <= gsoMaxSegment {
+                var total = first.length
+                while j < d.count && j - i < SendTable.maxSegments {
+                    let next = d[j]
+                    guard next.socket == first.socket, next.length > 0, next.length <= first.length,
+                          total + next.length <= Self.maxRunBytes, next.destination == first.destination
+                    else { break }
+                    total += next.length
+                    j += 1
+                    // A shorter datagram can only end a run.
+                    if next.length < first.length { break }
+                }
+            }
+            submitRun(d, from: i, to: j)
+            i = j
+        }
+    }
+
+    func submitRun(_ d: UnsafeBufferPointer<OutboundDatagram>, from: Int, to: Int) {
+        let first = d[from]
+        let fd = fd(for: first.socket)
+        guard fd >= 0 else {
+            statistics.droppedUnknownSocket &+= UInt64(to - from)
+            return
+        }
+        guard let slot = sends.take(), let iov = cu_send_iovecs(ring, UInt32(slot)) else {
+            statistics.droppedSendQueueFull &+= UInt64(to - from)
+            return
+        }
+        let refs = sends.references(of: slot)
+        var n = 0
+        for k in from..<to {
+            let datagram = d[k]
+            let reference: UInt32
+            switch datagram.origin {
+            case .received(let id):
+                let buffer = Int(id)
+                guard buffer < rx.count, rx.holders[buffer] > 0,
+                      rx.contains(datagram.bytes, length: datagram.length, slot: buffer) else {
+                    statistics.droppedInvalidOutbound &+= 1
+                    continue
+                }
+                rx.retain(buffer)
+                reference = UInt32(buffer)
+                iov[n] = iovec(iov_base: UnsafeMutableRawPointer(mutating: datagram.bytes), iov_len: datagram.length)
+            case .arena:
+                guard datagram.length >= 0, datagram.length <= tx.slotBytes else {
+                    statistics.droppedOversize &+= 1
+                    continue
+                }
+                guard let t = tx.take() else {
+                    statistics.droppedTransmitBuffersFull &+= 1
+                    continue
+                }
+                let copy = tx.slot(t)
+                copy.copyMemory(from: datagram.bytes, byteCount: datagram.length)
+                reference = SendTable.transmitBit | UInt32(t)
+                iov[n] = iovec(iov_base: copy, iov_len: datagram.length)
+            }
+            refs[n] = reference
+            n += 1
+        }
+        guard n > 0 else {
+            sends.give(slot)
+            return
+        }
+        let segmentSize = n > 1 ? UInt16(truncatingIfNeeded: first.length) : 0
+        var destination = cu_addr(first.destination)
+        sends.socket[slot] = first.socket.raw
+        sends.destination[slot] = destination
+        sends.segments[slot] = UInt16(n)
+        sends.segmentSize[slot] = segmentSize
+        guard cu_prep_send(ring, UInt32(slot), fd, &destination, UInt32(n), segmentSize, UserData.send(slot)) == 0 else {
+            statistics.droppedSendQueueFull &+= UInt64(n)
+            releaseReferences(slot, count: n)
+            sends.give(slot)
+            return
+        }
+        statistics.sendCalls &+= 1
+        if segmentSize != 0 { statistics.segmentedSends &+= 1 }
+    }
+
+    func handleSendCompletion(_ c: cu_completion) {
+        let slot = Int(UInt32(truncatingIfNeeded: c.user_data))
+        guard slot < sends.count else { return }
+        let n = Int(sends.segments[slot])
+        guard n > 0 else { return }
+        if c.res < 0 {
+            let error = -c.res
+            let segmentSize = Int(sends.segmentSize[slot])
+            if segmentSize != 0 && (error == EIO || error == EINVAL || error == ENOPROTOOPT) {
+                // The kernel refused GSO. EIO (no checksum offload on the egress device) or a
+                // refusal of small segments turns it off for good; EINVAL for a large segment
+                // (wider than the path MTU) only stops trying that size and above.
+                statistics.segmentationFallbacks &+= 1
+                if error == EINVAL && segmentSize > 576 {
+                    gsoMaxSegment = min(gsoMaxSegment, segmentSize - 1)
+                } else {
+                    gsoEnabled = false
+                }
+                resendIndividually(slot)
+                return
+            }
+            statistics.sendErrors &+= 1
+            statistics.lastSendErrno = error
+        } else {
+            statistics.datagramsSent &+= UInt64(n)
+            statistics.bytesSent &+= UInt64(c.res)
+        }
+        releaseReferences(slot, count: n)
+        sends.give(slot)
+    }
+
+    /// Re-sends each segment of a refused GSO send as its own sendmsg, moving the buffer holds over.
+    func resendIndividually(_ slot: Int) {
+        let n = Int(sends.segments[slot])
+        let refs = sends.references(of: slot)
+        guard let oldIov = cu_send_iovecs(ring, UInt32(slot)) else { return }
+        let fd = fd(for: SocketHandle(raw: sends.socket[slot]))
+        var destination = sends.destination[slot]
+        for k in 0..<n {
+            guard fd >= 0, let single = sends.take(), let iov = cu_send_iovecs(ring, UInt32(single)) else {
+                statistics.droppedSendQueueFull &+= 1
+                release(refs[k])
+                continue
+            }
+            iov[0] = oldIov[k]
+            sends.references(of: single)[0] = refs[k]
+            sends.socket[single] = sends.socket[slot]
+            sends.destination[single] = destination
+            sends.segments[single] = 1
+            sends.segmentSize[single] = 0
+            if cu_prep_send(ring, UInt32(single), fd, &destination, 1, 0, UserData.send(single)) != 0 {
+                statistics.droppedSendQueueFull &+= 1
+                release(refs[k])
+                sends.give(single)
+            } else {
+                statistics.sendCalls &+= 1
+            }
+        }
+        sends.give(slot)
+    }
+
+    func releaseReferences(_ slot: Int, count: Int) {
+        let refs = sends.references(of: slot)
+        for k in 0..<count { release(refs[k]) }
+    }
+
+    @inline(__always) func release(_ reference: UInt32) {
+        if reference & SendTable.transmitBit != 0 {
+            tx.give(Int(reference & ~SendTable.transmitBit))
+        } else {
+            rx.release(Int(reference))
+        }
+    }
+}

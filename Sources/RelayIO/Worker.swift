@@ -1,0 +1,374 @@
+import CURing
+import Glibc
+import RelayCore
+import STUN
+
+/// One event loop on one thread: its own ring, buffers, sockets and processor. Nothing in it is
+/// shared with other workers; it is created on, and only touched by, its own thread.
+///
+/// The loop: reap a batch of completions → hand the received datagrams to the processor in one
+/// `process` call → carry out its socket requests (answering `socketOpened` at once) → turn its
+/// outbound datagrams into sendmsg SQEs (GSO runs) → give unheld buffers back → sleep in
+/// `io_uring_submit_and_wait_timeout` until a completion or the processor's next timer (≤ 1 s).
+public final class Worker<P: DatagramProcessor> {
+    let configuration: WorkerConfiguration
+    let processor: P
+    let clock: RelayClock
+    let control: WorkerControl
+    let ring: OpaquePointer
+    let rx: ReceiveBufferPool
+    let tx: TransmitBufferPool
+    let batch: OutboundBatch
+
+    let inbound: UnsafeMutablePointer<InboundDatagram>
+    let inboundCapacity: Int
+    var inboundCount = 0
+    /// Receive buffers held by the datagrams in `inbound` (one hold each).
+    let heldBuffers: UnsafeMutablePointer<Int>
+    var heldCount = 0
+
+    static var completionCapacity: Int { 512 }
+    let completions: UnsafeMutablePointer<cu_completion>
+
+    /// Indexed by `SocketHandle.raw`: 0 and 1 are the listeners, 2... allocation sockets.
+    var sockets: [SocketEntry]
+    var pendingRearm: [UInt32] = []
+
+    let sends: SendTable
+    var gsoEnabled: Bool
+    /// Largest segment size still tried with GSO (lowered when the kernel refuses a size).
+    var gsoMaxSegment = 65535
+
+    var statistics = WorkerStatistics()
+    var drained = false
+    var lastPublish: UInt64 = 0
+
+    struct SocketEntry {
+        var fd: Int32 = -1
+        var generation: UInt16 = 0
+        var armed = false
+        var awaitingRearm = false
+    }
+
+    init(configuration: WorkerConfiguration, listeners: [(SocketHandle, Int32)], processor: P, clock: RelayClock,
+         control: WorkerControl) throws(RelayIOError) {
+        self.configuration = configuration
+        self.processor = processor
+        self.clock = clock
+        self.control = control
+        guard let rx = ReceiveBufferPool(count: configuration.receiveBuffers,
+                                         payloadCapacity: configuration.receivePayloadCapacity,
+                                         maxSegments: max(1, configuration.maxGROSegments)),
+              let tx = TransmitBufferPool(count: configuration.transmitBuffers,
+                                          slotBytes: configuration.transmitBufferBytes)
+        else { throw .configuration("receive buffers must be a power of two ≤ 32768; capacities > 0") }
+        self.rx = rx
+        self.tx = tx
+        var error: Int32 = 0, stage: Int32 = 0
+        guard let ring = cu_ring_create(UInt32(configuration.ringEntries), rx.base, UInt32(rx.count),
+                                        UInt32(rx.stride), UInt32(rx.kernelBytes), &error, &stage)
+        else { throw .ring(stage: stage, errno: -error) }
+        self.ring = ring
+        sends = SendTable(count: Int(cu_send_slot_count(ring)))
+        batch = OutboundBatch(capacity: configuration.outboundCapacity, arenaBytes: configuration.outboundArenaBytes)
+        inboundCapacity = max(configuration.inboundCapacity, configuration.maxGROSegments + 1)
+        inbound = .allocate(capacity: inboundCapacity)
+        heldBuffers = .allocate(capacity: inboundCapacity)
+        completions = .allocate(capacity: Self.completionCapacity)
+        gsoEnabled = configuration.enableGSO
+        sockets = [SocketEntry](repeating: SocketEntry(), count: 2)
+        sockets.reserveCapacity(1024)
+        pendingRearm.reserveCapacity(1024)
+        for (handle, fd) in listeners where handle.raw < 2 {
+            sockets[Int(handle.raw)].fd = fd
+        }
+    }
+
+    deinit {
+        for entry in sockets where entry.fd >= 0 { _ = cu_close(entry.fd) }
+        // Tearing the ring down ends every request still using the buffers; only then free them.
+        cu_ring_destroy(ring)
+        inbound.deinitialize(count: inboundCount)
+        inbound.deallocate()
+        heldBuffers.deallocate()
+        completions.deallocate()
+    }
+
+    public var currentStatistics: WorkerStatistics {
+        var s = statistics
+        s.gsoDisabled = !gsoEnabled && configuration.enableGSO
+        s.allocationSocketsOpen = sockets.dropFirst(2).reduce(0) { $0 + ($1.fd >= 0 ? 1 : 0) }
+        return s
+    }
+
+    // MARK: - The loop
+
+    func run() {
+        armWake()
+        for raw in 0..<2 where sockets[raw].fd >= 0 { arm(UInt32(raw)) }
+        while true {
+            let flags = control.flags
+            if flags & WorkerControl.stopFlag != 0 { break }
+            if flags & WorkerControl.drainFlag != 0 && !drained {
+                drained = true
+                processor.drain(now: clock.now(), into: batch)
+                flushOutbound(now: clock.now())
+            }
+            var now = clock.now()
+            var wait = configuration.maxWaitNanoseconds
+            if let due = processor.nextTimeout() {
+                wait = due <= now ? 0 : min(wait, due.nanoseconds - now.nanoseconds)
+            }
+            if wait == 0 {
+                _ = cu_submit(ring)
+            } else {
+                let rc = cu_submit_and_wait(ring, wait)
+                if rc < 0 && rc != -EBUSY && rc != -EAGAIN { statistics.receiveErrors &+= 1 }
+            }
+            reapAll()
+            now = clock.now()
+            if let due = processor.nextTimeout(), due <= now {
+                processor.handleTimeout(now: now, into: batch)
+                flushOutbound(now: now)
+            }
+            rx.flushReturns(ring)
+            rearmPending()
+            publishStatistics(now: now)
+        }
+        control.publish(currentStatistics)
+    }
+
+    func publishStatistics(now: Instant) {
+        if now.nanoseconds &- lastPublish >= 1_000_000_000 {
+            lastPublish = now.nanoseconds
+            control.publish(currentStatistics)
+        }
+    }
+
+    /// Reaps everything ready, in bounded rounds so timers and sends keep their turn.
+    func reapAll() {
+        for _ in 0..<16 {
+            let n = Int(cu_reap(ring, completions, UInt32(Self.completionCapacity)))
+            for i in 0..<n { handle(completions[i]) }
+            if n < Self.completionCapacity { break }
+        }
+        if inboundCount > 0 { runInbound(now: clock.now()) }
+    }
+
+    func handle(_ c: cu_completion) {
+        switch UserData.kind(c.user_data) {
+        case UserData.receiveKind: handleReceive(c)
+        case UserData.sendKind: handleSendCompletion(c)
+        case UserData.wakeKind:
+            var value: UInt64 = 0
+            _ = read(control.wakeFD, &value, 8)
+            armWake()
+        default: break  // cancel results
+        }
+    }
+
+    // MARK: - Receive
+
+    func arm(_ raw: UInt32) {
+        let entry = sockets[Int(raw)]
+        guard entry.fd >= 0, !entry.armed else { return }
+        if cu_prep_recv_multishot(ring, entry.fd, UserData.receive(raw, generation: entry.generation)) == 0 {
+            sockets[Int(raw)].armed = true
+        } else if !entry.awaitingRearm {
+            sockets[Int(raw)].awaitingRearm = true
+            pendingRearm.append(raw)
+        }
+    }
+
+    func armWake() {
+        _ = cu_prep_poll_in(ring, control.wakeFD, UserData.wake)
+    }
+
+    /// Re-arms receives that ended, once buffers are back in the ring (re-arming into an empty ring
+    /// would only end again with ENOBUFS; the datagrams wait in the socket meanwhile).
+    func rearmPending() {
+        guard !pendingRearm.isEmpty, rx.inRing > 0 else { return }
+        let waiting = pendingRearm
+        pendingRearm.removeAll(keepingCapacity: true)
+        for raw in waiting where Int(raw) < sockets.count {
+            sockets[Int(raw)].awaitingRearm = false
+            if sockets[Int(raw)].fd >= 0 && !sockets[Int(raw)].armed {
+                statistics.receiveRearms &+= 1
+                arm(raw)
+            }
+        }
+    }
+
+    func handleReceive(_ c: cu_completion) {
+        let raw = UInt32(truncatingIfNeeded: c.user_data)
+        let generation = UInt16(truncatingIfNeeded: c.user_data >> 32)
+        let buffer = Int(c.buffer_id)
+        let hasBuffer = c.has_buffer != 0 && buffer < rx.count
+        if hasBuffer { rx.received(buffer) }
+        let live = Int(raw) < sockets.count && sockets[Int(raw)].fd >= 0 && sockets[Int(raw)].generation == generation
+        if live && c.cqe_flags & CU_CQE_F_MORE == 0 {
+            // The multishot ended (buffer exhaustion, error): receive again once possible.
+            sockets[Int(raw)].armed = false
+            if !sockets[Int(raw)].awaitingRearm {
+                sockets[Int(raw)].awaitingRearm = true
+                pendingRearm.append(raw)
+            }
+        }
+        guard c.res >= 0, live, hasBuffer else {
+            if c.res == -ENOBUFS {
+                statistics.receiveBuffersExhausted &+= 1
+            } else if c.res < 0 && c.res != -ECANCELED {
+                statistics.receiveErrors &+= 1
+            }
+            if hasBuffer { rx.release(buffer) }
+            return
+        }
+        guard c.valid != 0, let source = c.source.transportAddress else {
+            statistics.droppedMalformedReceive &+= 1
+            rx.release(buffer)
+            return
+        }
+        if c.msg_flags & UInt32(MSG_TRUNC) != 0 {
+            statistics.droppedTruncated &+= 1
+            rx.release(buffer)
+            return
+        }
+        appendReceived(c, buffer: buffer, socket: SocketHandle(raw: raw), source: source)
+    }
+
+    /// Hands the datagram(s) of one receive to the inbound batch. A coalesced (UDP_GRO) receive
+    /// holds `length / segment` datagrams back to back; the core may write headroom before and
+    /// tailroom after each of them, which would overwrite the neighbour, so the segments are
+    /// spread apart inside the slot first: segment k moves from `k·seg` to `k·(seg + 72)`
+    /// (8 bytes tailroom + 64 bytes headroom between neighbours). The slot's slack after the
+    /// kernel's part is sized for `maxGROSegments` gaps. Moving is the one copy GRO costs;
+    /// segment 0 stays in place.
+    func appendReceived(_ c: cu_completion, buffer: Int, socket: SocketHandle, source: TransportAddress) {
+        let payload = rx.slot(buffer) + ReceiveBufferPool.payloadOffset
+        let length = Int(c.payload_length)
+        let segment = Int(c.gro_segment)
+        let segments = segment == 0 || segment >= length ? 1 : (length + segment - 1) / segment
+        var keep = min(segments, max(1, configuration.maxGROSegments))
+        let room = rx.stride - ReceiveBufferPool.payloadOffset - InboundDatagram.tailroom
+        func segmentLength(_ k: Int) -> Int { segments == 1 ? length : min(segment, length - k * segment) }
+        while keep > 1 && (keep - 1) * (segment + ReceiveBufferPool.segmentGap) + segmentLength(keep - 1) > room {
+            keep -= 1
+        }
+        if inboundCount + keep > inboundCapacity { runInbound(now: clock.now()) }
+        statistics.droppedGROSegments &+= UInt64(segments - keep)
+        heldBuffers[heldCount] = buffer
+        heldCount += 1
+        if segments == 1 {
+            appendInbound(InboundDatagram(socket: socket, source: source, bytes: payload, length: length,
+                                          bufferID: UInt32(buffer)))
+            return
+        }
+        statistics.coalescedReceives &+= 1
+        let pitch = segment + ReceiveBufferPool.segmentGap
+        var k = keep - 1
+        while k > 0 {
+            memmove(payload + k * pitch, payload + k * segment, segmentLength(k))
+            k -= 1
+        }
+        for k in 0..<keep {
+            appendInbound(InboundDatagram(socket: socket, source: source, bytes: payload + k * pitch,
+                                          length: segmentLength(k), bufferID: UInt32(buffer)))
+        }
+    }
+
+    @inline(__always) func appendInbound(_ d: InboundDatagram) {
+        (inbound + inboundCount).initialize(to: d)
+        inboundCount += 1
+        statistics.datagramsReceived &+= 1
+        statistics.bytesReceived &+= UInt64(d.length)
+    }
+
+    func runInbound(now: Instant) {
+        if inboundCount > 0 {
+            processor.process(UnsafeBufferPointer(start: inbound, count: inboundCount), now: now, into: batch)
+            inbound.deinitialize(count: inboundCount)
+            inboundCount = 0
+        }
+        flushOutbound(now: now)
+        // Sends took their own holds on the buffers they point into; drop the batch's.
+        for i in 0..<heldCount { rx.release(heldBuffers[i]) }
+        heldCount = 0
+        rx.flushReturns(ring)
+    }
+
+    // MARK: - Outbound: socket requests, then datagrams
+
+    func flushOutbound(now: Instant) {
+        var i = 0
+        // socketOpened may add requests (another port after a failed bind); bounded.
+        while i < batch.socketRequests.count && i < 4096 {
+            switch batch.socketRequests[i] {
+            case .open(let handle, let family, let port):
+                let result = open(handle, family: family, port: port)
+                processor.socketOpened(handle, result: result, now: now, into: batch)
+            case .close(let handle):
+                close(handle)
+            }
+            i += 1
+        }
+        submitSends()
+        statistics.droppedBatchFull &+= UInt64(batch.droppedFull)
+        batch.reset()
+    }
+
+    func open(_ handle: SocketHandle, family: AddressFamily, port: UInt16) -> SocketOpenResult {
+        guard let index = handle.allocationIndex, index < 1 << 22 else { return .failed(errno: EINVAL) }
+        let raw = Int(handle.raw)
+        if raw >= sockets.count {
+            sockets.append(contentsOf: repeatElement(SocketEntry(), count: raw + 1 - sockets.count))
+        }
+        guard sockets[raw].fd < 0 else { return .failed(errno: EBUSY) }
+        var address: cu_addr
+        switch family {
+        case .ipv4:
+            guard let ip = configuration.relayBindIPv4 ?? configuration.listenIPv4 else {
+                return .failed(errno: EAFNOSUPPORT)
+            }
+            address = cu_addr(ip: .v4(ip), port: port)
+        case .ipv6:
+            guard let ip = configuration.relayBindIPv6 ?? configuration.listenIPv6 else {
+                return .failed(errno: EAFNOSUPPORT)
+            }
+            address = cu_addr(ip: .v6(ip), port: port)
+        }
+        // No SO_REUSEPORT: an allocation's port must belong to exactly one socket.
+        var options: Int32 = family == .ipv6 ? Int32(CU_SO_V6ONLY.rawValue) : 0
+        if configuration.enableGRO { options |= Int32(CU_SO_GRO.rawValue) }
+        var gro: Int32 = 0
+        let fd = cu_udp_socket(&address, options, Int32(clamping: configuration.socketBufferBytes), &gro)
+        guard fd >= 0 else {
+            statistics.allocationSocketsFailed &+= 1
+            return .failed(errno: -fd)
+        }
+        statistics.allocationSocketsOpened &+= 1
+        sockets[raw].fd = fd
+        sockets[raw].generation &+= 1
+        sockets[raw].armed = false
+        arm(UInt32(raw))
+        return .opened
+    }
+
+    func close(_ handle: SocketHandle) {
+        let raw = Int(handle.raw)
+        guard handle.allocationIndex != nil, raw < sockets.count, sockets[raw].fd >= 0 else { return }
+        let entry = sockets[raw]
+        if entry.armed {
+            _ = cu_prep_cancel(ring, UserData.receive(handle.raw, generation: entry.generation), UserData.cancel)
+        }
+        _ = cu_close(entry.fd)
+        sockets[raw].fd = -1
+        sockets[raw].armed = false
+        // Completions still carrying the old generation are recognised as stale.
+        sockets[raw].generation &+= 1
+    }
+
+    @inline(__always) func fd(for handle: SocketHandle) -> Int32 {
+        let raw = Int(handle.raw)
+        return raw < sockets.count ? sockets[raw].fd : -1
+    }
+}

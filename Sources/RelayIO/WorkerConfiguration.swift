@@ -1,0 +1,79 @@
+import STUN
+
+/// How one worker sets itself up. Every resource has a fixed bound.
+public struct WorkerConfiguration: Sendable {
+    /// The TURN port sockets' addresses; nil skips that family. Port 0 picks one (tests).
+    public var listenIPv4: IPv4Address?
+    public var listenIPv6: IPv6Address?
+    public var listenPort: UInt16
+    /// Where allocation (relay) sockets are bound; by default the listen addresses.
+    public var relayBindIPv4: IPv4Address?
+    public var relayBindIPv6: IPv6Address?
+
+    /// Submission queue entries (completion queue is 4×); also the number of sends in flight.
+    public var ringEntries: Int = 2048
+    /// Provided receive buffers (a power of two ≤ 32768).
+    public var receiveBuffers: Int = 256
+    /// Payload bytes one receive may land. With GRO this must hold a coalesced 64 KiB receive.
+    public var receivePayloadCapacity: Int = 65536
+    /// Most segments one coalesced receive is split into (the kernel sends at most 64 by GRO, 128 by
+    /// loopback GSO pass-through); segments beyond it are dropped and counted.
+    public var maxGROSegments: Int = 128
+    public var enableGRO: Bool = true
+    public var enableGSO: Bool = true
+    /// Buffers for core-encoded datagrams (responses, Data indications) in flight.
+    public var transmitBuffers: Int = 1024
+    public var transmitBufferBytes: Int = 4096
+    /// The core's output batch: datagrams per batch and arena bytes.
+    public var outboundCapacity: Int = 1024
+    public var outboundArenaBytes: Int = 256 * 1024
+    /// Received datagrams handed to the core per `process` call.
+    public var inboundCapacity: Int = 1024
+    /// SO_RCVBUF / SO_SNDBUF request (capped by net.core.rmem_max / wmem_max).
+    public var socketBufferBytes: Int = 4 << 20
+    /// Longest sleep in the event loop, in nanoseconds.
+    public var maxWaitNanoseconds: UInt64 = 1_000_000_000
+
+    public init(listenIPv4: IPv4Address? = .any, listenIPv6: IPv6Address? = .any, listenPort: UInt16 = 3478) {
+        self.listenIPv4 = listenIPv4
+        self.listenIPv6 = listenIPv6
+        self.listenPort = listenPort
+    }
+}
+
+/// Counters of one worker. Every drop has its own counter.
+public struct WorkerStatistics: Sendable, Equatable {
+    public var datagramsReceived: UInt64 = 0
+    public var bytesReceived: UInt64 = 0
+    /// Receives the kernel coalesced (UDP_GRO) and the worker split.
+    public var coalescedReceives: UInt64 = 0
+    public var datagramsSent: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    public var sendCalls: UInt64 = 0
+    /// sendmsg calls that carried a UDP_SEGMENT cmsg.
+    public var segmentedSends: UInt64 = 0
+    /// Multishot receives re-armed after ending (no F_MORE).
+    public var receiveRearms: UInt64 = 0
+    /// Multishot receives that ended because every buffer was held (ENOBUFS).
+    public var receiveBuffersExhausted: UInt64 = 0
+    public var droppedTruncated: UInt64 = 0
+    public var droppedMalformedReceive: UInt64 = 0
+    public var droppedGROSegments: UInt64 = 0
+    public var droppedSendQueueFull: UInt64 = 0
+    public var droppedTransmitBuffersFull: UInt64 = 0
+    public var droppedOversize: UInt64 = 0
+    public var droppedUnknownSocket: UInt64 = 0
+    public var droppedInvalidOutbound: UInt64 = 0
+    public var droppedBatchFull: UInt64 = 0
+    public var sendErrors: UInt64 = 0
+    public var lastSendErrno: Int32 = 0
+    public var receiveErrors: UInt64 = 0
+    /// GSO sends the kernel refused and that were re-sent one datagram per sendmsg.
+    public var segmentationFallbacks: UInt64 = 0
+    public var gsoDisabled: Bool = false
+    public var allocationSocketsOpened: UInt64 = 0
+    public var allocationSocketsFailed: UInt64 = 0
+    public var allocationSocketsOpen: Int = 0
+
+    public init() {}
+}

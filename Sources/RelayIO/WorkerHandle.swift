@@ -1,0 +1,146 @@
+import CURing
+import Dispatch
+import Glibc
+import RelayCore
+import STUN
+import Synchronization
+
+/// What a processor factory learns about the worker it is made for.
+public struct WorkerContext: Sendable {
+    public var index: Int
+    /// The listener sockets' bound addresses (useful when the configured port was 0).
+    public var listenerAddresses: [TransportAddress]
+    public var clock: RelayClock
+}
+
+/// A running worker thread, seen from outside: ask it to drain or stop, wait for it, read its
+/// published statistics.
+public final class WorkerHandle: Sendable {
+    public let index: Int
+    public let listenerAddresses: [TransportAddress]
+    let control: WorkerControl
+    let thread: pthread_t
+    let joined = Mutex(false)
+
+    init(index: Int, listenerAddresses: [TransportAddress], control: WorkerControl, thread: pthread_t) {
+        self.index = index
+        self.listenerAddresses = listenerAddresses
+        self.control = control
+        self.thread = thread
+    }
+
+    /// Opens the listener sockets on the calling thread (so bind errors surface here), then starts
+    /// the worker thread, which creates its ring there (a SINGLE_ISSUER ring belongs to the thread
+    /// that made it) and its processor via `makeProcessor`.
+    public static func start<P: DatagramProcessor>(
+        index: Int, configuration: WorkerConfiguration, clock: RelayClock,
+        makeProcessor: @escaping @Sendable (WorkerContext) -> P
+    ) throws(RelayIOError) -> WorkerHandle {
+        var listeners: [(SocketHandle, Int32)] = []
+        var addresses: [TransportAddress] = []
+        func closeAll() { for (_, fd) in listeners { _ = cu_close(fd) } }
+        var binds: [(SocketHandle, IPAddress)] = []
+        if let ip = configuration.listenIPv4 { binds.append((.listener(.ipv4), .v4(ip))) }
+        if let ip = configuration.listenIPv6 { binds.append((.listener(.ipv6), .v6(ip))) }
+        for (handle, ip) in binds {
+            var address = cu_addr(ip: ip, port: configuration.listenPort)
+            var options = Int32(CU_SO_REUSEPORT.rawValue) | Int32(CU_SO_V6ONLY.rawValue)
+            if configuration.enableGRO { options |= Int32(CU_SO_GRO.rawValue) }
+            var gro: Int32 = 0
+            let fd = cu_udp_socket(&address, options, Int32(clamping: configuration.socketBufferBytes), &gro)
+            guard fd >= 0 else {
+                closeAll()
+                throw .socket(TransportAddress(ip: ip, port: configuration.listenPort), errno: -fd)
+            }
+            listeners.append((handle, fd))
+            var local = cu_addr()
+            if cu_local_address(fd, &local) == 0, let bound = local.transportAddress {
+                addresses.append(bound)
+            }
+        }
+        let wake = cu_eventfd()
+        guard wake >= 0 else {
+            closeAll()
+            throw .eventfd(errno: -wake)
+        }
+        let control = WorkerControl(wakeFD: wake)
+        let context = WorkerContext(index: index, listenerAddresses: addresses, clock: clock)
+        let started = DispatchSemaphore(value: 0)
+        let startError = Mutex<RelayIOError?>(nil)
+        let sendableListeners = listeners.map { SendableListener(handle: $0.0, fd: $0.1) }
+        let thread: pthread_t
+        do throws(RelayIOError) {
+            thread = try spawnThread {
+                cu_set_thread_name("relay-worker-\(index)")
+                let worker: Worker<P>
+                do throws(RelayIOError) {
+                    worker = try Worker(configuration: configuration,
+                                        listeners: sendableListeners.map { ($0.handle, $0.fd) },
+                                        processor: makeProcessor(context), clock: clock, control: control)
+                } catch {
+                    for l in sendableListeners { _ = cu_close(l.fd) }
+                    startError.withLock { $0 = error }
+                    started.signal()
+                    return
+                }
+                started.signal()
+                worker.run()
+            }
+        } catch {
+            closeAll()
+            throw error
+        }
+        started.wait()
+        if let error = startError.withLock({ $0 }) {
+            pthread_join(thread, nil)
+            throw error
+        }
+        return WorkerHandle(index: index, listenerAddresses: addresses, control: control, thread: thread)
+    }
+
+    /// Stop taking new work (the processor's `drain`); relaying continues.
+    public func drain() { control.request(WorkerControl.drainFlag) }
+
+    /// Ask the loop to end (it closes its sockets and ring on the way out).
+    public func stop() { control.request(WorkerControl.stopFlag) }
+
+    /// Waits for the thread to end; returns its final statistics.
+    @discardableResult
+    public func join() -> WorkerStatistics {
+        let mustJoin = joined.withLock { done -> Bool in
+            defer { done = true }
+            return !done
+        }
+        if mustJoin { pthread_join(thread, nil) }
+        return statistics
+    }
+
+    /// The statistics last published (about once a second, and at exit).
+    public var statistics: WorkerStatistics { control.published.withLock { $0 } }
+}
+
+struct SendableListener: Sendable {
+    var handle: SocketHandle
+    var fd: Int32
+}
+
+final class ThreadBody: @unchecked Sendable {
+    let run: @Sendable () -> Void
+    init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+}
+
+func spawnThread(_ body: @escaping @Sendable () -> Void) throws(RelayIOError) -> pthread_t {
+    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, nil, { argument in
+        guard let argument else { return nil }
+        let body = Unmanaged<ThreadBody>.fromOpaque(argument).takeRetainedValue()
+        body.run()
+        return nil
+    }, box)
+    guard rc == 0 else {
+        Unmanaged<ThreadBody>.fromOpaque(box).release()
+        throw .thread(errno: rc)
+    }
+    return thread
+}

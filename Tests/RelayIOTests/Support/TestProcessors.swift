@@ -1,0 +1,96 @@
+import Dispatch
+import RelayCore
+import RelayIO
+import STUN
+import Synchronization
+
+/// Forwards every datagram back to its source from the socket it came in on, zero copy, and with
+/// `tag` writes a 4-byte marker into the headroom before it (like a ChannelData header) and 3
+/// bytes of tailroom after it, sending marker + payload + pad. Commands (first byte):
+/// - 0xB0 n: send the payload n times (a GSO run from one received buffer);
+/// - 0xA0 n: send n copies of the payload encoded in the arena (a GSO run from transmit buffers);
+/// - 0x0E p p: ask for allocation socket 0 on 127.0.0.1:p (big-endian);
+/// - 0x0C: close allocation socket 0;
+/// - 0xBD: send from a buffer id that does not exist (must be dropped, not crash).
+final class EchoProcessor: DatagramProcessor {
+    let tag: Bool
+    let gate: Gate?
+    let events: EventLog
+
+    init(tag: Bool = false, gate: Gate? = nil, events: EventLog) {
+        self.tag = tag
+        self.gate = gate
+        self.events = events
+    }
+
+    func process(_ inbound: UnsafeBufferPointer<InboundDatagram>, now: Instant, into out: OutboundBatch) {
+        gate?.passOnce()
+        for d in inbound {
+            let first: UInt8 = d.length > 0 ? d.bytes.load(as: UInt8.self) : 0
+            let second = d.length > 1 ? Int(d.bytes.load(fromByteOffset: 1, as: UInt8.self)) : 0
+            switch first {
+            case 0xB0:
+                for _ in 0..<second {
+                    out.append(OutboundDatagram(socket: d.socket, destination: d.source, bytes: d.bytes,
+                                                length: d.length, origin: .received(bufferID: d.bufferID)))
+                }
+            case 0xA0:
+                for _ in 0..<second {
+                    guard let space = out.arenaSpace(maxBytes: d.length) else { break }
+                    space.baseAddress!.copyMemory(from: d.bytes, byteCount: d.length)
+                    out.commitArena(socket: d.socket, destination: d.source, length: d.length)
+                }
+            case 0x0E where d.length >= 3:
+                let port = UInt16(d.bytes.load(fromByteOffset: 1, as: UInt8.self)) << 8
+                    | UInt16(d.bytes.load(fromByteOffset: 2, as: UInt8.self))
+                out.socketRequests.append(.open(.allocation(index: 0), family: .ipv4, port: port))
+            case 0x0C:
+                out.socketRequests.append(.close(.allocation(index: 0)))
+            case 0xBD:
+                out.append(OutboundDatagram(socket: d.socket, destination: d.source, bytes: d.bytes,
+                                            length: d.length, origin: .received(bufferID: 60000)))
+            default:
+                if tag {
+                    let start = d.bytes - 4
+                    start.storeBytes(of: 0x40, as: UInt8.self)
+                    start.storeBytes(of: 0x00, toByteOffset: 1, as: UInt8.self)
+                    start.storeBytes(of: UInt8(truncatingIfNeeded: d.length >> 8), toByteOffset: 2, as: UInt8.self)
+                    start.storeBytes(of: UInt8(truncatingIfNeeded: d.length), toByteOffset: 3, as: UInt8.self)
+                    for k in 0..<3 { (d.bytes + d.length + k).storeBytes(of: 0xEE, as: UInt8.self) }
+                    out.append(OutboundDatagram(socket: d.socket, destination: d.source, bytes: UnsafeRawPointer(start),
+                                                length: d.length + 7, origin: .received(bufferID: d.bufferID)))
+                } else {
+                    out.append(OutboundDatagram(socket: d.socket, destination: d.source, bytes: d.bytes,
+                                                length: d.length, origin: .received(bufferID: d.bufferID)))
+                }
+            }
+        }
+    }
+
+    func socketOpened(_ handle: SocketHandle, result: SocketOpenResult, now: Instant, into out: OutboundBatch) {
+        events.append("opened \(handle.raw) \(result)")
+    }
+
+    func handleTimeout(now: Instant, into out: OutboundBatch) {}
+    func nextTimeout() -> Instant? { nil }
+}
+
+/// Blocks the first `process` call until the test opens it (bounded: 5 s).
+final class Gate: Sendable {
+    let entered = DispatchSemaphore(value: 0)
+    let release = DispatchSemaphore(value: 0)
+    let used = Atomic<Bool>(false)
+
+    func passOnce() {
+        guard !used.exchange(true, ordering: .relaxed) else { return }
+        entered.signal()
+        _ = release.wait(timeout: .now() + .seconds(5))
+    }
+}
+
+/// What the processor saw, readable from the test thread.
+final class EventLog: Sendable {
+    let entries = Mutex<[String]>([])
+    func append(_ entry: String) { entries.withLock { $0.append(entry) } }
+    var all: [String] { entries.withLock { $0 } }
+}

@@ -1,0 +1,168 @@
+import Dispatch
+import Glibc
+import RelayCore
+import RelayIO
+import STUN
+import Testing
+
+/// Real io_uring sockets on 127.0.0.1, a worker thread running `EchoProcessor`.
+@Suite(.serialized)
+struct WorkerDataPathTests {
+    @Test func probeFindsIOUringAvailable() {
+        #expect(IOUringProbe.run() == .available)
+    }
+
+    @Test func roundTripThroughTheRing() throws {
+        let f = try WorkerFixture()
+        for i in 0..<20 {
+            let sent = payload(i, length: 10 + i)
+            #expect(f.client.send(sent, to: f.listener) == sent.count)
+            let echoed = f.client.receive()
+            #expect(echoed?.bytes == sent)
+            #expect(echoed?.from == f.listener)
+        }
+        let stats = f.stop()
+        #expect(stats.datagramsReceived == 20)
+        #expect(stats.datagramsSent == 20)
+    }
+
+    @Test func headroomAndTailroomAreWritableInPlace() throws {
+        let f = try WorkerFixture(tag: true)
+        for length in [0, 1, 100, 1200, 8000] {
+            let sent = payload(length, length: length)
+            f.client.send(sent, to: f.listener)
+            let expected = [0x40, 0x00, UInt8(length >> 8), UInt8(length & 0xFF)] + sent + [0xEE, 0xEE, 0xEE]
+            #expect(f.client.receive()?.bytes == expected)
+        }
+    }
+
+    @Test func multishotReceiveIsRearmedAfterBufferExhaustion() throws {
+        let gate = Gate()
+        // 4 buffers, 40 datagrams queued while the worker is held inside `process`.
+        let f = try WorkerFixture(gate: gate) { $0.receiveBuffers = 4 }
+        f.client.send(payload(0, length: 50), to: f.listener)
+        #expect(gate.entered.wait(timeout: .now() + .seconds(5)) == .success)
+        for i in 1..<40 { f.client.send(payload(i, length: 50), to: f.listener) }
+        gate.release.signal()
+        var received = Set<[UInt8]>()
+        for _ in 0..<40 {
+            guard let r = f.client.receive() else { break }
+            received.insert(r.bytes)
+        }
+        #expect(received == Set((0..<40).map { payload($0, length: 50) }))
+        let stats = f.stop()
+        #expect(stats.receiveBuffersExhausted >= 1)
+        #expect(stats.receiveRearms >= 1)
+    }
+
+    @Test func coalescedReceiveIsSplitAndEachSegmentHasItsOwnHeadroom() throws {
+        let f = try WorkerFixture(tag: true)
+        // 10 segments of 100 bytes and a last one of 37, in one GSO send: loopback hands the
+        // receiving GRO socket one coalesced skb.
+        var segments = (0..<10).map { payload($0, length: 100) }
+        segments.append(payload(10, length: 37))
+        #expect(f.client.send(segments.flatMap { $0 }, to: f.listener, segmentSize: 100) == 1037)
+        var received: [[UInt8]] = []
+        for _ in 0..<segments.count {
+            guard let r = f.client.receive() else { break }
+            received.append(r.bytes)
+        }
+        let expected = segments.map { [0x40, 0x00, UInt8($0.count >> 8), UInt8($0.count & 0xFF)] + $0 + [0xEE, 0xEE, 0xEE] }
+        #expect(received == expected)
+        let stats = f.stop()
+        #expect(stats.coalescedReceives >= 1)
+        #expect(stats.datagramsReceived == 11)
+    }
+
+    @Test func sameSizeRunFromOneReceivedBufferGoesOutAsOneGSOSend() throws {
+        let f = try WorkerFixture()
+        let sent: [UInt8] = [0xB0, 24] + payload(1, length: 298)
+        f.client.send(sent, to: f.listener)
+        var count = 0
+        for _ in 0..<24 {
+            guard let r = f.client.receive() else { break }
+            #expect(r.bytes == sent)
+            count += 1
+        }
+        #expect(count == 24)
+        #expect(f.client.receive(timeoutMilliseconds: 100) == nil)
+        let stats = f.stop()
+        #expect(stats.segmentedSends == 1)
+        #expect(stats.sendCalls == 1)
+        #expect(stats.datagramsSent == 24)
+    }
+
+    @Test func arenaRunIsCopiedToTransmitBuffersAndSegmented() throws {
+        let f = try WorkerFixture()
+        let sent: [UInt8] = [0xA0, 40] + payload(2, length: 998)
+        f.client.send(sent, to: f.listener)
+        var count = 0
+        for _ in 0..<40 {
+            guard let r = f.client.receive() else { break }
+            #expect(r.bytes == sent)
+            count += 1
+        }
+        #expect(count == 40)
+        let stats = f.stop()
+        #expect(stats.segmentedSends == 1)
+        #expect(stats.datagramsSent == 40)
+    }
+
+    @Test func withoutGSOEveryDatagramIsItsOwnSend() throws {
+        let f = try WorkerFixture { $0.enableGSO = false }
+        let sent: [UInt8] = [0xB0, 5] + payload(3, length: 50)
+        f.client.send(sent, to: f.listener)
+        for _ in 0..<5 { #expect(f.client.receive()?.bytes == sent) }
+        let stats = f.stop()
+        #expect(stats.segmentedSends == 0)
+        #expect(stats.sendCalls == 5)
+    }
+
+    @Test func truncatedGarbageAndBogusOutputDoNotStopTheWorker() throws {
+        let f = try WorkerFixture { $0.receivePayloadCapacity = 512; $0.enableGRO = false }
+        // Longer than a buffer: truncated by the kernel, dropped and counted.
+        f.client.send([UInt8](repeating: 0x55, count: 2000), to: f.listener)
+        // The processor answers this one with a buffer id that does not exist.
+        f.client.send([0xBD, 1, 2, 3], to: f.listener)
+        // Random garbage of many lengths is echoed untouched.
+        var generator = SystemRandomNumberGenerator()
+        for length in [0, 1, 3, 4, 19, 20, 21, 511, 512] {
+            let garbage = (0..<length).map { _ in UInt8.random(in: 0...0x9F, using: &generator) }
+            f.client.send(garbage, to: f.listener)
+            #expect(f.client.receive()?.bytes == garbage)
+        }
+        let stats = f.stop()
+        #expect(stats.droppedTruncated == 1)
+        #expect(stats.droppedInvalidOutbound == 1)
+    }
+
+    @Test func allocationSocketsOpenRelayAndClose() throws {
+        let f = try WorkerFixture()
+        // A free port: bind, read, release.
+        let port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+        f.client.send([0x0E, UInt8(port >> 8), UInt8(port & 0xFF)], to: f.listener)
+        let relay = TransportAddress(ip: .v4(.loopback), port: port)
+        let peer = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0))
+        var echoed: (bytes: [UInt8], from: TransportAddress)?
+        for _ in 0..<50 where echoed == nil {
+            peer.send([1, 2, 3], to: relay)
+            echoed = peer.receive(timeoutMilliseconds: 100)
+        }
+        #expect(echoed?.bytes == [1, 2, 3])
+        #expect(echoed?.from == relay)
+        #expect(f.events.all == ["opened 2 opened"])
+        // No SO_REUSEPORT on allocation sockets: nobody else can bind the port, even with it.
+        #expect(throws: RelayIOError.socket(relay, errno: EADDRINUSE)) {
+            try BlockingUDPSocket(bindTo: relay, reusePort: true)
+        }
+        // A second open of the same port fails with EADDRINUSE after a close/reopen cycle works.
+        f.client.send([0x0C], to: f.listener)
+        var rebound = false
+        for _ in 0..<50 where !rebound {
+            if (try? BlockingUDPSocket(bindTo: relay)) != nil { rebound = true } else { usleep(20_000) }
+        }
+        #expect(rebound)
+        let stats = f.stop()
+        #expect(stats.allocationSocketsOpened == 1)
+    }
+}
