@@ -1,0 +1,106 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Picks UDP ports on loopback for the servers and peers a test starts.
+enum LoopbackPorts {
+    /// Whether ::1 exists on this machine (a UDP socket can bind to it).
+    static let ipv6Available: Bool = canBind(ipv6: true, port: 0)
+
+    /// A UDP port that is free on 127.0.0.1 (and on ::1 when that exists) right now.
+    static func freePort() throws -> UInt16 {
+        for _ in 0..<50 {
+            guard let port = boundEphemeralPort() else { continue }
+            if !ipv6Available || canBind(ipv6: true, port: port) { return port }
+        }
+        throw NoFreePort(what: "a free UDP port on loopback")
+    }
+
+    /// A window of `count` consecutive UDP ports for relayed addresses, outside the kernel's
+    /// ephemeral range (32768–60999 by default) so that client sockets do not land in it.
+    /// Windows handed out within one test process never overlap.
+    static func relayPortRange(count: Int = 200) throws -> ClosedRange<UInt16> {
+        let first = 61_000
+        let last = 65_400
+        let windows = (last - first + 1) / count
+        for _ in 0..<windows {
+            let index = nextWindow.withLock { next in
+                defer { next = (next + 1) % windows }
+                return next
+            }
+            let low = first + index * count
+            let range = UInt16(low)...UInt16(low + count - 1)
+            if range.allSatisfy({ canBind(ipv6: false, port: $0) }) { return range }
+        }
+        throw NoFreePort(what: "\(count) free consecutive UDP ports in \(first)–\(last)")
+    }
+
+    struct NoFreePort: Error, CustomStringConvertible {
+        let what: String
+        var description: String { "could not find \(what)" }
+    }
+
+    private static let nextWindow = LockedValue(Int(getpid()) % 20)
+
+    private static func boundEphemeralPort() -> UInt16? {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0 else { return nil }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { return nil }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    static func canBind(ipv6: Bool, port: UInt16) -> Bool {
+        let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        if ipv6 {
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = port.bigEndian
+            address.sin6_addr = in6addr_loopback
+            return withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) == 0
+                }
+            }
+        }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+}
+
+/// A value behind a lock, for the little shared state the test harness keeps.
+final class LockedValue<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
+    }
+}

@@ -1,0 +1,200 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A TURN server process on loopback for one test: this project's `turn-relay`, or coturn's
+/// `turnserver` as a comparison. Chosen by the environment variable INTEROP_SERVER
+/// (`turn-relay` or `coturn`).
+final class TurnServerUnderTest: @unchecked Sendable {
+    enum Implementation: String, CustomStringConvertible {
+        case turnRelay = "turn-relay"
+        case coturn
+
+        var description: String { rawValue }
+
+        /// The default while `turn-relay` does not yet serve TURN end to end.
+        static let defaultForInterop: Implementation = .coturn
+
+        static var selected: Implementation {
+            get throws {
+                guard let value = ProcessInfo.processInfo.environment["INTEROP_SERVER"], !value.isEmpty else {
+                    return defaultForInterop
+                }
+                guard let implementation = Implementation(rawValue: value) else {
+                    throw UnknownImplementation(value: value)
+                }
+                return implementation
+            }
+        }
+    }
+
+    struct UnknownImplementation: Error, CustomStringConvertible {
+        let value: String
+        var description: String { "INTEROP_SERVER=\(value): expected turn-relay or coturn" }
+    }
+
+    struct NotReady: Error, CustomStringConvertible {
+        let implementation: Implementation
+        let output: String
+        var description: String {
+            "\(implementation) did not answer a STUN Binding request on loopback in time. Its output:\n\(output)"
+        }
+    }
+
+    let implementation: Implementation
+    let host = "127.0.0.1"
+    let port: UInt16
+    let relayPorts: ClosedRange<UInt16>
+    let secret: String
+    let realm = "interop.test"
+    private let process: ChildProcess
+
+    var output: String { process.output }
+    var isRunning: Bool { process.isRunning }
+
+    /// Starts the server on a free loopback port (IPv4, and ::1 too when it exists) and waits
+    /// until it answers a STUN Binding request.
+    init(_ implementation: Implementation, relayPortCount: Int = 200) throws {
+        self.implementation = implementation
+        port = try LoopbackPorts.freePort()
+        relayPorts = try LoopbackPorts.relayPortRange(count: relayPortCount)
+        secret = "interop-secret-\(UInt32.random(in: 0...UInt32.max))"
+
+        let executable: URL
+        let arguments: [String]
+        switch implementation {
+        case .turnRelay:
+            executable = try Self.turnRelayBinary()
+            arguments = Self.turnRelayArguments(port: port, relayPorts: relayPorts, realm: realm, secret: secret)
+        case .coturn:
+            executable = try ExternalTool.locate("turnserver")
+            arguments = Self.coturnArguments(port: port, relayPorts: relayPorts, realm: realm, secret: secret)
+        }
+        let started = ContinuousClock.now
+        process = try ChildProcess(executable: executable, arguments: arguments, name: implementation.rawValue)
+        defer { print("interop[\(implementation)]: server answered Binding after \(ContinuousClock.now - started)") }
+        guard StunBindingProbe.waitUntilAnswering(port: port, timeout: .seconds(15)) else {
+            let output = process.output
+            process.stop()
+            throw NotReady(implementation: implementation, output: output)
+        }
+    }
+
+    convenience init() throws {
+        try self.init(try Implementation.selected)
+    }
+
+    deinit { stop() }
+
+    func stop() {
+        guard process.isRunning else { return }
+        let started = ContinuousClock.now
+        switch implementation {
+        case .turnRelay:
+            process.stop(grace: .seconds(5))
+        case .coturn:
+            // coturn's turnserver does not reliably exit on SIGTERM; its shutdown is not under test.
+            process.kill()
+        }
+        print("interop[\(implementation)]: server stopped after \(ContinuousClock.now - started)")
+    }
+
+    private static var listenAddresses: [String] {
+        LoopbackPorts.ipv6Available ? ["127.0.0.1", "::1"] : ["127.0.0.1"]
+    }
+
+    private static func turnRelayArguments(
+        port: UInt16, relayPorts: ClosedRange<UInt16>, realm: String, secret: String
+    ) -> [String] {
+        var arguments = [
+            "--listen-port", "\(port)",
+            "--relay-port-min", "\(relayPorts.lowerBound)",
+            "--relay-port-max", "\(relayPorts.upperBound)",
+            "--realm", realm,
+            "--auth-secret", secret,
+            "--workers", "1",
+            "--bind-ipv4", "127.0.0.1",
+            "--peer-allow", "127.0.0.0/8",
+        ]
+        if LoopbackPorts.ipv6Available {
+            arguments += ["--bind-ipv6", "::1", "--peer-allow", "::1/128"]
+        }
+        return arguments
+    }
+
+    private static func coturnArguments(
+        port: UInt16, relayPorts: ClosedRange<UInt16>, realm: String, secret: String
+    ) -> [String] {
+        var arguments = [
+            "-n",  // no configuration file
+            "--listening-port", "\(port)",
+            "--min-port", "\(relayPorts.lowerBound)",
+            "--max-port", "\(relayPorts.upperBound)",
+            "--use-auth-secret", "--static-auth-secret", secret,
+            "--realm", realm,
+            "--allow-loopback-peers",
+            "--no-cli", "--no-tls", "--no-dtls", "--no-rfc5780",
+            "--log-file", "stdout",
+        ]
+        for address in listenAddresses {
+            arguments += ["--listening-ip", address, "--relay-ip", address]
+        }
+        return arguments
+    }
+
+    struct BinaryMissing: Error, CustomStringConvertible {
+        let path: String
+        var description: String {
+            "turn-relay was not found at \(path). Run `make test` (or `.ci/run`), which builds every product "
+                + "(swift build --build-tests) before running the tests, or set TURN_RELAY_BINARY."
+        }
+    }
+
+    /// The `turn-relay` binary built into the same directory as the running test bundle
+    /// (or $TURN_RELAY_BINARY).
+    static func turnRelayBinary() throws -> URL {
+        if let path = ProcessInfo.processInfo.environment["TURN_RELAY_BINARY"], !path.isEmpty {
+            guard FileManager.default.isExecutableFile(atPath: path) else { throw BinaryMissing(path: path) }
+            return URL(fileURLWithPath: path)
+        }
+        let testExecutable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        var directory = testExecutable.deletingLastPathComponent()
+        // On Linux the test bundle is an executable file `<package>PackageTests.xctest` in the build
+        // directory; walk up out of any bundle directory layout just in case.
+        while directory.pathExtension == "xctest" || directory.lastPathComponent == "MacOS"
+            || directory.lastPathComponent == "Contents"
+        {
+            directory = directory.deletingLastPathComponent()
+        }
+        let candidate = directory.appendingPathComponent("turn-relay")
+        guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
+            throw BinaryMissing(path: candidate.path)
+        }
+        return candidate
+    }
+}
+
+/// coturn's `turnutils_peer`: a UDP echo peer on its own loopback port (IPv4, and ::1 when present).
+final class TurnutilsPeer: @unchecked Sendable {
+    let port: UInt16
+    private let process: ChildProcess
+
+    init() throws {
+        port = try LoopbackPorts.freePort()
+        var arguments = ["-p", "\(port)", "-L", "127.0.0.1"]
+        if LoopbackPorts.ipv6Available { arguments += ["-L", "::1"] }
+        process = try ChildProcess(
+            executable: try ExternalTool.locate("turnutils_peer"), arguments: arguments, name: "turnutils_peer")
+        // Ready once its port is taken on 127.0.0.1 (a bind by us then fails).
+        let deadline = ContinuousClock.now + .seconds(5)
+        while LoopbackPorts.canBind(ipv6: false, port: port), ContinuousClock.now < deadline {
+            usleep(20_000)
+        }
+    }
+
+    deinit { process.kill() }
+    var isRunning: Bool { process.isRunning }
+    var output: String { process.output }
+}

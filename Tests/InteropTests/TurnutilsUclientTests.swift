@@ -1,0 +1,146 @@
+import Foundation
+import Testing
+
+/// coturn's `turnutils_uclient` with a TURN REST API secret (-W), echoing through
+/// `turnutils_peer`. Each run sends a small number of messages, so it finishes in seconds.
+extension RealClientTests {
+    struct UclientScenario: CustomTestStringConvertible, Sendable {
+        let name: String
+        let flags: [String]
+        let serverHost: String
+        let peerHost: String
+        /// Messages the client must report sent (and received back): -n times the number of
+        /// clients, times 2 for client-to-client (-y), where each of the pair sends.
+        let expectedMessages: Int
+        /// Distinct relayed addresses of each family the client must report: a lower bound, or
+        /// exactly zero for a family it must not get. (uclient makes an extra allocation of its
+        /// own before the measured ones, so the counts are not exact.)
+        let expectedIPv4Relays: RelayCount
+        let expectedIPv6Relays: RelayCount
+        let needsIPv6: Bool
+
+        var testDescription: String { name }
+    }
+
+    enum RelayCount: Sendable {
+        case none
+        case atLeast(Int)
+
+        func admits(_ count: Int) -> Bool {
+            switch self {
+            case .none: count == 0
+            case .atLeast(let minimum): count >= minimum
+            }
+        }
+    }
+
+    static let messagesPerSession = 10
+
+    static let uclientScenarios: [UclientScenario] = [
+        UclientScenario(
+            name: "channels", flags: [], serverHost: "127.0.0.1", peerHost: "127.0.0.1",
+            expectedMessages: messagesPerSession, expectedIPv4Relays: .atLeast(1), expectedIPv6Relays: .none,
+            needsIPv6: false),
+        UclientScenario(
+            name: "Send and Data indications (-s)", flags: ["-s"], serverHost: "127.0.0.1", peerHost: "127.0.0.1",
+            expectedMessages: messagesPerSession, expectedIPv4Relays: .atLeast(1), expectedIPv6Relays: .none,
+            needsIPv6: false),
+        UclientScenario(
+            name: "client to client over channels (-y)", flags: ["-y"], serverHost: "127.0.0.1",
+            peerHost: "127.0.0.1",
+            expectedMessages: 2 * messagesPerSession, expectedIPv4Relays: .atLeast(2), expectedIPv6Relays: .none,
+            needsIPv6: false),
+        UclientScenario(
+            name: "client to client with Send indications (-y -s)", flags: ["-y", "-s"], serverHost: "127.0.0.1",
+            peerHost: "127.0.0.1",
+            expectedMessages: 2 * messagesPerSession, expectedIPv4Relays: .atLeast(2), expectedIPv6Relays: .none,
+            needsIPv6: false),
+        UclientScenario(
+            name: "50 clients (-m 50)", flags: ["-m", "50"], serverHost: "127.0.0.1", peerHost: "127.0.0.1",
+            expectedMessages: 50 * messagesPerSession, expectedIPv4Relays: .atLeast(50), expectedIPv6Relays: .none,
+            needsIPv6: false),
+    ]
+
+    static let uclientIPv6Scenarios: [UclientScenario] = [
+        UclientScenario(
+            name: "IPv6 relay (-x), client over IPv4, peer ::1", flags: ["-x"], serverHost: "127.0.0.1",
+            peerHost: "::1",
+            expectedMessages: messagesPerSession, expectedIPv4Relays: .none, expectedIPv6Relays: .atLeast(1),
+            needsIPv6: true),
+        UclientScenario(
+            name: "IPv6 relay (-x), client over ::1, peer ::1", flags: ["-x"], serverHost: "::1", peerHost: "::1",
+            expectedMessages: messagesPerSession, expectedIPv4Relays: .none, expectedIPv6Relays: .atLeast(1),
+            needsIPv6: true),
+        UclientScenario(
+            name: "dual allocation (-Z), peer ::1", flags: ["-Z"], serverHost: "127.0.0.1", peerHost: "::1",
+            expectedMessages: messagesPerSession, expectedIPv4Relays: .atLeast(1), expectedIPv6Relays: .atLeast(1),
+            needsIPv6: true),
+    ]
+
+    @Test("turnutils_uclient relays every message with zero loss", arguments: uclientScenarios)
+    func uclientZeroLoss(_ scenario: UclientScenario) throws {
+        try runUclientScenario(scenario)
+    }
+
+    @Test(
+        "turnutils_uclient over IPv6 relays every message with zero loss",
+        .enabled(if: LoopbackPorts.ipv6Available, "::1 is not configured on this machine's loopback"),
+        arguments: uclientIPv6Scenarios)
+    func uclientIPv6ZeroLoss(_ scenario: UclientScenario) throws {
+        try runUclientScenario(scenario)
+    }
+
+    @Test("turnutils_uclient with a wrong REST secret relays nothing")
+    func uclientWrongSecretIsRefused() throws {
+        let server = try TurnServerUnderTest()
+        let peer = try TurnutilsPeer()
+        let uclient = try ExternalTool.locate("turnutils_uclient")
+        let arguments = [
+            "-c", "-W", "not-the-\(server.secret)", "-p", "\(server.port)", "-e", "127.0.0.1", "-r", "\(peer.port)",
+            "-n", "\(Self.messagesPerSession)", "127.0.0.1",
+        ]
+        let run = try ChildProcess.run(uclient, arguments, name: "turnutils_uclient", timeout: .seconds(60))
+        let report = UclientReport(output: run.output)
+        print("interop[\(server.implementation)]: turnutils_uclient \(arguments.joined(separator: " ")) -> "
+            + "exit \(run.status.map(String.init) ?? "killed"), received \(report?.receivedMessages ?? 0)")
+        #expect(run.status != nil, "turnutils_uclient did not finish within 60 s")
+        #expect(run.status != 0, "uclient succeeded with a wrong secret:\n\(run.output)")
+        #expect((report?.receivedMessages ?? 0) == 0)
+        #expect(server.isRunning, "\(server.implementation) exited:\n\(server.output)")
+    }
+
+    private func runUclientScenario(_ scenario: UclientScenario) throws {
+        let server = try TurnServerUnderTest()
+        let peer = try TurnutilsPeer()
+        let uclient = try ExternalTool.locate("turnutils_uclient")
+        // -c: no RTCP companion allocation (which would ask for EVEN-PORT and a reservation);
+        // -v: print the relayed address of every allocation.
+        let arguments =
+            ["-v", "-c", "-W", server.secret, "-p", "\(server.port)", "-e", scenario.peerHost, "-r", "\(peer.port)",
+             "-n", "\(Self.messagesPerSession)", "-l", "100"]
+            + scenario.flags + [scenario.serverHost]
+
+        let run = try ChildProcess.run(uclient, arguments, name: "turnutils_uclient", timeout: .seconds(90))
+        let report = UclientReport(output: run.output)
+        print("interop[\(server.implementation)]: turnutils_uclient \(arguments.joined(separator: " ")) -> "
+            + "exit \(run.status.map(String.init) ?? "killed at timeout"), "
+            + (report.map {
+                "sent \($0.sentMessages), received \($0.receivedMessages), lost \($0.lostPackets), "
+                    + "send dropped \($0.sendDropped), IPv4 relays \($0.relayedIPv4Allocations), "
+                    + "IPv6 relays \($0.relayedIPv6Allocations)"
+            } ?? "no final statistics"))
+
+        let tail = run.output.split(whereSeparator: \.isNewline).suffix(30).joined(separator: "\n")
+        #expect(run.status == 0, "turnutils_uclient exit status \(run.status.map(String.init) ?? "killed at timeout"):\n\(tail)")
+        let finished = try #require(report, "turnutils_uclient printed no final statistics:\n\(tail)")
+        #expect(finished.sentMessages == scenario.expectedMessages)
+        #expect(finished.receivedMessages == finished.sentMessages)
+        #expect(finished.lostPackets == 0)
+        #expect(finished.sendDropped == 0)
+        #expect(scenario.expectedIPv4Relays.admits(finished.relayedIPv4Allocations), "IPv4 relayed addresses")
+        #expect(scenario.expectedIPv6Relays.admits(finished.relayedIPv6Allocations), "IPv6 relayed addresses")
+        #expect(server.isRunning, "\(server.implementation) exited:\n\(server.output)")
+        #expect(peer.isRunning, "turnutils_peer exited:\n\(peer.output)")
+        server.stop()
+    }
+}
