@@ -4,23 +4,274 @@ import STUN
 /// batches of received datagrams and timer ticks and carries out what it writes into an
 /// `OutboundBatch` (datagrams and socket requests).
 ///
-/// PLACEHOLDER API: the state machine is being built; signatures are the contract with RelayIO.
+/// ```
+///  process(batch) ──▶ per datagram, by socket and first byte:
+///     allocation socket ──▶ peer datagram: permission? ─▶ channel bound? ─▶ ChannelData (in place)
+///                                                        └─▶ Data indication (arena)
+///     listener, 0x40–0x4F ──▶ ChannelData: allocation? channel bound? permission? ─▶ to peer (in place)
+///     listener, 0x00–0x03 ──▶ STUN: request ─▶ retransmission? ─▶ auth ─▶ method handler ─▶ response
+///                                   Send indication ─▶ to peer (in place)
+///  socketOpened ──▶ pending Allocate complete? ─▶ success response (or another port, or 508)
+///  handleTimeout ──▶ expire allocations, permissions, channels, reservations, pending Allocates
+/// ```
+///
+/// Every table is bounded by `ServerConfiguration` and nothing is remembered for a request that
+/// did not authenticate (nonces are stateless; the 401/438 limiter is a fixed-size table).
 public final class Server {
     public private(set) var configuration: ServerConfiguration
+    public internal(set) var statistics = ServerStatistics()
+    /// True after `drain()`: existing allocations keep working, new ones are refused.
+    public private(set) var isDraining = false
+
+    var random: any RandomNumberGenerator
+    var timers = TimerQueue()
+    var ports: PortAllocator
+    var transactions: TransactionCache
+
+    var allocations: [Allocation?] = []
+    var freeAllocationSlots: [UInt32] = []
+    var allocationByClient: [ClientSocket: AllocationID] = [:]
+    var allocationsPerUsername: [String: Int] = [:]
+    var sockets: [SocketEntry] = []
+    var freeSockets = SocketFreeList()
+    var permissions: [PermissionKey: Permission] = [:]
+    var channels: [ChannelKey: Channel] = [:]
+    var channelByPeer: [PeerChannelKey: PeerChannel] = [:]
+    var reservations: [UInt64: Reservation] = [:]
+
+    var nonces: NonceAuthority
+    var challengeLimiter: ChallengeRateLimiter
+    var peerPolicy: PeerPolicy
+    /// RFC 8489 §14.4 USERHASH → username, for the static users (time-limited usernames cannot be
+    /// recovered from their hash: their set is not enumerable).
+    var usernameByUserhash: [[UInt8]: String] = [:]
 
     public init(configuration: ServerConfiguration, random: any RandomNumberGenerator, now: Instant) {
         self.configuration = configuration
+        self.random = random
+        ports = PortAllocator(range: configuration.portRange)
+        transactions = TransactionCache(capacity: configuration.transactionCacheSize,
+                                        lifetimeSeconds: configuration.transactionLifetime)
+        var key: [UInt8] = []
+        key.reserveCapacity(32)
+        for _ in 0..<4 {
+            let word = self.random.next()
+            for shift in stride(from: 0, to: 64, by: 8) { key.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
+        }
+        nonces = NonceAuthority(key: key, lifetimeSeconds: configuration.nonceLifetime,
+                                advertisePasswordAlgorithms: configuration.advertisePasswordAlgorithms)
+        challengeLimiter = ChallengeRateLimiter(perSecond: configuration.challengesPerSecondPerSource,
+                                                tableSize: configuration.challengeLimiterTableSize,
+                                                seed: self.random.next())
+        peerPolicy = Self.effectivePolicy(configuration)
+        usernameByUserhash = Self.userhashIndex(configuration)
     }
 
     /// Processes a batch of received datagrams.
-    public func process(_ inbound: UnsafeBufferPointer<InboundDatagram>, now: Instant, into out: OutboundBatch) {}
+    public func process(_ inbound: UnsafeBufferPointer<InboundDatagram>, now: Instant, into out: OutboundBatch) {
+        for datagram in inbound {
+            process(datagram, now: now, into: out)
+        }
+    }
 
     /// The shell's answer to a `SocketRequest.open`.
-    public func socketOpened(_ handle: SocketHandle, result: SocketOpenResult, now: Instant, into out: OutboundBatch) {}
+    public func socketOpened(_ handle: SocketHandle, result: SocketOpenResult, now: Instant, into out: OutboundBatch) {
+        handleSocketOpened(handle, result: result, now: now, out: out)
+    }
 
     /// Expires allocations, permissions and channels due at or before `now`.
-    public func handleTimeout(now: Instant, into out: OutboundBatch) {}
+    public func handleTimeout(now: Instant, into out: OutboundBatch) {
+        while let target = timers.popExpired(now: now) {
+            expire(target, now: now, out: out)
+        }
+    }
 
     /// The earliest instant at which `handleTimeout` has work, or nil.
-    public func nextTimeout() -> Instant? { nil }
+    public func nextTimeout() -> Instant? { timers.nextDeadline }
+
+    /// Stops accepting new allocations; existing ones keep relaying, refreshing and binding until
+    /// they expire or are deleted. Allocate gets 300 (Try Alternate) when `alternateServer` is
+    /// configured (RFC 8656 §7.2 step 11), else 508 (Insufficient Capacity).
+    public func drain() { isDraining = true }
+
+    /// Replaces the credentials and the peer policy (e.g. on SIGHUP). Existing allocations stay;
+    /// their next request authenticates against the new credentials.
+    public func reload(credentials: CredentialStore, peerPolicy policy: PeerPolicy) {
+        configuration.credentials = credentials
+        configuration.peerPolicy = policy
+        peerPolicy = Self.effectivePolicy(configuration)
+        usernameByUserhash = Self.userhashIndex(configuration)
+    }
+
+    /// Live allocations (including ones waiting for their sockets).
+    public var allocationCount: Int { allocationByClient.count }
+
+    public var tableSizes: ServerTableSizes {
+        var sizes = ServerTableSizes()
+        sizes.allocations = allocations.count - freeAllocationSlots.count
+        sizes.allocationsByClient = allocationByClient.count
+        sizes.usernames = allocationsPerUsername.count
+        sizes.permissions = permissions.count
+        sizes.channels = channels.count
+        sizes.channelsByPeer = channelByPeer.count
+        sizes.sockets = sockets.count - freeSockets.count
+        sizes.reservations = reservations.count
+        sizes.timers = timers.count
+        sizes.transactionCache = transactions.count
+        return sizes
+    }
+
+    // MARK: - Demultiplexing
+
+    @inline(__always)
+    func process(_ datagram: InboundDatagram, now: Instant, into out: OutboundBatch) {
+        // Scanners send from port 0; no reply can reach it (and sendmsg fails with EINVAL).
+        guard datagram.source.port != 0 else {
+            statistics.drops.sourcePortZero &+= 1
+            return
+        }
+        if let index = datagram.socket.allocationIndex {
+            relayFromPeer(datagram, socketIndex: index, now: now, out: out)
+            return
+        }
+        guard datagram.length > 0 else {
+            statistics.drops.malformed &+= 1
+            return
+        }
+        // RFC 8656 §12, Table 3: "[0..3] STUN", "[64..79] TURN Channel", "Others: Reserved; MUST be
+        // dropped".
+        switch DatagramKind(firstByte: datagram.bytes.load(as: UInt8.self)) {
+        case .channelData: relayFromClient(datagram, out: out)
+        case .stun: handleSTUN(datagram, now: now, out: out)
+        case .other: statistics.drops.unknownFirstByte &+= 1
+        }
+    }
+
+    // MARK: - Fast path
+
+    /// ChannelData from a client: forward `bytes[4..<4+length]` from the received buffer to the
+    /// peer, from the allocation socket of the peer's family.
+    ///
+    /// RFC 8656 §12.6: "If the ChannelData message is received on a channel that is not bound to
+    /// any peer, then the message is silently discarded." and "the receipt of a ChannelData message
+    /// MUST NOT refresh either the channel binding or the permission towards the peer."
+    @inline(__always)
+    func relayFromClient(_ datagram: InboundDatagram, out: OutboundBatch) {
+        guard let frame = ChannelData.parse(UnsafeRawBufferPointer(start: datagram.bytes, count: datagram.length)) else {
+            statistics.drops.malformed &+= 1
+            return
+        }
+        guard let allocation = allocationByClient[ClientSocket(datagram.source)] else {
+            statistics.drops.noAllocation &+= 1
+            return
+        }
+        guard let channel = channels[ChannelKey(allocation: allocation, number: ChannelNumber(frame.channel))],
+              channel.isBound else {
+            statistics.drops.noChannel &+= 1
+            return
+        }
+        // A bound channel implies a permission was installed with it, but permissions expire after
+        // 300 s unless refreshed (RFC 8656 §12.1: "permissions need to be refreshed more frequently
+        // than channels"); relaying needs a live one in both directions.
+        guard permissions[PermissionKey(allocation: allocation, peer: channel.peer.address.ip)] != nil else {
+            statistics.drops.noPermission &+= 1
+            return
+        }
+        let sent = out.append(OutboundDatagram(
+            socket: channel.relayHandle, destination: channel.peer.address,
+            bytes: UnsafeRawPointer(datagram.bytes + ChannelData.headerLength), length: frame.payloadLength,
+            origin: .received(bufferID: datagram.bufferID)))
+        guard sent else {
+            statistics.drops.outputFull &+= 1
+            return
+        }
+        statistics.clientToPeer.packets &+= 1
+        statistics.clientToPeer.bytes &+= frame.payloadLength
+    }
+
+    /// A datagram from a peer on an allocation socket. RFC 8656 §11.3: permission check first,
+    /// then "If a channel is bound, then processing proceeds as described in Section 12.7"
+    /// (ChannelData, written into the headroom in front of the payload: no copy), else "the
+    /// server forms and sends a Data indication".
+    @inline(__always)
+    func relayFromPeer(_ datagram: InboundDatagram, socketIndex: Int, now: Instant, out: OutboundBatch) {
+        guard socketIndex < sockets.count else {
+            statistics.drops.noAllocation &+= 1
+            return
+        }
+        let entry = sockets[socketIndex]
+        guard entry.isOpen, entry.allocation != .max else {
+            statistics.drops.noAllocation &+= 1
+            return
+        }
+        let allocation = AllocationID(index: entry.allocation)
+        let peer = PeerSocket(datagram.source)
+        // RFC 8656 §9: "If no match is found, relaying is not permitted and the server silently
+        // discards the UDP datagram."
+        guard permissions[PermissionKey(allocation: allocation, peer: peer.address.ip)] != nil else {
+            statistics.drops.noPermission &+= 1
+            return
+        }
+        guard let channel = channelByPeer[PeerChannelKey(allocation: allocation, peer: peer)], channel.isBound,
+              datagram.length <= Int(UInt16.max) else {
+            sendDataIndication(datagram, peer: peer, client: entry.client, out: out)
+            return
+        }
+        let header = datagram.bytes - ChannelData.headerLength
+        ChannelData.writeHeader(to: header, channel: channel.number.rawValue, payloadLength: UInt16(datagram.length))
+        let sent = out.append(OutboundDatagram(
+            socket: .listener(entry.client.address.family), destination: entry.client.address,
+            bytes: UnsafeRawPointer(header), length: datagram.length + ChannelData.headerLength,
+            origin: .received(bufferID: datagram.bufferID)))
+        guard sent else {
+            statistics.drops.outputFull &+= 1
+            return
+        }
+        statistics.peerToClient.packets &+= 1
+        statistics.peerToClient.bytes &+= datagram.length
+    }
+}
+
+extension Server {
+    static func effectivePolicy(_ configuration: ServerConfiguration) -> PeerPolicy {
+        let own = [configuration.relayAddress(.ipv4), configuration.relayAddress(.ipv6)].compactMap { $0 }
+        let policy = configuration.peerPolicy
+        return PeerPolicy(allow: policy.allow, deny: policy.deny, relayAddresses: policy.relayAddresses + own)
+    }
+
+    static func userhashIndex(_ configuration: ServerConfiguration) -> [[UInt8]: String] {
+        var index: [[UInt8]: String] = [:]
+        for username in configuration.credentials.staticUsers.keys {
+            index[userhash(username: username, realm: configuration.realm)] = username
+        }
+        return index
+    }
+}
+
+/// The peer→client index entry: the channel a peer is bound to.
+struct PeerChannel {
+    var number: ChannelNumber
+    var isBound: Bool
+}
+
+/// Free allocation-socket indices, reused oldest first, so a handle that was just closed is not
+/// handed out again at once (a late datagram for the old socket then finds no allocation).
+struct SocketFreeList {
+    private var items: [Int] = []
+    private var head = 0
+
+    var count: Int { items.count - head }
+
+    mutating func push(_ index: Int) { items.append(index) }
+
+    mutating func pop() -> Int? {
+        guard head < items.count else { return nil }
+        let value = items[head]
+        head += 1
+        if head > 64 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return value
+    }
 }

@@ -1,16 +1,84 @@
 import STUN
 
-/// Everything the core needs to know at construction. PLACEHOLDER: fields grow with the core.
+/// Everything the core needs to know at construction. Every limit an authenticated client can push
+/// against is here, so every table the core keeps is bounded by configuration.
 public struct ServerConfiguration: Sendable {
     /// The addresses clients are told their relayed transport addresses live on (XOR-RELAYED-ADDRESS).
+    /// A family without an address is not offered (RFC 8656 §7.2 step 7: 440).
     public var relayAddressIPv4: IPv4Address?
     public var relayAddressIPv6: IPv6Address?
     /// Allocation ports are chosen from this range.
     public var portRange: ClosedRange<UInt16> = 49152...65535
     public var realm: String = "turn-relay"
+    /// SOFTWARE in responses to authenticated requests; nil sends none. Unauthenticated responses
+    /// never carry it unless `softwareInUnauthenticatedResponses` (hardening notes §4.2.3: keep
+    /// unauthenticated responses no larger than requests).
+    public var software: String? = nil
+    public var softwareInUnauthenticatedResponses: Bool = false
+
+    // MARK: Authentication and peers
+
+    /// Long-term credentials (RFC 8489 §9.2): static users, TURN REST secrets, Firezone secrets.
+    public var credentials = CredentialStore()
+    /// Which peers may be reached (SSRF defence). The relay addresses above are added to its
+    /// `relayAddresses`, so two clients of this relay can always reach each other (hairpin).
+    public var peerPolicy = PeerPolicy()
+    /// RFC 8489 §9.2: nonces are stateless (timestamp + HMAC) and go stale after this; then 438.
+    public var nonceLifetime: UInt64 = 600
+    /// Advertise PASSWORD-ALGORITHMS (MD5 and SHA-256) in challenges (RFC 8489 §9.2.1 nonce cookie).
+    public var advertisePasswordAlgorithms = true
+
+    // MARK: Lifetimes (seconds)
+
+    /// RFC 8656 §6: "the default lifetime value of 600 seconds (10 minutes)".
+    public var defaultLifetime: UInt32 = 600
+    /// RFC 8656 §7.2: "It is RECOMMENDED that the server use a maximum allowed lifetime value of no
+    /// more than 3600 seconds (1 hour)."
+    public var maxLifetime: UInt32 = 3600
+    /// How long an Allocate may wait for the shell to open its sockets before it is abandoned.
+    public var socketOpenTimeout: UInt64 = 10
+    /// RFC 8656 §7.2: "The server MUST hold this reservation for at least 30 seconds".
+    public var reservationLifetime: UInt64 = 30
+    /// RFC 8489 §6.3.4: responses are remembered for 40 s (Ti, the transaction timeout) so that
+    /// retransmissions get the same answer.
+    public var transactionLifetime: UInt64 = 40
+
+    // MARK: Quotas
+
+    /// RFC 8656 §7.2 step 10: 486 when a username exceeds this.
+    public var maxAllocationsPerUsername: Int = 10
+    /// All allocations of this server; above it Allocate gets 508.
+    public var maxAllocations: Int = 10_000
+    /// CreatePermission/ChannelBind beyond this per allocation get 508.
+    public var maxPermissionsPerAllocation: Int = 128
+    public var maxChannelsPerAllocation: Int = 128
+    /// Outstanding EVEN-PORT reservations, server-wide (coturn CVE-2026-73215: reservations must
+    /// not exhaust the port pool).
+    public var maxReservations: Int = 256
+    /// Binds tried per family before an Allocate fails with 508.
+    public var maxBindAttempts: Int = 4
+    /// Entries of the retransmission cache.
+    public var transactionCacheSize: Int = 4096
+    /// 401/438 responses per source IP per second; above it requests are dropped silently.
+    public var challengesPerSecondPerSource: Int = 10
+    /// Slots of the fixed-size table behind that limit.
+    public var challengeLimiterTableSize: Int = 4096
+
+    // MARK: Draining
+
+    /// While draining, Allocate gets 300 (Try Alternate) with this ALTERNATE-SERVER when set,
+    /// else 508 (Insufficient Capacity).
+    public var alternateServer: TransportAddress? = nil
 
     public init(relayAddressIPv4: IPv4Address? = nil, relayAddressIPv6: IPv6Address? = nil) {
         self.relayAddressIPv4 = relayAddressIPv4
         self.relayAddressIPv6 = relayAddressIPv6
+    }
+
+    func relayAddress(_ family: AddressFamily) -> IPAddress? {
+        switch family {
+        case .ipv4: return relayAddressIPv4.map { .v4($0) }
+        case .ipv6: return relayAddressIPv6.map { .v6($0) }
+        }
     }
 }

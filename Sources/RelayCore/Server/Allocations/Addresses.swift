@@ -1,0 +1,54 @@
+import STUN
+
+/// The client's side of the 5-tuple as the server sees it (RFC 8656 §2: "the client's
+/// server-reflexive transport address"). The server's side is the listener of the same family and
+/// the transport is always UDP, so this address alone names the 5-tuple.
+public struct ClientSocket: Hashable, Sendable {
+    public var address: TransportAddress
+    @inlinable public init(_ address: TransportAddress) { self.address = address }
+}
+
+/// A peer's transport address, as carried in XOR-PEER-ADDRESS or seen as the source of a datagram
+/// on a relayed transport address.
+public struct PeerSocket: Hashable, Sendable {
+    public var address: TransportAddress
+    @inlinable public init(_ address: TransportAddress) { self.address = address }
+}
+
+/// A TURN channel number (RFC 8656 §12: "0x4000 through 0x4FFF").
+public struct ChannelNumber: Hashable, Sendable {
+    public var rawValue: UInt16
+    @inlinable public init(_ rawValue: UInt16) { self.rawValue = rawValue }
+    public static let valid: ClosedRange<UInt16> = 0x4000...0x4FFF
+    public var isValid: Bool { Self.valid.contains(rawValue) }
+}
+
+/// A slot in the allocation table. Slots are reused after an allocation is deleted; every timer and
+/// table key that names a slot is removed with it.
+struct AllocationID: Hashable {
+    var index: UInt32
+}
+
+/// RFC 8656 §9: "Note that only addresses are compared and port numbers are not considered."
+struct PermissionKey: Hashable {
+    var allocation: AllocationID
+    var peer: IPAddress
+}
+
+/// RFC 8656 §12: "Within the context of an allocation, a channel binding is uniquely identified
+/// either by the channel number or by the peer's transport address."
+struct ChannelKey: Hashable {
+    var allocation: AllocationID
+    var number: ChannelNumber
+}
+
+struct PeerChannelKey: Hashable {
+    var allocation: AllocationID
+    var peer: PeerSocket
+}
+
+/// Responses are cached per 5-tuple and transaction (RFC 8489 §6.3.4).
+struct TransactionKey: Hashable {
+    var client: ClientSocket
+    var transactionID: TransactionID
+}

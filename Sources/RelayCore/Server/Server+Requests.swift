@@ -1,0 +1,498 @@
+import STUN
+
+// The slow path: STUN requests and indications, in the order a client uses them.
+// Handlers throw a `RequestError` that *is* the error response; `respond(to:error:...)` is the one
+// place that adds REALM/NONCE to challenges and signs.
+
+extension Server {
+    func handleSTUN(_ datagram: InboundDatagram, now: Instant, out: OutboundBatch) {
+        let bytes = UnsafeRawBufferPointer(start: datagram.bytes, count: datagram.length)
+        guard let message = try? STUNMessage.parse(bytes) else {
+            statistics.drops.malformed &+= 1
+            return
+        }
+        // RFC 8489 §7.3: a FINGERPRINT that does not match means the datagram is not STUN.
+        if message.hasFingerprint && !message.verifyFingerprint() {
+            statistics.drops.malformed &+= 1
+            return
+        }
+        let client = ClientSocket(datagram.source)
+        switch message.type.messageClass {
+        case .request:
+            handleRequest(message, from: client, now: now, out: out)
+        case .indication where message.type.method == .send:
+            handleSendIndication(message, datagram: datagram, from: client, out: out)
+        case .indication, .successResponse, .errorResponse:
+            // RFC 8489 §6.3: a server does not act on responses; RFC 8656 defines no other
+            // indication a client sends.
+            statistics.drops.ignoredMessage &+= 1
+        }
+    }
+
+    func handleRequest(_ message: STUNMessage, from client: ClientSocket, now: Instant, out: OutboundBatch) {
+        // RFC 8489 §6.3.4: retransmissions of a request get the response that was sent before.
+        if let cached = transactions.lookup(TransactionKey(client: client, transactionID: message.transactionID), now: now) {
+            statistics.responses.retransmitted &+= 1
+            sendCached(cached, to: client, out: out)
+            return
+        }
+        switch message.type.method {
+        case .binding:
+            // RFC 8489 §6.3.1: "If the request contains one or more unknown comprehension-required
+            // attributes, the server replies with an error response with an error code of 420".
+            let unknown = message.unknownComprehensionRequired(known: Self.isKnownAttribute)
+            guard unknown.isEmpty else {
+                respond(to: message, from: client, error: .unknownAttributes(unknown), signer: nil, now: now, out: out)
+                return
+            }
+            handleBinding(message, from: client, now: now, out: out)
+        case .allocate, .refresh, .createPermission, .channelBind:
+            let auth: Authentication
+            do {
+                auth = try authenticate(message, from: client, now: now)
+            } catch {
+                respond(to: message, from: client, error: error, signer: nil, now: now, out: out)
+                return
+            }
+            do throws(RequestError) {
+                let unknown = message.unknownComprehensionRequired(known: Self.isKnownAttribute)
+                guard unknown.isEmpty else { throw RequestError.unknownAttributes(unknown) }
+                switch message.type.method {
+                case .allocate: try handleAllocate(message, from: client, auth: auth, now: now, out: out)
+                case .refresh: try handleRefresh(message, from: client, auth: auth, now: now, out: out)
+                case .createPermission: try handleCreatePermission(message, from: client, auth: auth, now: now, out: out)
+                default: try handleChannelBind(message, from: client, auth: auth, now: now, out: out)
+                }
+            } catch {
+                respond(to: message, from: client, error: error, signer: auth.signer, now: now, out: out)
+            }
+        default:
+            // Unknown method: RFC 8489 §6.3.1 leaves it to the usage; answer 400 unauthenticated.
+            respond(to: message, from: client, error: .badRequest, signer: nil, now: now, out: out)
+        }
+    }
+
+    // MARK: Binding
+
+    /// RFC 8489 §6.3.1.1: the success response carries XOR-MAPPED-ADDRESS, the source of the
+    /// request. No authentication (Binding is how clients learn their reflexive address).
+    func handleBinding(_ message: STUNMessage, from client: ClientSocket, now: Instant, out: OutboundBatch) {
+        sendSuccess(to: message, from: client, signer: nil, now: now, out: out) { writer in
+            writer.appendXorAddress(.xorMappedAddress, client.address)
+        }
+    }
+
+    // MARK: Authentication
+
+    /// RFC 8489 §9.2.4, the long-term credential mechanism, server side.
+    func authenticate(_ message: STUNMessage, from client: ClientSocket, now: Instant) throws(RequestError) -> Authentication {
+        // "If the message does not contain a MESSAGE-INTEGRITY or MESSAGE-INTEGRITY-SHA256
+        // attribute, the server MUST generate an error response with an error code of 401".
+        guard message.hasMessageIntegrity || message.hasMessageIntegritySHA256 else { throw .unauthenticated }
+        // "If the message contains a MESSAGE-INTEGRITY or a MESSAGE-INTEGRITY-SHA256 attribute, but
+        // is missing either the USERNAME or USERHASH, REALM, or NONCE attribute, the server MUST
+        // generate an error response with an error code of 400 (Bad Request)."
+        let username: String
+        if let name = try parsed(message.username()) {
+            username = name
+        } else if let hash = try parsed(message.userhash()) {
+            // USERHASH names only static users: a time-limited username cannot be recovered from
+            // its hash, so such clients must send USERNAME.
+            guard let name = usernameByUserhash[Array(hash)] else { throw .unauthenticated }
+            username = name
+        } else {
+            throw .badRequest
+        }
+        guard try parsed(message.realm()) != nil,
+              let nonce = try parsed(message.nonce()) else { throw .badRequest }
+        // "If the NONCE is no longer valid, the server MUST generate an error response with an
+        // error code of 438 (Stale Nonce)." A forged nonce is no more valid than an old one.
+        guard nonces.validate(nonce, for: client.address, nowUnixSeconds: now.unixSeconds) == .valid else {
+            throw .staleNonce
+        }
+        let algorithm = try passwordAlgorithm(of: message, nonce: nonce)
+        let passwords: [String]
+        switch configuration.credentials.lookup(username: username, nowUnixSeconds: now.unixSeconds) {
+        case .passwords(let list): passwords = list
+        // "If the value of the USERNAME or USERHASH attribute is not valid, the server MUST
+        // generate an error response with an error code of 401". Expired time-limited
+        // credentials are invalid.
+        case .expired, .unknown: throw .unauthenticated
+        }
+        // Several passwords when shared secrets rotate: the one whose key verifies wins.
+        for password in passwords {
+            let key = longTermKey(username: username, realm: configuration.realm, password: password, algorithm: algorithm)
+            // RFC 8489 §9.2.4: with both present, MESSAGE-INTEGRITY-SHA256 is the one checked, and
+            // the response is signed the same way.
+            let verified = message.hasMessageIntegritySHA256
+                ? message.verifyMessageIntegritySHA256(key: key)
+                : message.verifyMessageIntegrity(key: key)
+            if verified {
+                return Authentication(username: username, signer: ResponseSigner(
+                    key: key, sha256: message.hasMessageIntegritySHA256, fingerprint: message.hasFingerprint))
+            }
+        }
+        // "If the MESSAGE-INTEGRITY ... value is invalid ... 401".
+        throw .unauthenticated
+    }
+
+    /// RFC 8489 §9.2.4 (password algorithms, when the nonce advertised them): "If the request
+    /// contains neither PASSWORD-ALGORITHMS nor PASSWORD-ALGORITHM, then the request is processed
+    /// as though PASSWORD-ALGORITHM were MD5. Otherwise, unless (1) PASSWORD-ALGORITHM and
+    /// PASSWORD-ALGORITHMS are both present, (2) PASSWORD-ALGORITHMS matches the value sent in
+    /// the response that sent this NONCE, and (3) PASSWORD-ALGORITHM matches one of the entries
+    /// in PASSWORD-ALGORITHMS, the server MUST send back a 400 (Bad Request) response."
+    func passwordAlgorithm(of message: STUNMessage, nonce: String) throws(RequestError) -> PasswordAlgorithm {
+        let chosen = try parsed(message.passwordAlgorithm())
+        let offered = try parsed(message.passwordAlgorithms())
+        guard NonceAuthority.hasPasswordAlgorithmsBit(nonce) else {
+            // Nothing was offered, so anything but the default is a client error.
+            guard chosen == nil else { throw .badRequest }
+            return .md5
+        }
+        if chosen == nil && offered.isEmpty { return .md5 }
+        guard let chosen, offered == Self.advertisedPasswordAlgorithms.map(\.rawValue),
+              offered.contains(chosen.algorithm),
+              let algorithm = PasswordAlgorithm(rawValue: chosen.algorithm) else { throw .badRequest }
+        return algorithm
+    }
+
+    /// In order of preference (RFC 8489 §14.11).
+    static let advertisedPasswordAlgorithms: [PasswordAlgorithm] = [.sha256, .md5]
+
+    // MARK: Allocate
+
+    /// RFC 8656 §7.2, checks in the RFC's order.
+    func handleAllocate(_ message: STUNMessage, from client: ClientSocket, auth: Authentication, now: Instant, out: OutboundBatch) throws(RequestError) {
+        // 2. "The server checks if the 5-tuple is currently in use by an existing allocation. If
+        // yes, the server rejects the request with a 437 (Allocation Mismatch) error." Unless it is
+        // the request that created it, retransmitted (RFC 8489 §6.3.4).
+        if let existing = allocationByClient[client], let allocation = allocations[Int(existing.index)] {
+            guard allocation.allocateTransaction == message.transactionID else { throw .allocationMismatch }
+            if allocation.isActive {
+                // The cached response was evicted: answer again from the allocation's state.
+                sendAllocateSuccess(existing, transactionID: message.transactionID, signer: auth.signer,
+                                    lifetime: UInt32(clamping: (allocation.expiresAt.nanoseconds &- now.nanoseconds) / 1_000_000_000),
+                                    reservationToken: nil, addressError: nil, now: now, out: out)
+            } else {
+                // Still opening its sockets: the success response goes out when they are open.
+                statistics.drops.pendingRetransmission &+= 1
+            }
+            return
+        }
+        // 11. "at any point, the server MAY choose to reject the request with a 300 (Try Alternate)".
+        if isDraining {
+            if let alternate = configuration.alternateServer { throw .tryAlternate(alternate) }
+            throw .insufficientCapacity
+        }
+        // 3. "If the REQUESTED-TRANSPORT attribute is not included or is malformed, the server
+        // rejects the request with a 400 (Bad Request) error. Otherwise, if the attribute is
+        // included but specifies a protocol that is not supported by the server, the server rejects
+        // the request with a 442 (Unsupported Transport Protocol) error."
+        guard let transport = try parsed(message.requestedTransport()) else {
+            throw .badRequest
+        }
+        guard transport == 17 else { throw .unsupportedTransport }
+        // 4. DONT-FRAGMENT: this server does not set DF on relayed datagrams, so it "treats the
+        // DONT-FRAGMENT attribute in the Allocate request as an unknown comprehension-required
+        // attribute" (420, handled with the other unknown attributes before this handler).
+
+        let token = try parsed(message.reservationToken())
+        let evenPort = try parsed(message.evenPort())
+        let requestedFamily = try parsed(message.requestedAddressFamily())
+        let additionalFamily = try parsed(message.additionalAddressFamily())
+        // 5. "If yes, and the request also contains an EVEN-PORT or REQUESTED-ADDRESS-FAMILY or
+        // ADDITIONAL-ADDRESS-FAMILY attribute, the server rejects the request with a 400 (Bad
+        // Request) error. Otherwise, ... If the token is not valid for some reason, the server
+        // rejects the request with a 508 (Insufficient Capacity) error."
+        var reservation: (token: UInt64, Reservation)?
+        if let token {
+            guard evenPort == nil, requestedFamily == nil, additionalFamily == nil else { throw .badRequest }
+            guard let found = reservations[token] else { throw .insufficientCapacity }
+            reservation = (token, found)
+        }
+        // 6. "both REQUESTED-ADDRESS-FAMILY and ADDITIONAL-ADDRESS-FAMILY ... 400 (Bad Request)".
+        if requestedFamily != nil && additionalFamily != nil { throw .badRequest }
+        // 7. "If the server does not support the address family requested by the client in
+        // REQUESTED-ADDRESS-FAMILY ... 440 (Address Family not Supported) ... If the
+        // REQUESTED-ADDRESS-FAMILY attribute is absent and the server does not support the IPv4
+        // address family, the server MUST include ... 440".
+        let primary = reservation?.1.family ?? requestedFamily ?? .ipv4
+        guard configuration.relayAddress(primary) != nil else { throw .addressFamilyNotSupported }
+        // 8. "EVEN-PORT attribute with the R bit set to 1 ... and the request also contains an
+        // ADDITIONAL-ADDRESS-FAMILY attribute, the server rejects the request with a 400".
+        let reserveNext = evenPort?.reserveNext ?? false
+        if reserveNext && additionalFamily != nil { throw .badRequest }
+        // 9. "If yes, and the attribute value is 0x01 (IPv4 address family), then the server
+        // rejects the request with a 400 (Bad Request) error."
+        if additionalFamily == .ipv4 { throw .badRequest }
+        var families = [primary]
+        var addressError: (family: AddressFamily, code: Int)?
+        if additionalFamily == .ipv6 {
+            // "If the server can partially meet the request ... it includes ADDRESS-ERROR-CODE".
+            if configuration.relayAddress(.ipv6) != nil { families.append(.ipv6) } else { addressError = (family: AddressFamily.ipv6, code: 440) }
+        }
+        // 10. "the server MAY choose to reject the request with a 486 (Allocation Quota Reached)
+        // error if it feels the client is trying to exceed some locally defined allocation quota
+        // ... it SHOULD define it based on the username".
+        if allocationsPerUsername[auth.username, default: 0] >= configuration.maxAllocationsPerUsername {
+            throw .allocationQuotaReached
+        }
+        // The server-wide limit is capacity, not a per-user quota: 508, "The server has no more
+        // relayed transport addresses available" (RFC 8656 §7.4).
+        if allocationByClient.count >= configuration.maxAllocations { throw .insufficientCapacity }
+        if reserveNext && reservations.count >= configuration.maxReservations { throw .insufficientCapacity }
+
+        // Relayed transport addresses (RFC 8656 §7.2, after the checks).
+        var chosen: [(family: AddressFamily, port: UInt16)] = []
+        var newReservation: (token: UInt64, port: UInt16)?
+        if let (token, held) = reservation {
+            cancelReservation(token, releasePort: false)
+            chosen = [(held.family, held.port)]
+        } else {
+            let request = PortAllocator.Request(families: families, even: evenPort != nil, reserveNext: reserveNext)
+            if let port = ports.choose(request, using: &random) {
+                chosen = families.map { ($0, port) }
+                if reserveNext { newReservation = (uniqueReservationToken(), port + 1) }
+            } else if families.count == 2 {
+                // No common port: one per family, or a partial success (step 9: "508").
+                for family in families {
+                    if let port = ports.choose(PortAllocator.Request(families: [family]), using: &random) {
+                        chosen.append((family, port))
+                    } else {
+                        addressError = (family: family, code: 508)
+                    }
+                }
+                guard !chosen.isEmpty else { throw .insufficientCapacity }
+            } else {
+                throw .insufficientCapacity
+            }
+        }
+        let lifetime = desiredLifetime(try parsed(message.lifetime()))
+        createAllocation(client: client, username: auth.username, relays: chosen, lifetime: lifetime,
+                         transactionID: message.transactionID, signer: auth.signer, evenPort: evenPort != nil,
+                         newReservation: newReservation, addressError: addressError, now: now, out: out)
+    }
+
+    /// RFC 8656 §7.2: "If the request contains a LIFETIME attribute, then the server computes the
+    /// minimum of the client's proposed lifetime and the server's maximum allowed lifetime. If this
+    /// computed value is greater than the default lifetime, then the server uses the computed
+    /// lifetime ... Otherwise, the server uses the default lifetime."
+    func desiredLifetime(_ requested: UInt32?) -> UInt32 {
+        guard let requested else { return configuration.defaultLifetime }
+        let capped = min(requested, configuration.maxLifetime)
+        return capped > configuration.defaultLifetime ? capped : configuration.defaultLifetime
+    }
+
+    // MARK: Refresh
+
+    /// RFC 8656 §8.2.
+    func handleRefresh(_ message: STUNMessage, from client: ClientSocket, auth: Authentication, now: Instant, out: OutboundBatch) throws(RequestError) {
+        let id = try activeAllocation(of: client, auth: auth)
+        // "If the server receives a Refresh Request with a REQUESTED-ADDRESS-FAMILY attribute and
+        // the attribute value does not match the address family of the allocation, the server MUST
+        // reply with a 443 (Peer Address Family Mismatch) error."
+        if let family = try parsed(message.requestedAddressFamily()),
+           allocations[Int(id.index)]?.relay(for: family) == nil {
+            throw .peerAddressFamilyMismatch
+        }
+        let requested = try parsed(message.lifetime())
+        // "if the request contains a LIFETIME attribute and the attribute value is zero, then the
+        // 'desired lifetime' is zero ... If the 'desired lifetime' is zero, then the request
+        // succeeds and the allocation is deleted."
+        let lifetime = requested == 0 ? 0 : desiredLifetime(requested)
+        if lifetime == 0 {
+            deleteAllocation(id, out: out)
+            statistics.allocationsDeleted &+= 1
+        } else {
+            let expiresAt = now.adding(seconds: UInt64(lifetime))
+            allocations[Int(id.index)]?.expiresAt = expiresAt
+            if let timer = allocations[Int(id.index)]?.timer { timers.reschedule(timer, at: expiresAt) }
+        }
+        // "A LIFETIME attribute containing the current value of the time-to-expiry timer."
+        sendSuccess(to: message, from: client, signer: auth.signer, now: now, out: out) { writer in
+            writer.appendUInt32(.lifetime, lifetime)
+        }
+    }
+
+    // MARK: CreatePermission
+
+    /// RFC 8656 §10.2: "the server installs or refreshes a permission for the IP address contained
+    /// in each XOR-PEER-ADDRESS attribute ... The port portion of each attribute is ignored".
+    func handleCreatePermission(_ message: STUNMessage, from client: ClientSocket, auth: Authentication, now: Instant, out: OutboundBatch) throws(RequestError) {
+        let id = try activeAllocation(of: client, auth: auth)
+        let peers = try parsed(message.xorPeerAddresses())
+        // "The CreatePermission request MUST contain at least one XOR-PEER-ADDRESS attribute".
+        guard !peers.isEmpty else { throw .badRequest }
+        guard let allocation = allocations[Int(id.index)] else { throw .allocationMismatch }
+        var newPeers = Set<IPAddress>()
+        for peer in peers {
+            // "If an XOR-PEER-ADDRESS attribute contains an address of an address family that is
+            // not the same as that of a relayed transport address for the allocation, the server
+            // MUST generate an error response with the 443 (Peer Address Family Mismatch)".
+            guard allocation.relay(for: peer.family) != nil else { throw .peerAddressFamilyMismatch }
+            // "The server MAY impose restrictions on the IP address allowed in the
+            // XOR-PEER-ADDRESS attribute; if a value is not allowed, the server rejects the request
+            // with a 403 (Forbidden) error." A permission is IP-only, so the relay's own address is
+            // allowed here; ChannelBind and Send check the port.
+            if peerPolicy.evaluate(peer.ip) == .denied { throw .forbidden }
+            if permissions[PermissionKey(allocation: id, peer: peer.ip)] == nil { newPeers.insert(peer.ip) }
+        }
+        // RFC 8656 §12.2 for the same situation in ChannelBind: "If the request is valid, but the
+        // server is unable to fulfill the request due to some capacity limit or similar, the server
+        // replies with a 508 (Insufficient Capacity) error."
+        guard allocation.permissions.count + newPeers.count <= configuration.maxPermissionsPerAllocation else {
+            throw .insufficientCapacity
+        }
+        for peer in peers { installPermission(id, peer: peer.ip, now: now) }
+        sendSuccess(to: message, from: client, signer: auth.signer, now: now, out: out) { _ in }
+    }
+
+    // MARK: ChannelBind
+
+    /// RFC 8656 §12.2.
+    func handleChannelBind(_ message: STUNMessage, from client: ClientSocket, auth: Authentication, now: Instant, out: OutboundBatch) throws(RequestError) {
+        let id = try activeAllocation(of: client, auth: auth)
+        guard let allocation = allocations[Int(id.index)] else { throw .allocationMismatch }
+        // "The request contains both a CHANNEL-NUMBER and an XOR-PEER-ADDRESS attribute; The
+        // channel number is in the range 0x4000 through 0x4FFF (inclusive)" else 400.
+        guard let rawNumber = try parsed(message.channelNumber()),
+              let peerAddress = try parsed(message.xorPeerAddresses()).first
+        else { throw .badRequest }
+        let number = ChannelNumber(rawNumber)
+        guard number.isValid else { throw .badRequest }
+        let peer = PeerSocket(peerAddress)
+        // "If the XOR-PEER-ADDRESS attribute contains an address of an address family that is not
+        // the same as that of a relayed transport address for the allocation, the server MUST
+        // generate an error response with the 443 (Peer Address Family Mismatch) response code."
+        guard let relay = allocation.relay(for: peerAddress.family) else { throw .peerAddressFamilyMismatch }
+        // "The server MAY impose restrictions on the IP address and port values allowed in the
+        // XOR-PEER-ADDRESS attribute; if a value is not allowed, the server rejects the request
+        // with a 403 (Forbidden) error."
+        guard isPeerAllowed(peerAddress) else { throw .forbidden }
+        // "The channel number is not currently bound to a different transport address (same
+        // transport address is OK); The transport address is not currently bound to a different
+        // channel number." Both hold through the 5-minute cooldown after expiry (RFC 8656 §12:
+        // "the client MUST wait 5 minutes after the channel binding expires before attempting to
+        // bind the channel number to a different transport address or the transport address to a
+        // different channel number").
+        let existing = channels[ChannelKey(allocation: id, number: number)]
+        if let existing, existing.peer != peer { throw .badRequest }
+        if let other = channelByPeer[PeerChannelKey(allocation: id, peer: peer)], other.number != number { throw .badRequest }
+        if existing == nil && allocation.channels.count >= configuration.maxChannelsPerAllocation {
+            throw .insufficientCapacity
+        }
+        if permissions[PermissionKey(allocation: id, peer: peerAddress.ip)] == nil
+            && allocation.permissions.count >= configuration.maxPermissionsPerAllocation {
+            throw .insufficientCapacity
+        }
+        bindChannel(id, number: number, peer: peer, relayHandle: relay.handle, now: now)
+        // RFC 8656 §12.1: "A ChannelBind transaction also creates or refreshes a permission towards
+        // the peer".
+        installPermission(id, peer: peerAddress.ip, now: now)
+        sendSuccess(to: message, from: client, signer: auth.signer, now: now, out: out) { _ in }
+    }
+
+    // MARK: Send indication
+
+    /// RFC 8656 §11.2. Indications get no response: every failure is a silent drop, counted.
+    func handleSendIndication(_ message: STUNMessage, datagram: InboundDatagram, from client: ClientSocket, out: OutboundBatch) {
+        guard let id = allocationByClient[client], let allocation = allocations[Int(id.index)], allocation.isActive else {
+            statistics.drops.noAllocation &+= 1
+            return
+        }
+        // RFC 8489 §6.3.2: an indication with unknown comprehension-required attributes is
+        // discarded. DONT-FRAGMENT counts as unknown (RFC 8656 §11.2: "the server acts as if the
+        // DONT-FRAGMENT attribute is an unknown comprehension-required attribute").
+        guard message.unknownComprehensionRequired(known: Self.isKnownAttribute).isEmpty,
+              let peerAddress = (try? message.xorPeerAddresses())?.first,
+              let data = message.data()
+        else {
+            statistics.drops.malformed &+= 1
+            return
+        }
+        guard let relay = allocation.relay(for: peerAddress.family), relay.isOpen else {
+            statistics.drops.malformed &+= 1
+            return
+        }
+        guard isPeerAllowed(peerAddress) else {
+            statistics.drops.peerDenied &+= 1
+            return
+        }
+        // "The server also checks that there is a permission installed for the IP address contained
+        // in the XOR-PEER-ADDRESS attribute. If no such permission exists, the message is
+        // discarded."
+        guard permissions[PermissionKey(allocation: id, peer: peerAddress.ip)] != nil else {
+            statistics.drops.noPermission &+= 1
+            return
+        }
+        // The DATA value is forwarded from the received buffer: no copy.
+        let payload = data.baseAddress ?? UnsafeRawPointer(datagram.bytes)
+        let sent = out.append(OutboundDatagram(socket: relay.handle, destination: peerAddress, bytes: payload,
+                                               length: data.count, origin: .received(bufferID: datagram.bufferID)))
+        guard sent else {
+            statistics.drops.outputFull &+= 1
+            return
+        }
+        statistics.sendIndicationsRelayed &+= 1
+        statistics.clientToPeer.packets &+= 1
+        statistics.clientToPeer.bytes &+= data.count
+    }
+
+    // MARK: - Helpers
+
+    /// RFC 8656 §5: requests other than Allocate need an allocation on this 5-tuple (else 437),
+    /// authenticated by the user who created it: "the server MUST ... reject the request with a
+    /// 441 (Wrong Credentials) error" when the username differs.
+    func activeAllocation(of client: ClientSocket, auth: Authentication) throws(RequestError) -> AllocationID {
+        guard let id = allocationByClient[client], let allocation = allocations[Int(id.index)], allocation.isActive else {
+            throw .allocationMismatch
+        }
+        guard allocation.username == auth.username else { throw .wrongCredentials }
+        return id
+    }
+
+    /// The peer policy plus the relay-self rule: the relay's own addresses are reachable only on
+    /// its relay ports (hairpin between two clients of this relay), never its listener or other
+    /// local services.
+    func isPeerAllowed(_ peer: TransportAddress) -> Bool {
+        switch peerPolicy.evaluate(peer.ip) {
+        case .allowed: return true
+        case .denied: return false
+        case .relaySelf: return configuration.portRange.contains(peer.port)
+        }
+    }
+
+    /// Converts a malformed-attribute error into 400 (Bad Request).
+    @inline(__always)
+    func parsed<T>(_ body: @autoclosure () throws(STUNAttributeError) -> T) throws(RequestError) -> T {
+        do { return try body() } catch { throw .badRequest }
+    }
+
+    /// Attributes this server understands (RFC 8489 §6.3.1); DONT-FRAGMENT is deliberately absent.
+    static func isKnownAttribute(_ type: AttributeType) -> Bool {
+        switch type {
+        case .mappedAddress, .username, .messageIntegrity, .errorCode, .unknownAttributes, .channelNumber,
+             .lifetime, .xorPeerAddress, .data, .realm, .nonce, .xorRelayedAddress, .requestedAddressFamily,
+             .evenPort, .requestedTransport, .messageIntegritySHA256, .passwordAlgorithm, .userhash,
+             .xorMappedAddress, .reservationToken:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// A fresh nonzero token. With 64 random bits a collision is practically impossible; the loop
+    /// is bounded anyway.
+    func uniqueReservationToken() -> UInt64 {
+        var token = random.next() | 1 << 63
+        for _ in 0..<8 where reservations[token] != nil { token = random.next() | 1 << 63 }
+        return token
+    }
+}
+
+/// Who sent an authenticated request, and how to sign the answer.
+struct Authentication {
+    var username: String
+    var signer: ResponseSigner
+}

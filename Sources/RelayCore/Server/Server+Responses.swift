@@ -1,0 +1,189 @@
+import STUN
+
+/// An error response, thrown by a handler. `respond(to:from:error:signer:now:out:)` turns it into
+/// bytes: the one place that adds REALM/NONCE to a challenge and signs.
+struct RequestError: Error {
+    var code: STUNErrorCode
+    /// 420: UNKNOWN-ATTRIBUTES (RFC 8489 §14.9).
+    var unknownAttributes: [AttributeType] = []
+    /// 401 and 438 carry REALM and a fresh NONCE (RFC 8489 §9.2.4), and are rate-limited per source.
+    var isChallenge = false
+    /// 300: ALTERNATE-SERVER (RFC 8489 §14.15).
+    var alternateServer: TransportAddress?
+
+    static let badRequest = RequestError(code: .badRequest)
+    static let unauthenticated = RequestError(code: .unauthenticated, isChallenge: true)
+    static let staleNonce = RequestError(code: .staleNonce, isChallenge: true)
+    static let forbidden = RequestError(code: .forbidden)
+    static let allocationMismatch = RequestError(code: .allocationMismatch)
+    static let addressFamilyNotSupported = RequestError(code: .addressFamilyNotSupported)
+    static let wrongCredentials = RequestError(code: .wrongCredentials)
+    static let unsupportedTransport = RequestError(code: .unsupportedTransportProtocol)
+    static let peerAddressFamilyMismatch = RequestError(code: .peerAddressFamilyMismatch)
+    static let allocationQuotaReached = RequestError(code: .allocationQuotaReached)
+    static let insufficientCapacity = RequestError(code: .insufficientCapacity)
+
+    static func unknownAttributes(_ types: [AttributeType]) -> RequestError {
+        RequestError(code: .unknownAttribute, unknownAttributes: types)
+    }
+
+    static func tryAlternate(_ server: TransportAddress) -> RequestError {
+        RequestError(code: .tryAlternate, alternateServer: server)
+    }
+}
+
+/// How to sign a response: RFC 8489 §9.2.4, "the server ... MUST include a MESSAGE-INTEGRITY or
+/// MESSAGE-INTEGRITY-SHA256 attribute (the same one as in the request), using the same key";
+/// FINGERPRINT when the request carried one.
+struct ResponseSigner {
+    /// The long-term key (RFC 8489 §9.2.2), never the password.
+    var key: [UInt8]
+    var sha256: Bool
+    var fingerprint: Bool
+
+    func sign(_ writer: inout STUNMessageWriter) {
+        if sha256 { writer.appendMessageIntegritySHA256(key: key) } else { writer.appendMessageIntegrity(key: key) }
+        if fingerprint { writer.appendFingerprint() }
+    }
+}
+
+extension Server {
+    /// Sends the error response for `error`. Challenges (401/438) beyond the per-source limit are
+    /// dropped: a spoofed flood gets no amplification and leaves no state.
+    func respond(to message: STUNMessage, from client: ClientSocket, error: RequestError, signer: ResponseSigner?,
+                 now: Instant, out: OutboundBatch) {
+        if error.isChallenge {
+            guard challengeLimiter.allow(source: client.address.ip, nowNanoseconds: now.nanoseconds) else {
+                statistics.drops.challengeRateLimited &+= 1
+                return
+            }
+        }
+        statistics.responses.count(errorCode: error.code.code)
+        let type = STUNMessageType(method: message.type.method, messageClass: .errorResponse)
+        encode(type: type, transactionID: message.transactionID, to: client, signer: signer,
+               fingerprint: message.hasFingerprint, now: now, out: out) { writer in
+            writer.appendErrorCode(error.code)
+            if !error.unknownAttributes.isEmpty { writer.appendUnknownAttributes(error.unknownAttributes) }
+            if let alternate = error.alternateServer { appendAlternateServer(alternate, to: &writer) }
+            if error.isChallenge {
+                // RFC 8489 §9.2.4: "The server MUST include a REALM value ... MUST include a NONCE"
+                // and, with the nonce cookie's security feature bit, "PASSWORD-ALGORITHMS".
+                writer.append(.realm, string: configuration.realm)
+                writer.append(.nonce, string: nonces.mint(for: client.address, nowUnixSeconds: now.unixSeconds))
+                if nonces.advertisesPasswordAlgorithms {
+                    writer.appendPasswordAlgorithms(Self.advertisedPasswordAlgorithms)
+                }
+            }
+        }
+    }
+
+    func sendSuccess(to message: STUNMessage, from client: ClientSocket, signer: ResponseSigner?, now: Instant,
+                     out: OutboundBatch, _ body: (inout STUNMessageWriter) -> Void) {
+        statistics.responses.success &+= 1
+        let type = STUNMessageType(method: message.type.method, messageClass: .successResponse)
+        encode(type: type, transactionID: message.transactionID, to: client, signer: signer,
+               fingerprint: message.hasFingerprint, now: now, out: out, body)
+    }
+
+    /// RFC 8656 §7.2: "The success response contains: An XOR-RELAYED-ADDRESS attribute ... or two
+    /// ... A LIFETIME attribute ... A RESERVATION-TOKEN attribute (if a second relayed transport
+    /// address was reserved). An XOR-MAPPED-ADDRESS attribute", plus ADDRESS-ERROR-CODE for a
+    /// partial dual-stack success (§7.2 step 9).
+    func sendAllocateSuccess(_ id: AllocationID, transactionID: TransactionID, signer: ResponseSigner, lifetime: UInt32,
+                             reservationToken: UInt64?, addressError: (family: AddressFamily, code: Int)?,
+                             now: Instant, out: OutboundBatch) {
+        guard let allocation = allocations[Int(id.index)] else { return }
+        statistics.responses.success &+= 1
+        let type = STUNMessageType(method: .allocate, messageClass: .successResponse)
+        encode(type: type, transactionID: transactionID, to: allocation.client, signer: signer,
+               fingerprint: signer.fingerprint, now: now, out: out) { writer in
+            for relay in allocation.relays {
+                guard let ip = configuration.relayAddress(relay.family) else { continue }
+                writer.appendXorAddress(.xorRelayedAddress, TransportAddress(ip: ip, port: relay.port))
+            }
+            writer.appendUInt32(.lifetime, lifetime)
+            if let reservationToken { writer.appendUInt64(.reservationToken, reservationToken) }
+            writer.appendXorAddress(.xorMappedAddress, allocation.client.address)
+            if let addressError {
+                let reason = STUNErrorCode(code: addressError.code)?.reason ?? ""
+                writer.appendAddressErrorCode(family: addressError.family, code: addressError.code, reason: reason)
+            }
+        }
+    }
+
+    /// Encodes a response into the batch's arena and sends it from the listener of the client's
+    /// family. Responses to authenticated requests are remembered for retransmissions.
+    func encode(type: STUNMessageType, transactionID: TransactionID, to client: ClientSocket, signer: ResponseSigner?,
+                fingerprint: Bool, now: Instant, out: OutboundBatch, _ body: (inout STUNMessageWriter) -> Void) {
+        guard let space = out.arenaSpace(maxBytes: TransactionCache.maxResponseBytes) else {
+            statistics.drops.outputFull &+= 1
+            return
+        }
+        var writer = STUNMessageWriter(into: space, type: type, transactionID: transactionID)
+        body(&writer)
+        if let software = configuration.software, signer != nil || configuration.softwareInUnauthenticatedResponses {
+            writer.append(.software, string: software)
+        }
+        if let signer {
+            signer.sign(&writer)
+        } else if fingerprint {
+            writer.appendFingerprint()
+        }
+        guard let length = writer.finish(), let base = space.baseAddress else {
+            statistics.drops.outputFull &+= 1
+            return
+        }
+        out.commitArena(socket: .listener(client.address.family), destination: client.address, length: length)
+        if signer != nil {
+            transactions.insert(TransactionKey(client: client, transactionID: transactionID),
+                                response: UnsafeRawBufferPointer(start: base, count: length), now: now)
+        }
+    }
+
+    func sendCached(_ bytes: [UInt8], to client: ClientSocket, out: OutboundBatch) {
+        guard let space = out.arenaSpace(maxBytes: bytes.count), let base = space.baseAddress else {
+            statistics.drops.outputFull &+= 1
+            return
+        }
+        bytes.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        out.commitArena(socket: .listener(client.address.family), destination: client.address, length: bytes.count)
+    }
+
+    /// RFC 8656 §11.3: "If relaying is permitted but no channel is bound to the peer, then the
+    /// server forms and sends a Data indication. The Data indication MUST contain both an
+    /// XOR-PEER-ADDRESS and a DATA attribute." Encoded into the batch's arena (one copy of the
+    /// payload; this is not the fast path: clients that care bind a channel).
+    func sendDataIndication(_ datagram: InboundDatagram, peer: PeerSocket, client: ClientSocket, out: OutboundBatch) {
+        let maxLength = STUNMessage.headerLength + 24 + 4 + datagram.length + 3
+        guard let space = out.arenaSpace(maxBytes: maxLength) else {
+            statistics.drops.outputFull &+= 1
+            return
+        }
+        let type = STUNMessageType(method: .data, messageClass: .indication)
+        var writer = STUNMessageWriter(into: space, type: type, transactionID: TransactionID(using: &random))
+        writer.appendXorAddress(.xorPeerAddress, peer.address)
+        writer.append(.data, bytes: UnsafeRawBufferPointer(start: datagram.bytes, count: datagram.length))
+        guard let length = writer.finish() else {
+            statistics.drops.outputFull &+= 1
+            return
+        }
+        out.commitArena(socket: .listener(client.address.family), destination: client.address, length: length)
+        statistics.dataIndicationsSent &+= 1
+        statistics.peerToClient.packets &+= 1
+        statistics.peerToClient.bytes &+= datagram.length
+    }
+
+    /// ALTERNATE-SERVER (RFC 8489 §14.15): "It is encoded in the same way as MAPPED-ADDRESS".
+    func appendAlternateServer(_ server: TransportAddress, to writer: inout STUNMessageWriter) {
+        var value: [UInt8] = [0, server.family.rawValue, UInt8(server.port >> 8), UInt8(truncatingIfNeeded: server.port)]
+        switch server.ip {
+        case .v4(let a):
+            for shift in stride(from: 24, through: 0, by: -8) { value.append(UInt8(truncatingIfNeeded: a.value >> UInt32(shift))) }
+        case .v6(let a):
+            for half in [a.high, a.low] {
+                for shift in stride(from: 56, through: 0, by: -8) { value.append(UInt8(truncatingIfNeeded: half >> UInt64(shift))) }
+            }
+        }
+        value.withUnsafeBytes { writer.append(.alternateServer, bytes: $0) }
+    }
+}

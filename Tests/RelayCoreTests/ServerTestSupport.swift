@@ -1,0 +1,272 @@
+import Testing
+@testable import RelayCore
+import STUN
+
+// Builders and a harness for the server scenario tests: a fake clock, a seeded random source, a
+// receive buffer laid out as the shell lays it out (64 bytes of headroom, 8 of tailroom), and
+// requests encoded with the STUN module's writer.
+
+/// SplitMix64 (Steele, Lea, Flood 2014): tiny, deterministic, good enough for tests.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// One datagram the server asked to send, copied out of the batch.
+struct Sent {
+    var socket: SocketHandle
+    var destination: TransportAddress
+    var bytes: [UInt8]
+    var origin: OutboundDatagram.Origin
+    /// Where the bytes were (to prove zero copy: a pointer into the receive buffer).
+    var pointer: UnsafeRawPointer
+}
+
+struct Outputs {
+    var sent: [Sent] = []
+    var requests: [SocketRequest] = []
+
+    var only: Sent? { sent.count == 1 ? sent[0] : nil }
+
+    var opens: [(handle: SocketHandle, family: AddressFamily, port: UInt16)] {
+        requests.compactMap { if case .open(let h, let f, let p) = $0 { return (h, f, p) } else { return nil } }
+    }
+
+    var closes: [SocketHandle] {
+        requests.compactMap { if case .close(let h) = $0 { return h } else { return nil } }
+    }
+}
+
+enum Addr {
+    static let relayV4 = IPv4Address(203, 0, 113, 10)
+    static let relayV6 = IPv6Address("2001:db8::10")!
+    static let client = TransportAddress("93.184.216.34:40000")!
+    static let client2 = TransportAddress("93.184.216.35:40001")!
+    static let clientV6 = TransportAddress("[2a00:1450::34]:40000")!
+    static let peer = TransportAddress("8.8.8.8:5000")!
+    static let peer2 = TransportAddress("8.8.4.4:6000")!
+    static let peerV6 = TransportAddress("[2a00:1450::8]:5000")!
+}
+
+struct Credentials {
+    var username: String
+    var password: String
+    var realm = "example.org"
+    var algorithm: PasswordAlgorithm = .md5
+    var key: [UInt8] { longTermKey(username: username, realm: realm, password: password, algorithm: algorithm) }
+
+    static let alice = Credentials(username: "alice", password: "alice-password")
+    static let bob = Credentials(username: "bob", password: "bob-password")
+}
+
+func transactionID(_ n: UInt8) -> TransactionID {
+    TransactionID([0xA0, 0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8, 0xA9, 0xAA, n])
+}
+
+/// How a test request authenticates.
+struct RequestAuth {
+    var credentials: Credentials
+    var nonce: String
+    var sha256 = false
+    var userhash = false
+    /// PASSWORD-ALGORITHMS + PASSWORD-ALGORITHM, as RFC 8489 §9.2.4 wants once offered.
+    var passwordAlgorithms: [PasswordAlgorithm]? = nil
+}
+
+/// Encodes a request (or indication) with the STUN writer: `body` first, then USERNAME/USERHASH,
+/// REALM, NONCE, password algorithms, integrity, FINGERPRINT.
+func message(_ method: STUNMethod, _ cls: STUNClass = .request, id: TransactionID = transactionID(1),
+             auth: RequestAuth? = nil, fingerprint: Bool = false,
+             _ body: (inout STUNMessageWriter) -> Void = { _ in }) -> [UInt8] {
+    var storage = [UInt8](repeating: 0, count: 2048)
+    let length = storage.withUnsafeMutableBytes { buffer -> Int in
+        var w = STUNMessageWriter(into: buffer, type: STUNMessageType(method: method, messageClass: cls), transactionID: id)
+        body(&w)
+        if let auth {
+            if auth.userhash {
+                let hash = userhash(username: auth.credentials.username, realm: auth.credentials.realm)
+                hash.withUnsafeBytes { w.append(.userhash, bytes: $0) }
+            } else {
+                w.append(.username, string: auth.credentials.username)
+            }
+            w.append(.realm, string: auth.credentials.realm)
+            w.append(.nonce, string: auth.nonce)
+            if let list = auth.passwordAlgorithms {
+                w.appendPasswordAlgorithms(list)
+                w.appendPasswordAlgorithm(auth.credentials.algorithm)
+            }
+            if auth.sha256 { w.appendMessageIntegritySHA256(key: auth.credentials.key) } else { w.appendMessageIntegrity(key: auth.credentials.key) }
+        }
+        if fingerprint { w.appendFingerprint() }
+        return w.finish()!
+    }
+    return Array(storage[0..<length])
+}
+
+/// Encodes an expected response the same way the server should, for byte comparison.
+func expectedResponse(_ method: STUNMethod, _ cls: STUNClass, id: TransactionID, key: [UInt8]? = nil, sha256: Bool = false,
+                      fingerprint: Bool = false, _ body: (inout STUNMessageWriter) -> Void) -> [UInt8] {
+    var storage = [UInt8](repeating: 0, count: 2048)
+    let length = storage.withUnsafeMutableBytes { buffer -> Int in
+        var w = STUNMessageWriter(into: buffer, type: STUNMessageType(method: method, messageClass: cls), transactionID: id)
+        body(&w)
+        if let key { if sha256 { w.appendMessageIntegritySHA256(key: key) } else { w.appendMessageIntegrity(key: key) } }
+        if fingerprint { w.appendFingerprint() }
+        return w.finish()!
+    }
+    return Array(storage[0..<length])
+}
+
+/// Reads a STUN message out of bytes the test holds.
+func inspect<T>(_ bytes: [UInt8], _ body: (STUNMessage) throws -> T) throws -> T {
+    try bytes.withUnsafeBytes { raw in
+        let m = try STUNMessage.parse(raw)
+        return try body(m)
+    }
+}
+
+func errorCode(_ bytes: [UInt8]) -> Int? {
+    try? inspect(bytes) { try $0.errorCode()?.code }
+}
+
+func channelData(_ channel: UInt16, _ payload: [UInt8]) -> [UInt8] {
+    [UInt8(channel >> 8), UInt8(channel & 0xFF), UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)] + payload
+}
+
+/// The server plus everything the shell would do around it.
+final class Harness {
+    var now: Instant
+    let server: Server
+    let out = OutboundBatch(capacity: 256, arenaBytes: 256 * 1024)
+    /// One receive buffer: headroom, up to 4 KiB of datagram, tailroom.
+    let buffer: UnsafeMutableRawPointer
+    static let bufferSize = InboundDatagram.headroom + 4096 + InboundDatagram.tailroom
+    var payloadStart: UnsafeMutableRawPointer { buffer + InboundDatagram.headroom }
+
+    static let start = Instant(seconds: 1_800_000_000)
+
+    static func configuration() -> ServerConfiguration {
+        var c = ServerConfiguration(relayAddressIPv4: Addr.relayV4, relayAddressIPv6: nil)
+        c.realm = "example.org"
+        c.credentials = CredentialStore(staticUsers: ["alice": "alice-password", "bob": "bob-password"],
+                                        restSecrets: ["rest-secret"])
+        return c
+    }
+
+    init(seed: UInt64 = 1, _ configure: (inout ServerConfiguration) -> Void = { _ in }) {
+        var c = Self.configuration()
+        configure(&c)
+        now = Self.start
+        server = Server(configuration: c, random: SplitMix64(seed: seed), now: now)
+        buffer = .allocate(byteCount: Self.bufferSize, alignment: 16)
+        buffer.initializeMemory(as: UInt8.self, repeating: 0xEE, count: Self.bufferSize)
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Feeds one datagram, as received on `socket` (the listener of the source's family unless
+    /// given), and returns what the server produced.
+    @discardableResult
+    func receive(_ bytes: [UInt8], from source: TransportAddress, on socket: SocketHandle? = nil, bufferID: UInt32 = 7) -> Outputs {
+        precondition(bytes.count <= 4096)
+        out.reset()
+        buffer.initializeMemory(as: UInt8.self, repeating: 0xEE, count: Self.bufferSize)
+        bytes.withUnsafeBytes { payloadStart.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        var datagram = InboundDatagram(socket: socket ?? .listener(source.family), source: source,
+                                       bytes: payloadStart, length: bytes.count, bufferID: bufferID)
+        withUnsafePointer(to: &datagram) { server.process(UnsafeBufferPointer(start: $0, count: 1), now: now, into: out) }
+        return collect()
+    }
+
+    /// Answers socket requests the way the shell would.
+    @discardableResult
+    func answer(_ opens: [(handle: SocketHandle, family: AddressFamily, port: UInt16)], with result: SocketOpenResult = .opened) -> Outputs {
+        out.reset()
+        for open in opens { server.socketOpened(open.handle, result: result, now: now, into: out) }
+        return collect()
+    }
+
+    @discardableResult
+    func advance(seconds: UInt64) -> Outputs {
+        now = now.adding(seconds: seconds)
+        out.reset()
+        server.handleTimeout(now: now, into: out)
+        return collect()
+    }
+
+    func collect() -> Outputs {
+        var result = Outputs()
+        for d in out.datagrams {
+            result.sent.append(Sent(socket: d.socket, destination: d.destination,
+                                    bytes: Array(UnsafeRawBufferPointer(start: d.bytes, count: d.length)),
+                                    origin: d.origin, pointer: d.bytes))
+        }
+        result.requests = out.socketRequests
+        return result
+    }
+
+    // MARK: Client flows
+
+    /// Nonces already obtained, per client (they stay valid for 600 s; asking again would spend
+    /// the client's 401 budget).
+    var nonces: [TransportAddress: (nonce: String, at: Instant)] = [:]
+
+    /// A nonce for `client`: from an unauthenticated request's 401, cached while fresh.
+    func nonce(for client: TransportAddress = Addr.client) throws -> String {
+        if let cached = nonces[client], now.nanoseconds - cached.at.nanoseconds < 300_000_000_000 { return cached.nonce }
+        let nonce = try freshNonce(for: client)
+        nonces[client] = (nonce, now)
+        return nonce
+    }
+
+    func freshNonce(for client: TransportAddress) throws -> String {
+        let response = try #require(receive(message(.allocate, id: transactionID(200)) { $0.appendRequestedTransport(17) }, from: client).only)
+        return try #require(try inspect(response.bytes) { try $0.nonce() })
+    }
+
+    /// The full Allocate: challenge, authenticated request, sockets opened. Returns the relayed
+    /// addresses in response order and the handles.
+    @discardableResult
+    func allocate(_ client: TransportAddress = Addr.client, as credentials: Credentials = .alice, id: UInt8 = 1,
+                  _ extra: (inout STUNMessageWriter) -> Void = { _ in }) throws -> (relays: [TransportAddress], handles: [SocketHandle], response: [UInt8]) {
+        let nonce = try nonce(for: client)
+        let request = message(.allocate, id: transactionID(id), auth: RequestAuth(credentials: credentials, nonce: nonce)) {
+            $0.appendRequestedTransport(17)
+            extra(&$0)
+        }
+        let pending = receive(request, from: client)
+        #expect(pending.sent.isEmpty, "the success response waits for the sockets")
+        let opened = answer(pending.opens)
+        let response = try #require(opened.only)
+        let relays = try inspect(response.bytes) { try $0.xorRelayedAddresses() }
+        return (relays, pending.opens.map(\.handle), response.bytes)
+    }
+
+    func auth(_ credentials: Credentials = .alice, client: TransportAddress = Addr.client) throws -> RequestAuth {
+        RequestAuth(credentials: credentials, nonce: try nonce(for: client))
+    }
+
+    @discardableResult
+    func createPermission(_ peers: [TransportAddress], client: TransportAddress = Addr.client, id: UInt8 = 2) throws -> Outputs {
+        let request = message(.createPermission, id: transactionID(id), auth: try auth(client: client)) { w in
+            for peer in peers { w.appendXorAddress(.xorPeerAddress, peer) }
+        }
+        return receive(request, from: client)
+    }
+
+    @discardableResult
+    func channelBind(_ channel: UInt16, to peer: TransportAddress, client: TransportAddress = Addr.client, id: UInt8 = 3) throws -> Outputs {
+        let request = message(.channelBind, id: transactionID(id), auth: try auth(client: client)) { w in
+            w.appendChannelNumber(channel)
+            w.appendXorAddress(.xorPeerAddress, peer)
+        }
+        return receive(request, from: client)
+    }
+}
