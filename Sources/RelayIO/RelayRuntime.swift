@@ -1,0 +1,82 @@
+import Glibc
+import RelayCore
+import STUN
+
+/// Every worker of one relay process. Each worker gets its own slice of the relay port range, so
+/// workers never race for a port, and its own processor.
+public final class RelayRuntime: Sendable {
+    public let workers: [WorkerHandle]
+    public let clock: RelayClock
+
+    init(workers: [WorkerHandle], clock: RelayClock) {
+        self.workers = workers
+        self.clock = clock
+    }
+
+    /// Starts `count` workers. `makeProcessor` runs on each worker's thread with that worker's
+    /// index and port range slice.
+    public static func start<P: DatagramProcessor>(
+        workers count: Int, configuration: WorkerConfiguration, portRange: ClosedRange<UInt16>,
+        clock: RelayClock = RelayClock(),
+        makeProcessor: @escaping @Sendable (WorkerContext, ClosedRange<UInt16>) -> P
+    ) throws(RelayIOError) -> RelayRuntime {
+        guard count >= 1 else { throw .configuration("at least one worker is needed") }
+        let slices = partition(portRange, into: count)
+        guard slices.count == count else {
+            throw .configuration("the relay port range \(portRange) has fewer ports than workers (\(count))")
+        }
+        var started: [WorkerHandle] = []
+        for index in 0..<count {
+            let slice = slices[index]
+            do throws(RelayIOError) {
+                started.append(try WorkerHandle.start(index: index, configuration: configuration, clock: clock) {
+                    makeProcessor($0, slice)
+                })
+            } catch {
+                for w in started { w.stop() }
+                for w in started { w.join() }
+                throw error
+            }
+        }
+        return RelayRuntime(workers: started, clock: clock)
+    }
+
+    /// Starts `count` workers each running a TURN `Server` configured from `server`, with
+    /// `portRange` set to the worker's slice of `server.portRange`.
+    public static func startTURN(
+        workers count: Int, configuration: WorkerConfiguration, server: ServerConfiguration,
+        clock: RelayClock = RelayClock()
+    ) throws(RelayIOError) -> RelayRuntime {
+        try start(workers: count, configuration: configuration, portRange: server.portRange, clock: clock) {
+            context, slice in
+            var own = server
+            own.portRange = slice
+            return Server(configuration: own, random: SystemRandomNumberGenerator(), now: context.clock.now())
+        }
+    }
+
+    /// Splits `range` into `parts` contiguous, disjoint, near-equal slices (empty when the range has
+    /// fewer ports than parts).
+    public static func partition(_ range: ClosedRange<UInt16>, into parts: Int) -> [ClosedRange<UInt16>] {
+        let total = Int(range.upperBound) - Int(range.lowerBound) + 1
+        guard parts >= 1, total >= parts else { return [] }
+        var slices: [ClosedRange<UInt16>] = []
+        var start = Int(range.lowerBound)
+        for i in 0..<parts {
+            let size = total / parts + (i < total % parts ? 1 : 0)
+            slices.append(UInt16(start)...UInt16(start + size - 1))
+            start += size
+        }
+        return slices
+    }
+
+    public func drain() { for w in workers { w.drain() } }
+    public func stop() { for w in workers { w.stop() } }
+
+    @discardableResult
+    public func join() -> [WorkerStatistics] { workers.map { $0.join() } }
+
+    public var statistics: [WorkerStatistics] { workers.map(\.statistics) }
+}
+
+extension Server: DatagramProcessor {}

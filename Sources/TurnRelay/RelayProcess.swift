@@ -1,0 +1,102 @@
+import Glibc
+import Logging
+import RelayCore
+import RelayIO
+import STUN
+
+/// The relay's life: probe io_uring, start the workers, serve until SIGTERM/SIGINT, drain, exit.
+struct RelayProcess {
+    let settings: RelaySettings
+    let logger: Logger
+
+    func run() -> Int32 {
+        if case .unavailable(let why) = IOUringProbe.run() {
+            logger.critical("\(why)")
+            return 2
+        }
+        // Signals are taken synchronously by this thread (sigtimedwait); block them before any
+        // worker thread exists so every thread inherits the mask.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        var settings = self.settings
+        let runtime: RelayRuntime
+        do {
+            runtime = try start(settings)
+        } catch let error as RelayIOError {
+            // No IPv6 on this host (or in this container): keep serving IPv4, say so.
+            if case .socket(let address, let e) = error, address.family == .ipv6, settings.bindIPv4 != nil,
+               e == EAFNOSUPPORT || e == EADDRNOTAVAIL {
+                logger.warning("IPv6 unavailable (\(error)); serving IPv4 only. Set --bind-ip6 none to silence this.")
+                settings.bindIPv6 = nil
+                settings.publicIPv6 = nil
+                do {
+                    runtime = try start(settings)
+                } catch {
+                    logger.critical("\(error)")
+                    return 1
+                }
+            } else {
+                logger.critical("\(error)")
+                return 1
+            }
+        } catch {
+            logger.critical("\(error)")
+            return 1
+        }
+        announce(settings, runtime: runtime)
+
+        var received: Int32 = 0
+        while sigwait(&signals, &received) != 0 {}
+        logger.notice("received \(received == SIGTERM ? "SIGTERM" : "SIGINT"): draining for \(settings.drainSeconds) s (no new allocations; a second signal stops at once)")
+        runtime.drain()
+        var deadline = timespec(tv_sec: Int(settings.drainSeconds), tv_nsec: 0)
+        var info = siginfo_t()
+        _ = sigtimedwait(&signals, &info, &deadline)
+        runtime.stop()
+        let stats = runtime.join()
+        let received_ = stats.reduce(0) { $0 + $1.datagramsReceived }
+        let sent = stats.reduce(0) { $0 + $1.datagramsSent }
+        logger.notice("stopped", metadata: ["datagrams_received": "\(received_)", "datagrams_sent": "\(sent)"])
+        return 0
+    }
+
+    func start(_ settings: RelaySettings) throws -> RelayRuntime {
+        var worker = WorkerConfiguration(listenIPv4: settings.bindIPv4, listenIPv6: settings.bindIPv6,
+                                         listenPort: settings.listenPort)
+        worker.receiveBuffers = settings.receiveBuffers
+        worker.enableGSO = settings.enableGSO
+        worker.enableGRO = settings.enableGRO
+        return try RelayRuntime.startTURN(workers: settings.workers, configuration: worker,
+                                          server: settings.serverConfiguration)
+    }
+
+    /// Where it listens, what it advertises, and how to get a credential.
+    func announce(_ settings: RelaySettings, runtime: RelayRuntime) {
+        var listening: [String] = []
+        if let ip = settings.bindIPv4 { listening.append(TransportAddress(ip: .v4(ip), port: settings.listenPort).description) }
+        if let ip = settings.bindIPv6 { listening.append(TransportAddress(ip: .v6(ip), port: settings.listenPort).description) }
+        var advertised: [String] = []
+        if settings.bindIPv4 != nil, let ip = settings.publicIPv4 { advertised.append(ip.description) }
+        if settings.bindIPv6 != nil, let ip = settings.publicIPv6 { advertised.append(ip.description) }
+        logger.notice("turn-relay listening", metadata: [
+            "udp": "\(listening.joined(separator: ", "))",
+            "relay_addresses": "\(advertised.joined(separator: ", "))",
+            "relay_ports": "\(settings.portRange.lowerBound)-\(settings.portRange.upperBound)",
+            "workers": "\(runtime.workers.count)",
+            "realm": "\(settings.realm)",
+        ])
+        for option in settings.defaultedPublic {
+            logger.warning("no public address set: clients are told to use loopback, which only works on this machine. Set \(option.split(separator: " ").first ?? "") to this host's public address.")
+        }
+        if settings.generatedSecret, let secret = settings.restSecrets.first {
+            logger.notice("no credentials configured: generated a REST secret for this run. Get a username and password with: turn-relay credential --secret \(secret) --ttl 86400")
+            logger.notice("to keep credentials valid across restarts, start with --auth-secret <secret> (or AUTH_SECRET)")
+        } else if !settings.restSecrets.isEmpty {
+            logger.notice("REST credentials: turn-relay credential --secret <your --auth-secret> --ttl 86400 [--id name]")
+        }
+    }
+}

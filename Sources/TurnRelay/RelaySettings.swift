@@ -1,0 +1,168 @@
+import ArgumentParser
+import Glibc
+import Logging
+import RelayCore
+import STUN
+
+/// The serve command's options resolved against the environment and the defaults.
+struct RelaySettings {
+    var listenPort: UInt16
+    var bindIPv4: IPv4Address?
+    var bindIPv6: IPv6Address?
+    var publicIPv4: IPv4Address?
+    var publicIPv6: IPv6Address?
+    /// Public addresses the operator did not set and that were defaulted to loopback.
+    var defaultedPublic: [String] = []
+    var portRange: ClosedRange<UInt16>
+    var workers: Int
+    var realm: String
+    var restSecrets: [String]
+    var generatedSecret = false
+    var staticUsers: [String: String]
+    var firezoneSecrets: [String]
+    var defaultLifetime: UInt32
+    var maxLifetime: UInt32
+    var maxAllocations: Int
+    var maxAllocationsPerUser: Int
+    var maxPermissions: Int
+    var maxChannels: Int
+    var allowPeers: [CIDR]
+    var denyPeers: [CIDR]
+    var logLevel: Logger.Level
+    var logFormat: String
+    var drainSeconds: UInt32
+    var receiveBuffers: Int
+    var enableGSO: Bool
+    var enableGRO: Bool
+
+    init(_ o: ServeCommand) throws {
+        listenPort = try o.listenPort ?? Environment.value("LISTEN_PORT", as: UInt16.self) ?? 3478
+
+        let bind4 = o.bindIp4 ?? Environment.string("BIND_IP4") ?? "0.0.0.0"
+        if bind4.lowercased() == "none" {
+            bindIPv4 = nil
+        } else {
+            guard let ip = IPv4Address(bind4) else { throw ValidationError("--bind-ip4 \(bind4) is not an IPv4 address") }
+            bindIPv4 = ip
+        }
+        let bind6 = o.bindIp6 ?? Environment.string("BIND_IP6") ?? "::"
+        if bind6.lowercased() == "none" {
+            bindIPv6 = nil
+        } else {
+            guard let ip = IPv6Address(bind6) else { throw ValidationError("--bind-ip6 \(bind6) is not an IPv6 address") }
+            bindIPv6 = ip
+        }
+        guard bindIPv4 != nil || bindIPv6 != nil else {
+            throw ValidationError("--bind-ip4 and --bind-ip6 are both 'none': nothing to listen on")
+        }
+
+        if let text = o.publicIp4 ?? Environment.string("PUBLIC_IP4") {
+            guard let ip = IPv4Address(text) else { throw ValidationError("--public-ip4 \(text) is not an IPv4 address") }
+            publicIPv4 = ip
+        } else if let bind = bindIPv4 {
+            publicIPv4 = bind == .any ? .loopback : bind
+            if bind == .any { defaultedPublic.append("--public-ip4 (using 127.0.0.1)") }
+        }
+        if let text = o.publicIp6 ?? Environment.string("PUBLIC_IP6") {
+            guard let ip = IPv6Address(text) else { throw ValidationError("--public-ip6 \(text) is not an IPv6 address") }
+            publicIPv6 = ip
+        } else if let bind = bindIPv6 {
+            publicIPv6 = bind == .any ? .loopback : bind
+            if bind == .any { defaultedPublic.append("--public-ip6 (using ::1)") }
+        }
+
+        let minPort = try o.minPort ?? Environment.value("MIN_PORT", as: UInt16.self) ?? 49152
+        let maxPort = try o.maxPort ?? Environment.value("MAX_PORT", as: UInt16.self) ?? 65535
+        guard minPort >= 1, minPort <= maxPort else {
+            throw ValidationError("the relay port range \(minPort)...\(maxPort) is empty (need 1 ≤ --min-port ≤ --max-port)")
+        }
+        portRange = minPort...maxPort
+
+        let cores = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        workers = try o.workers ?? Environment.value("WORKERS", as: Int.self) ?? cores
+        guard workers >= 1, workers <= 1024 else { throw ValidationError("--workers must be between 1 and 1024") }
+        guard portRange.count >= workers else {
+            throw ValidationError("the relay port range \(minPort)...\(maxPort) has fewer ports than --workers \(workers)")
+        }
+
+        realm = o.realm ?? Environment.string("REALM") ?? "turn-relay"
+        guard !realm.isEmpty, realm.utf8.count < 128 else { throw ValidationError("--realm must be 1...127 bytes") }
+
+        restSecrets = o.authSecret.isEmpty ? Environment.list("AUTH_SECRET") : o.authSecret
+        var users: [String: String] = [:]
+        for entry in o.user.isEmpty ? Environment.list("USERS") : o.user {
+            guard let colon = entry.firstIndex(of: ":"), colon != entry.startIndex else {
+                throw ValidationError("--user takes name:password")
+            }
+            users[String(entry[..<colon])] = String(entry[entry.index(after: colon)...])
+        }
+        staticUsers = users
+        firezoneSecrets = (o.firezoneSecret ?? Environment.string("FIREZONE_SECRET")).map { [$0] } ?? []
+        if restSecrets.isEmpty && staticUsers.isEmpty && firezoneSecrets.isEmpty {
+            // Never run open: with no credentials configured, make a random REST secret and say so.
+            restSecrets = [Self.randomSecret()]
+            generatedSecret = true
+        }
+
+        defaultLifetime = try o.defaultLifetime ?? Environment.value("DEFAULT_LIFETIME", as: UInt32.self) ?? 600
+        maxLifetime = try o.maxLifetime ?? Environment.value("MAX_LIFETIME", as: UInt32.self) ?? 3600
+        guard defaultLifetime > 0, defaultLifetime <= maxLifetime else {
+            throw ValidationError("--default-lifetime must be between 1 and --max-lifetime")
+        }
+        maxAllocations = try o.maxAllocations ?? Environment.value("MAX_ALLOCATIONS", as: Int.self) ?? 10000
+        maxAllocationsPerUser = try o.maxAllocationsPerUser
+            ?? Environment.value("MAX_ALLOCATIONS_PER_USER", as: Int.self) ?? 10
+        maxPermissions = try o.maxPermissions ?? Environment.value("MAX_PERMISSIONS", as: Int.self) ?? 64
+        maxChannels = try o.maxChannels ?? Environment.value("MAX_CHANNELS", as: Int.self) ?? 64
+        for (name, value) in [("--max-allocations", maxAllocations), ("--max-allocations-per-user", maxAllocationsPerUser),
+                              ("--max-permissions", maxPermissions), ("--max-channels", maxChannels)] where value < 1 {
+            throw ValidationError("\(name) must be at least 1")
+        }
+
+        func cidrs(_ values: [String], _ option: String) throws -> [CIDR] {
+            try values.map { text in
+                guard let c = CIDR(text) else { throw ValidationError("\(option) \(text) is not a CIDR (e.g. 10.0.0.0/8)") }
+                return c
+            }
+        }
+        allowPeers = try cidrs(o.allowPeer.isEmpty ? Environment.list("ALLOW_PEER") : o.allowPeer, "--allow-peer")
+        denyPeers = try cidrs(o.denyPeer.isEmpty ? Environment.list("DENY_PEER") : o.denyPeer, "--deny-peer")
+
+        let level = (o.logLevel ?? Environment.string("LOG_LEVEL") ?? "info").lowercased()
+        guard let parsedLevel = Logger.Level(rawValue: level) else {
+            throw ValidationError("--log-level \(level) is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        logLevel = parsedLevel
+        logFormat = (o.logFormat ?? Environment.string("LOG_FORMAT") ?? "human").lowercased()
+        guard logFormat == "human" || logFormat == "json" else { throw ValidationError("--log-format is human or json") }
+        drainSeconds = try o.drainSeconds ?? Environment.value("DRAIN_SECONDS", as: UInt32.self) ?? 30
+        receiveBuffers = try o.receiveBuffers ?? Environment.value("RECEIVE_BUFFERS", as: Int.self) ?? 256
+        guard receiveBuffers >= 2, receiveBuffers <= 32768, receiveBuffers & (receiveBuffers - 1) == 0 else {
+            throw ValidationError("--receive-buffers must be a power of two between 2 and 32768")
+        }
+        enableGSO = !(o.disableGso || Environment.flag("DISABLE_GSO"))
+        enableGRO = !(o.disableGro || Environment.flag("DISABLE_GRO"))
+    }
+
+    /// 32 bytes from the system CSPRNG (getrandom on Linux), hex.
+    static func randomSecret() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ -> String in
+            let b = UInt8.random(in: 0...255, using: &generator)
+            return (b < 16 ? "0" : "") + String(b, radix: 16)
+        }.joined()
+    }
+
+    /// The core's configuration (one worker's port slice is set by the runtime).
+    var serverConfiguration: ServerConfiguration {
+        var c = ServerConfiguration(relayAddressIPv4: bindIPv4 == nil ? nil : publicIPv4,
+                                    relayAddressIPv6: bindIPv6 == nil ? nil : publicIPv6)
+        c.portRange = portRange
+        c.realm = realm
+        return c
+    }
+
+    var credentialStore: CredentialStore {
+        CredentialStore(staticUsers: staticUsers, restSecrets: restSecrets, firezoneSecrets: firezoneSecrets)
+    }
+}

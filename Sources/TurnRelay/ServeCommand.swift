@@ -1,0 +1,105 @@
+import ArgumentParser
+import Glibc
+import Logging
+import RelayCore
+import RelayIO
+import STUN
+
+/// `turn-relay [serve]`: run the relay until SIGTERM/SIGINT, then drain and exit 0.
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the relay (the default command)."
+    )
+
+    @Option(help: "UDP port for STUN/TURN (default 3478). [env: LISTEN_PORT]")
+    var listenPort: UInt16?
+
+    @Option(help: "IPv4 address to listen and relay on, or 'none' (default 0.0.0.0). [env: BIND_IP4]")
+    var bindIp4: String?
+
+    @Option(help: "IPv6 address to listen and relay on, or 'none' (default ::). [env: BIND_IP6]")
+    var bindIp6: String?
+
+    @Option(help: "IPv4 address advertised to clients as their relayed address (default: the bind address if specific, else 127.0.0.1). [env: PUBLIC_IP4]")
+    var publicIp4: String?
+
+    @Option(help: "IPv6 address advertised to clients (default: the bind address if specific, else ::1). [env: PUBLIC_IP6]")
+    var publicIp6: String?
+
+    @Option(help: "Lowest relay port (default 49152). [env: MIN_PORT]")
+    var minPort: UInt16?
+
+    @Option(help: "Highest relay port (default 65535). [env: MAX_PORT]")
+    var maxPort: UInt16?
+
+    @Option(help: "Worker threads, each with its own ring and sockets (default: number of cores). [env: WORKERS]")
+    var workers: Int?
+
+    @Option(help: "Authentication realm (default turn-relay). [env: REALM]")
+    var realm: String?
+
+    @Option(help: "Shared secret for TURN REST API credentials; repeat to rotate. [env: AUTH_SECRET, comma-separated]")
+    var authSecret: [String] = []
+
+    @Option(help: "A static user as name:password; repeatable. [env: USERS, comma-separated]")
+    var user: [String] = []
+
+    @Option(help: "Secret for Firezone-style credentials. [env: FIREZONE_SECRET]")
+    var firezoneSecret: String?
+
+    @Option(help: "Allocation lifetime when the client asks for none, in seconds (default 600). [env: DEFAULT_LIFETIME]")
+    var defaultLifetime: UInt32?
+
+    @Option(help: "Longest allocation lifetime granted, in seconds (default 3600). [env: MAX_LIFETIME]")
+    var maxLifetime: UInt32?
+
+    @Option(help: "Most allocations per worker (default 10000). [env: MAX_ALLOCATIONS]")
+    var maxAllocations: Int?
+
+    @Option(help: "Most allocations per username per worker (default 10). [env: MAX_ALLOCATIONS_PER_USER]")
+    var maxAllocationsPerUser: Int?
+
+    @Option(help: "Most permissions per allocation (default 64). [env: MAX_PERMISSIONS]")
+    var maxPermissions: Int?
+
+    @Option(help: "Most channels per allocation (default 64). [env: MAX_CHANNELS]")
+    var maxChannels: Int?
+
+    @Option(help: "Peer CIDR to allow even when denied by default (e.g. 127.0.0.0/8 for local tests); repeatable. [env: ALLOW_PEER, comma-separated]")
+    var allowPeer: [String] = []
+
+    @Option(help: "Peer CIDR to refuse (403) in addition to the built-in list; repeatable. [env: DENY_PEER, comma-separated]")
+    var denyPeer: [String] = []
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical (default info). [env: LOG_LEVEL]")
+    var logLevel: String?
+
+    @Option(help: "human or json (default human). [env: LOG_FORMAT]")
+    var logFormat: String?
+
+    @Option(help: "Seconds to keep relaying existing allocations after SIGTERM/SIGINT (default 30). [env: DRAIN_SECONDS]")
+    var drainSeconds: UInt32?
+
+    @Option(help: "Provided receive buffers per worker, a power of two (default 256). [env: RECEIVE_BUFFERS]")
+    var receiveBuffers: Int?
+
+    @Flag(help: "Do not batch sends with UDP_SEGMENT (GSO). [env: DISABLE_GSO=1]")
+    var disableGso = false
+
+    @Flag(help: "Do not coalesce receives with UDP_GRO. [env: DISABLE_GRO=1]")
+    var disableGro = false
+
+    func run() throws {
+        let settings = try RelaySettings(self)
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = settings.logFormat == "json"
+                ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = settings.logLevel
+            return handler
+        }
+        let logger = Logger(label: "turn-relay")
+        let code = RelayProcess(settings: settings, logger: logger).run()
+        if code != 0 { throw ExitCode(code) }
+    }
+}

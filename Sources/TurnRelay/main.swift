@@ -1,2 +1,0 @@
-import RelayIO
-print("turn-relay: io_uring probe =", IOUringProbe.run())

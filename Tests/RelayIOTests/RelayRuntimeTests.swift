@@ -1,0 +1,46 @@
+import Glibc
+@testable import RelayIO
+import RelayCore
+import STUN
+import Testing
+
+struct RelayRuntimeTests {
+    @Test func portRangeIsSplitIntoDisjointSlicesCoveringIt() {
+        #expect(RelayRuntime.partition(49152...65535, into: 2) == [49152...57343, 57344...65535])
+        #expect(RelayRuntime.partition(10...16, into: 3) == [10...12, 13...14, 15...16])
+        #expect(RelayRuntime.partition(5...5, into: 1) == [5...5])
+        #expect(RelayRuntime.partition(5...6, into: 3) == [])
+        #expect(RelayRuntime.partition(0...65535, into: 4).map(\.count) == [16384, 16384, 16384, 16384])
+    }
+
+    @Test func tooSmallPortRangeIsAConfigurationError() {
+        #expect(throws: RelayIOError.self) {
+            try RelayRuntime.start(workers: 3, configuration: WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: 0),
+                                   portRange: 5...6) { _, _ in EchoProcessor(events: EventLog()) }
+        }
+    }
+
+    @Test func workersShareTheTURNPortThroughReusePort() throws {
+        let port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+        let runtime = try RelayRuntime.start(
+            workers: 2, configuration: WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: port),
+            portRange: 50000...50009
+        ) { _, _ in EchoProcessor(events: EventLog()) }
+        #expect(runtime.workers.map(\.listenerAddresses) == [[TransportAddress(ip: .v4(.loopback), port: port)],
+                                                              [TransportAddress(ip: .v4(.loopback), port: port)]])
+        let client = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0))
+        client.send([9, 9], to: TransportAddress(ip: .v4(.loopback), port: port))
+        #expect(client.receive()?.bytes == [9, 9])
+        runtime.stop()
+        #expect(runtime.join().reduce(0) { $0 + $1.datagramsSent } == 1)
+    }
+
+    @Test func probeMessagesNameCauseAndFix() {
+        let sysctl = IOUringProbe.explain(errno: EPERM, stage: 1, opcode: -1, disabledSetting: 2)
+        #expect(sysctl.contains("kernel.io_uring_disabled=2") && sysctl.contains("sysctl -w kernel.io_uring_disabled=0"))
+        let seccomp = IOUringProbe.explain(errno: EPERM, stage: 1, opcode: -1, disabledSetting: 0)
+        #expect(seccomp.contains("seccomp") && seccomp.contains("io_uring_setup"))
+        let old = IOUringProbe.explain(errno: EINVAL, stage: 4, opcode: -1, disabledSetting: nil)
+        #expect(old.contains("multishot recvmsg") && old.contains("Linux ≥ 6.0"))
+    }
+}
