@@ -8,7 +8,8 @@ import Glibc
 /// port on 127.0.0.1 until a success response (0x0101) with the same transaction id comes back:
 /// the sign that a freshly started server is ready.
 enum StunBindingProbe {
-    static func waitUntilAnswering(port: UInt16, timeout: Duration) -> Bool {
+    /// Gives up early when `isAlive` says the server process is gone.
+    static func waitUntilAnswering(port: UInt16, timeout: Duration, isAlive: () -> Bool) -> Bool {
         let deadline = ContinuousClock.now + timeout
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { return false }
@@ -28,7 +29,7 @@ enum StunBindingProbe {
         guard connected == 0 else { return false }
 
         var attempt: UInt8 = 0
-        while ContinuousClock.now < deadline {
+        while ContinuousClock.now < deadline, isAlive() {
             attempt &+= 1
             let transactionID: [UInt8] = [0x69, 0x6e, 0x74, 0x65, 0x72, 0x6f, 0x70, 0x2d, 0x70, 0x72, 0x62, attempt]
             let request: [UInt8] = [0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42] + transactionID

@@ -37,9 +37,11 @@ final class TurnServerUnderTest: @unchecked Sendable {
 
     struct NotReady: Error, CustomStringConvertible {
         let implementation: Implementation
+        let exited: Bool
         let output: String
         var description: String {
-            "\(implementation) did not answer a STUN Binding request on loopback in time. Its output:\n\(output)"
+            "\(implementation) did not answer a STUN Binding request on loopback"
+                + (exited ? " (it exited)" : " within 15 s") + ". Its output:\n\(output)"
         }
     }
 
@@ -73,13 +75,16 @@ final class TurnServerUnderTest: @unchecked Sendable {
             arguments = Self.coturnArguments(port: port, relayPorts: relayPorts, realm: realm, secret: secret)
         }
         let started = ContinuousClock.now
-        process = try ChildProcess(executable: executable, arguments: arguments, name: implementation.rawValue)
-        defer { print("interop[\(implementation)]: server answered Binding after \(ContinuousClock.now - started)") }
-        guard StunBindingProbe.waitUntilAnswering(port: port, timeout: .seconds(15)) else {
+        let process = try ChildProcess(executable: executable, arguments: arguments, name: implementation.rawValue)
+        self.process = process
+        guard StunBindingProbe.waitUntilAnswering(port: port, timeout: .seconds(15), isAlive: { process.isRunning })
+        else {
+            let exited = !process.isRunning
             let output = process.output
-            process.stop()
-            throw NotReady(implementation: implementation, output: output)
+            process.kill()
+            throw NotReady(implementation: implementation, exited: exited, output: output)
         }
+        print("interop[\(implementation)]: answered a Binding request \(ContinuousClock.now - started) after start")
     }
 
     convenience init() throws {
