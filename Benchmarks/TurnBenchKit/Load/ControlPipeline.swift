@@ -45,6 +45,7 @@ public final class ControlPipeline {
     public private(set) var failedJobs = 0
     public private(set) var failures: [String: Int] = [:]
 
+    private var onFinish: ((ControlJob, Bool) -> Void)?
     private var serverStorage = sockaddr_storage()
     private let serverLength: socklen_t
     private var generator = SystemRandomNumberGenerator()
@@ -73,7 +74,16 @@ public final class ControlPipeline {
 
     /// Runs jobs from `next` until it returns nil and all finished, or until `deadline`
     /// (monotonic ns; unfinished jobs then count as failed).
-    public func run(window: Int, deadline: UInt64, next: () -> ControlJob?) {
+    /// `finished` is called once per job with whether it succeeded.
+    public func run(window: Int, deadline: UInt64, next: () -> ControlJob?, finished: (ControlJob, Bool) -> Void = { _, _ in }) {
+        withoutActuallyEscaping(finished) { finished in
+            onFinish = finished
+            runJobs(window: window, deadline: deadline, next: next)
+            onFinish = nil
+        }
+    }
+
+    private func runJobs(window: Int, deadline: UInt64, next: () -> ControlJob?) {
         var slots: [InFlight] = []
         var exhausted = false
         var pollFDs: [pollfd] = []
@@ -171,6 +181,7 @@ public final class ControlPipeline {
             f.step += 1
             if f.step == f.job.steps.count {
                 completedJobs += 1
+                onFinish?(f.job, true)
                 return false
             }
             f.authRetries = 0
@@ -201,5 +212,6 @@ public final class ControlPipeline {
     private func fail(_ f: InFlight, _ why: String) {
         failedJobs += 1
         failures[why, default: 0] += 1
+        onFinish?(f.job, false)
     }
 }
