@@ -1,3 +1,2 @@
 import ArgumentParser
-struct Compare: ParsableCommand { static let configuration = CommandConfiguration(commandName: "compare") }
 struct Core: ParsableCommand { static let configuration = CommandConfiguration(commandName: "core") }

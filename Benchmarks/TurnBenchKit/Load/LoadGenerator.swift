@@ -1,5 +1,6 @@
 import Glibc
 import STUN
+import Synchronization
 
 public struct LoadConfiguration: Sendable {
     public var label: String
@@ -48,6 +49,8 @@ public final class LoadGenerator {
     public private(set) var peerAddresses: [TransportAddress] = []
     public private(set) var setupSeconds: Double = 0
     public static let channel: UInt16 = 0x4000
+    /// Counts generators in this process, so each uses its own client source addresses.
+    static let generations = Atomic<Int>(0)
 
     public init(configuration: LoadConfiguration) throws(LoadError) {
         guard SocketAddress.isLoopback(configuration.server.ip) else { throw .notLoopback(configuration.server) }
@@ -62,9 +65,13 @@ public final class LoadGenerator {
         let c = configuration
         let bindAddress = TransportAddress(ip: c.server.family == .ipv4 ? .v4(.loopback) : .v6(.loopback), port: 0)
         let now = unixSeconds()
+        // Clients of successive runs come from different loopback addresses (127.10-109.x.y), so a
+        // 5-tuple never meets an allocation the server still remembers from an earlier run.
+        let generation = Self.generations.add(1, ordering: .relaxed).newValue
         for i in 0..<c.allocations {
             do {
-                let fd = try openUDPSocket(bindTo: bindAddress)
+                let source = sourceAddress(subnet: UInt8(10 + generation % 100), index: i, family: c.server.family)
+                let fd = try openUDPSocket(bindTo: source)
                 let creds = c.credentials.credentials(index: i, nowUnixSeconds: now)
                 clients.append(ControlClient(index: i, fd: fd, username: creds.username, password: creds.password))
                 let peer = try openUDPSocket(bindTo: bindAddress)

@@ -8,6 +8,8 @@ public enum ControlCodec {
         let type = STUNMessageType(method: STUNMethod(rawValue: request.method), messageClass: .request)
         var w = STUNMessageWriter(into: buffer, type: type, transactionID: TransactionID(transactionID))
         switch request {
+        case .binding:
+            break
         case .allocate:
             // RFC 8656 §7.1: "The client MUST include a REQUESTED-TRANSPORT attribute"; 17 = UDP.
             w.appendRequestedTransport(17)

@@ -2,6 +2,8 @@ import STUN
 
 /// The TURN requests the load generator sends (RFC 8656), and what it needs from the answers.
 public enum ControlRequest: Sendable, Equatable {
+    /// Binding (RFC 8489 §3): used to see whether a server is up.
+    case binding
     /// Allocate with REQUESTED-TRANSPORT UDP.
     case allocate
     /// Refresh with this LIFETIME (0 deletes the allocation).
@@ -12,6 +14,7 @@ public enum ControlRequest: Sendable, Equatable {
 
     public var method: UInt16 {
         switch self {
+        case .binding: return 0x001
         case .allocate: return 0x003
         case .refresh: return 0x004
         case .createPermission: return 0x008

@@ -1,0 +1,115 @@
+import Foundation
+import Glibc
+import STUN
+
+/// How to start one TURN server for `compare`.
+public struct ServerSpec: Sendable {
+    public var name: String
+    public var executable: String
+    public var arguments: [String]
+    public var listen: TransportAddress
+
+    public init(name: String, executable: String, arguments: [String], listen: TransportAddress) {
+        self.name = name
+        self.executable = executable
+        self.arguments = arguments
+        self.listen = listen
+    }
+
+    /// Settings both servers share in a comparison.
+    public struct Common: Sendable {
+        public var secret: String
+        public var realm: String
+        public var threads: Int
+        public var logDirectory: String
+        public init(secret: String, realm: String, threads: Int, logDirectory: String) {
+            self.secret = secret
+            self.realm = realm
+            self.threads = threads
+            self.logDirectory = logDirectory
+        }
+    }
+
+    /// coturn's turnserver on 127.0.0.1:`port`, relay ports `ports`, REST secret, loopback peers
+    /// allowed, no TLS/DTLS/CLI, `threads` relay threads.
+    public static func coturn(executable: String, port: UInt16, ports: ClosedRange<UInt16>, common: Common) -> ServerSpec {
+        ServerSpec(name: "coturn", executable: executable, arguments: [
+            "-n", "--listening-ip", "127.0.0.1", "--listening-port", String(port), "--relay-ip", "127.0.0.1",
+            "--min-port", String(ports.lowerBound), "--max-port", String(ports.upperBound),
+            "--use-auth-secret", "--static-auth-secret", common.secret, "--realm", common.realm,
+            "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls", "--no-rfc5780",
+            "--relay-threads", String(common.threads), "--no-software-attribute",
+            "--log-file", common.logDirectory + "/coturn.log", "--simple-log",
+        ], listen: TransportAddress(ip: .v4(.loopback), port: port))
+    }
+
+    /// turn-relay with the same settings. `template` is its argument list with {port}, {min-port},
+    /// {max-port}, {secret}, {realm}, {threads} substituted.
+    public static func turnRelay(executable: String, template: [String], port: UInt16, ports: ClosedRange<UInt16>, common: Common) -> ServerSpec {
+        let values = ["{port}": String(port), "{min-port}": String(ports.lowerBound), "{max-port}": String(ports.upperBound),
+                      "{secret}": common.secret, "{realm}": common.realm, "{threads}": String(common.threads)]
+        let args = template.map { arg in values.reduce(arg) { $0.replacingOccurrences(of: $1.key, with: $1.value) } }
+        return ServerSpec(name: "turn-relay", executable: executable, arguments: args,
+                          listen: TransportAddress(ip: .v4(.loopback), port: port))
+    }
+
+    public static let defaultTurnRelayTemplate = [
+        "--listen-port", "{port}", "--bind-ipv4", "127.0.0.1", "--relay-ports", "{min-port}-{max-port}",
+        "--workers", "{threads}", "--realm", "{realm}", "--auth-secret", "{secret}", "--allow-loopback-peers",
+    ]
+}
+
+/// A server process `compare` started; stopped by its PID (SIGTERM, then SIGKILL).
+public final class ServerProcess {
+    public let spec: ServerSpec
+    public let process: Process
+    public var pid: Int32 { process.processIdentifier }
+
+    public init(spec: ServerSpec, logDirectory: String) throws {
+        self.spec = spec
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: spec.executable)
+        process.arguments = spec.arguments
+        let logPath = logDirectory + "/\(spec.name).out"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    /// Waits until the server answers a Binding request, up to `seconds`.
+    public func waitReady(seconds: Double) -> Bool {
+        let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+        guard let fd = try? openUDPSocket(bindTo: TransportAddress(ip: spec.listen.ip, port: 0), bufferBytes: 64 << 10) else { return false }
+        defer { close(fd) }
+        let client = ControlClient(index: 0, fd: fd, username: "", password: "")
+        while monotonicNanoseconds() < deadline {
+            guard process.isRunning else { return false }
+            let p = ControlPipeline(server: spec.listen)
+            p.retransmitNanoseconds = 100_000_000
+            p.maxAttempts = 2
+            var given = false
+            p.run(window: 1, deadline: monotonicNanoseconds() + 1_000_000_000) {
+                if given { return nil }
+                given = true
+                return ControlJob(client: client, steps: [.binding])
+            }
+            if p.completedJobs == 1 { return true }
+            sleepNanoseconds(100_000_000)
+        }
+        return false
+    }
+
+    public func stop() {
+        guard process.isRunning else { return }
+        kill(pid, SIGTERM)
+        let deadline = monotonicNanoseconds() + 3_000_000_000
+        while process.isRunning && monotonicNanoseconds() < deadline { sleepNanoseconds(20_000_000) }
+        if process.isRunning { kill(pid, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+}
