@@ -1,2 +1,0 @@
-import ArgumentParser
-struct Core: ParsableCommand { static let configuration = CommandConfiguration(commandName: "core") }
