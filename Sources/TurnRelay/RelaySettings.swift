@@ -112,8 +112,8 @@ struct RelaySettings {
         maxAllocations = try o.maxAllocations ?? Environment.value("MAX_ALLOCATIONS", as: Int.self) ?? 10000
         maxAllocationsPerUser = try o.maxAllocationsPerUser
             ?? Environment.value("MAX_ALLOCATIONS_PER_USER", as: Int.self) ?? 10
-        maxPermissions = try o.maxPermissions ?? Environment.value("MAX_PERMISSIONS", as: Int.self) ?? 64
-        maxChannels = try o.maxChannels ?? Environment.value("MAX_CHANNELS", as: Int.self) ?? 64
+        maxPermissions = try o.maxPermissions ?? Environment.value("MAX_PERMISSIONS", as: Int.self) ?? 128
+        maxChannels = try o.maxChannels ?? Environment.value("MAX_CHANNELS", as: Int.self) ?? 128
         for (name, value) in [("--max-allocations", maxAllocations), ("--max-allocations-per-user", maxAllocationsPerUser),
                               ("--max-permissions", maxPermissions), ("--max-channels", maxChannels)] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
@@ -159,6 +159,15 @@ struct RelaySettings {
                                     relayAddressIPv6: bindIPv6 == nil ? nil : publicIPv6)
         c.portRange = portRange
         c.realm = realm
+        c.credentials = credentialStore
+        c.peerPolicy = PeerPolicy(allow: allowPeers, deny: denyPeers)
+        c.defaultLifetime = defaultLifetime
+        c.maxLifetime = maxLifetime
+        // Each worker runs its own Server; the kernel's reuseport hash spreads clients over them.
+        c.maxAllocations = max(1, (maxAllocations + workers - 1) / workers)
+        c.maxAllocationsPerUsername = maxAllocationsPerUser
+        c.maxPermissionsPerAllocation = maxPermissions
+        c.maxChannelsPerAllocation = maxChannels
         return c
     }
 

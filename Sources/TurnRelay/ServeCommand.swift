@@ -54,16 +54,16 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Longest allocation lifetime granted, in seconds (default 3600). [env: MAX_LIFETIME]")
     var maxLifetime: UInt32?
 
-    @Option(help: "Most allocations per worker (default 10000). [env: MAX_ALLOCATIONS]")
+    @Option(help: "Most allocations in total, split evenly over the workers (default 10000). [env: MAX_ALLOCATIONS]")
     var maxAllocations: Int?
 
-    @Option(help: "Most allocations per username per worker (default 10). [env: MAX_ALLOCATIONS_PER_USER]")
+    @Option(help: "Most allocations per username within one worker (default 10). [env: MAX_ALLOCATIONS_PER_USER]")
     var maxAllocationsPerUser: Int?
 
-    @Option(help: "Most permissions per allocation (default 64). [env: MAX_PERMISSIONS]")
+    @Option(help: "Most permissions per allocation (default 128). [env: MAX_PERMISSIONS]")
     var maxPermissions: Int?
 
-    @Option(help: "Most channels per allocation (default 64). [env: MAX_CHANNELS]")
+    @Option(help: "Most channels per allocation (default 128). [env: MAX_CHANNELS]")
     var maxChannels: Int?
 
     @Option(help: "Peer CIDR to allow even when denied by default (e.g. 127.0.0.0/8 for local tests); repeatable. [env: ALLOW_PEER, comma-separated]")

@@ -1,0 +1,176 @@
+import RelayIO
+import STUN
+
+/// A small, blocking TURN client (RFC 8656 over UDP) for tests: long-term credentials with the
+/// 401 → retry dance, Allocate, Refresh, CreatePermission, ChannelBind, Send indications and
+/// ChannelData. Every wait is bounded.
+final class TestTURNClient {
+    struct Response {
+        var messageClass: STUNClass
+        var method: STUNMethod
+        var errorCode: Int?
+        var realm: String?
+        var nonce: String?
+        var xorRelayedAddresses: [TransportAddress] = []
+        var xorMappedAddress: TransportAddress?
+        var lifetime: UInt32?
+        var hasMessageIntegrity = false
+    }
+
+    enum Received: Equatable {
+        case channelData(channel: UInt16, payload: [UInt8])
+        case dataIndication(peer: TransportAddress, payload: [UInt8])
+        case other([UInt8])
+    }
+
+    let socket: BlockingUDPSocket
+    let server: TransportAddress
+    let username: String
+    let password: String
+    var realm: String?
+    var nonce: String?
+    var key: [UInt8]?
+    var generator = SystemRandomNumberGenerator()
+
+    init(server: TransportAddress, username: String, password: String,
+         bind: TransportAddress = TransportAddress(ip: .v4(.loopback), port: 0)) throws {
+        socket = try BlockingUDPSocket(bindTo: bind)
+        self.server = server
+        self.username = username
+        self.password = password
+    }
+
+    // MARK: - Requests
+
+    /// Sends an authenticated request (first learning REALM/NONCE from a 401, and following one
+    /// 438 Stale Nonce), and returns the matching response.
+    func request(_ method: STUNMethod, _ attributes: (inout STUNMessageWriter) -> Void = { _ in }) -> Response? {
+        for _ in 0..<3 {
+            guard let response = transact(method, authenticated: key != nil, attributes) else { return nil }
+            if response.messageClass == .errorResponse, response.errorCode == 401 || response.errorCode == 438,
+               let realm = response.realm, let nonce = response.nonce {
+                let firstChallenge = key == nil || response.errorCode == 438
+                self.realm = realm
+                self.nonce = nonce
+                key = longTermKey(username: username, realm: realm, password: password, algorithm: .md5)
+                if firstChallenge { continue }
+            }
+            return response
+        }
+        return nil
+    }
+
+    /// One request/response exchange (retransmitted up to 3 times, 500 ms apart).
+    func transact(_ method: STUNMethod, authenticated: Bool, _ attributes: (inout STUNMessageWriter) -> Void) -> Response? {
+        let id = TransactionID(using: &generator)
+        var buffer = [UInt8](repeating: 0, count: 1500)
+        let length: Int? = buffer.withUnsafeMutableBytes { raw in
+            var w = STUNMessageWriter(into: raw, type: STUNMessageType(method: method, messageClass: .request), transactionID: id)
+            attributes(&w)
+            if authenticated, let realm, let nonce, let key {
+                w.append(.username, string: username)
+                w.append(.realm, string: realm)
+                w.append(.nonce, string: nonce)
+                w.appendMessageIntegrity(key: key)
+            }
+            w.appendFingerprint()
+            return w.finish()
+        }
+        guard let length else { return nil }
+        let message = Array(buffer[0..<length])
+        for _ in 0..<3 {
+            socket.send(message, to: server)
+            for _ in 0..<20 {
+                guard let (bytes, from) = socket.receive(timeoutMilliseconds: 500) else { break }
+                guard from == server, let response = Self.parseResponse(bytes, id: id) else { continue }
+                return response
+            }
+        }
+        return nil
+    }
+
+    static func parseResponse(_ bytes: [UInt8], id: TransactionID) -> Response? {
+        bytes.withUnsafeBytes { raw -> Response? in
+            guard let m = try? STUNMessage.parse(raw), m.transactionID == id else { return nil }
+            var r = Response(messageClass: m.type.messageClass, method: m.type.method)
+            r.errorCode = (try? m.errorCode())??.code
+            r.realm = (try? m.realm()) ?? nil
+            r.nonce = (try? m.nonce()) ?? nil
+            r.xorRelayedAddresses = (try? m.xorRelayedAddresses()) ?? []
+            r.xorMappedAddress = (try? m.xorMappedAddress()) ?? nil
+            r.lifetime = (try? m.lifetime()) ?? nil
+            r.hasMessageIntegrity = m.attribute(.messageIntegrity) != nil
+            return r
+        }
+    }
+
+    // MARK: - TURN operations
+
+    func allocate(lifetime: UInt32? = nil, family: AddressFamily? = nil) -> Response? {
+        request(.allocate) { w in
+            // RFC 8656 §7.1: "The client MUST include a REQUESTED-TRANSPORT attribute in the
+            // request" (17 = UDP).
+            w.appendRequestedTransport(17)
+            if let lifetime { w.appendUInt32(.lifetime, lifetime) }
+            if let family { w.appendAddressFamily(.requestedAddressFamily, family) }
+        }
+    }
+
+    func refresh(lifetime: UInt32) -> Response? {
+        request(.refresh) { w in w.appendUInt32(.lifetime, lifetime) }
+    }
+
+    func createPermission(peer: TransportAddress) -> Response? {
+        request(.createPermission) { w in w.appendXorAddress(.xorPeerAddress, peer) }
+    }
+
+    func channelBind(_ channel: UInt16, peer: TransportAddress) -> Response? {
+        request(.channelBind) { w in
+            w.appendChannelNumber(channel)
+            w.appendXorAddress(.xorPeerAddress, peer)
+        }
+    }
+
+    /// A Send indication (RFC 8656 §11): no response.
+    func sendIndication(to peer: TransportAddress, payload: [UInt8]) {
+        var buffer = [UInt8](repeating: 0, count: 1500 + payload.count)
+        let length: Int? = buffer.withUnsafeMutableBytes { raw in
+            var w = STUNMessageWriter(into: raw, type: STUNMessageType(method: .send, messageClass: .indication),
+                                      transactionID: TransactionID(using: &generator))
+            w.appendXorAddress(.xorPeerAddress, peer)
+            payload.withUnsafeBytes { w.append(.data, bytes: $0) }
+            return w.finish()
+        }
+        if let length { socket.send(Array(buffer[0..<length]), to: server) }
+    }
+
+    /// RFC 8656 §12.4: a 4-byte header (channel number, length) and the application data.
+    func sendChannelData(_ channel: UInt16, payload: [UInt8]) {
+        let header: [UInt8] = [UInt8(channel >> 8), UInt8(channel & 0xFF),
+                               UInt8(truncatingIfNeeded: payload.count >> 8), UInt8(truncatingIfNeeded: payload.count)]
+        socket.send(header + payload, to: server)
+    }
+
+    /// The next datagram from the server, decoded as ChannelData or a Data indication.
+    func receive(timeoutMilliseconds: Int32 = 2000) -> Received? {
+        for _ in 0..<20 {
+            guard let (bytes, from) = socket.receive(timeoutMilliseconds: timeoutMilliseconds) else { return nil }
+            guard from == server else { continue }
+            return Self.decode(bytes)
+        }
+        return nil
+    }
+
+    static func decode(_ bytes: [UInt8]) -> Received {
+        bytes.withUnsafeBytes { raw -> Received in
+            if let (channel, length) = ChannelData.parse(raw), 4 + length <= bytes.count {
+                return .channelData(channel: channel, payload: Array(bytes[4..<(4 + length)]))
+            }
+            if let m = try? STUNMessage.parse(raw), m.type == STUNMessageType(method: .data, messageClass: .indication),
+               let peer = ((try? m.xorPeerAddresses()) ?? []).first, let data = m.data() {
+                return .dataIndication(peer: peer, payload: Array(data))
+            }
+            return .other(bytes)
+        }
+    }
+}
