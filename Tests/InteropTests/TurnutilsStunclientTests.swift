@@ -33,6 +33,7 @@ extension RealClientTests {
         #expect(!ports.isEmpty, "no '\(expectedLinePrefix)<port>' line in:\n\(run.output)")
         #expect(ports.allSatisfy { (1...65535).contains($0) })
         #expect(server.isRunning, "\(server.implementation) exited:\n\(server.output)")
-        server.stop()
+        let stopped = server.stop()
+        #expect(stopped.isClean, "\(server.implementation) \(stopped)")
     }
 }

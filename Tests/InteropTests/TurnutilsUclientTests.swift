@@ -107,6 +107,8 @@ extension RealClientTests {
         #expect(run.status != 0, "uclient succeeded with a wrong secret:\n\(run.output)")
         #expect((report?.receivedMessages ?? 0) == 0)
         #expect(server.isRunning, "\(server.implementation) exited:\n\(server.output)")
+        let stopped = server.stop()
+        #expect(stopped.isClean, "\(server.implementation) \(stopped)")
     }
 
     private func runUclientScenario(_ scenario: UclientScenario) throws {
@@ -141,6 +143,7 @@ extension RealClientTests {
         #expect(scenario.expectedIPv6Relays.admits(finished.relayedIPv6Allocations), "IPv6 relayed addresses")
         #expect(server.isRunning, "\(server.implementation) exited:\n\(server.output)")
         #expect(peer.isRunning, "turnutils_peer exited:\n\(peer.output)")
-        server.stop()
+        let stopped = server.stop()
+        #expect(stopped.isClean, "\(server.implementation) \(stopped)")
     }
 }

@@ -68,14 +68,18 @@ final class ChildProcess: @unchecked Sendable {
         _ = waitUntilExited(deadline: .now + .seconds(5))
     }
 
-    /// SIGTERM, then SIGKILL if it has not exited after `grace`.
-    func stop(grace: Duration = .seconds(5)) {
-        guard process.isRunning else { return }
+    /// SIGTERM, then SIGKILL if it has not exited after `grace`. Returns the exit status when it
+    /// exited by itself within `grace` (nil when it had to be killed or had already exited).
+    @discardableResult
+    func stop(grace: Duration = .seconds(5)) -> Int32? {
+        guard process.isRunning else { return nil }
         Glibc.kill(pid, SIGTERM)
-        if !waitUntilExited(deadline: .now + grace) {
-            Glibc.kill(pid, SIGKILL)
-            _ = waitUntilExited(deadline: .now + .seconds(5))
+        if waitUntilExited(deadline: .now + grace) {
+            return process.terminationReason == .exit ? process.terminationStatus : 128 + process.terminationStatus
         }
+        Glibc.kill(pid, SIGKILL)
+        _ = waitUntilExited(deadline: .now + .seconds(5))
+        return nil
     }
 
     private func waitUntilExited(deadline: ContinuousClock.Instant) -> Bool {

@@ -75,7 +75,11 @@ final class TurnServerUnderTest: @unchecked Sendable {
             arguments = Self.coturnArguments(port: port, relayPorts: relayPorts, realm: realm, secret: secret)
         }
         let started = ContinuousClock.now
-        let process = try ChildProcess(executable: executable, arguments: arguments, name: implementation.rawValue)
+        // Only PATH from the test's environment: turn-relay reads its options from environment
+        // variables too (REALM, USERS, ...), and a stray one must not change the server under test.
+        let environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        let process = try ChildProcess(
+            executable: executable, arguments: arguments, name: implementation.rawValue, environment: environment)
         self.process = process
         guard StunBindingProbe.waitUntilAnswering(port: port, timeout: .seconds(15), isAlive: { process.isRunning })
         else {
@@ -93,17 +97,48 @@ final class TurnServerUnderTest: @unchecked Sendable {
 
     deinit { stop() }
 
-    func stop() {
-        guard process.isRunning else { return }
+    /// Stops the server. turn-relay gets SIGTERM (it is started with --drain-seconds 0) and the
+    /// result says whether it then exited with status 0 by itself; coturn is killed.
+    @discardableResult
+    func stop() -> StopOutcome {
+        guard process.isRunning else { return .alreadyExited }
         let started = ContinuousClock.now
+        let outcome: StopOutcome
         switch implementation {
         case .turnRelay:
-            process.stop(grace: .seconds(5))
+            outcome = process.stop(grace: .seconds(5)).map { .exited(status: $0) } ?? .killedAfterGrace
         case .coturn:
             // coturn's turnserver does not reliably exit on SIGTERM; its shutdown is not under test.
             process.kill()
+            outcome = .killed
         }
-        print("interop[\(implementation)]: server stopped after \(ContinuousClock.now - started)")
+        print("interop[\(implementation)]: server stopped (\(outcome)) after \(ContinuousClock.now - started)")
+        return outcome
+    }
+
+    enum StopOutcome: Equatable, CustomStringConvertible {
+        case exited(status: Int32)
+        case killedAfterGrace
+        case killed
+        case alreadyExited
+
+        var description: String {
+            switch self {
+            case .exited(let status): "exited with status \(status) on SIGTERM"
+            case .killedAfterGrace: "killed: still running 5 s after SIGTERM"
+            case .killed: "killed"
+            case .alreadyExited: "had already exited"
+            }
+        }
+
+        /// What a test expects of a server that ran through it: turn-relay leaves cleanly on SIGTERM.
+        var isClean: Bool {
+            switch self {
+            case .exited(let status): status == 0
+            case .killed: true
+            case .killedAfterGrace, .alreadyExited: false
+            }
+        }
     }
 
     private static var listenAddresses: [String] {
@@ -113,20 +148,22 @@ final class TurnServerUnderTest: @unchecked Sendable {
     private static func turnRelayArguments(
         port: UInt16, relayPorts: ClosedRange<UInt16>, realm: String, secret: String
     ) -> [String] {
-        var arguments = [
+        [
+            "serve",
             "--listen-port", "\(port)",
-            "--relay-port-min", "\(relayPorts.lowerBound)",
-            "--relay-port-max", "\(relayPorts.upperBound)",
+            "--bind-ip4", "127.0.0.1",
+            "--bind-ip6", LoopbackPorts.ipv6Available ? "::1" : "none",
+            "--min-port", "\(relayPorts.lowerBound)",
+            "--max-port", "\(relayPorts.upperBound)",
             "--realm", realm,
             "--auth-secret", secret,
-            "--workers", "1",
-            "--bind-ipv4", "127.0.0.1",
-            "--peer-allow", "127.0.0.0/8",
+            // The peers in these tests are on loopback, which the relay refuses by default.
+            "--allow-peer", "127.0.0.0/8",
+            "--allow-peer", "::1/128",
+            // turnutils_uclient gives all its clients (-m 50) one REST username.
+            "--max-allocations-per-user", "1000",
+            "--drain-seconds", "0",
         ]
-        if LoopbackPorts.ipv6Available {
-            arguments += ["--bind-ipv6", "::1", "--peer-allow", "::1/128"]
-        }
-        return arguments
     }
 
     private static func coturnArguments(
