@@ -265,6 +265,14 @@ int cu_prep_send(cu_ring *r, uint32_t slot, int fd, const cu_addr *dest, uint32_
 }
 
 int cu_submit_and_wait(cu_ring *r, uint64_t timeout_ns) {
+    if (timeout_ns == 0) {
+        // Do not sleep, but still let the kernel post completions: with DEFER_TASKRUN they are only
+        // produced inside io_uring_enter(GETEVENTS).
+        int rc = io_uring_submit(&r->ring);
+        if (rc < 0 && rc != -EINTR) return rc;
+        rc = io_uring_get_events(&r->ring);
+        return rc == -EINTR ? 0 : rc;
+    }
     struct __kernel_timespec ts;
     ts.tv_sec = (long long)(timeout_ns / 1000000000ull);
     ts.tv_nsec = (long long)(timeout_ns % 1000000000ull);
@@ -367,6 +375,7 @@ int cu_udp_socket(const cu_addr *bind_addr, int options, int buffer_bytes, int *
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof(buffer_bytes));
     }
     if ((options & CU_SO_GRO) && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0) *gro_enabled = 1;
+    if ((options & CU_SO_NO_CHECK) && setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &one, sizeof(one)) < 0) goto fail;
     struct sockaddr_in6 storage;
     socklen_t len = fill_sockaddr(bind_addr, &storage);
     if (bind(fd, (struct sockaddr *)&storage, len) < 0) goto fail;

@@ -98,6 +98,9 @@ public final class Worker<P: DatagramProcessor> {
         var s = statistics
         s.gsoDisabled = !gsoEnabled && configuration.enableGSO
         s.allocationSocketsOpen = sockets.dropFirst(2).reduce(0) { $0 + ($1.fd >= 0 ? 1 : 0) }
+        s.receiveBuffersInKernel = rx.inRing
+        s.transmitBuffersFree = tx.freeCount
+        s.sendsInFlight = sends.count - sends.freeCount
         return s
     }
 
@@ -119,12 +122,8 @@ public final class Worker<P: DatagramProcessor> {
             if let due = processor.nextTimeout() {
                 wait = due <= now ? 0 : min(wait, due.nanoseconds - now.nanoseconds)
             }
-            if wait == 0 {
-                _ = cu_submit(ring)
-            } else {
-                let rc = cu_submit_and_wait(ring, wait)
-                if rc < 0 && rc != -EBUSY && rc != -EAGAIN { statistics.receiveErrors &+= 1 }
-            }
+            let rc = cu_submit_and_wait(ring, wait)
+            if rc < 0 && rc != -EBUSY && rc != -EAGAIN { statistics.receiveErrors &+= 1 }
             reapAll()
             now = clock.now()
             if let due = processor.nextTimeout(), due <= now {
@@ -135,6 +134,10 @@ public final class Worker<P: DatagramProcessor> {
             rearmPending()
             publishStatistics(now: now)
         }
+        // Collect what already completed so the final statistics show buffers returned.
+        _ = cu_submit_and_wait(ring, 0)
+        reapAll()
+        rx.flushReturns(ring)
         control.publish(currentStatistics)
     }
 
@@ -339,6 +342,7 @@ public final class Worker<P: DatagramProcessor> {
         // No SO_REUSEPORT: an allocation's port must belong to exactly one socket.
         var options: Int32 = family == .ipv6 ? Int32(CU_SO_V6ONLY.rawValue) : 0
         if configuration.enableGRO { options |= Int32(CU_SO_GRO.rawValue) }
+        if configuration.disableChecksumsForTesting { options |= Int32(CU_SO_NO_CHECK.rawValue) }
         var gro: Int32 = 0
         let fd = cu_udp_socket(&address, options, Int32(clamping: configuration.socketBufferBytes), &gro)
         guard fd >= 0 else {

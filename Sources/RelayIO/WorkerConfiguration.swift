@@ -33,6 +33,9 @@ public struct WorkerConfiguration: Sendable {
     public var socketBufferBytes: Int = 4 << 20
     /// Longest sleep in the event loop, in nanoseconds.
     public var maxWaitNanoseconds: UInt64 = 1_000_000_000
+    /// SO_NO_CHECK on every socket, which makes the kernel refuse GSO: tests use it to exercise
+    /// the fallback to one sendmsg per datagram.
+    var disableChecksumsForTesting = false
 
     public init(listenIPv4: IPv4Address? = .any, listenIPv6: IPv6Address? = .any, listenPort: UInt16 = 3478) {
         self.listenIPv4 = listenIPv4
@@ -74,6 +77,11 @@ public struct WorkerStatistics: Sendable, Equatable {
     public var allocationSocketsOpened: UInt64 = 0
     public var allocationSocketsFailed: UInt64 = 0
     public var allocationSocketsOpen: Int = 0
+    /// Gauges: receive buffers the kernel can fill, free transmit buffers, sendmsg calls in flight.
+    /// When the worker is idle the first two are back at their configured counts.
+    public var receiveBuffersInKernel: Int = 0
+    public var transmitBuffersFree: Int = 0
+    public var sendsInFlight: Int = 0
 
     public init() {}
 }

@@ -46,6 +46,7 @@ public final class WorkerHandle: Sendable {
             var address = cu_addr(ip: ip, port: configuration.listenPort)
             var options = Int32(CU_SO_REUSEPORT.rawValue) | Int32(CU_SO_V6ONLY.rawValue)
             if configuration.enableGRO { options |= Int32(CU_SO_GRO.rawValue) }
+            if configuration.disableChecksumsForTesting { options |= Int32(CU_SO_NO_CHECK.rawValue) }
             var gro: Int32 = 0
             let fd = cu_udp_socket(&address, options, Int32(clamping: configuration.socketBufferBytes), &gro)
             guard fd >= 0 else {

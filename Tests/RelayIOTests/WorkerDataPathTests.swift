@@ -1,7 +1,7 @@
 import Dispatch
 import Glibc
 import RelayCore
-import RelayIO
+@testable import RelayIO
 import STUN
 import Testing
 
@@ -24,6 +24,49 @@ struct WorkerDataPathTests {
         let stats = f.stop()
         #expect(stats.datagramsReceived == 20)
         #expect(stats.datagramsSent == 20)
+        #expect(stats.receiveBuffersInKernel == 64)
+        #expect(stats.sendsInFlight == 0)
+    }
+
+    @Test func roundTripOverIPv6() throws {
+        var configuration = WorkerConfiguration(listenIPv4: nil, listenIPv6: .loopback, listenPort: 0)
+        configuration.receiveBuffers = 16
+        configuration.ringEntries = 64
+        let handle = try WorkerHandle.start(index: 0, configuration: configuration, clock: RelayClock()) { _ in
+            EchoProcessor(events: EventLog())
+        }
+        defer { handle.stop(); handle.join() }
+        let listener = try #require(handle.listenerAddresses.first)
+        #expect(listener.ip == .v6(.loopback))
+        let client = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v6(.loopback), port: 0))
+        client.send([0x11, 0x22, 0x33], to: listener)
+        let echoed = client.receive()
+        #expect(echoed?.bytes == [0x11, 0x22, 0x33])
+        #expect(echoed?.from == listener)
+    }
+
+    @Test func refusedGSOFallsBackToOneSendPerDatagramAndStaysOff() throws {
+        // SO_NO_CHECK makes the kernel answer UDP_SEGMENT with EINVAL.
+        let f = try WorkerFixture { $0.disableChecksumsForTesting = true }
+        let sent: [UInt8] = [0xB0, 10] + payload(4, length: 98)
+        for round in 0..<2 {
+            f.client.send(sent, to: f.listener)
+            var count = 0
+            for _ in 0..<10 {
+                guard let r = f.client.receive() else { break }
+                #expect(r.bytes == sent)
+                count += 1
+            }
+            #expect(count == 10, "round \(round)")
+        }
+        let stats = f.stop()
+        #expect(stats.segmentationFallbacks == 1)
+        #expect(stats.gsoDisabled)
+        // One refused GSO send, then 10 single sends for it, then 10 for the second round.
+        #expect(stats.segmentedSends == 1)
+        #expect(stats.sendCalls == 21)
+        #expect(stats.datagramsSent == 20)
+        #expect(stats.receiveBuffersInKernel == 64)
     }
 
     @Test func headroomAndTailroomAreWritableInPlace() throws {
@@ -51,6 +94,7 @@ struct WorkerDataPathTests {
         }
         #expect(received == Set((0..<40).map { payload($0, length: 50) }))
         let stats = f.stop()
+        #expect(stats.receiveBuffersInKernel == 4)
         #expect(stats.receiveBuffersExhausted >= 1)
         #expect(stats.receiveRearms >= 1)
     }
@@ -70,6 +114,7 @@ struct WorkerDataPathTests {
         let expected = segments.map { [0x40, 0x00, UInt8($0.count >> 8), UInt8($0.count & 0xFF)] + $0 + [0xEE, 0xEE, 0xEE] }
         #expect(received == expected)
         let stats = f.stop()
+        #expect(stats.receiveBuffersInKernel == 64)
         #expect(stats.coalescedReceives >= 1)
         #expect(stats.datagramsReceived == 11)
     }
@@ -106,6 +151,7 @@ struct WorkerDataPathTests {
         let stats = f.stop()
         #expect(stats.segmentedSends == 1)
         #expect(stats.datagramsSent == 40)
+        #expect(stats.transmitBuffersFree == 128)
     }
 
     @Test func withoutGSOEveryDatagramIsItsOwnSend() throws {

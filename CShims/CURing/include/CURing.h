@@ -78,8 +78,8 @@ int cu_prep_send(cu_ring *ring, uint32_t slot, int fd, const cu_addr *dest, uint
 
 // MARK: - Submit and reap
 
-// Submits pending SQEs and waits for at least one completion or `timeout_ns`. Returns >= 0 or -errno
-// (-ETIME on timeout is mapped to 0).
+// Submits pending SQEs and waits for at least one completion or `timeout_ns` (0: only collects what
+// is ready). Returns >= 0 or -errno (-ETIME on timeout is mapped to 0).
 int cu_submit_and_wait(cu_ring *ring, uint64_t timeout_ns);
 // Submits pending SQEs without waiting.
 int cu_submit(cu_ring *ring);
@@ -110,6 +110,9 @@ enum cu_socket_option {
     CU_SO_REUSEPORT = 1,
     CU_SO_GRO = 2,
     CU_SO_V6ONLY = 4,
+    // No UDP checksums on send. The kernel then refuses UDP_SEGMENT with EINVAL, which is how
+    // tests exercise the GSO fallback on loopback.
+    CU_SO_NO_CHECK = 8,
 };
 
 // A UDP socket bound to `bind`; returns fd or -errno. GRO failure is not fatal
