@@ -353,7 +353,9 @@ import STUN
         redirecting.server.drain()
         let out = redirecting.receive(try allocateRequest(redirecting), from: Addr.client)
         #expect(errorCode(try #require(out.only).bytes) == 300)
-        #expect(try inspect(try #require(out.only).bytes) { m -> [UInt8]? in m.attribute(.alternateServer).map { Array($0) } }
-            == [0, 1, 0x0D, 0x96, 198, 51, 100, 7])
+        #expect(out.only?.bytes == expectedResponse(.allocate, .errorResponse, id: transactionID(1), key: Credentials.alice.key) {
+            $0.appendErrorCode(.tryAlternate)
+            $0.appendPlainAddress(.alternateServer, alt)
+        })
     }
 }

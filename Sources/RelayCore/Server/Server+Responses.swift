@@ -64,7 +64,7 @@ extension Server {
                fingerprint: message.hasFingerprint, now: now, out: out) { writer in
             writer.appendErrorCode(error.code)
             if !error.unknownAttributes.isEmpty { writer.appendUnknownAttributes(error.unknownAttributes) }
-            if let alternate = error.alternateServer { appendAlternateServer(alternate, to: &writer) }
+            if let alternate = error.alternateServer { writer.appendPlainAddress(.alternateServer, alternate) }
             if error.isChallenge {
                 // RFC 8489 §9.2.4: "The server MUST include a REALM value ... MUST include a NONCE"
                 // and, with the nonce cookie's security feature bit, "PASSWORD-ALGORITHMS".
@@ -171,19 +171,5 @@ extension Server {
         statistics.dataIndicationsSent &+= 1
         statistics.peerToClient.packets &+= 1
         statistics.peerToClient.bytes &+= datagram.length
-    }
-
-    /// ALTERNATE-SERVER (RFC 8489 §14.15): "It is encoded in the same way as MAPPED-ADDRESS".
-    func appendAlternateServer(_ server: TransportAddress, to writer: inout STUNMessageWriter) {
-        var value: [UInt8] = [0, server.family.rawValue, UInt8(server.port >> 8), UInt8(truncatingIfNeeded: server.port)]
-        switch server.ip {
-        case .v4(let a):
-            for shift in stride(from: 24, through: 0, by: -8) { value.append(UInt8(truncatingIfNeeded: a.value >> UInt32(shift))) }
-        case .v6(let a):
-            for half in [a.high, a.low] {
-                for shift in stride(from: 56, through: 0, by: -8) { value.append(UInt8(truncatingIfNeeded: half >> UInt64(shift))) }
-            }
-        }
-        value.withUnsafeBytes { writer.append(.alternateServer, bytes: $0) }
     }
 }
