@@ -65,3 +65,162 @@ import STUN
         #expect(h.receive([1, 2, 3], from: Addr.peer, on: .allocation(index: 77)).sent.isEmpty)
     }
 }
+
+/// ChannelBind's rules, expiry and cooldown, quotas and the relay-self (hairpin) policy.
+@Suite struct ServerChannelBindTests {
+    func code(_ out: Outputs) throws -> Int? { errorCode(try #require(out.only).bytes) }
+
+    @Test func channelNumbersOutsideTheRangeAndMissingAttributesAre400() throws {
+        let h = Harness()
+        try h.allocate()
+        #expect(try code(try h.channelBind(0x3FFF, to: Addr.peer)) == 400)
+        #expect(try code(try h.channelBind(0x5000, to: Addr.peer, id: 4)) == 400)
+        #expect(try code(try h.channelBind(0xFFFF, to: Addr.peer, id: 5)) == 400)
+        let noPeer = message(.channelBind, id: transactionID(6), auth: try h.auth()) { $0.appendChannelNumber(0x4000) }
+        #expect(try code(h.receive(noPeer, from: Addr.client)) == 400)
+        let noNumber = message(.channelBind, id: transactionID(7), auth: try h.auth()) { $0.appendXorAddress(.xorPeerAddress, Addr.peer) }
+        #expect(try code(h.receive(noNumber, from: Addr.client)) == 400)
+        #expect(h.server.tableSizes.channels == 0)
+    }
+
+    @Test func aChannelOrPeerBoundToSomethingElseIs400() throws {
+        let h = Harness()
+        try h.allocate()
+        #expect(try code(try h.channelBind(0x4000, to: Addr.peer)) == nil)
+        // RFC 8656 §12.2: "The channel number is not currently bound to a different transport address".
+        #expect(try code(try h.channelBind(0x4000, to: Addr.peer2, id: 4)) == 400)
+        // "The transport address is not currently bound to a different channel number."
+        #expect(try code(try h.channelBind(0x4001, to: Addr.peer, id: 5)) == 400)
+        // Same IP, other port: another transport address, so another channel is fine.
+        #expect(try code(try h.channelBind(0x4001, to: TransportAddress(ip: Addr.peer.ip, port: 5001), id: 6)) == nil)
+        #expect(h.server.tableSizes.channels == 2)
+    }
+
+    @Test func rebindingTheSamePairRefreshesTheBinding() throws {
+        let h = Harness()
+        let (_, handles, _) = try h.allocate { $0.appendUInt32(.lifetime, 3600) }
+        try h.channelBind(0x4000, to: Addr.peer)
+        h.advance(seconds: 500)
+        #expect(try code(try h.channelBind(0x4000, to: Addr.peer, id: 4)) == nil)
+        h.advance(seconds: 500)
+        // Bound until 1100 (refreshed at 500), and the permission until 800 — refresh it too.
+        try h.createPermission([Addr.peer], id: 5)
+        #expect(h.receive(channelData(0x4000, [9]), from: Addr.client).only?.socket == handles[0])
+        h.advance(seconds: 100)
+        #expect(h.receive(channelData(0x4000, [9]), from: Addr.client).sent.isEmpty)
+    }
+
+    @Test func anExpiredChannelCoolsDownForFiveMinutes() throws {
+        let h = Harness()
+        let (_, handles, _) = try h.allocate { $0.appendUInt32(.lifetime, 3600) }
+        try h.channelBind(0x4000, to: Addr.peer)
+        // Keep the permission alive so the peer's traffic shows what happens without a channel.
+        h.advance(seconds: 299)
+        try h.createPermission([Addr.peer], id: 4)
+        h.advance(seconds: 299)
+        try h.createPermission([Addr.peer], id: 5)
+        h.advance(seconds: 2)
+        // 600 s: unbound. ChannelData is dropped; peer datagrams become Data indications.
+        #expect(h.receive(channelData(0x4000, [1]), from: Addr.client).sent.isEmpty)
+        #expect(h.server.statistics.drops.noChannel == 1)
+        let down = try #require(h.receive([7, 7], from: Addr.peer, on: handles[0]).only)
+        #expect(try inspect(down.bytes) { $0.type } == STUNMessageType(method: .data, messageClass: .indication))
+        // During the cooldown neither the number nor the peer can be bound to something else.
+        #expect(try code(try h.channelBind(0x4000, to: Addr.peer2, id: 6)) == 400)
+        #expect(try code(try h.channelBind(0x4001, to: Addr.peer, id: 7)) == 400)
+        h.advance(seconds: 299)
+        #expect(try code(try h.channelBind(0x4000, to: Addr.peer2, id: 8)) == 400)
+        // At 900 s the entry is gone and both may be bound anew.
+        h.advance(seconds: 1)
+        #expect(h.server.tableSizes.channels == 0)
+        #expect(try code(try h.channelBind(0x4000, to: Addr.peer2, id: 9)) == nil)
+        #expect(try code(try h.channelBind(0x4001, to: Addr.peer, id: 10)) == nil)
+    }
+
+    @Test func rebindingTheSamePairDuringCooldownBindsItAgain() throws {
+        let h = Harness()
+        let (_, handles, _) = try h.allocate { $0.appendUInt32(.lifetime, 3600) }
+        try h.channelBind(0x4000, to: Addr.peer)
+        h.advance(seconds: 700)
+        #expect(try code(try h.channelBind(0x4000, to: Addr.peer, id: 4)) == nil)
+        #expect(h.receive(channelData(0x4000, [1]), from: Addr.client).only?.socket == handles[0])
+        #expect(h.receive([2], from: Addr.peer, on: handles[0]).only?.bytes == channelData(0x4000, [2]))
+        // And it lasts a full 10 minutes from the rebind (the cooldown timer is gone).
+        h.advance(seconds: 599)
+        try h.createPermission([Addr.peer], id: 5)
+        #expect(h.receive(channelData(0x4000, [1]), from: Addr.client).sent.count == 1)
+        h.advance(seconds: 1)
+        #expect(h.receive(channelData(0x4000, [1]), from: Addr.client).sent.isEmpty)
+    }
+
+    @Test func channelsPerAllocationAreBounded() throws {
+        // RFC 8656 §12.2: "If the request is valid, but the server is unable to fulfill the request
+        // due to some capacity limit or similar, the server replies with a 508".
+        let h = Harness { $0.maxChannelsPerAllocation = 2 }
+        try h.allocate()
+        #expect(try code(try h.channelBind(0x4000, to: Addr.peer)) == nil)
+        #expect(try code(try h.channelBind(0x4001, to: Addr.peer2, id: 4)) == nil)
+        #expect(try code(try h.channelBind(0x4002, to: TransportAddress("9.9.9.9:1")!, id: 5)) == 508)
+        // Refreshing a bound one still works.
+        #expect(try code(try h.channelBind(0x4001, to: Addr.peer2, id: 6)) == nil)
+        #expect(h.server.tableSizes.channels == 2)
+    }
+
+    @Test func channelBindPolicyFamilyAndAllocationErrors() throws {
+        let h = Harness()
+        #expect(try code(try h.channelBind(0x4000, to: Addr.peer)) == 437)
+        try h.allocate()
+        #expect(try code(try h.channelBind(0x4000, to: TransportAddress("127.0.0.1:5000")!, id: 4)) == 403)
+        #expect(try code(try h.channelBind(0x4000, to: TransportAddress("172.16.0.1:5000")!, id: 5)) == 403)
+        #expect(try code(try h.channelBind(0x4000, to: Addr.peerV6, id: 6)) == 443)
+        // The relay's own address: only its relay ports (hairpin), never e.g. its listener.
+        #expect(try code(try h.channelBind(0x4000, to: TransportAddress(ip: .v4(Addr.relayV4), port: 3478), id: 7)) == 403)
+        #expect(try code(try h.channelBind(0x4000, to: TransportAddress(ip: .v4(Addr.relayV4), port: 50000), id: 8)) == nil)
+        #expect(h.server.statistics.responses.forbidden403 == 3)
+    }
+
+    @Test func hairpinBetweenTwoClientsOfThisRelay() throws {
+        let h = Harness()
+        let (relaysA, handlesA, _) = try h.allocate(Addr.client, as: .alice, id: 1)
+        let (relaysB, handlesB, _) = try h.allocate(Addr.client2, as: .bob, id: 2)
+        let relayA = try #require(relaysA.first), relayB = try #require(relaysB.first)
+        #expect(try code(try h.channelBind(0x4000, to: relayB, client: Addr.client, id: 3)) == nil)
+        let bindB = message(.channelBind, id: transactionID(4), auth: try h.auth(.bob, client: Addr.client2)) { w in
+            w.appendChannelNumber(0x4100)
+            w.appendXorAddress(.xorPeerAddress, relayA)
+        }
+        #expect(try code(h.receive(bindB, from: Addr.client2)) == nil)
+        // A → B: out of A's socket to B's relayed address...
+        let hop = try #require(h.receive(channelData(0x4000, [1, 2, 3]), from: Addr.client).only)
+        #expect(hop.socket == handlesA[0])
+        #expect(hop.destination == relayB)
+        // ...which the kernel delivers to B's socket, from A's relayed address.
+        let delivered = try #require(h.receive(hop.bytes, from: relayA, on: handlesB[0]).only)
+        #expect(delivered.destination == Addr.client2)
+        #expect(delivered.bytes == channelData(0x4100, [1, 2, 3]))
+    }
+
+    @Test func refreshDeletingTheAllocationStopsRelayingAndTimers() throws {
+        let h = Harness()
+        let (_, handles, _) = try h.allocate()
+        try h.channelBind(0x4000, to: Addr.peer)
+        try h.createPermission([Addr.peer2], id: 4)
+        let refresh = message(.refresh, id: transactionID(5), auth: try h.auth()) { $0.appendUInt32(.lifetime, 0) }
+        let out = h.receive(refresh, from: Addr.client)
+        #expect(out.closes == handles)
+        #expect(out.only?.bytes == expectedResponse(.refresh, .successResponse, id: transactionID(5), key: Credentials.alice.key) {
+            $0.appendUInt32(.lifetime, 0)
+        })
+        #expect(h.server.nextTimeout() == nil)
+        var sizes = h.server.tableSizes
+        sizes.transactionCache = 0
+        #expect(sizes == ServerTableSizes())
+        #expect(h.receive(channelData(0x4000, [1]), from: Addr.client).sent.isEmpty)
+        #expect(h.receive([1], from: Addr.peer, on: handles[0]).sent.isEmpty)
+        // A retransmitted delete gets the same success, not 437 (RFC 8489 §6.3.4).
+        #expect(h.receive(refresh, from: Addr.client).only?.bytes == out.only?.bytes)
+        // Nothing fires later.
+        #expect(h.advance(seconds: 4000).sent.isEmpty)
+        #expect(h.advance(seconds: 0).requests.isEmpty)
+    }
+}
