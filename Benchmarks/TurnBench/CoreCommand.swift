@@ -11,8 +11,10 @@ struct Core: ParsableCommand {
         authenticated Allocate, socket open answered at once, ChannelBind 0x4000 to a peer), with a
         fixed clock. Then, for each --allocations count and each direction, times process() on
         batches of --batch prepared datagrams that cycle over all allocations (a warm-up pass first):
-          ns/packet           wall time of the timed loop / packets (includes OutboundBatch.reset per batch)
-          packets/s           1e9 / ns/packet, one thread
+          CPU ns/packet       the thread's CPU time (CLOCK_THREAD_CPUTIME_ID) over the timed loop / packets
+                              (includes OutboundBatch.reset per batch); not inflated by other processes
+          wall ns/packet      wall time of the same loop / packets (inflated when the machine is busy)
+          packets/s (CPU)     1e9 / CPU ns/packet: one core's worth
           heap allocs/packet  malloc/calloc/realloc/memalign calls during the timed loop / packets,
                               counted by the malloc interposer linked into turn-bench (must be 0)
           forwarded           the core's outputs; a case whose outputs ≠ inputs is reported as an error
@@ -21,7 +23,7 @@ struct Core: ParsableCommand {
           Allocate            authenticated (MESSAGE-INTEGRITY checked), including the socketOpened answer
           ChannelBind         authenticated, new channel and peer on each allocation
           Refresh             authenticated, LIFETIME 600
-          requests/s, µs/request, heap allocs/request
+          requests/s per CPU second, CPU and wall µs/request, heap allocs/request
         """
     )
 

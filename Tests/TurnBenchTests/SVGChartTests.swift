@@ -64,3 +64,15 @@ func parseSVG(_ svg: String) -> (ok: Bool, counter: ElementCounter) {
 @Test func xmlEscaping() {
     #expect(escapeXML("a<b>&\"c'") == "a&lt;b&gt;&amp;&quot;c&apos;")
 }
+
+@Test func singleServerChartHasNoEmptySeriesOrLegend() {
+    let runs = [row("coturn", round: 1, target: 1000, delivered: 1000, loss: 0, cpu: 5, p99: 10),
+                row("coturn", round: 1, target: 0, delivered: 9000, loss: 0.3, cpu: 3, p99: 900)]
+    let table = ComparisonTable(runs: runs, serverA: "coturn", serverB: "-")
+    let svg = SVGChart.comparison(table).render()
+    let (ok, counter) = parseSVG(svg)
+    #expect(ok)
+    #expect(counter.elements["polyline"] == 2)
+    #expect(!svg.contains(">-<"))
+    #expect(svg.contains("coturn (medians)"))
+}

@@ -10,7 +10,11 @@ public struct CoreResult: Codable, Sendable, Equatable {
         public var packets: UInt64
         /// Datagrams the core put in the outbound batch (must equal `packets`).
         public var forwarded: UInt64
+        /// Wall time per packet.
         public var nanosecondsPerPacket: Double
+        /// Thread CPU time per packet (robust to other load on the machine).
+        public var cpuNanosecondsPerPacket: Double
+        /// Packets per second of thread CPU time.
         public var packetsPerSecond: Double
         /// Heap allocations per packet during the timed loop; nil without the malloc counter.
         public var heapAllocationsPerPacket: Double?
@@ -20,8 +24,11 @@ public struct CoreResult: Codable, Sendable, Equatable {
         public var request: String
         public var requests: Int
         public var succeeded: Int
+        /// Requests per second of thread CPU time.
         public var requestsPerSecond: Double
+        /// Thread CPU time per request.
         public var microsecondsPerRequest: Double
+        public var wallMicrosecondsPerRequest: Double
         public var heapAllocationsPerRequest: Double?
     }
 
@@ -181,6 +188,7 @@ public final class CoreBench {
         }
         let deadline = monotonicNanoseconds() + UInt64(config.seconds * 1e9)
         let allocs0 = AllocationCounter.count()
+        let cpu0 = threadCPUNanoseconds()
         let start = monotonicNanoseconds()
         var end = start
         var b = 0
@@ -197,6 +205,7 @@ public final class CoreBench {
             }
         }
         end = monotonicNanoseconds()
+        let cpu = Double(threadCPUNanoseconds() - cpu0)
         let allocs1 = AllocationCounter.count()
         out.reset()
         let ns = Double(end - start)
@@ -204,7 +213,8 @@ public final class CoreBench {
         if let a = allocs0, let z = allocs1 { perPacket = Double(z - a) / Double(packets) }
         return CoreResult.FastPath(allocations: clients.count, direction: direction, batch: config.batch, packets: packets,
                                    forwarded: forwarded, nanosecondsPerPacket: ns / Double(packets),
-                                   packetsPerSecond: Double(packets) / ns * 1e9, heapAllocationsPerPacket: perPacket)
+                                   cpuNanosecondsPerPacket: cpu / Double(packets),
+                                   packetsPerSecond: Double(packets) / cpu * 1e9, heapAllocationsPerPacket: perPacket)
     }
 
     // MARK: - Slow path
@@ -231,6 +241,7 @@ public final class CoreBench {
             }
         }
         let allocs0 = AllocationCounter.count()
+        let cpu0 = threadCPUNanoseconds()
         let start = monotonicNanoseconds()
         datagrams.withUnsafeBufferPointer { all in
             var i = 0
@@ -252,13 +263,15 @@ public final class CoreBench {
             }
         }
         let ns = Double(monotonicNanoseconds() - start)
+        let cpu = Double(threadCPUNanoseconds() - cpu0)
         let allocs1 = AllocationCounter.count()
         out.reset()
         var perRequest: Double?
         if let a = allocs0, let z = allocs1, !requests.isEmpty { perRequest = Double(z - a) / Double(requests.count) }
         return CoreResult.SlowPath(request: name, requests: requests.count, succeeded: succeeded,
-                                   requestsPerSecond: Double(requests.count) / ns * 1e9,
-                                   microsecondsPerRequest: ns / 1000 / Double(max(requests.count, 1)),
+                                   requestsPerSecond: Double(requests.count) / cpu * 1e9,
+                                   microsecondsPerRequest: cpu / 1000 / Double(max(requests.count, 1)),
+                                   wallMicrosecondsPerRequest: ns / 1000 / Double(max(requests.count, 1)),
                                    heapAllocationsPerRequest: perRequest)
     }
 
@@ -328,17 +341,17 @@ extension Report {
     public static func core(_ r: CoreResult) -> String {
         var l: [String] = []
         l.append("Fast path (RelayCore.Server.process, in process, no sockets):")
-        l.append("| allocations | direction | batch | packets | ns/packet | packets/s | heap allocs/packet |")
-        l.append("|---:|---|---:|---:|---:|---:|---:|")
+        l.append("| allocations | direction | batch | packets | CPU ns/packet | wall ns/packet | packets/s (CPU) | heap allocs/packet |")
+        l.append("|---:|---|---:|---:|---:|---:|---:|---:|")
         for f in r.fastPath {
-            l.append("| \(f.allocations) | \(f.direction.rawValue) | \(f.batch) | \(f.packets) | \(fixed(f.nanosecondsPerPacket, 1)) | \(Int(f.packetsPerSecond)) | \(f.heapAllocationsPerPacket.map { fixed($0, 3) } ?? "n/a") |")
+            l.append("| \(f.allocations) | \(f.direction.rawValue) | \(f.batch) | \(f.packets) | \(fixed(f.cpuNanosecondsPerPacket, 1)) | \(fixed(f.nanosecondsPerPacket, 1)) | \(Int(f.packetsPerSecond)) | \(f.heapAllocationsPerPacket.map { fixed($0, 3) } ?? "n/a") |")
         }
         l.append("")
         l.append("Slow path (requests fed through process, socket opens answered at once):")
-        l.append("| request | requests | succeeded | requests/s | µs/request | heap allocs/request |")
-        l.append("|---|---:|---:|---:|---:|---:|")
+        l.append("| request | requests | succeeded | requests/s (CPU) | CPU µs/request | wall µs/request | heap allocs/request |")
+        l.append("|---|---:|---:|---:|---:|---:|---:|")
         for s in r.slowPath {
-            l.append("| \(s.request) | \(s.requests) | \(s.succeeded) | \(Int(s.requestsPerSecond)) | \(fixed(s.microsecondsPerRequest, 2)) | \(s.heapAllocationsPerRequest.map { fixed($0, 1) } ?? "n/a") |")
+            l.append("| \(s.request) | \(s.requests) | \(s.succeeded) | \(Int(s.requestsPerSecond)) | \(fixed(s.microsecondsPerRequest, 2)) | \(fixed(s.wallMicrosecondsPerRequest, 2)) | \(s.heapAllocationsPerRequest.map { fixed($0, 1) } ?? "n/a") |")
         }
         for e in r.errors { l.append("error: \(e)") }
         return l.joined(separator: "\n")

@@ -82,7 +82,7 @@ public struct SVGChart: Sendable {
         if p.diagonal {
             s += "<line x1=\"\(num(px(0)))\" y1=\"\(num(py(0)))\" x2=\"\(num(px(xTop)))\" y2=\"\(num(py(min(xTop, yTop))))\" stroke=\"#999\" stroke-dasharray=\"4 4\"/>\n"
         }
-        for (i, series) in p.series.enumerated() {
+        for (i, series) in p.series.filter({ !$0.points.isEmpty }).enumerated() {
             let pts = series.points.filter { $0.x.isFinite && $0.y.isFinite }.sorted { $0.x < $1.x }
             if !pts.isEmpty {
                 let list = pts.map { "\(num(px($0.x))),\(num(py($0.y)))" }.joined(separator: " ")
@@ -115,7 +115,8 @@ public struct SVGChart: Sendable {
         let cpu = Panel(title: "Relay CPU per relayed packet", xLabel: "offered packets/s", yLabel: "CPU µs / packet",
                         series: [series(table.serverA, colors[0], { $0.a }, { $0.relayCPUMicrosPerPacket }),
                                  series(table.serverB, colors[1], { $0.b }, { $0.relayCPUMicrosPerPacket })])
-        return SVGChart(title: "\(table.serverA) vs \(table.serverB) (medians)", panels: [delivered, cpu])
+        let title = table.rows.contains { $0.b != nil } ? "\(table.serverA) vs \(table.serverB) (medians)" : "\(table.serverA) (medians)"
+        return SVGChart(title: title, panels: [delivered, cpu])
     }
 }
 
