@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // The only code that includes <liburing.h>.
@@ -50,6 +52,15 @@ let package = Package(
         // Bench-only C: batched UDP I/O and epoll wrappers; a malloc counter for the executable only.
         .target(name: "CTurnBenchIO", path: "CShims/CTurnBenchIO"),
         .target(name: "CMallocCounter", path: "CShims/CMallocCounter"),
+        // Operations: metrics aggregation and Prometheus text, health/readiness HTTP, reload delivery.
+        .target(
+            name: "RelayOperations",
+            dependencies: [
+                "RelayCore", "STUN",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         // The benchmark's logic (load generator, statistics, result parsing), testable.
         .target(
             name: "TurnBenchKit",
@@ -71,6 +82,7 @@ let package = Package(
         .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore", "STUN"]),
         .testTarget(name: "RelayIOTests", dependencies: ["RelayIO", "RelayCore", "STUN"]),
         .testTarget(name: "InteropTests", dependencies: ["RelayIO", "RelayCore", "STUN"]),
+        .testTarget(name: "RelayOperationsTests", dependencies: ["RelayOperations", "RelayCore", "STUN", .product(name: "CoreMetrics", package: "swift-metrics")]),
         .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit"]),
     ]
 )

@@ -1,0 +1,71 @@
+import STUN
+
+/// The routes of the operations HTTP listeners.
+///
+/// - `GET /healthz`: 200 while the process is alive (the HTTP thread answering is the proof).
+/// - `GET /readyz`: 200 when every `Readiness` check passes, else 503 naming the failing checks.
+/// - `GET /metrics`: the Prometheus text exposition of `RelayMetrics` (when this listener serves it).
+public enum OperationsEndpoints {
+    public static let prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    public static func handler(metrics: RelayMetrics?, readiness: Readiness?, version: String)
+        -> HTTPEndpointServer.Handler {
+        return { request in
+            switch request.path {
+            case "/healthz":
+                return HTTPResponse(status: 200, body: "ok\n")
+            case "/readyz":
+                guard let readiness else { break }
+                let failing = readiness.failing()
+                if failing.isEmpty { return HTTPResponse(status: 200, body: "ready \(version)\n") }
+                return HTTPResponse(status: 503, body: "not ready: \(failing.joined(separator: ", "))\n")
+            case "/metrics":
+                guard let metrics else { break }
+                return HTTPResponse(status: 200, contentType: prometheusContentType, body: metrics.prometheusText())
+            default:
+                break
+            }
+            return HTTPResponse(status: 404, body: "not found\n")
+        }
+    }
+}
+
+/// The health listener and the metrics listener, started together. When the metrics address is nil
+/// or the same as the health address (with a fixed port), one listener serves all three paths.
+public final class OperationsServer: Sendable {
+    public static let defaultHealthAddress = TransportAddress(ip: .v4(.loopback), port: 8080)
+    public static let defaultMetricsAddress = TransportAddress(ip: .v4(.loopback), port: 9464)
+
+    public let health: HTTPEndpointServer
+    /// Nil when metrics share the health listener.
+    public let metricsListener: HTTPEndpointServer?
+
+    public init(healthAddress: TransportAddress = defaultHealthAddress,
+                metricsAddress: TransportAddress? = defaultMetricsAddress,
+                metrics: RelayMetrics, readiness: Readiness, version: String = "dev",
+                limits: HTTPEndpointServer.Limits = .init()) throws(HTTPServerError) {
+        let shared = metricsAddress == nil || (metricsAddress == healthAddress && healthAddress.port != 0)
+        health = try HTTPEndpointServer(
+            address: healthAddress, limits: limits,
+            handler: OperationsEndpoints.handler(metrics: shared ? metrics : nil, readiness: readiness, version: version))
+        if !shared, let metricsAddress {
+            do throws(HTTPServerError) {
+                metricsListener = try HTTPEndpointServer(
+                    address: metricsAddress, limits: limits,
+                    handler: OperationsEndpoints.handler(metrics: metrics, readiness: nil, version: version))
+            } catch {
+                health.stop()
+                throw error
+            }
+        } else {
+            metricsListener = nil
+        }
+    }
+
+    public var metricsAddress: TransportAddress { metricsListener?.boundAddress ?? health.boundAddress }
+
+    public func stop() {
+        health.stop()
+        metricsListener?.stop()
+    }
+}

@@ -1,0 +1,169 @@
+import Glibc
+import RelayOperations
+import STUN
+import Synchronization
+import Testing
+
+private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
+
+@Suite struct HTTPEndpointTests {
+    @Test func healthIsAlwaysOKAndReadinessFollowsItsChecks() throws {
+        let readiness = Readiness()
+        let server = try OperationsServer(healthAddress: loopbackAnyPort, metricsAddress: nil,
+                                          metrics: RelayMetrics(), readiness: readiness, version: "test-1")
+        defer { server.stop() }
+        let address = server.health.boundAddress
+
+        #expect(try HTTPTestClient.get(address, "/healthz").status == 200)
+        // No check registered: nothing has said the workers run.
+        #expect(try HTTPTestClient.get(address, "/readyz").status == 503)
+
+        let workersUp = Atomic(false)
+        readiness.set("workers") { workersUp.load(ordering: .acquiring) }
+        let notReady = try HTTPTestClient.get(address, "/readyz")
+        #expect(notReady.status == 503)
+        #expect(notReady.body == "not ready: workers\n")
+
+        workersUp.store(true, ordering: .releasing)
+        let ready = try HTTPTestClient.get(address, "/readyz")
+        #expect(ready.status == 200)
+        #expect(ready.body == "ready test-1\n")
+
+        // The portal plugs in a check of its own later.
+        let portalConnected = Atomic(false)
+        readiness.set("portal") { portalConnected.load(ordering: .acquiring) }
+        #expect(try HTTPTestClient.get(address, "/readyz").status == 503)
+        portalConnected.store(true, ordering: .releasing)
+        #expect(try HTTPTestClient.get(address, "/readyz").status == 200)
+        #expect(try HTTPTestClient.get(address, "/healthz").status == 200)
+    }
+
+    @Test func unknownPathsMethodsAndHead() throws {
+        let server = try OperationsServer(healthAddress: loopbackAnyPort, metricsAddress: nil,
+                                          metrics: RelayMetrics(), readiness: Readiness())
+        defer { server.stop() }
+        let address = server.health.boundAddress
+        #expect(try HTTPTestClient.get(address, "/nope").status == 404)
+        let post = try HTTPTestClient.request(address, "POST /healthz HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
+        #expect(post.status == 405)
+        #expect(post.headers["allow"] == "GET, HEAD")
+        let head = try HTTPTestClient.request(address, "HEAD /healthz HTTP/1.1\r\n\r\n")
+        #expect(head.status == 200)
+        #expect(head.headers["content-length"] == "3")
+        #expect(head.body.isEmpty)
+        // A query string does not change the route.
+        #expect(try HTTPTestClient.get(address, "/healthz?verbose=1").status == 200)
+    }
+
+    @Test func separateMetricsListenerServesOnlyMetricsAndHealth() throws {
+        let server = try OperationsServer(healthAddress: loopbackAnyPort, metricsAddress: loopbackAnyPort,
+                                          metrics: RelayMetrics(), readiness: Readiness())
+        defer { server.stop() }
+        #expect(server.metricsAddress != server.health.boundAddress)
+        let metrics = try HTTPTestClient.get(server.metricsAddress, "/metrics")
+        #expect(metrics.status == 200)
+        #expect(metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
+        #expect(try HTTPTestClient.get(server.health.boundAddress, "/metrics").status == 404)
+        #expect(try HTTPTestClient.get(server.metricsAddress, "/readyz").status == 404)
+    }
+
+    @Test func busyPortIsAnErrorNotACrash() throws {
+        let first = try HTTPEndpointServer(address: loopbackAnyPort) { _ in HTTPResponse(status: 200, body: "") }
+        defer { first.stop() }
+        #expect(throws: HTTPServerError.self) {
+            _ = try HTTPEndpointServer(address: first.boundAddress) { _ in HTTPResponse(status: 200, body: "") }
+        }
+    }
+}
+
+@Suite struct HostileHTTPInputTests {
+    static func server(_ limits: HTTPEndpointServer.Limits) throws -> HTTPEndpointServer {
+        try HTTPEndpointServer(address: loopbackAnyPort, limits: limits,
+                               handler: OperationsEndpoints.handler(metrics: RelayMetrics(), readiness: Readiness(), version: "t"))
+    }
+
+    @Test func oversizedRequestGets431AndTheServerGoesOn() throws {
+        var limits = HTTPEndpointServer.Limits()
+        limits.maxRequestBytes = 1024
+        let server = try Self.server(limits)
+        defer { server.stop() }
+        let huge = "GET /healthz HTTP/1.1\r\nX-Filler: " + String(repeating: "a", count: 64 * 1024) + "\r\n\r\n"
+        let fd = try HTTPTestClient.connect(server.boundAddress)
+        _ = HTTPTestClient.send(fd, Array(huge.utf8))
+        let response = try HTTPTestClient.parse(HTTPTestClient.readAll(fd))
+        close(fd)
+        #expect(response.status == 431)
+        #expect(try HTTPTestClient.get(server.boundAddress, "/healthz").status == 200)
+    }
+
+    @Test func garbageGets400() throws {
+        let server = try Self.server(.init())
+        defer { server.stop() }
+        var bytes: [UInt8] = (0..<512).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        bytes += Array("\r\n\r\n".utf8)
+        let fd = try HTTPTestClient.connect(server.boundAddress)
+        _ = HTTPTestClient.send(fd, bytes)
+        let response = try HTTPTestClient.parse(HTTPTestClient.readAll(fd))
+        close(fd)
+        #expect(response.status == 400)
+        for line in ["GET  /healthz HTTP/1.1", "GET healthz HTTP/1.1", "get /healthz HTTP/1.1", "GET /healthz HTTP/2.0",
+                     "GET /health\u{7F}z HTTP/1.1", "GET /healthz"] {
+            #expect(try HTTPTestClient.request(server.boundAddress, line + "\r\n\r\n").status == 400, "\(line)")
+        }
+        #expect(try HTTPTestClient.get(server.boundAddress, "/healthz").status == 200)
+    }
+
+    @Test func randomBytesNeverStopTheServer() throws {
+        let server = try Self.server(.init())
+        defer { server.stop() }
+        var state: UInt64 = 0x1234_5678
+        for round in 0..<40 {
+            var bytes: [UInt8] = []
+            for _ in 0..<(round * 37 % 700 + 1) {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                bytes.append(UInt8(truncatingIfNeeded: state >> 33))
+            }
+            if round % 2 == 0 { bytes += Array("\n\n".utf8) }
+            let fd = try HTTPTestClient.connect(server.boundAddress, timeoutMilliseconds: 200)
+            _ = HTTPTestClient.send(fd, bytes)
+            close(fd)
+        }
+        #expect(try HTTPTestClient.get(server.boundAddress, "/healthz").status == 200)
+    }
+
+    /// Slowloris: clients that connect and send a byte now and then hold a connection only until the
+    /// request timeout, and the connection cap keeps them from taking more than `maxConnections`.
+    @Test func slowClientsAreCutOffAtTheTimeoutAndTheCapHolds() throws {
+        var limits = HTTPEndpointServer.Limits()
+        limits.maxConnections = 4
+        limits.requestTimeoutNanoseconds = 400_000_000
+        let server = try Self.server(limits)
+        defer { server.stop() }
+        let start = MonotonicClock.nanoseconds()
+        var slow: [Int32] = []
+        for _ in 0..<6 {
+            let fd = try HTTPTestClient.connect(server.boundAddress, timeoutMilliseconds: 3000)
+            _ = HTTPTestClient.send(fd, Array("GET /healthz HTTP/1.1\r\n".utf8))
+            slow.append(fd)
+        }
+        defer { for fd in slow { close(fd) } }
+        // Each slow connection is closed by the server without a response, within the timeout
+        // (the two beyond the cap are accepted once the first four are cut off).
+        for fd in slow {
+            #expect(HTTPTestClient.readAll(fd).isEmpty)
+        }
+        let elapsed = MonotonicClock.nanoseconds() - start
+        #expect(elapsed < 2_500_000_000)
+        #expect(elapsed >= 400_000_000)
+        #expect(try HTTPTestClient.get(server.boundAddress, "/healthz").status == 200)
+    }
+
+    @Test func stopClosesTheListener() throws {
+        let server = try Self.server(.init())
+        let address = server.boundAddress
+        #expect(try HTTPTestClient.get(address, "/healthz").status == 200)
+        server.stop()
+        server.stop()
+        #expect(throws: HTTPTestClient.Failure.self) { _ = try HTTPTestClient.connect(address) }
+    }
+}

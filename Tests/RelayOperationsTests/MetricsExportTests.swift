@@ -1,0 +1,138 @@
+import CoreMetrics
+import RelayCore
+import RelayOperations
+import STUN
+import Testing
+
+private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
+
+@Suite struct MetricsExportTests {
+    /// Two workers publish into their slots; a scrape over HTTP shows the sums, a later scrape the
+    /// new sums, and counters never go backwards.
+    @Test func scrapeSumsWorkerSnapshotsOverHTTP() throws {
+        let board = MetricsBoard(workers: 2)
+        let metrics = RelayMetrics()
+        metrics.addSource(board)
+        let server = try OperationsServer(healthAddress: loopbackAnyPort, metricsAddress: nil,
+                                          metrics: metrics, readiness: Readiness())
+        defer { server.stop() }
+
+        var a = RelaySnapshot(), b = RelaySnapshot()
+        a[.dropNoPermission] = 3
+        b[.dropNoPermission] = 4
+        a[.relayedBytesClientToPeer] = 1000
+        a[.allocationsActiveIPv4] = 2
+        b[.allocationsActiveIPv4] = 5
+        b[.allocationsActiveIPv6] = 1
+        a[.responses401] = 9
+        a[.responsesSuccess] = 11
+        var sizes = a[.packetSize]
+        for length in [50, 100, 101, 1499, 9000] { sizes.record(length) }
+        a[.packetSize] = sizes
+        board.slots[0].publish(a)
+        board.slots[1].publish(b)
+
+        var scrape = try scrapeMetrics(server.metricsAddress)
+        #expect(scrape.types["relay_drops_total"] == "counter")
+        #expect(scrape.types["relay_allocations_active"] == "gauge")
+        #expect(scrape.types["relay_packet_size_bytes"] == "histogram")
+        #expect(scrape[#"relay_drops_total{reason="no_permission"}"#] == 7)
+        #expect(scrape[#"relay_drops_total{reason="no_channel"}"#] == 0)
+        #expect(scrape[#"relay_relayed_bytes_total{direction="client_to_peer"}"#] == 1000)
+        #expect(scrape[#"relay_allocations_active{family="ipv4"}"#] == 7)
+        #expect(scrape[#"relay_allocations_active{family="ipv6"}"#] == 1)
+        #expect(scrape[#"relay_responses_total{class="error",code="401"}"#] == 9)
+        #expect(scrape[#"relay_responses_total{class="success",code="none"}"#] == 11)
+        #expect(scrape[#"relay_packet_size_bytes_bucket{le="100"}"#] == 2)
+        #expect(scrape[#"relay_packet_size_bytes_bucket{le="200"}"#] == 3)
+        #expect(scrape[#"relay_packet_size_bytes_bucket{le="1500"}"#] == 4)
+        #expect(scrape[#"relay_packet_size_bytes_bucket{le="+Inf"}"#] == 5)
+        #expect(scrape["relay_packet_size_bytes_count"] == 5)
+        #expect(scrape["relay_packet_size_bytes_sum"] == 10750)  // 50 + 100 + 101 + 1499 + 9000
+
+        a[.dropNoPermission] = 10
+        a[.allocationsActiveIPv4] = 0
+        board.slots[0].publish(a)
+        scrape = try scrapeMetrics(server.metricsAddress)
+        #expect(scrape[#"relay_drops_total{reason="no_permission"}"#] == 14)
+        #expect(scrape[#"relay_allocations_active{family="ipv4"}"#] == 5)
+        // Scraping twice without new snapshots changes nothing.
+        #expect(try scrapeMetrics(server.metricsAddress).samples == scrape.samples)
+    }
+
+    /// Every series is in the exposition from the first scrape, each name with one TYPE.
+    @Test func everySeriesIsExported() throws {
+        let metrics = RelayMetrics()
+        let text = metrics.prometheusText()
+        let scrape = try Exposition(text)
+        for series in RelaySeries.allCases {
+            let (name, labels) = series.metric
+            let key = labels.isEmpty ? name : name + "{" + labels.map { "\($0.0)=\"\($0.1)\"" }.joined(separator: ",") + "}"
+            #expect(scrape[key] == 0, "\(key)")
+            #expect(scrape.types[name] != nil, "\(name)")
+        }
+        for histogram in RelayHistogram.allCases {
+            #expect(scrape.types[histogram.name] == "histogram")
+        }
+    }
+
+    @Test func bucketCountsUseInclusiveUpperBounds() {
+        var counts = BucketCounts(upperBounds: [1, 2, 4])
+        for value in [0, 1, 2, 3, 4, 5, Int.max] { counts.record(value) }
+        #expect(counts.counts == [2, 1, 2, 2])
+        #expect(counts.count == 7)
+        var other = BucketCounts(upperBounds: [1, 2, 4])
+        other.record(2)
+        counts.add(other)
+        #expect(counts.counts == [2, 2, 2, 2])
+        // Different bounds are not mixed in.
+        counts.add(BucketCounts(upperBounds: [10]))
+        #expect(counts.count == 8)
+    }
+
+    @Test func publisherHonoursIntervalAndHeartbeat() {
+        let board = MetricsBoard(workers: 1)
+        var publisher = SnapshotPublisher(slot: board.slots[0], intervalNanoseconds: 100, heartbeatNanoseconds: 1000)
+        #expect(publisher.isDue(now: Instant(nanoseconds: 5), dirty: false))
+        publisher.publish(RelaySnapshot(), now: Instant(nanoseconds: 5))
+        #expect(!publisher.isDue(now: Instant(nanoseconds: 104), dirty: true))
+        #expect(publisher.isDue(now: Instant(nanoseconds: 105), dirty: true))
+        #expect(!publisher.isDue(now: Instant(nanoseconds: 1004), dirty: false))
+        #expect(publisher.isDue(now: Instant(nanoseconds: 1005), dirty: false))
+        #expect(board.allWorkersAlive(maxAge: 5_000_000_000))
+        board.slots[0].markStopped()
+        #expect(!board.allWorkersAlive(maxAge: 5_000_000_000))
+        #expect(!MetricsBoard(workers: 1).allWorkersAlive(maxAge: 5_000_000_000))
+    }
+
+    /// The same totals reach another swift-metrics backend (OTLP in production) as counter
+    /// increments that add up to the workers' totals.
+    @Test func additionalFactoriesReceiveTheSameTotals() {
+        let recorder = RecordingFactory()
+        let board = MetricsBoard(workers: 1)
+        let metrics = RelayMetrics(additionalFactories: [recorder])
+        metrics.addSource(board)
+        var s = RelaySnapshot()
+        s[.relayedPacketsPeerToClient] = 40
+        var sizes = s[.packetSize]
+        sizes.record(120)
+        sizes.record(120)
+        s[.packetSize] = sizes
+        board.slots[0].publish(s)
+        metrics.update()
+        s[.relayedPacketsPeerToClient] = 45
+        board.slots[0].publish(s)
+        metrics.update()
+        #expect(recorder.total("relay_relayed_packets_total", ["direction": "peer_to_client"]) == 45)
+        #expect(recorder.total("relay_packet_size_bytes_bucket", ["le": "200"]) == 2)
+        #expect(recorder.total("relay_packet_size_bytes_bucket", ["le": "100"]) == 0)
+        #expect(recorder.total("relay_packet_size_bytes_count", [:]) == 2)
+        #expect(recorder.total("relay_packet_size_bytes_sum", [:]) == 240)
+    }
+}
+
+func scrapeMetrics(_ address: TransportAddress) throws -> Exposition {
+    let response = try HTTPTestClient.get(address, "/metrics")
+    #expect(response.status == 200)
+    return try Exposition(response.body)
+}
