@@ -13,7 +13,7 @@ extension RealClientTests {
         let messages = 10
         let arguments = [
             script.path, "--server-host", "127.0.0.1", "--server-port", "\(server.port)",
-            "--secret", server.secret, "--peer-host", "127.0.0.1", "--messages", "\(messages)", "--timeout", "15",
+            "--secret", server.secret, "--peer-host", LoopbackPorts.peerIPv4, "--messages", "\(messages)", "--timeout", "15",
         ]
         let run = try ChildProcess.run(python, arguments, name: "aioice", timeout: .seconds(60))
         let lines = run.output.split(whereSeparator: \.isNewline).map(String.init)

@@ -38,25 +38,25 @@ extension RealClientTests {
 
     static let uclientScenarios: [UclientScenario] = [
         UclientScenario(
-            name: "channels", flags: [], serverHost: "127.0.0.1", peerHost: "127.0.0.1",
+            name: "channels", flags: [], serverHost: "127.0.0.1", peerHost: LoopbackPorts.peerIPv4,
             expectedMessages: messagesPerSession, expectedIPv4Relays: .atLeast(1), expectedIPv6Relays: .none,
             needsIPv6: false),
         UclientScenario(
-            name: "Send and Data indications (-s)", flags: ["-s"], serverHost: "127.0.0.1", peerHost: "127.0.0.1",
+            name: "Send and Data indications (-s)", flags: ["-s"], serverHost: "127.0.0.1", peerHost: LoopbackPorts.peerIPv4,
             expectedMessages: messagesPerSession, expectedIPv4Relays: .atLeast(1), expectedIPv6Relays: .none,
             needsIPv6: false),
         UclientScenario(
             name: "client to client over channels (-y)", flags: ["-y"], serverHost: "127.0.0.1",
-            peerHost: "127.0.0.1",
+            peerHost: LoopbackPorts.peerIPv4,
             expectedMessages: 2 * messagesPerSession, expectedIPv4Relays: .atLeast(2), expectedIPv6Relays: .none,
             needsIPv6: false),
         UclientScenario(
             name: "client to client with Send indications (-y -s)", flags: ["-y", "-s"], serverHost: "127.0.0.1",
-            peerHost: "127.0.0.1",
+            peerHost: LoopbackPorts.peerIPv4,
             expectedMessages: 2 * messagesPerSession, expectedIPv4Relays: .atLeast(2), expectedIPv6Relays: .none,
             needsIPv6: false),
         UclientScenario(
-            name: "50 clients (-m 50)", flags: ["-m", "50"], serverHost: "127.0.0.1", peerHost: "127.0.0.1",
+            name: "50 clients (-m 50)", flags: ["-m", "50"], serverHost: "127.0.0.1", peerHost: LoopbackPorts.peerIPv4,
             expectedMessages: 50 * messagesPerSession, expectedIPv4Relays: .atLeast(50), expectedIPv6Relays: .none,
             needsIPv6: false),
     ]
@@ -96,7 +96,7 @@ extension RealClientTests {
         let peer = try TurnutilsPeer()
         let uclient = try ExternalTool.locate("turnutils_uclient")
         let arguments = [
-            "-c", "-W", "not-the-\(server.secret)", "-p", "\(server.port)", "-e", "127.0.0.1", "-r", "\(peer.port)",
+            "-c", "-W", "not-the-\(server.secret)", "-p", "\(server.port)", "-e", LoopbackPorts.peerIPv4, "-r", "\(peer.port)",
             "-n", "\(Self.messagesPerSession)", "127.0.0.1",
         ]
         let run = try ChildProcess.run(uclient, arguments, name: "turnutils_uclient", timeout: .seconds(60))

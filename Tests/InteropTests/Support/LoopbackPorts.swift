@@ -6,6 +6,11 @@ import Glibc
 
 /// Picks UDP ports on loopback for the servers and peers a test starts.
 enum LoopbackPorts {
+    /// The IPv4 loopback address the peers use. It differs from the relay's 127.0.0.1 so that the
+    /// peer is "another host" to the relay, as in a real deployment (turn-relay refuses peers on its
+    /// own address outside its relay port range, a defence against reaching the relay host's services).
+    static let peerIPv4 = "127.0.0.2"
+
     /// Whether ::1 exists on this machine (a UDP socket can bind to it).
     static let ipv6Available: Bool = canBind(ipv6: true, port: 0)
 
@@ -66,7 +71,7 @@ enum LoopbackPorts {
         return UInt16(bigEndian: address.sin_port)
     }
 
-    static func canBind(ipv6: Bool, port: UInt16) -> Bool {
+    static func canBind(ipv6: Bool, port: UInt16, ipv4Address: String = "127.0.0.1") -> Bool {
         let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
@@ -84,7 +89,7 @@ enum LoopbackPorts {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(ipv4Address)
         return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0

@@ -218,20 +218,22 @@ final class TurnServerUnderTest: @unchecked Sendable {
     }
 }
 
-/// coturn's `turnutils_peer`: a UDP echo peer on its own loopback port (IPv4, and ::1 when present).
+/// coturn's `turnutils_peer`: a UDP echo peer on its own port on 127.0.0.2 (and ::1 when present).
 final class TurnutilsPeer: @unchecked Sendable {
     let port: UInt16
     private let process: ChildProcess
 
     init() throws {
         port = try LoopbackPorts.freePort()
-        var arguments = ["-p", "\(port)", "-L", "127.0.0.1"]
+        var arguments = ["-p", "\(port)", "-L", LoopbackPorts.peerIPv4]
         if LoopbackPorts.ipv6Available { arguments += ["-L", "::1"] }
         process = try ChildProcess(
             executable: try ExternalTool.locate("turnutils_peer"), arguments: arguments, name: "turnutils_peer")
-        // Ready once its port is taken on 127.0.0.1 (a bind by us then fails).
+        // Ready once its port is taken (a bind by us then fails).
         let deadline = ContinuousClock.now + .seconds(5)
-        while LoopbackPorts.canBind(ipv6: false, port: port), ContinuousClock.now < deadline {
+        while LoopbackPorts.canBind(ipv6: false, port: port, ipv4Address: LoopbackPorts.peerIPv4),
+            ContinuousClock.now < deadline
+        {
             usleep(20_000)
         }
     }
