@@ -63,7 +63,7 @@ public final class LoadGenerator {
     /// challenge) and ChannelBind to the peer, `setupWindow` allocations at a time.
     public func setUp() throws(LoadError) {
         let c = configuration
-        let bindAddress = TransportAddress(ip: c.server.family == .ipv4 ? .v4(.loopback) : .v6(.loopback), port: 0)
+        let peerBindAddress = TransportAddress(ip: c.server.family == .ipv4 ? .v4(IPv4Address(127, 250, 0, 1)) : .v6(.loopback), port: 0)
         let now = unixSeconds()
         // Clients of successive runs come from different loopback addresses (127.10-109.x.y), so a
         // 5-tuple never meets an allocation the server still remembers from an earlier run.
@@ -74,7 +74,9 @@ public final class LoadGenerator {
                 let fd = try openUDPSocket(bindTo: source)
                 let creds = c.credentials.credentials(index: i, nowUnixSeconds: now)
                 clients.append(ControlClient(index: i, fd: fd, username: creds.username, password: creds.password))
-                let peer = try openUDPSocket(bindTo: bindAddress)
+                // Peers sit on 127.250.0.1, not on the relay's own 127.0.0.1: a relay may treat its own
+                // address as "relay self" and allow only its relay ports there (hairpin).
+                let peer = try openUDPSocket(bindTo: peerBindAddress)
                 peerFDs.append(peer)
                 guard let a = localAddress(of: peer) else { throw LoadError.setupFailed("getsockname") }
                 peerAddresses.append(a)
