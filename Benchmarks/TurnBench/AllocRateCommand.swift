@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Glibc
 import TurnBenchKit
 
 struct AllocRate: ParsableCommand {
@@ -7,16 +8,17 @@ struct AllocRate: ParsableCommand {
         commandName: "alloc-rate",
         abstract: "Allocations set up and torn down per second, and memory per allocation.",
         discussion: """
-        Two phases against one TURN server on loopback:
-          churn       for --churn-seconds, --churn-window sockets each repeat Allocate then Refresh
-                      LIFETIME 0 (delete); the first Allocate on a socket answers the 401 challenge,
-                      later ones reuse the nonce. Figure: allocations set up and deleted per second.
+        Two phases against one TURN server on loopback (--server, or a fresh one with --start):
           concurrent  --concurrent sockets (default 16,384, one address family) each Allocate once,
-                      --window in flight, and hold; then all are deleted.
+                      --window in flight, and hold; then all are deleted. Runs first, so the relay's
+                      memory growth is these allocations' alone.
                       Figures: set-up and deletion rates, Allocate latency (request → success,
                       including the 401 round trip), relay RSS before and with the allocations held
                       (/proc/PID/status VmRSS) and the difference per allocation, relay CPU µs per
                       allocation set up (/proc/PID/stat).
+          churn       for --churn-seconds, --churn-window sockets each repeat Allocate then Refresh
+                      LIFETIME 0 (delete); the first Allocate on a socket answers the 401 challenge,
+                      later ones reuse the nonce. Figure: allocations set up and deleted per second.
         """
     )
 
@@ -37,6 +39,12 @@ struct AllocRate: ParsableCommand {
     @Option(help: "Label for the server in the output.")
     var label: String = "server"
 
+    @Option(help: "Start a fresh server for this run and stop it after: turn-relay (next to turn-bench) or coturn (/usr/bin/turnserver); one relay thread, relay ports 10000-29999. --server, --secret and --relay-pid are then set for it.")
+    var start: String?
+
+    @Option(help: "Port for the server --start launches.")
+    var port: UInt16 = 34_795
+
     @Option(help: "Write the result as JSON to this file.")
     var json: String?
 
@@ -52,12 +60,36 @@ struct AllocRate: ParsableCommand {
         guard UInt64(concurrent + churnWindow + 64) <= limit else {
             throw ValidationError("--concurrent \(concurrent) needs more file descriptors than the limit \(limit)")
         }
-        var c = AllocationRateConfiguration(label: label, server: try server.address(), credentials: try server.credentials())
+        var started: ServerProcess?
+        defer { started?.stop() }
+        var c: AllocationRateConfiguration
+        if let start {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turn-bench-\(getpid())").path
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let common = ServerSpec.Common(secret: "bench-\(UInt32.random(in: 0...UInt32.max))", realm: "bench", threads: 1, logDirectory: dir)
+            let spec: ServerSpec
+            switch start {
+            case "turn-relay":
+                spec = .turnRelay(executable: siblingExecutable("turn-relay"), template: ServerSpec.defaultTurnRelayTemplate,
+                                  port: port, ports: 10000...29999, common: common)
+            case "coturn":
+                spec = .coturn(executable: "/usr/bin/turnserver", port: port, ports: 10000...29999, common: common)
+            default:
+                throw ValidationError("--start must be turn-relay or coturn")
+            }
+            let p = try ServerProcess(spec: spec, logDirectory: dir)
+            started = p
+            guard p.waitReady(seconds: 10) else { throw ValidationError("\(start) did not answer on \(spec.listen); see \(dir)") }
+            c = AllocationRateConfiguration(label: start, server: spec.listen, credentials: .restSecret(common.secret))
+            c.relayPID = p.pid
+        } else {
+            c = AllocationRateConfiguration(label: label, server: try server.address(), credentials: try server.credentials())
+            c.relayPID = server.relayPID
+        }
         c.churnSeconds = churnSeconds
         c.churnWindow = churnWindow
         c.concurrent = concurrent
         c.window = window
-        c.relayPID = server.relayPID
         c.showProgress = !server.quiet
         let r = try AllocationRate.run(c)
         print(Report.allocationRate(r))

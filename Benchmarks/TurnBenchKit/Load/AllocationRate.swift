@@ -54,42 +54,9 @@ public enum AllocationRate {
         let progress = ProgressLine(enabled: c.showProgress)
         var failures: [String: Int] = [:]
 
-        // 1. Churn: each job opens a fresh socket (a new 5-tuple: servers may keep a deleted
-        // allocation's 5-tuple for a while), allocates and deletes, then closes it. It offers the
-        // last realm/nonce seen, as a client would; a server whose nonces are bound to the client
-        // address answers 401 first.
-        let churn = ControlPipeline(server: c.server)
-        churn.maxAttempts = 3
         let now = unixSeconds()
-        let churnCredentials = c.credentials.credentials(index: 0, nowUnixSeconds: now)
-        var lastAuth: ControlAuth?
-        var openError: SocketError?
-        var opened = 0
-        let churnStart = monotonicNanoseconds()
-        let churnEnd = churnStart + UInt64(c.churnSeconds * 1e9)
-        var lastProgress = churnStart
-        churn.run(window: c.churnWindow, deadline: churnEnd + 2_000_000_000, next: {
-            let t = monotonicNanoseconds()
-            if t >= churnEnd || openError != nil { return nil }
-            if t - lastProgress > 500_000_000 {
-                progress.update("[\(c.label)] churn \(fixed(Double(t - churnStart) / 1e9, 1)) s: \(churn.completedJobs) allocations set up and deleted")
-                lastProgress = t
-            }
-            let fd: Int32
-            do { fd = try openUDPSocket(bindTo: sourceAddress(subnet: UInt8(truncatingIfNeeded: 1 + (opened >> 16) % 100), index: opened, family: c.server.family), bufferBytes: 64 << 10) } catch let e as SocketError { openError = e; return nil } catch { return nil }
-            opened += 1
-            let client = ControlClient(index: opened, fd: fd, username: churnCredentials.username, password: churnCredentials.password)
-            client.auth = lastAuth
-            return ControlJob(client: client, steps: [.allocate, .refresh(lifetime: 0)])
-        }, finished: { job, _ in
-            if let a = job.client.auth { lastAuth = a }
-            close(job.client.fd)
-        })
-        if let openError { throw .socket(openError) }
-        let churnSeconds = Double(monotonicNanoseconds() - churnStart) / 1e9
-        for (k, v) in churn.failures { failures["churn: " + k, default: 0] += v }
-
-        // 2. Concurrent: N sockets, one allocation each, all held; then deleted.
+        // 1. Concurrent (first, so the relay's memory growth is theirs alone): N sockets, one
+        // allocation each, all held; then deleted.
         var clients: [ControlClient] = []
         defer { for cl in clients { close(cl.fd) } }
         for i in 0..<c.concurrent {
@@ -104,7 +71,7 @@ public enum AllocationRate {
         let setup = ControlPipeline(server: c.server)
         var next = 0
         let setupStart = monotonicNanoseconds()
-        lastProgress = setupStart
+        var lastProgress = setupStart
         setup.run(window: c.window, deadline: setupStart + 100_000_000_000) {
             let t = monotonicNanoseconds()
             if t - lastProgress > 500_000_000 {
@@ -134,6 +101,40 @@ public enum AllocationRate {
         }
         let teardownSeconds = Double(monotonicNanoseconds() - teardownStart) / 1e9
         for (k, v) in teardown.failures { failures["teardown: " + k, default: 0] += v }
+        // 2. Churn: each job opens a fresh socket (a new 5-tuple: servers may keep a deleted
+        // allocation's 5-tuple for a while), allocates and deletes, then closes it. It offers the
+        // last realm/nonce seen, as a client would; a server whose nonces are bound to the client
+        // address answers 401 first.
+        let churn = ControlPipeline(server: c.server)
+        churn.maxAttempts = 3
+        let churnCredentials = c.credentials.credentials(index: 0, nowUnixSeconds: now)
+        var lastAuth: ControlAuth?
+        var openError: SocketError?
+        var opened = 0
+        let churnStart = monotonicNanoseconds()
+        let churnEnd = churnStart + UInt64(c.churnSeconds * 1e9)
+        lastProgress = churnStart
+        churn.run(window: c.churnWindow, deadline: churnEnd + 2_000_000_000, next: {
+            let t = monotonicNanoseconds()
+            if t >= churnEnd || openError != nil { return nil }
+            if t - lastProgress > 500_000_000 {
+                progress.update("[\(c.label)] churn \(fixed(Double(t - churnStart) / 1e9, 1)) s: \(churn.completedJobs) allocations set up and deleted")
+                lastProgress = t
+            }
+            let fd: Int32
+            do { fd = try openUDPSocket(bindTo: sourceAddress(subnet: UInt8(truncatingIfNeeded: 1 + (opened >> 16) % 100), index: opened, family: c.server.family), bufferBytes: 64 << 10) } catch let e as SocketError { openError = e; return nil } catch { return nil }
+            opened += 1
+            let client = ControlClient(index: opened, fd: fd, username: churnCredentials.username, password: churnCredentials.password)
+            client.auth = lastAuth
+            return ControlJob(client: client, steps: [.allocate, .refresh(lifetime: 0)])
+        }, finished: { job, _ in
+            if let a = job.client.auth { lastAuth = a }
+            close(job.client.fd)
+        })
+        if let openError { throw .socket(openError) }
+        let churnSeconds = Double(monotonicNanoseconds() - churnStart) / 1e9
+        for (k, v) in churn.failures { failures["churn: " + k, default: 0] += v }
+
         progress.finish()
 
         var perAllocation: Double?
