@@ -58,9 +58,18 @@ struct RelayProcess {
         _ = sigtimedwait(&signals, &info, &deadline)
         runtime.stop()
         let stats = runtime.join()
-        let received_ = stats.reduce(0) { $0 + $1.datagramsReceived }
-        let sent = stats.reduce(0) { $0 + $1.datagramsSent }
-        logger.notice("stopped", metadata: ["datagrams_received": "\(received_)", "datagrams_sent": "\(sent)"])
+        func total(_ field: (WorkerStatistics) -> UInt64) -> String { "\(stats.reduce(0) { $0 + field($1) })" }
+        logger.notice("stopped", metadata: [
+            "datagrams_received": "\(total(\.datagramsReceived))",
+            "datagrams_sent": "\(total(\.datagramsSent))",
+            "send_calls": "\(total(\.sendCalls))",
+            "gso_sends": "\(total(\.segmentedSends))",
+            "gro_receives": "\(total(\.coalescedReceives))",
+            "allocation_sockets_opened": "\(total(\.allocationSocketsOpened))",
+            "allocation_sockets_failed": "\(total(\.allocationSocketsFailed))",
+            "dropped": "\(total { $0.droppedTruncated + $0.droppedMalformedReceive + $0.droppedGROSegments + $0.droppedSendQueueFull + $0.droppedTransmitBuffersFull + $0.droppedOversize + $0.droppedUnknownSocket + $0.droppedInvalidOutbound + $0.droppedBatchFull })",
+            "send_errors": "\(total(\.sendErrors))",
+        ])
         return 0
     }
 
