@@ -15,8 +15,13 @@ public protocol DatagramProcessor: AnyObject, SendableMetatype {
     func nextTimeout() -> Instant?
     /// Stop accepting new work (allocations); existing work continues. Called once, on SIGTERM/SIGINT.
     func drain(now: Instant, into out: OutboundBatch)
+    /// The worker's own counters, handed over every `WorkerConfiguration.statisticsInterval` and
+    /// once at exit, on the worker's thread: the place to publish the processor's and the worker's
+    /// metrics together.
+    func workerStatisticsDidUpdate(_ statistics: WorkerStatistics, now: Instant)
 }
 
 extension DatagramProcessor {
     public func drain(now: Instant, into out: OutboundBatch) {}
+    public func workerStatisticsDidUpdate(_ statistics: WorkerStatistics, now: Instant) {}
 }

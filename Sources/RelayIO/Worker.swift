@@ -112,13 +112,14 @@ public final class Worker<P: DatagramProcessor> {
         while true {
             let flags = control.flags
             if flags & WorkerControl.stopFlag != 0 { break }
+            if flags & WorkerControl.mailFlag != 0 { runMail() }
             if flags & WorkerControl.drainFlag != 0 && !drained {
                 drained = true
                 processor.drain(now: clock.now(), into: batch)
                 flushOutbound(now: clock.now())
             }
             var now = clock.now()
-            var wait = configuration.maxWaitNanoseconds
+            var wait = min(configuration.maxWaitNanoseconds, configuration.statisticsIntervalNanoseconds)
             if let due = processor.nextTimeout() {
                 wait = due <= now ? 0 : min(wait, due.nanoseconds - now.nanoseconds)
             }
@@ -138,13 +139,26 @@ public final class Worker<P: DatagramProcessor> {
         _ = cu_submit_and_wait(ring, 0)
         reapAll()
         rx.flushReturns(ring)
-        control.publish(currentStatistics)
+        let final = currentStatistics
+        control.publish(final)
+        processor.workerStatisticsDidUpdate(final, now: clock.now())
     }
 
     func publishStatistics(now: Instant) {
-        if now.nanoseconds &- lastPublish >= 1_000_000_000 {
+        if now.nanoseconds &- lastPublish >= configuration.statisticsIntervalNanoseconds {
             lastPublish = now.nanoseconds
-            control.publish(currentStatistics)
+            let s = currentStatistics
+            control.publish(s)
+            processor.workerStatisticsDidUpdate(s, now: now)
+        }
+    }
+
+    func runMail() {
+        control.clear(WorkerControl.mailFlag)
+        for task in control.takeMail() {
+            let now = clock.now()
+            task(processor, now, batch)
+            flushOutbound(now: now)
         }
     }
 

@@ -33,6 +33,9 @@ public struct WorkerConfiguration: Sendable {
     public var socketBufferBytes: Int = 4 << 20
     /// Longest sleep in the event loop, in nanoseconds.
     public var maxWaitNanoseconds: UInt64 = 1_000_000_000
+    /// How often statistics are published (`WorkerHandle.statistics`, the processor's
+    /// `workerStatisticsDidUpdate`).
+    public var statisticsIntervalNanoseconds: UInt64 = 1_000_000_000
     /// SO_NO_CHECK on every socket, which makes the kernel refuse GSO: tests use it to exercise
     /// the fallback to one sendmsg per datagram.
     var disableChecksumsForTesting = false

@@ -102,6 +102,12 @@ public final class WorkerHandle: Sendable {
     /// Stop taking new work (the processor's `drain`); relaying continues.
     public func drain() { control.request(WorkerControl.drainFlag) }
 
+    /// Runs `task` on the worker's thread with its processor (cast it to the concrete type you
+    /// started the worker with), at the next turn of its loop. False when 64 tasks are already
+    /// waiting.
+    @discardableResult
+    public func perform(_ task: @escaping WorkerTask) -> Bool { control.post(task) }
+
     /// Ask the loop to end (it closes its sockets and ring on the way out).
     public func stop() { control.request(WorkerControl.stopFlag) }
 

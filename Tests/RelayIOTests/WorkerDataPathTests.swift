@@ -28,6 +28,29 @@ struct WorkerDataPathTests {
         #expect(stats.sendsInFlight == 0)
     }
 
+    @Test func tasksRunOnTheWorkerThreadAndStatisticsReachTheProcessor() throws {
+        let f = try WorkerFixture { $0.statisticsIntervalNanoseconds = 50_000_000 }
+        let client = f.client.localAddress
+        let accepted = f.handle.perform { processor, _, out in
+            (processor as? EchoProcessor)?.events.append("task ran")
+            guard let space = out.arenaSpace(maxBytes: 2) else { return }
+            space.storeBytes(of: 0x4849, as: UInt16.self)
+            out.commitArena(socket: .listener(.ipv4), destination: client, length: 2)
+        }
+        #expect(accepted)
+        #expect(f.client.receive()?.bytes == [0x49, 0x48])
+        #expect(f.events.all == ["task ran"])
+        f.client.send([1], to: f.listener)
+        #expect(f.client.receive()?.bytes == [1])
+        var seen: WorkerStatistics?
+        for _ in 0..<40 where (seen?.datagramsReceived ?? 0) < 1 {
+            usleep(25_000)
+            seen = f.events.lastStatistics.withLock { $0 }
+        }
+        #expect(seen?.datagramsReceived == 1)
+        #expect(seen?.datagramsSent == 2)
+    }
+
     @Test func roundTripOverIPv6() throws {
         var configuration = WorkerConfiguration(listenIPv4: nil, listenIPv6: .loopback, listenPort: 0)
         configuration.receiveBuffers = 16

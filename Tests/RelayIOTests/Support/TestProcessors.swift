@@ -73,6 +73,10 @@ final class EchoProcessor: DatagramProcessor {
 
     func handleTimeout(now: Instant, into out: OutboundBatch) {}
     func nextTimeout() -> Instant? { nil }
+
+    func workerStatisticsDidUpdate(_ statistics: WorkerStatistics, now: Instant) {
+        events.lastStatistics.withLock { $0 = statistics }
+    }
 }
 
 /// Blocks the first `process` call until the test opens it (bounded: 5 s).
@@ -91,6 +95,7 @@ final class Gate: Sendable {
 /// What the processor saw, readable from the test thread.
 final class EventLog: Sendable {
     let entries = Mutex<[String]>([])
+    let lastStatistics = Mutex<WorkerStatistics?>(nil)
     func append(_ entry: String) { entries.withLock { $0.append(entry) } }
     var all: [String] { entries.withLock { $0 } }
 }
