@@ -39,8 +39,11 @@ struct AllocRate: ParsableCommand {
     @Option(help: "Label for the server in the output.")
     var label: String = "server"
 
-    @Option(help: "Start a fresh server for this run and stop it after: turn-relay (next to turn-bench) or coturn (/usr/bin/turnserver); one relay thread, relay ports 10000-29999. --server, --secret and --relay-pid are then set for it.")
+    @Option(help: "Start fresh servers and stop them after, comma-separated: turn-relay (next to turn-bench) and/or coturn (/usr/bin/turnserver); one relay thread, relay ports 10000-29999. Replaces --server/--secret/--relay-pid. Two servers: alternated per round, with a table of medians and ratios.")
     var start: String?
+
+    @Option(help: "Rounds with --start (each server started fresh every round).")
+    var rounds: Int = 1
 
     @Option(help: "Port for the server --start launches.")
     var port: UInt16 = 34_795
@@ -60,41 +63,64 @@ struct AllocRate: ParsableCommand {
         guard UInt64(concurrent + churnWindow + 64) <= limit else {
             throw ValidationError("--concurrent \(concurrent) needs more file descriptors than the limit \(limit)")
         }
-        var started: ServerProcess?
-        defer { started?.stop() }
-        var c: AllocationRateConfiguration
+        var results: [AllocationRateResult] = []
         if let start {
-            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turn-bench-\(getpid())").path
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            let common = ServerSpec.Common(secret: "bench-\(UInt32.random(in: 0...UInt32.max))", realm: "bench", threads: 1, logDirectory: dir)
-            let spec: ServerSpec
-            switch start {
-            case "turn-relay":
-                spec = .turnRelay(executable: siblingExecutable("turn-relay"), template: ServerSpec.defaultTurnRelayTemplate,
-                                  port: port, ports: 10000...29999, common: common)
-            case "coturn":
-                spec = .coturn(executable: "/usr/bin/turnserver", port: port, ports: 10000...29999, common: common)
-            default:
-                throw ValidationError("--start must be turn-relay or coturn")
+            // Fresh servers, in alternation: A B A B ...
+            let names = start.split(separator: ",").map(String.init)
+            for round in 0..<rounds {
+                for name in names {
+                    let r = try runFresh(name)
+                    if !server.quiet { writeStandardError("round \(round + 1)/\(rounds), \(name): done\n") }
+                    print(Report.allocationRate(r))
+                    results.append(r)
+                }
             }
-            let p = try ServerProcess(spec: spec, logDirectory: dir)
-            started = p
-            guard p.waitReady(seconds: 10) else { throw ValidationError("\(start) did not answer on \(spec.listen); see \(dir)") }
-            c = AllocationRateConfiguration(label: start, server: spec.listen, credentials: .restSecret(common.secret))
-            c.relayPID = p.pid
+            if names.count == 2 {
+                print("")
+                print(Report.allocationRateComparison(results, serverA: names[0], serverB: names[1]))
+            }
         } else {
-            c = AllocationRateConfiguration(label: label, server: try server.address(), credentials: try server.credentials())
+            var c = AllocationRateConfiguration(label: label, server: try server.address(), credentials: try server.credentials())
             c.relayPID = server.relayPID
+            let r = try AllocationRate.run(configure(c))
+            print(Report.allocationRate(r))
+            results.append(r)
         }
+        if let json {
+            try JSONResults.encode(results).write(to: URL(fileURLWithPath: json), options: .atomic)
+        }
+    }
+
+    func configure(_ base: AllocationRateConfiguration) -> AllocationRateConfiguration {
+        var c = base
         c.churnSeconds = churnSeconds
         c.churnWindow = churnWindow
         c.concurrent = concurrent
         c.window = window
         c.showProgress = !server.quiet
-        let r = try AllocationRate.run(c)
-        print(Report.allocationRate(r))
-        if let json {
-            try JSONResults.encode(r).write(to: URL(fileURLWithPath: json), options: .atomic)
+        return c
+    }
+
+    /// Starts `name` fresh, measures it, stops it by PID.
+    func runFresh(_ name: String) throws -> AllocationRateResult {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turn-bench-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let common = ServerSpec.Common(secret: "bench-\(UInt32.random(in: 0...UInt32.max))", realm: "bench", threads: 1, logDirectory: dir)
+        let spec: ServerSpec
+        switch name {
+        case "turn-relay":
+            spec = .turnRelay(executable: siblingExecutable("turn-relay"), template: ServerSpec.defaultTurnRelayTemplate,
+                              port: port, ports: 10000...29999, common: common)
+        case "coturn":
+            spec = .coturn(executable: "/usr/bin/turnserver", port: port, ports: 10000...29999, common: common)
+        default:
+            throw ValidationError("--start takes turn-relay and/or coturn")
         }
+        let p = try ServerProcess(spec: spec, logDirectory: dir)
+        defer { p.stop() }
+        guard p.waitReady(seconds: 10) else { throw ValidationError("\(name) did not answer on \(spec.listen); see \(dir)") }
+        var c = AllocationRateConfiguration(label: name, server: spec.listen, credentials: .restSecret(common.secret))
+        c.relayPID = p.pid
+        return try AllocationRate.run(configure(c))
     }
 }

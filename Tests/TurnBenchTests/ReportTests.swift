@@ -43,3 +43,19 @@ import Testing
     #expect(sourceAddress(subnet: 200, index: 0x1_0203, family: .ipv4).description == "127.200.2.3:0")
     #expect(SocketAddress.isLoopback(.v4(IPv4Address(8, 8, 8, 8))) == false)
 }
+
+@Test func allocationRateComparisonTakesMediansPerServer() {
+    func r(_ server: String, _ setup: Double, _ rss: Double?) -> AllocationRateResult {
+        AllocationRateResult(server: server, churnWindow: 32, churnSeconds: 1, churnCompleted: 1, churnFailed: 0, churnChallenges: 1,
+                             churnPerSecond: setup / 2, concurrent: 10, concurrentSetupSeconds: 1, concurrentSetUp: 10,
+                             concurrentFailed: 0, setupPerSecond: setup, teardownPerSecond: 1, setupLatency: .empty,
+                             relayRSSBeforeBytes: nil, relayRSSHeldBytes: nil, relayRSSPerAllocationBytes: rss,
+                             relayCPUMicrosPerSetup: nil, failures: [:])
+    }
+    let text = Report.allocationRateComparison([r("A", 100, 800), r("B", 10, 1600), r("A", 300, 1000), r("B", 30, 2000), r("A", 200, 900)],
+                                               serverA: "A", serverB: "B")
+    #expect(text.contains("Medians over 3 / 2 rounds"))
+    #expect(text.contains("| concurrent: set up per second | 200 | 20 | 10.00× |"))
+    #expect(text.contains("| relay RSS per allocation, bytes | 900 | 1800 | 0.50× |"))
+    #expect(text.contains("| relay CPU per allocation set up, µs | - | - | - |"))
+}

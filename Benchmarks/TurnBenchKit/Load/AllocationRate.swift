@@ -188,3 +188,31 @@ func sourceAddress(subnet: UInt8, index: Int, family: AddressFamily) -> Transpor
         return TransportAddress(ip: .v6(.loopback), port: 0)
     }
 }
+
+extension Report {
+    /// Medians per server over rounds, side by side, with A/B ratios.
+    public static func allocationRateComparison(_ results: [AllocationRateResult], serverA: String, serverB: String) -> String {
+        let a = results.filter { $0.server == serverA }, b = results.filter { $0.server == serverB }
+        func med(_ rs: [AllocationRateResult], _ f: (AllocationRateResult) -> Double?) -> Double? {
+            let v = rs.compactMap(f)
+            return v.count == rs.count ? Summary.median(v) : nil
+        }
+        func cell(_ v: Double?, _ digits: Int) -> String { v.map { fixed($0, digits) } ?? "-" }
+        let rows: [(String, (AllocationRateResult) -> Double?, Int)] = [
+            ("churn: set up + deleted per second", { $0.churnPerSecond }, 0),
+            ("concurrent: set up per second", { $0.setupPerSecond }, 0),
+            ("concurrent: deleted per second", { $0.teardownPerSecond }, 0),
+            ("Allocate latency p50 µs", { $0.setupLatency.p50 }, 1),
+            ("Allocate latency p99 µs", { $0.setupLatency.p99 }, 1),
+            ("relay RSS per allocation, bytes", { $0.relayRSSPerAllocationBytes }, 0),
+            ("relay CPU per allocation set up, µs", { $0.relayCPUMicrosPerSetup }, 1),
+        ]
+        var l = ["Medians over \(a.count) / \(b.count) rounds (fresh server each round):",
+                 "| figure | \(serverA) | \(serverB) | ratio |", "|---|---:|---:|---:|"]
+        for (name, f, d) in rows {
+            let x = med(a, f), y = med(b, f)
+            l.append("| \(name) | \(cell(x, d)) | \(cell(y, d)) | \(Summary.ratio(x, y).map { fixed($0, 2) + "×" } ?? "-") |")
+        }
+        return l.joined(separator: "\n")
+    }
+}
