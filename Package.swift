@@ -44,7 +44,7 @@ let package = Package(
         .executableTarget(
             name: "TurnRelay",
             dependencies: [
-                "RelayIO", "RelayCore",
+                "RelayIO", "RelayCore", "RelayOperations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "RelayOperations",
             dependencies: [
-                "RelayCore", "STUN",
+                "RelayCore", "RelayIO", "STUN",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore", "STUN"]),
         .testTarget(name: "RelayIOTests", dependencies: ["RelayIO", "RelayCore", "STUN"]),
         .testTarget(name: "InteropTests", dependencies: ["RelayIO", "RelayCore", "STUN"]),
-        .testTarget(name: "RelayOperationsTests", dependencies: ["RelayOperations", "RelayCore", "STUN", .product(name: "CoreMetrics", package: "swift-metrics")]),
+        .testTarget(name: "RelayOperationsTests", dependencies: ["RelayOperations", "RelayCore", "RelayIO", "STUN", .product(name: "CoreMetrics", package: "swift-metrics")]),
         .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit"]),
     ]
 )

@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import RelayCore
 import RelayIO
+import RelayOperations
 import STUN
 
 /// The relay's life: probe io_uring, start the workers, serve until SIGTERM/SIGINT, drain, exit.
@@ -20,12 +21,14 @@ struct RelayProcess {
         sigemptyset(&signals)
         sigaddset(&signals, SIGTERM)
         sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         var settings = self.settings
+        let operations = RelayOperationsContext(workers: settings.workers)
         let runtime: RelayRuntime
         do {
-            runtime = try start(settings)
+            runtime = try start(settings, operations: operations)
         } catch let error as RelayIOError {
             // No IPv6 on this host (or in this container): keep serving IPv4, say so.
             if case .socket(let address, let e) = error, address.family == .ipv6, settings.bindIPv4 != nil,
@@ -34,7 +37,7 @@ struct RelayProcess {
                 settings.bindIPv6 = nil
                 settings.publicIPv6 = nil
                 do {
-                    runtime = try start(settings)
+                    runtime = try start(settings, operations: operations)
                 } catch {
                     logger.critical("\(error)")
                     return 1
@@ -48,9 +51,16 @@ struct RelayProcess {
             return 1
         }
         announce(settings, runtime: runtime)
+        operations.attach(runtime)
+        let endpoints = startEndpoints(settings, operations: operations)
 
         var received: Int32 = 0
-        while sigwait(&signals, &received) != 0 {}
+        while true {
+            guard sigwait(&signals, &received) == 0 else { continue }
+            if received != SIGHUP { break }
+            reload(&settings, operations: operations)
+        }
+        operations.markDraining()
         logger.notice("received \(received == SIGTERM ? "SIGTERM" : "SIGINT"): draining for \(settings.drainSeconds) s (no new allocations; a second signal stops at once)")
         runtime.drain()
         var deadline = timespec(tv_sec: Int(settings.drainSeconds), tv_nsec: 0)
@@ -58,6 +68,7 @@ struct RelayProcess {
         _ = sigtimedwait(&signals, &info, &deadline)
         runtime.stop()
         let stats = runtime.join()
+        endpoints?.stop()
         func total(_ field: (WorkerStatistics) -> UInt64) -> String { "\(stats.reduce(0) { $0 + field($1) })" }
         logger.notice("stopped", metadata: [
             "datagrams_received": "\(total(\.datagramsReceived))",
@@ -73,14 +84,60 @@ struct RelayProcess {
         return 0
     }
 
-    func start(_ settings: RelaySettings) throws -> RelayRuntime {
+    func start(_ settings: RelaySettings, operations: RelayOperationsContext) throws -> RelayRuntime {
         var worker = WorkerConfiguration(listenIPv4: settings.bindIPv4, listenIPv6: settings.bindIPv6,
                                          listenPort: settings.listenPort)
         worker.receiveBuffers = settings.receiveBuffers
         worker.enableGSO = settings.enableGSO
         worker.enableGRO = settings.enableGRO
-        return try RelayRuntime.startTURN(workers: settings.workers, configuration: worker,
-                                          server: settings.serverConfiguration)
+        let server = settings.serverConfiguration
+        // Each worker's Server is wrapped so that it publishes its counters and applies reloads
+        // on its own thread.
+        return try RelayRuntime.start(workers: settings.workers, configuration: worker, portRange: server.portRange) {
+            context, slice in
+            var own = server
+            own.portRange = slice
+            return operations.makeProcessor(
+                worker: context.index,
+                server: Server(configuration: own, random: SystemRandomNumberGenerator(), now: context.clock.now()))
+        }
+    }
+
+    /// The health and metrics listeners. A listener that cannot bind is logged and skipped: the
+    /// relay itself keeps serving.
+    func startEndpoints(_ settings: RelaySettings, operations: RelayOperationsContext) -> OperationsServer? {
+        let ops = settings.operations
+        guard let health = ops.healthAddress ?? ops.metricsAddress else { return nil }
+        do throws(HTTPServerError) {
+            let server = try OperationsServer(
+                healthAddress: health, metricsAddress: ops.healthAddress == nil ? nil : ops.metricsAddress,
+                metrics: operations.metrics, readiness: operations.readiness, version: "turn-relay")
+            logger.notice("operations endpoints", metadata: [
+                "health": "\(ops.healthAddress.map { _ in server.health.boundAddress.description } ?? "off")",
+                "metrics": "\(ops.metricsAddress == nil ? "off" : server.metricsAddress.description)",
+            ])
+            return server
+        } catch {
+            logger.error("operations endpoints not started: \(error)")
+            return nil
+        }
+    }
+
+    /// SIGHUP: re-read `--credentials-file` and hand the new credentials and peer policy to every
+    /// worker. Allocations stay; their next request authenticates against the new credentials.
+    func reload(_ settings: inout RelaySettings, operations: RelayOperationsContext) {
+        guard let path = settings.operations.credentialsPath else {
+            logger.notice("SIGHUP: no --credentials-file configured; nothing to reload")
+            return
+        }
+        do throws(CredentialsFile.ParseError) {
+            settings.operations.credentialsFile = try CredentialsFile.load(path: path)
+        } catch {
+            logger.error("SIGHUP: \(path) not reloaded, keeping the previous credentials: \(error)")
+            return
+        }
+        let generation = operations.reloads.post(credentials: settings.credentialStore, peerPolicy: settings.peerPolicy)
+        logger.notice("SIGHUP: reloaded \(path)", metadata: ["generation": "\(generation)"])
     }
 
     /// Where it listens, what it advertises, and how to get a credential.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import Logging
 import RelayCore
+import RelayOperations
 import STUN
 
 /// The serve command's options resolved against the environment and the defaults.
@@ -34,6 +35,7 @@ struct RelaySettings {
     var receiveBuffers: Int
     var enableGSO: Bool
     var enableGRO: Bool
+    var operations: OperationsSettings
 
     init(_ o: ServeCommand) throws {
         listenPort = try o.listenPort ?? Environment.value("LISTEN_PORT", as: UInt16.self) ?? 3478
@@ -142,6 +144,14 @@ struct RelaySettings {
         }
         enableGSO = !(o.disableGso || Environment.flag("DISABLE_GSO"))
         enableGRO = !(o.disableGro || Environment.flag("DISABLE_GRO"))
+        operations = try OperationsSettings(o)
+        if let file = operations.credentialsFile {
+            // The file's credentials count as configured credentials: no generated secret then.
+            if generatedSecret, file.hasCredentials {
+                restSecrets = []
+                generatedSecret = false
+            }
+        }
     }
 
     /// 32 bytes from the system CSPRNG (getrandom on Linux), hex.
@@ -160,7 +170,7 @@ struct RelaySettings {
         c.portRange = portRange
         c.realm = realm
         c.credentials = credentialStore
-        c.peerPolicy = PeerPolicy(allow: allowPeers, deny: denyPeers)
+        c.peerPolicy = peerPolicy
         c.defaultLifetime = defaultLifetime
         c.maxLifetime = maxLifetime
         // Each worker runs its own Server; the kernel's reuseport hash spreads clients over them.
@@ -171,7 +181,14 @@ struct RelaySettings {
         return c
     }
 
+    /// The command line's credentials plus those of `--credentials-file` as last read.
     var credentialStore: CredentialStore {
-        CredentialStore(staticUsers: staticUsers, restSecrets: restSecrets, firezoneSecrets: firezoneSecrets)
+        let base = CredentialStore(staticUsers: staticUsers, restSecrets: restSecrets, firezoneSecrets: firezoneSecrets)
+        return operations.credentialsFile?.credentials(addingTo: base) ?? base
+    }
+
+    var peerPolicy: PeerPolicy {
+        operations.credentialsFile?.peerPolicy(addingTo: allowPeers, deny: denyPeers)
+            ?? PeerPolicy(allow: allowPeers, deny: denyPeers)
     }
 }

@@ -84,6 +84,21 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Provided receive buffers per worker, a power of two (default 256). [env: RECEIVE_BUFFERS]")
     var receiveBuffers: Int?
 
+    @Option(help: "Address of /healthz and /readyz, or 'none' (default 127.0.0.1:8080). [env: HEALTH_CHECK_ADDR]")
+    var healthCheckAddr: String?
+
+    @Option(help: "Address of the Prometheus /metrics endpoint, or 'none'; the health address shares one listener (default 127.0.0.1:9464). [env: METRICS_ADDR]")
+    var metricsAddr: String?
+
+    @Option(help: "File of secrets, users and peer rules, re-read on SIGHUP (see README). [env: CREDENTIALS_FILE]")
+    var credentialsFile: String?
+
+    @Option(help: "OTLP/gRPC collector host:port; metrics are exported there when set. [env: OTLP_GRPC_ENDPOINT]")
+    var otlpGrpcEndpoint: String?
+
+    @Option(help: "service.instance.id resource attribute for OTLP export. [env: SERVICE_INSTANCE_ID]")
+    var serviceInstanceId: String?
+
     @Flag(help: "Do not batch sends with UDP_SEGMENT (GSO). [env: DISABLE_GSO=1]")
     var disableGso = false
 

@@ -64,6 +64,13 @@ public struct BucketCounts: Sendable, Equatable {
         sum &+= value
     }
 
+    /// Counts `value` in bucket `index` (the caller computed it); out-of-range indices go to `+Inf`.
+    @inline(__always)
+    public mutating func increment(bucket index: Int, value: Int) {
+        counts[index >= 0 && index < counts.count ? index : counts.count &- 1] &+= 1
+        sum &+= value
+    }
+
     /// Adds another worker's counts (same bounds); counts with other bounds are ignored.
     public mutating func add(_ other: BucketCounts) {
         guard other.upperBounds == upperBounds else { return }

@@ -1,0 +1,15 @@
+import STUN
+
+extension Server {
+    /// Allocations whose sockets are open, by relayed address family (a dual-stack allocation
+    /// counts once in each). A scan of the allocation table: call it when publishing metrics
+    /// (a few times a second), never per packet.
+    public var activeAllocationsByFamily: (ipv4: Int, ipv6: Int) {
+        var ipv4 = 0, ipv6 = 0
+        for case let allocation? in allocations where allocation.isActive {
+            if allocation.ipv4 != nil { ipv4 += 1 }
+            if allocation.ipv6 != nil { ipv6 += 1 }
+        }
+        return (ipv4, ipv6)
+    }
+}
