@@ -51,7 +51,6 @@ struct RelayProcess {
             return 1
         }
         announce(settings, runtime: runtime)
-        operations.attach(runtime)
         let endpoints = startEndpoints(settings, operations: operations)
 
         var received: Int32 = 0

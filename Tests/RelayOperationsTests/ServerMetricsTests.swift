@@ -105,7 +105,6 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
             runtime.stop()
             runtime.join()
         }
-        operations.attach(runtime)
         let http = try OperationsServer(healthAddress: loopbackAnyPort, metricsAddress: loopbackAnyPort,
                                         metrics: operations.metrics, readiness: operations.readiness)
         defer { http.stop() }

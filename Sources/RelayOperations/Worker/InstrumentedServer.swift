@@ -20,6 +20,9 @@ public final class InstrumentedServer: DatagramProcessor {
     private var inboundBatches = BucketCounts(.inboundBatch)
     private var outboundBatches = BucketCounts(.outboundBatch)
     private var dirty = true
+    /// The worker's I/O counters as last handed over (`workerStatisticsDidUpdate`), published
+    /// together with the core's so that one snapshot describes one worker.
+    private var ioStatistics: WorkerStatistics?
 
     public init(server: Server, publisher: SnapshotPublisher, reloads: ReloadMailbox.Receiver? = nil) {
         self.server = server
@@ -64,6 +67,12 @@ public final class InstrumentedServer: DatagramProcessor {
         dirty = true
     }
 
+    public func workerStatisticsDidUpdate(_ statistics: WorkerStatistics, now: Instant) {
+        ioStatistics = statistics
+        dirty = true
+        publishIfDue(now: now)
+    }
+
     /// Copies the counters out now (the worker's last act, or a test's).
     public func publish(now: Instant) {
         publisher.publish(snapshot(), now: now)
@@ -79,6 +88,7 @@ public final class InstrumentedServer: DatagramProcessor {
         s[.packetSize] = packetSizes
         s[.inboundBatch] = inboundBatches
         s[.outboundBatch] = outboundBatches
+        if let ioStatistics { s.add(RelaySnapshot(ioStatistics)) }
         return s
     }
 

@@ -5,7 +5,8 @@ import Synchronization
 
 /// Everything the operations side shares with the workers of one relay process: the metric slots,
 /// the exporter, readiness, and the reload mailbox. The executable makes one, builds each worker's
-/// processor through `makeProcessor`, then `attach`es the running runtime.
+/// processor through `makeProcessor`; each processor publishes its server's and its worker's
+/// counters into its slot of `board`.
 public final class RelayOperationsContext: Sendable {
     public let board: MetricsBoard
     public let metrics: RelayMetrics
@@ -36,11 +37,6 @@ public final class RelayOperationsContext: Sendable {
             server: server,
             publisher: SnapshotPublisher(slot: slot, intervalNanoseconds: publishInterval, heartbeatNanoseconds: heartbeat),
             reloads: reloads.receiver(worker: index))
-    }
-
-    /// Adds the I/O workers' own statistics (published by each worker about once a second).
-    public func attach(_ runtime: RelayRuntime) {
-        metrics.addSource { runtime.workers.map { RelaySnapshot($0.statistics) } }
     }
 
     /// From now on `/readyz` answers 503: a load balancer or orchestrator stops sending new
