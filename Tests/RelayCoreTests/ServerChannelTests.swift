@@ -34,6 +34,25 @@ import STUN
         #expect(h.server.statistics.peerToClient == .init(packets: 1, bytes: 100))
     }
 
+    @Test func dualAllocationRelaysEachFamilyThroughItsOwnSocket() throws {
+        let h = Harness { $0.relayAddressIPv6 = Addr.relayV6 }
+        let (relays, handles, _) = try h.allocate(Addr.clientV6) { $0.appendAddressFamily(.additionalAddressFamily, .ipv6) }
+        #expect(relays.map(\.family) == [.ipv4, .ipv6])
+        try h.channelBind(0x4000, to: Addr.peer, client: Addr.clientV6)
+        try h.channelBind(0x4001, to: Addr.peerV6, client: Addr.clientV6, id: 4)
+        #expect(h.receive(channelData(0x4000, [4]), from: Addr.clientV6).only?.socket == handles[0])
+        #expect(h.receive(channelData(0x4001, [6]), from: Addr.clientV6).only?.socket == handles[1])
+        // Both come back to the IPv6 client through the IPv6 listener.
+        let fromV4 = try #require(h.receive([4], from: Addr.peer, on: handles[0]).only)
+        let fromV6 = try #require(h.receive([6], from: Addr.peerV6, on: handles[1]).only)
+        #expect(fromV4.socket == .listener(.ipv6))
+        #expect(fromV6.socket == .listener(.ipv6))
+        #expect(fromV4.bytes == channelData(0x4000, [4]))
+        #expect(fromV6.bytes == channelData(0x4001, [6]))
+        // A peer talking to the wrong family's socket has no permission there.
+        #expect(h.receive([6], from: Addr.peerV6, on: handles[0]).sent.isEmpty)
+    }
+
     @Test func channelDataPaddingAndLengthChecks() throws {
         let h = Harness()
         let (_, handles, _) = try h.allocate()

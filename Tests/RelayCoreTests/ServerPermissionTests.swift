@@ -144,4 +144,21 @@ import STUN
         #expect(h.server.tableSizes.permissions == 0)
         #expect(h.server.nextTimeout() == h.now.adding(seconds: 100))  // the allocation, at 600
     }
+
+    @Test func reloadSwapsCredentialsAndPolicyForLaterRequests() throws {
+        let h = Harness()
+        let (_, handles, _) = try h.allocate()
+        #expect(errorCode(try #require(try h.createPermission([TransportAddress("10.0.0.7:1")!]).only).bytes) == 403)
+        h.server.reload(credentials: CredentialStore(staticUsers: ["alice": "rotated"]),
+                        peerPolicy: PeerPolicy(allow: [CIDR("10.0.0.0/8")!]))
+        // Old password: 401 now.
+        _ = handles
+        #expect(errorCode(try #require(try h.createPermission([TransportAddress("10.0.0.7:1")!], id: 3).only).bytes) == 401)
+        let rotated = Credentials(username: "alice", password: "rotated")
+        let request = message(.createPermission, id: transactionID(4), auth: RequestAuth(credentials: rotated, nonce: try h.nonce())) {
+            $0.appendXorAddress(.xorPeerAddress, TransportAddress("10.0.0.7:1")!)
+        }
+        #expect(h.receive(request, from: Addr.client).only?.bytes
+            == expectedResponse(.createPermission, .successResponse, id: transactionID(4), key: rotated.key) { _ in })
+    }
 }

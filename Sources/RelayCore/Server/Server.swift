@@ -206,9 +206,12 @@ public final class Server {
         }
         let allocation = AllocationID(index: entry.allocation)
         let peer = PeerSocket(datagram.source)
+        // RFC 8656 §6: "a list of permissions for each relayed transport address". Permissions
+        // are keyed by IP, so the family check keeps them per relayed address.
         // RFC 8656 §9: "If no match is found, relaying is not permitted and the server silently
         // discards the UDP datagram."
-        guard permissions[PermissionKey(allocation: allocation, peer: peer.address.ip)] != nil else {
+        guard peer.address.family == entry.family,
+              permissions[PermissionKey(allocation: allocation, peer: peer.address.ip)] != nil else {
             statistics.drops.noPermission &+= 1
             return
         }
