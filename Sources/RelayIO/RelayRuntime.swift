@@ -51,6 +51,8 @@ public final class RelayRuntime: Sendable {
             context, slice in
             var own = server
             own.portRange = slice
+            // Hairpin peers may sit on another worker's slice.
+            own.hairpinPortRange = server.hairpinPortRange ?? server.portRange
             return Server(configuration: own, random: SystemRandomNumberGenerator(), now: context.clock.now())
         }
     }

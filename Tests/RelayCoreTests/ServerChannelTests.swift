@@ -198,6 +198,17 @@ import STUN
         #expect(h.server.statistics.responses.forbidden403 == 3)
     }
 
+    @Test func hairpinPortsSpanTheWholeRelayNotJustThisWorkersSlice() throws {
+        // A worker allocates from its slice; a peer on the relay address may use any relay port.
+        let h = Harness {
+            $0.portRange = 50000...50999
+            $0.hairpinPortRange = 50000...59999
+        }
+        try h.allocate()
+        #expect(try code(try h.channelBind(0x4000, to: TransportAddress(ip: .v4(Addr.relayV4), port: 55000))) == nil)
+        #expect(try code(try h.channelBind(0x4001, to: TransportAddress(ip: .v4(Addr.relayV4), port: 60000), id: 4)) == 403)
+    }
+
     @Test func hairpinBetweenTwoClientsOfThisRelay() throws {
         let h = Harness()
         let (relaysA, handlesA, _) = try h.allocate(Addr.client, as: .alice, id: 1)

@@ -459,7 +459,7 @@ extension Server {
         switch peerPolicy.evaluate(peer.ip) {
         case .allowed: return true
         case .denied: return false
-        case .relaySelf: return configuration.portRange.contains(peer.port)
+        case .relaySelf: return (configuration.hairpinPortRange ?? configuration.portRange).contains(peer.port)
         }
     }
 

@@ -9,6 +9,10 @@ public struct ServerConfiguration: Sendable {
     public var relayAddressIPv6: IPv6Address?
     /// Allocation ports are chosen from this range.
     public var portRange: ClosedRange<UInt16> = 49152...65535
+    /// The relay ports of the whole relay process (every worker's `portRange` together): a peer
+    /// address on one of the relay addresses is allowed only on these ports (hairpin between two
+    /// clients of this relay, possibly served by different workers). nil means `portRange`.
+    public var hairpinPortRange: ClosedRange<UInt16>? = nil
     public var realm: String = "turn-relay"
     /// SOFTWARE in responses to authenticated requests; nil sends none. Unauthenticated responses
     /// never carry it unless `softwareInUnauthenticatedResponses` (hardening notes §4.2.3: keep
