@@ -79,6 +79,7 @@ struct RelayProcess {
             "allocation_sockets_failed": "\(total(\.allocationSocketsFailed))",
             "dropped": "\(total { $0.droppedTruncated + $0.droppedMalformedReceive + $0.droppedGROSegments + $0.droppedSendQueueFull + $0.droppedTransmitBuffersFull + $0.droppedOversize + $0.droppedUnknownSocket + $0.droppedInvalidOutbound + $0.droppedBatchFull })",
             "send_errors": "\(total(\.sendErrors))",
+            "receive_buffer_exhaustions": "\(total(\.receiveBuffersExhausted))",
         ])
         return 0
     }
