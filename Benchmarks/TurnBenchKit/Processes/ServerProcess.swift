@@ -79,6 +79,7 @@ public final class ServerProcess {
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
         try process.run()
+        ChildProcesses.register(process.processIdentifier)
     }
 
     /// Waits until the server answers a Binding request, up to `seconds`.
@@ -105,6 +106,7 @@ public final class ServerProcess {
     }
 
     public func stop() {
+        defer { ChildProcesses.unregister(pid) }
         guard process.isRunning else { return }
         kill(pid, SIGTERM)
         let deadline = monotonicNanoseconds() + 3_000_000_000
