@@ -132,6 +132,7 @@ public final class LoadGenerator {
         let durationNs = UInt64(c.seconds * 1e9)
         let relayCPU0 = c.relayPID.flatMap(ProcessStats.cpuSeconds(pid:))
         let ownCPU0 = ownCPUSeconds()
+        let heap0 = AllocationCounter.count()
         let hardEnd = monotonicNanoseconds() + durationNs + UInt64(c.drainSeconds * 1e9) + 5_000_000_000
         let receiverThread = BenchThread { receiver.run(hardEnd: hardEnd) }
         let start = monotonicNanoseconds()
@@ -159,6 +160,7 @@ public final class LoadGenerator {
         progress.finish()
         let relayCPU1 = c.relayPID.flatMap(ProcessStats.cpuSeconds(pid:))
         let ownCPU1 = ownCPUSeconds()
+        let heap1 = AllocationCounter.count()
 
         let seconds = Double(sendEnd - start) / 1e9
         var directions: [DirectionResult] = []
@@ -181,9 +183,11 @@ public final class LoadGenerator {
         }
         var relayCPU: Double?
         if let a = relayCPU0, let b = relayCPU1 { relayCPU = b - a }
-        return LoadResult(server: c.label, allocations: clients.count, payloadBytes: max(c.payloadBytes, BenchPayload.headerLength),
-                          targetPPS: c.targetPPS, seconds: seconds, directions: directions,
-                          benchCPUSeconds: ownCPU1 - ownCPU0, relayCPUSeconds: relayCPU)
+        var result = LoadResult(server: c.label, allocations: clients.count, payloadBytes: max(c.payloadBytes, BenchPayload.headerLength),
+                                targetPPS: c.targetPPS, seconds: seconds, directions: directions,
+                                benchCPUSeconds: ownCPU1 - ownCPU0, relayCPUSeconds: relayCPU)
+        if let a = heap0, let b = heap1 { result.benchHeapAllocations = b - a }
+        return result
     }
 
     /// Deletes the allocations (Refresh with LIFETIME 0) and closes the sockets.

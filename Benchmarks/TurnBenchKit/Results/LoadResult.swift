@@ -54,6 +54,9 @@ public struct LoadResult: Codable, Sendable, Equatable {
     public var benchCPUSeconds: Double
     /// The relay process's CPU time (user + system) during the run, when its PID was given.
     public var relayCPUSeconds: Double?
+    /// Heap allocations in the load generator during the run (all threads, progress line included);
+    /// nil without the malloc counter. Near zero: its send and receive loops do not allocate.
+    public var benchHeapAllocations: UInt64?
 
     public init(server: String, allocations: Int, payloadBytes: Int, targetPPS: Double?, seconds: Double,
                 directions: [DirectionResult], benchCPUSeconds: Double, relayCPUSeconds: Double?) {

@@ -19,6 +19,7 @@ public enum Report {
         } else {
             cpu += " (relay CPU: give --relay-pid)"
         }
+        if let h = r.benchHeapAllocations { cpu += "; load generator heap allocations during the run: \(h)" }
         lines.append(cpu)
         let sendErrors = r.directions.reduce(0) { $0 + $1.sendErrors }
         if sendErrors > 0 { lines.append("send errors (EAGAIN/ENOBUFS, not counted as sent): \(sendErrors)") }
