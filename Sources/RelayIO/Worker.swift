@@ -33,6 +33,8 @@ public final class Worker<P: DatagramProcessor> {
     /// Indexed by `SocketHandle.raw`: 0 and 1 are the listeners, 2... allocation sockets.
     var sockets: [SocketEntry]
     var pendingRearm: [UInt32] = []
+    /// Swapped with `pendingRearm` while re-arming, so neither array is ever copied.
+    var rearmScratch: [UInt32] = []
 
     let sends: SendTable
     var gsoEnabled: Bool
@@ -79,6 +81,7 @@ public final class Worker<P: DatagramProcessor> {
         sockets = [SocketEntry](repeating: SocketEntry(), count: 2)
         sockets.reserveCapacity(1024)
         pendingRearm.reserveCapacity(1024)
+        rearmScratch.reserveCapacity(1024)
         for (handle, fd) in listeners where handle.raw < 2 {
             sockets[Int(handle.raw)].fd = fd
         }
@@ -205,9 +208,9 @@ public final class Worker<P: DatagramProcessor> {
     /// would only end again with ENOBUFS; the datagrams wait in the socket meanwhile).
     func rearmPending() {
         guard !pendingRearm.isEmpty, rx.inRing > 0 else { return }
-        let waiting = pendingRearm
-        pendingRearm.removeAll(keepingCapacity: true)
-        for raw in waiting where Int(raw) < sockets.count {
+        swap(&pendingRearm, &rearmScratch)
+        defer { rearmScratch.removeAll(keepingCapacity: true) }
+        for raw in rearmScratch where Int(raw) < sockets.count {
             sockets[Int(raw)].awaitingRearm = false
             if sockets[Int(raw)].fd >= 0 && !sockets[Int(raw)].armed {
                 statistics.receiveRearms &+= 1
