@@ -172,7 +172,8 @@ extension Server {
             if allocation.isActive {
                 // The cached response was evicted: answer again from the allocation's state.
                 sendAllocateSuccess(existing, transactionID: message.transactionID, signer: auth.signer,
-                                    lifetime: UInt32(clamping: (allocation.expiresAt.nanoseconds &- now.nanoseconds) / 1_000_000_000),
+                                    lifetime: allocation.expiresAt > now
+                                        ? UInt32(clamping: (allocation.expiresAt.nanoseconds - now.nanoseconds) / 1_000_000_000) : 0,
                                     reservationToken: nil, addressError: nil, now: now, out: out)
             } else {
                 // Still opening its sockets: the success response goes out when they are open.

@@ -250,31 +250,3 @@ extension Server {
         return index
     }
 }
-
-/// The peer→client index entry: the channel a peer is bound to.
-struct PeerChannel {
-    var number: ChannelNumber
-    var isBound: Bool
-}
-
-/// Free allocation-socket indices, reused oldest first, so a handle that was just closed is not
-/// handed out again at once (a late datagram for the old socket then finds no allocation).
-struct SocketFreeList {
-    private var items: [Int] = []
-    private var head = 0
-
-    var count: Int { items.count - head }
-
-    mutating func push(_ index: Int) { items.append(index) }
-
-    mutating func pop() -> Int? {
-        guard head < items.count else { return nil }
-        let value = items[head]
-        head += 1
-        if head > 64 && head * 2 > items.count {
-            items.removeFirst(head)
-            head = 0
-        }
-        return value
-    }
-}

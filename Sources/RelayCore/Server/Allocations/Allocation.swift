@@ -98,10 +98,38 @@ struct Channel {
     var timer: TimerID
 }
 
+/// The peer→client index entry: the channel a peer is bound to.
+struct PeerChannel {
+    var number: ChannelNumber
+    var isBound: Bool
+}
+
 /// A port held back by EVEN-PORT with the R bit (RFC 8656 §7.2: "the relayed transport address
 /// with port N+1 is assigned a token and reserved for a future allocation").
 struct Reservation {
     var family: AddressFamily
     var port: UInt16
     var timer: TimerID
+}
+
+/// Free allocation-socket indices, reused oldest first, so a handle that was just closed is not
+/// handed out again at once (a late datagram for the old socket then finds no allocation).
+struct SocketFreeList {
+    private var items: [Int] = []
+    private var head = 0
+
+    var count: Int { items.count - head }
+
+    mutating func push(_ index: Int) { items.append(index) }
+
+    mutating func pop() -> Int? {
+        guard head < items.count else { return nil }
+        let value = items[head]
+        head += 1
+        if head > 64 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return value
+    }
 }
