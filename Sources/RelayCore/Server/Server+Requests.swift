@@ -290,12 +290,18 @@ extension Server {
     /// RFC 8656 §8.2.
     func handleRefresh(_ message: STUNMessage, from client: ClientSocket, auth: Authentication, now: Instant, out: OutboundBatch) throws(RequestError) {
         let id = try activeAllocation(of: client, auth: auth)
-        // "If the server receives a Refresh Request with a REQUESTED-ADDRESS-FAMILY attribute and
-        // the attribute value does not match the address family of the allocation, the server MUST
-        // reply with a 443 (Peer Address Family Mismatch) error."
-        if let family = try parsed(message.requestedAddressFamily()),
-           allocations[Int(id.index)]?.relay(for: family) == nil {
-            throw .peerAddressFamilyMismatch
+        guard var allocation = allocations[Int(id.index)] else { throw .allocationMismatch }
+        // RFC 8656 §8.1: "When refreshing a dual allocation, the client includes a
+        // REQUESTED-ADDRESS-FAMILY attribute indicating the address family type that should be
+        // refreshed. If no REQUESTED-ADDRESS-FAMILY attribute is included, then the request should
+        // be treated as applying to all the relayed transport addresses."
+        // §8.2: "If the server receives a Refresh Request with a REQUESTED-ADDRESS-FAMILY attribute
+        // and the attribute value does not match the address family of the allocation, the server
+        // MUST reply with a 443 (Peer Address Family Mismatch) error."
+        var families = allocation.relays.map(\.family)
+        if let family = try parsed(message.requestedAddressFamily()) {
+            guard allocation.relay(for: family) != nil else { throw .peerAddressFamilyMismatch }
+            families = [family]
         }
         let requested = try parsed(message.lifetime())
         // "if the request contains a LIFETIME attribute and the attribute value is zero, then the
@@ -303,12 +309,21 @@ extension Server {
         // succeeds and the allocation is deleted."
         let lifetime = requested == 0 ? 0 : desiredLifetime(requested)
         if lifetime == 0 {
-            deleteAllocation(id, out: out)
-            statistics.allocationsDeleted &+= 1
+            if families.count == allocation.relays.count {
+                deleteAllocation(id, out: out)
+                statistics.allocationsDeleted &+= 1
+            } else {
+                for family in families { removeRelay(family, of: id, out: out) }
+            }
         } else {
-            let expiresAt = now.adding(seconds: UInt64(lifetime))
-            allocations[Int(id.index)]?.expiresAt = expiresAt
-            if let timer = allocations[Int(id.index)]?.timer { timers.reschedule(timer, at: expiresAt) }
+            // "the allocation's time-to-expiry is set to the 'desired lifetime'".
+            for family in families {
+                guard var relay = allocation.relay(for: family) else { continue }
+                relay.expiresAt = now.adding(seconds: UInt64(lifetime))
+                timers.reschedule(relay.timer, at: relay.expiresAt)
+                allocation.setRelay(relay, family)
+            }
+            allocations[Int(id.index)] = allocation
         }
         // "A LIFETIME attribute containing the current value of the time-to-expiry timer."
         sendSuccess(to: message, from: client, signer: auth.signer, now: now, out: out) { writer in

@@ -30,14 +30,14 @@ extension Server {
             transactionID: transactionID, lifetimeSeconds: lifetime, reservationToken: newReservation?.token,
             addressError: addressError, signer: signer, evenPort: evenPort,
             timer: timers.schedule(.pendingAllocation(id), at: now.adding(seconds: configuration.socketOpenTimeout)))
-        var allocation = Allocation(client: client, username: username, ipv4: nil, ipv6: nil, expiresAt: expiresAt,
-                                    timer: timers.schedule(.allocation(id), at: expiresAt),
+        var allocation = Allocation(client: client, username: username, ipv4: nil, ipv6: nil,
                                     allocateTransaction: transactionID, pending: pending)
         for (family, port) in relays {
             ports.markUsed(port, family)
             let handle = claimSocket(for: id, family: family, client: client)
-            let relay = RelaySocket(handle: handle, family: family, port: port, isOpen: false, attempts: 1)
-            if family == .ipv4 { allocation.ipv4 = relay } else { allocation.ipv6 = relay }
+            let relay = RelaySocket(handle: handle, family: family, port: port, isOpen: false, attempts: 1,
+                                    expiresAt: expiresAt, timer: timers.schedule(.relay(id, family), at: expiresAt))
+            allocation.setRelay(relay, family)
             // The success response waits for the shell's answer (never optimistic: a port already in
             // use on the host must not produce an allocation that cannot relay).
             out.socketRequests.append(.open(handle, family: family, port: port))
@@ -70,9 +70,9 @@ extension Server {
                 channelByPeer[PeerChannelKey(allocation: id, peer: channel.peer)] = nil
             }
         }
-        timers.cancel(allocation.timer)
         if let pending = allocation.pending { timers.cancel(pending.timer) }
         for relay in allocation.relays {
+            timers.cancel(relay.timer)
             releaseSocket(relay)
             out.socketRequests.append(.close(relay.handle))
             ports.release(relay.port, relay.family)
@@ -82,6 +82,32 @@ extension Server {
         allocationByClient[allocation.client] = nil
         let remaining = (allocationsPerUsername[allocation.username] ?? 1) - 1
         allocationsPerUsername[allocation.username] = remaining > 0 ? remaining : nil
+    }
+
+    /// Removes one relayed transport address of a dual allocation, with the permissions and
+    /// channels towards peers of that family (only that address could reach them).
+    func removeRelay(_ family: AddressFamily, of id: AllocationID, out: OutboundBatch) {
+        guard var allocation = allocations[Int(id.index)], let relay = allocation.relay(for: family) else { return }
+        for peer in allocation.permissions where peer.family == family {
+            if let permission = permissions.removeValue(forKey: PermissionKey(allocation: id, peer: peer)) {
+                timers.cancel(permission.timer)
+            }
+            allocation.permissions.remove(peer)
+        }
+        for number in allocation.channels {
+            let key = ChannelKey(allocation: id, number: number)
+            guard let channel = channels[key], channel.peer.address.family == family else { continue }
+            channels[key] = nil
+            timers.cancel(channel.timer)
+            channelByPeer[PeerChannelKey(allocation: id, peer: channel.peer)] = nil
+            allocation.channels.remove(number)
+        }
+        timers.cancel(relay.timer)
+        releaseSocket(relay)
+        out.socketRequests.append(.close(relay.handle))
+        ports.release(relay.port, relay.family)
+        allocation.setRelay(nil, family)
+        allocations[Int(id.index)] = allocation
     }
 
     /// The shell's answer to an open. All sockets open → the success response. A failed bind is
@@ -123,7 +149,8 @@ extension Server {
             // No socket exists for this handle: free it now.
             sockets[index] = .free
             freeSockets.push(index)
-            if relay.family == .ipv4 { allocation.ipv4 = nil } else { allocation.ipv6 = nil }
+            timers.cancel(relay.timer)
+            allocation.setRelay(nil, relay.family)
             if allocation.ipv4 == nil && allocation.ipv6 == nil {
                 allocations[Int(id.index)] = allocation
                 failPendingAllocation(id, now: now, out: out)
@@ -145,8 +172,11 @@ extension Server {
         timers.cancel(pending.timer)
         allocation.pending = nil
         // The lifetime runs from the moment the client is told about it.
-        allocation.expiresAt = now.adding(seconds: UInt64(pending.lifetimeSeconds))
-        timers.reschedule(allocation.timer, at: allocation.expiresAt)
+        for var relay in allocation.relays {
+            relay.expiresAt = now.adding(seconds: UInt64(pending.lifetimeSeconds))
+            timers.reschedule(relay.timer, at: relay.expiresAt)
+            allocation.setRelay(relay, relay.family)
+        }
         allocations[Int(id.index)] = allocation
         sendAllocateSuccess(id, transactionID: pending.transactionID, signer: pending.signer,
                             lifetime: pending.lifetimeSeconds, reservationToken: pending.reservationToken,
@@ -247,12 +277,19 @@ extension Server {
     /// cleared first and the deletion paths do not cancel it again.
     func expire(_ target: TimerTarget, now: Instant, out: OutboundBatch) {
         switch target {
-        case .allocation(let id):
+        case .relay(let id, let family):
             // RFC 8656 §6: "When an allocation expires, the state data associated with the
-            // allocation can be freed."
-            allocations[Int(id.index)]?.timer = .none
-            deleteAllocation(id, out: out)
-            statistics.allocationsExpired &+= 1
+            // allocation can be freed." A dual allocation loses one address at a time.
+            guard var allocation = allocations[Int(id.index)], var relay = allocation.relay(for: family) else { return }
+            relay.timer = .none
+            allocation.setRelay(relay, family)
+            allocations[Int(id.index)] = allocation
+            if allocation.relays.count > 1 {
+                removeRelay(family, of: id, out: out)
+            } else {
+                deleteAllocation(id, out: out)
+                statistics.allocationsExpired &+= 1
+            }
         case .pendingAllocation(let id):
             allocations[Int(id.index)]?.pending?.timer = .none
             failPendingAllocation(id, now: now, out: out)

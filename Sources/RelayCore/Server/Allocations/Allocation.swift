@@ -9,6 +9,10 @@ struct RelaySocket {
     var isOpen: Bool
     /// Binds tried for this family so far (a failed bind is retried on another port, boundedly).
     var attempts: Int
+    /// RFC 8656 §6: "the time-to-expiry for each relayed transport address". A dual allocation's
+    /// two addresses are refreshed (and deleted) separately (§8.1).
+    var expiresAt: Instant
+    var timer: TimerID
 }
 
 /// An allocation (RFC 8656 §6): "the relayed transport address or addresses; the 5-tuple; the
@@ -24,8 +28,6 @@ struct Allocation {
     var username: String
     var ipv4: RelaySocket?
     var ipv6: RelaySocket?
-    var expiresAt: Instant
-    var timer: TimerID
     /// The peers with a permission and the channel numbers in use (bound or cooling down), so
     /// that deleting an allocation touches only its own entries. Bounded by the per-allocation quotas.
     var permissions: Set<IPAddress> = []
@@ -49,6 +51,13 @@ struct Allocation {
     }
 
     var isActive: Bool { pending == nil }
+
+    /// When the last relayed address expires.
+    var expiresAt: Instant { relays.map(\.expiresAt).max() ?? Instant(nanoseconds: 0) }
+
+    mutating func setRelay(_ relay: RelaySocket?, _ family: AddressFamily) {
+        if family == .ipv4 { ipv4 = relay } else { ipv6 = relay }
+    }
 }
 
 /// What the Allocate success response needs once the sockets are open.

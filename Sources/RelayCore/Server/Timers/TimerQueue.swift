@@ -1,7 +1,11 @@
+import STUN
+
 /// What a timer expires. Keys name the entry in its table; the table entry holds the `TimerID`
 /// back, so cancelling is exact and a fired timer never finds a stale target.
 enum TimerTarget: Hashable {
-    case allocation(AllocationID)
+    /// One relayed transport address of an allocation (RFC 8656 §6: "the time-to-expiry for each
+    /// relayed transport address").
+    case relay(AllocationID, AddressFamily)
     case permission(PermissionKey)
     case channel(ChannelKey)
     /// The 5-minute cooldown after a channel binding expired (RFC 8656 §12).
