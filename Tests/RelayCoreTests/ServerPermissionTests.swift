@@ -36,7 +36,12 @@ import STUN
         // Any port of a permitted IP gets through (RFC 8656 §9: "port numbers are not considered"):
         // no channel, so a Data indication.
         let otherPort = TransportAddress(ip: Addr.peer.ip, port: 9999)
-        try expectDataIndication(h.receive([1, 2, 3, 4, 5], from: otherPort, on: handles[0]).only, from: otherPort, [1, 2, 3, 4, 5])
+        let indication = h.receive([1, 2, 3, 4, 5], from: otherPort, on: handles[0], bufferID: 21).only
+        try expectDataIndication(indication, from: otherPort, [1, 2, 3, 4, 5])
+        // Written around the payload in the received buffer: header and XOR-PEER-ADDRESS in the
+        // headroom, padding in the tailroom.
+        #expect(indication?.origin == .received(bufferID: 21))
+        #expect(indication?.pointer == UnsafeRawPointer(h.payloadStart - 36))
         #expect(h.server.statistics.dataIndicationsSent == 1)
         // Another IP is still dropped.
         #expect(h.receive([1], from: TransportAddress("9.9.9.9:5000")!, on: handles[0]).sent.isEmpty)
@@ -160,5 +165,20 @@ import STUN
         }
         #expect(h.receive(request, from: Addr.client).only?.bytes
             == expectedResponse(.createPermission, .successResponse, id: transactionID(4), key: rotated.key) { _ in })
+    }
+
+    @Test func dataIndicationsForEveryPaddingAndFamily() throws {
+        let h = Harness { $0.relayAddressIPv6 = Addr.relayV6 }
+        let (_, handles, _) = try h.allocate(Addr.clientV6) { $0.appendAddressFamily(.additionalAddressFamily, .ipv6) }
+        try h.createPermission([Addr.peer, Addr.peerV6], client: Addr.clientV6)
+        for length in [0, 1, 2, 3, 4, 5, 1200] {
+            let payload = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            let v4 = h.receive(payload, from: Addr.peer, on: handles[0]).only
+            try expectDataIndication(v4, from: Addr.peer, payload, to: Addr.clientV6)
+            #expect(v4?.pointer == UnsafeRawPointer(h.payloadStart - 36))
+            let v6 = h.receive(payload, from: Addr.peerV6, on: handles[1]).only
+            try expectDataIndication(v6, from: Addr.peerV6, payload, to: Addr.clientV6)
+            #expect(v6?.pointer == UnsafeRawPointer(h.payloadStart - 48))
+        }
     }
 }

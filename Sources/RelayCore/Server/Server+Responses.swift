@@ -151,23 +151,45 @@ extension Server {
 
     /// RFC 8656 §11.3: "If relaying is permitted but no channel is bound to the peer, then the
     /// server forms and sends a Data indication. The Data indication MUST contain both an
-    /// XOR-PEER-ADDRESS and a DATA attribute." Encoded into the batch's arena (one copy of the
-    /// payload; this is not the fast path: clients that care bind a channel).
+    /// XOR-PEER-ADDRESS and a DATA attribute."
+    ///
+    /// Encoded in place around the received payload, like the ChannelData header: the STUN header
+    /// and XOR-PEER-ADDRESS (written by the STUN writer) and the DATA attribute header go into the
+    /// headroom (36 bytes for an IPv4 peer, 48 for IPv6, of the 64 guaranteed), the padding into
+    /// the tailroom (at most 3 of the 8 guaranteed). No copy of the payload.
     func sendDataIndication(_ datagram: InboundDatagram, peer: PeerSocket, client: ClientSocket, out: OutboundBatch) {
-        let maxLength = STUNMessage.headerLength + 24 + 4 + datagram.length + 3
-        guard let space = out.arenaSpace(maxBytes: maxLength) else {
+        let addressLength = peer.address.family == .ipv4 ? 8 : 20
+        let prefix = STUNMessage.headerLength + 4 + addressLength + 4
+        let padding = (4 - datagram.length & 3) & 3
+        let messageLength = prefix - STUNMessage.headerLength + datagram.length + padding
+        guard prefix <= InboundDatagram.headroom, padding <= InboundDatagram.tailroom, messageLength <= 0xFFFF else {
             statistics.drops.outputFull &+= 1
             return
         }
+        let start = datagram.bytes - prefix
         let type = STUNMessageType(method: .data, messageClass: .indication)
-        var writer = STUNMessageWriter(into: space, type: type, transactionID: TransactionID(using: &random))
+        var writer = STUNMessageWriter(into: UnsafeMutableRawBufferPointer(start: start, count: prefix - 4), type: type,
+                                       transactionID: TransactionID(using: &random))
         writer.appendXorAddress(.xorPeerAddress, peer.address)
-        writer.append(.data, bytes: UnsafeRawBufferPointer(start: datagram.bytes, count: datagram.length))
-        guard let length = writer.finish() else {
+        guard writer.finish() == prefix - 4 else {
             statistics.drops.outputFull &+= 1
             return
         }
-        out.commitArena(socket: .listener(client.address.family), destination: client.address, length: length)
+        // The DATA attribute header (RFC 8489 §14: type, length of the value before padding) in the
+        // last 4 bytes before the payload, zero padding after it, and the message length that
+        // covers them.
+        let dataHeader = datagram.bytes - 4
+        dataHeader.storeBytes(of: AttributeType.data.rawValue.bigEndian, toByteOffset: 0, as: UInt16.self)
+        dataHeader.storeBytes(of: UInt16(datagram.length).bigEndian, toByteOffset: 2, as: UInt16.self)
+        (datagram.bytes + datagram.length).initializeMemory(as: UInt8.self, repeating: 0, count: padding)
+        start.storeBytes(of: UInt16(messageLength).bigEndian, toByteOffset: 2, as: UInt16.self)
+        let sent = out.append(OutboundDatagram(
+            socket: .listener(client.address.family), destination: client.address, bytes: UnsafeRawPointer(start),
+            length: prefix + datagram.length + padding, origin: .received(bufferID: datagram.bufferID)))
+        guard sent else {
+            statistics.drops.outputFull &+= 1
+            return
+        }
         statistics.dataIndicationsSent &+= 1
         statistics.peerToClient.packets &+= 1
         statistics.peerToClient.bytes &+= datagram.length
