@@ -8,17 +8,23 @@ struct AllocRate: ParsableCommand {
         commandName: "alloc-rate",
         abstract: "Allocations set up and torn down per second, and memory per allocation.",
         discussion: """
-        Two phases against one TURN server on loopback (--server, or a fresh one with --start):
-          concurrent  --concurrent sockets (default 16,384, one address family) each Allocate once,
-                      --window in flight, and hold; then all are deleted. Runs first, so the relay's
-                      memory growth is these allocations' alone.
-                      Figures: set-up and deletion rates, Allocate latency (request → success,
-                      including the 401 round trip), relay RSS before and with the allocations held
-                      (/proc/PID/status VmRSS) and the difference per allocation, relay CPU µs per
-                      allocation set up (/proc/PID/stat).
-          churn       for --churn-seconds, --churn-window sockets each repeat Allocate then Refresh
-                      LIFETIME 0 (delete); the first Allocate on a socket answers the 401 challenge,
-                      later ones reuse the nonce. Figure: allocations set up and deleted per second.
+        Two phases against one TURN server on loopback (--server, or fresh
+        servers with --start):
+          concurrent  --concurrent sockets (default 16,384, one address family)
+                      each Allocate once, --window in flight, and hold; then
+                      all are deleted. Runs first, so the relay's memory growth
+                      is these allocations' alone.
+                      Figures: set-up and deletion rates; Allocate latency
+                      (request -> success, including the 401 round trip); relay
+                      RSS before and with the allocations held (/proc/PID/status
+                      VmRSS; kernel socket memory is not in RSS) and the
+                      difference per allocation; relay CPU µs per allocation.
+          churn       for --churn-seconds, --churn-window at a time: Allocate
+                      then Refresh LIFETIME 0 (delete), each from a fresh
+                      5-tuple (so each answers a 401 first).
+                      Figure: allocations set up and deleted per second.
+        With --start turn-relay,coturn and --rounds N, fresh servers alternate
+        and a table of medians and ratios follows.
         """
     )
 

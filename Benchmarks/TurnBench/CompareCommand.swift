@@ -7,20 +7,25 @@ struct Compare: ParsableCommand {
         commandName: "compare",
         abstract: "Run identical loads against turn-relay and coturn in alternation; table, CSV/JSON and SVG.",
         discussion: """
-        Starts each server on loopback with equivalent settings (REST secret, realm, loopback peers
-        allowed, --threads worker/relay threads, no TLS), waits for it to answer a Binding request, then
-        for every round and every --rates value runs `load` against each server in turn (A B A B ...).
-        Round 1 is a warm-up and is left out of the table. Servers are stopped by PID at the end.
+        Starts each server on loopback with equivalent settings (REST secret,
+        realm, loopback peers allowed, --threads worker/relay threads, no TLS),
+        waits for it to answer a Binding request, then for every round and every
+        --rates value runs `load` against each server in turn (A B A B ...).
+        Round 1 is a warm-up, left out of the table. Servers are stopped by PID
+        at the end (also on Ctrl-C).
 
         Table (medians over the kept rounds, per target rate):
-          offered / delivered pps, loss    as in `load` (both directions together)
-          ratio (delivered)                A / B: above 1 means A delivers more
-          CPU µs/pkt                       relay CPU (user+system, /proc/PID/stat) per delivered packet;
-                                           ratio A / B below 1 means A is cheaper
-          p99 µs                           worst direction's 99th percentile one-way latency
-          highest delivered at < 1% loss   the best median delivered rate whose median loss is < 1%
-        Files in --out: results.json (every run), results.csv (one line per run), table.md, chart.svg
-        (delivered vs offered pps, and CPU per packet vs offered pps, both servers), and the servers' logs.
+          offered/delivered pps, loss  as in `load`, both directions together
+          ratio (delivered)   A / B: above 1 means A delivers more
+          CPU µs/pkt          relay CPU (user+system, /proc/PID/stat) per
+                              delivered packet; ratio below 1: A is cheaper
+          p99 µs              worst direction's 99th percentile latency
+          highest delivered at < 1% loss
+                              best median delivered rate whose median loss
+                              is under 1%
+        Files in --out: results.json (every run), results.csv (one line per
+        run), table.md, chart.svg (delivered vs offered pps and CPU per packet
+        vs offered pps, both servers) and the servers' logs.
         """
     )
 

@@ -7,21 +7,24 @@ struct Core: ParsableCommand {
         commandName: "core",
         abstract: "Drive RelayCore.Server in process (no sockets): fast-path ns/packet and heap allocations, slow-path rates.",
         discussion: """
-        Sets up allocations by feeding the core real STUN requests through process() (Allocate → 401 →
-        authenticated Allocate, socket open answered at once, ChannelBind 0x4000 to a peer), with a
-        fixed clock. Then, for each --allocations count and each direction, times process() on
-        batches of --batch prepared datagrams that cycle over all allocations (a warm-up pass first):
-          CPU ns/packet       the thread's CPU time (CLOCK_THREAD_CPUTIME_ID) over the timed loop / packets
-                              (includes OutboundBatch.reset per batch); not inflated by other processes
-          wall ns/packet      wall time of the same loop / packets (inflated when the machine is busy)
+        Sets up allocations by feeding the core real STUN requests through
+        process() (Allocate -> 401 -> authenticated Allocate, socket open
+        answered at once, ChannelBind 0x4000), with a fixed clock. Then for each
+        --allocations count and direction, times process() on batches of
+        --batch prepared datagrams cycling over all allocations (after an
+        untimed warm-up pass):
+          CPU ns/packet       thread CPU time (CLOCK_THREAD_CPUTIME_ID) of the
+                              timed loop / packets; not inflated by other load
+          wall ns/packet      wall time of the same loop / packets
           packets/s (CPU)     1e9 / CPU ns/packet: one core's worth
-          heap allocs/packet  malloc/calloc/realloc/memalign calls during the timed loop / packets,
-                              counted by the malloc interposer linked into turn-bench (must be 0)
-          forwarded           the core's outputs; a case whose outputs ≠ inputs is reported as an error
-        Slow path, --requests each from distinct client addresses, fed in batches of --batch:
-          Allocate → 401      unauthenticated Allocate answered with a challenge
-          Allocate            authenticated (MESSAGE-INTEGRITY checked), including the socketOpened answer
-          ChannelBind         authenticated, new channel and peer on each allocation
+          heap allocs/packet  malloc, calloc, realloc, memalign calls in the
+                              timed loop / packets, counted by the malloc
+                              interposer linked into turn-bench (must be 0)
+          A case whose outputs differ from its inputs is reported as an error.
+        Slow path, --requests each from distinct client addresses, in batches:
+          Allocate -> 401     unauthenticated Allocate answered with a challenge
+          Allocate            authenticated, including the socketOpened answer
+          ChannelBind         authenticated, new channel and peer
           Refresh             authenticated, LIFETIME 600
           requests/s per CPU second, CPU and wall µs/request, heap allocs/request
         """

@@ -7,22 +7,30 @@ struct Load: ParsableCommand {
         commandName: "load",
         abstract: "Drive ChannelData through N allocations of a TURN server and measure delivery.",
         discussion: """
-        Setup: per allocation one client socket and one peer socket on loopback; Allocate (answering the
-        401 challenge with long-term credentials), then ChannelBind 0x4000 to the peer (which also
-        installs the permission). Then one thread sends for --seconds (sendmmsg, --batch per call,
-        round-robin over flows, paced to --rate or flat out) while another receives (epoll +
-        recvmmsg), then it drains for 0.3 s and deletes the allocations (Refresh LIFETIME 0).
+        Setup: per allocation one client socket and one peer socket on loopback;
+        Allocate (answering the 401 challenge with long-term credentials), then
+        ChannelBind 0x4000 to the peer (which also installs the permission).
+        Then one thread sends for --seconds (sendmmsg, --batch per call, round-
+        robin over flows, paced to --rate or flat out) while another receives
+        (epoll + recvmmsg); it drains for 0.3 s and deletes the allocations
+        (Refresh LIFETIME 0). Each payload carries flow, sequence number and
+        send time.
 
         Figures, per direction and in total:
-          offered pps     datagrams the kernel accepted from the load generator, per second of sending
-          delivered pps   unique datagrams that arrived at the far end, per second of sending
-          loss            (sent − unique received) / sent
-          duplicates      datagrams that arrived more than once
-          reordered       datagrams that arrived after one with a higher sequence number (same flow)
-          latency         one-way, send timestamp in the payload → arrival (µs; p50/p90/p99/p99.9/max)
-          bench CPU       this process's user+system CPU seconds during the run (getrusage)
-          relay CPU       the relay's user+system CPU seconds during the run (/proc/PID/stat, 10 ms ticks),
-                          and µs per relayed packet = relay CPU / unique datagrams delivered
+          offered pps    datagrams the kernel accepted from the generator, per
+                         second of sending
+          delivered pps  unique datagrams that arrived at the far end, per
+                         second of sending
+          loss           (sent - unique received) / sent
+          duplicates     datagrams that arrived more than once
+          reordered      arrivals after a higher sequence number (same flow)
+          latency        one-way, send time in the payload -> arrival, µs
+                         (p50 p90 p99 p99.9 max; same clock both ends)
+          bench CPU      this process's user+system CPU during the run
+                         (getrusage), and its heap allocations in that time
+          relay CPU      the relay's user+system CPU during the run
+                         (/proc/PID/stat, 10 ms ticks; needs --relay-pid), and
+                         µs per relayed packet = relay CPU / unique delivered
         """
     )
 

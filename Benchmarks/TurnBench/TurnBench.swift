@@ -9,16 +9,18 @@ struct TurnBench: ParsableCommand {
         abstract: "Packet-rate measurements for TURN relays on loopback.",
         discussion: """
         Modes:
-          load        drive ChannelData through N allocations of any TURN server and measure it
-          alloc-rate  allocations set up and torn down per second; N concurrent allocations' setup
-                      rate and the relay's memory per allocation
-          compare     start turn-relay and coturn's turnserver with equivalent settings and run the
-                      same loads against each in alternation (A B A B ...)
-          core        drive RelayCore.Server in-process (no sockets): ns per packet, heap
-                      allocations per packet, slow-path requests per second
+          load        drive ChannelData through N allocations of any TURN server and
+                      measure it
+          alloc-rate  allocations set up and torn down per second; N concurrent
+                      allocations' setup rate and the relay's memory per allocation
+          compare     start turn-relay and coturn's turnserver with equivalent
+                      settings and run the same loads against each in alternation
+                      (A B A B ...)
+          core        drive RelayCore.Server in process (no sockets): ns per packet,
+                      heap allocations per packet, slow-path requests per second
 
-        Traffic goes to loopback only (127.0.0.0/8, ::1). Every run is bounded in time.
-        Run `turn-bench help <mode>` for the figures each mode reports.
+        Traffic goes to loopback only (127.0.0.0/8, ::1). Every run is bounded in
+        time. Run `turn-bench help <mode>` for the figures each mode reports.
         """,
         subcommands: [Load.self, AllocRate.self, Compare.self, Core.self]
     )
