@@ -73,7 +73,7 @@ public final class ServerProcess {
         process.executableURL = URL(fileURLWithPath: spec.executable)
         process.arguments = spec.arguments
         let logPath = logDirectory + "/\(spec.name).out"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
         process.standardError = log
