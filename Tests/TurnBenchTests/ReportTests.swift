@@ -24,7 +24,7 @@ import Testing
                                  churnChallenges: 100, churnPerSecond: 20, concurrent: 16384, concurrentSetupSeconds: 2,
                                  concurrentSetUp: 16384, concurrentFailed: 0, setupPerSecond: 8192, teardownPerSecond: 9000,
                                  setupLatency: .empty, relayRSSBeforeBytes: 1 << 20, relayRSSHeldBytes: 2 << 20,
-                                 relayRSSPerAllocationBytes: 64, relayCPUMicrosPerSetup: 12.5, failures: ["setup: timeout": 1])
+                                 relayRSSPerAllocationBytes: 64, relayCPUMicrosPerSetup: 12.5, benchCPUMicrosPerSetup: 30, failures: ["setup: timeout": 1])
     let back = try JSONResults.decode(AllocationRateResult.self, from: try JSONResults.encode(r))
     #expect(back == r)
     let text = Report.allocationRate(r)
@@ -50,7 +50,7 @@ import Testing
                              churnPerSecond: setup / 2, concurrent: 10, concurrentSetupSeconds: 1, concurrentSetUp: 10,
                              concurrentFailed: 0, setupPerSecond: setup, teardownPerSecond: 1, setupLatency: .empty,
                              relayRSSBeforeBytes: nil, relayRSSHeldBytes: nil, relayRSSPerAllocationBytes: rss,
-                             relayCPUMicrosPerSetup: nil, failures: [:])
+                             relayCPUMicrosPerSetup: nil, benchCPUMicrosPerSetup: nil, failures: [:])
     }
     let text = Report.allocationRateComparison([r("A", 100, 800), r("B", 10, 1600), r("A", 300, 1000), r("B", 30, 2000), r("A", 200, 900)],
                                                serverA: "A", serverB: "B")

@@ -26,6 +26,8 @@ public struct AllocationRateResult: Codable, Sendable, Equatable {
     public var relayRSSHeldBytes: UInt64?
     public var relayRSSPerAllocationBytes: Double?
     public var relayCPUMicrosPerSetup: Double?
+    /// The load generator's own CPU per allocation set up (it computes an HMAC per request too).
+    public var benchCPUMicrosPerSetup: Double?
     public var failures: [String: Int]
 }
 
@@ -68,6 +70,7 @@ public enum AllocationRate {
         }
         let rss0 = c.relayPID.flatMap(ProcessStats.residentBytes(pid:))
         let cpu0 = c.relayPID.flatMap(ProcessStats.cpuSeconds(pid:))
+        let ownCPU0 = ownCPUSeconds()
         let setup = ControlPipeline(server: c.server)
         var next = 0
         let setupStart = monotonicNanoseconds()
@@ -84,6 +87,7 @@ public enum AllocationRate {
         }
         let setupSeconds = Double(monotonicNanoseconds() - setupStart) / 1e9
         let cpu1 = c.relayPID.flatMap(ProcessStats.cpuSeconds(pid:))
+        let ownCPU1 = ownCPUSeconds()
         // Let the relay settle (lazy page faults, deferred frees) before reading its memory.
         sleepNanoseconds(300_000_000)
         let rss1 = c.relayPID.flatMap(ProcessStats.residentBytes(pid:))
@@ -149,7 +153,9 @@ public enum AllocationRate {
             teardownPerSecond: Double(teardown.completedJobs) / teardownSeconds,
             setupLatency: LatencySummary(nanoseconds: setup.latency),
             relayRSSBeforeBytes: rss0, relayRSSHeldBytes: rss1, relayRSSPerAllocationBytes: perAllocation,
-            relayCPUMicrosPerSetup: cpuPerSetup, failures: failures)
+            relayCPUMicrosPerSetup: cpuPerSetup,
+            benchCPUMicrosPerSetup: setup.completedJobs > 0 ? (ownCPU1 - ownCPU0) * 1e6 / Double(setup.completedJobs) : nil,
+            failures: failures)
     }
 }
 
@@ -171,6 +177,7 @@ extension Report {
         }
         if let p = r.relayRSSPerAllocationBytes { l.append("| relay RSS per allocation | \(Int(p)) bytes |") }
         if let c = r.relayCPUMicrosPerSetup { l.append("| relay CPU per allocation set up | \(fixed(c, 1)) µs |") }
+        if let c = r.benchCPUMicrosPerSetup { l.append("| load generator CPU per allocation set up | \(fixed(c, 1)) µs |") }
         if !r.failures.isEmpty { l.append("failures: \(r.failures.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))") }
         return l.joined(separator: "\n")
     }
@@ -206,6 +213,7 @@ extension Report {
             ("Allocate latency p99 µs", { $0.setupLatency.p99 }, 1),
             ("relay RSS per allocation, bytes", { $0.relayRSSPerAllocationBytes }, 0),
             ("relay CPU per allocation set up, µs", { $0.relayCPUMicrosPerSetup }, 1),
+            ("load generator CPU per allocation set up, µs", { $0.benchCPUMicrosPerSetup }, 1),
         ]
         var l = ["Medians over \(a.count) / \(b.count) rounds (fresh server each round):",
                  "| figure | \(serverA) | \(serverB) | ratio |", "|---|---:|---:|---:|"]
