@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/filter.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <pthread.h>
@@ -384,6 +385,20 @@ fail:;
     int e = errno;
     close(fd);
     return -e;
+}
+
+int cu_steer_by_source_ip(int fd, int family, uint32_t group_size) {
+    if (group_size == 0) return -EINVAL;
+    // Offsets from the network header: IPv4 source at 12, the last word of the IPv6 source at 20.
+    uint32_t offset = family == 4 ? 12 : 20;
+    struct sock_filter code[] = {
+        {BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)SKF_NET_OFF + offset},
+        {BPF_ALU | BPF_MOD | BPF_K, 0, 0, group_size},
+        {BPF_RET | BPF_A, 0, 0, 0},
+    };
+    struct sock_fprog program = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof(program)) < 0) return -errno;
+    return 0;
 }
 
 int cu_local_address(int fd, cu_addr *out) {

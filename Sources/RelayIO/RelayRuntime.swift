@@ -1,3 +1,4 @@
+import CURing
 import Glibc
 import RelayCore
 import STUN
@@ -36,6 +37,17 @@ public final class RelayRuntime: Sendable {
                 for w in started { w.stop() }
                 for w in started { w.join() }
                 throw error
+            }
+        }
+        if configuration.steerByClientAddress && count > 1, let first = started.first {
+            // The program belongs to the whole reuseport group; member i is worker i, the i-th to bind.
+            for (family, fd) in first.listenerSockets {
+                let rc = cu_steer_by_source_ip(fd, family == .ipv4 ? 4 : 6, UInt32(count))
+                if rc < 0 {
+                    for w in started { w.stop() }
+                    for w in started { w.join() }
+                    throw .configuration("cannot attach the client-address steering program: \(RelayIOError.text(-rc))")
+                }
             }
         }
         return RelayRuntime(workers: started, clock: clock)

@@ -18,13 +18,17 @@ public struct WorkerContext: Sendable {
 public final class WorkerHandle: Sendable {
     public let index: Int
     public let listenerAddresses: [TransportAddress]
+    /// The listener sockets (owned by the worker thread; only used here for group-wide options).
+    let listenerSockets: [(family: AddressFamily, fd: Int32)]
     let control: WorkerControl
     let thread: pthread_t
     let joined = Mutex(false)
 
-    init(index: Int, listenerAddresses: [TransportAddress], control: WorkerControl, thread: pthread_t) {
+    init(index: Int, listenerAddresses: [TransportAddress], listenerSockets: [(family: AddressFamily, fd: Int32)],
+         control: WorkerControl, thread: pthread_t) {
         self.index = index
         self.listenerAddresses = listenerAddresses
+        self.listenerSockets = listenerSockets
         self.control = control
         self.thread = thread
     }
@@ -96,7 +100,9 @@ public final class WorkerHandle: Sendable {
             pthread_join(thread, nil)
             throw error
         }
-        return WorkerHandle(index: index, listenerAddresses: addresses, control: control, thread: thread)
+        let sockets = listeners.map { (family: $0.0 == .listener(.ipv4) ? AddressFamily.ipv4 : .ipv6, fd: $0.1) }
+        return WorkerHandle(index: index, listenerAddresses: addresses, listenerSockets: sockets, control: control,
+                            thread: thread)
     }
 
     /// Stop taking new work (the processor's `drain`); relaying continues.

@@ -90,6 +90,7 @@ struct RelayProcess {
         worker.receiveBuffers = settings.receiveBuffers
         worker.enableGSO = settings.enableGSO
         worker.enableGRO = settings.enableGRO
+        worker.steerByClientAddress = settings.steerByClientIP
         let server = settings.serverConfiguration
         // Each worker's Server is wrapped so that it publishes its counters and applies reloads
         // on its own thread.

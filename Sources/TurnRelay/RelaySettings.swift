@@ -35,6 +35,7 @@ struct RelaySettings {
     var receiveBuffers: Int
     var enableGSO: Bool
     var enableGRO: Bool
+    var steerByClientIP: Bool
     var operations: OperationsSettings
 
     init(_ o: ServeCommand) throws {
@@ -144,6 +145,7 @@ struct RelaySettings {
         }
         enableGSO = !(o.disableGso || Environment.flag("DISABLE_GSO"))
         enableGRO = !(o.disableGro || Environment.flag("DISABLE_GRO"))
+        steerByClientIP = o.steerByClientIp || Environment.flag("STEER_BY_CLIENT_IP")
         operations = try OperationsSettings(o)
         if let file = operations.credentialsFile {
             // The file's credentials count as configured credentials: no generated secret then.

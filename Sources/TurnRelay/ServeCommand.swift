@@ -105,6 +105,9 @@ struct ServeCommand: ParsableCommand {
     @Flag(help: "Do not coalesce receives with UDP_GRO. [env: DISABLE_GRO=1]")
     var disableGro = false
 
+    @Flag(help: "Send all traffic of one client IP address to one worker (needed for EVEN-PORT reservations across a client's sockets, e.g. RTP/RTCP pairs, when --workers > 1; spreads worse behind NAT). [env: STEER_BY_CLIENT_IP=1]")
+    var steerByClientIp = false
+
     func run() throws {
         let settings = try RelaySettings(self)
         LoggingSystem.bootstrap { label in

@@ -35,6 +35,29 @@ struct RelayRuntimeTests {
         #expect(runtime.join().reduce(0) { $0 + $1.datagramsSent } == 1)
     }
 
+    @Test func steeringByClientAddressSendsEverySocketOfAHostToOneWorker() throws {
+        let port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+        var configuration = WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: port)
+        configuration.steerByClientAddress = true
+        configuration.receiveBuffers = 16
+        configuration.ringEntries = 64
+        let runtime = try RelayRuntime.start(workers: 2, configuration: configuration, portRange: 50000...50009) { _, _ in
+            EchoProcessor(events: EventLog())
+        }
+        let server = TransportAddress(ip: .v4(.loopback), port: port)
+        // Twelve client sockets (twelve source ports) on 127.0.0.1 and four on 127.0.0.2.
+        for (host, count) in [(IPv4Address.loopback, 12), (IPv4Address(127, 0, 0, 2), 4)] {
+            for i in 0..<count {
+                let client = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(host), port: 0))
+                client.send([UInt8(i)], to: server)
+                #expect(client.receive()?.bytes == [UInt8(i)])
+            }
+        }
+        runtime.stop()
+        // 0x7F000001 % 2 = 1 and 0x7F000002 % 2 = 0: each host lands on exactly one worker.
+        #expect(runtime.join().map(\.datagramsReceived) == [4, 12])
+    }
+
     @Test func probeMessagesNameCauseAndFix() {
         let sysctl = IOUringProbe.explain(errno: EPERM, stage: 1, opcode: -1, disabledSetting: 2)
         #expect(sysctl.contains("kernel.io_uring_disabled=2") && sysctl.contains("sysctl -w kernel.io_uring_disabled=0"))

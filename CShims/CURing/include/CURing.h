@@ -118,6 +118,10 @@ enum cu_socket_option {
 // A UDP socket bound to `bind`; returns fd or -errno. GRO failure is not fatal
 // (*gro_enabled says whether it took).
 int cu_udp_socket(const cu_addr *bind, int options, int buffer_bytes, int *gro_enabled);
+// Makes the kernel pick the socket of a SO_REUSEPORT group by the datagram's source IP address
+// (its last 32 bits) modulo `group_size`, instead of by the 4-tuple hash: every socket of one client
+// host then reaches the same member. Member i is the i-th socket bound into the group. 0 or -errno.
+int cu_steer_by_source_ip(int fd, int family, uint32_t group_size);
 // The locally bound address of `fd`; 0 or -errno.
 int cu_local_address(int fd, cu_addr *out);
 int cu_close(int fd);
