@@ -229,7 +229,9 @@ public final class CoreBench {
         datagrams.reserveCapacity(requests.count)
         for (k, r) in requests.enumerated() {
             let bytes = arena + k * slot + InboundDatagram.headroom
-            r.bytes.withUnsafeBytes { bytes.copyMemory(from: $0.baseAddress!, byteCount: min($0.count, 512)) }
+            r.bytes.withUnsafeBytes { src in
+                if let base = src.baseAddress { bytes.copyMemory(from: base, byteCount: min(src.count, 512)) }
+            }
             datagrams.append(InboundDatagram(socket: .listener(.ipv4), source: r.source, bytes: bytes, length: min(r.bytes.count, 512), bufferID: UInt32(k)))
         }
         var succeeded = 0

@@ -34,9 +34,10 @@ public struct ProgressLine {
 public func writeStandardError(_ text: String) {
     var t = text
     t.withUTF8 { buf in
+        guard let base = buf.baseAddress else { return }
         var off = 0
         while off < buf.count {
-            let n = write(2, buf.baseAddress! + off, buf.count - off)
+            let n = write(2, base + off, buf.count - off)
             if n <= 0 { return }
             off += n
         }

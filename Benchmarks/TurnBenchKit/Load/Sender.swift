@@ -84,7 +84,8 @@ final class Sender: @unchecked Sendable {
     /// One sendmmsg of `count` datagrams on flow `i`; returns how many the kernel took.
     @inline(__always)
     func send(flowIndex i: Int, count: Int, now: UInt64) -> Int {
-        let f = flows.baseAddress! + i
+        guard let base = flows.baseAddress, i < flows.count else { return 0 }
+        let f = base + i
         let headerBytes = f.pointee.channel == 0 ? 0 : 4
         let length = headerBytes + payloadBytes
         let nameLength = f.pointee.destinationLength
