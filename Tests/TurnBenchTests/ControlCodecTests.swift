@@ -26,7 +26,7 @@ import Testing
 
 @Test func encodeFailsWhenTheBufferIsTooSmall() {
     var buf = [UInt8](repeating: 0, count: 16)
-    let n = buf.withUnsafeMutableBytes { ControlCodec.encode(.allocate, transactionID: Array(repeating: 0, count: 12), auth: nil, into: $0) }
+    let n = buf.withUnsafeMutableBytes { ControlCodec.encode(.allocate(), transactionID: Array(repeating: 0, count: 12), auth: nil, into: $0) }
     #expect(n == nil)
 }
 
@@ -63,4 +63,17 @@ import Testing
     #expect(buf.withUnsafeBytes { ControlCodec.decode(UnsafeRawBufferPointer(rebasing: $0[0..<3])) } == nil)
     let channelData: [UInt8] = [0x40, 0x00, 0x00, 0x00]
     #expect(channelData.withUnsafeBytes { ControlCodec.decode($0) } == nil)
+}
+
+@Test func allocateAsksForIPv6OnlyWhenTold() throws {
+    var buf = [UInt8](repeating: 0, count: 256)
+    for family: AddressFamily? in [nil, .ipv6] {
+        let n = buf.withUnsafeMutableBytes { ControlCodec.encode(.allocate(family: family), transactionID: Array(repeating: 1, count: 12), auth: nil, into: $0) }
+        let length = try #require(n)
+        try buf.withUnsafeBytes { raw in
+            let m = try STUNMessage.parse(UnsafeRawBufferPointer(rebasing: raw[0..<length]))
+            #expect(try m.requestedTransport() == 17)
+            #expect(try m.requestedAddressFamily() == family)
+        }
+    }
 }

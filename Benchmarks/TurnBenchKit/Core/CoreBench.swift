@@ -136,12 +136,12 @@ public final class CoreBench {
     func setUp(count: Int) throws(LoadError) {
         for i in 0..<count {
             var c = Client(address: Self.clientAddress(i), peer: Self.peerAddress(i), auth: nil, handle: nil)
-            let (challenge, _) = exchange(.allocate, from: c.address, auth: nil)
+            let (challenge, _) = exchange(.allocate(), from: c.address, auth: nil)
             guard let challenge, challenge.errorCode == 401, let nonce = challenge.nonce else {
                 throw .setupFailed("core: Allocate without credentials got \(String(describing: challenge)), expected 401 with a NONCE")
             }
             c.auth = ControlAuth(username: Self.username, realm: challenge.realm ?? Self.realm, nonce: nonce, key: key)
-            let (allocated, handle) = exchange(.allocate, from: c.address, auth: c.auth)
+            let (allocated, handle) = exchange(.allocate(), from: c.address, auth: c.auth)
             guard let allocated, allocated.isSuccess, let handle else {
                 throw .setupFailed("core: authenticated Allocate got \(String(describing: allocated))")
             }
@@ -288,15 +288,15 @@ public final class CoreBench {
     func slowPath(count: Int, batch: Int) -> [CoreResult.SlowPath] {
         // Challenges: unauthenticated Allocates from fresh addresses; their nonces feed the next step.
         let fresh = (0..<count).map { Self.clientAddress(0x80_0000 + $0) }
-        let challenge = timeRequests(name: "Allocate → 401 challenge", fresh.map { ($0, encode(.allocate, auth: nil)) }, batch: batch)
+        let challenge = timeRequests(name: "Allocate → 401 challenge", fresh.map { ($0, encode(.allocate(), auth: nil)) }, batch: batch)
         // The nonces (stateless, bound to the source address) are fetched untimed.
         var auths: [ControlAuth] = []
         for a in fresh {
-            let (r, _) = exchange(.allocate, from: a, auth: nil)
+            let (r, _) = exchange(.allocate(), from: a, auth: nil)
             guard let nonce = r?.nonce else { return [challenge] }
             auths.append(ControlAuth(username: Self.username, realm: r?.realm ?? Self.realm, nonce: nonce, key: key))
         }
-        let allocate = timeRequests(name: "Allocate (authenticated)", zip(fresh, auths).map { ($0, encode(.allocate, auth: $1)) }, batch: batch)
+        let allocate = timeRequests(name: "Allocate (authenticated)", zip(fresh, auths).map { ($0, encode(.allocate(), auth: $1)) }, batch: batch)
         let bind = timeRequests(name: "ChannelBind (authenticated)", zip(fresh, auths).enumerated().map { i, p in
             (p.0, encode(.channelBind(channel: 0x4001, peer: Self.peerAddress(0x1_0000 + i, 1)), auth: p.1))
         }, batch: batch)

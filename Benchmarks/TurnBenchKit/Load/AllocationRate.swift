@@ -83,7 +83,7 @@ public enum AllocationRate {
             }
             guard next < clients.count else { return nil }
             defer { next += 1 }
-            return ControlJob(client: clients[next], steps: [.allocate])
+            return ControlJob(client: clients[next], steps: [.allocate(family: requestedFamily(c.server))])
         }
         let setupSeconds = Double(monotonicNanoseconds() - setupStart) / 1e9
         let cpu1 = c.relayPID.flatMap(ProcessStats.cpuSeconds(pid:))
@@ -130,7 +130,7 @@ public enum AllocationRate {
             opened += 1
             let client = ControlClient(index: opened, fd: fd, username: churnCredentials.username, password: churnCredentials.password)
             client.auth = lastAuth
-            return ControlJob(client: client, steps: [.allocate, .refresh(lifetime: 0)])
+            return ControlJob(client: client, steps: [.allocate(family: requestedFamily(c.server)), .refresh(lifetime: 0)])
         }, finished: { job, _ in
             if let a = job.client.auth { lastAuth = a }
             close(job.client.fd)
@@ -223,4 +223,9 @@ extension Report {
         }
         return l.joined(separator: "\n")
     }
+}
+
+/// IPv6 servers are asked for an IPv6 relayed address (the default is IPv4).
+func requestedFamily(_ server: TransportAddress) -> AddressFamily? {
+    server.family == .ipv6 ? .ipv6 : nil
 }

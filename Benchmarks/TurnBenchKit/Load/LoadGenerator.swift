@@ -92,7 +92,7 @@ public final class LoadGenerator {
         pipeline.run(window: c.setupWindow, deadline: start + 60_000_000_000) {
             guard next < clients.count else { return nil }
             defer { next += 1 }
-            return ControlJob(client: clients[next], steps: [.allocate, .channelBind(channel: Self.channel, peer: peerAddresses[next])])
+            return ControlJob(client: clients[next], steps: [.allocate(family: requestedFamily(c.server)), .channelBind(channel: Self.channel, peer: peerAddresses[next])])
         }
         setupSeconds = Double(monotonicNanoseconds() - start) / 1e9
         guard pipeline.failedJobs == 0 else {

@@ -10,9 +10,11 @@ public enum ControlCodec {
         switch request {
         case .binding:
             break
-        case .allocate:
+        case .allocate(let family):
             // RFC 8656 §7.1: "The client MUST include a REQUESTED-TRANSPORT attribute"; 17 = UDP.
             w.appendRequestedTransport(17)
+            // RFC 8656 §7.1: without REQUESTED-ADDRESS-FAMILY the server allocates IPv4.
+            if let family { w.appendAddressFamily(.requestedAddressFamily, family) }
         case .refresh(let lifetime):
             w.appendUInt32(.lifetime, lifetime)
         case .channelBind(let channel, let peer):

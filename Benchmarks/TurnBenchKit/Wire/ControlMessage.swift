@@ -4,8 +4,8 @@ import STUN
 public enum ControlRequest: Sendable, Equatable {
     /// Binding (RFC 8489 §3): used to see whether a server is up.
     case binding
-    /// Allocate with REQUESTED-TRANSPORT UDP.
-    case allocate
+    /// Allocate with REQUESTED-TRANSPORT UDP, and REQUESTED-ADDRESS-FAMILY when `family` is given.
+    case allocate(family: AddressFamily? = nil)
     /// Refresh with this LIFETIME (0 deletes the allocation).
     case refresh(lifetime: UInt32)
     /// ChannelBind `channel` to `peer` (also installs the permission, RFC 8656 §12).
