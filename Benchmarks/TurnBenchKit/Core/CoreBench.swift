@@ -309,7 +309,16 @@ public final class CoreBench {
     public static func run(_ config: CoreConfiguration) -> CoreResult {
         let progress = ProgressLine(enabled: config.showProgress)
         var result = CoreResult(fastPath: [], slowPath: [], errors: [])
-        if AllocationCounter.count() == nil { result.errors.append("no malloc counter: heap allocations not measured") }
+        if let before = AllocationCounter.count() {
+            // Self-check: one Swift heap allocation must move the counter, or its zeros mean nothing.
+            let probe = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
+            probe.storeBytes(of: 1, as: UInt8.self)
+            let after = AllocationCounter.count() ?? before
+            probe.deallocate()
+            if after <= before { result.errors.append("malloc counter did not see a Swift allocation: heap figures are not valid") }
+        } else {
+            result.errors.append("no malloc counter: heap allocations not measured")
+        }
         for n in config.allocationCounts {
             progress.update("core: setting up \(n) allocations")
             let bench = CoreBench(maxAllocations: n)
