@@ -129,6 +129,22 @@ import STUN
         #expect(h.receive(channelData(0x4000, [9]), from: Addr.client).sent.isEmpty)
     }
 
+    @Test func aBoundChannelStopsWhenItsPermissionExpires() throws {
+        // RFC 8656 §12.1: "permissions need to be refreshed more frequently than channels".
+        let h = Harness()
+        let (_, handles, _) = try h.allocate()
+        try h.channelBind(0x4000, to: Addr.peer)
+        h.advance(seconds: 300)
+        #expect(h.receive(channelData(0x4000, [1]), from: Addr.client).sent.isEmpty)
+        #expect(h.receive([2], from: Addr.peer, on: handles[0]).sent.isEmpty)
+        #expect(h.server.statistics.drops.noPermission == 2)
+        #expect(h.server.invariantViolations() == [])
+        // A new permission (CreatePermission, not a rebind) lets the channel carry data again.
+        try h.createPermission([Addr.peer], id: 4)
+        #expect(h.receive(channelData(0x4000, [1]), from: Addr.client).only?.socket == handles[0])
+        #expect(h.receive([2], from: Addr.peer, on: handles[0]).only?.bytes == channelData(0x4000, [2]))
+    }
+
     @Test func anExpiredChannelCoolsDownForFiveMinutes() throws {
         let h = Harness()
         let (_, handles, _) = try h.allocate { $0.appendUInt32(.lifetime, 3600) }

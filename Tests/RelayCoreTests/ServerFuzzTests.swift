@@ -63,5 +63,6 @@ import STUN
         #expect(sizes.permissions <= 8 * sizes.allocations)
         #expect(sizes.channels <= 8 * sizes.allocations)
         #expect(sizes.transactionCache <= 4096)
+        #expect(h.server.invariantViolations() == [])
     }
 }

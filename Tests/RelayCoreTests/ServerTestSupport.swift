@@ -169,7 +169,11 @@ final class Harness {
         buffer.initializeMemory(as: UInt8.self, repeating: 0xEE, count: Self.bufferSize)
     }
 
-    deinit { buffer.deallocate() }
+    deinit {
+        // Every scenario ends with consistent tables.
+        #expect(server.invariantViolations() == [])
+        buffer.deallocate()
+    }
 
     /// Feeds one datagram, as received on `socket` (the listener of the source's family unless
     /// given), and returns what the server produced.

@@ -237,6 +237,20 @@ extension Server {
         } else {
             permissions[key] = Permission(expiresAt: expiresAt, timer: timers.schedule(.permission(key), at: expiresAt))
             allocations[Int(id.index)]?.permissions.insert(peer)
+            setChannelsPermitted(id, peer: peer, true)
+        }
+    }
+
+    /// Keeps the channels' copy of the permission state in step (at most
+    /// `maxChannelsPerAllocation` entries, on the slow path only).
+    func setChannelsPermitted(_ id: AllocationID, peer: IPAddress, _ permitted: Bool) {
+        guard let numbers = allocations[Int(id.index)]?.channels else { return }
+        for number in numbers {
+            let key = ChannelKey(allocation: id, number: number)
+            guard var channel = channels[key], channel.peer.address.ip == peer else { continue }
+            channel.isPermitted = permitted
+            channels[key] = channel
+            channelByPeer[PeerChannelKey(allocation: id, peer: channel.peer)]?.isPermitted = permitted
         }
     }
 
@@ -258,11 +272,13 @@ extension Server {
             }
             channels[key] = channel
         } else {
-            channels[key] = Channel(peer: peer, relayHandle: relayHandle, isBound: true, expiresAt: expiresAt,
-                                    timer: timers.schedule(.channel(key), at: expiresAt))
+            let permitted = permissions[PermissionKey(allocation: id, peer: peer.address.ip)] != nil
+            channels[key] = Channel(peer: peer, relayHandle: relayHandle, isBound: true, isPermitted: permitted,
+                                    expiresAt: expiresAt, timer: timers.schedule(.channel(key), at: expiresAt))
             allocations[Int(id.index)]?.channels.insert(number)
         }
-        channelByPeer[PeerChannelKey(allocation: id, peer: peer)] = PeerChannel(number: number, isBound: true)
+        let permitted = channels[key]?.isPermitted ?? false
+        channelByPeer[PeerChannelKey(allocation: id, peer: peer)] = PeerChannel(number: number, isBound: true, isPermitted: permitted)
     }
 
     func cancelReservation(_ token: UInt64, releasePort: Bool) {
@@ -297,6 +313,7 @@ extension Server {
             // RFC 8656 §9: "the permission expires and is deleted".
             permissions[key] = nil
             allocations[Int(key.allocation.index)]?.permissions.remove(key.peer)
+            setChannelsPermitted(key.allocation, peer: key.peer, false)
         case .channel(let key):
             // RFC 8656 §12: "When the channel binding expires, the channel becomes unbound." The
             // entry stays for the cooldown so neither side can be rebound to something else.

@@ -173,7 +173,7 @@ public final class Server {
         // A bound channel implies a permission was installed with it, but permissions expire after
         // 300 s unless refreshed (RFC 8656 §12.1: "permissions need to be refreshed more frequently
         // than channels"); relaying needs a live one in both directions.
-        guard permissions[PermissionKey(allocation: allocation, peer: channel.peer.address.ip)] != nil else {
+        guard channel.isPermitted else {
             statistics.drops.noPermission &+= 1
             return
         }
@@ -210,13 +210,18 @@ public final class Server {
         // are keyed by IP, so the family check keeps them per relayed address.
         // RFC 8656 §9: "If no match is found, relaying is not permitted and the server silently
         // discards the UDP datagram."
-        guard peer.address.family == entry.family,
-              permissions[PermissionKey(allocation: allocation, peer: peer.address.ip)] != nil else {
+        guard peer.address.family == entry.family else {
             statistics.drops.noPermission &+= 1
             return
         }
-        guard let channel = channelByPeer[PeerChannelKey(allocation: allocation, peer: peer)], channel.isBound,
-              datagram.length <= Int(UInt16.max) else {
+        // A peer with a channel carries its permission state in the channel entry: one lookup.
+        let channel = channelByPeer[PeerChannelKey(allocation: allocation, peer: peer)]
+        let permitted = channel?.isPermitted ?? (permissions[PermissionKey(allocation: allocation, peer: peer.address.ip)] != nil)
+        guard permitted else {
+            statistics.drops.noPermission &+= 1
+            return
+        }
+        guard let channel, channel.isBound, datagram.length <= Int(UInt16.max) else {
             sendDataIndication(datagram, peer: peer, client: entry.client, out: out)
             return
         }

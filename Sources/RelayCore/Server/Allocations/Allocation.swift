@@ -103,6 +103,9 @@ struct Channel {
     /// False during the 5-minute cooldown after expiry: no data flows, but neither the number nor
     /// the peer can be bound to something else.
     var isBound: Bool
+    /// A permission for the peer's IP exists. Kept in step with the permission table (set when one
+    /// is installed, cleared when it expires) so the fast path needs no permission lookup.
+    var isPermitted: Bool
     var expiresAt: Instant
     var timer: TimerID
 }
@@ -111,6 +114,8 @@ struct Channel {
 struct PeerChannel {
     var number: ChannelNumber
     var isBound: Bool
+    /// Mirrors `Channel.isPermitted`.
+    var isPermitted: Bool
 }
 
 /// A port held back by EVEN-PORT with the R bit (RFC 8656 §7.2: "the relayed transport address
