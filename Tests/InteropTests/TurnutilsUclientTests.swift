@@ -17,7 +17,9 @@ extension RealClientTests {
         /// own before the measured ones, so the counts are not exact.)
         let expectedIPv4Relays: RelayCount
         let expectedIPv6Relays: RelayCount
-        let needsIPv6: Bool
+        /// -c: no RTCP companion allocation. Without it, each client allocates an RTP/RTCP port
+        /// pair: EVEN-PORT with the reserve bit, then RESERVATION-TOKEN for the next port.
+        var withoutRTCP = true
 
         var testDescription: String { name }
     }
@@ -38,11 +40,12 @@ extension RealClientTests {
 
     private static func scenario(
         _ name: String, _ flags: [String], server: String = "127.0.0.1", peer: String = LoopbackPorts.peerIPv4,
-        messages: Int = messagesPerSession, ipv4: RelayCount = .atLeast(1), ipv6: RelayCount = .none
+        messages: Int = messagesPerSession, ipv4: RelayCount = .atLeast(1), ipv6: RelayCount = .none,
+        withoutRTCP: Bool = true
     ) -> UclientScenario {
         UclientScenario(
             name: name, flags: flags, serverHost: server, peerHost: peer, expectedMessages: messages,
-            expectedIPv4Relays: ipv4, expectedIPv6Relays: ipv6, needsIPv6: peer.contains(":") || server.contains(":"))
+            expectedIPv4Relays: ipv4, expectedIPv6Relays: ipv6, withoutRTCP: withoutRTCP)
     }
 
     /// Send indications from the client, Data indications back (no channels).
@@ -50,6 +53,13 @@ extension RealClientTests {
         scenario("Send and Data indications (-s)", ["-s"]),
         scenario("50 clients with Send indications (-m 50 -s)", ["-m", "50", "-s"], messages: 50 * messagesPerSession,
                  ipv4: .atLeast(50)),
+    ]
+
+    /// Without -c: an RTP allocation with EVEN-PORT (reserve the next port), then an RTCP
+    /// allocation from another client socket with the RESERVATION-TOKEN it got.
+    static let portPairScenarios: [UclientScenario] = [
+        scenario("RTP/RTCP port pairs with Send indications (no -c)", ["-s"],
+                 messages: 2 * messagesPerSession, ipv4: .atLeast(2), withoutRTCP: false),
     ]
 
     /// Two clients of the relay sending to each other's relayed addresses (hairpin).
@@ -81,6 +91,14 @@ extension RealClientTests {
 
     @Test("turnutils_uclient relays every message with zero loss", arguments: indicationScenarios)
     func uclientIndications(_ scenario: UclientScenario) throws {
+        try runUclientScenario(scenario)
+    }
+
+    @Test(
+        "turnutils_uclient with EVEN-PORT and RESERVATION-TOKEN relays every message with zero loss",
+        .disabledForTurnRelay(KnownGap.reservationAcrossWorkers),
+        arguments: portPairScenarios)
+    func uclientPortPairs(_ scenario: UclientScenario) throws {
         try runUclientScenario(scenario)
     }
 
@@ -144,10 +162,9 @@ extension RealClientTests {
         let server = try TurnServerUnderTest()
         let peer = try TurnutilsPeer()
         let uclient = try ExternalTool.locate("turnutils_uclient")
-        // -c: no RTCP companion allocation (which would ask for EVEN-PORT and a reservation);
         // -v: print the relayed address of every allocation.
         let arguments =
-            ["-v", "-c", "-W", server.secret, "-p", "\(server.port)", "-e", scenario.peerHost, "-r", "\(peer.port)",
+            ["-v"] + (scenario.withoutRTCP ? ["-c"] : []) + ["-W", server.secret, "-p", "\(server.port)", "-e", scenario.peerHost, "-r", "\(peer.port)",
              "-n", "\(Self.messagesPerSession)", "-l", "100"]
             + scenario.flags + [scenario.serverHost]
 
@@ -170,6 +187,9 @@ extension RealClientTests {
         #expect(finished.sendDropped == 0)
         #expect(scenario.expectedIPv4Relays.admits(finished.relayedIPv4Allocations), "IPv4 relayed addresses")
         #expect(scenario.expectedIPv6Relays.admits(finished.relayedIPv6Allocations), "IPv6 relayed addresses")
+        if !scenario.withoutRTCP {
+            #expect(finished.hasEvenOddPortPair, "no even/odd relayed port pair among \(finished.relayedPorts.sorted())")
+        }
         #expect(server.isRunning, "\(server.implementation) exited:\n\(server.output)")
         #expect(peer.isRunning, "turnutils_peer exited:\n\(peer.output)")
         let stopped = server.stop()

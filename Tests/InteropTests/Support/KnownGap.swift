@@ -19,6 +19,13 @@ enum KnownGap {
         when their allocations live on different workers
         """
 
+    /// Seen: turnutils_uclient without -c, 4 runs on a relay with 2 workers: in 2 the Allocate
+    /// carrying the RESERVATION-TOKEN from the EVEN-PORT allocation got 508 (Insufficient Capacity).
+    static let reservationAcrossWorkers: Comment = """
+        turn-relay answers 508 to an Allocate with a RESERVATION-TOKEN when the reservation was made \
+        on another worker (the RTCP allocation comes from a different client socket than the RTP one)
+        """
+
     /// Seen: ChannelBind and CreatePermission for a peer on [::1] answered 403 although the relay
     /// was started with --allow-peer ::1/128.
     static let peerOnRelayOwnIPv6Address: Comment = """

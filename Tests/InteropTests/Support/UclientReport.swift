@@ -4,7 +4,7 @@
 ///     6: : Total lost packets 0 (0.000000%), total send dropped 0 (0.000000%)
 ///
 /// and the relayed addresses it was given ("IPv4. Received relay addr: 127.0.0.1:40044", printed with -v).
-struct UclientReport: Equatable {
+struct UclientReport {
     var sentMessages: Int
     var receivedMessages: Int
     var lostPackets: Int
@@ -12,6 +12,14 @@ struct UclientReport: Equatable {
     /// Distinct relayed addresses reported (uclient prints each one more than once).
     var relayedIPv4Allocations: Int
     var relayedIPv6Allocations: Int
+    /// The ports of all relayed addresses reported, both families.
+    var relayedPorts: Set<Int> = []
+
+    /// Whether some relayed port is even and the next port was relayed too: an RTP/RTCP pair
+    /// from EVEN-PORT with the reserve bit and RESERVATION-TOKEN.
+    var hasEvenOddPortPair: Bool {
+        relayedPorts.contains { $0 % 2 == 0 && relayedPorts.contains($0 + 1) }
+    }
 
     /// nil when the final statistics lines are absent (the client failed before finishing).
     init?(output: String) {
@@ -42,15 +50,9 @@ struct UclientReport: Equatable {
         sendDropped = loss.1
         relayedIPv4Allocations = ipv4.count
         relayedIPv6Allocations = ipv6.count
-    }
-
-    init(sent: Int, received: Int, lost: Int, dropped: Int, ipv4: Int, ipv6: Int) {
-        sentMessages = sent
-        receivedMessages = received
-        lostPackets = lost
-        sendDropped = dropped
-        relayedIPv4Allocations = ipv4
-        relayedIPv6Allocations = ipv6
+        relayedPorts = Set(ipv4.union(ipv6).compactMap { address in
+            address.split(separator: ":").last.flatMap { Int($0.prefix(while: \.isNumber)) }
+        })
     }
 
     private static func integer(after marker: String, in line: Substring) -> Int? {
