@@ -22,10 +22,11 @@ extension Server {
                 problems.append("allocation \(index) lists a permission for \(peer) that does not exist")
             }
             for number in allocation.channels {
-                guard let channel = channels[ChannelKey(allocation: id, number: number)] else {
+                guard let channel = channels[ChannelKey(client: allocation.client, number: number)] else {
                     problems.append("allocation \(index) lists channel \(number.rawValue) that does not exist")
                     continue
                 }
+                if channel.allocation != id { problems.append("channel \(number.rawValue) names another allocation") }
                 let permitted = permissions[PermissionKey(allocation: id, peer: channel.peer.address.ip)] != nil
                 if channel.isPermitted != permitted { problems.append("channel \(number.rawValue) permitted flag stale") }
                 let byPeer = channelByPeer[PeerChannelKey(allocation: id, peer: channel.peer)]

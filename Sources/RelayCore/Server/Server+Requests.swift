@@ -392,7 +392,7 @@ extension Server {
         // "the client MUST wait 5 minutes after the channel binding expires before attempting to
         // bind the channel number to a different transport address or the transport address to a
         // different channel number").
-        let existing = channels[ChannelKey(allocation: id, number: number)]
+        let existing = channels[ChannelKey(client: allocation.client, number: number)]
         if let existing, existing.peer != peer { throw .badRequest }
         if let other = channelByPeer[PeerChannelKey(allocation: id, peer: peer)], other.number != number { throw .badRequest }
         if existing == nil && allocation.channels.count >= configuration.maxChannelsPerAllocation {

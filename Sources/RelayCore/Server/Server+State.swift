@@ -65,7 +65,7 @@ extension Server {
             }
         }
         for number in allocation.channels {
-            if let channel = channels.removeValue(forKey: ChannelKey(allocation: id, number: number)) {
+            if let channel = channels.removeValue(forKey: ChannelKey(client: allocation.client, number: number)) {
                 timers.cancel(channel.timer)
                 channelByPeer[PeerChannelKey(allocation: id, peer: channel.peer)] = nil
             }
@@ -95,7 +95,7 @@ extension Server {
             allocation.permissions.remove(peer)
         }
         for number in allocation.channels {
-            let key = ChannelKey(allocation: id, number: number)
+            let key = ChannelKey(client: allocation.client, number: number)
             guard let channel = channels[key], channel.peer.address.family == family else { continue }
             channels[key] = nil
             timers.cancel(channel.timer)
@@ -244,9 +244,9 @@ extension Server {
     /// Keeps the channels' copy of the permission state in step (at most
     /// `maxChannelsPerAllocation` entries, on the slow path only).
     func setChannelsPermitted(_ id: AllocationID, peer: IPAddress, _ permitted: Bool) {
-        guard let numbers = allocations[Int(id.index)]?.channels else { return }
-        for number in numbers {
-            let key = ChannelKey(allocation: id, number: number)
+        guard let allocation = allocations[Int(id.index)] else { return }
+        for number in allocation.channels {
+            let key = ChannelKey(client: allocation.client, number: number)
             guard var channel = channels[key], channel.peer.address.ip == peer else { continue }
             channel.isPermitted = permitted
             channels[key] = channel
@@ -258,7 +258,8 @@ extension Server {
     /// is bound to something else). RFC 8656 §12: "Refreshing the binding ... resets the
     /// time-to-expiry timer back to 10 minutes."
     func bindChannel(_ id: AllocationID, number: ChannelNumber, peer: PeerSocket, relayHandle: SocketHandle, now: Instant) {
-        let key = ChannelKey(allocation: id, number: number)
+        guard let client = allocations[Int(id.index)]?.client else { return }
+        let key = ChannelKey(client: client, number: number)
         let expiresAt = now.adding(seconds: Self.channelLifetime)
         if var channel = channels[key] {
             channel.expiresAt = expiresAt
@@ -273,7 +274,7 @@ extension Server {
             channels[key] = channel
         } else {
             let permitted = permissions[PermissionKey(allocation: id, peer: peer.address.ip)] != nil
-            channels[key] = Channel(peer: peer, relayHandle: relayHandle, isBound: true, isPermitted: permitted,
+            channels[key] = Channel(allocation: id, peer: peer, relayHandle: relayHandle, isBound: true, isPermitted: permitted,
                                     expiresAt: expiresAt, timer: timers.schedule(.channel(key), at: expiresAt))
             allocations[Int(id.index)]?.channels.insert(number)
         }
@@ -321,11 +322,11 @@ extension Server {
             channel.isBound = false
             channel.timer = timers.schedule(.channelCooldown(key), at: channel.expiresAt.adding(seconds: Self.channelCooldown))
             channels[key] = channel
-            channelByPeer[PeerChannelKey(allocation: key.allocation, peer: channel.peer)]?.isBound = false
+            channelByPeer[PeerChannelKey(allocation: channel.allocation, peer: channel.peer)]?.isBound = false
         case .channelCooldown(let key):
             guard let channel = channels.removeValue(forKey: key) else { return }
-            channelByPeer[PeerChannelKey(allocation: key.allocation, peer: channel.peer)] = nil
-            allocations[Int(key.allocation.index)]?.channels.remove(key.number)
+            channelByPeer[PeerChannelKey(allocation: channel.allocation, peer: channel.peer)] = nil
+            allocations[Int(channel.allocation.index)]?.channels.remove(key.number)
         case .reservation(let token):
             // RFC 8656 §7.2: "The server MUST hold this reservation for at least 30 seconds".
             guard let reservation = reservations.removeValue(forKey: token) else { return }

@@ -161,13 +161,14 @@ public final class Server {
             statistics.drops.malformed &+= 1
             return
         }
-        guard let allocation = allocationByClient[ClientSocket(datagram.source)] else {
-            statistics.drops.noAllocation &+= 1
-            return
-        }
-        guard let channel = channels[ChannelKey(allocation: allocation, number: ChannelNumber(frame.channel))],
-              channel.isBound else {
-            statistics.drops.noChannel &+= 1
+        // One lookup: the channel is keyed by the client's 5-tuple and the channel number.
+        let client = ClientSocket(datagram.source)
+        guard let channel = channels[ChannelKey(client: client, number: ChannelNumber(frame.channel))], channel.isBound else {
+            if allocationByClient[client] == nil {
+                statistics.drops.noAllocation &+= 1
+            } else {
+                statistics.drops.noChannel &+= 1
+            }
             return
         }
         // A bound channel implies a permission was installed with it, but permissions expire after

@@ -36,9 +36,10 @@ struct PermissionKey: Hashable {
 }
 
 /// RFC 8656 §12: "Within the context of an allocation, a channel binding is uniquely identified
-/// either by the channel number or by the peer's transport address."
+/// either by the channel number or by the peer's transport address." An allocation is identified
+/// by its 5-tuple, so a ChannelData message finds its channel with this one key.
 struct ChannelKey: Hashable {
-    var allocation: AllocationID
+    var client: ClientSocket
     var number: ChannelNumber
 }
 

@@ -97,6 +97,7 @@ struct Permission {
 /// A channel binding (RFC 8656 §12): "a channel number; a transport address (of the peer); and a
 /// time-to-expiry timer".
 struct Channel {
+    var allocation: AllocationID
     var peer: PeerSocket
     /// The allocation socket of the peer's family (fixed for the allocation's life).
     var relayHandle: SocketHandle
