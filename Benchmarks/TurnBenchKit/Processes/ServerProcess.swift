@@ -57,7 +57,8 @@ public struct ServerSpec: Sendable {
         "serve", "--listen-port", "{port}", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",
         "--min-port", "{min-port}", "--max-port", "{max-port}", "--workers", "{threads}", "--realm", "{realm}",
         "--auth-secret", "{secret}", "--allow-peer", "127.0.0.0/8", "--max-allocations", "20000",
-        "--max-allocations-per-user", "20000", "--drain-seconds", "0", "--log-level", "warning",
+        "--max-allocations-per-user", "20000", "--drain-seconds", "0", "--log-level", "notice",
+        "--health-check-addr", "none", "--metrics-addr", "none",
     ]
 }
 
