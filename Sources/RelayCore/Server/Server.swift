@@ -7,13 +7,17 @@ import STUN
 /// ```
 ///  process(batch) ──▶ per datagram, by socket and first byte:
 ///     allocation socket ──▶ peer datagram: permission? ─▶ channel bound? ─▶ ChannelData (in place)
-///                                                        └─▶ Data indication (arena)
-///     listener, 0x40–0x4F ──▶ ChannelData: allocation? channel bound? permission? ─▶ to peer (in place)
+///                                                        └─▶ Data indication (in place)
+///     listener, 0x40–0x4F ──▶ ChannelData: channel bound? permission? ─▶ to peer (in place)
 ///     listener, 0x00–0x03 ──▶ STUN: request ─▶ retransmission? ─▶ auth ─▶ method handler ─▶ response
 ///                                   Send indication ─▶ to peer (in place)
 ///  socketOpened ──▶ pending Allocate complete? ─▶ success response (or another port, or 508)
 ///  handleTimeout ──▶ expire allocations, permissions, channels, reservations, pending Allocates
 /// ```
+///
+/// "In place" means the outbound datagram points into the received buffer (origin `.received`):
+/// headers go into the buffer's headroom, padding into its tailroom, the payload is not copied.
+/// Responses are encoded into the batch's arena.
 ///
 /// Every table is bounded by `ServerConfiguration` and nothing is remembered for a request that
 /// did not authenticate (nonces are stateless; the 401/438 limiter is a fixed-size table).
