@@ -76,6 +76,25 @@ import STUN
         #expect(try inspect(late.bytes) { try $0.lifetime() } == 535)
     }
 
+    @Test func aLateRetransmissionRepeatsTokenAndAddressError() throws {
+        let h = Harness()
+        let request = try allocateRequest(h) {
+            $0.appendEvenPort(reserveNext: true)
+        }
+        let first = try #require(h.answer(h.receive(request, from: Addr.client).opens).only)
+        h.now = h.now.adding(seconds: 50)
+        let late = try #require(h.receive(request, from: Addr.client).only)
+        #expect(try inspect(late.bytes) { try $0.reservationToken() } == inspect(first.bytes) { try $0.reservationToken() })
+        #expect(try inspect(late.bytes) { try $0.lifetime() } == 550)
+
+        let partial = Harness()
+        let dual = try allocateRequest(partial) { $0.appendAddressFamily(.additionalAddressFamily, .ipv6) }
+        _ = partial.answer(partial.receive(dual, from: Addr.client).opens)
+        partial.now = partial.now.adding(seconds: 50)
+        let again = try #require(partial.receive(dual, from: Addr.client).only)
+        #expect(try inspect(again.bytes) { try $0.addressErrorCode()?.code } == 440)
+    }
+
     @Test func requestedTransportMissingIs400AndNotUDPIs442() throws {
         let h = Harness()
         expectError(h.receive(try allocateRequest(h, transport: nil), from: Addr.client), .badRequest)

@@ -174,7 +174,8 @@ extension Server {
                 sendAllocateSuccess(existing, transactionID: message.transactionID, signer: auth.signer,
                                     lifetime: allocation.expiresAt > now
                                         ? UInt32(clamping: (allocation.expiresAt.nanoseconds - now.nanoseconds) / 1_000_000_000) : 0,
-                                    reservationToken: nil, addressError: nil, now: now, out: out)
+                                    reservationToken: allocation.reservationToken, addressError: allocation.addressError,
+                                    now: now, out: out)
             } else {
                 // Still opening its sockets: the success response goes out when they are open.
                 statistics.drops.pendingRetransmission &+= 1

@@ -171,6 +171,8 @@ extension Server {
         guard var allocation = allocations[Int(id.index)], let pending = allocation.pending else { return }
         timers.cancel(pending.timer)
         allocation.pending = nil
+        allocation.reservationToken = pending.reservationToken
+        allocation.addressError = pending.addressError
         // The lifetime runs from the moment the client is told about it.
         for var relay in allocation.relays {
             relay.expiresAt = now.adding(seconds: UInt64(pending.lifetimeSeconds))

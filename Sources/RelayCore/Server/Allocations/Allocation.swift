@@ -38,6 +38,10 @@ struct Allocation {
     /// Set while waiting for the shell to open the sockets; the success response goes out once
     /// every socket is open.
     var pending: PendingAllocate?
+    /// What the success response said beyond the addresses, to say it again to a retransmission
+    /// that outlived the transaction cache.
+    var reservationToken: UInt64? = nil
+    var addressError: (family: AddressFamily, code: Int)? = nil
 
     func relay(for family: AddressFamily) -> RelaySocket? {
         family == .ipv4 ? ipv4 : ipv6
