@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // OTLP/gRPC only (no HTTP exporter, so no AsyncHTTPClient).
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPGRPC"]),
     ],
     targets: [
         // The only code that includes <liburing.h>.
@@ -44,7 +46,7 @@ let package = Package(
         .executableTarget(
             name: "TurnRelay",
             dependencies: [
-                "RelayIO", "RelayCore", "RelayOperations",
+                "RelayIO", "RelayCore", "RelayOperations", "RelayOTel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -59,6 +61,17 @@ let package = Package(
                 "RelayCore", "RelayIO", "STUN",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // OTLP/gRPC metrics export; its own target because swift-otel (gRPC, NIO, protobuf) takes
+        // minutes to build and nothing else should wait for it.
+        .target(
+            name: "RelayOTel",
+            dependencies: [
+                "RelayOperations",
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The benchmark's logic (load generator, statistics, result parsing), testable.
@@ -83,6 +96,7 @@ let package = Package(
         .testTarget(name: "RelayIOTests", dependencies: ["RelayIO", "RelayCore", "STUN"]),
         .testTarget(name: "InteropTests", dependencies: ["RelayIO", "RelayCore", "STUN"]),
         .testTarget(name: "RelayOperationsTests", dependencies: ["RelayOperations", "RelayCore", "RelayIO", "STUN", .product(name: "CoreMetrics", package: "swift-metrics")]),
+        .testTarget(name: "RelayOTelTests", dependencies: ["RelayOTel", "RelayOperations"], exclude: ["otlp_receiver.py"]),
         .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit"]),
     ]
 )

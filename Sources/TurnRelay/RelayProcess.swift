@@ -3,6 +3,7 @@ import Logging
 import RelayCore
 import RelayIO
 import RelayOperations
+import RelayOTel
 import STUN
 
 /// The relay's life: probe io_uring, start the workers, serve until SIGTERM/SIGINT, drain, exit.
@@ -25,7 +26,18 @@ struct RelayProcess {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         var settings = self.settings
-        let operations = RelayOperationsContext(workers: settings.workers)
+        var otlp: OTLPMetricsExporter?
+        if let endpoint = settings.operations.otlpEndpoint {
+            do {
+                otlp = try OTLPMetricsExporter(.init(endpoint: endpoint, serviceInstanceID: settings.operations.serviceInstanceID),
+                                               logger: logger)
+            } catch {
+                logger.critical("OTLP export to \(endpoint) cannot be set up: \(error)")
+                return 1
+            }
+        }
+        let operations = RelayOperationsContext(workers: settings.workers,
+                                                additionalFactories: otlp.map { [$0.factory] } ?? [])
         let runtime: RelayRuntime
         do {
             runtime = try start(settings, operations: operations)
@@ -52,6 +64,10 @@ struct RelayProcess {
         }
         announce(settings, runtime: runtime)
         let endpoints = startEndpoints(settings, operations: operations)
+        if let otlp, let endpoint = settings.operations.otlpEndpoint {
+            otlp.start(updating: operations.metrics)
+            logger.notice("exporting metrics over OTLP/gRPC", metadata: ["endpoint": "\(endpoint)"])
+        }
 
         var received: Int32 = 0
         while true {
@@ -68,6 +84,7 @@ struct RelayProcess {
         runtime.stop()
         let stats = runtime.join()
         endpoints?.stop()
+        otlp?.stop()
         func total(_ field: (WorkerStatistics) -> UInt64) -> String { "\(stats.reduce(0) { $0 + field($1) })" }
         logger.notice("stopped", metadata: [
             "datagrams_received": "\(total(\.datagramsReceived))",
@@ -110,9 +127,11 @@ struct RelayProcess {
         let ops = settings.operations
         guard let health = ops.healthAddress ?? ops.metricsAddress else { return nil }
         do throws(HTTPServerError) {
+            // Only metrics configured: one listener on the metrics address serves everything.
             let server = try OperationsServer(
                 healthAddress: health, metricsAddress: ops.healthAddress == nil ? nil : ops.metricsAddress,
-                metrics: operations.metrics, readiness: operations.readiness, version: "turn-relay")
+                metrics: operations.metrics, readiness: operations.readiness, version: "turn-relay",
+                servesMetrics: ops.metricsAddress != nil)
             logger.notice("operations endpoints", metadata: [
                 "health": "\(ops.healthAddress.map { _ in server.health.boundAddress.description } ?? "off")",
                 "metrics": "\(ops.metricsAddress == nil ? "off" : server.metricsAddress.description)",

@@ -31,7 +31,8 @@ public enum OperationsEndpoints {
 }
 
 /// The health listener and the metrics listener, started together. When the metrics address is nil
-/// or the same as the health address (with a fixed port), one listener serves all three paths.
+/// or the same as the health address (with a fixed port), one listener serves all three paths;
+/// `servesMetrics: false` leaves `/metrics` out entirely.
 public final class OperationsServer: Sendable {
     public static let defaultHealthAddress = TransportAddress(ip: .v4(.loopback), port: 8080)
     public static let defaultMetricsAddress = TransportAddress(ip: .v4(.loopback), port: 9464)
@@ -42,13 +43,13 @@ public final class OperationsServer: Sendable {
 
     public init(healthAddress: TransportAddress = defaultHealthAddress,
                 metricsAddress: TransportAddress? = defaultMetricsAddress,
-                metrics: RelayMetrics, readiness: Readiness, version: String = "dev",
+                metrics: RelayMetrics, readiness: Readiness, version: String = "dev", servesMetrics: Bool = true,
                 limits: HTTPEndpointServer.Limits = .init()) throws(HTTPServerError) {
-        let shared = metricsAddress == nil || (metricsAddress == healthAddress && healthAddress.port != 0)
+        let shared = servesMetrics && (metricsAddress == nil || (metricsAddress == healthAddress && healthAddress.port != 0))
         health = try HTTPEndpointServer(
             address: healthAddress, limits: limits,
             handler: OperationsEndpoints.handler(metrics: shared ? metrics : nil, readiness: readiness, version: version))
-        if !shared, let metricsAddress {
+        if servesMetrics, !shared, let metricsAddress {
             do throws(HTTPServerError) {
                 metricsListener = try HTTPEndpointServer(
                     address: metricsAddress, limits: limits,
