@@ -74,6 +74,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Portal control plane: sans-IO Phoenix channel state machine (Foundation only).
+        .target(name: "RelayPortal"),
         // The benchmark's logic (load generator, statistics, result parsing), testable.
         .target(
             name: "TurnBenchKit",
@@ -98,5 +100,6 @@ let package = Package(
         .testTarget(name: "RelayOperationsTests", dependencies: ["RelayOperations", "RelayCore", "RelayIO", "STUN", .product(name: "CoreMetrics", package: "swift-metrics")]),
         .testTarget(name: "RelayOTelTests", dependencies: ["RelayOTel", "RelayOperations"], exclude: ["otlp_receiver.py"]),
         .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit"]),
+        .testTarget(name: "RelayPortalTests", dependencies: ["RelayPortal"]),
     ]
 )

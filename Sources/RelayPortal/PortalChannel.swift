@@ -1,0 +1,257 @@
+/// Timing and retry settings of the portal connection. Defaults follow the reference design
+/// (study §4): heartbeat every 10 s, more than 3 unanswered heartbeats means the connection is
+/// lost, join timeout 5 s, connect timeout 15 s, exponential backoff for up to 24 h.
+public struct PortalConfiguration: Sendable, Equatable {
+    public var heartbeatInterval: Duration = .seconds(10)
+    /// More than this many unanswered heartbeats and the connection is considered lost.
+    public var maxMissedHeartbeats: Int = 3
+    /// Bound on waiting for the join reply and then for `init`.
+    public var joinTimeout: Duration = .seconds(5)
+    public var connectTimeout: Duration = .seconds(15)
+    public var initialBackoff: Duration = .milliseconds(500)
+    public var backoffMultiplier: Double = 1.5
+    public var maxBackoff: Duration = .seconds(60)
+    /// Each delay is scaled by a uniform factor in `1 ± jitter`.
+    public var jitter: Double = 0.5
+    /// Give up once the portal has been unreachable this long (reference: 24 h).
+    public var maxElapsed: Duration = .seconds(24 * 3600)
+    /// Optional bound on consecutive failed attempts; `nil` means only `maxElapsed` applies.
+    public var maxAttempts: Int? = nil
+
+    public init() {}
+}
+
+/// What the driver must do after feeding the channel an event.
+public enum PortalAction: Equatable, Sendable {
+    /// Open a new WebSocket connection; later events about it carry this id.
+    case connect(id: Int)
+    /// Send a text frame on connection `id`.
+    case send(id: Int, text: String)
+    /// Close connection `id`; its later events are ignored.
+    case close(id: Int)
+    /// The portal sent `init`: the relay may relay.
+    case initialized
+    /// `/readyz` should now report this (connected and initialised).
+    case readinessChanged(Bool)
+    /// The retry limit is reached; the channel is stopped.
+    case gaveUp(reason: String)
+}
+
+/// Sans-IO Phoenix channel client for the relay's portal connection: no sockets, no clock,
+/// no randomness of its own. Time is a `Duration` since an arbitrary origin, supplied by the
+/// caller; jitter comes from the injected generator.
+public struct PortalChannel<RNG: RandomNumberGenerator> {
+    public enum State: Equatable, Sendable {
+        case idle
+        case waitingToReconnect(until: Duration)
+        case connecting(id: Int, deadline: Duration)
+        case joining(id: Int, joinRef: String, deadline: Duration)
+        case awaitingInit(id: Int, deadline: Duration)
+        case ready(id: Int)
+        case gaveUp
+    }
+
+    public static var topic: String { "relay" }
+
+    public let configuration: PortalConfiguration
+    public let stampSecret: String
+    public private(set) var state: State = .idle
+    /// Heartbeat refs sent and not yet answered on the current connection.
+    public private(set) var pendingHeartbeats: [String] = []
+    /// Failed attempts since the last successful `init`.
+    public private(set) var failedAttempts = 0
+    public private(set) var hasBeenInitialized = false
+    private var rng: RNG
+    private var nextConnectionID = 0
+    private var nextRef = 0
+    private var nextHeartbeat: Duration?
+    /// When the current outage began (first failure since the last `init`, or start).
+    private var outageStart: Duration?
+    private var ready = false
+
+    public init(configuration: PortalConfiguration = .init(), stampSecret: String, rng: RNG) {
+        self.configuration = configuration
+        self.stampSecret = stampSecret
+        self.rng = rng
+    }
+
+    public var isReady: Bool { ready }
+
+    /// The earliest time `tick(now:)` has something to do, if any.
+    public var nextDeadline: Duration? {
+        switch state {
+        case .idle, .gaveUp: return nil
+        case .waitingToReconnect(let until): return until
+        case .connecting(_, let deadline): return deadline
+        case .joining(_, _, let deadline), .awaitingInit(_, let deadline):
+            return min(deadline, nextHeartbeat ?? deadline)
+        case .ready: return nextHeartbeat
+        }
+    }
+
+    public mutating func start(now: Duration) -> [PortalAction] {
+        guard case .idle = state else { return [] }
+        outageStart = now
+        return openConnection(now: now)
+    }
+
+    /// The WebSocket handshake of connection `id` completed: join the `relay` topic.
+    public mutating func connected(id: Int, now: Duration) -> [PortalAction] {
+        guard case .connecting(let current, _) = state, current == id else { return [] }
+        let joinRef = makeRef()
+        state = .joining(id: id, joinRef: joinRef, deadline: now + configuration.joinTimeout)
+        pendingHeartbeats = []
+        nextHeartbeat = now + configuration.heartbeatInterval
+        let join = PhoenixFrame(joinRef: joinRef, ref: joinRef, topic: Self.topic, event: "phx_join",
+                                payload: ["stamp_secret": .string(stampSecret)])
+        return [.send(id: id, text: join.encode())]
+    }
+
+    /// Connection `id` failed to open or was closed by the peer.
+    public mutating func disconnected(id: Int, now: Duration, reason: String) -> [PortalAction] {
+        guard let current = currentConnectionID, current == id else { return [] }
+        return fail(now: now, reason: reason, close: false)
+    }
+
+    /// A text frame arrived on connection `id`.
+    public mutating func received(id: Int, text: String, now: Duration) -> [PortalAction] {
+        guard let current = currentConnectionID, current == id else { return [] }
+        guard let frame = PhoenixFrame.decode(text) else { return [] }
+        if frame.topic == "phoenix" && frame.event == "phx_reply" {
+            if let ref = frame.ref, let index = pendingHeartbeats.firstIndex(of: ref) {
+                pendingHeartbeats.remove(at: index)
+            }
+            return []
+        }
+        guard frame.topic == Self.topic else { return [] }
+        switch (state, frame.event) {
+        case (.joining(_, let joinRef, let deadline), "phx_reply") where frame.ref == joinRef:
+            guard frame.replyStatus == "ok" else {
+                return fail(now: now, reason: "join refused: \(frame.replyStatus ?? "no status")", close: true)
+            }
+            state = .awaitingInit(id: id, deadline: deadline)
+            return []
+        case (.joining, "init"), (.awaitingInit, "init"):
+            // The portal pushes `init` right after accepting the join; a reply that is still in
+            // flight does not matter once `init` is here.
+            state = .ready(id: id)
+            failedAttempts = 0
+            outageStart = nil
+            hasBeenInitialized = true
+            ready = true
+            return [.initialized, .readinessChanged(true)]
+        case (_, "phx_error"), (_, "phx_close"):
+            return fail(now: now, reason: "channel \(frame.event)", close: true)
+        default:
+            return []
+        }
+    }
+
+    /// Runs what is due at `now`: timeouts, heartbeats, reconnect.
+    public mutating func tick(now: Duration) -> [PortalAction] {
+        switch state {
+        case .idle, .gaveUp:
+            return []
+        case .waitingToReconnect(let until):
+            return now >= until ? openConnection(now: now) : []
+        case .connecting(_, let deadline):
+            return now >= deadline ? fail(now: now, reason: "connect timeout", close: true) : []
+        case .joining(_, _, let deadline), .awaitingInit(_, let deadline):
+            if now >= deadline { return fail(now: now, reason: "no join reply or init in time", close: true) }
+            return heartbeatIfDue(now: now)
+        case .ready:
+            return heartbeatIfDue(now: now)
+        }
+    }
+
+    // MARK: - Internals
+
+    private var currentConnectionID: Int? {
+        switch state {
+        case .connecting(let id, _), .joining(let id, _, _), .awaitingInit(let id, _), .ready(let id): return id
+        case .idle, .waitingToReconnect, .gaveUp: return nil
+        }
+    }
+
+    private mutating func makeRef() -> String {
+        nextRef += 1
+        return String(nextRef)
+    }
+
+    private mutating func openConnection(now: Duration) -> [PortalAction] {
+        nextConnectionID += 1
+        state = .connecting(id: nextConnectionID, deadline: now + configuration.connectTimeout)
+        nextHeartbeat = nil
+        pendingHeartbeats = []
+        return [.connect(id: nextConnectionID)]
+    }
+
+    private mutating func heartbeatIfDue(now: Duration) -> [PortalAction] {
+        guard let id = currentConnectionID, let due = nextHeartbeat, now >= due else { return [] }
+        // Study §4: "more than 3 unanswered → reconnect".
+        if pendingHeartbeats.count > configuration.maxMissedHeartbeats {
+            return fail(now: now, reason: "\(pendingHeartbeats.count) heartbeats unanswered", close: true)
+        }
+        let ref = makeRef()
+        pendingHeartbeats.append(ref)
+        nextHeartbeat = now + configuration.heartbeatInterval
+        let frame = PhoenixFrame(joinRef: nil, ref: ref, topic: "phoenix", event: "heartbeat")
+        return [.send(id: id, text: frame.encode())]
+    }
+
+    private mutating func fail(now: Duration, reason: String, close: Bool) -> [PortalAction] {
+        var actions: [PortalAction] = []
+        if close, let id = currentConnectionID { actions.append(.close(id: id)) }
+        if ready {
+            ready = false
+            actions.append(.readinessChanged(false))
+        }
+        nextHeartbeat = nil
+        pendingHeartbeats = []
+        failedAttempts += 1
+        let start = outageStart ?? now
+        outageStart = start
+        let delay = backoffDelay(attempt: failedAttempts)
+        if let limit = configuration.maxAttempts, failedAttempts >= limit {
+            state = .gaveUp
+            actions.append(.gaveUp(reason: "\(failedAttempts) attempts failed; last: \(reason)"))
+            return actions
+        }
+        if (now - start) + delay > configuration.maxElapsed {
+            state = .gaveUp
+            actions.append(.gaveUp(reason: "portal unreachable for \(now - start); last: \(reason)"))
+            return actions
+        }
+        state = .waitingToReconnect(until: now + delay)
+        return actions
+    }
+
+    /// `initial × multiplier^(attempt−1)`, capped at `maxBackoff`, scaled by `1 ± jitter`.
+    public mutating func backoffDelay(attempt: Int) -> Duration {
+        let initial = configuration.initialBackoff.seconds
+        let exponent = Double(max(0, min(attempt - 1, 64)))
+        var seconds = initial * power(max(1, configuration.backoffMultiplier), exponent)
+        seconds = min(seconds, configuration.maxBackoff.seconds)
+        let jitter = max(0, min(1, configuration.jitter))
+        let unit = Double.random(in: 0...1, using: &rng)
+        seconds *= 1 + jitter * (2 * unit - 1)
+        return .nanoseconds(Int64(max(0, seconds) * 1e9))
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
+    }
+}
+
+@inline(__always) private func power(_ base: Double, _ exponent: Double) -> Double {
+    var result = 1.0
+    var remaining = Int(exponent)
+    while remaining > 0 && result < 1e12 {
+        result *= base
+        remaining -= 1
+    }
+    return result
+}
