@@ -41,6 +41,9 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable {
     public static let software = AttributeType(rawValue: 0x8022)
     public static let alternateServer = AttributeType(rawValue: 0x8023)
     public static let fingerprint = AttributeType(rawValue: 0x8028)
+    /// ADDITIONAL-ADDRESS-FAMILY as draft-ietf-tram-turn-ipv6 numbered it before RFC 8656 assigned
+    /// 0x8000; coturn (4.6 included) still sends this codepoint. Unassigned in the IANA registry.
+    public static let draftAdditionalAddressFamily = AttributeType(rawValue: 0x8032)
 }
 
 extension AttributeType: CustomStringConvertible {

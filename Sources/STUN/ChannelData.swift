@@ -18,6 +18,11 @@ public enum ChannelData {
     /// RFC 8656 §12: "0x4000 through 0x4FFF: These values are the allowed channel numbers".
     public static let validChannels: ClosedRange<UInt16> = 0x4000...0x4FFF
 
+    /// RFC 5766 §11: "0x4000 through 0x7FFF: These values are the allowed channel numbers (16,383
+    /// possible values)". RFC 8656 §12 narrowed this to 0x4000-0x4FFF; older clients (coturn's
+    /// turnutils_uclient among them) still draw from the whole RFC 5766 range.
+    public static let rfc5766Channels: ClosedRange<UInt16> = 0x4000...0x7FFF
+
     /// The channel and payload length of a ChannelData message, or nil when the datagram is shorter
     /// than the header, the channel number is outside 0x4000-0x4FFF, or the length field claims more
     /// bytes than follow the header. Bytes after the payload (padding) are allowed.
@@ -27,6 +32,20 @@ public enum ChannelData {
         guard bytes.count >= 4 else { return nil }
         let channel = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt16.self))
         guard channel >= 0x4000 && channel <= 0x4FFF else { return nil }
+        let length = Int(UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        guard length <= bytes.count - 4 else { return nil }
+        return (channel: channel, payloadLength: length)
+    }
+
+    /// `parse` with the highest accepted channel number given: 0x4FFF (RFC 8656) or 0x7FFF
+    /// (RFC 5766). Values below 0x4FFF are treated as 0x4FFF: the RFC 8656 range is always valid.
+    @inlinable
+    public static func parse(
+        _ bytes: UnsafeRawBufferPointer, highestChannel: UInt16
+    ) -> (channel: UInt16, payloadLength: Int)? {
+        guard bytes.count >= 4 else { return nil }
+        let channel = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt16.self))
+        guard channel >= 0x4000 && channel <= max(highestChannel, 0x4FFF) else { return nil }
         let length = Int(UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
         guard length <= bytes.count - 4 else { return nil }
         return (channel: channel, payloadLength: length)

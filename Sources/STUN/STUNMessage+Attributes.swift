@@ -101,6 +101,11 @@ extension STUNMessage {
         try family(.additionalAddressFamily)
     }
 
+    /// ADDITIONAL-ADDRESS-FAMILY under its pre-RFC draft codepoint 0x8032 (same layout).
+    public func draftAdditionalAddressFamily() throws(STUNAttributeError) -> AddressFamily? {
+        try family(.draftAdditionalAddressFamily)
+    }
+
     /// EVEN-PORT (RFC 8656 §18.4): one byte whose most significant bit is R ("the server is
     /// requested to reserve the next-higher port number").
     /// (Swift has no one-element labelled tuple, so this is the `EvenPort` struct with the same

@@ -36,6 +36,7 @@ struct RelaySettings {
     var enableGSO: Bool
     var enableGRO: Bool
     var steerByClientIP: Bool
+    var rfc5766ChannelNumbers: Bool
     var operations: OperationsSettings
 
     init(_ o: ServeCommand) throws {
@@ -146,6 +147,7 @@ struct RelaySettings {
         enableGSO = !(o.disableGso || Environment.flag("DISABLE_GSO"))
         enableGRO = !(o.disableGro || Environment.flag("DISABLE_GRO"))
         steerByClientIP = o.steerByClientIp || Environment.flag("STEER_BY_CLIENT_IP")
+        rfc5766ChannelNumbers = o.rfc5766ChannelNumbers || Environment.flag("RFC5766_CHANNEL_NUMBERS")
         operations = try OperationsSettings(o)
         if let file = operations.credentialsFile {
             // The file's credentials count as configured credentials: no generated secret then.
@@ -180,6 +182,7 @@ struct RelaySettings {
         c.maxAllocationsPerUsername = maxAllocationsPerUser
         c.maxPermissionsPerAllocation = maxPermissions
         c.maxChannelsPerAllocation = maxChannels
+        c.rfc5766ChannelNumbers = rfc5766ChannelNumbers
         return c
     }
 

@@ -108,6 +108,9 @@ struct ServeCommand: ParsableCommand {
     @Flag(help: "Send all traffic of one client IP address to one worker (needed for EVEN-PORT reservations across a client's sockets, e.g. RTP/RTCP pairs, when --workers > 1; spreads worse behind NAT). [env: STEER_BY_CLIENT_IP=1]")
     var steerByClientIp = false
 
+    @Flag(name: .customLong("rfc5766-channel-numbers"), help: "Accept RFC 5766 channel numbers 0x4000-0x7FFF (RFC 8656 allows only 0x4000-0x4FFF), for older clients such as coturn's turnutils_uclient. [env: RFC5766_CHANNEL_NUMBERS=1]")
+    var rfc5766ChannelNumbers = false
+
     func run() throws {
         let settings = try RelaySettings(self)
         LoggingSystem.bootstrap { label in

@@ -285,6 +285,23 @@ private func defaultRangeBoundaries(_ c: RangeCase) {
     #expect(denied.evaluate(ip("10.0.0.5")) == .relaySelf)
 }
 
+@Test func operatorAllowOpensTheRelaysOwnAddressOnEveryPort() {
+    // A relay serving on ::1 (the only IPv6 loopback address) with ::1/128 allowed: a peer on ::1
+    // is the relay's own address, and the operator opened it explicitly.
+    let policy = PeerPolicy(allow: [cidr("::1/128"), cidr("127.0.0.0/8")], relayAddresses: [ip("::1"), ip("127.0.0.1")])
+    #expect(policy.evaluate(ip("::1")) == .allowed)
+    #expect(policy.evaluate(ip("127.0.0.1")) == .allowed)
+    #expect(policy.evaluate(ip("::ffff:127.0.0.1")) == .allowed, "judged as its IPv4 address")
+    // Without the allow, the relay's own address is relay-self (relay ports only).
+    #expect(PeerPolicy(relayAddresses: [ip("::1")]).evaluate(ip("::1")) == .relaySelf)
+    // An allow of another range does not open the relay's address.
+    #expect(PeerPolicy(allow: [cidr("10.0.0.0/8")], relayAddresses: [ip("10.0.0.5")]).evaluate(ip("10.0.0.5")) == .allowed)
+    #expect(PeerPolicy(allow: [cidr("10.1.0.0/16")], relayAddresses: [ip("10.0.0.5")]).evaluate(ip("10.0.0.5")) == .relaySelf)
+    // Operator deny still comes first: allowed and denied together leaves only relay-self.
+    let both = PeerPolicy(allow: [cidr("::1/128")], deny: [cidr("::1/128")], relayAddresses: [ip("::1")])
+    #expect(both.evaluate(ip("::1")) == .relaySelf)
+}
+
 // MARK: - canonicalize edge cases
 
 @Test func canonicalizeLeavesOrdinaryAddressesAlone() {

@@ -177,6 +177,30 @@ import STUN
         })
     }
 
+    @Test func draftCodepointOfAdditionalAddressFamilyAsksForADualAllocation() throws {
+        // coturn's turnutils_uclient -Z sends ADDITIONAL-ADDRESS-FAMILY as 0x8032
+        // (draft-ietf-tram-turn-ipv6); RFC 8656 §18.11 numbers it 0x8000. Same request either way.
+        let h = Harness { $0.relayAddressIPv6 = Addr.relayV6 }
+        let pending = h.receive(try allocateRequest(h) { $0.appendAddressFamily(.draftAdditionalAddressFamily, .ipv6) }, from: Addr.client)
+        #expect(pending.opens.map(\.family) == [.ipv4, .ipv6])
+        let port = try #require(pending.opens.first?.port)
+        #expect(h.answer(pending.opens).only?.bytes == expectedResponse(.allocate, .successResponse, id: transactionID(1), key: Credentials.alice.key) {
+            $0.appendXorAddress(.xorRelayedAddress, TransportAddress(ip: .v4(Addr.relayV4), port: port))
+            $0.appendXorAddress(.xorRelayedAddress, TransportAddress(ip: .v6(Addr.relayV6), port: port))
+            $0.appendUInt32(.lifetime, 600)
+            $0.appendXorAddress(.xorMappedAddress, Addr.client)
+        })
+        // The draft codepoint obeys the same rules: with REQUESTED-ADDRESS-FAMILY, or naming IPv4, 400.
+        expectError(h.receive(try allocateRequest(h, id: 2, client: Addr.client2) {
+            $0.appendAddressFamily(.requestedAddressFamily, .ipv4)
+            $0.appendAddressFamily(.draftAdditionalAddressFamily, .ipv6)
+        }, from: Addr.client2), .badRequest, id: 2)
+        expectError(h.receive(try allocateRequest(h, id: 3, client: Addr.client2) {
+            $0.appendAddressFamily(.draftAdditionalAddressFamily, .ipv4)
+        }, from: Addr.client2),
+                    .badRequest, id: 3)
+    }
+
     @Test func requestedIPv6OnDualStackServerGetsOnlyIPv6() throws {
         let h = Harness { $0.relayAddressIPv6 = Addr.relayV6 }
         let (relays, _, _) = try h.allocate { $0.appendAddressFamily(.requestedAddressFamily, .ipv6) }

@@ -102,6 +102,35 @@ import STUN
         #expect(h.server.tableSizes.channels == 0)
     }
 
+    @Test func rfc5766ChannelNumbersOnlyWhenConfigured() throws {
+        // RFC 8656 §12: "0x5000 through 0xFFFF: Reserved"; RFC 5766 §11: "0x4000 through 0x7FFF:
+        // These values are the allowed channel numbers". turnutils_uclient bound 0x671D.
+        let strict = Harness()
+        try strict.allocate()
+        #expect(try code(try strict.channelBind(0x671D, to: Addr.peer)) == 400)
+        #expect(strict.receive(channelData(0x671D, [1]), from: Addr.client).sent.isEmpty)
+        #expect(strict.server.statistics.drops.unknownFirstByte == 1)
+
+        let h = Harness { $0.rfc5766ChannelNumbers = true }
+        let (_, handles, _) = try h.allocate()
+        #expect(try code(try h.channelBind(0x671D, to: Addr.peer)) == nil)
+        #expect(try code(try h.channelBind(0x7FFF, to: Addr.peer2, id: 4)) == nil)
+        #expect(try code(try h.channelBind(0x8000, to: TransportAddress("9.9.9.9:1")!, id: 5)) == 400)
+        #expect(try code(try h.channelBind(0x3FFF, to: TransportAddress("9.9.9.9:1")!, id: 6)) == 400)
+        // ChannelData on 0x671D both ways, zero copy as on the RFC 8656 range.
+        let up = try #require(h.receive(channelData(0x671D, [1, 2, 3]), from: Addr.client, bufferID: 5).only)
+        #expect(up.socket == handles[0])
+        #expect(up.destination == Addr.peer)
+        #expect(up.bytes == [1, 2, 3])
+        #expect(up.pointer == UnsafeRawPointer(h.payloadStart + 4))
+        let down = try #require(h.receive([4, 5], from: Addr.peer, on: handles[0]).only)
+        #expect(down.bytes == channelData(0x671D, [4, 5]))
+        #expect(try #require(h.receive(channelData(0x7FFF, [6]), from: Addr.client).only).destination == Addr.peer2)
+        // First bytes 0x80 and up are never ChannelData.
+        #expect(h.receive([0x80, 0x00, 0x00, 0x01, 7], from: Addr.client).sent.isEmpty)
+        #expect(h.server.statistics.drops.unknownFirstByte == 1)
+    }
+
     @Test func aChannelOrPeerBoundToSomethingElseIs400() throws {
         let h = Harness()
         try h.allocate()
@@ -223,6 +252,53 @@ import STUN
         try h.allocate()
         #expect(try code(try h.channelBind(0x4000, to: TransportAddress(ip: .v4(Addr.relayV4), port: 55000))) == nil)
         #expect(try code(try h.channelBind(0x4001, to: TransportAddress(ip: .v4(Addr.relayV4), port: 60000), id: 4)) == 403)
+    }
+
+    @Test func operatorAllowOpensAPeerOnTheRelaysOwnIPv6Address() throws {
+        // A relay on ::1 with --allow-peer ::1/128 and an IPv6 peer on ::1, outside the relay
+        // ports: ::1 is the only IPv6 loopback address, so the peer shares the relay's address.
+        let selfV6 = IPv6Address("::1")!
+        let peer = TransportAddress(ip: .v6(selfV6), port: 40123)
+        let h = Harness {
+            $0.relayAddressIPv6 = selfV6
+            $0.portRange = 50000...50999
+            $0.peerPolicy = PeerPolicy(allow: [CIDR("::1/128")!])
+        }
+        let (relays, handles, _) = try h.allocate(Addr.clientV6) { $0.appendAddressFamily(.requestedAddressFamily, .ipv6) }
+        #expect(relays.map(\.family) == [.ipv6])
+        #expect(errorCode(try #require(try h.createPermission([peer], client: Addr.clientV6).only).bytes) == nil)
+        #expect(try code(try h.channelBind(0x4000, to: peer, client: Addr.clientV6)) == nil)
+        let up = try #require(h.receive(channelData(0x4000, [9, 8]), from: Addr.clientV6).only)
+        #expect(up.socket == handles[0])
+        #expect(up.destination == peer)
+        #expect(try #require(h.receive([7], from: peer, on: handles[0]).only).bytes == channelData(0x4000, [7]))
+        // A Send indication to the peer is relayed too (turnutils_uclient -x -s).
+        let indication = message(.send, .indication, id: transactionID(77)) { w in
+            w.appendXorAddress(.xorPeerAddress, peer)
+            [UInt8]([5, 6]).withUnsafeBytes { w.append(.data, bytes: $0) }
+        }
+        let sent = try #require(h.receive(indication, from: Addr.clientV6).only)
+        #expect(sent.destination == peer)
+        #expect(sent.bytes == [5, 6])
+
+        // Without the operator allow, the same peer is the relay itself on a non-relay port: 403.
+        let closed = Harness {
+            $0.relayAddressIPv6 = selfV6
+            $0.portRange = 50000...50999
+        }
+        try closed.allocate(Addr.clientV6) { $0.appendAddressFamily(.requestedAddressFamily, .ipv6) }
+        // (A permission is for the IP address only, so CreatePermission succeeds: hairpin.)
+        #expect(errorCode(try #require(try closed.createPermission([peer], client: Addr.clientV6).only).bytes) == nil)
+        #expect(try code(try closed.channelBind(0x4000, to: peer, client: Addr.clientV6)) == 403)
+        #expect(closed.receive(indication, from: Addr.clientV6).sent.isEmpty)
+        // An operator deny of the address keeps it closed even with the allow.
+        let denied = Harness {
+            $0.relayAddressIPv6 = selfV6
+            $0.portRange = 50000...50999
+            $0.peerPolicy = PeerPolicy(allow: [CIDR("::1/128")!], deny: [CIDR("::1/128")!])
+        }
+        try denied.allocate(Addr.clientV6) { $0.appendAddressFamily(.requestedAddressFamily, .ipv6) }
+        #expect(try code(try denied.channelBind(0x4000, to: peer, client: Addr.clientV6)) == 403)
     }
 
     @Test func hairpinBetweenTwoClientsOfThisRelay() throws {

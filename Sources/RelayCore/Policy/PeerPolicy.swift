@@ -11,7 +11,11 @@ import STUN
 ///
 /// Decision order for `evaluate`:
 /// 1. Canonicalize: an IPv6 address that embeds an IPv4 address is judged as that IPv4 address.
-/// 2. One of the relay's own addresses → `.relaySelf` (the server allows only its relay ports).
+/// 2. One of the relay's own addresses → `.allowed` when an operator `allow` covers it and no
+///    operator `deny` does (the operator opened that address explicitly, e.g. `::1/128` on a relay
+///    serving on ::1, the only IPv6 loopback address); otherwise `.relaySelf` (the server allows
+///    only its relay ports, so two clients of this relay reach each other even inside a denied
+///    range).
 /// 3. Operator `deny` → `.denied`. Deny beats allow, so an operator can open a range and carve a
 ///    hole back out of it (allow 10.0.0.0/8, deny 10.0.5.0/24). Deny is matched against both the
 ///    canonical address and the address as received, so `deny: ["2002::/16"]` blocks all 6to4.
@@ -85,8 +89,11 @@ public struct PeerPolicy: Sendable {
     /// Send indication; allocation-free.
     public func evaluate(_ ip: IPAddress) -> PeerDecision {
         let canonical = Self.canonicalize(ip)
-        if selfSet.contains(canonical) { return .relaySelf }
-        if denySet.contains(canonical) || (canonical != ip && denySet.contains(ip)) { return .denied }
+        let operatorDenied = denySet.contains(canonical) || (canonical != ip && denySet.contains(ip))
+        if selfSet.contains(canonical) {
+            return !operatorDenied && allowSet.contains(canonical) ? .allowed : .relaySelf
+        }
+        if operatorDenied { return .denied }
         if allowSet.contains(canonical) { return .allowed }
         if defaultSet.contains(canonical) { return .denied }
         return .allowed

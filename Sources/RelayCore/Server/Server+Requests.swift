@@ -202,7 +202,12 @@ extension Server {
         let token = try parsed(message.reservationToken())
         let evenPort = try parsed(message.evenPort())
         let requestedFamily = try parsed(message.requestedAddressFamily())
-        let additionalFamily = try parsed(message.additionalAddressFamily())
+        // coturn's clients send ADDITIONAL-ADDRESS-FAMILY under draft-ietf-tram-turn-ipv6's
+        // codepoint 0x8032 (RFC 8656 §18.11 assigned 0x8000); both mean the same request. Without
+        // this, a comprehension-optional attribute the server does not know is ignored (RFC 8489
+        // §15) and the client silently gets an IPv4-only allocation.
+        var additionalFamily = try parsed(message.additionalAddressFamily())
+        if additionalFamily == nil { additionalFamily = try parsed(message.draftAdditionalAddressFamily()) }
         // 5. "If yes, and the request also contains an EVEN-PORT or REQUESTED-ADDRESS-FAMILY or
         // ADDITIONAL-ADDRESS-FAMILY attribute, the server rejects the request with a 400 (Bad
         // Request) error. Otherwise, ... If the token is not valid for some reason, the server
@@ -372,12 +377,13 @@ extension Server {
         let id = try activeAllocation(of: client, auth: auth)
         guard let allocation = allocations[Int(id.index)] else { throw .allocationMismatch }
         // "The request contains both a CHANNEL-NUMBER and an XOR-PEER-ADDRESS attribute; The
-        // channel number is in the range 0x4000 through 0x4FFF (inclusive)" else 400.
+        // channel number is in the range 0x4000 through 0x4FFF (inclusive)" else 400. With
+        // `rfc5766ChannelNumbers`, RFC 5766 §11's "0x4000 through 0x7FFF".
         guard let rawNumber = try parsed(message.channelNumber()),
               let peerAddress = try parsed(message.xorPeerAddresses()).first
         else { throw .badRequest }
         let number = ChannelNumber(rawNumber)
-        guard number.isValid else { throw .badRequest }
+        guard number.isValid(rfc5766: rfc5766ChannelNumbers) else { throw .badRequest }
         let peer = PeerSocket(peerAddress)
         // "If the XOR-PEER-ADDRESS attribute contains an address of an address family that is not
         // the same as that of a relayed transport address for the allocation, the server MUST

@@ -26,6 +26,10 @@ public final class Server {
     public internal(set) var statistics = ServerStatistics()
     /// True after `drain()`: existing allocations keep working, new ones are refused.
     public private(set) var isDraining = false
+    /// `configuration.rfc5766ChannelNumbers`, and the highest channel number it admits (0x4FFF or
+    /// 0x7FFF), read on the fast path.
+    let rfc5766ChannelNumbers: Bool
+    let highestChannelNumber: UInt16
 
     var random: any RandomNumberGenerator
     var timers = TimerQueue()
@@ -52,6 +56,8 @@ public final class Server {
 
     public init(configuration: ServerConfiguration, random: any RandomNumberGenerator, now: Instant) {
         self.configuration = configuration
+        rfc5766ChannelNumbers = configuration.rfc5766ChannelNumbers
+        highestChannelNumber = configuration.rfc5766ChannelNumbers ? ChannelNumber.validRFC5766.upperBound : ChannelNumber.valid.upperBound
         self.random = random
         ports = PortAllocator(range: configuration.portRange)
         transactions = TransactionCache(capacity: configuration.transactionCacheSize,
@@ -143,8 +149,8 @@ public final class Server {
             return
         }
         // RFC 8656 §12, Table 3: "[0..3] STUN", "[64..79] TURN Channel", "Others: Reserved; MUST be
-        // dropped".
-        switch DatagramKind(firstByte: datagram.bytes.load(as: UInt8.self)) {
+        // dropped". With `rfc5766ChannelNumbers`, [64..127] (RFC 5766 §11's 0x4000-0x7FFF).
+        switch DatagramKind(firstByte: datagram.bytes.load(as: UInt8.self), rfc5766Channels: rfc5766ChannelNumbers) {
         case .channelData: relayFromClient(datagram, out: out)
         case .stun: handleSTUN(datagram, now: now, out: out)
         case .other: statistics.drops.unknownFirstByte &+= 1
@@ -161,7 +167,8 @@ public final class Server {
     /// MUST NOT refresh either the channel binding or the permission towards the peer."
     @inline(__always)
     func relayFromClient(_ datagram: InboundDatagram, out: OutboundBatch) {
-        guard let frame = ChannelData.parse(UnsafeRawBufferPointer(start: datagram.bytes, count: datagram.length)) else {
+        guard let frame = ChannelData.parse(UnsafeRawBufferPointer(start: datagram.bytes, count: datagram.length),
+                                            highestChannel: highestChannelNumber) else {
             statistics.drops.malformed &+= 1
             return
         }

@@ -19,6 +19,12 @@ public struct ServerConfiguration: Sendable {
     /// unauthenticated responses no larger than requests).
     public var software: String? = nil
     public var softwareInUnauthenticatedResponses: Bool = false
+    /// Accept RFC 5766's channel numbers 0x4000-0x7FFF instead of RFC 8656's 0x4000-0x4FFF, in
+    /// ChannelBind and when demultiplexing ChannelData (first bytes 0x40-0x7F). Off by default:
+    /// RFC 8656 §12 "0x5000 through 0xFFFF: Reserved (For DTLS-SRTP multiplexing collision
+    /// avoidance, see [RFC7983])". For clients that still draw from RFC 5766 §11's "0x4000
+    /// through 0x7FFF" (coturn's turnutils_uclient), on a port that carries no DTLS or RTP.
+    public var rfc5766ChannelNumbers: Bool = false
 
     // MARK: Authentication and peers
 

@@ -5,12 +5,6 @@ import Testing
 /// test (it still runs against coturn), so the suite states the gap instead of failing.
 /// INTEROP_INCLUDE_KNOWN_GAPS=1 runs them anyway, to check a fix.
 enum KnownGap {
-    /// Seen: ChannelBind with CHANNEL-NUMBER 0x671d answered 400 (Bad Request).
-    static let rfc5766ChannelNumbers: Comment = """
-        turn-relay answers ChannelBind with 400 for channel numbers 0x5000-0x7FFF (RFC 5766's range, \
-        narrowed to 0x4000-0x4FFF by RFC 8656), and turnutils_uclient draws its channel numbers from 0x4000-0x7FFF
-        """
-
     /// Seen: two clients allocating on a relay with 2 workers, each with a permission for the
     /// other's relayed address, each sending a Send indication to it: in 6 of 10 pairs neither got
     /// a Data indication (the same script with --workers 1: 9 of 9 pairs got both).
@@ -24,19 +18,6 @@ enum KnownGap {
     static let reservationAcrossWorkers: Comment = """
         turn-relay answers 508 to an Allocate with a RESERVATION-TOKEN when the reservation was made \
         on another worker (the RTCP allocation comes from a different client socket than the RTP one)
-        """
-
-    /// Seen: ChannelBind and CreatePermission for a peer on [::1] answered 403 although the relay
-    /// was started with --allow-peer ::1/128.
-    static let peerOnRelayOwnIPv6Address: Comment = """
-        turn-relay refuses (403) a peer on its own address outside its relay port range even when \
-        --allow-peer covers it, and ::1 is the only IPv6 loopback address, so the IPv6 peer is on the relay's address
-        """
-
-    /// Seen: an Allocate with ADDITIONAL-ADDRESS-FAMILY (IPv6) got a success response with one
-    /// XOR-RELAYED-ADDRESS (IPv4) and neither an IPv6 one nor ADDRESS-ERROR-CODE.
-    static let dualAllocationSecondAddress: Comment = """
-        turn-relay's dual allocation (ADDITIONAL-ADDRESS-FAMILY) returns only the IPv4 relayed address
         """
 }
 

@@ -62,8 +62,9 @@ final class TurnServerUnderTest: @unchecked Sendable {
     var isRunning: Bool { process.isRunning }
 
     /// Starts the server on a free loopback port (IPv4, and ::1 too when it exists) and waits
-    /// until it answers a STUN Binding request.
-    init(_ implementation: Implementation, relayPortCount: Int = 200) throws {
+    /// until it answers a STUN Binding request. `rfc5766ChannelNumbers` starts turn-relay with
+    /// --rfc5766-channel-numbers (coturn accepts RFC 5766's channel range anyway).
+    init(_ implementation: Implementation, relayPortCount: Int = 200, rfc5766ChannelNumbers: Bool = false) throws {
         self.implementation = implementation
         port = try LoopbackPorts.freePort()
         relayPorts = try LoopbackPorts.relayPortRange(count: relayPortCount)
@@ -75,6 +76,7 @@ final class TurnServerUnderTest: @unchecked Sendable {
         case .turnRelay:
             executable = try Self.turnRelayBinary()
             arguments = Self.turnRelayArguments(port: port, relayPorts: relayPorts, realm: realm, secret: secret)
+                + (rfc5766ChannelNumbers ? ["--rfc5766-channel-numbers"] : [])
         case .coturn:
             executable = try ExternalTool.locate("turnserver")
             arguments = Self.coturnArguments(port: port, relayPorts: relayPorts, realm: realm, secret: secret)
@@ -96,8 +98,8 @@ final class TurnServerUnderTest: @unchecked Sendable {
         print("interop[\(implementation)]: answered a Binding request \(ContinuousClock.now - started) after start")
     }
 
-    convenience init() throws {
-        try self.init(try Implementation.selected)
+    convenience init(rfc5766ChannelNumbers: Bool = false) throws {
+        try self.init(try Implementation.selected, rfc5766ChannelNumbers: rfc5766ChannelNumbers)
     }
 
     deinit { stop() }

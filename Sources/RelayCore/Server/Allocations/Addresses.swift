@@ -21,6 +21,10 @@ public struct ChannelNumber: Hashable, Sendable {
     @inlinable public init(_ rawValue: UInt16) { self.rawValue = rawValue }
     public static let valid: ClosedRange<UInt16> = 0x4000...0x4FFF
     public var isValid: Bool { Self.valid.contains(rawValue) }
+    /// RFC 5766 §11: "0x4000 through 0x7FFF: These values are the allowed channel numbers".
+    public static let validRFC5766: ClosedRange<UInt16> = 0x4000...0x7FFF
+    /// `isValid`, or within RFC 5766's wider range when `rfc5766` is set.
+    public func isValid(rfc5766: Bool) -> Bool { (rfc5766 ? Self.validRFC5766 : Self.valid).contains(rawValue) }
 }
 
 /// A slot in the allocation table. Slots are reused after an allocation is deleted; every timer and
