@@ -112,7 +112,6 @@ extension RealClientTests {
 
     @Test(
         "turnutils_uclient client to client relays every message with zero loss",
-        .disabledForTurnRelay(KnownGap.hairpinAcrossWorkers),
         arguments: clientToClientScenarios)
     func uclientClientToClient(_ scenario: UclientScenario) throws {
         try runUclientScenario(scenario)
