@@ -94,10 +94,11 @@ final class ReceiveBufferPool {
         }
     }
 
-    /// Publishes queued returns to the kernel's buffer ring in one go.
-    func flushReturns(_ ring: OpaquePointer) {
+    /// Publishes queued returns to the backend (the kernel's buffer ring, or the batched loop's
+    /// free list) in one go.
+    @inline(__always) func flushReturns<B: IOBackend>(_ backend: B) {
         guard returnCount > 0 else { return }
-        cu_buffers_return(ring, returns, UInt32(returnCount))
+        backend.returnBuffers(returns, count: returnCount)
         inRing += returnCount
         returnCount = 0
     }

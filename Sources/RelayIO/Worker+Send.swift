@@ -43,7 +43,7 @@ extension Worker {
             statistics.droppedUnknownSocket &+= UInt64(to - from)
             return
         }
-        guard let slot = sends.take(), let iov = cu_send_iovecs(ring, UInt32(slot)) else {
+        guard let slot = sends.take(), let iov = backend.sendIovecs(slot) else {
             statistics.droppedSendQueueFull &+= UInt64(to - from)
             return
         }
@@ -90,7 +90,8 @@ extension Worker {
         sends.destination[slot] = destination
         sends.segments[slot] = UInt16(n)
         sends.segmentSize[slot] = segmentSize
-        guard cu_prep_send(ring, UInt32(slot), fd, &destination, UInt32(n), segmentSize, UserData.send(slot)) == 0 else {
+        guard backend.prepareSend(slot: slot, fd: fd, destination: &destination, count: n, segmentSize: segmentSize,
+                                    userData: UserData.send(slot)) else {
             statistics.droppedSendQueueFull &+= UInt64(n)
             releaseReferences(slot, count: n)
             sends.give(slot)
@@ -135,11 +136,11 @@ extension Worker {
     func resendIndividually(_ slot: Int) {
         let n = Int(sends.segments[slot])
         let refs = sends.references(of: slot)
-        guard let oldIov = cu_send_iovecs(ring, UInt32(slot)) else { return }
+        guard let oldIov = backend.sendIovecs(slot) else { return }
         let fd = fd(for: SocketHandle(raw: sends.socket[slot]))
         var destination = sends.destination[slot]
         for k in 0..<n {
-            guard fd >= 0, let single = sends.take(), let iov = cu_send_iovecs(ring, UInt32(single)) else {
+            guard fd >= 0, let single = sends.take(), let iov = backend.sendIovecs(single) else {
                 statistics.droppedSendQueueFull &+= 1
                 release(refs[k])
                 continue
@@ -150,7 +151,8 @@ extension Worker {
             sends.destination[single] = destination
             sends.segments[single] = 1
             sends.segmentSize[single] = 0
-            if cu_prep_send(ring, UInt32(single), fd, &destination, 1, 0, UserData.send(single)) != 0 {
+            if !backend.prepareSend(slot: single, fd: fd, destination: &destination, count: 1, segmentSize: 0,
+                                    userData: UserData.send(single)) {
                 statistics.droppedSendQueueFull &+= 1
                 release(refs[k])
                 sends.give(single)

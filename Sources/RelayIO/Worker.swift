@@ -3,19 +3,20 @@ import Glibc
 import RelayCore
 import STUN
 
-/// One event loop on one thread: its own ring, buffers, sockets and processor. Nothing in it is
+/// One event loop on one thread: its own backend (io_uring ring or epoll + batched syscalls),
+/// buffers, sockets and processor. Nothing in it is
 /// shared with other workers; it is created on, and only touched by, its own thread.
 ///
 /// The loop: reap a batch of completions → hand the received datagrams to the processor in one
 /// `process` call → carry out its socket requests (answering `socketOpened` at once) → turn its
 /// outbound datagrams into sendmsg SQEs (GSO runs) → give unheld buffers back → sleep in
 /// `io_uring_submit_and_wait_timeout` until a completion or the processor's next timer (≤ 1 s).
-public final class Worker<P: DatagramProcessor> {
+final class Worker<P: DatagramProcessor, B: IOBackend> {
     let configuration: WorkerConfiguration
     let processor: P
     let clock: RelayClock
     let control: WorkerControl
-    let ring: OpaquePointer
+    let backend: B
     let rx: ReceiveBufferPool
     let tx: TransmitBufferPool
     let batch: OutboundBatch
@@ -66,12 +67,8 @@ public final class Worker<P: DatagramProcessor> {
         else { throw .configuration("receive buffers must be a power of two ≤ 32768; capacities > 0") }
         self.rx = rx
         self.tx = tx
-        var error: Int32 = 0, stage: Int32 = 0
-        guard let ring = cu_ring_create(UInt32(configuration.ringEntries), rx.base, UInt32(rx.count),
-                                        UInt32(rx.stride), UInt32(rx.kernelBytes), &error, &stage)
-        else { throw .ring(stage: stage, errno: -error) }
-        self.ring = ring
-        sends = SendTable(count: Int(cu_send_slot_count(ring)))
+        backend = try B(configuration: configuration, receiveBuffers: rx)
+        sends = SendTable(count: backend.sendSlotCount)
         batch = OutboundBatch(capacity: configuration.outboundCapacity, arenaBytes: configuration.outboundArenaBytes)
         inboundCapacity = max(configuration.inboundCapacity, configuration.maxGROSegments + 1)
         inbound = .allocate(capacity: inboundCapacity)
@@ -89,8 +86,8 @@ public final class Worker<P: DatagramProcessor> {
 
     deinit {
         for entry in sockets where entry.fd >= 0 { _ = cu_close(entry.fd) }
-        // Tearing the ring down ends every request still using the buffers; only then free them.
-        cu_ring_destroy(ring)
+        // Tearing the backend down ends every request still using the buffers; only then free them.
+        backend.shutdown()
         inbound.deinitialize(count: inboundCount)
         inbound.deallocate()
         heldBuffers.deallocate()
@@ -126,7 +123,7 @@ public final class Worker<P: DatagramProcessor> {
             if let due = processor.nextTimeout() {
                 wait = due <= now ? 0 : min(wait, due.nanoseconds - now.nanoseconds)
             }
-            let rc = cu_submit_and_wait(ring, wait)
+            let rc = backend.submitAndWait(wait)
             if rc < 0 && rc != -EBUSY && rc != -EAGAIN { statistics.receiveErrors &+= 1 }
             reapAll()
             now = clock.now()
@@ -134,14 +131,14 @@ public final class Worker<P: DatagramProcessor> {
                 processor.handleTimeout(now: now, into: batch)
                 flushOutbound(now: now)
             }
-            rx.flushReturns(ring)
+            rx.flushReturns(backend)
             rearmPending()
             publishStatistics(now: now)
         }
         // Collect what already completed so the final statistics show buffers returned.
-        _ = cu_submit_and_wait(ring, 0)
+        _ = backend.submitAndWait(0)
         reapAll()
-        rx.flushReturns(ring)
+        rx.flushReturns(backend)
         let final = currentStatistics
         control.publish(final)
         processor.workerStatisticsDidUpdate(final, now: clock.now())
@@ -168,7 +165,7 @@ public final class Worker<P: DatagramProcessor> {
     /// Reaps everything ready, in bounded rounds so timers and sends keep their turn.
     func reapAll() {
         for _ in 0..<16 {
-            let n = Int(cu_reap(ring, completions, UInt32(Self.completionCapacity)))
+            let n = backend.reap(into: completions, max: Self.completionCapacity)
             for i in 0..<n { handle(completions[i]) }
             if n < Self.completionCapacity { break }
         }
@@ -192,7 +189,7 @@ public final class Worker<P: DatagramProcessor> {
     func arm(_ raw: UInt32) {
         let entry = sockets[Int(raw)]
         guard entry.fd >= 0, !entry.armed else { return }
-        if cu_prep_recv_multishot(ring, entry.fd, UserData.receive(raw, generation: entry.generation)) == 0 {
+        if backend.armReceive(fd: entry.fd, userData: UserData.receive(raw, generation: entry.generation)) {
             sockets[Int(raw)].armed = true
         } else if !entry.awaitingRearm {
             sockets[Int(raw)].awaitingRearm = true
@@ -201,7 +198,7 @@ public final class Worker<P: DatagramProcessor> {
     }
 
     func armWake() {
-        _ = cu_prep_poll_in(ring, control.wakeFD, UserData.wake)
+        backend.pollIn(fd: control.wakeFD, userData: UserData.wake)
     }
 
     /// Re-arms receives that ended, once buffers are back in the ring (re-arming into an empty ring
@@ -313,7 +310,7 @@ public final class Worker<P: DatagramProcessor> {
         // Sends took their own holds on the buffers they point into; drop the batch's.
         for i in 0..<heldCount { rx.release(heldBuffers[i]) }
         heldCount = 0
-        rx.flushReturns(ring)
+        rx.flushReturns(backend)
     }
 
     // MARK: - Outbound: socket requests, then datagrams
@@ -379,7 +376,7 @@ public final class Worker<P: DatagramProcessor> {
         guard handle.allocationIndex != nil, raw < sockets.count, sockets[raw].fd >= 0 else { return }
         let entry = sockets[raw]
         if entry.armed {
-            _ = cu_prep_cancel(ring, UserData.receive(handle.raw, generation: entry.generation), UserData.cancel)
+            backend.cancelReceive(fd: entry.fd, userData: UserData.receive(handle.raw, generation: entry.generation))
         }
         _ = cu_close(entry.fd)
         sockets[raw].fd = -1

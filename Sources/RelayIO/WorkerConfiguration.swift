@@ -10,6 +10,9 @@ public struct WorkerConfiguration: Sendable {
     public var relayBindIPv4: IPv4Address?
     public var relayBindIPv6: IPv6Address?
 
+    /// How the workers do I/O: io_uring, or epoll with recvmmsg/sendmmsg where io_uring is refused
+    /// (`IOBackendChoice.resolve` picks one). Everything else is the same for both.
+    public var ioBackend: IOBackendKind = .ioUring
     /// Submission queue entries (completion queue is 4×); also the number of sends in flight.
     public var ringEntries: Int = 2048
     /// Provided receive buffers (a power of two ≤ 32768).

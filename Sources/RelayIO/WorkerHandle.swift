@@ -34,7 +34,7 @@ public final class WorkerHandle: Sendable {
     }
 
     /// Opens the listener sockets on the calling thread (so bind errors surface here), then starts
-    /// the worker thread, which creates its ring there (a SINGLE_ISSUER ring belongs to the thread
+    /// the worker thread, which creates its ring (or epoll loop) there (a SINGLE_ISSUER ring belongs to the thread
     /// that made it) and its processor via `makeProcessor`.
     public static func start<P: DatagramProcessor>(
         index: Int, configuration: WorkerConfiguration, clock: RelayClock,
@@ -77,19 +77,25 @@ public final class WorkerHandle: Sendable {
         do throws(RelayIOError) {
             thread = try spawnThread {
                 cu_set_thread_name("relay-worker-\(index)")
-                let worker: Worker<P>
-                do throws(RelayIOError) {
-                    worker = try Worker(configuration: configuration,
-                                        listeners: sendableListeners.map { ($0.handle, $0.fd) },
-                                        processor: makeProcessor(context), clock: clock, control: control)
-                } catch {
-                    for l in sendableListeners { _ = cu_close(l.fd) }
-                    startError.withLock { $0 = error }
+                func serve<B: IOBackend>(_: B.Type) {
+                    let worker: Worker<P, B>
+                    do throws(RelayIOError) {
+                        worker = try Worker(configuration: configuration,
+                                            listeners: sendableListeners.map { ($0.handle, $0.fd) },
+                                            processor: makeProcessor(context), clock: clock, control: control)
+                    } catch {
+                        for l in sendableListeners { _ = cu_close(l.fd) }
+                        startError.withLock { $0 = error }
+                        started.signal()
+                        return
+                    }
                     started.signal()
-                    return
+                    worker.run()
                 }
-                started.signal()
-                worker.run()
+                switch configuration.ioBackend {
+                case .ioUring: serve(IOUringBackend.self)
+                case .batchedSyscalls: serve(BatchedSyscallBackend.self)
+                }
             }
         } catch {
             closeAll()

@@ -12,9 +12,18 @@ struct RelayProcess {
     let logger: Logger
 
     func run() -> Int32 {
-        if case .unavailable(let why) = IOUringProbe.run() {
-            logger.critical("\(why)")
+        var settings = self.settings
+        switch settings.ioBackend.resolve() {
+        case .refused(let why):
+            logger.critical("--io-backend io-uring: \(why) Or run with --io-backend auto or batched-syscalls.")
             return 2
+        case .use(let kind, let fallbackReason):
+            if let fallbackReason {
+                logger.warning("io backend batched-syscalls (epoll + recvmmsg/sendmmsg): \(fallbackReason)")
+            } else {
+                logger.info("io backend \(kind)")
+            }
+            settings.resolvedIOBackend = kind
         }
         // Signals are taken synchronously by this thread (sigtimedwait); block them before any
         // worker thread exists so every thread inherits the mask.
@@ -25,7 +34,6 @@ struct RelayProcess {
         sigaddset(&signals, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-        var settings = self.settings
         var otlp: OTLPMetricsExporter?
         if let endpoint = settings.operations.otlpEndpoint {
             do {
@@ -108,6 +116,7 @@ struct RelayProcess {
         worker.enableGSO = settings.enableGSO
         worker.enableGRO = settings.enableGRO
         worker.steerByClientAddress = settings.steerByClientIP
+        worker.ioBackend = settings.resolvedIOBackend
         let server = settings.serverConfiguration
         // Each worker's Server is wrapped so that it publishes its counters and applies reloads
         // on its own thread.

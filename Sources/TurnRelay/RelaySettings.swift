@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Logging
+import RelayIO
 import RelayCore
 import RelayOperations
 import STUN
@@ -37,6 +38,9 @@ struct RelaySettings {
     var enableGRO: Bool
     var steerByClientIP: Bool
     var rfc5766ChannelNumbers: Bool
+    var ioBackend: IOBackendChoice
+    /// What `ioBackend` resolved to on this host (set at start-up).
+    var resolvedIOBackend: IOBackendKind = .ioUring
     var operations: OperationsSettings
 
     init(_ o: ServeCommand) throws {
@@ -148,6 +152,11 @@ struct RelaySettings {
         enableGRO = !(o.disableGro || Environment.flag("DISABLE_GRO"))
         steerByClientIP = o.steerByClientIp || Environment.flag("STEER_BY_CLIENT_IP")
         rfc5766ChannelNumbers = o.rfc5766ChannelNumbers || Environment.flag("RFC5766_CHANNEL_NUMBERS")
+        let backend = (o.ioBackend ?? Environment.string("IO_BACKEND") ?? "auto").lowercased()
+        guard let choice = IOBackendChoice(rawValue: backend) else {
+            throw ValidationError("--io-backend \(backend) is not one of auto, io-uring, batched-syscalls")
+        }
+        ioBackend = choice
         operations = try OperationsSettings(o)
         if let file = operations.credentialsFile {
             // The file's credentials count as configured credentials: no generated secret then.

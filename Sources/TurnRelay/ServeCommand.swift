@@ -99,6 +99,9 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "service.instance.id resource attribute for OTLP export. [env: SERVICE_INSTANCE_ID]")
     var serviceInstanceId: String?
 
+    @Option(help: "auto, io-uring or batched-syscalls (default auto: io_uring, else epoll with recvmmsg/sendmmsg, saying why). [env: IO_BACKEND]")
+    var ioBackend: String?
+
     @Flag(help: "Do not batch sends with UDP_SEGMENT (GSO). [env: DISABLE_GSO=1]")
     var disableGso = false
 

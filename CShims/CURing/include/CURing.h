@@ -149,4 +149,7 @@ int cu_probe(int *stage, int *missing_opcode);
 }
 #endif
 
+// The batched-syscall backend (epoll + recvmmsg/sendmmsg), same completion shape, no liburing.
+#include "CBatched.h"
+
 #endif
