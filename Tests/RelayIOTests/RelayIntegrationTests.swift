@@ -9,8 +9,8 @@ import Testing
 /// address as "relay self" (only its relay ports are reachable there).
 @Suite(.serialized)
 struct RelayIntegrationTests {
-    @Test func allocatePermissionChannelAndDataBothWays() throws {
-        let relay = try RelayFixture()
+    @Test(arguments: IOBackendKind.allCases) func allocatePermissionChannelAndDataBothWays(backend: IOBackendKind) throws {
+        let relay = try RelayFixture(backend: backend)
         let client = try relay.client()
         let peer = try BlockingUDPSocket(bindTo: RelayFixture.peerAddress)
 
@@ -55,8 +55,8 @@ struct RelayIntegrationTests {
         #expect(stats[0].allocationSocketsOpened == 1)
     }
 
-    @Test func wrongPasswordIsRefusedWith401() throws {
-        let relay = try RelayFixture()
+    @Test(arguments: IOBackendKind.allCases) func wrongPasswordIsRefusedWith401(backend: IOBackendKind) throws {
+        let relay = try RelayFixture(backend: backend)
         let client = try TestTURNClient(server: relay.address, username: "\(UInt64(time(nil)) + 3600):mallory",
                                         password: "not-the-password")
         let response = try #require(client.allocate())
@@ -64,8 +64,8 @@ struct RelayIntegrationTests {
         #expect(response.errorCode == 401)
     }
 
-    @Test func peerInDeniedRangeIsRefusedWith403() throws {
-        let relay = try RelayFixture()
+    @Test(arguments: IOBackendKind.allCases) func peerInDeniedRangeIsRefusedWith403(backend: IOBackendKind) throws {
+        let relay = try RelayFixture(backend: backend)
         let client = try relay.client()
         #expect(client.allocate()?.messageClass == .successResponse)
         // 10.0.0.0/8 is denied by default; 169.254.169.254 is the cloud metadata service.
@@ -77,9 +77,9 @@ struct RelayIntegrationTests {
         }
     }
 
-    @Test func exhaustedPortRangeAnswers508() throws {
+    @Test(arguments: IOBackendKind.allCases) func exhaustedPortRangeAnswers508(backend: IOBackendKind) throws {
         let free = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
-        let relay = try RelayFixture { $0.portRange = free...free }
+        let relay = try RelayFixture(backend: backend) { $0.portRange = free...free }
         let first = try relay.client(id: "first")
         let allocated = try #require(first.allocate())
         #expect(allocated.messageClass == .successResponse)
@@ -91,8 +91,8 @@ struct RelayIntegrationTests {
         #expect(refused.errorCode == 508)
     }
 
-    @Test func expiredAllocationClosesItsSocketAndStopsRelaying() throws {
-        let relay = try RelayFixture {
+    @Test(arguments: IOBackendKind.allCases) func expiredAllocationClosesItsSocketAndStopsRelaying(backend: IOBackendKind) throws {
+        let relay = try RelayFixture(backend: backend) {
             $0.defaultLifetime = 1
             $0.maxLifetime = 1
         }
@@ -119,8 +119,8 @@ struct RelayIntegrationTests {
         #expect(stats[0].allocationSocketsOpen == 0)
     }
 
-    @Test func garbageOnListenerAndRelaySocketsDoesNotDisturbAnAllocation() throws {
-        let relay = try RelayFixture()
+    @Test(arguments: IOBackendKind.allCases) func garbageOnListenerAndRelaySocketsDoesNotDisturbAnAllocation(backend: IOBackendKind) throws {
+        let relay = try RelayFixture(backend: backend)
         let client = try relay.client()
         let peer = try BlockingUDPSocket(bindTo: RelayFixture.peerAddress)
         let relayed = try #require(client.allocate()?.xorRelayedAddresses.first)

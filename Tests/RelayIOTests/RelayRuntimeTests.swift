@@ -20,10 +20,13 @@ struct RelayRuntimeTests {
         }
     }
 
-    @Test func workersShareTheTURNPortThroughReusePort() throws {
+    @Test(arguments: IOBackendKind.allCases) func workersShareTheTURNPortThroughReusePort(backend: IOBackendKind) throws {
         let port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
         let runtime = try RelayRuntime.start(
-            workers: 2, configuration: WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: port),
+            workers: 2, configuration: { var c = WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: port)
+                c.ioBackend = backend
+                return c
+            }(),
             portRange: 50000...50009
         ) { _, _ in EchoProcessor(events: EventLog()) }
         #expect(runtime.workers.map(\.listenerAddresses) == [[TransportAddress(ip: .v4(.loopback), port: port)],
@@ -35,9 +38,10 @@ struct RelayRuntimeTests {
         #expect(runtime.join().reduce(0) { $0 + $1.datagramsSent } == 1)
     }
 
-    @Test func steeringByClientAddressSendsEverySocketOfAHostToOneWorker() throws {
+    @Test(arguments: IOBackendKind.allCases) func steeringByClientAddressSendsEverySocketOfAHostToOneWorker(backend: IOBackendKind) throws {
         let port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
         var configuration = WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: port)
+        configuration.ioBackend = backend
         configuration.steerByClientAddress = true
         configuration.receiveBuffers = 16
         configuration.ringEntries = 64
@@ -56,6 +60,19 @@ struct RelayRuntimeTests {
         runtime.stop()
         // 0x7F000001 % 2 = 1 and 0x7F000002 % 2 = 0: each host lands on exactly one worker.
         #expect(runtime.join().map(\.datagramsReceived) == [4, 12])
+    }
+
+    @Test func backendChoiceResolvesAgainstTheProbe() {
+        let why = "io_uring is unavailable: io_uring_setup was refused with EPERM"
+        let refused: () -> IOUringProbe.Outcome = { .unavailable(why) }
+        #expect(IOBackendChoice.auto.resolve(probe: refused) == .use(.batchedSyscalls, fallbackReason: why))
+        #expect(IOBackendChoice.ioUring.resolve(probe: refused) == .refused(why))
+        #expect(IOBackendChoice.auto.resolve(probe: { .available }) == .use(.ioUring, fallbackReason: nil))
+        #expect(IOBackendChoice.ioUring.resolve(probe: { .available }) == .use(.ioUring, fallbackReason: nil))
+        var probed = false
+        #expect(IOBackendChoice.batchedSyscalls.resolve(probe: { probed = true; return .available })
+                == .use(.batchedSyscalls, fallbackReason: nil))
+        #expect(!probed)
     }
 
     @Test func probeMessagesNameCauseAndFix() {

@@ -5,15 +5,16 @@ import RelayCore
 import STUN
 import Testing
 
-/// Real io_uring sockets on 127.0.0.1, a worker thread running `EchoProcessor`.
+/// Real sockets on 127.0.0.1, a worker thread running `EchoProcessor`; every socket-level test runs
+/// on both I/O backends (io_uring and epoll + recvmmsg/sendmmsg).
 @Suite(.serialized)
 struct WorkerDataPathTests {
     @Test func probeFindsIOUringAvailable() {
         #expect(IOUringProbe.run() == .available)
     }
 
-    @Test func roundTripThroughTheRing() throws {
-        let f = try WorkerFixture()
+    @Test(arguments: IOBackendKind.allCases) func roundTripThroughTheRing(backend: IOBackendKind) throws {
+        let f = try WorkerFixture(backend: backend)
         for i in 0..<20 {
             let sent = payload(i, length: 10 + i)
             #expect(f.client.send(sent, to: f.listener) == sent.count)
@@ -28,8 +29,8 @@ struct WorkerDataPathTests {
         #expect(stats.sendsInFlight == 0)
     }
 
-    @Test func tasksRunOnTheWorkerThreadAndStatisticsReachTheProcessor() throws {
-        let f = try WorkerFixture { $0.statisticsIntervalNanoseconds = 50_000_000 }
+    @Test(arguments: IOBackendKind.allCases) func tasksRunOnTheWorkerThreadAndStatisticsReachTheProcessor(backend: IOBackendKind) throws {
+        let f = try WorkerFixture(backend: backend) { $0.statisticsIntervalNanoseconds = 50_000_000 }
         let client = f.client.localAddress
         let accepted = f.handle.perform { processor, _, out in
             (processor as? EchoProcessor)?.events.append("task ran")
@@ -43,7 +44,8 @@ struct WorkerDataPathTests {
         f.client.send([1], to: f.listener)
         #expect(f.client.receive()?.bytes == [1])
         var seen: WorkerStatistics?
-        for _ in 0..<40 where (seen?.datagramsReceived ?? 0) < 1 {
+        // A publication may fall between the echo's receive and its send's completion: wait for both.
+        for _ in 0..<40 where (seen?.datagramsReceived ?? 0) < 1 || (seen?.datagramsSent ?? 0) < 2 {
             usleep(25_000)
             seen = f.events.lastStatistics.withLock { $0 }
         }
@@ -51,8 +53,9 @@ struct WorkerDataPathTests {
         #expect(seen?.datagramsSent == 2)
     }
 
-    @Test func roundTripOverIPv6() throws {
+    @Test(arguments: IOBackendKind.allCases) func roundTripOverIPv6(backend: IOBackendKind) throws {
         var configuration = WorkerConfiguration(listenIPv4: nil, listenIPv6: .loopback, listenPort: 0)
+        configuration.ioBackend = backend
         configuration.receiveBuffers = 16
         configuration.ringEntries = 64
         let handle = try WorkerHandle.start(index: 0, configuration: configuration, clock: RelayClock()) { _ in
@@ -68,9 +71,9 @@ struct WorkerDataPathTests {
         #expect(echoed?.from == listener)
     }
 
-    @Test func refusedGSOFallsBackToOneSendPerDatagramAndStaysOff() throws {
+    @Test(arguments: IOBackendKind.allCases) func refusedGSOFallsBackToOneSendPerDatagramAndStaysOff(backend: IOBackendKind) throws {
         // SO_NO_CHECK makes the kernel answer UDP_SEGMENT with EINVAL.
-        let f = try WorkerFixture { $0.disableChecksumsForTesting = true }
+        let f = try WorkerFixture(backend: backend) { $0.disableChecksumsForTesting = true }
         let sent: [UInt8] = [0xB0, 10] + payload(4, length: 98)
         for round in 0..<2 {
             f.client.send(sent, to: f.listener)
@@ -92,8 +95,8 @@ struct WorkerDataPathTests {
         #expect(stats.receiveBuffersInKernel == 64)
     }
 
-    @Test func headroomAndTailroomAreWritableInPlace() throws {
-        let f = try WorkerFixture(tag: true)
+    @Test(arguments: IOBackendKind.allCases) func headroomAndTailroomAreWritableInPlace(backend: IOBackendKind) throws {
+        let f = try WorkerFixture(backend: backend, tag: true)
         for length in [0, 1, 100, 1200, 8000] {
             let sent = payload(length, length: length)
             f.client.send(sent, to: f.listener)
@@ -102,10 +105,10 @@ struct WorkerDataPathTests {
         }
     }
 
-    @Test func multishotReceiveIsRearmedAfterBufferExhaustion() throws {
+    @Test(arguments: IOBackendKind.allCases) func multishotReceiveIsRearmedAfterBufferExhaustion(backend: IOBackendKind) throws {
         let gate = Gate()
         // 4 buffers, 40 datagrams queued while the worker is held inside `process`.
-        let f = try WorkerFixture(gate: gate) { $0.receiveBuffers = 4 }
+        let f = try WorkerFixture(backend: backend, gate: gate) { $0.receiveBuffers = 4 }
         f.client.send(payload(0, length: 50), to: f.listener)
         #expect(gate.entered.wait(timeout: .now() + .seconds(5)) == .success)
         for i in 1..<40 { f.client.send(payload(i, length: 50), to: f.listener) }
@@ -122,8 +125,8 @@ struct WorkerDataPathTests {
         #expect(stats.receiveRearms >= 1)
     }
 
-    @Test func coalescedReceiveIsSplitAndEachSegmentHasItsOwnHeadroom() throws {
-        let f = try WorkerFixture(tag: true)
+    @Test(arguments: IOBackendKind.allCases) func coalescedReceiveIsSplitAndEachSegmentHasItsOwnHeadroom(backend: IOBackendKind) throws {
+        let f = try WorkerFixture(backend: backend, tag: true)
         // 10 segments of 100 bytes and a last one of 37, in one GSO send: loopback hands the
         // receiving GRO socket one coalesced skb.
         var segments = (0..<10).map { payload($0, length: 100) }
@@ -142,8 +145,8 @@ struct WorkerDataPathTests {
         #expect(stats.datagramsReceived == 11)
     }
 
-    @Test func sameSizeRunFromOneReceivedBufferGoesOutAsOneGSOSend() throws {
-        let f = try WorkerFixture()
+    @Test(arguments: IOBackendKind.allCases) func sameSizeRunFromOneReceivedBufferGoesOutAsOneGSOSend(backend: IOBackendKind) throws {
+        let f = try WorkerFixture(backend: backend)
         let sent: [UInt8] = [0xB0, 24] + payload(1, length: 298)
         f.client.send(sent, to: f.listener)
         var count = 0
@@ -160,8 +163,8 @@ struct WorkerDataPathTests {
         #expect(stats.datagramsSent == 24)
     }
 
-    @Test func arenaRunIsCopiedToTransmitBuffersAndSegmented() throws {
-        let f = try WorkerFixture()
+    @Test(arguments: IOBackendKind.allCases) func arenaRunIsCopiedToTransmitBuffersAndSegmented(backend: IOBackendKind) throws {
+        let f = try WorkerFixture(backend: backend)
         let sent: [UInt8] = [0xA0, 40] + payload(2, length: 998)
         f.client.send(sent, to: f.listener)
         var count = 0
@@ -177,8 +180,8 @@ struct WorkerDataPathTests {
         #expect(stats.transmitBuffersFree == 128)
     }
 
-    @Test func withoutGSOEveryDatagramIsItsOwnSend() throws {
-        let f = try WorkerFixture { $0.enableGSO = false }
+    @Test(arguments: IOBackendKind.allCases) func withoutGSOEveryDatagramIsItsOwnSend(backend: IOBackendKind) throws {
+        let f = try WorkerFixture(backend: backend) { $0.enableGSO = false }
         let sent: [UInt8] = [0xB0, 5] + payload(3, length: 50)
         f.client.send(sent, to: f.listener)
         for _ in 0..<5 { #expect(f.client.receive()?.bytes == sent) }
@@ -187,8 +190,8 @@ struct WorkerDataPathTests {
         #expect(stats.sendCalls == 5)
     }
 
-    @Test func truncatedGarbageAndBogusOutputDoNotStopTheWorker() throws {
-        let f = try WorkerFixture { $0.receivePayloadCapacity = 512; $0.enableGRO = false }
+    @Test(arguments: IOBackendKind.allCases) func truncatedGarbageAndBogusOutputDoNotStopTheWorker(backend: IOBackendKind) throws {
+        let f = try WorkerFixture(backend: backend) { $0.receivePayloadCapacity = 512; $0.enableGRO = false }
         // Longer than a buffer: truncated by the kernel, dropped and counted.
         f.client.send([UInt8](repeating: 0x55, count: 2000), to: f.listener)
         // The processor answers this one with a buffer id that does not exist.
@@ -206,8 +209,8 @@ struct WorkerDataPathTests {
         #expect(stats.droppedInvalidOutbound == 1)
     }
 
-    @Test func allocationSocketsOpenRelayAndClose() throws {
-        let f = try WorkerFixture()
+    @Test(arguments: IOBackendKind.allCases) func allocationSocketsOpenRelayAndClose(backend: IOBackendKind) throws {
+        let f = try WorkerFixture(backend: backend)
         // A free port: bind, read, release.
         let port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
         f.client.send([0x0E, UInt8(port >> 8), UInt8(port & 0xFF)], to: f.listener)

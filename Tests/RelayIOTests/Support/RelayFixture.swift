@@ -3,7 +3,7 @@ import RelayCore
 import RelayIO
 import STUN
 
-/// A TURN relay running in-process on 127.0.0.1: one io_uring worker with the real `Server`.
+/// A TURN relay running in-process on 127.0.0.1: one worker (on the given I/O backend) with the real `Server`.
 final class RelayFixture {
     static let secret = "integration-test-secret"
     /// Where test peers bind: loopback, but not the relay's own address.
@@ -11,7 +11,7 @@ final class RelayFixture {
     let runtime: RelayRuntime
     let address: TransportAddress
 
-    init(configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
+    init(backend: IOBackendKind = .ioUring, configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
         var server = ServerConfiguration(relayAddressIPv4: .loopback, relayAddressIPv6: nil)
         server.credentials = CredentialStore(restSecrets: [Self.secret])
         // The peers in these tests live on loopback, which is denied by default.
@@ -22,6 +22,7 @@ final class RelayFixture {
         var worker = WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: 0)
         worker.receiveBuffers = 64
         worker.ringEntries = 256
+        worker.ioBackend = backend
         runtime = try RelayRuntime.startTURN(workers: 1, configuration: worker, server: server)
         guard let address = runtime.workers.first?.listenerAddresses.first else {
             throw RelayIOError.configuration("no listener")

@@ -10,11 +10,12 @@ final class WorkerFixture {
     let listener: TransportAddress
     let events = EventLog()
 
-    init(tag: Bool = false, gate: Gate? = nil, configure: (inout WorkerConfiguration) -> Void = { _ in }) throws {
+    init(backend: IOBackendKind = .ioUring, tag: Bool = false, gate: Gate? = nil, configure: (inout WorkerConfiguration) -> Void = { _ in }) throws {
         var configuration = WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: 0)
         configuration.receiveBuffers = 64
         configuration.transmitBuffers = 128
         configuration.ringEntries = 256
+        configuration.ioBackend = backend
         configure(&configuration)
         let events = self.events
         handle = try WorkerHandle.start(index: 0, configuration: configuration, clock: RelayClock()) { _ in
