@@ -15,6 +15,8 @@ run: deps-run
 test: deps-test
 	swift build --build-tests
 	swift test --skip-build
+	# The real-client interop suite once more, with turn-relay on its second I/O backend.
+	INTEROP_IO_BACKEND=batched-syscalls swift test --skip-build --filter InteropTests
 
 deps-run:
 	scripts/install-deps run

@@ -32,6 +32,9 @@ struct Compare: ParsableCommand {
     @Option(help: "turn-relay executable (default: next to turn-bench). 'none' to leave it out.")
     var relay: String?
 
+    @Option(help: "turn-relay I/O backends to run side by side, comma-separated: io-uring, batched-syscalls (each its own server in the same alternation; the first two servers form the table's A and B).")
+    var relayBackends: String = "io-uring"
+
     @Option(help: "coturn's turnserver executable. 'none' to leave it out.")
     var coturn: String = "/usr/bin/turnserver"
 
@@ -77,8 +80,20 @@ struct Compare: ParsableCommand {
         let relayPath = relay ?? siblingExecutable("turn-relay")
         if relayPath != "none" {
             guard FileManager.default.isExecutableFile(atPath: relayPath) else { throw ValidationError("turn-relay not found at \(relayPath); build it or pass --relay none") }
-            servers.append(.turnRelay(executable: relayPath, template: relayArgs.split(separator: " ").map(String.init),
-                                      port: port, ports: 20000...29999, common: common))
+            let backends = relayBackends.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard !backends.isEmpty, backends.count <= 2,
+                  backends.allSatisfy({ $0 == "io-uring" || $0 == "batched-syscalls" }) else {
+                throw ValidationError("--relay-backends: one or two of io-uring, batched-syscalls")
+            }
+            let template = relayArgs.split(separator: " ").map(String.init)
+            for (i, backend) in backends.enumerated() {
+                // Each backend its own port and relay port range (20000-24999, 25000-29999).
+                let base = UInt16(20000 + i * 5000)
+                var spec = ServerSpec.turnRelay(executable: relayPath, template: template + ["--io-backend", backend],
+                                                port: port + UInt16(i) * 2, ports: base...(base + 4999), common: common)
+                if backends.count > 1 || backend != "io-uring" { spec.name = "turn-relay-\(backend)" }
+                servers.append(spec)
+            }
         }
         if coturn != "none" {
             if FileManager.default.isExecutableFile(atPath: coturn) {

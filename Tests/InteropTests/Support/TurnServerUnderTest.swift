@@ -64,22 +64,33 @@ final class TurnServerUnderTest: @unchecked Sendable {
     /// Starts the server on a free loopback port (IPv4, and ::1 too when it exists) and waits
     /// until it answers a STUN Binding request. `rfc5766ChannelNumbers` starts turn-relay with
     /// --rfc5766-channel-numbers (coturn accepts RFC 5766's channel range anyway).
-    init(_ implementation: Implementation, relayPortCount: Int = 200, rfc5766ChannelNumbers: Bool = false) throws {
+    ///
+    /// turn-relay runs on the I/O backend named by INTEROP_IO_BACKEND (`io-uring`,
+    /// `batched-syscalls` or `auto`; unset: the relay's default, auto), or `ioBackend` when given.
+    /// `launcher`, when given, is exec'd with the server's path and arguments after it (the
+    /// io_uring-refusing seccomp launcher of the fallback test).
+    init(_ implementation: Implementation, relayPortCount: Int = 200, rfc5766ChannelNumbers: Bool = false,
+         ioBackend: String? = nil, launcher: URL? = nil) throws {
         self.implementation = implementation
         port = try LoopbackPorts.freePort()
         relayPorts = try LoopbackPorts.relayPortRange(count: relayPortCount)
         secret = "interop-secret-\(UInt32.random(in: 0...UInt32.max))"
 
-        let executable: URL
-        let arguments: [String]
+        var executable: URL
+        var arguments: [String]
         switch implementation {
         case .turnRelay:
             executable = try Self.turnRelayBinary()
             arguments = Self.turnRelayArguments(port: port, relayPorts: relayPorts, realm: realm, secret: secret)
                 + (rfc5766ChannelNumbers ? ["--rfc5766-channel-numbers"] : [])
+            if let backend = ioBackend ?? Self.selectedIOBackend { arguments += ["--io-backend", backend] }
         case .coturn:
             executable = try ExternalTool.locate("turnserver")
             arguments = Self.coturnArguments(port: port, relayPorts: relayPorts, realm: realm, secret: secret)
+        }
+        if let launcher {
+            arguments = [executable.path] + arguments
+            executable = launcher
         }
         let started = ContinuousClock.now
         // Only PATH from the test's environment: turn-relay reads its options from environment
@@ -146,6 +157,12 @@ final class TurnServerUnderTest: @unchecked Sendable {
             case .killedAfterGrace, .alreadyExited: false
             }
         }
+    }
+
+    /// INTEROP_IO_BACKEND, passed to turn-relay as --io-backend (CI runs the interop suite once per backend).
+    static var selectedIOBackend: String? {
+        guard let value = ProcessInfo.processInfo.environment["INTEROP_IO_BACKEND"], !value.isEmpty else { return nil }
+        return value
     }
 
     private static var listenAddresses: [String] {
