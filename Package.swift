@@ -93,11 +93,13 @@ let package = Package(
             ],
             path: "Benchmarks/TurnBench"
         ),
-        .testTarget(name: "STUNTests", dependencies: ["STUN"]),
-        .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore", "STUN"]),
-        .testTarget(name: "RelayIOTests", dependencies: ["RelayIO", "RelayCore", "STUN"]),
-        .testTarget(name: "InteropTests", dependencies: ["RelayIO", "RelayCore", "STUN"]),
-        .testTarget(name: "RelayOperationsTests", dependencies: ["RelayOperations", "RelayCore", "RelayIO", "STUN", .product(name: "CoreMetrics", package: "swift-metrics")]),
+        // What several test targets share: a seeded generator, and the `.dedicatedThread` trait.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "STUNTests", dependencies: ["TestSupport", "STUN"]),
+        .testTarget(name: "RelayCoreTests", dependencies: ["TestSupport", "RelayCore", "STUN"]),
+        .testTarget(name: "RelayIOTests", dependencies: ["TestSupport", "RelayIO", "RelayCore", "STUN"]),
+        .testTarget(name: "InteropTests", dependencies: ["TestSupport", "RelayIO", "RelayCore", "STUN"]),
+        .testTarget(name: "RelayOperationsTests", dependencies: ["TestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN", .product(name: "CoreMetrics", package: "swift-metrics")]),
         .testTarget(name: "RelayOTelTests", dependencies: ["RelayOTel", "RelayOperations"], exclude: ["otlp_receiver.py"]),
         .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit"]),
         .testTarget(name: "RelayPortalTests", dependencies: ["RelayPortal"]),

@@ -1,10 +1,11 @@
 import Testing
+import TestSupport
 @testable import RelayCore
 import STUN
 
 /// Nothing an unauthenticated packet does makes the server remember anything (hardening notes
 /// §4.2 item 3; coturn issue #1641: each spoofed packet cost 18,864 bytes of session state).
-@Suite struct ServerFloodTests {
+@Suite(.dedicatedThread) struct ServerFloodTests {
     @Test func aMillionSpoofedSourcesLeaveEveryTableEmpty() throws {
         let h = Harness()
         // Two kinds of request, from the same bytes for every source: no credentials at all, and

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import RelayCore
 import STUN
 
@@ -6,18 +7,6 @@ import STUN
 // receive buffer laid out as the shell lays it out (64 bytes of headroom, 8 of tailroom), and
 // requests encoded with the STUN module's writer.
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, deterministic, good enough for tests.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// One datagram the server asked to send, copied out of the batch.
 struct Sent {

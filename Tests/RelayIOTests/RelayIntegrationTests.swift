@@ -3,11 +3,12 @@ import RelayCore
 import RelayIO
 import STUN
 import Testing
+import TestSupport
 
 /// The real core behind the real io_uring runtime, driven over loopback by `TestTURNClient`.
 /// Peers live on 127.0.0.2: the relay address is 127.0.0.1, and the core treats its own relay
 /// address as "relay self" (only its relay ports are reachable there).
-@Suite(.serialized)
+@Suite(.serialized, .dedicatedThread)
 struct RelayIntegrationTests {
     @Test(arguments: IOBackendKind.allCases) func allocatePermissionChannelAndDataBothWays(backend: IOBackendKind) throws {
         let relay = try RelayFixture(backend: backend)
@@ -127,7 +128,7 @@ struct RelayIntegrationTests {
         #expect(client.channelBind(0x4004, peer: peer.localAddress)?.messageClass == .successResponse)
 
         let attacker = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0))
-        var generator = SeededGenerator(seed: 0x7E57)
+        var generator = SplitMix64(seed: 0x7E57)
         for length in [0, 1, 3, 4, 5, 19, 20, 21, 36, 100, 1500] {
             let garbage = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
             attacker.send(garbage, to: relay.address)

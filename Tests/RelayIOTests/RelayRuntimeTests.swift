@@ -3,8 +3,9 @@ import Glibc
 import RelayCore
 import STUN
 import Testing
+import TestSupport
 
-struct RelayRuntimeTests {
+@Suite(.dedicatedThread) struct RelayRuntimeTests {
     @Test func portRangeIsSplitIntoDisjointSlicesCoveringIt() {
         #expect(RelayRuntime.partition(49152...65535, into: 2) == [49152...57343, 57344...65535])
         #expect(RelayRuntime.partition(10...16, into: 3) == [10...12, 13...14, 15...16])

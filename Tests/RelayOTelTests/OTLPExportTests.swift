@@ -32,7 +32,7 @@ import Testing
 
         var found: [String: Double] = [:]
         var resource: [String: String] = [:]
-        let arrived = await pollAsync(seconds: 20) {
+        let arrived = await pollAsync(seconds: 60) {
             (found, resource) = receiver.received()
             return found["relay_relayed_packets_total|direction=client_to_peer"] == 42
                 && found["relay_allocations_active|family=ipv4"] == 3
@@ -46,7 +46,7 @@ import Testing
         // A later snapshot is exported as the new total.
         a[.relayedPacketsClientToPeer] = 100
         board.slots[0].publish(a)
-        let updated = await pollAsync(seconds: 20) {
+        let updated = await pollAsync(seconds: 60) {
             (found, resource) = receiver.received()
             return found["relay_relayed_packets_total|direction=client_to_peer"] == 102
         }

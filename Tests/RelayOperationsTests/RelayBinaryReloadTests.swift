@@ -4,10 +4,11 @@ import RelayIO
 import RelayOperations
 import STUN
 import Testing
+import TestSupport
 
 /// The `turn-relay` binary itself: SIGHUP re-reads `--credentials-file` without dropping the
 /// allocation made before it, and the health and metrics endpoints answer over HTTP.
-@Suite(.serialized) struct RelayBinaryReloadTests {
+@Suite(.serialized, .dedicatedThread) struct RelayBinaryReloadTests {
     @Test func sighupSwitchesCredentialsAndKeepsAllocations() throws {
         let binary = try Self.turnRelayBinary()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("relay-reload-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")

@@ -4,10 +4,11 @@ import RelayIO
 import RelayOperations
 import STUN
 import Testing
+import TestSupport
 
 private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
 
-@Suite struct ServerMetricsTests {
+@Suite(.dedicatedThread) struct ServerMetricsTests {
     static let client = TransportAddress("198.51.100.7:40000")!
     static let client2 = TransportAddress("198.51.100.8:40001")!
     static let client3 = TransportAddress("198.51.100.9:40002")!

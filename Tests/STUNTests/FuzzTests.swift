@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 import STUN
 
 /// Bounded, seeded mutation fuzzing: parsing and every accessor must return values or errors,
