@@ -237,9 +237,11 @@ static void fill_send(struct cb_send *s, struct msghdr *m) {
     }
 }
 
-// One sendmmsg per run of queued sends on the same socket (the sockets are blocking, as an
-// io_uring sendmsg would wait for send buffer space too). Every queued send gets a completion:
-// bytes sent, or -errno for the message the kernel refused (sendmmsg stops at it).
+// One sendmmsg per run of queued sends on the same socket, never waiting: the worker thread also
+// receives, so a send buffer that is full (a slow egress queue) must not stall it. What the
+// kernel cannot take now is dropped, as a router drops, and reported: every queued send gets a
+// completion, bytes sent or -errno for the message the kernel refused (sendmmsg stops at it);
+// after EAGAIN/ENOBUFS the rest of the run gets the same errno without another system call.
 static void flush_sends(cb_loop *l) {
     uint32_t i = 0;
     while (i < l->queued) {
@@ -253,9 +255,20 @@ static void flush_sends(cb_loop *l) {
         uint32_t k = 0;
         int interrupted = 0;
         while (k < count) {
-            int n = sendmmsg(fd, l->msgs + k, count - k, 0);
+            int n = sendmmsg(fd, l->msgs + k, count - k, MSG_DONTWAIT);
             l->sendmmsg_calls++;
             if (n < 0 && errno == EINTR && interrupted++ < 8) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+                int error = errno;
+                for (; k < count; k++) {
+                    cu_completion *c = push(l);
+                    if (c) {
+                        c->user_data = l->sends[l->queue[i + k]].user_data;
+                        c->res = -error;
+                    }
+                }
+                break;
+            }
             if (n <= 0) {
                 cu_completion *c = push(l);
                 if (c) {

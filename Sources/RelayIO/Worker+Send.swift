@@ -122,8 +122,14 @@ extension Worker {
                 resendIndividually(slot)
                 return
             }
-            statistics.sendErrors &+= 1
-            statistics.lastSendErrno = error
+            if error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS {
+                // The socket's send buffer is full (the batched-syscalls backend never waits for
+                // room): the datagrams are dropped, as a full egress queue drops them.
+                statistics.droppedSocketBufferFull &+= UInt64(n)
+            } else {
+                statistics.sendErrors &+= 1
+                statistics.lastSendErrno = error
+            }
         } else {
             statistics.datagramsSent &+= UInt64(n)
             statistics.bytesSent &+= UInt64(c.res)

@@ -76,6 +76,8 @@ public struct WorkerStatistics: Sendable, Equatable {
     public var droppedGROSegments: UInt64 = 0
     public var droppedSendQueueFull: UInt64 = 0
     public var droppedTransmitBuffersFull: UInt64 = 0
+    /// Datagrams the kernel refused with EAGAIN/ENOBUFS because the socket's send buffer was full.
+    public var droppedSocketBufferFull: UInt64 = 0
     public var droppedOversize: UInt64 = 0
     public var droppedUnknownSocket: UInt64 = 0
     public var droppedInvalidOutbound: UInt64 = 0

@@ -102,7 +102,7 @@ struct RelayProcess {
             "gro_receives": "\(total(\.coalescedReceives))",
             "allocation_sockets_opened": "\(total(\.allocationSocketsOpened))",
             "allocation_sockets_failed": "\(total(\.allocationSocketsFailed))",
-            "dropped": "\(total { $0.droppedTruncated + $0.droppedMalformedReceive + $0.droppedGROSegments + $0.droppedSendQueueFull + $0.droppedTransmitBuffersFull + $0.droppedOversize + $0.droppedUnknownSocket + $0.droppedInvalidOutbound + $0.droppedBatchFull })",
+            "dropped": "\(total { $0.droppedTruncated + $0.droppedMalformedReceive + $0.droppedGROSegments + $0.droppedSendQueueFull + $0.droppedTransmitBuffersFull + $0.droppedSocketBufferFull + $0.droppedOversize + $0.droppedUnknownSocket + $0.droppedInvalidOutbound + $0.droppedBatchFull })",
             "send_errors": "\(total(\.sendErrors))",
             "receive_buffer_exhaustions": "\(total(\.receiveBuffersExhausted))",
         ])

@@ -47,6 +47,7 @@ public enum RelaySeries: Int, CaseIterable, Sendable {
     // Drops, I/O side (RelayIO workers).
     case dropSendQueueFull
     case dropTransmitBuffersFull
+    case dropSocketBufferFull
     case dropTruncated
     case dropMalformedReceive
     case dropGROSegments
@@ -137,6 +138,7 @@ public enum RelaySeries: Int, CaseIterable, Sendable {
         case .dropOutputFull: return Self.drop("output_full")
         case .dropSendQueueFull: return Self.drop("send_queue_full")
         case .dropTransmitBuffersFull: return Self.drop("transmit_buffers_full")
+        case .dropSocketBufferFull: return Self.drop("socket_buffer_full")
         case .dropTruncated: return Self.drop("truncated")
         case .dropMalformedReceive: return Self.drop("malformed_receive")
         case .dropGROSegments: return Self.drop("gro_segments")

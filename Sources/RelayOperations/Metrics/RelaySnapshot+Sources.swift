@@ -75,6 +75,7 @@ extension RelaySnapshot {
         self[.ioAllocationSocketsFailed] = i(w.allocationSocketsFailed)
         self[.dropSendQueueFull] = i(w.droppedSendQueueFull)
         self[.dropTransmitBuffersFull] = i(w.droppedTransmitBuffersFull)
+        self[.dropSocketBufferFull] = i(w.droppedSocketBufferFull)
         self[.dropTruncated] = i(w.droppedTruncated)
         self[.dropMalformedReceive] = i(w.droppedMalformedReceive)
         self[.dropGROSegments] = i(w.droppedGROSegments)
