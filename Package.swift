@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         // OTLP/gRPC only (no HTTP exporter, so no AsyncHTTPClient).
         .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPGRPC"]),
+        .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // The only code that includes <liburing.h>.
@@ -46,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "TurnRelay",
             dependencies: [
-                "RelayIO", "RelayCore", "RelayOperations", "RelayOTel",
+                "RelayIO", "RelayCore", "RelayOperations", "RelayOTel", "RelayPortal", "RelayPortalWebSocket",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -76,6 +78,17 @@ let package = Package(
         ),
         // Portal control plane: sans-IO Phoenix channel state machine (Foundation only).
         .target(name: "RelayPortal"),
+        // Portal control plane: the WebSocket transport driving RelayPortal. WSClient is a thin layer
+        // over SwiftNIO and NIOSSL, which swift-otel's gRPC transport already brings in.
+        .target(
+            name: "RelayPortalWebSocket",
+            dependencies: [
+                "RelayPortal",
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The benchmark's logic (load generator, statistics, result parsing), testable.
         .target(
             name: "TurnBenchKit",
@@ -99,7 +112,14 @@ let package = Package(
         .testTarget(name: "RelayCoreTests", dependencies: ["TestSupport", "RelayCore", "STUN"]),
         .testTarget(name: "RelayIOTests", dependencies: ["TestSupport", "RelayIO", "RelayCore", "STUN"]),
         .testTarget(name: "InteropTests", dependencies: ["TestSupport", "RelayIO", "RelayCore", "STUN"]),
-        .testTarget(name: "RelayOperationsTests", dependencies: ["TestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN", .product(name: "CoreMetrics", package: "swift-metrics")]),
+        .testTarget(
+            name: "RelayOperationsTests",
+            dependencies: [
+                "TestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN", "RelayPortal", "RelayPortalWebSocket",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            exclude: ["phoenix_portal.py"]
+        ),
         .testTarget(name: "RelayOTelTests", dependencies: ["RelayOTel", "RelayOperations"], exclude: ["otlp_receiver.py"]),
         .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit"]),
         .testTarget(name: "RelayPortalTests", dependencies: ["RelayPortal"]),

@@ -71,7 +71,13 @@ struct RelayProcess {
             return 1
         }
         announce(settings, runtime: runtime)
+        // The portal's readiness check is registered before /readyz can be asked.
+        let portal = settings.portal.map {
+            PortalLink($0, operations: operations, credentials: settings.credentialStore, peerPolicy: settings.peerPolicy,
+                       logger: logger)
+        }
         let endpoints = startEndpoints(settings, operations: operations)
+        portal?.start()
         if let otlp, let endpoint = settings.operations.otlpEndpoint {
             otlp.start(updating: operations.metrics)
             logger.notice("exporting metrics over OTLP/gRPC", metadata: ["endpoint": "\(endpoint)"])
@@ -81,7 +87,7 @@ struct RelayProcess {
         while true {
             guard sigwait(&signals, &received) == 0 else { continue }
             if received != SIGHUP { break }
-            reload(&settings, operations: operations)
+            reload(&settings, operations: operations, portal: portal)
         }
         operations.markDraining()
         logger.notice("received \(received == SIGTERM ? "SIGTERM" : "SIGINT"): draining for \(settings.drainSeconds) s (no new allocations; a second signal stops at once)")
@@ -92,6 +98,7 @@ struct RelayProcess {
         runtime.stop()
         let stats = runtime.join()
         endpoints?.stop()
+        portal?.stop()
         otlp?.stop()
         func total(_ field: (WorkerStatistics) -> UInt64) -> String { "\(stats.reduce(0) { $0 + field($1) })" }
         logger.notice("stopped", metadata: [
@@ -106,7 +113,7 @@ struct RelayProcess {
             "send_errors": "\(total(\.sendErrors))",
             "receive_buffer_exhaustions": "\(total(\.receiveBuffersExhausted))",
         ])
-        return 0
+        return portal?.gaveUp == true ? 1 : 0
     }
 
     func start(_ settings: RelaySettings, operations: RelayOperationsContext) throws -> RelayRuntime {
@@ -117,7 +124,10 @@ struct RelayProcess {
         worker.enableGRO = settings.enableGRO
         worker.steerByClientAddress = settings.steerByClientIP
         worker.ioBackend = settings.resolvedIOBackend
-        let server = settings.serverConfiguration
+        var configured = settings.serverConfiguration
+        // Portal mode: no credentials (every Allocate refused) until the portal's init.
+        if settings.portal != nil { configured.credentials = CredentialStore() }
+        let server = configured
         // Each worker's Server is wrapped so that it publishes its counters and applies reloads
         // on its own thread.
         return try RelayRuntime.start(workers: settings.workers, configuration: worker, portRange: server.portRange) {
@@ -154,7 +164,7 @@ struct RelayProcess {
 
     /// SIGHUP: re-read `--credentials-file` and hand the new credentials and peer policy to every
     /// worker. Allocations stay; their next request authenticates against the new credentials.
-    func reload(_ settings: inout RelaySettings, operations: RelayOperationsContext) {
+    func reload(_ settings: inout RelaySettings, operations: RelayOperationsContext, portal: PortalLink? = nil) {
         guard let path = settings.operations.credentialsPath else {
             logger.notice("SIGHUP: no --credentials-file configured; nothing to reload")
             return
@@ -163,6 +173,12 @@ struct RelayProcess {
             settings.operations.credentialsFile = try CredentialsFile.load(path: path)
         } catch {
             logger.error("SIGHUP: \(path) not reloaded, keeping the previous credentials: \(error)")
+            return
+        }
+        if let portal {
+            let (generation, open) = portal.apply(credentials: settings.credentialStore, peerPolicy: settings.peerPolicy)
+            logger.notice("SIGHUP: reloaded \(path)\(open ? "" : "; credentials open when the portal sends init")",
+                          metadata: ["generation": "\(generation)"])
             return
         }
         let generation = operations.reloads.post(credentials: settings.credentialStore, peerPolicy: settings.peerPolicy)

@@ -42,6 +42,8 @@ struct RelaySettings {
     /// What `ioBackend` resolved to on this host (set at start-up).
     var resolvedIOBackend: IOBackendKind = .ioUring
     var operations: OperationsSettings
+    /// Set when a portal token is configured (see `PortalSettings`).
+    var portal: PortalSettings?
 
     init(_ o: ServeCommand) throws {
         listenPort = try o.listenPort ?? Environment.value("LISTEN_PORT", as: UInt16.self) ?? 3478
@@ -158,6 +160,16 @@ struct RelaySettings {
         }
         ioBackend = choice
         operations = try OperationsSettings(o)
+        portal = try PortalSettings(o, publicIPv4: bindIPv4 == nil ? nil : publicIPv4?.description,
+                                    publicIPv6: bindIPv6 == nil ? nil : publicIPv6?.description, listenPort: listenPort)
+        if let portal {
+            // Portal mode: credentials follow the Firezone scheme with the stamp secret.
+            firezoneSecrets.append(portal.stampSecret)
+            if generatedSecret {
+                restSecrets = []
+                generatedSecret = false
+            }
+        }
         if let file = operations.credentialsFile {
             // The file's credentials count as configured credentials: no generated secret then.
             if generatedSecret, file.hasCredentials {

@@ -102,6 +102,21 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "auto, io-uring or batched-syscalls (default auto: io_uring, else epoll with recvmmsg/sendmmsg, saying why). [env: IO_BACKEND]")
     var ioBackend: String?
 
+    @Option(help: "Portal token; when set the relay connects to the portal and waits for its init before relaying. [env: FIREZONE_TOKEN]")
+    var token: String?
+
+    @Option(help: "Portal URL (ws://, wss://, http:// or https://); the relay connects to <url>/relay/websocket. [env: FIREZONE_API_URL]")
+    var apiUrl: String?
+
+    @Option(help: "Name sent to the portal (default: the host name). [env: FIREZONE_NAME]")
+    var name: String?
+
+    @Option(help: .hidden)
+    var portalHeartbeatMs: Int?
+
+    @Option(help: "Seconds without a portal connection after which the relay gives up and exits with status 1 (default 86400). [env: PORTAL_MAX_ELAPSED]")
+    var portalMaxElapsed: Int?
+
     @Flag(help: "Do not batch sends with UDP_SEGMENT (GSO). [env: DISABLE_GSO=1]")
     var disableGso = false
 

@@ -1,0 +1,156 @@
+import HTTPTypes
+import Logging
+import RelayPortal
+import Synchronization
+import WSClient
+
+/// Drives a `PortalChannel` over real WebSocket connections (`ws://` or `wss://` through
+/// WSClient / NIOSSL): opens connections when the channel asks, feeds it frames and timer ticks,
+/// writes what it wants sent. All protocol decisions live in the sans-IO channel.
+public final class PortalConnection: Sendable {
+    public let url: String
+    public let token: String
+    public let stampSecret: String
+    public let configuration: PortalConfiguration
+    private let logger: Logger
+    private let connectedFlag = Atomic<Bool>(false)
+    private let initializedFlag = Atomic<Bool>(false)
+
+    /// - Parameters:
+    ///   - url: the full login URL (see `PortalLoginURL`).
+    ///   - token: sent as `X-Authorization: Bearer <token>` (study §4, the header the reference
+    ///     relay uses) and, for portals that read the standard header, `Authorization: Bearer`.
+    public init(url: String, token: String, stampSecret: String, configuration: PortalConfiguration = .init(),
+                logger: Logger = Logger(label: "turn-relay.portal"))
+    {
+        self.url = url
+        self.token = token
+        self.stampSecret = stampSecret
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Connected, joined and initialised right now (drives `/readyz`).
+    public var isConnected: Bool { connectedFlag.load(ordering: .acquiring) }
+    /// `init` has been received at least once since start (gates relaying).
+    public var hasBeenInitialized: Bool { initializedFlag.load(ordering: .acquiring) }
+
+    private enum Event: Sendable {
+        case connected(Int)
+        case received(Int, String)
+        case disconnected(Int, String)
+        case tick
+    }
+
+    /// Runs until the channel gives up (returns its reason) or the task is cancelled (returns nil).
+    /// `onInit` is called on every `init` from the portal.
+    public func run(onInit: @escaping @Sendable () -> Void = {}) async -> String? {
+        await run(rng: SystemRandomNumberGenerator(), onInit: onInit)
+    }
+
+    /// As `run(onInit:)`, with the backoff jitter drawn from `rng`.
+    public func run<R: RandomNumberGenerator>(rng: R, onInit: @escaping @Sendable () -> Void = {}) async -> String? {
+        let (events, sink) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .unbounded)
+        var channel = PortalChannel(configuration: configuration, stampSecret: stampSecret, rng: rng)
+        var outbound: [Int: AsyncStream<String>.Continuation] = [:]
+        var connections: [Int: Task<Void, Never>] = [:]
+        var timer: Task<Void, Never>?
+        let clock = ContinuousClock()
+        let origin = clock.now
+        func now() -> Duration { clock.now - origin }
+
+        defer {
+            timer?.cancel()
+            for (_, continuation) in outbound { continuation.finish() }
+            for (_, task) in connections { task.cancel() }
+            connectedFlag.store(false, ordering: .releasing)
+        }
+
+        var actions = channel.start(now: now())
+        var result: String?
+        var iterator = events.makeAsyncIterator()
+        while true {
+            for action in actions {
+                switch action {
+                case .connect(let id):
+                    let (stream, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .unbounded)
+                    outbound[id] = continuation
+                    connections[id] = openConnection(id: id, outbound: stream, sink: sink)
+                case .send(let id, let text):
+                    outbound[id]?.yield(text)
+                case .close(let id):
+                    outbound.removeValue(forKey: id)?.finish()
+                    connections.removeValue(forKey: id)?.cancel()
+                case .initialized:
+                    initializedFlag.store(true, ordering: .releasing)
+                    logger.info("portal sent init")
+                    onInit()
+                case .readinessChanged(let ready):
+                    connectedFlag.store(ready, ordering: .releasing)
+                    logger.info("portal connection \(ready ? "ready" : "lost")")
+                case .gaveUp(let reason):
+                    logger.error("giving up on the portal: \(reason)")
+                    result = reason
+                }
+            }
+            if result != nil { return result }
+            timer?.cancel()
+            timer = nil
+            if let deadline = channel.nextDeadline {
+                timer = Task {
+                    try? await clock.sleep(until: origin + deadline, tolerance: .milliseconds(1))
+                    if !Task.isCancelled { sink.yield(.tick) }
+                }
+            }
+            guard let event = await iterator.next() else { return nil }
+            if Task.isCancelled { return nil }
+            switch event {
+            case .connected(let id):
+                actions = channel.connected(id: id, now: now())
+            case .received(let id, let text):
+                actions = channel.received(id: id, text: text, now: now())
+            case .disconnected(let id, let reason):
+                outbound.removeValue(forKey: id)?.finish()
+                connections.removeValue(forKey: id)
+                logger.notice("portal connection closed: \(reason)")
+                actions = channel.disconnected(id: id, now: now(), reason: reason)
+            case .tick:
+                actions = channel.tick(now: now())
+            }
+        }
+    }
+
+    private func openConnection(id: Int, outbound stream: AsyncStream<String>,
+                                sink: AsyncStream<Event>.Continuation) -> Task<Void, Never>
+    {
+        var headers = HTTPFields()
+        if let name = HTTPField.Name("X-Authorization") { headers[name] = "Bearer \(token)" }
+        headers[.authorization] = "Bearer \(token)"
+        let wsConfiguration = WebSocketClientConfiguration(maxFrameSize: 1 << 16, additionalHeaders: headers)
+        let url = self.url
+        let logger = self.logger
+        return Task {
+            let client = WebSocketClient(url: url, configuration: wsConfiguration, logger: logger) {
+                inbound, writer, _ in
+                sink.yield(.connected(id))
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for await text in stream { try await writer.write(.text(text)) }
+                        // The channel closed this connection (or the task ends): close it.
+                        try? await writer.close(.normalClosure, reason: nil)
+                    }
+                    for try await message in inbound.messages(maxSize: 1 << 20) {
+                        if case .text(let text) = message { sink.yield(.received(id, text)) }
+                    }
+                    group.cancelAll()
+                }
+            }
+            do {
+                try await client.run()
+                sink.yield(.disconnected(id, "closed"))
+            } catch {
+                sink.yield(.disconnected(id, "\(error)"))
+            }
+        }
+    }
+}

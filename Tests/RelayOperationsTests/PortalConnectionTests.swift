@@ -1,0 +1,120 @@
+import Foundation
+import RelayPortal
+import RelayPortalWebSocket
+import Synchronization
+import Testing
+
+/// `PortalConnection` (the WebSocket driver of the sans-IO `PortalChannel`) against the in-test
+/// Phoenix portal over real WebSocket connections on 127.0.0.1.
+@Suite(.serialized) struct PortalConnectionTests {
+    /// Short timings so that heartbeats, drops and reconnects happen within seconds.
+    static func fastConfiguration() -> PortalConfiguration {
+        var config = PortalConfiguration()
+        config.heartbeatInterval = .milliseconds(200)
+        config.joinTimeout = .seconds(5)
+        config.connectTimeout = .seconds(5)
+        config.initialBackoff = .milliseconds(50)
+        config.backoffMultiplier = 2
+        config.maxBackoff = .milliseconds(400)
+        config.jitter = 0.5
+        config.maxElapsed = .seconds(30)
+        return config
+    }
+
+    @Test(.timeLimit(.minutes(1))) func connectsJoinsWaitsForInitHeartbeatsAndReconnects() async throws {
+        let portal = try await PhoenixPortal.start(["--init-delay", "0.8", "--drop-after-heartbeats", "3"])
+        let url = try PortalLoginURL(apiURL: "ws://127.0.0.1:\(portal.port)", name: "relay-test", publicIPv4: "127.0.0.1",
+                                     publicIPv6: nil, listenPort: 3479).build()
+        let secret = makeStampSecret()
+        let connection = PortalConnection(url: url, token: "tok-123", stampSecret: secret,
+                                          configuration: Self.fastConfiguration())
+        let inits = Atomic<Int>(0)
+        let runner = Task { await connection.run { inits.add(1, ordering: .relaxed) } }
+        defer { runner.cancel() }
+
+        // The connect request: path with the query parameters of the reference design, bearer header.
+        #expect(await eventually { !portal.events(kind: "connect").isEmpty })
+        let connect = portal.events(kind: "connect").first ?? [:]
+        #expect(connect["path"] as? String == "/relay/websocket?name=relay-test&ipv4=127.0.0.1&port=3479&vsn=2.0.0")
+        let headers = connect["headers"] as? [String: String] ?? [:]
+        #expect(headers["x-authorization"] == "Bearer tok-123")
+        #expect(headers["authorization"] == "Bearer tok-123")
+
+        // The join: topic relay, the stamp secret as its payload, join_ref == ref.
+        #expect(await eventually { !portal.frames(event: "phx_join").isEmpty })
+        let join = portal.frames(event: "phx_join").first?.frame ?? []
+        #expect(join.count == 5 && join[2] as? String == "relay")
+        #expect(join.count == 5 && join[0] as? String != nil && join[0] as? String == join[1] as? String)
+        #expect(PhoenixPortal.payload(join)?["stamp_secret"] as? String == secret)
+        #expect(secret.count == 64)
+
+        // Joined but no init yet (the portal waits 0.8 s): not ready.
+        #expect(portal.events(kind: "init-sent").isEmpty)
+        #expect(!connection.isConnected)
+        #expect(!connection.hasBeenInitialized)
+        #expect(await eventually { connection.isConnected })
+        #expect(!portal.events(kind: "init-sent").isEmpty)
+        #expect(connection.hasBeenInitialized)
+        #expect(inits.load(ordering: .relaxed) == 1)
+
+        // Heartbeats on topic phoenix with no join_ref; the portal drops the first connection
+        // (TCP abort, no closing handshake) after three.
+        #expect(await eventually { portal.frames(event: "heartbeat").count >= 3 })
+        let heartbeat = portal.frames(event: "heartbeat").first?.frame ?? []
+        #expect(heartbeat.count == 5 && heartbeat[2] as? String == "phoenix" && heartbeat[0] is NSNull)
+        #expect(await eventually { !portal.events(kind: "dropping").isEmpty })
+        #expect(await eventually(.seconds(5)) { !connection.isConnected })
+
+        // Reconnect: a second connection joins with the same secret and gets init again.
+        #expect(await eventually { portal.frames(event: "phx_join").contains { $0.connection == 2 } })
+        let rejoin = portal.frames(event: "phx_join").first { $0.connection == 2 }?.frame ?? []
+        #expect(PhoenixPortal.payload(rejoin)?["stamp_secret"] as? String == secret)
+        #expect(await eventually { connection.isConnected && inits.load(ordering: .relaxed) == 2 })
+        #expect(await eventually { portal.frames(event: "heartbeat").contains { $0.connection == 2 } })
+        runner.cancel()
+        #expect(await runner.value == nil)
+        #expect(!connection.isConnected)
+    }
+
+    @Test(.timeLimit(.minutes(1))) func heartbeatsEveryIntervalWhileConnected() async throws {
+        let portal = try await PhoenixPortal.start()
+        let url = try PortalLoginURL(apiURL: "ws://127.0.0.1:\(portal.port)", name: "r", publicIPv4: "127.0.0.1",
+                                     publicIPv6: nil, listenPort: 3478).build()
+        var config = Self.fastConfiguration()
+        config.heartbeatInterval = .milliseconds(300)
+        let connection = PortalConnection(url: url, token: "t", stampSecret: makeStampSecret(), configuration: config)
+        let runner = Task { await connection.run() }
+        defer { runner.cancel() }
+        #expect(await eventually { connection.isConnected })
+        let start = ContinuousClock.now
+        let before = portal.frames(event: "heartbeat").count
+        try await Task.sleep(for: .milliseconds(1600))
+        let elapsed = ContinuousClock.now - start
+        let sent = portal.frames(event: "heartbeat").count - before
+        // One heartbeat every 300 ms: about 5 in 1.6 s; a loaded machine may delay some, but never
+        // sends them faster than the interval.
+        #expect(sent >= 2, "\(sent) heartbeats in \(elapsed)")
+        #expect(sent <= Int(elapsed / .milliseconds(300)) + 1, "\(sent) heartbeats in \(elapsed)")
+        #expect(portal.events(kind: "connect").count == 1)
+        runner.cancel()
+        _ = await runner.value
+    }
+
+    @Test(.timeLimit(.minutes(1))) func givesUpAfterTheConfiguredAttempts() async throws {
+        let portal = try await PhoenixPortal.start(["--refuse"])
+        let url = try PortalLoginURL(apiURL: "ws://127.0.0.1:\(portal.port)", name: "r", publicIPv4: "127.0.0.1",
+                                     publicIPv6: nil, listenPort: 3479).build()
+        var config = Self.fastConfiguration()
+        config.maxAttempts = 4
+        let connection = PortalConnection(url: url, token: "t", stampSecret: "s", configuration: config)
+        let started = ContinuousClock.now
+        let reason = await connection.run()
+        let elapsed = ContinuousClock.now - started
+        #expect(reason?.contains("4 attempts failed") == true, "\(reason ?? "nil")")
+        #expect(portal.events(kind: "refused").count == 4)
+        #expect(!connection.isConnected)
+        #expect(!connection.hasBeenInitialized)
+        // Three backoff waits of at most (50 + 100 + 200 ms) × 1.5 plus connect time: bounded.
+        #expect(elapsed < .seconds(10))
+    }
+}

@@ -1,0 +1,149 @@
+import Foundation
+import Glibc
+import RelayCore
+import RelayIO
+import STUN
+import Testing
+import TestSupport
+
+/// The `turn-relay` binary in portal mode against the in-test Phoenix portal (`PhoenixPortal`):
+/// no relaying and `/readyz` 503 before the portal's `init`; Firezone credentials made with the
+/// stamp secret it joined with work after it; a dropped portal connection makes `/readyz` 503
+/// without stopping relaying, and the relay reconnects; the relay stops with status 1 when the
+/// portal stays unreachable past the configured limit. Its HTTP and STUN probes block for short
+/// whiles, so it runs on a thread of its own; its waits are asynchronous sleeps.
+@Suite(.serialized, .dedicatedThread) struct RelayBinaryPortalTests {
+    final class Relay {
+        let process = Process()
+        let logURL: URL
+        let port: UInt16
+
+        init(portalPort: Int, extra: [String] = []) throws {
+            let binary = try RelayBinaryReloadTests.turnRelayBinary()
+            logURL = FileManager.default.temporaryDirectory
+                .appendingPathComponent("binary-portal-relay-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log")
+            FileManager.default.createFile(atPath: logURL.path, contents: nil)
+            let log = try FileHandle(forWritingTo: logURL)
+            port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+            process.executableURL = binary
+            process.arguments = ["serve", "--listen-port", "\(port)", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",
+                                 "--min-port", "50430", "--max-port", "50450", "--workers", "1", "--realm", "example.org",
+                                 "--health-check-addr", "127.0.0.1:0", "--metrics-addr", "none", "--drain-seconds", "0",
+                                 "--api-url", "ws://127.0.0.1:\(portalPort)", "--name", "relay-a",
+                                 "--portal-heartbeat-ms", "200"] + extra
+            // The token comes from the environment, as in a deployment.
+            var environment = ProcessInfo.processInfo.environment
+            environment["FIREZONE_TOKEN"] = "relay-token-1"
+            process.environment = environment
+            process.standardOutput = log
+            process.standardError = log
+            try process.run()
+        }
+
+        deinit { stopChild(process, removing: logURL) }
+
+        var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
+
+        /// Waits (asynchronously, at most `timeout`) for the process to exit.
+        func exited(within timeout: Duration) async -> Bool {
+            await eventually(timeout) { !process.isRunning }
+        }
+    }
+
+    static func firezoneCredentials(secret: String) -> (user: String, password: String) {
+        let expiry = UInt64(Date().timeIntervalSince1970) + 3600
+        let salt = "salt\(UInt32.random(in: 0...UInt32.max))"
+        return ("\(expiry):\(salt)", FirezoneCredential.password(expiry: expiry, secret: secret, salt: salt))
+    }
+
+    @Test(.timeLimit(.minutes(2))) func noRelayingBeforeInitThenStampSecretCredentialsAndReconnects() async throws {
+        // init 3 s after each join; the first connection is dropped at its 15th heartbeat after init.
+        let portal = try await PhoenixPortal.start(["--init-delay", "3", "--drop-after-heartbeats", "15"])
+        let relay = try Relay(portalPort: portal.port)
+
+        var health: TransportAddress?
+        _ = await eventually(.seconds(20)) {
+            health = RelayBinaryReloadTests.address(after: "health=", in: relay.log)
+            return health != nil
+        }
+        let healthAddress = try #require(health, "no endpoints line in the relay's log:\n\(relay.log)")
+        #expect(await eventually { !portal.frames(event: "phx_join").isEmpty }, "\(relay.log)")
+        let connect = portal.events(kind: "connect").first ?? [:]
+        #expect(connect["path"] as? String == "/relay/websocket?name=relay-a&ipv4=127.0.0.1&port=\(relay.port)&vsn=2.0.0")
+        let headers = connect["headers"] as? [String: String] ?? [:]
+        #expect(headers["x-authorization"] == "Bearer relay-token-1")
+        #expect(headers["authorization"] == "Bearer relay-token-1")
+        let join = portal.frames(event: "phx_join").first?.frame ?? []
+        #expect(join.count == 5 && join[2] as? String == "relay")
+        let secret = try #require(PhoenixPortal.payload(join)?["stamp_secret"] as? String)
+        #expect(secret.count == 64)
+        let credentials = Self.firezoneCredentials(secret: secret)
+        let address = TransportAddress(ip: .v4(.loopback), port: relay.port)
+
+        // Before init: not ready, and an Allocate with valid Firezone credentials is refused.
+        let before = try HTTPTestClient.get(healthAddress, "/readyz")
+        #expect(before.status == 503)
+        #expect(before.body.contains("portal"))
+        #expect(try RelayBinaryReloadTests.allocate(address, user: credentials.user, password: credentials.password, id: 1) == 401)
+        #expect(portal.events(kind: "init-sent").isEmpty, "init came before the pre-init checks finished")
+
+        // After init: ready, the same credentials allocate, others do not.
+        #expect(await eventually { !portal.events(kind: "init-sent").isEmpty })
+        #expect(try await eventually(.seconds(5)) { try HTTPTestClient.get(healthAddress, "/readyz").status == 200 },
+                "\(relay.log)")
+        #expect(try await eventually(.seconds(5)) {
+            try RelayBinaryReloadTests.allocate(address, user: credentials.user, password: credentials.password, id: 3) == 0
+        })
+        let wrong = Self.firezoneCredentials(secret: "not-the-stamp-secret")
+        #expect(try RelayBinaryReloadTests.allocate(address, user: wrong.user, password: wrong.password, id: 5) == 401)
+        // Heartbeats keep flowing.
+        #expect(await eventually { portal.frames(event: "heartbeat").count >= 2 })
+
+        // The portal drops the connection: not ready while the relay reconnects and waits for the
+        // next init, yet it keeps relaying (the credentials stay open through portal outages).
+        #expect(await eventually { !portal.events(kind: "dropping").isEmpty })
+        #expect(try await eventually(.seconds(5)) { try HTTPTestClient.get(healthAddress, "/readyz").status == 503 })
+        #expect(try RelayBinaryReloadTests.allocate(address, user: credentials.user, password: credentials.password, id: 7) == 0)
+        #expect(await eventually { portal.frames(event: "phx_join").contains { $0.connection == 2 } }, "\(relay.log)")
+        let rejoin = portal.frames(event: "phx_join").first { $0.connection == 2 }?.frame ?? []
+        #expect(PhoenixPortal.payload(rejoin)?["stamp_secret"] as? String == secret)
+        #expect(try await eventually(.seconds(10)) { try HTTPTestClient.get(healthAddress, "/readyz").status == 200 },
+                "\(relay.log)")
+
+        kill(relay.process.processIdentifier, SIGTERM)
+        #expect(await relay.exited(within: .seconds(10)))
+        #expect(relay.process.terminationStatus == 0)
+    }
+
+    @Test(.timeLimit(.minutes(1))) func stopsWithStatusOneWhenThePortalStaysUnreachable() async throws {
+        let portal = try await PhoenixPortal.start(["--refuse"])
+        let relay = try Relay(portalPort: portal.port, extra: ["--portal-max-elapsed", "2"])
+        #expect(await relay.exited(within: .seconds(20)), "\(relay.log)")
+        if !relay.process.isRunning {
+            #expect(relay.process.terminationStatus == 1)
+        }
+        #expect(portal.events(kind: "refused").count >= 2)
+        #expect(relay.log.contains("gave up"))
+    }
+
+    @Test func aTokenWithoutAnAPIURLIsRefusedAtStart() async throws {
+        let binary = try RelayBinaryReloadTests.turnRelayBinary()
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve", "--listen-port", "0", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",
+                             "--health-check-addr", "none", "--metrics-addr", "none", "--token", "t"]
+        var environment = ProcessInfo.processInfo.environment
+        environment.removeValue(forKey: "FIREZONE_API_URL")
+        process.environment = environment
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        #expect(await eventually(.seconds(10)) { !process.isRunning })
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(text.contains("--api-url"), "\(text)")
+    }
+}
