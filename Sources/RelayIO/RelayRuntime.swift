@@ -54,18 +54,22 @@ public final class RelayRuntime: Sendable {
     }
 
     /// Starts `count` workers each running a TURN `Server` configured from `server`, with
-    /// `portRange` set to the worker's slice of `server.portRange`.
+    /// `portRange` set to the worker's slice of `server.portRange`. The servers share one
+    /// `SharedReservationRegistry` (unless `reservations` is given), so a RESERVATION-TOKEN issued
+    /// by one worker can be redeemed on any.
     public static func startTURN(
         workers count: Int, configuration: WorkerConfiguration, server: ServerConfiguration,
-        clock: RelayClock = RelayClock()
+        clock: RelayClock = RelayClock(), reservations: SharedReservationRegistry? = nil
     ) throws(RelayIOError) -> RelayRuntime {
-        try start(workers: count, configuration: configuration, portRange: server.portRange, clock: clock) {
+        let registry = reservations ?? SharedReservationRegistry(capacity: server.maxReservations)
+        return try start(workers: count, configuration: configuration, portRange: server.portRange, clock: clock) {
             context, slice in
             var own = server
             own.portRange = slice
             // Hairpin peers may sit on another worker's slice.
             own.hairpinPortRange = server.hairpinPortRange ?? server.portRange
-            return Server(configuration: own, random: SystemRandomNumberGenerator(), now: context.clock.now())
+            return Server(configuration: own, random: SystemRandomNumberGenerator(), now: context.clock.now(),
+                          reservationRegistry: registry)
         }
     }
 

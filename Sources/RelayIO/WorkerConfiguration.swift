@@ -37,10 +37,10 @@ public struct WorkerConfiguration: Sendable {
     /// Longest sleep in the event loop, in nanoseconds.
     public var maxWaitNanoseconds: UInt64 = 1_000_000_000
     /// Send every datagram of one client IP address to the same worker (a classic BPF program on
-    /// the SO_REUSEPORT group) instead of spreading by address and port. Needed when clients use
-    /// EVEN-PORT reservations (RFC 8656 §7.2: the RESERVATION-TOKEN lives in the worker that issued
-    /// it) or per-username quotas must hold across a host's sockets; it costs spreading when many
-    /// clients share one address (NAT, loopback benchmarks). Used by `RelayRuntime`.
+    /// the SO_REUSEPORT group) instead of spreading by address and port. Useful when per-username
+    /// quotas must hold across a host's sockets (EVEN-PORT reservations do not need it: the
+    /// workers share a `SharedReservationRegistry`); it costs spreading when many clients share
+    /// one address (NAT, loopback benchmarks). Used by `RelayRuntime`.
     public var steerByClientAddress: Bool = false
     /// How often statistics are published (`WorkerHandle.statistics`, the processor's
     /// `workerStatisticsDidUpdate`).

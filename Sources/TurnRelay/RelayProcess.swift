@@ -128,15 +128,21 @@ struct RelayProcess {
         // Portal mode: no credentials (every Allocate refused) until the portal's init.
         if settings.portal != nil { configured.credentials = CredentialStore() }
         let server = configured
+        // RESERVATION-TOKENs are redeemable on any worker (RFC 8656 §7.2: "the reservation is a
+        // server-wide reservation"): one registry for the process.
+        let reservations = SharedReservationRegistry(capacity: server.maxReservations)
         // Each worker's Server is wrapped so that it publishes its counters and applies reloads
         // on its own thread.
         return try RelayRuntime.start(workers: settings.workers, configuration: worker, portRange: server.portRange) {
             context, slice in
             var own = server
             own.portRange = slice
+            // Hairpin peers and claimed reservations may sit on another worker's slice.
+            own.hairpinPortRange = server.hairpinPortRange ?? server.portRange
             return operations.makeProcessor(
                 worker: context.index,
-                server: Server(configuration: own, random: SystemRandomNumberGenerator(), now: context.clock.now()))
+                server: Server(configuration: own, random: SystemRandomNumberGenerator(), now: context.clock.now(),
+                               reservationRegistry: reservations))
         }
     }
 

@@ -123,7 +123,7 @@ struct ServeCommand: ParsableCommand {
     @Flag(help: "Do not coalesce receives with UDP_GRO. [env: DISABLE_GRO=1]")
     var disableGro = false
 
-    @Flag(help: "Send all traffic of one client IP address to one worker (needed for EVEN-PORT reservations across a client's sockets, e.g. RTP/RTCP pairs, when --workers > 1; spreads worse behind NAT). [env: STEER_BY_CLIENT_IP=1]")
+    @Flag(help: "Send all traffic of one client IP address to one worker (keeps per-username quotas on one worker; spreads worse behind NAT). EVEN-PORT reservations work across workers without it. [env: STEER_BY_CLIENT_IP=1]")
     var steerByClientIp = false
 
     @Flag(name: .customLong("rfc5766-channel-numbers"), help: "Accept RFC 5766 channel numbers 0x4000-0x7FFF (RFC 8656 allows only 0x4000-0x4FFF), for older clients such as coturn's turnutils_uclient. [env: RFC5766_CHANNEL_NUMBERS=1]")

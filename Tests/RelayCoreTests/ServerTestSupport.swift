@@ -149,11 +149,12 @@ final class Harness {
         return c
     }
 
-    init(seed: UInt64 = 1, _ configure: (inout ServerConfiguration) -> Void = { _ in }) {
+    /// `registry`: shared with other harnesses' servers, as the workers of one process share it.
+    init(seed: UInt64 = 1, registry: (any ReservationRegistry)? = nil, _ configure: (inout ServerConfiguration) -> Void = { _ in }) {
         var c = Self.configuration()
         configure(&c)
         now = Self.start
-        server = Server(configuration: c, random: SplitMix64(seed: seed), now: now)
+        server = Server(configuration: c, random: SplitMix64(seed: seed), now: now, reservationRegistry: registry)
         buffer = .allocate(byteCount: Self.bufferSize, alignment: 16)
         buffer.initializeMemory(as: UInt8.self, repeating: 0xEE, count: Self.bufferSize)
     }

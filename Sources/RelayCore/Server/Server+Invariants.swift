@@ -6,6 +6,7 @@ extension Server {
     func invariantViolations() -> [String] {
         var problems: [String] = []
         var expectedTimers = reservations.count + permissions.count + channels.count
+            + (claimedPortsToGiveBack.isEmpty ? 0 : 1)
         for (index, slot) in allocations.enumerated() {
             guard let allocation = slot else { continue }
             let id = AllocationID(index: UInt32(index))

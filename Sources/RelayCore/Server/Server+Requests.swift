@@ -212,11 +212,14 @@ extension Server {
         // ADDITIONAL-ADDRESS-FAMILY attribute, the server rejects the request with a 400 (Bad
         // Request) error. Otherwise, ... If the token is not valid for some reason, the server
         // rejects the request with a 508 (Insufficient Capacity) error."
-        var reservation: (token: UInt64, Reservation)?
+        // The token may have been issued by another server of this process (RFC 8656 §7.2: "the
+        // reservation is a server-wide reservation"), so it is looked up in the shared registry.
+        // This check only reads; the claim below takes the reservation atomically.
+        var reservedFamily: AddressFamily?
         if let token {
             guard evenPort == nil, requestedFamily == nil, additionalFamily == nil else { throw .badRequest }
-            guard let found = reservations[token] else { throw .insufficientCapacity }
-            reservation = (token, found)
+            guard let family = reservationRegistry.claimableFamily(token, now: now) else { throw .insufficientCapacity }
+            reservedFamily = family
         }
         // 6. "both REQUESTED-ADDRESS-FAMILY and ADDITIONAL-ADDRESS-FAMILY ... 400 (Bad Request)".
         if requestedFamily != nil && additionalFamily != nil { throw .badRequest }
@@ -224,7 +227,7 @@ extension Server {
         // REQUESTED-ADDRESS-FAMILY ... 440 (Address Family not Supported) ... If the
         // REQUESTED-ADDRESS-FAMILY attribute is absent and the server does not support the IPv4
         // address family, the server MUST include ... 440".
-        let primary = reservation?.1.family ?? requestedFamily ?? .ipv4
+        let primary = reservedFamily ?? requestedFamily ?? .ipv4
         guard configuration.relayAddress(primary) != nil else { throw .addressFamilyNotSupported }
         // 8. "EVEN-PORT attribute with the R bit set to 1 ... and the request also contains an
         // ADDITIONAL-ADDRESS-FAMILY attribute, the server rejects the request with a 400".
@@ -253,18 +256,41 @@ extension Server {
         // Relayed transport addresses (RFC 8656 §7.2, after the checks).
         var chosen: [(family: AddressFamily, port: UInt16)] = []
         var newReservation: (token: UInt64, port: UInt16)?
-        if let (token, held) = reservation {
-            cancelReservation(token, releasePort: false)
-            chosen = [(held.family, held.port)]
+        var claimedFromOtherServer = false
+        if let token {
+            // "If the request contains a RESERVATION-TOKEN attribute, the server uses the previously
+            // reserved transport address corresponding to the included token (if it is still
+            // available)." One claim per token: another server may have claimed it since the check.
+            guard let claimed = reservationRegistry.claim(token, by: registryMember, now: now) else {
+                throw .insufficientCapacity
+            }
+            if claimed.owner == registryMember {
+                // Our own reservation: its port, already marked used here, passes to the allocation.
+                dropReservation(token)
+            } else {
+                claimedFromOtherServer = true
+            }
+            chosen = [(claimed.family, claimed.port)]
         } else {
+            // Given-back ports first, so that a reservation never fails for lent ports that came back.
+            if reserveNext { collectGivenBackPorts() }
             let request = PortAllocator.Request(families: families, even: evenPort != nil, reserveNext: reserveNext)
-            if let port = ports.choose(request, using: &random) {
+            if let port = choosePort(request) {
                 chosen = families.map { ($0, port) }
-                if reserveNext { newReservation = (uniqueReservationToken(), port + 1) }
+                if reserveNext {
+                    // "the relayed transport address with port N+1 is assigned a token and reserved
+                    // for a future allocation." Registered server-wide, bounded there too.
+                    let token = uniqueReservationToken()
+                    let reserved = ReservedPort(port: port + 1, family: primary, owner: registryMember)
+                    guard reservationRegistry.register(token, reserved, expiresAt: now.adding(seconds: configuration.reservationLifetime)) else {
+                        throw .insufficientCapacity
+                    }
+                    newReservation = (token, port + 1)
+                }
             } else if families.count == 2 {
                 // No common port: one per family, or a partial success (step 9: "508").
                 for family in families {
-                    if let port = ports.choose(PortAllocator.Request(families: [family]), using: &random) {
+                    if let port = choosePort(PortAllocator.Request(families: [family])) {
                         chosen.append((family, port))
                     } else {
                         addressError = (family: family, code: 508)
@@ -278,6 +304,7 @@ extension Server {
         let lifetime = desiredLifetime(try parsed(message.lifetime()))
         createAllocation(client: client, username: auth.username, relays: chosen, lifetime: lifetime,
                          transactionID: message.transactionID, signer: auth.signer, evenPort: evenPort != nil,
+                         usesReservedPort: token != nil, claimedFromOtherServer: claimedFromOtherServer,
                          newReservation: newReservation, addressError: addressError, now: now, out: out)
     }
 
@@ -316,10 +343,10 @@ extension Server {
         let lifetime = requested == 0 ? 0 : desiredLifetime(requested)
         if lifetime == 0 {
             if families.count == allocation.relays.count {
-                deleteAllocation(id, out: out)
+                deleteAllocation(id, now: now, out: out)
                 statistics.allocationsDeleted &+= 1
             } else {
-                for family in families { removeRelay(family, of: id, out: out) }
+                for family in families { removeRelay(family, of: id, now: now, out: out) }
             }
         } else {
             // "the allocation's time-to-expiry is set to the 'desired lifetime'".
@@ -506,11 +533,20 @@ extension Server {
     }
 
     /// A fresh nonzero token. With 64 random bits a collision is practically impossible; the loop
-    /// is bounded anyway.
+    /// is bounded anyway (and the registry refuses a token another server holds: 508).
     func uniqueReservationToken() -> UInt64 {
         var token = random.next() | 1 << 63
         for _ in 0..<8 where reservations[token] != nil { token = random.next() | 1 << 63 }
         return token
+    }
+
+    /// A free port for `request`; when there is none, ports other servers have given back since
+    /// they were last collected are taken back and the choice is tried once more. So the registry
+    /// is consulted only when this server's range is exhausted (or on the reservation paths).
+    func choosePort(_ request: PortAllocator.Request) -> UInt16? {
+        if let port = ports.choose(request, using: &random) { return port }
+        guard collectGivenBackPorts() else { return nil }
+        return ports.choose(request, using: &random)
     }
 }
 

@@ -16,7 +16,7 @@ extension Server {
 
     func createAllocation(client: ClientSocket, username: String, relays: [(family: AddressFamily, port: UInt16)],
                           lifetime: UInt32, transactionID: TransactionID, signer: ResponseSigner, evenPort: Bool,
-                          newReservation: (token: UInt64, port: UInt16)?, addressError: (family: AddressFamily, code: Int)?,
+                          usesReservedPort: Bool = false, claimedFromOtherServer: Bool = false, newReservation: (token: UInt64, port: UInt16)?, addressError: (family: AddressFamily, code: Int)?,
                           now: Instant, out: OutboundBatch) {
         let id: AllocationID
         if let slot = freeAllocationSlots.popLast() {
@@ -28,7 +28,7 @@ extension Server {
         let expiresAt = now.adding(seconds: UInt64(lifetime))
         let pending = PendingAllocate(
             transactionID: transactionID, lifetimeSeconds: lifetime, reservationToken: newReservation?.token,
-            addressError: addressError, signer: signer, evenPort: evenPort,
+            addressError: addressError, signer: signer, evenPort: evenPort, usesReservedPort: usesReservedPort,
             timer: timers.schedule(.pendingAllocation(id), at: now.adding(seconds: configuration.socketOpenTimeout)))
         var allocation = Allocation(client: client, username: username, ipv4: nil, ipv6: nil,
                                     allocateTransaction: transactionID, pending: pending)
@@ -36,7 +36,8 @@ extension Server {
             ports.markUsed(port, family)
             let handle = claimSocket(for: id, family: family, client: client)
             let relay = RelaySocket(handle: handle, family: family, port: port, isOpen: false, attempts: 1,
-                                    expiresAt: expiresAt, timer: timers.schedule(.relay(id, family), at: expiresAt))
+                                    expiresAt: expiresAt, timer: timers.schedule(.relay(id, family), at: expiresAt),
+                                    claimed: claimedFromOtherServer)
             allocation.setRelay(relay, family)
             // The success response waits for the shell's answer (never optimistic: a port already in
             // use on the host must not produce an allocation that cannot relay).
@@ -44,7 +45,9 @@ extension Server {
         }
         if let newReservation, let family = relays.first?.family {
             // RFC 8656 §7.2: "Port N is used in the current allocation, while the relayed transport
-            // address with port N+1 is assigned a token and reserved for a future allocation."
+            // address with port N+1 is assigned a token and reserved for a future allocation." No
+            // socket is opened for N+1: it stays marked used here until the reservation expires
+            // unclaimed or, claimed by another server, is given back (see ReservationRegistry).
             ports.markUsed(newReservation.port, family)
             let timer = timers.schedule(.reservation(newReservation.token), at: now.adding(seconds: configuration.reservationLifetime))
             reservations[newReservation.token] = Reservation(family: family, port: newReservation.port, timer: timer)
@@ -57,7 +60,7 @@ extension Server {
 
     /// Removes the allocation with everything that hangs off it: permissions, channels, timers and
     /// sockets (closed via `SocketRequest.close`; nothing is produced for them afterwards).
-    func deleteAllocation(_ id: AllocationID, out: OutboundBatch) {
+    func deleteAllocation(_ id: AllocationID, now: Instant, out: OutboundBatch) {
         guard let allocation = allocations[Int(id.index)] else { return }
         for peer in allocation.permissions {
             if let permission = permissions.removeValue(forKey: PermissionKey(allocation: id, peer: peer)) {
@@ -75,7 +78,7 @@ extension Server {
             timers.cancel(relay.timer)
             releaseSocket(relay)
             out.socketRequests.append(.close(relay.handle))
-            ports.release(relay.port, relay.family)
+            releasePort(of: relay, now: now)
         }
         allocations[Int(id.index)] = nil
         freeAllocationSlots.append(id.index)
@@ -86,7 +89,7 @@ extension Server {
 
     /// Removes one relayed transport address of a dual allocation, with the permissions and
     /// channels towards peers of that family (only that address could reach them).
-    func removeRelay(_ family: AddressFamily, of id: AllocationID, out: OutboundBatch) {
+    func removeRelay(_ family: AddressFamily, of id: AllocationID, now: Instant, out: OutboundBatch) {
         guard var allocation = allocations[Int(id.index)], let relay = allocation.relay(for: family) else { return }
         for peer in allocation.permissions where peer.family == family {
             if let permission = permissions.removeValue(forKey: PermissionKey(allocation: id, peer: peer)) {
@@ -105,7 +108,7 @@ extension Server {
         timers.cancel(relay.timer)
         releaseSocket(relay)
         out.socketRequests.append(.close(relay.handle))
-        ports.release(relay.port, relay.family)
+        releasePort(of: relay, now: now)
         allocation.setRelay(nil, family)
         allocations[Int(id.index)] = allocation
     }
@@ -134,12 +137,14 @@ extension Server {
         case .failed:
             statistics.bindFailures &+= 1
             // Not ours after all: someone else on the host holds it.
-            ports.release(relay.port, relay.family)
-            // A reserved N+1 is paired with this N, so an EVEN-PORT/R allocation is not moved.
-            if relay.attempts < configuration.maxBindAttempts, pending.reservationToken == nil,
-               let port = ports.choose(PortAllocator.Request(families: [relay.family], even: pending.evenPort), using: &random) {
+            releasePort(of: relay, now: now)
+            // A reserved N+1 is paired with this N, so an EVEN-PORT/R allocation is not moved; an
+            // allocation for a RESERVATION-TOKEN gets that port or nothing.
+            if relay.attempts < configuration.maxBindAttempts, pending.reservationToken == nil, !pending.usesReservedPort,
+               let port = choosePort(PortAllocator.Request(families: [relay.family], even: pending.evenPort)) {
                 ports.markUsed(port, relay.family)
                 relay.port = port
+                relay.claimed = false
                 relay.attempts += 1
                 if relay.family == .ipv4 { allocation.ipv4 = relay } else { allocation.ipv6 = relay }
                 allocations[Int(id.index)] = allocation
@@ -195,7 +200,7 @@ extension Server {
                fingerprint: pending.signer.fingerprint, now: now, out: out) { writer in
             writer.appendErrorCode(.insufficientCapacity)
         }
-        deleteAllocation(id, out: out)
+        deleteAllocation(id, now: now, out: out)
     }
 
     // MARK: Allocation sockets
@@ -284,10 +289,35 @@ extension Server {
         channelByPeer[PeerChannelKey(allocation: id, peer: peer)] = PeerChannel(number: number, isBound: true, isPermitted: permitted)
     }
 
-    func cancelReservation(_ token: UInt64, releasePort: Bool) {
+    // MARK: Reservations and claimed ports
+
+    /// Forgets one of this server's reservations that it claimed itself: the port stays marked
+    /// used, now by the allocation.
+    func dropReservation(_ token: UInt64) {
         guard let reservation = reservations.removeValue(forKey: token) else { return }
         timers.cancel(reservation.timer)
-        if releasePort { ports.release(reservation.port, reservation.family) }
+    }
+
+    /// Frees a relayed address's port: in this server's allocator, and for a port claimed from
+    /// another server's reservation also towards the registry (by the give-back timer, on a later
+    /// call: the close request for its socket is carried out first).
+    func releasePort(of relay: RelaySocket, now: Instant) {
+        ports.release(relay.port, relay.family)
+        guard relay.claimed else { return }
+        if claimedPortsToGiveBack.isEmpty {
+            // 1 ns later, so it never fires in the `handleTimeout` call that queued it.
+            _ = timers.schedule(.giveBackClaimedPorts, at: now.adding(nanoseconds: 1))
+        }
+        claimedPortsToGiveBack.append((relay.port, relay.family))
+    }
+
+    /// Takes back the ports of this server's reservations that other servers claimed and have
+    /// since given back. True when there was any.
+    @discardableResult
+    func collectGivenBackPorts() -> Bool {
+        let back = reservationRegistry.takeGivenBack(owner: registryMember)
+        for port in back { ports.release(port.port, port.family) }
+        return !back.isEmpty
     }
 
     // MARK: Expiry
@@ -304,9 +334,9 @@ extension Server {
             allocation.setRelay(relay, family)
             allocations[Int(id.index)] = allocation
             if allocation.relays.count > 1 {
-                removeRelay(family, of: id, out: out)
+                removeRelay(family, of: id, now: now, out: out)
             } else {
-                deleteAllocation(id, out: out)
+                deleteAllocation(id, now: now, out: out)
                 statistics.allocationsExpired &+= 1
             }
         case .pendingAllocation(let id):
@@ -330,9 +360,16 @@ extension Server {
             channelByPeer[PeerChannelKey(allocation: channel.allocation, peer: channel.peer)] = nil
             allocations[Int(channel.allocation.index)]?.channels.remove(key.number)
         case .reservation(let token):
-            // RFC 8656 §7.2: "The server MUST hold this reservation for at least 30 seconds".
+            // RFC 8656 §7.2: "The server MUST hold this reservation for at least 30 seconds". It
+            // is withdrawn from the registry atomically with respect to claims: either no server
+            // can claim it any more and the port is free again here, or another server claimed it
+            // first and the port stays out of this server's pool until it is given back.
             guard let reservation = reservations.removeValue(forKey: token) else { return }
-            ports.release(reservation.port, reservation.family)
+            if reservationRegistry.withdraw(token) { ports.release(reservation.port, reservation.family) }
+            collectGivenBackPorts()
+        case .giveBackClaimedPorts:
+            for (port, family) in claimedPortsToGiveBack { reservationRegistry.giveBack(port: port, family: family) }
+            claimedPortsToGiveBack.removeAll()
         }
     }
 }

@@ -45,7 +45,17 @@ public final class Server {
     var permissions: [PermissionKey: Permission] = [:]
     var channels: [ChannelKey: Channel] = [:]
     var channelByPeer: [PeerChannelKey: PeerChannel] = [:]
+    /// The reservations this server made (it owns their ports), by token.
     var reservations: [UInt64: Reservation] = [:]
+    /// Where reservation tokens are registered and claimed: shared by the servers of one process
+    /// (`ReservationRegistry`), consulted on the Allocate slow path only.
+    let reservationRegistry: any ReservationRegistry
+    let registryMember: Int
+    /// Ports claimed from another server's reservation whose allocation has ended: given back to
+    /// the registry by the `.giveBackClaimedPorts` timer, i.e. on a later call, after the shell has
+    /// closed their sockets (it carries out a batch's socket requests before calling the core
+    /// again), so that the owner can never bind a port whose old socket is still open.
+    var claimedPortsToGiveBack: [(port: UInt16, family: AddressFamily)] = []
 
     var nonces: NonceAuthority
     var challengeLimiter: ChallengeRateLimiter
@@ -54,8 +64,14 @@ public final class Server {
     /// recovered from their hash: their set is not enumerable).
     var usernameByUserhash: [[UInt8]: String] = [:]
 
-    public init(configuration: ServerConfiguration, random: any RandomNumberGenerator, now: Instant) {
+    /// `reservationRegistry`: the registry shared with the other servers of the process (one per
+    /// worker); nil gives this server a registry of its own (`configuration.maxReservations`).
+    public init(configuration: ServerConfiguration, random: any RandomNumberGenerator, now: Instant,
+                reservationRegistry: (any ReservationRegistry)? = nil) {
         self.configuration = configuration
+        let registry = reservationRegistry ?? UnsharedReservationRegistry(capacity: configuration.maxReservations)
+        self.reservationRegistry = registry
+        registryMember = registry.join()
         rfc5766ChannelNumbers = configuration.rfc5766ChannelNumbers
         highestChannelNumber = configuration.rfc5766ChannelNumbers ? ChannelNumber.validRFC5766.upperBound : ChannelNumber.valid.upperBound
         self.random = random
@@ -89,7 +105,7 @@ public final class Server {
         handleSocketOpened(handle, result: result, now: now, out: out)
     }
 
-    /// Expires allocations, permissions and channels due at or before `now`.
+    /// Expires allocations, permissions, channels and reservations due at or before `now`.
     public func handleTimeout(now: Instant, into out: OutboundBatch) {
         while let target = timers.popExpired(now: now) {
             expire(target, now: now, out: out)

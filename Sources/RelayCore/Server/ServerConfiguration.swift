@@ -62,8 +62,9 @@ public struct ServerConfiguration: Sendable {
     /// CreatePermission/ChannelBind beyond this per allocation get 508.
     public var maxPermissionsPerAllocation: Int = 128
     public var maxChannelsPerAllocation: Int = 128
-    /// Outstanding EVEN-PORT reservations, server-wide (coturn CVE-2026-73215: reservations must
-    /// not exhaust the port pool).
+    /// Outstanding EVEN-PORT reservations made by this server (coturn CVE-2026-73215: reservations
+    /// must not exhaust the port pool). The process-wide registry the workers share is bounded by
+    /// the same number (`SharedReservationRegistry(capacity:)`); either limit gives 508.
     public var maxReservations: Int = 256
     /// Binds tried per family before an Allocate fails with 508.
     public var maxBindAttempts: Int = 4

@@ -13,6 +13,9 @@ struct RelaySocket {
     /// two addresses are refreshed (and deleted) separately (§8.1).
     var expiresAt: Instant
     var timer: TimerID
+    /// The port came from another server's reservation (outside this server's port range): when
+    /// this address goes away, the port is given back to the registry for its owner.
+    var claimed = false
 }
 
 /// An allocation (RFC 8656 §6): "the relayed transport address or addresses; the 5-tuple; the
@@ -74,6 +77,10 @@ struct PendingAllocate {
     var signer: ResponseSigner
     /// EVEN-PORT was requested: a retried bind keeps the port even.
     var evenPort: Bool
+    /// The port is the one a RESERVATION-TOKEN named: a failed bind is not retried elsewhere
+    /// (RFC 8656 §7.2: "the server uses the previously reserved transport address corresponding
+    /// to the included token (if it is still available)").
+    var usesReservedPort = false
     var timer: TimerID
 }
 

@@ -11,6 +11,8 @@ enum TimerTarget: Hashable {
     /// The 5-minute cooldown after a channel binding expired (RFC 8656 §12).
     case channelCooldown(ChannelKey)
     case reservation(UInt64)
+    /// Ports claimed from other servers' reservations, to give back to the registry.
+    case giveBackClaimedPorts
     /// An Allocate waiting for the shell to open its sockets.
     case pendingAllocation(AllocationID)
 }
