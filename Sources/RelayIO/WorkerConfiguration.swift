@@ -16,7 +16,7 @@ public struct WorkerConfiguration: Sendable {
     /// Submission queue entries (completion queue is 4×); also the number of sends in flight.
     public var ringEntries: Int = 2048
     /// Provided receive buffers (a power of two ≤ 32768).
-    public var receiveBuffers: Int = 1024
+    public var receiveBuffers: Int = 4096
     /// Payload bytes one receive may land. With GRO this must hold a coalesced 64 KiB receive.
     public var receivePayloadCapacity: Int = 65536
     /// Most segments one coalesced receive is split into (the kernel sends at most 64 by GRO, 128 by

@@ -146,7 +146,7 @@ struct RelaySettings {
         logFormat = (o.logFormat ?? Environment.string("LOG_FORMAT") ?? "human").lowercased()
         guard logFormat == "human" || logFormat == "json" else { throw ValidationError("--log-format is human or json") }
         drainSeconds = try o.drainSeconds ?? Environment.value("DRAIN_SECONDS", as: UInt32.self) ?? 30
-        receiveBuffers = try o.receiveBuffers ?? Environment.value("RECEIVE_BUFFERS", as: Int.self) ?? 1024
+        receiveBuffers = try o.receiveBuffers ?? Environment.value("RECEIVE_BUFFERS", as: Int.self) ?? 4096
         guard receiveBuffers >= 2, receiveBuffers <= 32768, receiveBuffers & (receiveBuffers - 1) == 0 else {
             throw ValidationError("--receive-buffers must be a power of two between 2 and 32768")
         }

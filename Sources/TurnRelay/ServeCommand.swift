@@ -81,7 +81,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Seconds to keep relaying existing allocations after SIGTERM/SIGINT (default 30). [env: DRAIN_SECONDS]")
     var drainSeconds: UInt32?
 
-    @Option(help: "Provided receive buffers per worker, a power of two (default 1024; each reserves ~73 KiB of address space, touched only as far as datagrams fill it). [env: RECEIVE_BUFFERS]")
+    @Option(help: "Provided receive buffers per worker, a power of two (default 4096; each reserves ~73 KiB of address space, touched only as far as datagrams fill it: about 4 KiB resident per buffer with small datagrams). [env: RECEIVE_BUFFERS]")
     var receiveBuffers: Int?
 
     @Option(help: "Address of /healthz and /readyz, or 'none' (default 127.0.0.1:8080). [env: HEALTH_CHECK_ADDR]")
