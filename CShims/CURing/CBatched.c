@@ -2,6 +2,7 @@
 // when io_uring is refused, so it must not need anything from it.
 #define _GNU_SOURCE
 #include "CBatched.h"
+#include "SocketCommon.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -12,15 +13,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
-#ifndef SOL_UDP
-#define SOL_UDP 17
-#endif
 
 #define CB_BATCH 64u           // datagrams per recvmmsg / sendmmsg call
 #define CB_EVENTS 256u         // readiness events per epoll_wait
@@ -181,21 +173,6 @@ struct iovec *cb_send_iovecs(cb_loop *l, uint32_t slot) {
     return l->sends[slot].iov;
 }
 
-static socklen_t to_sockaddr(const cu_addr *a, struct sockaddr_in6 *storage) {
-    memset(storage, 0, sizeof(*storage));
-    if (a->family == 4) {
-        struct sockaddr_in *in = (struct sockaddr_in *)storage;
-        in->sin_family = AF_INET;
-        in->sin_port = htons(a->port);
-        memcpy(&in->sin_addr, a->bytes, 4);
-        return sizeof(struct sockaddr_in);
-    }
-    storage->sin6_family = AF_INET6;
-    storage->sin6_port = htons(a->port);
-    memcpy(&storage->sin6_addr, a->bytes, 16);
-    return sizeof(struct sockaddr_in6);
-}
-
 int cb_prep_send(cb_loop *l, uint32_t slot, int fd, const cu_addr *dest, uint32_t iov_count, uint16_t gso_size,
                  uint64_t user_data) {
     if (slot >= l->send_count || iov_count == 0 || iov_count > CU_SEND_MAX_IOV) return -EINVAL;
@@ -205,7 +182,7 @@ int cb_prep_send(cb_loop *l, uint32_t slot, int fd, const cu_addr *dest, uint32_
     s->iov_count = iov_count;
     s->user_data = user_data;
     s->gso = gso_size;
-    s->addrlen = to_sockaddr(dest, &s->addr);
+    s->addrlen = cu_sockaddr_from(dest, &s->addr);
     l->queue[l->queued++] = slot;
     return 0;
 }
@@ -225,16 +202,7 @@ static void fill_send(struct cb_send *s, struct msghdr *m) {
     m->msg_namelen = s->addrlen;
     m->msg_iov = s->iov;
     m->msg_iovlen = s->iov_count;
-    if (s->gso != 0) {
-        memset(&s->control, 0, sizeof(s->control));
-        m->msg_control = s->control.bytes;
-        m->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-        struct cmsghdr *c = CMSG_FIRSTHDR(m);
-        c->cmsg_level = SOL_UDP;
-        c->cmsg_type = UDP_SEGMENT;
-        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-        memcpy(CMSG_DATA(c), &s->gso, sizeof(uint16_t));
-    }
+    if (s->gso != 0) cu_msg_set_segment_size(m, s->control.bytes, sizeof(s->control), s->gso);
 }
 
 // One sendmmsg per run of queued sends on the same socket, never waiting: the worker thread also
@@ -290,27 +258,6 @@ static void flush_sends(cb_loop *l) {
         i += count;
     }
     l->queued = 0;
-}
-
-static void decode_source(const void *name, uint32_t namelen, cu_addr *out) {
-    memset(out, 0, sizeof(*out));
-    if (namelen >= sizeof(struct sockaddr_in)) {
-        const struct sockaddr_in *in = name;
-        if (in->sin_family == AF_INET) {
-            out->family = 4;
-            out->port = ntohs(in->sin_port);
-            memcpy(out->bytes, &in->sin_addr, 4);
-            return;
-        }
-    }
-    if (namelen >= sizeof(struct sockaddr_in6)) {
-        const struct sockaddr_in6 *in6 = name;
-        if (in6->sin6_family == AF_INET6) {
-            out->family = 6;
-            out->port = ntohs(in6->sin6_port);
-            memcpy(out->bytes, &in6->sin6_addr, 16);
-        }
-    }
 }
 
 // Reads datagrams from a ready socket into free slots, one completion each.
@@ -371,7 +318,7 @@ static void receive(cb_loop *l, int fd, uint64_t user_data) {
             c->buffer_id = id;
             c->has_buffer = 1;
             uint32_t namelen = m->msg_namelen < CU_RECV_NAME_BYTES ? m->msg_namelen : CU_RECV_NAME_BYTES;
-            decode_source(m->msg_name, namelen, &c->source);
+            cu_addr_from_sockaddr(m->msg_name, namelen, &c->source);
             if (!(m->msg_flags & MSG_CTRUNC)) {
                 for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR(m, cm)) {
                     if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO && cm->cmsg_len >= CMSG_LEN(sizeof(int))) {

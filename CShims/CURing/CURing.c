@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CURing.h"
+#include "SocketCommon.h"
 
 #include <liburing.h>
 
@@ -17,15 +18,6 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
-#ifndef SOL_UDP
-#define SOL_UDP 17
-#endif
 
 #define CU_BUFFER_GROUP 0
 
@@ -224,21 +216,6 @@ struct iovec *cu_send_iovecs(cu_ring *r, uint32_t slot) {
 
 uint32_t cu_send_slot_count(const cu_ring *r) { return r->send_slot_count; }
 
-static socklen_t fill_sockaddr(const cu_addr *a, struct sockaddr_in6 *storage) {
-    memset(storage, 0, sizeof(*storage));
-    if (a->family == 4) {
-        struct sockaddr_in *in = (struct sockaddr_in *)storage;
-        in->sin_family = AF_INET;
-        in->sin_port = htons(a->port);
-        memcpy(&in->sin_addr, a->bytes, 4);
-        return sizeof(struct sockaddr_in);
-    }
-    storage->sin6_family = AF_INET6;
-    storage->sin6_port = htons(a->port);
-    memcpy(&storage->sin6_addr, a->bytes, 16);
-    return sizeof(struct sockaddr_in6);
-}
-
 int cu_prep_send(cu_ring *r, uint32_t slot, int fd, const cu_addr *dest, uint32_t iov_count, uint16_t gso_size,
                  uint64_t user_data) {
     if (slot >= r->send_slot_count || iov_count == 0 || iov_count > CU_SEND_MAX_IOV) return -EINVAL;
@@ -247,19 +224,10 @@ int cu_prep_send(cu_ring *r, uint32_t slot, int fd, const cu_addr *dest, uint32_
     struct cu_send_slot *s = &r->send_slots[slot];
     memset(&s->msg, 0, sizeof(s->msg));
     s->msg.msg_name = &s->addr;
-    s->msg.msg_namelen = fill_sockaddr(dest, &s->addr);
+    s->msg.msg_namelen = cu_sockaddr_from(dest, &s->addr);
     s->msg.msg_iov = s->iov;
     s->msg.msg_iovlen = iov_count;
-    if (gso_size != 0) {
-        memset(&s->control, 0, sizeof(s->control));
-        s->msg.msg_control = s->control.bytes;
-        s->msg.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-        struct cmsghdr *c = CMSG_FIRSTHDR(&s->msg);
-        c->cmsg_level = SOL_UDP;
-        c->cmsg_type = UDP_SEGMENT;
-        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-        memcpy(CMSG_DATA(c), &gso_size, sizeof(uint16_t));
-    }
+    if (gso_size != 0) cu_msg_set_segment_size(&s->msg, s->control.bytes, sizeof(s->control), gso_size);
     io_uring_prep_sendmsg(sqe, fd, &s->msg, 0);
     io_uring_sqe_set_data64(sqe, user_data);
     return 0;
@@ -288,27 +256,6 @@ int cu_submit(cu_ring *r) {
     return rc == -EINTR ? 0 : rc;
 }
 
-static void decode_address(const void *name, uint32_t namelen, cu_addr *out) {
-    memset(out, 0, sizeof(*out));
-    if (namelen >= sizeof(struct sockaddr_in)) {
-        const struct sockaddr_in *in = name;
-        if (in->sin_family == AF_INET) {
-            out->family = 4;
-            out->port = ntohs(in->sin_port);
-            memcpy(out->bytes, &in->sin_addr, 4);
-            return;
-        }
-    }
-    if (namelen >= sizeof(struct sockaddr_in6)) {
-        const struct sockaddr_in6 *in6 = name;
-        if (in6->sin6_family == AF_INET6) {
-            out->family = 6;
-            out->port = ntohs(in6->sin6_port);
-            memcpy(out->bytes, &in6->sin6_addr, 16);
-        }
-    }
-}
-
 static void decode_receive(cu_ring *r, cu_completion *c) {
     unsigned char *buf = r->buffers + (size_t)c->buffer_id * r->slot_stride;
     struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(buf, c->res, &r->recv_msg);
@@ -319,7 +266,7 @@ static void decode_receive(cu_ring *r, cu_completion *c) {
     uint32_t landed = io_uring_recvmsg_payload_length(o, c->res, &r->recv_msg);
     c->payload_length = o->payloadlen < landed ? o->payloadlen : landed;
     uint32_t namelen = o->namelen < CU_RECV_NAME_BYTES ? o->namelen : CU_RECV_NAME_BYTES;
-    decode_address(io_uring_recvmsg_name(o), namelen, &c->source);
+    cu_addr_from_sockaddr(io_uring_recvmsg_name(o), namelen, &c->source);
     if (o->controllen <= CU_RECV_CONTROL_BYTES) {
         for (struct cmsghdr *cm = io_uring_recvmsg_cmsg_firsthdr(o, &r->recv_msg); cm;
              cm = io_uring_recvmsg_cmsg_nexthdr(o, &r->recv_msg, cm)) {
@@ -378,7 +325,7 @@ int cu_udp_socket(const cu_addr *bind_addr, int options, int buffer_bytes, int *
     if ((options & CU_SO_GRO) && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0) *gro_enabled = 1;
     if ((options & CU_SO_NO_CHECK) && setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &one, sizeof(one)) < 0) goto fail;
     struct sockaddr_in6 storage;
-    socklen_t len = fill_sockaddr(bind_addr, &storage);
+    socklen_t len = cu_sockaddr_from(bind_addr, &storage);
     if (bind(fd, (struct sockaddr *)&storage, len) < 0) goto fail;
     return fd;
 fail:;
@@ -405,7 +352,7 @@ int cu_local_address(int fd, cu_addr *out) {
     struct sockaddr_in6 storage;
     socklen_t len = sizeof(storage);
     if (getsockname(fd, (struct sockaddr *)&storage, &len) < 0) return -errno;
-    decode_address(&storage, len, out);
+    cu_addr_from_sockaddr(&storage, len, out);
     return out->family ? 0 : -EAFNOSUPPORT;
 }
 
@@ -435,19 +382,10 @@ int cu_udp_send(int fd, const cu_addr *dest, const void *buf, size_t len, uint16
     } control;
     memset(&msg, 0, sizeof(msg));
     msg.msg_name = &storage;
-    msg.msg_namelen = fill_sockaddr(dest, &storage);
+    msg.msg_namelen = cu_sockaddr_from(dest, &storage);
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    if (gso_size) {
-        memset(&control, 0, sizeof(control));
-        msg.msg_control = control.bytes;
-        msg.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_UDP;
-        c->cmsg_type = UDP_SEGMENT;
-        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-        memcpy(CMSG_DATA(c), &gso_size, sizeof(uint16_t));
-    }
+    if (gso_size) cu_msg_set_segment_size(&msg, control.bytes, sizeof(control), gso_size);
     ssize_t n = sendmsg(fd, &msg, 0);
     return n < 0 ? -errno : (int)n;
 }
@@ -461,7 +399,7 @@ int cu_udp_recv(int fd, void *buf, size_t cap, cu_addr *from, int timeout_ms) {
     socklen_t len = sizeof(storage);
     ssize_t n = recvfrom(fd, buf, cap, MSG_TRUNC | MSG_DONTWAIT, (struct sockaddr *)&storage, &len);
     if (n < 0) return -errno;
-    if (from) decode_address(&storage, len, from);
+    if (from) cu_addr_from_sockaddr(&storage, len, from);
     return (int)n;
 }
 
@@ -519,7 +457,7 @@ int cu_probe(int *stage, int *missing_opcode) {
     if (rc == 0) rc = cu_submit(r);
     if (rc >= 0) {
         struct sockaddr_in6 storage;
-        socklen_t len = fill_sockaddr(&self, &storage);
+        socklen_t len = cu_sockaddr_from(&self, &storage);
         sendto(fd, "probe", 5, 0, (struct sockaddr *)&storage, len);
         rc = 0;
         cu_completion c;
