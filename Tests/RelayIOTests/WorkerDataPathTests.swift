@@ -150,13 +150,7 @@ struct WorkerDataPathTests {
         let f = try WorkerFixture(backend: backend)
         let sent: [UInt8] = [0xB0, 24] + payload(1, length: 298)
         f.client.send(sent, to: f.listener)
-        var count = 0
-        for _ in 0..<24 {
-            guard let r = f.client.receive() else { break }
-            #expect(r.bytes == sent)
-            count += 1
-        }
-        #expect(count == 24)
+        #expect(receiveCopies(of: sent, upTo: 24, on: f.client) == 24)
         #expect(f.client.receive(timeoutMilliseconds: 100) == nil)
         let stats = f.stop()
         #expect(stats.segmentedSends == 1)
@@ -168,13 +162,7 @@ struct WorkerDataPathTests {
         let f = try WorkerFixture(backend: backend)
         let sent: [UInt8] = [0xA0, 40] + payload(2, length: 998)
         f.client.send(sent, to: f.listener)
-        var count = 0
-        for _ in 0..<40 {
-            guard let r = f.client.receive() else { break }
-            #expect(r.bytes == sent)
-            count += 1
-        }
-        #expect(count == 40)
+        #expect(receiveCopies(of: sent, upTo: 40, on: f.client) == 40)
         let stats = f.stop()
         #expect(stats.segmentedSends == 1)
         #expect(stats.datagramsSent == 40)
@@ -239,4 +227,15 @@ struct WorkerDataPathTests {
         let stats = f.stop()
         #expect(stats.allocationSocketsOpened == 1)
     }
+}
+
+/// Receives up to `limit` datagrams on `client`, expecting each to equal `sent`; returns how many came.
+private func receiveCopies(of sent: [UInt8], upTo limit: Int, on client: BlockingUDPSocket) -> Int {
+    var count = 0
+    for _ in 0..<limit {
+        guard let r = client.receive() else { break }
+        #expect(r.bytes == sent)
+        count += 1
+    }
+    return count
 }
