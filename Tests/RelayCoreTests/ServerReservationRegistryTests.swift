@@ -194,6 +194,23 @@ import STUN
         #expect(pair.b.server.allocationCount == 0)
     }
 
+    @Test func aRequestRefusedAfterTheTokenCheckDoesNotSpendTheToken() throws {
+        let pair = Pair()
+        let (port, token) = try pair.reserveOnA()
+        // A malformed LIFETIME (2 bytes instead of 4) is a 400; the token stays claimable.
+        let request = message(.allocate, id: transactionID(9), auth: try pair.b.auth(.bob, client: Addr.client2)) { w in
+            w.appendRequestedTransport(17)
+            w.appendUInt64(.reservationToken, token)
+            [UInt8(0), 60].withUnsafeBytes { w.append(.lifetime, bytes: $0) }
+        }
+        let refused = pair.b.receive(request, from: Addr.client2)
+        #expect(refused.requests.isEmpty)
+        #expect(refused.only.flatMap { errorCode($0.bytes) } == 400)
+        #expect(pair.registry.table.outstandingCount == 1)
+        let (relays, _, _) = try pair.b.allocate(Self.client3, as: .bob, id: 10) { $0.appendUInt64(.reservationToken, token) }
+        #expect(relays.map(\.port) == [port + 1])
+    }
+
     @Test func outstandingReservationsAreBoundedProcessWide() throws {
         // Each server alone would allow 256; the shared registry holds one.
         let pair = Pair(capacity: 1)

@@ -253,6 +253,9 @@ extension Server {
         if allocationByClient.count >= configuration.maxAllocations { throw .insufficientCapacity }
         if reserveNext && reservations.count >= configuration.maxReservations { throw .insufficientCapacity }
 
+        // Parsed before a token is claimed or registered: nothing below may fail after that.
+        let lifetime = desiredLifetime(try parsed(message.lifetime()))
+
         // Relayed transport addresses (RFC 8656 §7.2, after the checks).
         var chosen: [(family: AddressFamily, port: UInt16)] = []
         var newReservation: (token: UInt64, port: UInt16)?
@@ -301,7 +304,6 @@ extension Server {
                 throw .insufficientCapacity
             }
         }
-        let lifetime = desiredLifetime(try parsed(message.lifetime()))
         createAllocation(client: client, username: auth.username, relays: chosen, lifetime: lifetime,
                          transactionID: message.transactionID, signer: auth.signer, evenPort: evenPort != nil,
                          usesReservedPort: token != nil, claimedFromOtherServer: claimedFromOtherServer,
