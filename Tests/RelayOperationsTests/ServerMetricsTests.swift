@@ -13,15 +13,20 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
     static let client2 = TransportAddress("198.51.100.8:40001")!
     static let client3 = TransportAddress("198.51.100.9:40002")!
 
-    /// A real `Server` in an `InstrumentedServer`, scraped over HTTP: the exported counters move
-    /// exactly as the traffic fed to it says they should.
-    @Test func scrapeFollowsARealServer() throws {
+    /// One worker's board behind a `/metrics` endpoint on loopback, and a driver feeding its server.
+    static func scrapedServer() throws -> (OperationsServer, CoreDriver) {
         let board = MetricsBoard(workers: 1)
         let metrics = RelayMetrics()
         metrics.addSource(board)
         let http = try OperationsServer(healthAddress: loopbackAnyPort, metricsAddress: nil, metrics: metrics, readiness: Readiness())
+        return (http, CoreDriver(slot: board.slots[0]))
+    }
+
+    /// A real `Server` in an `InstrumentedServer`, scraped over HTTP: the exported counters move
+    /// exactly as the traffic fed to it says they should.
+    @Test func scrapeFollowsARealServer() throws {
+        let (http, driver) = try Self.scrapedServer()
         defer { http.stop() }
-        let driver = CoreDriver(slot: board.slots[0])
 
         let before = try scrapeMetrics(http.metricsAddress)
         #expect(before[#"relay_responses_total{class="success",code="none"}"#] == 0)
@@ -61,6 +66,68 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         // ChannelData none; the authenticated Allocate none (its success follows the socket opening).
         #expect(scrape[#"relay_batch_outbound_datagrams_bucket{le="1"}"#] == 9)
         #expect(scrape["relay_batch_outbound_datagrams_sum"] == 6)
+    }
+
+    /// `relay_responses_by_method_total{method, class}`: every response the server sends counts
+    /// once under its request's method, scraped over HTTP and parsed.
+    @Test func responsesByMethodAndClass() throws {
+        let (http, driver) = try Self.scrapedServer()
+        defer { http.stop() }
+        func send(_ bytes: [UInt8]) -> (success: Bool, code: Int) {
+            let sent = driver.receive(bytes, from: Self.client)
+            #expect(sent.count == 1)
+            guard let last = sent.last else { return (false, -1) }
+            let outcome = CoreDriver.outcome(last)
+            return (outcome.success, outcome.code)
+        }
+
+        // Binding ×2: successes.
+        #expect(send(CoreDriver.message(.binding, id: 1)).success)
+        #expect(send(CoreDriver.message(.binding, id: 2)).success)
+        // Allocate: the 401 challenge, then a success.
+        let challenge = driver.receive(CoreDriver.message(.allocate, id: 3) { $0.appendRequestedTransport(17) }, from: Self.client)
+        let nonce = try #require(challenge.first.flatMap { CoreDriver.outcome($0).nonce })
+        let auth = (user: "alice", password: "alice-pw", nonce: nonce)
+        #expect(send(CoreDriver.message(.allocate, id: 4, auth: auth) { $0.appendRequestedTransport(17) }).success)
+        // A second Allocate on the same 5-tuple (new transaction): 437 (RFC 8656 §7.2).
+        #expect(send(CoreDriver.message(.allocate, id: 5, auth: auth) { $0.appendRequestedTransport(17) }).code == 437)
+        // Refresh: success.
+        #expect(send(CoreDriver.message(.refresh, id: 6, auth: auth) { $0.appendUInt32(.lifetime, 600) }).success)
+        // CreatePermission for the relay's own address: whatever the peer policy says, counted once.
+        let permission = send(CoreDriver.message(.createPermission, id: 7, auth: auth) {
+            $0.appendXorAddress(.xorPeerAddress, TransportAddress(ip: .v4(CoreDriver.relayAddress), port: 9))
+        })
+        // ChannelBind with a number outside 0x4000–0x4FFF: 400 (RFC 8656 §11.1).
+        #expect(send(CoreDriver.message(.channelBind, id: 8, auth: auth) {
+            $0.appendChannelNumber(0x3FFF)
+            $0.appendXorAddress(.xorPeerAddress, TransportAddress(ip: .v4(CoreDriver.relayAddress), port: 9))
+        }).code == 400)
+        // A method the server does not know: 400.
+        #expect(send(CoreDriver.message(STUNMethod(rawValue: 0x0FF), id: 9)).code == 400)
+
+        let scrape = try scrapeMetrics(http.metricsAddress)
+        func count(_ method: String, _ cls: String) -> Double? {
+            scrape["relay_responses_by_method_total{method=\"\(method)\",class=\"\(cls)\"}"]
+        }
+        #expect(scrape.types["relay_responses_by_method_total"] == "counter")
+        #expect(count("binding", "success") == 2)
+        #expect(count("binding", "error") == 0)
+        #expect(count("allocate", "success") == 1)
+        #expect(count("allocate", "error") == 2)
+        #expect(count("refresh", "success") == 1)
+        #expect(count("refresh", "error") == 0)
+        let permissionSuccesses: Double = permission.success ? 1 : 0
+        #expect(count("create_permission", "success") == permissionSuccesses)
+        #expect(count("create_permission", "error") == 1 - permissionSuccesses)
+        #expect(count("channel_bind", "success") == 0)
+        #expect(count("channel_bind", "error") == 1)
+        #expect(count("other", "success") == 0)
+        #expect(count("other", "error") == 1)
+        // The same responses by class and code.
+        let successes: Double = permission.success ? 5 : 4
+        #expect(scrape[#"relay_responses_total{class="success",code="none"}"#] == successes)
+        #expect(scrape[#"relay_responses_total{class="error",code="400"}"#] == 2)
+        #expect(scrape[#"relay_responses_total{class="error",code="437"}"#] == 1)
     }
 
     /// SIGHUP's path without the signal: a posted reload reaches the worker's server on the worker's

@@ -59,6 +59,7 @@ extension Server {
             }
         }
         statistics.responses.count(errorCode: error.code.code)
+        statistics.responses.count(method: message.type.method, success: false)
         let type = STUNMessageType(method: message.type.method, messageClass: .errorResponse)
         encode(type: type, transactionID: message.transactionID, to: client, signer: signer,
                fingerprint: message.hasFingerprint, now: now, out: out) { writer in
@@ -80,6 +81,7 @@ extension Server {
     func sendSuccess(to message: STUNMessage, from client: ClientSocket, signer: ResponseSigner?, now: Instant,
                      out: OutboundBatch, _ body: (inout STUNMessageWriter) -> Void) {
         statistics.responses.success &+= 1
+        statistics.responses.count(method: message.type.method, success: true)
         let type = STUNMessageType(method: message.type.method, messageClass: .successResponse)
         encode(type: type, transactionID: message.transactionID, to: client, signer: signer,
                fingerprint: message.hasFingerprint, now: now, out: out, body)
@@ -94,6 +96,7 @@ extension Server {
                              now: Instant, out: OutboundBatch) {
         guard let allocation = allocations[Int(id.index)] else { return }
         statistics.responses.success &+= 1
+        statistics.responses.allocate.success &+= 1
         let type = STUNMessageType(method: .allocate, messageClass: .successResponse)
         encode(type: type, transactionID: transactionID, to: allocation.client, signer: signer,
                fingerprint: signer.fingerprint, now: now, out: out) { writer in

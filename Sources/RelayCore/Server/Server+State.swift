@@ -195,6 +195,7 @@ extension Server {
     func failPendingAllocation(_ id: AllocationID, now: Instant, out: OutboundBatch) {
         guard let allocation = allocations[Int(id.index)], let pending = allocation.pending else { return }
         statistics.responses.count(errorCode: 508)
+        statistics.responses.allocate.error &+= 1
         let type = STUNMessageType(method: .allocate, messageClass: .errorResponse)
         encode(type: type, transactionID: pending.transactionID, to: allocation.client, signer: pending.signer,
                fingerprint: pending.signer.fingerprint, now: now, out: out) { writer in

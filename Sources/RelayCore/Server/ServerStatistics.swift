@@ -1,3 +1,5 @@
+import STUN
+
 /// Plain counters the shell and metrics read after each batch. Monotonic; never reset by the core.
 public struct ServerStatistics: Sendable, Equatable {
     public struct Relay: Sendable, Equatable {
@@ -46,6 +48,36 @@ public struct ServerStatistics: Sendable, Equatable {
         public var insufficientCapacity508 = 0
         /// Replayed from the transaction cache.
         public var retransmitted = 0
+
+        /// One request method's responses by class (RFC 8489 §5: a response is a "success
+        /// response" or an "error response").
+        public struct ByClass: Sendable, Equatable {
+            public var success = 0
+            public var error = 0
+        }
+
+        /// The same responses (replays from the cache excepted) by the request's method.
+        public var binding = ByClass()
+        public var allocate = ByClass()
+        public var refresh = ByClass()
+        public var createPermission = ByClass()
+        public var channelBind = ByClass()
+        /// Any other method (the server answers those 400).
+        public var otherMethod = ByClass()
+
+        mutating func count(method: STUNMethod, success: Bool) {
+            func bump(_ counts: inout ByClass) {
+                if success { counts.success &+= 1 } else { counts.error &+= 1 }
+            }
+            switch method {
+            case .binding: bump(&binding)
+            case .allocate: bump(&allocate)
+            case .refresh: bump(&refresh)
+            case .createPermission: bump(&createPermission)
+            case .channelBind: bump(&channelBind)
+            default: bump(&otherMethod)
+            }
+        }
 
         mutating func count(errorCode code: Int) {
             switch code {

@@ -18,6 +18,14 @@ public enum RelaySeries: Int, CaseIterable, Sendable {
     case responses440, responses441, responses442, responses443, responses486, responses500, responses508
     case responsesRetransmitted
 
+    // Responses by request method and class (RelayCore; replays from the cache are not in these).
+    case responsesBindingSuccess, responsesBindingError
+    case responsesAllocateSuccess, responsesAllocateError
+    case responsesRefreshSuccess, responsesRefreshError
+    case responsesCreatePermissionSuccess, responsesCreatePermissionError
+    case responsesChannelBindSuccess, responsesChannelBindError
+    case responsesOtherMethodSuccess, responsesOtherMethodError
+
     // Authentication.
     case nonceChallenges401
     case nonceChallenges438
@@ -113,6 +121,18 @@ public enum RelaySeries: Int, CaseIterable, Sendable {
         case .responses500: return Self.response("error", "500")
         case .responses508: return Self.response("error", "508")
         case .responsesRetransmitted: return ("relay_responses_retransmitted_total", [])
+        case .responsesBindingSuccess: return Self.byMethod("binding", "success")
+        case .responsesBindingError: return Self.byMethod("binding", "error")
+        case .responsesAllocateSuccess: return Self.byMethod("allocate", "success")
+        case .responsesAllocateError: return Self.byMethod("allocate", "error")
+        case .responsesRefreshSuccess: return Self.byMethod("refresh", "success")
+        case .responsesRefreshError: return Self.byMethod("refresh", "error")
+        case .responsesCreatePermissionSuccess: return Self.byMethod("create_permission", "success")
+        case .responsesCreatePermissionError: return Self.byMethod("create_permission", "error")
+        case .responsesChannelBindSuccess: return Self.byMethod("channel_bind", "success")
+        case .responsesChannelBindError: return Self.byMethod("channel_bind", "error")
+        case .responsesOtherMethodSuccess: return Self.byMethod("other", "success")
+        case .responsesOtherMethodError: return Self.byMethod("other", "error")
 
         case .nonceChallenges401: return ("relay_nonce_challenges_total", [("code", "401")])
         case .nonceChallenges438: return ("relay_nonce_challenges_total", [("code", "438")])
@@ -167,6 +187,10 @@ public enum RelaySeries: Int, CaseIterable, Sendable {
 
     private static func response(_ cls: String, _ code: String) -> (String, [(String, String)]) {
         ("relay_responses_total", [("class", cls), ("code", code)])
+    }
+
+    private static func byMethod(_ method: String, _ cls: String) -> (String, [(String, String)]) {
+        ("relay_responses_by_method_total", [("method", method), ("class", cls)])
     }
 
     private static func drop(_ reason: String) -> (String, [(String, String)]) {

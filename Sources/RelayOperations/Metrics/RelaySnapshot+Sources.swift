@@ -27,6 +27,18 @@ extension RelaySnapshot {
         self[.responses500] = r.serverError500
         self[.responses508] = r.insufficientCapacity508
         self[.responsesRetransmitted] = r.retransmitted
+        self[.responsesBindingSuccess] = r.binding.success
+        self[.responsesBindingError] = r.binding.error
+        self[.responsesAllocateSuccess] = r.allocate.success
+        self[.responsesAllocateError] = r.allocate.error
+        self[.responsesRefreshSuccess] = r.refresh.success
+        self[.responsesRefreshError] = r.refresh.error
+        self[.responsesCreatePermissionSuccess] = r.createPermission.success
+        self[.responsesCreatePermissionError] = r.createPermission.error
+        self[.responsesChannelBindSuccess] = r.channelBind.success
+        self[.responsesChannelBindError] = r.channelBind.error
+        self[.responsesOtherMethodSuccess] = r.otherMethod.success
+        self[.responsesOtherMethodError] = r.otherMethod.error
         // RFC 8489 §9.2.4: a 401 carries the NONCE a client must use, a 438 a fresh one; both are
         // the server's nonce challenges.
         self[.nonceChallenges401] = r.unauthorized401
