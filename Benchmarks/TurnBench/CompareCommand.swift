@@ -32,7 +32,7 @@ struct Compare: ParsableCommand {
     @Option(help: "turn-relay executable (default: next to turn-bench). 'none' to leave it out.")
     var relay: String?
 
-    @Option(help: "turn-relay I/O backends to run side by side, comma-separated: io-uring, batched-syscalls (each its own server in the same alternation; the first two servers form the table's A and B).")
+    @Option(help: "turn-relay I/O backends to run side by side, comma-separated: io-uring, batched-syscalls (each its own server in the same alternation; the first two servers form the table's A and B). An entry may add turn-relay arguments after a colon, to compare settings of one backend: 'io-uring,io-uring:--batch-wait-us 0'.")
     var relayBackends: String = "io-uring"
 
     @Option(help: "coturn's turnserver executable. 'none' to leave it out.")
@@ -80,18 +80,19 @@ struct Compare: ParsableCommand {
         let relayPath = relay ?? siblingExecutable("turn-relay")
         if relayPath != "none" {
             guard FileManager.default.isExecutableFile(atPath: relayPath) else { throw ValidationError("turn-relay not found at \(relayPath); build it or pass --relay none") }
-            let backends = relayBackends.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            guard !backends.isEmpty, backends.count <= 2,
-                  backends.allSatisfy({ $0 == "io-uring" || $0 == "batched-syscalls" }) else {
-                throw ValidationError("--relay-backends: one or two of io-uring, batched-syscalls")
+            let variants = relayBackends.split(separator: ",").map { RelayVariant(String($0)) }
+            guard !variants.isEmpty, variants.count <= 2,
+                  variants.allSatisfy({ $0.backend == "io-uring" || $0.backend == "batched-syscalls" }) else {
+                throw ValidationError("--relay-backends: one or two of io-uring, batched-syscalls (each optionally followed by :arguments)")
             }
             let template = relayArgs.split(separator: " ").map(String.init)
-            for (i, backend) in backends.enumerated() {
-                // Each backend its own port and relay port range (20000-24999, 25000-29999).
+            for (i, variant) in variants.enumerated() {
+                // Each server its own port and relay port range (20000-24999, 25000-29999).
                 let base = UInt16(20000 + i * 5000)
-                var spec = ServerSpec.turnRelay(executable: relayPath, template: template + ["--io-backend", backend],
+                var spec = ServerSpec.turnRelay(executable: relayPath,
+                                                template: template + ["--io-backend", variant.backend] + variant.arguments,
                                                 port: port + UInt16(i) * 2, ports: base...(base + 4999), common: common)
-                if backends.count > 1 || backend != "io-uring" { spec.name = "turn-relay-\(backend)" }
+                if variants.count > 1 || variant.backend != "io-uring" || !variant.arguments.isEmpty { spec.name = variant.name }
                 servers.append(spec)
             }
         }
@@ -126,4 +127,22 @@ struct Compare: ParsableCommand {
 func siblingExecutable(_ name: String) -> String {
     let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
     return me.deletingLastPathComponent().appendingPathComponent(name).path
+}
+
+/// One `--relay-backends` entry: a backend, and optionally turn-relay arguments after a colon.
+struct RelayVariant {
+    let backend: String
+    let arguments: [String]
+
+    init(_ entry: String) {
+        let parts = entry.split(separator: ":", maxSplits: 1)
+        backend = parts.first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        arguments = parts.count > 1 ? parts[1].split(separator: " ").map(String.init) : []
+    }
+
+    /// "turn-relay-<backend>" plus the arguments, usable in file names.
+    var name: String {
+        let suffix = arguments.joined(separator: "_").map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }
+        return "turn-relay-\(backend)" + (suffix.isEmpty ? "" : "-" + String(suffix).trimmingCharacters(in: CharacterSet(charactersIn: "-_")))
+    }
 }

@@ -14,7 +14,9 @@
 #include <sys/mman.h>
 #include <linux/filter.h>
 #include <sys/eventfd.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -29,6 +31,18 @@ struct cu_send_slot {
         char bytes[32]; // >= CMSG_SPACE(sizeof(uint16_t)) = 24
     } control;
     struct iovec iov[CU_SEND_MAX_IOV];
+};
+
+// IORING_FEAT_MIN_TIMEOUT and the 6.12 layout of io_uring_getevents_arg, which liburing 2.3's
+// headers predate (there the min_wait_usec word is called pad and must be zero).
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15)
+#endif
+struct cu_getevents_arg {
+    uint64_t sigmask;
+    uint32_t sigmask_sz;
+    uint32_t min_wait_usec;
+    uint64_t ts;
 };
 
 struct cu_ring {
@@ -46,6 +60,8 @@ struct cu_ring {
     struct msghdr recv_msg;
     struct cu_send_slot *send_slots;
     uint32_t send_slot_count;
+    // Whether the kernel takes a batch wait (min_wait_usec in io_uring_getevents_arg, 6.12+).
+    int min_timeout_supported;
 };
 
 static int ring_init(struct io_uring *ring, uint32_t entries, int *mode) {
@@ -95,6 +111,7 @@ cu_ring *cu_ring_create(uint32_t entries, void *buffers, uint32_t buffer_count, 
         *stage = 1;
         return NULL;
     }
+    r->min_timeout_supported = (r->ring.features & IORING_FEAT_MIN_TIMEOUT) != 0;
 
     // liburing 2.3 has no io_uring_setup_buf_ring: map the ring memory and register it ourselves.
     size_t bytes = (size_t)buffer_count * sizeof(struct io_uring_buf);
@@ -249,6 +266,39 @@ int cu_submit_and_wait(cu_ring *r, uint64_t timeout_ns) {
     int rc = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
     if (rc == -ETIME || rc == -EINTR) return 0;
     return rc;
+}
+
+int cu_min_timeout_supported(const cu_ring *r) { return r->min_timeout_supported; }
+
+int cu_submit_and_wait_batch(cu_ring *r, uint64_t timeout_ns, uint32_t batch, uint32_t min_wait_us) {
+    if (timeout_ns == 0 || batch <= 1 || min_wait_us == 0 || !r->min_timeout_supported)
+        return cu_submit_and_wait(r, timeout_ns);
+    // Submit first (no wait), then one wait for `batch` completions that gives up on the batch after
+    // min_wait_us: the kernel returns then if at least one completion is there, else it keeps waiting
+    // up to the timeout for the first one.
+    if (io_uring_sq_ready(&r->ring) > 0) {
+        int rc = io_uring_submit(&r->ring);
+        if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) return rc;
+    }
+    struct __kernel_timespec ts;
+    ts.tv_sec = (long long)(timeout_ns / 1000000000ull);
+    ts.tv_nsec = (long long)(timeout_ns % 1000000000ull);
+    struct cu_getevents_arg arg;
+    memset(&arg, 0, sizeof(arg));
+    arg.sigmask_sz = _NSIG / 8;
+    arg.min_wait_usec = min_wait_us;
+    arg.ts = (uint64_t)(uintptr_t)&ts;
+    long rc = syscall(__NR_io_uring_enter, r->ring.ring_fd, 0, batch,
+                      IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof(arg));
+    if (rc >= 0) return 0;
+    int error = errno;
+    if (error == ETIME || error == EINTR || error == EBUSY || error == EAGAIN) return 0;
+    if (error == EINVAL) {
+        // A kernel that advertises the feature but refuses the argument: stop asking.
+        r->min_timeout_supported = 0;
+        return 0;
+    }
+    return -error;
 }
 
 int cu_submit(cu_ring *r) {

@@ -35,6 +35,8 @@ protocol IOBackend {
 /// io_uring: multishot recvmsg into a provided buffer ring, sendmsg SQEs (see `CURing.h`).
 struct IOUringBackend: IOBackend {
     let ring: OpaquePointer
+    let batchWaitCompletions: UInt32
+    let batchWaitMicroseconds: UInt32
 
     init(configuration: WorkerConfiguration, receiveBuffers rx: ReceiveBufferPool) throws(RelayIOError) {
         var error: Int32 = 0, stage: Int32 = 0
@@ -42,6 +44,8 @@ struct IOUringBackend: IOBackend {
                                         UInt32(rx.stride), UInt32(rx.kernelBytes), &error, &stage)
         else { throw .ring(stage: stage, errno: -error) }
         self.ring = ring
+        batchWaitCompletions = UInt32(clamping: configuration.batchWaitCompletions)
+        batchWaitMicroseconds = UInt32(clamping: configuration.batchWaitMicroseconds)
     }
 
     func shutdown() { cu_ring_destroy(ring) }
@@ -59,7 +63,9 @@ struct IOUringBackend: IOBackend {
         cu_prep_send(ring, UInt32(truncatingIfNeeded: slot), fd, &destination, UInt32(truncatingIfNeeded: count),
                      segmentSize, userData) == 0
     }
-    @inline(__always) func submitAndWait(_ timeout: UInt64) -> Int32 { cu_submit_and_wait(ring, timeout) }
+    @inline(__always) func submitAndWait(_ timeout: UInt64) -> Int32 {
+        cu_submit_and_wait_batch(ring, timeout, batchWaitCompletions, batchWaitMicroseconds)
+    }
     @inline(__always) func reap(into out: UnsafeMutablePointer<cu_completion>, max: Int) -> Int {
         Int(cu_reap(ring, out, UInt32(truncatingIfNeeded: max)))
     }

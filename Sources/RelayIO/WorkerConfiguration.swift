@@ -23,6 +23,13 @@ public struct WorkerConfiguration: Sendable {
     /// loopback GSO pass-through); segments beyond it are dropped and counted.
     public var maxGROSegments: Int = 128
     public var enableGRO: Bool = true
+    /// io_uring only, kernels with IORING_FEAT_MIN_TIMEOUT (6.12+): a wait for completions asks
+    /// for `batchWaitCompletions` and gives up on the batch after `batchWaitMicroseconds` (then it
+    /// returns with whatever has come, at least one). Fewer wake-ups per packet at low and medium
+    /// rates in principle, at most that much added latency. 0 µs (the default): wake on the first
+    /// completion. On the machine of BENCHMARKS.md 50 µs cost more CPU per packet, not less.
+    public var batchWaitMicroseconds: Int = 0
+    public var batchWaitCompletions: Int = 64
     public var enableGSO: Bool = true
     /// Buffers for core-encoded datagrams (responses, Data indications) in flight.
     public var transmitBuffers: Int = 1024

@@ -122,6 +122,7 @@ struct RelayProcess {
         worker.receiveBuffers = settings.receiveBuffers
         worker.enableGSO = settings.enableGSO
         worker.enableGRO = settings.enableGRO
+        worker.batchWaitMicroseconds = settings.batchWaitMicroseconds
         worker.steerByClientAddress = settings.steerByClientIP
         worker.ioBackend = settings.resolvedIOBackend
         var configured = settings.serverConfiguration

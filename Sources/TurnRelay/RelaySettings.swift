@@ -36,6 +36,7 @@ struct RelaySettings {
     var receiveBuffers: Int
     var enableGSO: Bool
     var enableGRO: Bool
+    var batchWaitMicroseconds: Int
     var steerByClientIP: Bool
     var rfc5766ChannelNumbers: Bool
     var ioBackend: IOBackendChoice
@@ -152,6 +153,10 @@ struct RelaySettings {
         }
         enableGSO = !(o.disableGso || Environment.flag("DISABLE_GSO"))
         enableGRO = !(o.disableGro || Environment.flag("DISABLE_GRO"))
+        batchWaitMicroseconds = try o.batchWaitUs ?? Environment.value("BATCH_WAIT_US", as: Int.self) ?? 0
+        guard (0...10_000).contains(batchWaitMicroseconds) else {
+            throw ValidationError("--batch-wait-us must be between 0 and 10000")
+        }
         steerByClientIP = o.steerByClientIp || Environment.flag("STEER_BY_CLIENT_IP")
         rfc5766ChannelNumbers = o.rfc5766ChannelNumbers || Environment.flag("RFC5766_CHANNEL_NUMBERS")
         let backend = (o.ioBackend ?? Environment.string("IO_BACKEND") ?? "auto").lowercased()

@@ -123,6 +123,9 @@ struct ServeCommand: ParsableCommand {
     @Flag(help: "Do not coalesce receives with UDP_GRO. [env: DISABLE_GRO=1]")
     var disableGro = false
 
+    @Option(help: "io_uring on Linux 6.12+: microseconds a worker waits to gather up to 64 completions before it handles what has come (default 0: wake on the first completion; see BENCHMARKS.md before raising it). [env: BATCH_WAIT_US]")
+    var batchWaitUs: Int?
+
     @Flag(help: "Send all traffic of one client IP address to one worker (keeps per-username quotas on one worker; spreads worse behind NAT). EVEN-PORT reservations work across workers without it. [env: STEER_BY_CLIENT_IP=1]")
     var steerByClientIp = false
 

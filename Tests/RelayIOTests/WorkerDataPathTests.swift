@@ -30,6 +30,30 @@ struct WorkerDataPathTests {
         #expect(stats.sendsInFlight == 0)
     }
 
+    /// With a batch wait (io_uring, IORING_FEAT_MIN_TIMEOUT) a lone datagram is still handled once
+    /// the wait gives up on the batch, and a burst larger than the batch all comes through.
+    @Test func batchWaitDeliversLoneDatagramsAndBursts() throws {
+        let f = try WorkerFixture(backend: .ioUring) { $0.batchWaitMicroseconds = 500; $0.batchWaitCompletions = 16 }
+        // The worker's next timer is a second away, so an echo within 200 ms shows the wait gave up
+        // on the batch after its 500 µs instead of waiting for 16 completions or the timer.
+        for i in 0..<10 {
+            let sent = payload(i, length: 30)
+            f.client.send(sent, to: f.listener)
+            #expect(f.client.receive(timeoutMilliseconds: 200)?.bytes == sent)
+        }
+        let burst = (0..<40).map { [0x01] + payload(100 + $0, length: 39) }  // 0x01: plain echo
+        for datagram in burst { f.client.send(datagram, to: f.listener) }
+        var echoed: [[UInt8]] = []
+        for _ in 0..<40 {
+            guard let r = f.client.receive() else { break }
+            echoed.append(r.bytes)
+        }
+        #expect(Set(echoed) == Set(burst))
+        let stats = f.stop()
+        #expect(stats.datagramsReceived == 50)
+        #expect(stats.datagramsSent == 50)
+    }
+
     @Test(arguments: IOBackendKind.allCases) func tasksRunOnTheWorkerThreadAndStatisticsReachTheProcessor(backend: IOBackendKind) throws {
         let f = try WorkerFixture(backend: backend) { $0.statisticsIntervalNanoseconds = 50_000_000 }
         let client = f.client.localAddress

@@ -81,6 +81,13 @@ int cu_prep_send(cu_ring *ring, uint32_t slot, int fd, const cu_addr *dest, uint
 // Submits pending SQEs and waits for at least one completion or `timeout_ns` (0: only collects what
 // is ready). Returns >= 0 or -errno (-ETIME on timeout is mapped to 0).
 int cu_submit_and_wait(cu_ring *ring, uint64_t timeout_ns);
+// Like cu_submit_and_wait, but waits for up to `batch` completions: after `min_wait_us` it returns
+// as soon as at least one is there (so a quiet socket costs one wake-up per min_wait_us at most,
+// not one per datagram), and until `timeout_ns` for the first. Falls back to cu_submit_and_wait
+// when the kernel lacks IORING_FEAT_MIN_TIMEOUT (before 6.12) or batch <= 1 or min_wait_us == 0.
+int cu_submit_and_wait_batch(cu_ring *ring, uint64_t timeout_ns, uint32_t batch, uint32_t min_wait_us);
+// 1 when the kernel takes the batch wait above.
+int cu_min_timeout_supported(const cu_ring *ring);
 // Submits pending SQEs without waiting.
 int cu_submit(cu_ring *ring);
 
