@@ -57,8 +57,10 @@ import TestSupport
     }
 
     @Test(.timeLimit(.minutes(2))) func noRelayingBeforeInitThenStampSecretCredentialsAndReconnects() async throws {
-        // init 3 s after each join; the first connection is dropped at its 15th heartbeat after init.
-        let portal = try await PhoenixPortal.start(["--init-delay", "3", "--drop-after-heartbeats", "15"])
+        // init 3 s after each join (the pre-init checks must finish inside that window); the first
+        // connection is dropped at its 40th heartbeat after init (8 s at 200 ms, for the checks
+        // while connected). Wide margins: a slow machine must not fail the test.
+        let portal = try await PhoenixPortal.start(["--init-delay", "3", "--drop-after-heartbeats", "40"])
         let relay = try Relay(portalPort: portal.port)
 
         var health: TransportAddress?
@@ -101,13 +103,13 @@ import TestSupport
 
         // The portal drops the connection: not ready while the relay reconnects and waits for the
         // next init, yet it keeps relaying (the credentials stay open through portal outages).
-        #expect(await eventually { !portal.events(kind: "dropping").isEmpty })
+        #expect(await eventually(.seconds(20)) { !portal.events(kind: "dropping").isEmpty })
         #expect(try await eventually(.seconds(5)) { try HTTPTestClient.get(healthAddress, "/readyz").status == 503 })
         #expect(try RelayBinaryReloadTests.allocate(address, user: credentials.user, password: credentials.password, id: 7) == 0)
         #expect(await eventually { portal.frames(event: "phx_join").contains { $0.connection == 2 } }, "\(relay.log)")
         let rejoin = portal.frames(event: "phx_join").first { $0.connection == 2 }?.frame ?? []
         #expect(PhoenixPortal.payload(rejoin)?["stamp_secret"] as? String == secret)
-        #expect(try await eventually(.seconds(10)) { try HTTPTestClient.get(healthAddress, "/readyz").status == 200 },
+        #expect(try await eventually(.seconds(20)) { try HTTPTestClient.get(healthAddress, "/readyz").status == 200 },
                 "\(relay.log)")
 
         kill(relay.process.processIdentifier, SIGTERM)
