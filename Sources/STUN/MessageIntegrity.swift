@@ -18,33 +18,43 @@ extension STUNMessage {
     /// Verifies MESSAGE-INTEGRITY (HMAC-SHA1, 20 bytes) with `key`. False when absent or of the
     /// wrong length. The comparison takes the same time wherever the first difference is.
     public func verifyMessageIntegrity(key: [UInt8]) -> Bool {
+        guard messageIntegrityOffset >= 0 else { return false }
+        return verifyMessageIntegrity(key: HMACState<Insecure.SHA1>(key: key))
+    }
+
+    /// `verifyMessageIntegrity(key:)` with the key's HMAC states already computed.
+    public func verifyMessageIntegrity(key: HMACState<Insecure.SHA1>) -> Bool {
         let offset = messageIntegrityOffset
         guard offset >= 0 else { return false }
         let value = bytes.slice(offset + 4, Int(bytes.readUInt16(at: offset + 2)))
         guard value.count == 20 else { return false }
-        var hmac = HMAC<Insecure.SHA1>(key: SymmetricKey(data: key))
-        feed(&hmac, upTo: offset, adjustedLength: offset - Self.headerLength + 24)
-        return hmac.finalize().withUnsafeBytes { constantTimeEqual($0, value) }
+        let mac = key.authenticationCode { feed(&$0, upTo: offset, adjustedLength: offset - Self.headerLength + 24) }
+        return mac.withUnsafeBytes { constantTimeEqual($0, value) }
     }
 
     /// Verifies MESSAGE-INTEGRITY-SHA256 with `key`. RFC 8489 §14.6: "The value will be at least 16
     /// bytes and MUST be a multiple of 4 bytes", at most 32; a shorter value is the truncated HMAC.
     public func verifyMessageIntegritySHA256(key: [UInt8]) -> Bool {
+        guard messageIntegritySHA256Offset >= 0 else { return false }
+        return verifyMessageIntegritySHA256(key: HMACState<SHA256>(key: key))
+    }
+
+    /// `verifyMessageIntegritySHA256(key:)` with the key's HMAC states already computed.
+    public func verifyMessageIntegritySHA256(key: HMACState<SHA256>) -> Bool {
         let offset = messageIntegritySHA256Offset
         guard offset >= 0 else { return false }
         let value = bytes.slice(offset + 4, Int(bytes.readUInt16(at: offset + 2)))
         guard value.count >= 16, value.count <= 32, value.count & 3 == 0 else { return false }
-        var hmac = HMAC<SHA256>(key: SymmetricKey(data: key))
-        feed(&hmac, upTo: offset, adjustedLength: offset - Self.headerLength + 4 + value.count)
-        return hmac.finalize().withUnsafeBytes { constantTimeEqual(UnsafeRawBufferPointer(rebasing: $0.prefix(value.count)), value) }
+        let mac = key.authenticationCode { feed(&$0, upTo: offset, adjustedLength: offset - Self.headerLength + 4 + value.count) }
+        return mac.withUnsafeBytes { constantTimeEqual(UnsafeRawBufferPointer(rebasing: $0.prefix(value.count)), value) }
     }
 
     /// Feeds the message up to `end` with the header's length field replaced by `adjustedLength`,
     /// without copying the message.
-    func feed<H: HashFunction>(_ hmac: inout HMAC<H>, upTo end: Int, adjustedLength: Int) {
-        hmac.update(data: bytes.slice(0, 2))
-        withUnsafeBytes(of: UInt16(truncatingIfNeeded: adjustedLength).bigEndian) { hmac.update(data: $0) }
-        hmac.update(data: bytes.slice(4, end - 4))
+    func feed<H: HashFunction>(_ hash: inout H, upTo end: Int, adjustedLength: Int) {
+        hash.update(bufferPointer: bytes.slice(0, 2))
+        withUnsafeBytes(of: UInt16(truncatingIfNeeded: adjustedLength).bigEndian) { hash.update(bufferPointer: $0) }
+        hash.update(bufferPointer: bytes.slice(4, end - 4))
     }
 }
 

@@ -197,7 +197,8 @@ extension STUNMessage {
     func text(_ type: AttributeType, maxBytes: Int, maxCharacters: Int?) throws(STUNAttributeError) -> String? {
         guard let v = attribute(type) else { return nil }
         guard v.count <= maxBytes, let s = String(validating: v, as: UTF8.self) else { throw .malformed(type) }
-        if let maxCharacters, s.unicodeScalars.count > maxCharacters { throw .malformed(type) }
+        // A character takes at least one byte, so only values longer in bytes need counting.
+        if let maxCharacters, v.count > maxCharacters, s.unicodeScalars.count > maxCharacters { throw .malformed(type) }
         return s
     }
 

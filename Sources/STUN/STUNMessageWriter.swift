@@ -180,10 +180,14 @@ public struct STUNMessageWriter {
     /// MESSAGE-INTEGRITY (RFC 8489 §14.5): HMAC-SHA1 over the message so far, with the length field
     /// already counting the MESSAGE-INTEGRITY attribute.
     public mutating func appendMessageIntegrity(key: [UInt8]) {
+        appendMessageIntegrity(key: HMACState<Insecure.SHA1>(key: key))
+    }
+
+    /// `appendMessageIntegrity(key:)` with the key's HMAC states already computed.
+    public mutating func appendMessageIntegrity(key: HMACState<Insecure.SHA1>) {
         let start = offset
         guard let at = beginAttribute(.messageIntegrity, length: 20) else { return }
-        let mac = HMAC<Insecure.SHA1>.authenticationCode(
-            for: UnsafeRawBufferPointer(rebasing: buffer[0..<start]), using: SymmetricKey(data: key))
+        let mac = key.authenticationCode(for: UnsafeRawBufferPointer(rebasing: buffer[0..<start]))
         mac.withUnsafeBytes { copy($0, to: at) }
     }
 
@@ -193,11 +197,15 @@ public struct STUNMessageWriter {
     /// and MUST be a multiple of 4 bytes". Other values are rounded down to a multiple of 4 and
     /// clamped to 16...32.
     public mutating func appendMessageIntegritySHA256(key: [UInt8], truncatedTo length: Int = 32) {
+        appendMessageIntegritySHA256(key: HMACState<SHA256>(key: key), truncatedTo: length)
+    }
+
+    /// `appendMessageIntegritySHA256(key:truncatedTo:)` with the key's HMAC states already computed.
+    public mutating func appendMessageIntegritySHA256(key: HMACState<SHA256>, truncatedTo length: Int = 32) {
         let length = min(32, max(16, length & ~3))
         let start = offset
         guard let at = beginAttribute(.messageIntegritySHA256, length: length) else { return }
-        let mac = HMAC<SHA256>.authenticationCode(
-            for: UnsafeRawBufferPointer(rebasing: buffer[0..<start]), using: SymmetricKey(data: key))
+        let mac = key.authenticationCode(for: UnsafeRawBufferPointer(rebasing: buffer[0..<start]))
         mac.withUnsafeBytes { copy(UnsafeRawBufferPointer(rebasing: $0.prefix(length)), to: at) }
     }
 

@@ -24,10 +24,9 @@ public struct NonceAuthority: Sendable {
     static let cookie: [UInt8] = Array("obMatJos2".utf8)
     static let length = 9 + 4 + 16 + 32
     private static let signedLength = 9 + 4 + 16
-    private static let tagBytes = 16
 
-    /// Raw bytes: swift-crypto's `SymmetricKey` is not `Sendable`.
-    private let key: [UInt8]
+    /// The key's HMAC-SHA256 states, padded once here rather than per nonce.
+    private let key: HMACState<SHA256>
     public let lifetimeSeconds: UInt64
     public let advertisesPasswordAlgorithms: Bool
 
@@ -37,7 +36,7 @@ public struct NonceAuthority: Sendable {
     ///   - lifetimeSeconds: a nonce is valid for ages 0 ..< lifetime; older ones are stale (438).
     public init(key: [UInt8], lifetimeSeconds: UInt64 = 600, advertisePasswordAlgorithms: Bool = true) {
         precondition(key.count >= 16, "NonceAuthority key must be at least 16 bytes")
-        self.key = key
+        self.key = HMACState(key: key)
         self.lifetimeSeconds = lifetimeSeconds
         self.advertisesPasswordAlgorithms = advertisePasswordAlgorithms
     }
@@ -47,8 +46,10 @@ public struct NonceAuthority: Sendable {
         text.reserveCapacity(Self.length)
         text += Array((advertisesPasswordAlgorithms ? "AAAB" : "AAAA").utf8)
         Self.appendHex(nowUnixSeconds, digits: 16, to: &text)
-        let tag = self.tag(signed: text, client: client)
-        for b in tag { Self.appendHex(UInt64(b), digits: 2, to: &text) }
+        let tag = text.withUnsafeBytes { self.tag(signed: $0, client: client) }
+        // The tag's 16 bytes in order, two hex digits each.
+        Self.appendHex(tag.high, digits: 16, to: &text)
+        Self.appendHex(tag.low, digits: 16, to: &text)
         return String(decoding: text, as: UTF8.self)
     }
 
@@ -64,21 +65,36 @@ public struct NonceAuthority: Sendable {
     }
 
     public func validate(_ nonce: String, for client: TransportAddress, nowUnixSeconds: UInt64) -> Validity {
-        let utf8 = nonce.utf8
-        guard utf8.count == Self.length else { return .invalid }
-        let bytes = Array(utf8)
-        guard bytes.starts(with: Self.cookie),
-              let timestamp = Self.parseHex(bytes[Self.signedLength - 16 ..< Self.signedLength]) else { return .invalid }
-        var received = [UInt8](repeating: 0, count: Self.tagBytes)
-        for i in 0 ..< Self.tagBytes {
-            let start = Self.signedLength + 2 * i
-            guard let b = Self.parseHex(bytes[start ..< start + 2]) else { return .invalid }
-            received[i] = UInt8(truncatingIfNeeded: b)
-        }
-        let expected = tag(signed: Array(bytes[0 ..< Self.signedLength]), client: client)
-        guard Self.constantTimeEqual(expected, received) else { return .invalid }
-        guard timestamp <= nowUnixSeconds, nowUnixSeconds - timestamp < lifetimeSeconds else { return .stale }
-        return .valid
+        var nonce = nonce
+        return nonce.withUTF8 { validate(UnsafeRawBufferPointer($0), for: client, nowUnixSeconds: nowUnixSeconds) }
+    }
+
+    /// `validate` over the nonce's UTF-8 bytes, without copying them.
+    func validate(_ bytes: UnsafeRawBufferPointer, for client: TransportAddress, nowUnixSeconds: UInt64) -> Validity {
+        guard let mintedAt = authenticate(bytes, for: client) else { return .invalid }
+        return freshness(mintedAt: mintedAt, nowUnixSeconds: nowUnixSeconds)
+    }
+
+    /// The minting time of a nonce minted here for `client`, or nil when it was not (see `.invalid`).
+    func authenticate(_ bytes: UnsafeRawBufferPointer, for client: TransportAddress) -> UInt64? {
+        // Every index below is < `length`, so after this check no read can leave the buffer.
+        guard bytes.count == Self.length else { return nil }
+        var cookieMatches = true
+        for (i, c) in Self.cookie.enumerated() where bytes[i] != c { cookieMatches = false }
+        guard cookieMatches,
+              let timestamp = Self.parseHex(bytes, from: Self.signedLength - 16),
+              let receivedHigh = Self.parseHex(bytes, from: Self.signedLength),
+              let receivedLow = Self.parseHex(bytes, from: Self.signedLength + 16) else { return nil }
+        let expected = tag(signed: UnsafeRawBufferPointer(rebasing: bytes[0 ..< Self.signedLength]), client: client)
+        // Every bit compared whatever the first difference, so timing does not reveal how much of a
+        // forged tag was right.
+        guard (expected.high ^ receivedHigh) | (expected.low ^ receivedLow) == 0 else { return nil }
+        return timestamp
+    }
+
+    /// `.valid` for a nonce minted at `mintedAt` that is less than `lifetimeSeconds` old, else `.stale`.
+    func freshness(mintedAt: UInt64, nowUnixSeconds: UInt64) -> Validity {
+        mintedAt <= nowUnixSeconds && nowUnixSeconds - mintedAt < lifetimeSeconds ? .valid : .stale
     }
 
     /// Whether a nonce's Security Feature Set has the "Password algorithms" bit (RFC 8489 §9.2):
@@ -94,34 +110,46 @@ public struct NonceAuthority: Sendable {
 
     // MARK: - Private
 
-    private func tag(signed: [UInt8], client: TransportAddress) -> [UInt8] {
-        var data = signed
-        data.append(client.family.rawValue)
-        data.append(UInt8(truncatingIfNeeded: client.port >> 8))
-        data.append(UInt8(truncatingIfNeeded: client.port))
-        switch client.ip {
-        case .v4(let a):
-            for shift in stride(from: 24, through: 0, by: -8) { data.append(UInt8(truncatingIfNeeded: a.value >> UInt32(shift))) }
-        case .v6(let a):
-            for shift in stride(from: 56, through: 0, by: -8) { data.append(UInt8(truncatingIfNeeded: a.high >> UInt64(shift))) }
-            for shift in stride(from: 56, through: 0, by: -8) { data.append(UInt8(truncatingIfNeeded: a.low >> UInt64(shift))) }
+    /// The first 16 bytes of HMAC-SHA256(key, signed ‖ family ‖ port ‖ address bytes), big-endian,
+    /// as two words. `signed` is the nonce's first `signedLength` bytes.
+    private func tag(signed: UnsafeRawBufferPointer, client: TransportAddress) -> (high: UInt64, low: UInt64) {
+        // 29 + 1 + 2 + 16 bytes at most: one buffer on the stack, hashed in one update.
+        var input: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
+        let length = withUnsafeMutableBytes(of: &input) { b -> Int in
+            let n = min(signed.count, Self.signedLength)
+            b.copyMemory(from: UnsafeRawBufferPointer(rebasing: signed[0 ..< n]))
+            b[n] = client.family.rawValue
+            b.storeBytes(of: client.port.bigEndian, toByteOffset: n + 1, as: UInt16.self)
+            switch client.ip {
+            case .v4(let a):
+                b.storeBytes(of: a.value.bigEndian, toByteOffset: n + 3, as: UInt32.self)
+                return n + 3 + 4
+            case .v6(let a):
+                b.storeBytes(of: a.high.bigEndian, toByteOffset: n + 3, as: UInt64.self)
+                b.storeBytes(of: a.low.bigEndian, toByteOffset: n + 11, as: UInt64.self)
+                return n + 3 + 16
+            }
         }
-        let mac = HMAC<SHA256>.authenticationCode(for: data, using: SymmetricKey(data: key))
-        return Array(Array(mac).prefix(Self.tagBytes))
+        let mac = withUnsafeBytes(of: &input) { key.authenticationCode(for: UnsafeRawBufferPointer(rebasing: $0[0 ..< length])) }
+        return mac.withUnsafeBytes { d in
+            (d.loadUnaligned(fromByteOffset: 0, as: UInt64.self).bigEndian,
+             d.loadUnaligned(fromByteOffset: 8, as: UInt64.self).bigEndian)
+        }
     }
 
     private static func appendHex(_ value: UInt64, digits: Int, to out: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
         for i in stride(from: digits - 1, through: 0, by: -1) {
-            out.append(hex[Int(value >> UInt64(4 * i) & 0xF)])
+            let d = UInt8(truncatingIfNeeded: value >> UInt64(4 * i) & 0xF)
+            out.append(d < 10 ? UInt8(ascii: "0") + d : UInt8(ascii: "a") + d - 10)
         }
     }
 
-    /// Lower-case hex digits only (the form `mint` writes), at most 16 of them.
-    private static func parseHex(_ digits: ArraySlice<UInt8>) -> UInt64? {
-        guard digits.count <= 16 else { return nil }
+    /// The 16 lower-case hex digits (the form `mint` writes) at `bytes[start ..< start + 16]`; the
+    /// caller checked that they lie inside `bytes`.
+    private static func parseHex(_ bytes: UnsafeRawBufferPointer, from start: Int) -> UInt64? {
         var v: UInt64 = 0
-        for d in digits {
+        for i in start ..< start + 16 {
+            let d = bytes[i]
             let n: UInt8
             switch d {
             case UInt8(ascii: "0") ... UInt8(ascii: "9"): n = d - UInt8(ascii: "0")
@@ -142,14 +170,5 @@ public struct NonceAuthority: Sendable {
         case UInt8(ascii: "/"): return 63
         default: return nil
         }
-    }
-
-    /// Compares every byte whatever the first difference, so timing does not reveal how much of
-    /// a forged tag was right.
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var diff: UInt8 = 0
-        for i in 0 ..< a.count { diff |= a[i] ^ b[i] }
-        return diff == 0
     }
 }

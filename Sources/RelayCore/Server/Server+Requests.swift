@@ -1,3 +1,4 @@
+import Crypto
 import STUN
 
 // The slow path: STUN requests and indications, in the order a client uses them.
@@ -107,12 +108,25 @@ extension Server {
               let nonce = try parsed(message.nonce()) else { throw .badRequest }
         // "If the NONCE is no longer valid, the server MUST generate an error response with an
         // error code of 438 (Stale Nonce)." A forged nonce is no more valid than an old one.
-        guard nonces.validate(nonce, for: client.address, nowUnixSeconds: now.unixSeconds) == .valid else {
-            throw .staleNonce
-        }
+        let nonceCheck = checkNonce(nonce, for: client.address, nowUnixSeconds: now.unixSeconds)
+        guard nonceCheck.validity == .valid else { throw .staleNonce }
         let algorithm = try passwordAlgorithm(of: message, nonce: nonce)
+        // RFC 8489 §9.2.4: with both present, MESSAGE-INTEGRITY-SHA256 is the one checked, and
+        // the response is signed the same way.
+        let sha256 = message.hasMessageIntegritySHA256
+        let nowSeconds = now.unixSeconds
+        if let cached = credentialKeys.lookup(username: username, algorithm: algorithm, sha256: sha256) {
+            // The username's own expiry still applies, as `CredentialStore.lookup` applies it.
+            if let expiry = cached.expiry, expiry < nowSeconds { throw .unauthenticated }
+            if Self.verify(message, cached.integrity) {
+                rememberNonce(nonce, for: client.address, mintedAt: nonceCheck.toRemember)
+                return Authentication(username: username, signer: ResponseSigner(
+                    integrity: cached.integrity, fingerprint: message.hasFingerprint))
+            }
+            // Not a verdict: another candidate password may verify it.
+        }
         let passwords: [String]
-        switch configuration.credentials.lookup(username: username, nowUnixSeconds: now.unixSeconds) {
+        switch configuration.credentials.lookup(username: username, nowUnixSeconds: nowSeconds) {
         case .passwords(let list): passwords = list
         // "If the value of the USERNAME or USERHASH attribute is not valid, the server MUST
         // generate an error response with an error code of 401". Expired time-limited
@@ -122,18 +136,49 @@ extension Server {
         // Several passwords when shared secrets rotate: the one whose key verifies wins.
         for password in passwords {
             let key = longTermKey(username: username, realm: configuration.realm, password: password, algorithm: algorithm)
-            // RFC 8489 §9.2.4: with both present, MESSAGE-INTEGRITY-SHA256 is the one checked, and
-            // the response is signed the same way.
-            let verified = message.hasMessageIntegritySHA256
-                ? message.verifyMessageIntegritySHA256(key: key)
-                : message.verifyMessageIntegrity(key: key)
-            if verified {
-                return Authentication(username: username, signer: ResponseSigner(
-                    key: key, sha256: message.hasMessageIntegritySHA256, fingerprint: message.hasFingerprint))
-            }
+            // The key's HMAC states serve both the check and the response's signature.
+            let integrity: ResponseSigner.Integrity = sha256
+                ? .sha256(HMACState<SHA256>(key: key)) : .sha1(HMACState<Insecure.SHA1>(key: key))
+            guard Self.verify(message, integrity) else { continue }
+            let expiry = configuration.credentials.staticUsers[username] == nil ? TimeLimitedUsername(username)?.expiry : nil
+            credentialKeys.insert(.init(username: username, algorithm: algorithm, expiry: expiry, integrity: integrity))
+            rememberNonce(nonce, for: client.address, mintedAt: nonceCheck.toRemember)
+            return Authentication(username: username, signer: ResponseSigner(
+                integrity: integrity, fingerprint: message.hasFingerprint))
         }
         // "If the MESSAGE-INTEGRITY ... value is invalid ... 401".
         throw .unauthenticated
+    }
+
+    /// `NonceAuthority.validate`, answered from `validatedNonces` when the client presents the nonce
+    /// it presented last. `toRemember` is the minting time of a valid nonce that is not cached yet:
+    /// `rememberNonce` stores it once the request has authenticated, so a request that does not
+    /// authenticate leaves nothing behind.
+    func checkNonce(_ nonce: String, for client: TransportAddress, nowUnixSeconds: UInt64)
+        -> (validity: NonceAuthority.Validity, toRemember: UInt64?) {
+        var nonce = nonce
+        return nonce.withUTF8 { utf8 in
+            let bytes = UnsafeRawBufferPointer(utf8)
+            if let mintedAt = validatedNonces.mintedAt(bytes, client: client) {
+                return (nonces.freshness(mintedAt: mintedAt, nowUnixSeconds: nowUnixSeconds), nil)
+            }
+            guard let mintedAt = nonces.authenticate(bytes, for: client) else { return (.invalid, nil) }
+            let validity = nonces.freshness(mintedAt: mintedAt, nowUnixSeconds: nowUnixSeconds)
+            return (validity, validity == .valid ? mintedAt : nil)
+        }
+    }
+
+    func rememberNonce(_ nonce: String, for client: TransportAddress, mintedAt: UInt64?) {
+        guard let mintedAt else { return }
+        var nonce = nonce
+        nonce.withUTF8 { validatedNonces.insert(UnsafeRawBufferPointer($0), client: client, mintedAt: mintedAt) }
+    }
+
+    static func verify(_ message: STUNMessage, _ integrity: ResponseSigner.Integrity) -> Bool {
+        switch integrity {
+        case .sha1(let key): message.verifyMessageIntegrity(key: key)
+        case .sha256(let key): message.verifyMessageIntegritySHA256(key: key)
+        }
     }
 
     /// RFC 8489 §9.2.4 (password algorithms, when the nonce advertised them): "If the request

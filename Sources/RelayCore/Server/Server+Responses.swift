@@ -1,3 +1,4 @@
+import Crypto
 import STUN
 
 /// An error response, thrown by a handler. `respond(to:from:error:signer:now:out:)` turns it into
@@ -36,13 +37,20 @@ struct RequestError: Error {
 /// MESSAGE-INTEGRITY-SHA256 attribute (the same one as in the request), using the same key";
 /// FINGERPRINT when the request carried one.
 struct ResponseSigner {
-    /// The long-term key (RFC 8489 §9.2.2), never the password.
-    var key: [UInt8]
-    var sha256: Bool
+    /// HMAC states of the long-term key (RFC 8489 §9.2.2), never the password: the ones that
+    /// verified the request.
+    enum Integrity {
+        case sha1(HMACState<Insecure.SHA1>)
+        case sha256(HMACState<SHA256>)
+    }
+    var integrity: Integrity
     var fingerprint: Bool
 
     func sign(_ writer: inout STUNMessageWriter) {
-        if sha256 { writer.appendMessageIntegritySHA256(key: key) } else { writer.appendMessageIntegrity(key: key) }
+        switch integrity {
+        case .sha1(let key): writer.appendMessageIntegrity(key: key)
+        case .sha256(let key): writer.appendMessageIntegritySHA256(key: key)
+        }
         if fingerprint { writer.appendFingerprint() }
     }
 }

@@ -43,8 +43,9 @@ public final class Server {
     var sockets: [SocketEntry] = []
     var freeSockets = SocketFreeList()
     var permissions: [PermissionKey: Permission] = [:]
-    var channels: [ChannelKey: Channel] = [:]
-    var channelByPeer: [PeerChannelKey: PeerChannel] = [:]
+    /// Read per packet: open-addressed with a keyed hash seeded from `random` (see `KeyedTable`).
+    var channels: KeyedTable<ChannelKey, Channel>
+    var channelByPeer: KeyedTable<PeerChannelKey, PeerChannel>
     /// The reservations this server made (it owns their ports), by token.
     var reservations: [UInt64: Reservation] = [:]
     /// Where reservation tokens are registered and claimed: shared by the servers of one process
@@ -58,6 +59,10 @@ public final class Server {
     var claimedPortsToGiveBack: [(port: UInt16, family: AddressFamily)] = []
 
     var nonces: NonceAuthority
+    /// HMAC states of the long-term keys that recently verified a request (see `CredentialKeyCache`).
+    var credentialKeys: CredentialKeyCache
+    /// The nonce each recently authenticated client last presented (see `ValidatedNonceCache`).
+    var validatedNonces: ValidatedNonceCache
     var challengeLimiter: ChallengeRateLimiter
     var peerPolicy: PeerPolicy
     /// RFC 8489 §14.4 USERHASH → username, for the static users (time-limited usernames cannot be
@@ -91,6 +96,10 @@ public final class Server {
                                                 seed: self.random.next())
         peerPolicy = Self.effectivePolicy(configuration)
         usernameByUserhash = Self.userhashIndex(configuration)
+        channels = KeyedTable(seed: self.random.next())
+        channelByPeer = KeyedTable(seed: self.random.next())
+        credentialKeys = CredentialKeyCache(seed: self.random.next())
+        validatedNonces = ValidatedNonceCache(seed: self.random.next())
     }
 
     /// Processes a batch of received datagrams.
@@ -124,6 +133,8 @@ public final class Server {
     /// their next request authenticates against the new credentials.
     public func reload(credentials: CredentialStore, peerPolicy policy: PeerPolicy) {
         configuration.credentials = credentials
+        // A cached key may come from a password or secret that is gone now.
+        credentialKeys.removeAll()
         configuration.peerPolicy = policy
         peerPolicy = Self.effectivePolicy(configuration)
         usernameByUserhash = Self.userhashIndex(configuration)
