@@ -15,9 +15,8 @@ public final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
     private var jobs: [UnownedJob] = []
     private var stopping = false
 
-    public init(name: String) {
+    public init() {
         let thread = Thread { [self] in run() }
-        thread.name = name
         thread.stackSize = 8 << 20
         thread.start()
     }
@@ -39,6 +38,7 @@ public final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
     }
 
     private func run() {
+        pthread_setspecific(dedicatedThreadKey, UnsafeRawPointer(bitPattern: 1))
         while true {
             condition.lock()
             while jobs.isEmpty && !stopping { condition.wait() }
@@ -62,7 +62,7 @@ public struct DedicatedThreadTrait: TestTrait, SuiteTrait, TestScoping {
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
         guard testCase != nil else { return try await function() }
-        let executor = DedicatedThreadExecutor(name: test.name)
+        let executor = DedicatedThreadExecutor()
         defer { executor.shutdown() }
         try await withTaskExecutorPreference(executor) { try await function() }
     }
@@ -73,3 +73,14 @@ extension Trait where Self == DedicatedThreadTrait {
     /// for seconds).
     public static var dedicatedThread: Self { DedicatedThreadTrait() }
 }
+
+/// Marks the threads of `DedicatedThreadExecutor`s (a thread-specific value; a thread's name would
+/// not do: Linux threads inherit their creator's).
+private let dedicatedThreadKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key, nil)
+    return key
+}()
+
+/// Whether the caller runs on a `DedicatedThreadExecutor`'s thread (not on the cooperative pool).
+public func isOnDedicatedThread() -> Bool { pthread_getspecific(dedicatedThreadKey) != nil }
