@@ -104,45 +104,18 @@ extension RealClientTests {
         scenario("dual allocation (-Z), peer ::1", ["-Z"], peer: "::1", ipv4: .atLeast(1), ipv6: .atLeast(1)),
     ]
 
-    @Test("turnutils_uclient relays every message with zero loss", arguments: indicationScenarios)
-    func uclientIndications(_ scenario: UclientScenario) throws {
+    /// Every IPv4 scenario: indications, EVEN-PORT/RESERVATION-TOKEN pairs, client to client, channels.
+    @Test("turnutils_uclient relays every message with zero loss",
+          arguments: indicationScenarios + portPairScenarios + clientToClientScenarios + channelScenarios)
+    func uclientOverIPv4(_ scenario: UclientScenario) throws {
         try runUclientScenario(scenario)
     }
 
-    @Test(
-        "turnutils_uclient with EVEN-PORT and RESERVATION-TOKEN relays every message with zero loss",
-        arguments: portPairScenarios)
-    func uclientPortPairs(_ scenario: UclientScenario) throws {
-        try runUclientScenario(scenario)
-    }
-
-    @Test(
-        "turnutils_uclient client to client relays every message with zero loss",
-        arguments: clientToClientScenarios)
-    func uclientClientToClient(_ scenario: UclientScenario) throws {
-        try runUclientScenario(scenario)
-    }
-
-    @Test(
-        "turnutils_uclient over channels relays every message with zero loss",
-        arguments: channelScenarios)
-    func uclientChannels(_ scenario: UclientScenario) throws {
-        try runUclientScenario(scenario)
-    }
-
-    @Test(
-        "turnutils_uclient over an IPv6 relay relays every message with zero loss",
-        .enabled(if: LoopbackPorts.ipv6Available, "::1 is not configured on this machine's loopback"),
-        arguments: ipv6RelayScenarios)
-    func uclientIPv6Relay(_ scenario: UclientScenario) throws {
-        try runUclientScenario(scenario)
-    }
-
-    @Test(
-        "turnutils_uclient with a dual allocation relays every message with zero loss",
-        .enabled(if: LoopbackPorts.ipv6Available, "::1 is not configured on this machine's loopback"),
-        arguments: dualAllocationScenarios)
-    func uclientDualAllocation(_ scenario: UclientScenario) throws {
+    /// IPv6 relays and dual allocations, where ::1 exists.
+    @Test("turnutils_uclient with IPv6 relayed addresses relays every message with zero loss",
+          .enabled(if: LoopbackPorts.ipv6Available, "::1 is not configured on this machine's loopback"),
+          arguments: ipv6RelayScenarios + dualAllocationScenarios)
+    func uclientWithIPv6(_ scenario: UclientScenario) throws {
         try runUclientScenario(scenario)
     }
 

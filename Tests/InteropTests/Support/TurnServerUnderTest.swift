@@ -16,12 +16,6 @@ final class TurnServerUnderTest: @unchecked Sendable {
 
         static let defaultForInterop: Implementation = .turnRelay
 
-        /// Whether tests that depend on a `KnownGap` are to be skipped in this run.
-        static var knownGapsApply: Bool {
-            let include = ProcessInfo.processInfo.environment["INTEROP_INCLUDE_KNOWN_GAPS"] ?? ""
-            return (try? selected) == .turnRelay && include != "1"
-        }
-
         static var selected: Implementation {
             get throws {
                 guard let value = ProcessInfo.processInfo.environment["INTEROP_SERVER"], !value.isEmpty else {
