@@ -53,23 +53,16 @@ public final class RelayRuntime: Sendable {
         return RelayRuntime(workers: started, clock: clock)
     }
 
-    /// Starts `count` workers each running a TURN `Server` configured from `server`, with
-    /// `portRange` set to the worker's slice of `server.portRange`. The servers share one
-    /// `SharedReservationRegistry` (unless `reservations` is given), so a RESERVATION-TOKEN issued
-    /// by one worker can be redeemed on any.
+    /// Starts `count` workers each running a TURN `Server` made by `TURNServerFactory` from
+    /// `server` (listening on `configuration.listenPort`).
     public static func startTURN(
         workers count: Int, configuration: WorkerConfiguration, server: ServerConfiguration,
         clock: RelayClock = RelayClock(), reservations: SharedReservationRegistry? = nil
     ) throws(RelayIOError) -> RelayRuntime {
-        let registry = reservations ?? SharedReservationRegistry(capacity: server.maxReservations)
+        let factory = TURNServerFactory(configuration: server, listenerPorts: [configuration.listenPort],
+                                        reservations: reservations)
         return try start(workers: count, configuration: configuration, portRange: server.portRange, clock: clock) {
-            context, slice in
-            var own = server
-            own.portRange = slice
-            // Hairpin peers may sit on another worker's slice.
-            own.hairpinPortRange = server.hairpinPortRange ?? server.portRange
-            return Server(configuration: own, random: SystemRandomNumberGenerator(), now: context.clock.now(),
-                          reservationRegistry: registry)
+            factory.makeServer($0, portRange: $1)
         }
     }
 

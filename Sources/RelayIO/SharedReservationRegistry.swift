@@ -16,8 +16,9 @@ public final class SharedReservationRegistry: ReservationRegistry, Sendable {
 
     public func join() -> Int { table.withLock { $0.join() } }
 
-    public func register(_ token: UInt64, _ reservation: ReservedPort, expiresAt: Instant) -> Bool {
-        table.withLock { $0.register(token, reservation, expiresAt: expiresAt) }
+    public func register(_ token: UInt64, _ reservation: ReservedPort, username: String, perUserLimit: Int,
+                         expiresAt: Instant) -> ReservationRegistration {
+        table.withLock { $0.register(token, reservation, username: username, perUserLimit: perUserLimit, expiresAt: expiresAt) }
     }
 
     public func claimableFamily(_ token: UInt64, now: Instant) -> AddressFamily? {

@@ -128,22 +128,15 @@ struct RelayProcess {
         var configured = settings.serverConfiguration
         // Portal mode: no credentials (every Allocate refused) until the portal's init.
         if settings.portal != nil { configured.credentials = CredentialStore() }
-        let server = configured
-        // RESERVATION-TOKENs are redeemable on any worker (RFC 8656 §7.2: "the reservation is a
-        // server-wide reservation"): one registry for the process.
-        let reservations = SharedReservationRegistry(capacity: server.maxReservations)
+        // The servers share the EVEN-PORT registry and the live relay ports; the listener port
+        // and this host's addresses are never reachable as peers.
+        let factory = TURNServerFactory(configuration: configured, listenerPorts: [settings.listenPort],
+                                        localAddresses: HostAddresses.current())
         // Each worker's Server is wrapped so that it publishes its counters and applies reloads
         // on its own thread.
-        return try RelayRuntime.start(workers: settings.workers, configuration: worker, portRange: server.portRange) {
+        return try RelayRuntime.start(workers: settings.workers, configuration: worker, portRange: configured.portRange) {
             context, slice in
-            var own = server
-            own.portRange = slice
-            // Hairpin peers and claimed reservations may sit on another worker's slice.
-            own.hairpinPortRange = server.hairpinPortRange ?? server.portRange
-            return operations.makeProcessor(
-                worker: context.index,
-                server: Server(configuration: own, random: SystemRandomNumberGenerator(), now: context.clock.now(),
-                               reservationRegistry: reservations))
+            operations.makeProcessor(worker: context.index, server: factory.makeServer(context, portRange: slice))
         }
     }
 

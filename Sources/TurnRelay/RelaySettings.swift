@@ -88,6 +88,11 @@ struct RelaySettings {
             throw ValidationError("the relay port range \(minPort)...\(maxPort) is empty (need 1 ≤ --min-port ≤ --max-port)")
         }
         portRange = minPort...maxPort
+        // An allocation socket could otherwise take the listener's port on another address, and
+        // a client could name the listener as a peer (TURN inside TURN).
+        guard !portRange.contains(listenPort) else {
+            throw ValidationError("--listen-port \(listenPort) lies inside the relay port range \(minPort)...\(maxPort); choose a listen port outside --min-port...--max-port")
+        }
 
         let cores = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         workers = try o.workers ?? Environment.value("WORKERS", as: Int.self) ?? cores

@@ -3,8 +3,9 @@ import STUN
 @testable import RelayCore
 
 // Expected nonces computed independently with Python:
-//   key = bytes(range(32)); feat = "AAAB" or "AAAA"; prefix = ("obMatJos2" + feat + "%016x" % ts).encode()
-//   tag = hmac.new(key, prefix + bytes([family, port >> 8, port & 0xff]) + ip.packed, hashlib.sha256).digest()[:16].hex()
+//   key = bytes(range(32)); feat = "AAAB" or "AAAA"; prefix = ("obMatJos2" + feat + "%08x" % (ts & 0xffffffff)).encode()
+//   (compact: prefix = ("%08x" % (ts & 0xffffffff)).encode())
+//   tag = hmac.new(key, prefix + bytes([family, port >> 8, port & 0xff]) + ip.packed, hashlib.sha256).digest()[:12].hex()
 
 private let key: [UInt8] = Array(0 ..< 32)
 private let now: UInt64 = 1_700_000_000
@@ -13,10 +14,11 @@ private let clientV6 = TransportAddress(ip: .v6(IPv6Address(high: 0x2001_0DB8_00
 private let authority = NonceAuthority(key: key)
 
 @Test func nonceMatchesIndependentVector() {
-    #expect(authority.mint(for: client, nowUnixSeconds: now) == "obMatJos2AAAB000000006553f100e64dd7d82090f21e5436411ad17b3e86")
-    #expect(authority.mint(for: clientV6, nowUnixSeconds: now) == "obMatJos2AAAB000000006553f10000cc17f9bd42d6c52a7dfb1d8241a205")
+    #expect(authority.mint(for: client, nowUnixSeconds: now) == "obMatJos2AAAB6553f1003fe3ee8a5f7a379d2245aaf4")
+    #expect(authority.mint(for: clientV6, nowUnixSeconds: now) == "obMatJos2AAAB6553f100cc312a0c11f1b2c4ae4fb62b")
     let plain = NonceAuthority(key: key, advertisePasswordAlgorithms: false)
-    #expect(plain.mint(for: client, nowUnixSeconds: now) == "obMatJos2AAAA000000006553f1008870a929b3e7a2f736caf61329c3ae92")
+    #expect(plain.mint(for: client, nowUnixSeconds: now) == "obMatJos2AAAA6553f100fa02b53a940bc2ea10e13678")
+    #expect(authority.mintCompact(for: client, nowUnixSeconds: now) == "6553f10001eb331b2ed1b6db2ab3fdfb")
 }
 
 @Test func nonceStartsWithCookieAndIsShortPrintableASCII() {

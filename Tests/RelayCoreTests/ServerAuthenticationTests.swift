@@ -4,18 +4,31 @@ import STUN
 
 /// The long-term credential mechanism as the server runs it (RFC 8489 §9.2.4), end to end.
 @Suite struct ServerAuthenticationTests {
+    /// An Allocate with REQUESTED-TRANSPORT, LIFETIME and SOFTWARE as real clients send it (64 bytes
+    /// unauthenticated: large enough for the full challenge within 3× its size).
     func allocate(_ h: Harness, id: UInt8 = 1, client: TransportAddress = Addr.client, auth: RequestAuth?,
                   fingerprint: Bool = false) -> Outputs {
-        h.receive(message(.allocate, id: transactionID(id), auth: auth, fingerprint: fingerprint) { $0.appendRequestedTransport(17) },
-                  from: client)
+        h.receive(message(.allocate, id: transactionID(id), auth: auth, fingerprint: fingerprint) {
+            $0.appendRequestedTransport(17)
+            $0.appendUInt32(.lifetime, 600)
+            $0.append(.software, string: "test client 1.0")
+        }, from: client)
+    }
+
+    /// A nonce from a full challenge (the harness's own comes from a small request: compact).
+    func fullNonce(_ h: Harness, client: TransportAddress = Addr.client) throws -> String {
+        let response = try #require(allocate(h, id: 199, client: client, auth: nil).only)
+        return try #require(try inspect(response.bytes) { try $0.nonce() })
     }
 
     /// The 401/438 challenge, byte for byte (the nonce is taken from the response and checked by
     /// using it).
-    func expectChallenge(_ out: Outputs, _ code: STUNErrorCode, id: UInt8, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+    /// `key`: the key the request's own MESSAGE-INTEGRITY proved (the challenge is signed with it).
+    func expectChallenge(_ out: Outputs, _ code: STUNErrorCode, id: UInt8, key: [UInt8]? = nil,
+                         sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
         let response = try #require(out.only, sourceLocation: sourceLocation)
         let nonce = try #require(try inspect(response.bytes) { try $0.nonce() }, sourceLocation: sourceLocation)
-        #expect(response.bytes == expectedResponse(.allocate, .errorResponse, id: transactionID(id)) {
+        #expect(response.bytes == expectedResponse(.allocate, .errorResponse, id: transactionID(id), key: key) {
             $0.appendErrorCode(code)
             $0.append(.realm, string: "example.org")
             $0.append(.nonce, string: nonce)
@@ -46,16 +59,18 @@ import STUN
         let nonce = try h.nonce()
         // RFC 8489 §9.2.4: "If the NONCE is no longer valid ... 438 (Stale Nonce)".
         h.now = h.now.adding(seconds: 600)
-        let fresh = try expectChallenge(allocate(h, id: 2, auth: RequestAuth(credentials: .alice, nonce: nonce)), .staleNonce, id: 2)
+        let fresh = try expectChallenge(allocate(h, id: 2, auth: RequestAuth(credentials: .alice, nonce: nonce)), .staleNonce, id: 2,
+                                        key: Credentials.alice.key)
         #expect(fresh != nonce)
         #expect(allocate(h, id: 3, auth: RequestAuth(credentials: .alice, nonce: fresh)).opens.count == 1)
         // Forged: right shape, wrong tag.
         var forged = Array(fresh.utf8)
         forged[forged.count - 1] = forged[forged.count - 1] == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
         _ = try expectChallenge(allocate(h, id: 4, client: Addr.client2, auth: RequestAuth(credentials: .bob, nonce: String(decoding: forged, as: UTF8.self))),
-                                .staleNonce, id: 4)
+                                .staleNonce, id: 4, key: Credentials.bob.key)
         // A nonce is bound to the client's transport address.
-        _ = try expectChallenge(allocate(h, id: 5, client: Addr.client2, auth: RequestAuth(credentials: .bob, nonce: fresh)), .staleNonce, id: 5)
+        _ = try expectChallenge(allocate(h, id: 5, client: Addr.client2, auth: RequestAuth(credentials: .bob, nonce: fresh)), .staleNonce, id: 5,
+                                key: Credentials.bob.key)
         #expect(h.server.statistics.responses.staleNonce438 == 3)
     }
 
@@ -73,9 +88,11 @@ import STUN
         #expect(h.server.allocationCount == 0)
     }
 
-    @Test func integrityWithoutUsernameOrNonceIs400() throws {
+    @Test func integrityWithoutUsernameIs400AndWithoutNonceIsASignedChallenge() throws {
         // RFC 8489 §9.2.4: "If the message contains a MESSAGE-INTEGRITY ... but is missing either
-        // the USERNAME or USERHASH, REALM, or NONCE attribute ... 400 (Bad Request)."
+        // the USERNAME or USERHASH, REALM, or NONCE attribute ... 400 (Bad Request)." Except the
+        // NONCE: Firezone's clients send their first Allocate without one and need a 401 with a
+        // nonce, signed with their key (see `Server.authenticate`).
         let h = Harness()
         let nonce = try h.nonce()
         let noUsername = message(.allocate, id: transactionID(2)) { w in
@@ -90,11 +107,17 @@ import STUN
             w.append(.realm, string: "example.org")
             w.appendMessageIntegrity(key: Credentials.alice.key)
         }
-        for (request, id) in [(noUsername, UInt8(2)), (noNonce, 3)] {
-            #expect(h.receive(request, from: Addr.client).only?.bytes == expectedResponse(.allocate, .errorResponse, id: transactionID(id)) {
-                $0.appendErrorCode(.badRequest)
-            })
-        }
+        #expect(h.receive(noUsername, from: Addr.client).only?.bytes == expectedResponse(.allocate, .errorResponse, id: transactionID(2)) {
+            $0.appendErrorCode(.badRequest)
+        })
+        let challenge = try #require(h.receive(noNonce, from: Addr.client).only)
+        let fresh = try #require(try inspect(challenge.bytes) { try $0.nonce() })
+        #expect(challenge.bytes == expectedResponse(.allocate, .errorResponse, id: transactionID(3), key: Credentials.alice.key) {
+            $0.appendErrorCode(.unauthenticated)
+            $0.append(.realm, string: "example.org")
+            $0.append(.nonce, string: fresh)
+            $0.appendPasswordAlgorithms([.sha256, .md5])
+        })
     }
 
     @Test func sha256IntegrityIsAnsweredWithSha256AndFingerprintEchoed() throws {
@@ -128,7 +151,7 @@ import STUN
         let h = Harness()
         var credentials = Credentials.alice
         credentials.algorithm = .sha256
-        let auth = RequestAuth(credentials: credentials, nonce: try h.nonce(), passwordAlgorithms: [.sha256, .md5])
+        let auth = RequestAuth(credentials: credentials, nonce: try fullNonce(h), passwordAlgorithms: [.sha256, .md5])
         let pending = allocate(h, auth: auth)
         let response = try #require(h.answer(pending.opens).only)
         #expect(try inspect(response.bytes) { $0.verifyMessageIntegrity(key: credentials.key) })
@@ -140,7 +163,7 @@ import STUN
         var credentials = Credentials.alice
         credentials.algorithm = .sha256
         // The list must be the one the server sent ([SHA-256, MD5]), in order.
-        let reordered = RequestAuth(credentials: credentials, nonce: try h.nonce(), passwordAlgorithms: [.md5, .sha256])
+        let reordered = RequestAuth(credentials: credentials, nonce: try fullNonce(h), passwordAlgorithms: [.md5, .sha256])
         #expect(errorCode(try #require(allocate(h, auth: reordered).only).bytes) == 400)
         // PASSWORD-ALGORITHM without PASSWORD-ALGORITHMS.
         let lone = message(.allocate, id: transactionID(2)) { w in
@@ -180,7 +203,9 @@ import STUN
         let nonce = try h.nonce(for: Addr.client2)
         _ = try expectChallenge(allocate(h, id: 9, client: Addr.client2,
                                          auth: RequestAuth(credentials: Credentials(username: expired.username, password: expired.password), nonce: nonce)),
-                                .unauthenticated, id: 9)
+                                .unauthenticated, id: 9,
+                                // Signed: the expired username still names the key its request proved.
+                                key: Credentials(username: expired.username, password: expired.password).key)
     }
 
     @Test func firezoneCredentialsAuthenticate() throws {

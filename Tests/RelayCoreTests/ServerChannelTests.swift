@@ -237,21 +237,67 @@ import STUN
         #expect(try code(try h.channelBind(0x4000, to: TransportAddress("127.0.0.1:5000")!, id: 4)) == 403)
         #expect(try code(try h.channelBind(0x4000, to: TransportAddress("172.16.0.1:5000")!, id: 5)) == 403)
         #expect(try code(try h.channelBind(0x4000, to: Addr.peerV6, id: 6)) == 443)
-        // The relay's own address: only its relay ports (hairpin), never e.g. its listener.
+        // The relay's own address: only its live relay ports (hairpin), never e.g. its listener.
         #expect(try code(try h.channelBind(0x4000, to: TransportAddress(ip: .v4(Addr.relayV4), port: 3478), id: 7)) == 403)
-        #expect(try code(try h.channelBind(0x4000, to: TransportAddress(ip: .v4(Addr.relayV4), port: 50000), id: 8)) == nil)
-        #expect(h.server.statistics.responses.forbidden403 == 3)
+        #expect(try code(try h.channelBind(0x4000, to: TransportAddress(ip: .v4(Addr.relayV4), port: 50000), id: 8)) == 403)
+        let ownPort = h.relayPort
+        #expect(try code(try h.channelBind(0x4000, to: TransportAddress(ip: .v4(Addr.relayV4), port: ownPort), id: 9)) == nil)
+        #expect(h.server.statistics.responses.forbidden403 == 4)
     }
 
-    @Test func hairpinPortsSpanTheWholeRelayNotJustThisWorkersSlice() throws {
-        // A worker allocates from its slice; a peer on the relay address may use any relay port.
+    @Test func hairpinReachesAnotherWorkersLiveAllocationAndNothingElseOnTheRelayAddress() throws {
+        // Two workers of one process share the live relay ports. A peer on the relay address is
+        // admitted at a port of the other worker's slice only while an allocation holds it there.
+        let live = LiveRelayPorts()
+        let a = Harness(liveRelayPorts: live) { $0.portRange = 50000...50999 }
+        let b = Harness(seed: 2, liveRelayPorts: live) { $0.portRange = 55000...55999 }
+        try a.allocate()
+        try b.allocate(Addr.client2)
+        let other = TransportAddress(ip: .v4(Addr.relayV4), port: b.relayPort(of: Addr.client2))
+        #expect(try code(try a.channelBind(0x4000, to: other)) == nil)
+        a.receive(channelData(0x4000, [1, 2, 3]), from: Addr.client).only.map { #expect($0.destination == other) }
+        // Not an allocation: 403, whatever the range.
+        #expect(try code(try a.channelBind(0x4001, to: TransportAddress(ip: .v4(Addr.relayV4), port: 55998), id: 4)) == 403)
+        // The other allocation ends: the bound channel no longer relays to its port.
+        b.out.reset()
+        _ = try b.refresh(lifetime: 0, client: Addr.client2)
+        #expect(!live.isLive(other.port, family: .ipv4))
+        #expect(a.receive(channelData(0x4000, [1, 2, 3]), from: Addr.client).sent.isEmpty)
+        #expect(a.server.statistics.drops.peerDenied == 1)
+    }
+
+    @Test func portZeroIsNeverAPeer() throws {
+        // RFC 8656 §12.2: "The server MAY impose restrictions on the IP address and port values
+        // allowed in the XOR-PEER-ADDRESS attribute; if a value is not allowed, the server rejects
+        // the request with a 403 (Forbidden) error."
+        let h = Harness()
+        try h.allocate()
+        #expect(try code(try h.channelBind(0x4000, to: TransportAddress("8.8.8.8:0")!)) == 403)
+        // A Send indication to port 0 is dropped and counted (indications get no answer).
+        _ = try h.createPermission(Addr.peer)
+        let sent = h.receive(message(.send, .indication) { w in
+            w.appendXorAddress(.xorPeerAddress, TransportAddress("8.8.8.8:0")!)
+            w.append(.data, bytes: UnsafeRawBufferPointer(start: [UInt8(1)], count: 1))
+        }, from: Addr.client)
+        #expect(sent.sent.isEmpty)
+        #expect(h.server.statistics.drops.peerDenied == 1)
+    }
+
+    @Test func theListenerPortsAreNeverAPeerInAnySpelling() throws {
+        // Even where the operator opened loopback: no TURN inside TURN.
         let h = Harness {
-            $0.portRange = 50000...50999
-            $0.hairpinPortRange = 50000...59999
+            $0.listenerPorts = [3478]
+            $0.peerPolicy = PeerPolicy(allow: [CIDR("127.0.0.0/8")!, CIDR("::/0")!])
+            $0.localAddresses = [.v4(IPv4Address(10, 1, 2, 3))]
         }
         try h.allocate()
-        #expect(try code(try h.channelBind(0x4000, to: TransportAddress(ip: .v4(Addr.relayV4), port: 55000))) == nil)
-        #expect(try code(try h.channelBind(0x4001, to: TransportAddress(ip: .v4(Addr.relayV4), port: 60000), id: 4)) == 403)
+        var id: UInt8 = 10
+        for spelling in ["127.0.0.1:3478", "127.0.0.2:3478", "0.0.0.0:3478", "203.0.113.10:3478", "10.1.2.3:3478"] {
+            #expect(try code(try h.channelBind(0x4000, to: TransportAddress(spelling)!, id: id)) == 403, "\(spelling)")
+            id += 1
+        }
+        // Another port on loopback stays open where the operator opened it.
+        #expect(try code(try h.channelBind(0x4000, to: TransportAddress("127.0.0.1:3479")!, id: id)) == nil)
     }
 
     @Test func operatorAllowOpensAPeerOnTheRelaysOwnIPv6Address() throws {

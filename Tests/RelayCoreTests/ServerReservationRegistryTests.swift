@@ -231,10 +231,10 @@ import STUN
         var table = ReservationTable(capacity: 2)
         let a = table.join(), b = table.join()
         let expiry = Instant(seconds: 100), before = Instant(seconds: 99)
-        let first = table.register(1, ReservedPort(port: 50001, family: .ipv4, owner: a), expiresAt: expiry)
-        let sameToken = table.register(1, ReservedPort(port: 50003, family: .ipv4, owner: a), expiresAt: expiry)
-        let second = table.register(2, ReservedPort(port: 50005, family: .ipv6, owner: a), expiresAt: expiry)
-        let third = table.register(3, ReservedPort(port: 50007, family: .ipv4, owner: a), expiresAt: expiry)
+        let first = table.register(1, ReservedPort(port: 50001, family: .ipv4, owner: a), username: "u", perUserLimit: .max, expiresAt: expiry) == .registered
+        let sameToken = table.register(1, ReservedPort(port: 50003, family: .ipv4, owner: a), username: "u", perUserLimit: .max, expiresAt: expiry) == .registered
+        let second = table.register(2, ReservedPort(port: 50005, family: .ipv6, owner: a), username: "u", perUserLimit: .max, expiresAt: expiry) == .registered
+        let third = table.register(3, ReservedPort(port: 50007, family: .ipv4, owner: a), username: "u", perUserLimit: .max, expiresAt: expiry) == .registered
         #expect(first && !sameToken && second)
         #expect(!third, "full")
         #expect(table.claimableFamily(2, now: before) == .ipv6)

@@ -150,11 +150,14 @@ final class Harness {
     }
 
     /// `registry`: shared with other harnesses' servers, as the workers of one process share it.
-    init(seed: UInt64 = 1, registry: (any ReservationRegistry)? = nil, _ configure: (inout ServerConfiguration) -> Void = { _ in }) {
+    /// `liveRelayPorts`: shared likewise (the live allocation ports of the whole process).
+    init(seed: UInt64 = 1, registry: (any ReservationRegistry)? = nil, liveRelayPorts: LiveRelayPorts? = nil,
+         _ configure: (inout ServerConfiguration) -> Void = { _ in }) {
         var c = Self.configuration()
         configure(&c)
         now = Self.start
-        server = Server(configuration: c, random: SplitMix64(seed: seed), now: now, reservationRegistry: registry)
+        server = Server(configuration: c, random: SplitMix64(seed: seed), now: now, reservationRegistry: registry,
+                        liveRelayPorts: liveRelayPorts)
         buffer = .allocate(byteCount: Self.bufferSize, alignment: 16)
         buffer.initializeMemory(as: UInt8.self, repeating: 0xEE, count: Self.bufferSize)
     }
@@ -254,6 +257,28 @@ final class Harness {
         }
         return receive(request, from: client)
     }
+
+    @discardableResult
+    func createPermission(_ peer: TransportAddress, client: TransportAddress = Addr.client, id: UInt8 = 2) throws -> Outputs {
+        try createPermission([peer], client: client, id: id)
+    }
+
+    @discardableResult
+    func refresh(lifetime: UInt32, client: TransportAddress = Addr.client, id: UInt8 = 5) throws -> Outputs {
+        let request = message(.refresh, id: transactionID(id), auth: try auth(client: client)) { w in
+            w.appendUInt32(.lifetime, lifetime)
+        }
+        return receive(request, from: client)
+    }
+
+    /// The IPv4 relay port of `client`'s allocation (0 when it has none).
+    func relayPort(of client: TransportAddress) -> UInt16 {
+        guard let id = server.allocationByClient[ClientSocket(client)],
+              let allocation = server.allocations[Int(id.index)] else { return 0 }
+        return allocation.ipv4?.port ?? 0
+    }
+
+    var relayPort: UInt16 { relayPort(of: Addr.client) }
 
     @discardableResult
     func channelBind(_ channel: UInt16, to peer: TransportAddress, client: TransportAddress = Addr.client, id: UInt8 = 3) throws -> Outputs {

@@ -15,7 +15,7 @@ struct SharedReservationRegistryTests {
         let expiry = Instant(seconds: 1_000)
         for token in 1...tokens {
             let port = UInt16(40000 + token % 20000)
-            #expect(registry.register(UInt64(token), ReservedPort(port: port, family: .ipv4, owner: owner), expiresAt: expiry))
+            #expect(registry.register(UInt64(token), ReservedPort(port: port, family: .ipv4, owner: owner), username: "u", perUserLimit: .max, expiresAt: expiry) == .registered)
         }
         let members = (0..<claimants).map { _ in registry.join() }
         // Each claimant walks the tokens from a different start; the owner withdraws every third.
@@ -53,12 +53,12 @@ struct SharedReservationRegistryTests {
         let registry = SharedReservationRegistry(capacity: 2)
         let owner = registry.join()
         let expiry = Instant(seconds: 100)
-        #expect(registry.register(1, ReservedPort(port: 50001, family: .ipv4, owner: owner), expiresAt: expiry))
-        #expect(registry.register(2, ReservedPort(port: 50003, family: .ipv4, owner: owner), expiresAt: expiry))
-        #expect(!registry.register(3, ReservedPort(port: 50005, family: .ipv4, owner: owner), expiresAt: expiry))
+        #expect(registry.register(1, ReservedPort(port: 50001, family: .ipv4, owner: owner), username: "u", perUserLimit: .max, expiresAt: expiry) == .registered)
+        #expect(registry.register(2, ReservedPort(port: 50003, family: .ipv4, owner: owner), username: "u", perUserLimit: .max, expiresAt: expiry) == .registered)
+        #expect(registry.register(3, ReservedPort(port: 50005, family: .ipv4, owner: owner), username: "u", perUserLimit: .max, expiresAt: expiry) != .registered)
         // A claim frees a place.
         #expect(registry.claim(1, by: owner, now: Instant(seconds: 1)) != nil)
-        #expect(registry.register(3, ReservedPort(port: 50005, family: .ipv4, owner: owner), expiresAt: expiry))
+        #expect(registry.register(3, ReservedPort(port: 50005, family: .ipv4, owner: owner), username: "u", perUserLimit: .max, expiresAt: expiry) == .registered)
         #expect(registry.snapshot.lentCount == 0, "claimed by its owner: nothing lent")
     }
 }

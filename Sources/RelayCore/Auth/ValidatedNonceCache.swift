@@ -13,7 +13,7 @@ import STUN
 /// full validation, nothing more.
 struct ValidatedNonceCache {
     static let slotCount = 2048
-    /// 64 bytes: `NonceAuthority.length` (61) fits.
+    /// 64 bytes: `NonceAuthority.length` (61) and `compactLength` (32) fit.
     private typealias Words = (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
 
     private struct Slot {
@@ -41,7 +41,7 @@ struct ValidatedNonceCache {
 
     /// The minting time of `nonce` if it is the one cached for `client`.
     func mintedAt(_ nonce: UnsafeRawBufferPointer, client: TransportAddress) -> UInt64? {
-        guard nonce.count == NonceAuthority.length, let slot = slots[slots.slot(client)], slot.client == client,
+        guard nonce.count == NonceAuthority.length || nonce.count == NonceAuthority.compactLength, let slot = slots[slots.slot(client)], slot.client == client,
               let w = Self.words(nonce) else { return nil }
         let c = slot.nonce
         // Every word compared whatever the first difference.
@@ -51,7 +51,7 @@ struct ValidatedNonceCache {
 
     /// Remembers a nonce that `NonceAuthority.validate` found valid for `client`.
     mutating func insert(_ nonce: UnsafeRawBufferPointer, client: TransportAddress, mintedAt: UInt64) {
-        guard nonce.count == NonceAuthority.length, let w = Self.words(nonce) else { return }
+        guard nonce.count == NonceAuthority.length || nonce.count == NonceAuthority.compactLength, let w = Self.words(nonce) else { return }
         slots[slots.slot(client)] = Slot(client: client, nonce: w, mintedAt: mintedAt)
     }
 }

@@ -99,6 +99,18 @@ public struct PeerPolicy: Sendable {
         return .allowed
     }
 
+    /// Whether a datagram sent to `ip` stays on this host: one of `relayAddresses` (the relay's and
+    /// the host's own addresses), any loopback address (127.0.0.0/8, ::1) or an unspecified one
+    /// (0.0.0.0/8, ::, which Linux delivers locally), in any spelling `canonicalize` knows.
+    public func reachesThisHost(_ ip: IPAddress) -> Bool {
+        let canonical = Self.canonicalize(ip)
+        return selfSet.contains(canonical) || Self.thisHost.contains(canonical)
+    }
+
+    private static let thisHost = PrefixSet([
+        v4(127, 0, 0, 0, 8), v4(0, 0, 0, 0, 8), v6(0, 0, 128), v6(0, 1, 128),
+    ])
+
     /// The IPv4 address embedded in an IPv6 address, or the address unchanged.
     ///
     /// coturn CVE-2026-27624, CVE-2026-53450 and CVE-2026-73212 each let `::ffff:127.0.0.1`,

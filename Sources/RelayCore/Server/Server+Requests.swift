@@ -104,8 +104,13 @@ extension Server {
         } else {
             throw .badRequest
         }
-        guard try parsed(message.realm()) != nil,
-              let nonce = try parsed(message.nonce()) else { throw .badRequest }
+        guard try parsed(message.realm()) != nil else { throw .badRequest }
+        // RFC 8489 §9.2.4's letter makes a missing NONCE a 400 too. This server answers 401 with
+        // REALM and a fresh NONCE instead, as Firezone's relay does: Firezone's client (connlib,
+        // `snownet/src/allocation.rs`, its test `initial_allocate_is_missing_nonce`) sends its
+        // first Allocate with USERNAME, REALM and MESSAGE-INTEGRITY but no NONCE, and expects the
+        // challenge; a 400 leaves it nothing to retry with. RFC clients never send such a request.
+        guard let nonce = try parsed(message.nonce()) else { throw .unauthenticated }
         // "If the NONCE is no longer valid, the server MUST generate an error response with an
         // error code of 438 (Stale Nonce)." A forged nonce is no more valid than an old one.
         let nonceCheck = checkNonce(nonce, for: client.address, nowUnixSeconds: now.unixSeconds)
@@ -162,7 +167,7 @@ extension Server {
             if let mintedAt = validatedNonces.mintedAt(bytes, client: client) {
                 return (nonces.freshness(mintedAt: mintedAt, nowUnixSeconds: nowUnixSeconds), nil)
             }
-            guard let mintedAt = nonces.authenticate(bytes, for: client) else { return (.invalid, nil) }
+            guard let mintedAt = nonces.authenticate(bytes, for: client, nowUnixSeconds: nowUnixSeconds) else { return (.invalid, nil) }
             let validity = nonces.freshness(mintedAt: mintedAt, nowUnixSeconds: nowUnixSeconds)
             return (validity, validity == .valid ? mintedAt : nil)
         }
@@ -330,8 +335,16 @@ extension Server {
                     // for a future allocation." Registered server-wide, bounded there too.
                     let token = uniqueReservationToken()
                     let reserved = ReservedPort(port: port + 1, family: primary, owner: registryMember)
-                    guard reservationRegistry.register(token, reserved, expiresAt: now.adding(seconds: configuration.reservationLifetime)) else {
-                        throw .insufficientCapacity
+                    // Counted against the username too (RFC 8656 §7.2 step 10: a quota "SHOULD"
+                    // be "based on the username"): a reservation outlives its allocation by 30 s,
+                    // so without it one user cycling Allocate(R=1)/Refresh(0) holds the whole
+                    // registry and every other user's EVEN-PORT request gets 508.
+                    let limit = configuration.maxReservationsPerUsername ?? configuration.maxAllocationsPerUsername
+                    switch reservationRegistry.register(token, reserved, username: auth.username, perUserLimit: limit,
+                                                        expiresAt: now.adding(seconds: configuration.reservationLifetime)) {
+                    case .registered: break
+                    case .full: throw .insufficientCapacity
+                    case .userQuota: throw .allocationQuotaReached
                     }
                     newReservation = (token, port + 1)
                 }
@@ -466,7 +479,8 @@ extension Server {
         // "The server MAY impose restrictions on the IP address and port values allowed in the
         // XOR-PEER-ADDRESS attribute; if a value is not allowed, the server rejects the request
         // with a 403 (Forbidden) error."
-        guard isPeerAllowed(peerAddress) else { throw .forbidden }
+        let admission = admission(of: peerAddress)
+        guard admission == .allowed || (admission == .ownAddress && isLiveRelayPort(peerAddress)) else { throw .forbidden }
         // "The channel number is not currently bound to a different transport address (same
         // transport address is OK); The transport address is not currently bound to a different
         // channel number." Both hold through the 5-minute cooldown after expiry (RFC 8656 §12:
@@ -483,7 +497,7 @@ extension Server {
             && allocation.permissions.count >= configuration.maxPermissionsPerAllocation {
             throw .insufficientCapacity
         }
-        bindChannel(id, number: number, peer: peer, relayHandle: relay.handle, now: now)
+        bindChannel(id, number: number, peer: peer, relayHandle: relay.handle, peerIsOwnAddress: admission == .ownAddress, now: now)
         // RFC 8656 §12.1: "A ChannelBind transaction also creates or refreshes a permission towards
         // the peer".
         installPermission(id, peer: peerAddress.ip, now: now)
@@ -549,15 +563,50 @@ extension Server {
         return id
     }
 
-    /// The peer policy plus the relay-self rule: the relay's own addresses are reachable only on
-    /// its relay ports (hairpin between two clients of this relay), never its listener or other
-    /// local services.
-    func isPeerAllowed(_ peer: TransportAddress) -> Bool {
+    /// How a peer address named in ChannelBind or a Send indication is admitted.
+    enum PeerAdmission {
+        case allowed
+        /// On an address of this host that no operator `allow` names: only while its port is a
+        /// live relay allocation (`LiveRelayPorts`), checked again for every datagram.
+        case ownAddress
+        case denied
+    }
+
+    /// The peer policy plus the rules for this host's own addresses.
+    ///
+    /// - Port 0 is never a peer: RFC 8656 §12.2, "The server MAY impose restrictions on the IP
+    ///   address and port values allowed in the XOR-PEER-ADDRESS attribute; if a value is not
+    ///   allowed, the server rejects the request with a 403 (Forbidden) error." No datagram can be
+    ///   sent to port 0 (the kernel answers EINVAL), and a burst of them used to turn GSO off.
+    /// - The relay's own listener ports on any address of this host (any family, any spelling:
+    ///   IPv4-mapped, 0.0.0.0, any of 127/8) are never a peer: no TURN inside TURN.
+    /// - Other ports of this host's addresses are admitted only while they are a live relay
+    ///   allocation of this process (hairpin between two clients of this relay), unless an operator
+    ///   `allow` names the address (then the operator opened it on purpose).
+    func admission(of peer: TransportAddress) -> PeerAdmission {
+        guard peer.port != 0 else { return .denied }
+        if configuration.listenerPorts.contains(peer.port) && peerPolicy.reachesThisHost(peer.ip) { return .denied }
         switch peerPolicy.evaluate(peer.ip) {
+        case .allowed: return .allowed
+        case .denied: return .denied
+        case .relaySelf: return .ownAddress
+        }
+    }
+
+    /// `admission`, with an own-address peer checked against the live relay ports now.
+    func isPeerAllowed(_ peer: TransportAddress) -> Bool {
+        switch admission(of: peer) {
         case .allowed: return true
         case .denied: return false
-        case .relaySelf: return (configuration.hairpinPortRange ?? configuration.portRange).contains(peer.port)
+        case .ownAddress: return isLiveRelayPort(peer)
         }
+    }
+
+    /// Whether `peer` (an own-address peer) is a live allocation socket of this process. An
+    /// IPv4-mapped spelling is checked as the IPv4 address it names.
+    @inline(__always)
+    func isLiveRelayPort(_ peer: TransportAddress) -> Bool {
+        liveRelayPorts.isLive(peer.port, family: PeerPolicy.canonicalize(peer.ip).family)
     }
 
     /// Converts a malformed-attribute error into 400 (Bad Request).

@@ -58,6 +58,10 @@ struct ResponseSigner {
 extension Server {
     /// Sends the error response for `error`. Challenges (401/438) beyond the per-source limit are
     /// dropped: a spoofed flood gets no amplification and leaves no state.
+    ///
+    /// `signer` is the authenticated request's; without one (the request did not authenticate),
+    /// the response is signed with a key the request's own MESSAGE-INTEGRITY proves the client
+    /// holds (`keyProvenByRequest`), and kept small (`unauthenticatedBudget`).
     func respond(to message: STUNMessage, from client: ClientSocket, error: RequestError, signer: ResponseSigner?,
                  now: Instant, out: OutboundBatch) {
         if error.isChallenge {
@@ -66,24 +70,99 @@ extension Server {
                 return
             }
         }
-        statistics.responses.count(errorCode: error.code.code)
-        statistics.responses.count(method: message.type.method, success: false)
+        let authenticated = signer != nil
+        let signer = signer ?? keyProvenByRequest(message, now: now)
         let type = STUNMessageType(method: message.type.method, messageClass: .errorResponse)
-        encode(type: type, transactionID: message.transactionID, to: client, signer: signer,
-               fingerprint: message.hasFingerprint, now: now, out: out) { writer in
-            writer.appendErrorCode(error.code)
-            if !error.unknownAttributes.isEmpty { writer.appendUnknownAttributes(error.unknownAttributes) }
-            if let alternate = error.alternateServer { writer.appendPlainAddress(.alternateServer, alternate) }
-            if error.isChallenge {
-                // RFC 8489 §9.2.4: "The server MUST include a REALM value ... MUST include a NONCE"
-                // and, with the nonce cookie's security feature bit, "PASSWORD-ALGORITHMS".
-                writer.append(.realm, string: configuration.realm)
-                writer.append(.nonce, string: nonces.mint(for: client.address, nowUnixSeconds: now.unixSeconds))
-                if nonces.advertisesPasswordAlgorithms {
-                    writer.appendPasswordAlgorithms(Self.advertisedPasswordAlgorithms)
+        // Unauthenticated answers shrink until they fit the budget: first the reason phrase goes,
+        // then the nonce cookie with PASSWORD-ALGORITHMS, then REALM and NONCE themselves.
+        let budget = authenticated ? Int.max : Self.unauthenticatedBudget(requestLength: message.bytes.count)
+        for form in ChallengeForm.allCases {
+            let sent = encode(type: type, transactionID: message.transactionID, to: client, signer: signer,
+                              fingerprint: message.hasFingerprint, cache: authenticated,
+                              maxLength: form == .bare ? nil : budget, now: now, out: out) { writer in
+                writer.appendErrorCode(error.code.code, reason: form == .full ? error.code.reason : "")
+                if !error.unknownAttributes.isEmpty { writer.appendUnknownAttributes(error.unknownAttributes) }
+                if let alternate = error.alternateServer { writer.appendPlainAddress(.alternateServer, alternate) }
+                guard error.isChallenge else { return }
+                switch form {
+                case .full, .lean:
+                    // RFC 8489 §9.2.4: "The server MUST include a REALM value ... MUST include a
+                    // NONCE" and, with the nonce cookie's security feature bit, "PASSWORD-ALGORITHMS".
+                    writer.append(.realm, string: configuration.realm)
+                    writer.append(.nonce, string: nonces.mint(for: client.address, nowUnixSeconds: now.unixSeconds))
+                    if nonces.advertisesPasswordAlgorithms {
+                        writer.appendPasswordAlgorithms(Self.advertisedPasswordAlgorithms)
+                    }
+                case .compact:
+                    // A nonce without the cookie offers no security features, so no
+                    // PASSWORD-ALGORITHMS: the client goes on with MD5 keys (RFC 8489 §9.2.4).
+                    writer.append(.realm, string: configuration.realm)
+                    writer.append(.nonce, string: nonces.mintCompact(for: client.address, nowUnixSeconds: now.unixSeconds))
+                case .bare:
+                    // Too small a request to be a real one (a header-only Allocate is 20 bytes):
+                    // the error code alone, with nothing to amplify.
+                    statistics.responses.bareChallenges &+= 1
                 }
             }
+            if sent {
+                statistics.responses.count(errorCode: error.code.code)
+                statistics.responses.count(method: message.type.method, success: false)
+                return
+            }
         }
+    }
+
+    /// How much of a challenge fits (see `respond`).
+    enum ChallengeForm: CaseIterable {
+        /// Reason phrase, REALM, NONCE with the cookie, PASSWORD-ALGORITHMS.
+        case full
+        /// The same without the reason phrase ("The reason phrase is meant for diagnostic
+        /// purposes", RFC 8489 §14.8; an empty one is fewer than 128 characters).
+        case lean
+        /// REALM and a compact NONCE (no cookie, no security features, no PASSWORD-ALGORITHMS).
+        case compact
+        /// ERROR-CODE only.
+        case bare
+    }
+
+    /// An answer to a request that did not authenticate is at most 3× the request's size
+    /// (hardening: a spoofed source must not turn the relay into an amplifier), never less than a
+    /// header with an ERROR-CODE and FINGERPRINT.
+    static func unauthenticatedBudget(requestLength: Int) -> Int { max(3 * requestLength, 20 + 8 + 8) }
+
+    /// The signer for an error answer to a request that did not authenticate: the long-term key
+    /// of the request's USERNAME that verifies the request's own MESSAGE-INTEGRITY(-SHA256), if
+    /// one does. The request is then genuine but lacked a NONCE or carried a stale one; Firezone's
+    /// clients (connlib `check_message_integrity`) ignore every non-Binding response without a
+    /// valid MESSAGE-INTEGRITY, so its 401 and 438 must be signed (RFC 8489 allows it; other
+    /// clients ignore it). An expired time-limited username still names its key (the client
+    /// computed its MESSAGE-INTEGRITY with it), so the 401 telling it so is signed too. A request
+    /// whose integrity no key verifies gets no signature: the server never hands out an HMAC under
+    /// a key the sender has not shown it holds (that would let anyone who knows a username test
+    /// password guesses offline).
+    func keyProvenByRequest(_ message: STUNMessage, now: Instant) -> ResponseSigner? {
+        guard message.type.method != .binding, message.hasMessageIntegrity || message.hasMessageIntegritySHA256,
+              let username = (try? message.username()) ?? nil else { return nil }
+        let sha256 = message.hasMessageIntegritySHA256
+        var algorithm = PasswordAlgorithm.md5
+        if let chosen = (try? message.passwordAlgorithm()) ?? nil {
+            guard let known = PasswordAlgorithm(rawValue: chosen.algorithm) else { return nil }
+            algorithm = known
+        }
+        if let cached = credentialKeys.lookup(username: username, algorithm: algorithm, sha256: sha256),
+           Self.verify(message, cached.integrity) {
+            return ResponseSigner(integrity: cached.integrity, fingerprint: message.hasFingerprint)
+        }
+        guard case .passwords(let passwords) = configuration.credentials.lookup(username: username, nowUnixSeconds: 0) else {
+            return nil
+        }
+        for password in passwords {
+            let key = longTermKey(username: username, realm: configuration.realm, password: password, algorithm: algorithm)
+            let integrity: ResponseSigner.Integrity = sha256
+                ? .sha256(HMACState<SHA256>(key: key)) : .sha1(HMACState<Insecure.SHA1>(key: key))
+            if Self.verify(message, integrity) { return ResponseSigner(integrity: integrity, fingerprint: message.hasFingerprint) }
+        }
+        return nil
     }
 
     func sendSuccess(to message: STUNMessage, from client: ClientSocket, signer: ResponseSigner?, now: Instant,
@@ -123,12 +202,16 @@ extension Server {
     }
 
     /// Encodes a response into the batch's arena and sends it from the listener of the client's
-    /// family. Responses to authenticated requests are remembered for retransmissions.
+    /// family. Responses to authenticated requests are remembered for retransmissions (`cache`,
+    /// by default whenever there is a signer). False, with nothing sent, when the response would
+    /// be longer than `maxLength` or there is no room.
+    @discardableResult
     func encode(type: STUNMessageType, transactionID: TransactionID, to client: ClientSocket, signer: ResponseSigner?,
-                fingerprint: Bool, now: Instant, out: OutboundBatch, _ body: (inout STUNMessageWriter) -> Void) {
+                fingerprint: Bool, cache: Bool? = nil, maxLength: Int? = nil, now: Instant, out: OutboundBatch,
+                _ body: (inout STUNMessageWriter) -> Void) -> Bool {
         guard let space = out.arenaSpace(maxBytes: TransactionCache.maxResponseBytes) else {
             statistics.drops.outputFull &+= 1
-            return
+            return true
         }
         var writer = STUNMessageWriter(into: space, type: type, transactionID: transactionID)
         body(&writer)
@@ -142,13 +225,15 @@ extension Server {
         }
         guard let length = writer.finish(), let base = space.baseAddress else {
             statistics.drops.outputFull &+= 1
-            return
+            return true
         }
+        if let maxLength, length > maxLength { return false }
         out.commitArena(socket: .listener(client.address.family), destination: client.address, length: length)
-        if signer != nil {
+        if cache ?? (signer != nil) {
             transactions.insert(TransactionKey(client: client, transactionID: transactionID),
                                 response: UnsafeRawBufferPointer(start: base, count: length), now: now)
         }
+        return true
     }
 
     func sendCached(_ bytes: [UInt8], to client: ClientSocket, out: OutboundBatch) {

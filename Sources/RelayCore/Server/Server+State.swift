@@ -133,6 +133,7 @@ extension Server {
         case .opened:
             relay.isOpen = true
             sockets[index].isOpen = true
+            liveRelayPorts.setLive(relay.port, family: relay.family, true)
             if relay.family == .ipv4 { allocation.ipv4 = relay } else { allocation.ipv6 = relay }
         case .failed:
             statistics.bindFailures &+= 1
@@ -221,6 +222,8 @@ extension Server {
     func releaseSocket(_ relay: RelaySocket) {
         guard let index = relay.handle.allocationIndex, index < sockets.count else { return }
         if relay.isOpen {
+            // Before the close request is carried out: from now on no datagram is relayed to it.
+            liveRelayPorts.setLive(relay.port, family: relay.family, false)
             sockets[index] = .free
             freeSockets.push(index)
         } else {
@@ -265,7 +268,8 @@ extension Server {
     /// Creates or refreshes a binding (the caller has checked that neither the number nor the peer
     /// is bound to something else). RFC 8656 §12: "Refreshing the binding ... resets the
     /// time-to-expiry timer back to 10 minutes."
-    func bindChannel(_ id: AllocationID, number: ChannelNumber, peer: PeerSocket, relayHandle: SocketHandle, now: Instant) {
+    func bindChannel(_ id: AllocationID, number: ChannelNumber, peer: PeerSocket, relayHandle: SocketHandle,
+                     peerIsOwnAddress: Bool = false, now: Instant) {
         guard let client = allocations[Int(id.index)]?.client else { return }
         let key = ChannelKey(client: client, number: number)
         let expiresAt = now.adding(seconds: Self.channelLifetime)
@@ -283,6 +287,7 @@ extension Server {
         } else {
             let permitted = permissions[PermissionKey(allocation: id, peer: peer.address.ip)] != nil
             channels[key] = Channel(allocation: id, peer: peer, relayHandle: relayHandle, isBound: true, isPermitted: permitted,
+                                    peerIsOwnAddress: peerIsOwnAddress,
                                     expiresAt: expiresAt, timer: timers.schedule(.channel(key), at: expiresAt))
             allocations[Int(id.index)]?.channels.insert(number)
         }

@@ -52,6 +52,9 @@ public final class Server {
     /// (`ReservationRegistry`), consulted on the Allocate slow path only.
     let reservationRegistry: any ReservationRegistry
     let registryMember: Int
+    /// The live allocation ports of the whole process (shared by its servers): the only ports at
+    /// which a peer on this host's own address is admitted.
+    let liveRelayPorts: LiveRelayPorts
     /// Ports claimed from another server's reservation whose allocation has ended: given back to
     /// the registry by the `.giveBackClaimedPorts` timer, i.e. on a later call, after the shell has
     /// closed their sockets (it carries out a batch's socket requests before calling the core
@@ -71,9 +74,11 @@ public final class Server {
 
     /// `reservationRegistry`: the registry shared with the other servers of the process (one per
     /// worker); nil gives this server a registry of its own (`configuration.maxReservations`).
+    /// `liveRelayPorts`: shared with the other servers of the process; nil gives this server its own.
     public init(configuration: ServerConfiguration, random: any RandomNumberGenerator, now: Instant,
-                reservationRegistry: (any ReservationRegistry)? = nil) {
+                reservationRegistry: (any ReservationRegistry)? = nil, liveRelayPorts: LiveRelayPorts? = nil) {
         self.configuration = configuration
+        self.liveRelayPorts = liveRelayPorts ?? LiveRelayPorts()
         let registry = reservationRegistry ?? UnsharedReservationRegistry(capacity: configuration.maxReservations)
         self.reservationRegistry = registry
         registryMember = registry.join()
@@ -216,6 +221,11 @@ public final class Server {
             statistics.drops.noPermission &+= 1
             return
         }
+        // A peer on this host's own address only while its port is a live allocation (hairpin).
+        if channel.peerIsOwnAddress && !isLiveRelayPort(channel.peer.address) {
+            statistics.drops.peerDenied &+= 1
+            return
+        }
         let sent = out.append(OutboundDatagram(
             socket: channel.relayHandle, destination: channel.peer.address,
             bytes: UnsafeRawPointer(datagram.bytes + ChannelData.headerLength), length: frame.payloadLength,
@@ -282,6 +292,7 @@ public final class Server {
 extension Server {
     static func effectivePolicy(_ configuration: ServerConfiguration) -> PeerPolicy {
         let own = [configuration.relayAddress(.ipv4), configuration.relayAddress(.ipv6)].compactMap { $0 }
+            + configuration.localAddresses
         let policy = configuration.peerPolicy
         return PeerPolicy(allow: policy.allow, deny: policy.deny, relayAddresses: policy.relayAddresses + own)
     }

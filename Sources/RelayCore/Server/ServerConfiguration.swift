@@ -9,10 +9,15 @@ public struct ServerConfiguration: Sendable {
     public var relayAddressIPv6: IPv6Address?
     /// Allocation ports are chosen from this range.
     public var portRange: ClosedRange<UInt16> = 49152...65535
-    /// The relay ports of the whole relay process (every worker's `portRange` together): a peer
-    /// address on one of the relay addresses is allowed only on these ports (hairpin between two
-    /// clients of this relay, possibly served by different workers). nil means `portRange`.
-    public var hairpinPortRange: ClosedRange<UInt16>? = nil
+    /// The ports the relay listens on for clients, every transport and family (the shell sets
+    /// them). A peer on an address of this host at one of these ports is never admitted: a client
+    /// must not reach the relay's own listener through an allocation (TURN inside TURN).
+    public var listenerPorts: [UInt16] = []
+    /// Addresses of this host beyond the relay addresses (its interfaces, its bind addresses).
+    /// They are treated as the relay's own (`PeerPolicy.relayAddresses`): a peer there is admitted
+    /// only at a live relay port, unless an operator `allow` names it. Loopback and unspecified
+    /// addresses always count as this host's.
+    public var localAddresses: [IPAddress] = []
     public var realm: String = "turn-relay"
     /// SOFTWARE in responses to authenticated requests; nil sends none. Unauthenticated responses
     /// never carry it unless `softwareInUnauthenticatedResponses` (hardening notes §4.2.3: keep
@@ -66,6 +71,12 @@ public struct ServerConfiguration: Sendable {
     /// must not exhaust the port pool). The process-wide registry the workers share is bounded by
     /// the same number (`SharedReservationRegistry(capacity:)`); either limit gives 508.
     public var maxReservations: Int = 256
+    /// Outstanding EVEN-PORT reservations per username, process-wide (RFC 8656 §7.2: "the server
+    /// ... SHOULD define it based on the username"): beyond it an EVEN-PORT Allocate with R=1 gets
+    /// 486, so one user cannot hold the shared registry full and starve the others (each
+    /// reservation outlives its allocation by 30 s). The same number as
+    /// `maxAllocationsPerUsername` unless set.
+    public var maxReservationsPerUsername: Int? = nil
     /// Binds tried per family before an Allocate fails with 508.
     public var maxBindAttempts: Int = 4
     /// Entries of the retransmission cache.

@@ -48,6 +48,9 @@ public struct ServerStatistics: Sendable, Equatable {
         public var insufficientCapacity508 = 0
         /// Replayed from the transaction cache.
         public var retransmitted = 0
+        /// 401/438 sent as a bare ERROR-CODE, without REALM and NONCE, because the request was too
+        /// small for a full challenge to stay within 3× its size (`Server.respond`).
+        public var bareChallenges = 0
 
         /// One request method's responses by class (RFC 8489 §5: a response is a "success
         /// response" or an "error response").

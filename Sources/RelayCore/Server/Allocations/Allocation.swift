@@ -118,6 +118,9 @@ struct Channel {
     /// A permission for the peer's IP exists. Kept in step with the permission table (set when one
     /// is installed, cleared when it expires) so the fast path needs no permission lookup.
     var isPermitted: Bool
+    /// The peer is on an address of this host (`Server.PeerAdmission.ownAddress`): each datagram
+    /// is relayed only while the peer's port is a live relay allocation.
+    var peerIsOwnAddress: Bool = false
     var expiresAt: Instant
     var timer: TimerID
 }

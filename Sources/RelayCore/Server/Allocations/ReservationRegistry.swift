@@ -37,9 +37,11 @@ public struct ReservedPort: Sendable, Hashable {
 public protocol ReservationRegistry: AnyObject {
     /// A new member (one per `Server`); the number names it in the other calls.
     func join() -> Int
-    /// Records `token` → `reservation` until `expiresAt`. False when the registry already holds its
-    /// capacity of outstanding (unclaimed) reservations, or the token is taken.
-    func register(_ token: UInt64, _ reservation: ReservedPort, expiresAt: Instant) -> Bool
+    /// Records `token` → `reservation`, made for `username`, until `expiresAt`. `.full` when the
+    /// registry already holds its capacity of outstanding (unclaimed) reservations or the token is
+    /// taken; `.userQuota` when `username` already holds `perUserLimit` of them.
+    func register(_ token: UInt64, _ reservation: ReservedPort, username: String, perUserLimit: Int,
+                  expiresAt: Instant) -> ReservationRegistration
     /// The family of the reservation `token` names, if it is registered, unclaimed and not expired
     /// at `now`. Only a hint: `claim` decides.
     func claimableFamily(_ token: UInt64, now: Instant) -> AddressFamily?
@@ -56,6 +58,15 @@ public protocol ReservationRegistry: AnyObject {
     func takeGivenBack(owner: Int) -> [ReservedPort]
 }
 
+/// The outcome of `ReservationRegistry.register`.
+public enum ReservationRegistration: Sendable, Equatable {
+    case registered
+    /// The process-wide capacity is reached (or the token is taken): 508.
+    case full
+    /// The username holds its quota of outstanding reservations: 486.
+    case userQuota
+}
+
 /// The state of a registry, as a value: the logic both implementations share (the process wraps
 /// it in a lock, a single server or a test uses it as is). Every table is bounded: outstanding
 /// reservations by `capacity`; lent and given-back ports by the claimants' allocations (a port is
@@ -63,7 +74,10 @@ public protocol ReservationRegistry: AnyObject {
 public struct ReservationTable: Sendable {
     public let capacity: Int
     private var members = 0
-    private var outstanding: [UInt64: (reservation: ReservedPort, expiresAt: Instant)] = [:]
+    private var outstanding: [UInt64: (reservation: ReservedPort, expiresAt: Instant, username: String)] = [:]
+    /// Outstanding reservations per username (RFC 8656 §7.2: the quota "SHOULD" be based on the
+    /// username). Bounded by `outstanding`.
+    private var perUser: [String: Int] = [:]
     private var lent: [PortKey: Int] = [:]
     private var givenBack: [Int: [ReservedPort]] = [:]
 
@@ -86,10 +100,23 @@ public struct ReservationTable: Sendable {
         return members
     }
 
-    public mutating func register(_ token: UInt64, _ reservation: ReservedPort, expiresAt: Instant) -> Bool {
-        guard outstanding.count < capacity, outstanding[token] == nil else { return false }
-        outstanding[token] = (reservation, expiresAt)
-        return true
+    public mutating func register(_ token: UInt64, _ reservation: ReservedPort, username: String, perUserLimit: Int,
+                                  expiresAt: Instant) -> ReservationRegistration {
+        guard perUser[username, default: 0] < perUserLimit else { return .userQuota }
+        guard outstanding.count < capacity, outstanding[token] == nil else { return .full }
+        outstanding[token] = (reservation, expiresAt, username)
+        perUser[username, default: 0] += 1
+        return .registered
+    }
+
+    /// Outstanding reservations made for `username`.
+    public func outstandingCount(of username: String) -> Int { perUser[username] ?? 0 }
+
+    private mutating func remove(_ token: UInt64) -> (reservation: ReservedPort, expiresAt: Instant, username: String)? {
+        guard let entry = outstanding.removeValue(forKey: token) else { return nil }
+        let left = (perUser[entry.username] ?? 1) - 1
+        perUser[entry.username] = left > 0 ? left : nil
+        return entry
     }
 
     public func claimableFamily(_ token: UInt64, now: Instant) -> AddressFamily? {
@@ -102,7 +129,7 @@ public struct ReservationTable: Sendable {
         // expired, and the corresponding relayed transport address is still available". An
         // expired entry stays until its owner withdraws it and takes the port back.
         guard let entry = outstanding[token], now < entry.expiresAt else { return nil }
-        outstanding[token] = nil
+        _ = remove(token)
         let reservation = entry.reservation
         if reservation.owner != member {
             lent[PortKey(port: reservation.port, family: reservation.family)] = reservation.owner
@@ -111,7 +138,7 @@ public struct ReservationTable: Sendable {
     }
 
     public mutating func withdraw(_ token: UInt64) -> Bool {
-        outstanding.removeValue(forKey: token) != nil
+        remove(token) != nil
     }
 
     public mutating func giveBack(port: UInt16, family: AddressFamily) {
@@ -133,8 +160,9 @@ public final class UnsharedReservationRegistry: ReservationRegistry {
     public init(capacity: Int) { table = ReservationTable(capacity: capacity) }
 
     public func join() -> Int { table.join() }
-    public func register(_ token: UInt64, _ reservation: ReservedPort, expiresAt: Instant) -> Bool {
-        table.register(token, reservation, expiresAt: expiresAt)
+    public func register(_ token: UInt64, _ reservation: ReservedPort, username: String, perUserLimit: Int,
+                         expiresAt: Instant) -> ReservationRegistration {
+        table.register(token, reservation, username: username, perUserLimit: perUserLimit, expiresAt: expiresAt)
     }
     public func claimableFamily(_ token: UInt64, now: Instant) -> AddressFamily? { table.claimableFamily(token, now: now) }
     public func claim(_ token: UInt64, by member: Int, now: Instant) -> ReservedPort? { table.claim(token, by: member, now: now) }

@@ -1,0 +1,70 @@
+import Glibc
+import RelayCore
+import STUN
+
+/// What the TURN `Server`s of one relay process share, and the one place a worker's `Server` is
+/// made: its slice of the relay port range, the process-wide EVEN-PORT registry (a
+/// RESERVATION-TOKEN is redeemable on any worker, RFC 8656 §7.2: "the reservation is a
+/// server-wide reservation"), the process-wide set of live relay ports (a peer on the relay's own
+/// address is admitted only there: hairpin between clients of different workers), and the
+/// listener ports and host addresses that no client may reach through an allocation.
+public struct TURNServerFactory: Sendable {
+    public let configuration: ServerConfiguration
+    public let reservations: SharedReservationRegistry
+    public let liveRelayPorts: LiveRelayPorts
+
+    /// `listenerPorts`: every port the relay listens on for clients; `localAddresses`: this host's
+    /// addresses (e.g. `HostAddresses.current()`), added to the configuration's.
+    public init(configuration: ServerConfiguration, listenerPorts: [UInt16], localAddresses: [IPAddress] = [],
+                reservations: SharedReservationRegistry? = nil) {
+        var configuration = configuration
+        configuration.listenerPorts = Array(Set(configuration.listenerPorts + listenerPorts)).sorted()
+        configuration.localAddresses += localAddresses
+        self.configuration = configuration
+        self.reservations = reservations ?? SharedReservationRegistry(capacity: configuration.maxReservations)
+        liveRelayPorts = LiveRelayPorts()
+    }
+
+    /// The `Server` of one worker, for its slice of the relay port range.
+    public func makeServer(_ context: WorkerContext, portRange slice: ClosedRange<UInt16>) -> Server {
+        var own = configuration
+        own.portRange = slice
+        return Server(configuration: own, random: SystemRandomNumberGenerator(), now: context.clock.now(),
+                      reservationRegistry: reservations, liveRelayPorts: liveRelayPorts)
+    }
+}
+
+/// This host's interface addresses (getifaddrs), for `ServerConfiguration.localAddresses`.
+public enum HostAddresses {
+    public static func current() -> [IPAddress] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return [] }
+        defer { freeifaddrs(list) }
+        var found: [IPAddress] = []
+        var cursor = list
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            guard let sa = entry.pointee.ifa_addr else { continue }
+            switch Int32(sa.pointee.sa_family) {
+            case AF_INET:
+                let v = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
+                found.append(.v4(IPv4Address(v)))
+            case AF_INET6:
+                let ip = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p -> IPAddress in
+                    withUnsafeBytes(of: p.pointee.sin6_addr) { raw in
+                        var high: UInt64 = 0, low: UInt64 = 0
+                        for i in 0..<8 {
+                            high = high << 8 | UInt64(raw[i])
+                            low = low << 8 | UInt64(raw[8 + i])
+                        }
+                        return .v6(IPv6Address(high: high, low: low))
+                    }
+                }
+                found.append(ip)
+            default:
+                continue
+            }
+        }
+        return found
+    }
+}
