@@ -15,6 +15,12 @@ final class SendTable {
     let segments: UnsafeMutablePointer<UInt16>
     let segmentSize: UnsafeMutablePointer<UInt16>
     let references: UnsafeMutablePointer<UInt32>
+    /// Nonzero on the first single send that re-sends a refused GSO run: the errno of the refusal.
+    /// Its completion tells whether the kernel refused GSO (the single send succeeds) or the
+    /// destination (it fails too).
+    let probeErrno: UnsafeMutablePointer<Int32>
+    /// The segment size of the refused run, for a probe.
+    let probeSegmentSize: UnsafeMutablePointer<UInt16>
 
     init(count: Int) {
         self.count = count
@@ -31,6 +37,10 @@ final class SendTable {
         segmentSize.initialize(repeating: 0, count: count)
         references = .allocate(capacity: count * Self.maxSegments)
         references.initialize(repeating: 0, count: count * Self.maxSegments)
+        probeErrno = .allocate(capacity: count)
+        probeErrno.initialize(repeating: 0, count: count)
+        probeSegmentSize = .allocate(capacity: count)
+        probeSegmentSize.initialize(repeating: 0, count: count)
     }
 
     deinit {
@@ -40,6 +50,8 @@ final class SendTable {
         segments.deallocate()
         segmentSize.deallocate()
         references.deallocate()
+        probeErrno.deallocate()
+        probeSegmentSize.deallocate()
     }
 
     @inline(__always) func take() -> Int? {
@@ -50,6 +62,7 @@ final class SendTable {
 
     @inline(__always) func give(_ slot: Int) {
         segments[slot] = 0
+        probeErrno[slot] = 0
         free[freeCount] = UInt32(slot)
         freeCount += 1
     }

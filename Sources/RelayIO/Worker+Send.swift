@@ -106,20 +106,19 @@ extension Worker {
         guard slot < sends.count else { return }
         let n = Int(sends.segments[slot])
         guard n > 0 else { return }
+        let probe = sends.probeErrno[slot]
+        if probe != 0 { concludeGSOProbe(refusal: probe, segmentSize: Int(sends.probeSegmentSize[slot]), singleSendResult: c.res) }
         if c.res < 0 {
             let error = -c.res
             let segmentSize = Int(sends.segmentSize[slot])
             if segmentSize != 0 && (error == EIO || error == EINVAL || error == ENOPROTOOPT) {
-                // The kernel refused GSO. EIO (no checksum offload on the egress device) or a
-                // refusal of small segments turns it off for good; EINVAL for a large segment
-                // (wider than the path MTU) only stops trying that size and above.
+                // The kernel refused the GSO send. That may be GSO itself (EIO: no checksum offload
+                // on the egress device; EINVAL: a segment wider than the path allows) or the
+                // destination (EINVAL for port 0, say), which refuses the datagrams one by one
+                // too. The run is re-sent one by one; the first single send's completion decides
+                // (`concludeGSOProbe`), so one bad destination never turns GSO off.
                 statistics.segmentationFallbacks &+= 1
-                if error == EINVAL && segmentSize > 576 {
-                    gsoMaxSegment = min(gsoMaxSegment, segmentSize - 1)
-                } else {
-                    gsoEnabled = false
-                }
-                resendIndividually(slot)
+                resendIndividually(slot, refusal: error, segmentSize: segmentSize)
                 return
             }
             if error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS {
@@ -138,8 +137,30 @@ extension Worker {
         sends.give(slot)
     }
 
+    /// The first single send of a refused GSO run completed with `singleSendResult`. Accepted one
+    /// by one: the kernel refuses GSO on this path, so GSO is turned off for the worker (EIO,
+    /// ENOPROTOOPT, or EINVAL for small segments) or the largest segment is lowered below the
+    /// refused size (EINVAL for segments wider than 576 bytes, the path MTU). Refused one by one
+    /// too: the destination is at fault and GSO stays as it was.
+    func concludeGSOProbe(refusal: Int32, segmentSize: Int, singleSendResult: Int32) {
+        guard singleSendResult >= 0 else {
+            statistics.gsoFallbackDestinationRefused &+= 1
+            return
+        }
+        if refusal == EINVAL && segmentSize > 576 {
+            gsoMaxSegment = min(gsoMaxSegment, segmentSize - 1)
+            statistics.gsoFallbackSegmentLowered &+= 1
+        } else {
+            gsoEnabled = false
+            statistics.gsoFallbackDisabled &+= 1
+        }
+    }
+
     /// Re-sends each segment of a refused GSO send as its own sendmsg, moving the buffer holds over.
-    func resendIndividually(_ slot: Int) {
+    /// The first one carries the refusal (`SendTable.probeErrno`) so its completion can tell who
+    /// refused.
+    func resendIndividually(_ slot: Int, refusal: Int32, segmentSize: Int) {
+        var probePlaced = false
         let n = Int(sends.segments[slot])
         let refs = sends.references(of: slot)
         guard let oldIov = backend.sendIovecs(slot) else { return }
@@ -157,6 +178,10 @@ extension Worker {
             sends.destination[single] = destination
             sends.segments[single] = 1
             sends.segmentSize[single] = 0
+            if !probePlaced {
+                sends.probeErrno[single] = refusal
+                sends.probeSegmentSize[single] = UInt16(truncatingIfNeeded: segmentSize)
+            }
             if !backend.prepareSend(slot: single, fd: fd, destination: &destination, count: 1, segmentSize: 0,
                                     userData: UserData.send(single)) {
                 statistics.droppedSendQueueFull &+= 1
@@ -164,6 +189,7 @@ extension Worker {
                 sends.give(single)
             } else {
                 statistics.sendCalls &+= 1
+                probePlaced = true
             }
         }
         sends.give(slot)

@@ -94,6 +94,13 @@ public struct WorkerStatistics: Sendable, Equatable {
     public var receiveErrors: UInt64 = 0
     /// GSO sends the kernel refused and that were re-sent one datagram per sendmsg.
     public var segmentationFallbacks: UInt64 = 0
+    /// What each refused GSO send showed, from its first single re-send: the kernel refuses GSO
+    /// on this path (GSO turned off for the worker), the segment was too wide for the path (the
+    /// largest GSO segment lowered), or the destination refuses the datagrams one by one as well
+    /// (GSO kept).
+    public var gsoFallbackDisabled: UInt64 = 0
+    public var gsoFallbackSegmentLowered: UInt64 = 0
+    public var gsoFallbackDestinationRefused: UInt64 = 0
     public var gsoDisabled: Bool = false
     public var allocationSocketsOpened: UInt64 = 0
     public var allocationSocketsFailed: UInt64 = 0

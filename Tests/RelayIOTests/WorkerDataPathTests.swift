@@ -112,12 +112,44 @@ struct WorkerDataPathTests {
         }
         let stats = f.stop()
         #expect(stats.segmentationFallbacks == 1)
+        #expect(stats.gsoFallbackDisabled == 1)
+        #expect(stats.gsoFallbackDestinationRefused == 0)
         #expect(stats.gsoDisabled)
         // One refused GSO send, then 10 single sends for it, then 10 for the second round.
         #expect(stats.segmentedSends == 1)
         #expect(stats.sendCalls == 21)
         #expect(stats.datagramsSent == 20)
         #expect(stats.receiveBuffersInKernel == 64)
+    }
+
+    @Test(arguments: IOBackendKind.allCases) func aDestinationThatRefusesGSOAndSingleSendsLeavesGSOOn(backend: IOBackendKind) throws {
+        // A run to port 0 is refused (EINVAL) as a GSO send and one by one: the destination is at
+        // fault, not GSO. Before the fix two such runs turned GSO off for the worker for good.
+        let f = try WorkerFixture(backend: backend)
+        for round in 0..<3 {
+            f.client.send([0xB2, 10] + payload(4, length: 98), to: f.listener)
+            // An echo after it: the refused run has been handled, and the next one is its own batch.
+            f.client.send([0x01, UInt8(round)], to: f.listener)
+            #expect(f.client.receive()?.bytes == [0x01, UInt8(round)])
+        }
+        // A legitimate burst afterwards still leaves as one GSO send.
+        let sent: [UInt8] = [0xB0, 10] + payload(5, length: 98)
+        f.client.send(sent, to: f.listener)
+        var count = 0
+        for _ in 0..<10 {
+            guard let r = f.client.receive() else { break }
+            #expect(r.bytes == sent)
+            count += 1
+        }
+        #expect(count == 10)
+        let stats = f.stop()
+        #expect(stats.segmentationFallbacks == 3)
+        #expect(stats.gsoFallbackDestinationRefused == 3)
+        #expect(stats.gsoFallbackDisabled == 0)
+        #expect(!stats.gsoDisabled)
+        // 3 refused GSO sends + the legitimate one.
+        #expect(stats.segmentedSends == 4)
+        #expect(stats.datagramsSent == 13)
     }
 
     @Test(arguments: IOBackendKind.allCases) func headroomAndTailroomAreWritableInPlace(backend: IOBackendKind) throws {

@@ -17,6 +17,7 @@ public enum RelaySeries: Int, CaseIterable, Sendable {
     case responses300, responses400, responses401, responses403, responses420, responses437, responses438
     case responses440, responses441, responses442, responses443, responses486, responses500, responses508
     case responsesRetransmitted
+    case responsesBareChallenges
 
     // Responses by request method and class (RelayCore; replays from the cache are not in these).
     case responsesBindingSuccess, responsesBindingError
@@ -77,6 +78,9 @@ public enum RelaySeries: Int, CaseIterable, Sendable {
     case ioReceiveErrors
     case ioSendErrors
     case ioSegmentationFallbacks
+    case ioGSOFallbackDisabled
+    case ioGSOFallbackSegmentLowered
+    case ioGSOFallbackDestinationRefused
     case ioAllocationSocketsOpen
     case ioAllocationSocketsOpened
     case ioAllocationSocketsFailed
@@ -121,6 +125,7 @@ public enum RelaySeries: Int, CaseIterable, Sendable {
         case .responses500: return Self.response("error", "500")
         case .responses508: return Self.response("error", "508")
         case .responsesRetransmitted: return ("relay_responses_retransmitted_total", [])
+        case .responsesBareChallenges: return ("relay_challenges_bare_total", [])
         case .responsesBindingSuccess: return Self.byMethod("binding", "success")
         case .responsesBindingError: return Self.byMethod("binding", "error")
         case .responsesAllocateSuccess: return Self.byMethod("allocate", "success")
@@ -179,6 +184,9 @@ public enum RelaySeries: Int, CaseIterable, Sendable {
         case .ioReceiveErrors: return ("relay_io_receive_errors_total", [])
         case .ioSendErrors: return ("relay_io_send_errors_total", [])
         case .ioSegmentationFallbacks: return ("relay_io_segmentation_fallbacks_total", [])
+        case .ioGSOFallbackDisabled: return ("relay_io_gso_fallbacks_total", [("cause", "gso_refused")])
+        case .ioGSOFallbackSegmentLowered: return ("relay_io_gso_fallbacks_total", [("cause", "segment_too_large")])
+        case .ioGSOFallbackDestinationRefused: return ("relay_io_gso_fallbacks_total", [("cause", "destination_refused")])
         case .ioAllocationSocketsOpen: return ("relay_io_allocation_sockets_open", [])
         case .ioAllocationSocketsOpened: return ("relay_io_allocation_sockets_opened_total", [])
         case .ioAllocationSocketsFailed: return ("relay_io_allocation_sockets_failed_total", [])

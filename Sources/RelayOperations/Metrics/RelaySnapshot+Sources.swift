@@ -27,6 +27,7 @@ extension RelaySnapshot {
         self[.responses500] = r.serverError500
         self[.responses508] = r.insufficientCapacity508
         self[.responsesRetransmitted] = r.retransmitted
+        self[.responsesBareChallenges] = r.bareChallenges
         self[.responsesBindingSuccess] = r.binding.success
         self[.responsesBindingError] = r.binding.error
         self[.responsesAllocateSuccess] = r.allocate.success
@@ -82,6 +83,9 @@ extension RelaySnapshot {
         self[.ioReceiveErrors] = i(w.receiveErrors)
         self[.ioSendErrors] = i(w.sendErrors)
         self[.ioSegmentationFallbacks] = i(w.segmentationFallbacks)
+        self[.ioGSOFallbackDisabled] = i(w.gsoFallbackDisabled)
+        self[.ioGSOFallbackSegmentLowered] = i(w.gsoFallbackSegmentLowered)
+        self[.ioGSOFallbackDestinationRefused] = i(w.gsoFallbackDestinationRefused)
         self[.ioAllocationSocketsOpen] = w.allocationSocketsOpen
         self[.ioAllocationSocketsOpened] = i(w.allocationSocketsOpened)
         self[.ioAllocationSocketsFailed] = i(w.allocationSocketsFailed)

@@ -11,7 +11,9 @@ import Synchronization
 /// - 0xA0 n: send n copies of the payload encoded in the arena (a GSO run from transmit buffers);
 /// - 0x0E p p: ask for allocation socket 0 on 127.0.0.1:p (big-endian);
 /// - 0x0C: close allocation socket 0;
-/// - 0xBD: send from a buffer id that does not exist (must be dropped, not crash).
+/// - 0xBD: send from a buffer id that does not exist (must be dropped, not crash);
+/// - 0xB2 n: send the payload n times to port 0 of the source's address (a GSO run the kernel
+///   refuses for its destination: EINVAL, one by one too).
 final class EchoProcessor: DatagramProcessor {
     let tag: Bool
     let gate: Gate?
@@ -32,6 +34,12 @@ final class EchoProcessor: DatagramProcessor {
             case 0xB0:
                 for _ in 0..<second {
                     out.append(OutboundDatagram(socket: d.socket, destination: d.source, bytes: d.bytes,
+                                                length: d.length, origin: .received(bufferID: d.bufferID)))
+                }
+            case 0xB2:
+                let nowhere = TransportAddress(ip: d.source.ip, port: 0)
+                for _ in 0..<second {
+                    out.append(OutboundDatagram(socket: d.socket, destination: nowhere, bytes: d.bytes,
                                                 length: d.length, origin: .received(bufferID: d.bufferID)))
                 }
             case 0xA0:
