@@ -111,10 +111,12 @@ let package = Package(
         ),
         // What several test targets share: a seeded generator, and the `.dedicatedThread` trait.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // A small blocking TURN client over real UDP sockets, for the socket and binary tests.
+        .target(name: "TURNTestClient", dependencies: ["RelayIO", "STUN"], path: "Tests/TURNTestClient"),
         .testTarget(name: "STUNTests", dependencies: ["TestSupport", "STUN"]),
         .testTarget(name: "RelayCoreTests", dependencies: ["TestSupport", "RelayCore", "STUN"]),
-        .testTarget(name: "RelayIOTests", dependencies: ["TestSupport", "RelayIO", "RelayCore", "STUN"]),
-        .testTarget(name: "InteropTests", dependencies: ["TestSupport", "RelayIO", "RelayCore", "STUN"]),
+        .testTarget(name: "RelayIOTests", dependencies: ["TestSupport", "TURNTestClient", "RelayIO", "RelayCore", "STUN"]),
+        .testTarget(name: "InteropTests", dependencies: ["TestSupport", "TURNTestClient", "RelayIO", "RelayCore", "STUN"]),
         .testTarget(
             name: "RelayOperationsTests",
             dependencies: [

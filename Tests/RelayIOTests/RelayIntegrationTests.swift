@@ -1,6 +1,7 @@
 import Glibc
 import RelayCore
 import RelayIO
+import TURNTestClient
 import STUN
 import Testing
 import TestSupport

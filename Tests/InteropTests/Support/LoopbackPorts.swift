@@ -31,9 +31,10 @@ enum LoopbackPorts {
         let last = 65_400
         let windows = (last - first + 1) / count
         for _ in 0..<windows {
+            // The counter is shared by every window size: reduce it to this size's windows.
             let index = nextWindow.withLock { next in
-                defer { next = (next + 1) % windows }
-                return next
+                defer { next = (next + 1) % 1_000_000 }
+                return next % windows
             }
             let low = first + index * count
             let range = UInt16(low)...UInt16(low + count - 1)

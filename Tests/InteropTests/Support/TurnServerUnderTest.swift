@@ -63,8 +63,11 @@ final class TurnServerUnderTest: @unchecked Sendable {
     /// `batched-syscalls` or `auto`; unset: the relay's default, auto), or `ioBackend` when given.
     /// `launcher`, when given, is exec'd with the server's path and arguments after it (the
     /// io_uring-refusing seccomp launcher of the fallback test).
+    /// `allowLoopbackPeers: false` keeps turn-relay's default peer policy (loopback denied);
+    /// `extraArguments` are appended to turn-relay's (they win over the ones set here).
     init(_ implementation: Implementation, relayPortCount: Int = 200, rfc5766ChannelNumbers: Bool = false,
-         ioBackend: String? = nil, launcher: URL? = nil) throws {
+         ioBackend: String? = nil, launcher: URL? = nil, allowLoopbackPeers: Bool = true,
+         extraArguments: [String] = []) throws {
         self.implementation = implementation
         port = try LoopbackPorts.freePort()
         relayPorts = try LoopbackPorts.relayPortRange(count: relayPortCount)
@@ -75,8 +78,9 @@ final class TurnServerUnderTest: @unchecked Sendable {
         switch implementation {
         case .turnRelay:
             executable = try Self.turnRelayBinary()
-            arguments = Self.turnRelayArguments(port: port, relayPorts: relayPorts, realm: realm, secret: secret)
-                + (rfc5766ChannelNumbers ? ["--rfc5766-channel-numbers"] : [])
+            arguments = Self.turnRelayArguments(port: port, relayPorts: relayPorts, realm: realm, secret: secret,
+                                                allowLoopbackPeers: allowLoopbackPeers)
+                + (rfc5766ChannelNumbers ? ["--rfc5766-channel-numbers"] : []) + extraArguments
             if let backend = ioBackend ?? Self.selectedIOBackend { arguments += ["--io-backend", backend] }
         case .coturn:
             executable = try ExternalTool.locate("turnserver")
@@ -164,9 +168,9 @@ final class TurnServerUnderTest: @unchecked Sendable {
     }
 
     private static func turnRelayArguments(
-        port: UInt16, relayPorts: ClosedRange<UInt16>, realm: String, secret: String
+        port: UInt16, relayPorts: ClosedRange<UInt16>, realm: String, secret: String, allowLoopbackPeers: Bool
     ) -> [String] {
-        [
+        var arguments = [
             "serve",
             "--listen-port", "\(port)",
             "--bind-ip4", "127.0.0.1",
@@ -175,13 +179,15 @@ final class TurnServerUnderTest: @unchecked Sendable {
             "--max-port", "\(relayPorts.upperBound)",
             "--realm", realm,
             "--auth-secret", secret,
-            // The peers in these tests are on loopback, which the relay refuses by default.
-            "--allow-peer", "127.0.0.0/8",
-            "--allow-peer", "::1/128",
             // turnutils_uclient gives all its clients (-m 50) one REST username.
             "--max-allocations-per-user", "1000",
             "--drain-seconds", "0",
         ]
+        if allowLoopbackPeers {
+            // The peers in these tests are on loopback, which the relay refuses by default.
+            arguments += ["--allow-peer", "127.0.0.0/8", "--allow-peer", "::1/128"]
+        }
+        return arguments
     }
 
     private static func coturnArguments(

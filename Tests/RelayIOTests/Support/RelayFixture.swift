@@ -1,6 +1,7 @@
 import Glibc
 import RelayCore
 import RelayIO
+import TURNTestClient
 import STUN
 
 /// A TURN relay running in-process on 127.0.0.1: one worker (on the given I/O backend) with the real `Server`.

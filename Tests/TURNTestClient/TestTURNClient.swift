@@ -4,35 +4,38 @@ import STUN
 /// A small, blocking TURN client (RFC 8656 over UDP) for tests: long-term credentials with the
 /// 401 → retry dance, Allocate, Refresh, CreatePermission, ChannelBind, Send indications and
 /// ChannelData. Every wait is bounded.
-final class TestTURNClient {
-    struct Response {
-        var messageClass: STUNClass
-        var method: STUNMethod
-        var errorCode: Int?
-        var realm: String?
-        var nonce: String?
-        var xorRelayedAddresses: [TransportAddress] = []
-        var xorMappedAddress: TransportAddress?
-        var lifetime: UInt32?
-        var hasMessageIntegrity = false
+public final class TestTURNClient {
+    public struct Response {
+        public var messageClass: STUNClass
+        public var method: STUNMethod
+        public var errorCode: Int?
+        public var realm: String?
+        public var nonce: String?
+        public var xorRelayedAddresses: [TransportAddress] = []
+        public var xorMappedAddress: TransportAddress?
+        public var lifetime: UInt32?
+        public var hasMessageIntegrity = false
+        public var reservationToken: UInt64?
+        /// The whole response as received.
+        public var bytes: [UInt8] = []
     }
 
-    enum Received: Equatable {
+    public enum Received: Equatable {
         case channelData(channel: UInt16, payload: [UInt8])
         case dataIndication(peer: TransportAddress, payload: [UInt8])
         case other([UInt8])
     }
 
-    let socket: BlockingUDPSocket
-    let server: TransportAddress
-    let username: String
-    let password: String
-    var realm: String?
-    var nonce: String?
-    var key: [UInt8]?
-    var generator = SystemRandomNumberGenerator()
+    public let socket: BlockingUDPSocket
+    public let server: TransportAddress
+    public let username: String
+    public let password: String
+    public var realm: String?
+    public var nonce: String?
+    public var key: [UInt8]?
+    public var generator = SystemRandomNumberGenerator()
 
-    init(server: TransportAddress, username: String, password: String,
+    public init(server: TransportAddress, username: String, password: String,
          bind: TransportAddress = TransportAddress(ip: .v4(.loopback), port: 0)) throws {
         socket = try BlockingUDPSocket(bindTo: bind)
         self.server = server
@@ -44,7 +47,7 @@ final class TestTURNClient {
 
     /// Sends an authenticated request (first learning REALM/NONCE from a 401, and following one
     /// 438 Stale Nonce), and returns the matching response.
-    func request(_ method: STUNMethod, _ attributes: (inout STUNMessageWriter) -> Void = { _ in }) -> Response? {
+    public func request(_ method: STUNMethod, _ attributes: (inout STUNMessageWriter) -> Void = { _ in }) -> Response? {
         for _ in 0..<3 {
             guard let response = transact(method, authenticated: key != nil, attributes) else { return nil }
             if response.messageClass == .errorResponse, response.errorCode == 401 || response.errorCode == 438,
@@ -61,7 +64,7 @@ final class TestTURNClient {
     }
 
     /// One request/response exchange (retransmitted up to 3 times, 500 ms apart).
-    func transact(_ method: STUNMethod, authenticated: Bool, _ attributes: (inout STUNMessageWriter) -> Void) -> Response? {
+    public func transact(_ method: STUNMethod, authenticated: Bool, _ attributes: (inout STUNMessageWriter) -> Void) -> Response? {
         let id = TransactionID(using: &generator)
         var buffer = [UInt8](repeating: 0, count: 1500)
         let length: Int? = buffer.withUnsafeMutableBytes { raw in
@@ -89,7 +92,7 @@ final class TestTURNClient {
         return nil
     }
 
-    static func parseResponse(_ bytes: [UInt8], id: TransactionID) -> Response? {
+    public static func parseResponse(_ bytes: [UInt8], id: TransactionID) -> Response? {
         bytes.withUnsafeBytes { raw -> Response? in
             guard let m = try? STUNMessage.parse(raw), m.transactionID == id else { return nil }
             var r = Response(messageClass: m.type.messageClass, method: m.type.method)
@@ -100,13 +103,15 @@ final class TestTURNClient {
             r.xorMappedAddress = (try? m.xorMappedAddress()) ?? nil
             r.lifetime = (try? m.lifetime()) ?? nil
             r.hasMessageIntegrity = m.attribute(.messageIntegrity) != nil
+            r.reservationToken = (try? m.reservationToken()) ?? nil
+            r.bytes = bytes
             return r
         }
     }
 
     // MARK: - TURN operations
 
-    func allocate(lifetime: UInt32? = nil, family: AddressFamily? = nil) -> Response? {
+    public func allocate(lifetime: UInt32? = nil, family: AddressFamily? = nil) -> Response? {
         request(.allocate) { w in
             // RFC 8656 §7.1: "The client MUST include a REQUESTED-TRANSPORT attribute in the
             // request" (17 = UDP).
@@ -116,15 +121,15 @@ final class TestTURNClient {
         }
     }
 
-    func refresh(lifetime: UInt32) -> Response? {
+    public func refresh(lifetime: UInt32) -> Response? {
         request(.refresh) { w in w.appendUInt32(.lifetime, lifetime) }
     }
 
-    func createPermission(peer: TransportAddress) -> Response? {
+    public func createPermission(peer: TransportAddress) -> Response? {
         request(.createPermission) { w in w.appendXorAddress(.xorPeerAddress, peer) }
     }
 
-    func channelBind(_ channel: UInt16, peer: TransportAddress) -> Response? {
+    public func channelBind(_ channel: UInt16, peer: TransportAddress) -> Response? {
         request(.channelBind) { w in
             w.appendChannelNumber(channel)
             w.appendXorAddress(.xorPeerAddress, peer)
@@ -132,7 +137,7 @@ final class TestTURNClient {
     }
 
     /// A Send indication (RFC 8656 §11): no response.
-    func sendIndication(to peer: TransportAddress, payload: [UInt8]) {
+    public func sendIndication(to peer: TransportAddress, payload: [UInt8]) {
         var buffer = [UInt8](repeating: 0, count: 1500 + payload.count)
         let length: Int? = buffer.withUnsafeMutableBytes { raw in
             var w = STUNMessageWriter(into: raw, type: STUNMessageType(method: .send, messageClass: .indication),
@@ -145,14 +150,14 @@ final class TestTURNClient {
     }
 
     /// RFC 8656 §12.4: a 4-byte header (channel number, length) and the application data.
-    func sendChannelData(_ channel: UInt16, payload: [UInt8]) {
+    public func sendChannelData(_ channel: UInt16, payload: [UInt8]) {
         let header: [UInt8] = [UInt8(channel >> 8), UInt8(channel & 0xFF),
                                UInt8(truncatingIfNeeded: payload.count >> 8), UInt8(truncatingIfNeeded: payload.count)]
         socket.send(header + payload, to: server)
     }
 
     /// The next datagram from the server, decoded as ChannelData or a Data indication.
-    func receive(timeoutMilliseconds: Int32 = 2000) -> Received? {
+    public func receive(timeoutMilliseconds: Int32 = 2000) -> Received? {
         for _ in 0..<20 {
             guard let (bytes, from) = socket.receive(timeoutMilliseconds: timeoutMilliseconds) else { return nil }
             guard from == server else { continue }
@@ -161,7 +166,7 @@ final class TestTURNClient {
         return nil
     }
 
-    static func decode(_ bytes: [UInt8]) -> Received {
+    public static func decode(_ bytes: [UInt8]) -> Received {
         bytes.withUnsafeBytes { raw -> Received in
             if let (channel, length) = ChannelData.parse(raw), 4 + length <= bytes.count {
                 return .channelData(channel: channel, payload: Array(bytes[4..<(4 + length)]))
