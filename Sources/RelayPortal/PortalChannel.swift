@@ -28,7 +28,8 @@ public struct PortalConfiguration: Sendable, Equatable {
     public var maxAttempts: Int? = nil
     /// Before the first successful join: the fixed delay between attempts (no jitter) ...
     public var initialConnectInterval: Duration = .seconds(1)
-    /// ... and how long after the first failure the channel gives up (or `maxElapsed`, if shorter).
+    /// ... and the channel gives up at the first failure more than this long after the first one
+    /// (or `maxElapsed`, if shorter).
     public var initialConnectMaxElapsed: Duration = .seconds(15)
 
     public init() {}
@@ -332,7 +333,9 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
             actions.append(.gaveUp(reason: "\(failedAttempts) attempts failed; last: \(reason)"))
             return actions
         }
-        if (now - start) + delay > maxElapsed {
+        // After a join: never schedule an attempt past the limit. Before: Firezone's initial
+        // backoff, which retries until more than 15 s have passed since the first failure.
+        if hasJoined ? (now - start) + delay > maxElapsed : now - start > maxElapsed {
             state = .gaveUp
             let phase = hasJoined ? "" : " before the first join"
             actions.append(.gaveUp(reason: "portal unreachable for \(now - start)\(phase); last: \(reason)"))

@@ -278,10 +278,10 @@ private func s(_ seconds: Double) -> Duration { .milliseconds(Int64(seconds * 10
         } else {
             Issue.record("expected gaveUp, got \(last)")
         }
-        // First failure at 0; another attempt is scheduled while (elapsed + 1 s) ≤ 15 s: the
-        // attempt at 15 s is the last, 16 in all.
-        #expect(attempts == 16)
-        #expect(now == .seconds(15))
+        // First failure at 0; it gives up at the first failure more than 15 s later (Firezone's
+        // `ExponentialBackoff` with `max_elapsed_time` 15 s): the one at 16 s, the 17th.
+        #expect(attempts == 17)
+        #expect(now == .seconds(16))
 
         // Once a join has succeeded, the long policy: still retrying after 15 s.
         var joined = PortalChannel(stampSecret: "x", rng: SplitMix(state: 13))
