@@ -1,7 +1,16 @@
+import Foundation
+
 /// Timing and retry settings of the portal connection. Defaults follow the reference design
 /// (study §4): heartbeat every 10 s, more than 3 unanswered heartbeats means the connection is
-/// lost, join timeout 5 s, connect timeout 15 s, exponential backoff for up to 24 h.
+/// lost, join timeout 5 s, connect timeout 15 s, exponential backoff for up to 24 h — and, until
+/// the first join succeeds, retries 1 s apart for 15 s only (Firezone's `phoenix-channel`:
+/// `INITIAL_CONNECT_INTERVAL`, `INITIAL_CONNECT_MAX_ELAPSED_TIME`), so a relay that is
+/// misconfigured from the start stops quickly instead of retrying for a day.
 public struct PortalConfiguration: Sendable, Equatable {
+    /// The portal closes a relay socket that has sent nothing for this long
+    /// (`elixir/lib/portal_api/endpoint.ex`, `socket "/relay"`, `timeout: :timer.seconds(41)`).
+    public static let portalIdleTimeout: Duration = .seconds(41)
+
     public var heartbeatInterval: Duration = .seconds(10)
     /// More than this many unanswered heartbeats and the connection is considered lost.
     public var maxMissedHeartbeats: Int = 3
@@ -17,6 +26,11 @@ public struct PortalConfiguration: Sendable, Equatable {
     public var maxElapsed: Duration = .seconds(24 * 3600)
     /// Optional bound on consecutive failed attempts; `nil` means only `maxElapsed` applies.
     public var maxAttempts: Int? = nil
+    /// Before the first successful join: the fixed delay between attempts (no jitter) ...
+    public var initialConnectInterval: Duration = .seconds(1)
+    /// ... and the channel gives up at the first failure more than this long after the first one
+    /// (or `maxElapsed`, if shorter).
+    public var initialConnectMaxElapsed: Duration = .seconds(15)
 
     public init() {}
 }
@@ -35,6 +49,50 @@ public enum PortalAction: Equatable, Sendable {
     case readinessChanged(Bool)
     /// The retry limit is reached; the channel is stopped.
     case gaveUp(reason: String)
+    /// The portal refused the relay for good (its token, its join); the channel is stopped and the
+    /// relay must not retry: Firezone's relay exits on these (`phoenix-channel`: `InvalidToken`,
+    /// `AuthenticationFailed`, `LoginFailed`).
+    case fatal(reason: String)
+}
+
+/// The portal's answer to a WebSocket upgrade that it did not accept (any status but 101).
+public struct PortalRejection: Equatable, Sendable {
+    public var status: Int
+    /// The `Retry-After` header, already turned into a delay (see `retryAfter(_:now:)`).
+    public var retryAfter: Duration?
+    /// The response body (the portal sends RFC 9457 problem details).
+    public var body: String
+
+    public init(status: Int, retryAfter: Duration? = nil, body: String = "") {
+        self.status = status
+        self.retryAfter = retryAfter
+        self.body = body
+    }
+
+    /// The problem details' `code` (`invalid_token`, `missing_token`, `rate_limit`, ...).
+    public var problemCode: String? { problem?["code"]?.stringValue }
+    /// The problem details' `detail`.
+    public var problemDetail: String? { problem?["detail"]?.stringValue }
+
+    private var problem: [String: JSONValue]? {
+        guard let data = body.data(using: .utf8),
+              case .object(let object)? = try? JSONDecoder().decode(JSONValue.self, from: data) else { return nil }
+        return object
+    }
+
+    /// A `Retry-After` value: delay-seconds, or an HTTP date (RFC 9110 §10.2.3) turned into the
+    /// time left from `now` (zero if it is past). nil if it is neither.
+    public static func retryAfter(_ value: String, now: Date = Date()) -> Duration? {
+        let text = value.trimmingCharacters(in: .whitespaces)
+        if let seconds = UInt64(text) { return .seconds(Int64(clamping: seconds)) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: text) else { return nil }
+        let left = date.timeIntervalSince(now)
+        return left <= 0 ? .zero : .milliseconds(Int64(left * 1000))
+    }
 }
 
 /// Sans-IO Phoenix channel client for the relay's portal connection: no sockets, no clock,
@@ -61,6 +119,8 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
     /// Failed attempts since the last successful `init`.
     public private(set) var failedAttempts = 0
     public private(set) var hasBeenInitialized = false
+    /// A join has succeeded at least once: from then on the long retry policy applies.
+    public private(set) var hasJoined = false
     private var rng: RNG
     private var nextConnectionID = 0
     private var nextRef = 0
@@ -91,7 +151,6 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
 
     public mutating func start(now: Duration) -> [PortalAction] {
         guard case .idle = state else { return [] }
-        outageStart = now
         return openConnection(now: now)
     }
 
@@ -113,6 +172,32 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
         return fail(now: now, reason: reason, close: false)
     }
 
+    /// The portal answered connection `id`'s WebSocket upgrade with an HTTP error. 401 is fatal
+    /// (the token is invalid or missing: retrying cannot help); a `Retry-After` (the portal's 503
+    /// when rate limited) is waited out exactly, without counting as a failed attempt; anything
+    /// else is a failure retried with backoff.
+    public mutating func rejected(id: Int, now: Duration, rejection: PortalRejection) -> [PortalAction] {
+        guard case .connecting(let current, _) = state, current == id else { return [] }
+        if rejection.status == 401 {
+            let reason: String
+            switch rejection.problemCode {
+            case "invalid_token", "missing_token":
+                reason = "the portal refused the token (HTTP 401 \(rejection.problemCode ?? "")\(rejection.problemDetail.map { ": \($0)" } ?? ""))"
+            default:
+                reason = "the portal refused to authenticate the relay (HTTP 401: \(rejection.problemDetail ?? "no reason provided"))"
+            }
+            return stop(reason: reason, close: false)
+        }
+        let summary = "HTTP \(rejection.status)\(rejection.problemCode.map { " \($0)" } ?? "")"
+        if let wait = rejection.retryAfter {
+            state = .waitingToReconnect(until: now + wait)
+            nextHeartbeat = nil
+            pendingHeartbeats = []
+            return []
+        }
+        return fail(now: now, reason: summary, close: false)
+    }
+
     /// A text frame arrived on connection `id`.
     public mutating func received(id: Int, text: String, now: Duration) -> [PortalAction] {
         guard let current = currentConnectionID, current == id else { return [] }
@@ -127,14 +212,21 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
         switch (state, frame.event) {
         case (.joining(_, let joinRef, let deadline), "phx_reply") where frame.ref == joinRef:
             guard frame.replyStatus == "ok" else {
-                return fail(now: now, reason: "join refused: \(frame.replyStatus ?? "no status")", close: true)
+                // Firezone's relay stops on an error reply to its join (`LoginFailed`).
+                var reason = frame.replyStatus ?? "no status"
+                if case .object(let response)? = frame.payload["response"], let text = response["reason"]?.stringValue {
+                    reason = text
+                }
+                return stop(reason: "the portal refused the join: \(reason)", close: true)
             }
+            hasJoined = true
             state = .awaitingInit(id: id, deadline: deadline)
             return []
         case (.joining, "init"), (.awaitingInit, "init"):
             // The portal pushes `init` right after accepting the join; a reply that is still in
             // flight does not matter once `init` is here.
             state = .ready(id: id)
+            hasJoined = true
             failedAttempts = 0
             outageStart = nil
             hasBeenInitialized = true
@@ -142,6 +234,12 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
             return [.initialized, .readinessChanged(true)]
         case (_, "phx_error"), (_, "phx_close"):
             return fail(now: now, reason: "channel \(frame.event)", close: true)
+        case (_, "disconnect"):
+            // The portal's word that the token is no longer valid: fatal, as in Firezone's
+            // `phoenix-channel` (`DisconnectReason::TokenExpired` → `InvalidToken`). It knows no
+            // other reason and skips such a message; so does this.
+            guard frame.payload["reason"]?.stringValue == "token_expired" else { return [] }
+            return stop(reason: "the portal disconnected the relay: token_expired", close: true)
         default:
             return []
         }
@@ -199,6 +297,21 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
         return [.send(id: id, text: frame.encode())]
     }
 
+    /// Stops for good on a fatal answer from the portal.
+    private mutating func stop(reason: String, close: Bool) -> [PortalAction] {
+        var actions: [PortalAction] = []
+        if close, let id = currentConnectionID { actions.append(.close(id: id)) }
+        if ready {
+            ready = false
+            actions.append(.readinessChanged(false))
+        }
+        nextHeartbeat = nil
+        pendingHeartbeats = []
+        state = .gaveUp
+        actions.append(.fatal(reason: reason))
+        return actions
+    }
+
     private mutating func fail(now: Duration, reason: String, close: Bool) -> [PortalAction] {
         var actions: [PortalAction] = []
         if close, let id = currentConnectionID { actions.append(.close(id: id)) }
@@ -211,15 +324,21 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
         failedAttempts += 1
         let start = outageStart ?? now
         outageStart = start
-        let delay = backoffDelay(attempt: failedAttempts)
+        // Until the first join succeeds: fixed short retries for a short while only.
+        let delay = hasJoined ? backoffDelay(attempt: failedAttempts) : configuration.initialConnectInterval
+        let maxElapsed = hasJoined ? configuration.maxElapsed
+            : min(configuration.initialConnectMaxElapsed, configuration.maxElapsed)
         if let limit = configuration.maxAttempts, failedAttempts >= limit {
             state = .gaveUp
             actions.append(.gaveUp(reason: "\(failedAttempts) attempts failed; last: \(reason)"))
             return actions
         }
-        if (now - start) + delay > configuration.maxElapsed {
+        // After a join: never schedule an attempt past the limit. Before: Firezone's initial
+        // backoff, which retries until more than 15 s have passed since the first failure.
+        if hasJoined ? (now - start) + delay > maxElapsed : now - start > maxElapsed {
             state = .gaveUp
-            actions.append(.gaveUp(reason: "portal unreachable for \(now - start); last: \(reason)"))
+            let phase = hasJoined ? "" : " before the first join"
+            actions.append(.gaveUp(reason: "portal unreachable for \(now - start)\(phase); last: \(reason)"))
             return actions
         }
         state = .waitingToReconnect(until: now + delay)

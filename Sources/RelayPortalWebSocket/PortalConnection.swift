@@ -5,7 +5,7 @@ import Synchronization
 import WSClient
 
 /// Drives a `PortalChannel` over real WebSocket connections (`ws://` or `wss://` through
-/// WSClient / NIOSSL): opens connections when the channel asks, feeds it frames and timer ticks,
+/// `PortalWebSocketChannel`: WSClient's connection and WebSocket handling, NIOSSL): opens connections when the channel asks, feeds it frames and timer ticks,
 /// writes what it wants sent. All protocol decisions live in the sans-IO channel.
 public final class PortalConnection: Sendable {
     public let url: String
@@ -39,6 +39,7 @@ public final class PortalConnection: Sendable {
         case connected(Int)
         case received(Int, String)
         case disconnected(Int, String)
+        case rejected(Int, PortalRejection)
         case tick
     }
 
@@ -91,6 +92,9 @@ public final class PortalConnection: Sendable {
                 case .gaveUp(let reason):
                     logger.error("giving up on the portal: \(reason)")
                     result = reason
+                case .fatal(let reason):
+                    logger.critical("portal: \(reason)")
+                    result = reason
                 }
             }
             if result != nil { return result }
@@ -114,6 +118,13 @@ public final class PortalConnection: Sendable {
                 connections.removeValue(forKey: id)
                 logger.notice("portal connection closed: \(reason)")
                 actions = channel.disconnected(id: id, now: now(), reason: reason)
+            case .rejected(let id, let rejection):
+                outbound.removeValue(forKey: id)?.finish()
+                connections.removeValue(forKey: id)
+                let retry = rejection.retryAfter.map { "; Retry-After \($0)" } ?? ""
+                logger.notice("portal refused the connection: HTTP \(rejection.status)\(retry)",
+                              metadata: ["body": "\(rejection.body.prefix(512))"])
+                actions = channel.rejected(id: id, now: now(), rejection: rejection)
             case .tick:
                 actions = channel.tick(now: now())
             }
@@ -126,28 +137,35 @@ public final class PortalConnection: Sendable {
         var headers = HTTPFields()
         if let name = HTTPField.Name("X-Authorization") { headers[name] = "Bearer \(token)" }
         headers[.authorization] = "Bearer \(token)"
-        let wsConfiguration = WebSocketClientConfiguration(maxFrameSize: 1 << 16, additionalHeaders: headers)
         let url = self.url
         let logger = self.logger
         return Task {
-            let client = WebSocketClient(url: url, configuration: wsConfiguration, logger: logger) {
-                inbound, writer, _ in
-                sink.yield(.connected(id))
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        for await text in stream { try await writer.write(.text(text)) }
-                        // The channel closed this connection (or the task ends): close it.
-                        try? await writer.close(.normalClosure, reason: nil)
+            let socket: PortalWebSocketChannel
+            do {
+                socket = try PortalWebSocketChannel(url: url, headers: headers, maxFrameSize: 1 << 16) {
+                    inbound, writer, _ in
+                    sink.yield(.connected(id))
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            for await text in stream { try await writer.write(.text(text)) }
+                            // The channel closed this connection (or the task ends): close it.
+                            try? await writer.close(.normalClosure, reason: nil)
+                        }
+                        for try await message in inbound.messages(maxSize: 1 << 20) {
+                            if case .text(let text) = message { sink.yield(.received(id, text)) }
+                        }
+                        group.cancelAll()
                     }
-                    for try await message in inbound.messages(maxSize: 1 << 20) {
-                        if case .text(let text) = message { sink.yield(.received(id, text)) }
-                    }
-                    group.cancelAll()
                 }
+            } catch {
+                sink.yield(.disconnected(id, "\(error)"))
+                return
             }
             do {
-                try await client.run()
+                _ = try await ClientConnection(socket, address: .hostname(socket.host, port: socket.port), logger: logger).run()
                 sink.yield(.disconnected(id, "closed"))
+            } catch let refused as PortalUpgradeRefused {
+                sink.yield(.rejected(id, refused.rejection))
             } catch {
                 sink.yield(.disconnected(id, "\(error)"))
             }

@@ -39,6 +39,8 @@ final class PortalLink: Sendable {
         let running = Task.detached { [self] in
             let reason = await connection.run { self.open() }
             if let reason {
+                // Fatal answers (401, a refused join, token_expired) and an exhausted retry
+                // policy alike: stop, exit status 1, the reason in the log.
                 logger.critical("portal connection gave up (\(reason)); stopping")
                 gaveUpFlag.store(true, ordering: .releasing)
                 kill(getpid(), SIGTERM)

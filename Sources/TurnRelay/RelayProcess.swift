@@ -92,7 +92,9 @@ struct RelayProcess {
         operations.markDraining()
         logger.notice("received \(received == SIGTERM ? "SIGTERM" : "SIGINT"): draining for \(settings.drainSeconds) s (no new allocations; a second signal stops at once)")
         runtime.drain()
-        var deadline = timespec(tv_sec: Int(settings.drainSeconds), tv_nsec: 0)
+        // The portal stopped us before its first init: nothing was ever relayed, nothing to drain.
+        let neverOpened = portal.map { $0.gaveUp && !$0.connection.hasBeenInitialized } ?? false
+        var deadline = timespec(tv_sec: neverOpened ? 0 : Int(settings.drainSeconds), tv_nsec: 0)
         var info = siginfo_t()
         _ = sigtimedwait(&signals, &info, &deadline)
         runtime.stop()
@@ -200,6 +202,12 @@ struct RelayProcess {
             "workers": "\(runtime.workers.count)",
             "realm": "\(settings.realm)",
         ])
+        for family in settings.notServed {
+            logger.notice("portal mode: not serving \(family)")
+        }
+        for note in settings.ignoredFirezoneOptions {
+            logger.notice("\(note)")
+        }
         for option in settings.defaultedPublic {
             logger.warning("no public address set: clients are told to use loopback, which only works on this machine. Set \(option.split(separator: " ").first ?? "") to this host's public address.")
         }

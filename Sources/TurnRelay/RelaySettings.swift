@@ -15,6 +15,10 @@ struct RelaySettings {
     var publicIPv6: IPv6Address?
     /// Public addresses the operator did not set and that were defaulted to loopback.
     var defaultedPublic: [String] = []
+    /// Portal mode: address families not served because they have no public address.
+    var notServed: [String] = []
+    /// Firezone options accepted for compatibility that this relay does not act on (logged at start).
+    var ignoredFirezoneOptions: [String] = []
     var portRange: ClosedRange<UInt16>
     var workers: Int
     var realm: String
@@ -48,15 +52,18 @@ struct RelaySettings {
 
     init(_ o: ServeCommand) throws {
         listenPort = try o.listenPort ?? Environment.value("LISTEN_PORT", as: UInt16.self) ?? 3478
+        // Portal mode (a token is set) changes two defaults: the realm, and what happens when no
+        // public address is known (see below).
+        let portalMode = try PortalSettings.token(o) != nil
 
-        let bind4 = o.bindIp4 ?? Environment.string("BIND_IP4") ?? "0.0.0.0"
+        let bind4 = o.bindIp4 ?? Environment.string("BIND_IP4", firezone: "BIND_IP4_ADDR") ?? "0.0.0.0"
         if bind4.lowercased() == "none" {
             bindIPv4 = nil
         } else {
             guard let ip = IPv4Address(bind4) else { throw ValidationError("--bind-ip4 \(bind4) is not an IPv4 address") }
             bindIPv4 = ip
         }
-        let bind6 = o.bindIp6 ?? Environment.string("BIND_IP6") ?? "::"
+        let bind6 = o.bindIp6 ?? Environment.string("BIND_IP6", firezone: "BIND_IP6_ADDR") ?? "::"
         if bind6.lowercased() == "none" {
             bindIPv6 = nil
         } else {
@@ -67,23 +74,61 @@ struct RelaySettings {
             throw ValidationError("--bind-ip4 and --bind-ip6 are both 'none': nothing to listen on")
         }
 
-        if let text = o.publicIp4 ?? Environment.string("PUBLIC_IP4") {
+        // Public addresses: given, else a specific bind address, else loopback (standalone) or
+        // nothing (portal mode, below).
+        var defaulted4 = false, defaulted6 = false
+        if let text = o.publicIp4 ?? Environment.string("PUBLIC_IP4", firezone: "PUBLIC_IP4_ADDR") {
             guard let ip = IPv4Address(text) else { throw ValidationError("--public-ip4 \(text) is not an IPv4 address") }
             publicIPv4 = ip
         } else if let bind = bindIPv4 {
             publicIPv4 = bind == .any ? .loopback : bind
-            if bind == .any { defaultedPublic.append("--public-ip4 (using 127.0.0.1)") }
+            defaulted4 = bind == .any
         }
-        if let text = o.publicIp6 ?? Environment.string("PUBLIC_IP6") {
+        if let text = o.publicIp6 ?? Environment.string("PUBLIC_IP6", firezone: "PUBLIC_IP6_ADDR") {
             guard let ip = IPv6Address(text) else { throw ValidationError("--public-ip6 \(text) is not an IPv6 address") }
             publicIPv6 = ip
         } else if let bind = bindIPv6 {
             publicIPv6 = bind == .any ? .loopback : bind
-            if bind == .any { defaultedPublic.append("--public-ip6 (using ::1)") }
+            defaulted6 = bind == .any
+        }
+        if portalMode {
+            // The portal hands these addresses to Firezone's clients and gateways: a silent
+            // loopback default would make the relay useless to all of them. Like Firezone's relay,
+            // serve only the families that have a public address; with none, refuse to start.
+            // (An address the operator gave explicitly, even a loopback one, is taken as meant:
+            // that is how a relay on one machine is tested.)
+            if bindIPv4 != nil, publicIPv4 == .any {
+                throw ValidationError("--public-ip4 (PUBLIC_IP4_ADDR) 0.0.0.0 is not an address clients can reach: set PUBLIC_IP4_ADDR to this host's public IPv4 address")
+            }
+            if bindIPv6 != nil, publicIPv6 == .any {
+                throw ValidationError("--public-ip6 (PUBLIC_IP6_ADDR) :: is not an address clients can reach: set PUBLIC_IP6_ADDR to this host's public IPv6 address")
+            }
+            let usable4 = bindIPv4 != nil && !defaulted4
+            let usable6 = bindIPv6 != nil && !defaulted6
+            guard usable4 || usable6 else {
+                throw ValidationError("""
+                    with a portal token (FIREZONE_TOKEN) the relay needs its public address: set PUBLIC_IP4_ADDR \
+                    (or --public-ip4 / PUBLIC_IP4) and/or PUBLIC_IP6_ADDR (or --public-ip6 / PUBLIC_IP6) to this \
+                    host's internet-reachable address; without it the portal would hand clients a loopback address
+                    """)
+            }
+            if defaulted4, bindIPv4 != nil {
+                notServed.append("IPv4: no public IPv4 address (set PUBLIC_IP4_ADDR or --public-ip4 to serve it)")
+                bindIPv4 = nil
+                publicIPv4 = nil
+            }
+            if defaulted6, bindIPv6 != nil {
+                notServed.append("IPv6: no public IPv6 address (set PUBLIC_IP6_ADDR or --public-ip6 to serve it)")
+                bindIPv6 = nil
+                publicIPv6 = nil
+            }
+        } else {
+            if defaulted4 { defaultedPublic.append("--public-ip4 (using 127.0.0.1)") }
+            if defaulted6 { defaultedPublic.append("--public-ip6 (using ::1)") }
         }
 
-        let minPort = try o.minPort ?? Environment.value("MIN_PORT", as: UInt16.self) ?? 49152
-        let maxPort = try o.maxPort ?? Environment.value("MAX_PORT", as: UInt16.self) ?? 65535
+        let minPort = try o.minPort ?? Environment.value("MIN_PORT", firezone: "LOWEST_PORT", as: UInt16.self) ?? 49152
+        let maxPort = try o.maxPort ?? Environment.value("MAX_PORT", firezone: "HIGHEST_PORT", as: UInt16.self) ?? 65535
         guard minPort >= 1, minPort <= maxPort else {
             throw ValidationError("the relay port range \(minPort)...\(maxPort) is empty (need 1 ≤ --min-port ≤ --max-port)")
         }
@@ -95,13 +140,15 @@ struct RelaySettings {
         }
 
         let cores = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        workers = try o.workers ?? Environment.value("WORKERS", as: Int.self) ?? cores
+        workers = try o.workers ?? Environment.value("WORKERS", firezone: "NUM_WORKER_THREADS", as: Int.self) ?? cores
         guard workers >= 1, workers <= 1024 else { throw ValidationError("--workers must be between 1 and 1024") }
         guard portRange.count >= workers else {
             throw ValidationError("the relay port range \(minPort)...\(maxPort) has fewer ports than --workers \(workers)")
         }
 
-        realm = o.realm ?? Environment.string("REALM") ?? "turn-relay"
+        // Firezone's clients (connlib) hard-code the realm `firezone` and refuse a server that offers
+        // another, so portal mode defaults to it.
+        realm = o.realm ?? Environment.string("REALM") ?? (portalMode ? "firezone" : "turn-relay")
         guard !realm.isEmpty, realm.utf8.count < 128 else { throw ValidationError("--realm must be 1...127 bytes") }
 
         restSecrets = o.authSecret.isEmpty ? Environment.list("AUTH_SECRET") : o.authSecret
@@ -169,6 +216,16 @@ struct RelaySettings {
             throw ValidationError("--io-backend \(backend) is not one of auto, io-uring, batched-syscalls")
         }
         ioBackend = choice
+        if let seed = o.rngSeed ?? Environment.string("RNG_SEED") {
+            // Firezone's relay seeds its RNG (ports, nonces, its auth secret) with it, for tests.
+            guard UInt64(seed.trimmingCharacters()) != nil else {
+                throw ValidationError("--rng-seed (RNG_SEED) \(seed) is not an unsigned 64-bit integer")
+            }
+            ignoredFirezoneOptions.append("RNG_SEED=\(seed) is ignored: nonces, relay ports and the stamp secret always come from the system's CSPRNG")
+        }
+        if let interface = o.ebpfOffloading ?? Environment.string("EBPF_OFFLOADING") {
+            ignoredFirezoneOptions.append("EBPF_OFFLOADING=\(interface) is ignored: XDP offloading is not available in turn-relay yet; relaying stays in user space")
+        }
         operations = try OperationsSettings(o)
         portal = try PortalSettings(o, publicIPv4: bindIPv4 == nil ? nil : publicIPv4?.description,
                                     publicIPv6: bindIPv6 == nil ? nil : publicIPv6?.description, listenPort: listenPort)

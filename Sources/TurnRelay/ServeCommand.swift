@@ -12,31 +12,31 @@ struct ServeCommand: ParsableCommand {
         abstract: "Run the relay (the default command)."
     )
 
-    @Option(help: "UDP port for STUN/TURN (default 3478). [env: LISTEN_PORT]")
+    @Option(help: "UDP port for STUN/TURN (default 3478). [env: LISTEN_PORT, as Firezone's]")
     var listenPort: UInt16?
 
-    @Option(help: "IPv4 address to listen and relay on, or 'none' (default 0.0.0.0). [env: BIND_IP4]")
+    @Option(help: "IPv4 address to listen and relay on, or 'none' (default 0.0.0.0). [env: BIND_IP4, or Firezone's BIND_IP4_ADDR]")
     var bindIp4: String?
 
-    @Option(help: "IPv6 address to listen and relay on, or 'none' (default ::). [env: BIND_IP6]")
+    @Option(help: "IPv6 address to listen and relay on, or 'none' (default ::). [env: BIND_IP6, or Firezone's BIND_IP6_ADDR]")
     var bindIp6: String?
 
-    @Option(help: "IPv4 address advertised to clients as their relayed address (default: the bind address if specific, else 127.0.0.1). [env: PUBLIC_IP4]")
+    @Option(help: "IPv4 address advertised to clients as their relayed address (default: the bind address if specific, else 127.0.0.1; with a portal token, else IPv4 is not served). [env: PUBLIC_IP4, or Firezone's PUBLIC_IP4_ADDR]")
     var publicIp4: String?
 
-    @Option(help: "IPv6 address advertised to clients (default: the bind address if specific, else ::1). [env: PUBLIC_IP6]")
+    @Option(help: "IPv6 address advertised to clients (default: the bind address if specific, else ::1; with a portal token, else IPv6 is not served). [env: PUBLIC_IP6, or Firezone's PUBLIC_IP6_ADDR]")
     var publicIp6: String?
 
-    @Option(help: "Lowest relay port (default 49152). [env: MIN_PORT]")
+    @Option(help: "Lowest relay port (default 49152). [env: MIN_PORT, or Firezone's LOWEST_PORT]")
     var minPort: UInt16?
 
-    @Option(help: "Highest relay port (default 65535). [env: MAX_PORT]")
+    @Option(help: "Highest relay port (default 65535). [env: MAX_PORT, or Firezone's HIGHEST_PORT]")
     var maxPort: UInt16?
 
-    @Option(help: "Worker threads, each with its own ring and sockets (default: number of cores). [env: WORKERS]")
+    @Option(help: "Worker threads, each with its own ring and sockets (default: number of cores). [env: WORKERS, or Firezone's NUM_WORKER_THREADS]")
     var workers: Int?
 
-    @Option(help: "Authentication realm (default turn-relay). [env: REALM]")
+    @Option(help: "Authentication realm (default turn-relay; firezone with a portal token). [env: REALM]")
     var realm: String?
 
     @Option(help: "Shared secret for TURN REST API credentials; repeat to rotate. [env: AUTH_SECRET, comma-separated]")
@@ -75,7 +75,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (default info). [env: LOG_LEVEL]")
     var logLevel: String?
 
-    @Option(help: "human or json (default human). [env: LOG_FORMAT]")
+    @Option(help: "human or json (default human). [env: LOG_FORMAT, as Firezone's]")
     var logFormat: String?
 
     @Option(help: "Seconds to keep relaying existing allocations after SIGTERM/SIGINT (default 30). [env: DRAIN_SECONDS]")
@@ -84,7 +84,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Provided receive buffers per worker, a power of two (default 4096; each reserves ~73 KiB of address space, touched only as far as datagrams fill it: about 4 KiB resident per buffer with small datagrams). [env: RECEIVE_BUFFERS]")
     var receiveBuffers: Int?
 
-    @Option(help: "Address of /healthz and /readyz, or 'none' (default 127.0.0.1:8080). [env: HEALTH_CHECK_ADDR]")
+    @Option(help: "Address of /healthz and /readyz as ip:port, or 'none' (default 127.0.0.1:8080). [env: HEALTH_CHECK_ADDR, as Firezone's]")
     var healthCheckAddr: String?
 
     @Option(help: "Address of the Prometheus /metrics endpoint, or 'none'; the health address shares one listener (default 127.0.0.1:9464). [env: METRICS_ADDR]")
@@ -93,7 +93,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "File of secrets, users and peer rules, re-read on SIGHUP (see README). [env: CREDENTIALS_FILE]")
     var credentialsFile: String?
 
-    @Option(help: "OTLP/gRPC collector host:port; metrics are exported there when set. [env: OTLP_GRPC_ENDPOINT]")
+    @Option(help: "OTLP/gRPC collector host:port; metrics are exported there when set. [env: OTLP_GRPC_ENDPOINT, as Firezone's]")
     var otlpGrpcEndpoint: String?
 
     @Option(help: "service.instance.id resource attribute for OTLP export. [env: SERVICE_INSTANCE_ID]")
@@ -102,17 +102,23 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "auto, io-uring or batched-syscalls (default auto: io_uring, else epoll with recvmmsg/sendmmsg, saying why). [env: IO_BACKEND]")
     var ioBackend: String?
 
-    @Option(help: "Portal token; when set the relay connects to the portal and waits for its init before relaying. [env: FIREZONE_TOKEN]")
+    @Option(help: "Portal token (surrounding whitespace is ignored); when set the relay connects to the portal and waits for its init before relaying. [env: FIREZONE_TOKEN, as Firezone's]")
     var token: String?
 
-    @Option(help: "Portal URL (ws://, wss://, http:// or https://); the relay connects to <url>/relay/websocket. [env: FIREZONE_API_URL]")
+    @Option(help: "Portal URL (ws://, wss://, http:// or https://); the relay connects to <url>/relay/websocket. [env: FIREZONE_API_URL, as Firezone's]")
     var apiUrl: String?
 
-    @Option(help: "Name sent to the portal (default: the host name). [env: FIREZONE_NAME]")
+    @Option(help: "Name sent to the portal (default: the host name). [env: FIREZONE_NAME, as Firezone's]")
     var name: String?
 
     @Option(help: .hidden)
     var portalHeartbeatMs: Int?
+
+    @Option(help: "Accepted for Firezone compatibility and ignored: randomness always comes from the system CSPRNG. [env: RNG_SEED]")
+    var rngSeed: String?
+
+    @Option(help: "Accepted for Firezone compatibility: the interface for XDP offloading, which turn-relay does not have yet; logged and ignored. [env: EBPF_OFFLOADING]")
+    var ebpfOffloading: String?
 
     @Option(help: "Seconds without a portal connection after which the relay gives up and exits with status 1 (default 86400). [env: PORTAL_MAX_ELAPSED]")
     var portalMaxElapsed: Int?

@@ -72,7 +72,7 @@ final class CoreDriver {
     }
 
     static func message(_ method: STUNMethod, id: UInt8, auth: (user: String, password: String, nonce: String)? = nil,
-                        _ body: (inout STUNMessageWriter) -> Void = { _ in }) -> [UInt8] {
+                        realm: String = CoreDriver.realm, _ body: (inout STUNMessageWriter) -> Void = { _ in }) -> [UInt8] {
         var storage = [UInt8](repeating: 0, count: 1024)
         let length = storage.withUnsafeMutableBytes { raw -> Int in
             var w = STUNMessageWriter(into: raw, type: STUNMessageType(method: method, messageClass: .request),

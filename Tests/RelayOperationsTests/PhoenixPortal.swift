@@ -20,6 +20,8 @@ final class PhoenixPortal: @unchecked Sendable {
 
     let process = Process()
     let logURL: URL
+    /// The portal's stdin: commands (`init`, `disconnect REASON`, `drop`), one a line.
+    private let commands = Pipe()
     private(set) var port = 0
 
     static var python: String { ProcessInfo.processInfo.environment["PYTHON"] ?? "python3" }
@@ -56,11 +58,20 @@ final class PhoenixPortal: @unchecked Sendable {
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [Self.python, script.path, logURL.path, "--lifetime", "90"] + arguments
-        process.standardInput = FileHandle.nullDevice
+        process.standardInput = commands
         try process.run()
     }
 
-    deinit { stopChild(process, removing: logURL) }
+    /// Tells the portal to act now: `init` (push init to every joined connection that has not had
+    /// one), `disconnect token_expired`, `drop`. The portal logs what it did ("init-sent", ...).
+    func send(_ command: String) {
+        commands.fileHandleForWriting.write(Data((command + "\n").utf8))
+    }
+
+    deinit {
+        try? commands.fileHandleForWriting.close()
+        stopChild(process, removing: logURL)
+    }
 
     var events: [[String: Any]] {
         guard let text = try? String(contentsOf: logURL, encoding: .utf8) else { return [] }

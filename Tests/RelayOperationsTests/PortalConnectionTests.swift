@@ -18,6 +18,7 @@ import Testing
         config.maxBackoff = .milliseconds(400)
         config.jitter = 0.5
         config.maxElapsed = .seconds(30)
+        config.initialConnectInterval = .milliseconds(200)
         return config
     }
 
@@ -116,5 +117,54 @@ import Testing
         #expect(!connection.hasBeenInitialized)
         // Three backoff waits of at most (50 + 100 + 200 ms) × 1.5 plus connect time: bounded.
         #expect(elapsed < .seconds(10))
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aConnectWithoutAddressesGetsThePortals500AndIsRetriedUnderTheInitialPolicy() async throws {
+        let portal = try await PhoenixPortal.start()
+        // No ipv4/ipv6: the portal's `{:error, :missing_ip}`, answered 500 by its catch-all handler.
+        let url = "ws://127.0.0.1:\(portal.port)/relay/websocket?name=r&port=3478&vsn=2.0.0"
+        var config = Self.fastConfiguration()
+        config.initialConnectMaxElapsed = .seconds(2)
+        let connection = PortalConnection(url: url, token: "t", stampSecret: "s", configuration: config)
+        let reason = await connection.run()
+        #expect(reason?.contains("HTTP 500 unhandled_connect_error") == true, "\(reason ?? "nil")")
+        #expect(reason?.contains("before the first join") == true, "\(reason ?? "nil")")
+        #expect(portal.events(kind: "missing-ip").count >= 2)
+        #expect(portal.frames(event: "phx_join").isEmpty)
+    }
+
+    @Test(.timeLimit(.minutes(1))) func thePortalDropsASocketThatDoesNotHeartbeatInTime() async throws {
+        // The portal's idle timeout, scaled down: 1.5 s instead of 41 s.
+        let portal = try await PhoenixPortal.start(["--idle-timeout", "1.5"])
+        let url = try PortalLoginURL(apiURL: "ws://127.0.0.1:\(portal.port)", name: "r", publicIPv4: "127.0.0.1",
+                                     publicIPv6: nil, listenPort: 3478).build()
+        // Heartbeats 4 s apart: too slow, the portal drops the socket and the client reconnects.
+        var slow = Self.fastConfiguration()
+        slow.heartbeatInterval = .seconds(4)
+        let lagging = PortalConnection(url: url, token: "t", stampSecret: "s", configuration: slow)
+        let runner = Task { await lagging.run() }
+        #expect(await eventually(.seconds(20)) { !portal.events(kind: "idle-timeout").isEmpty })
+        #expect(await eventually(.seconds(20)) { portal.events(kind: "connect").count >= 2 })
+        runner.cancel()
+        _ = await runner.value
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aSocketThatHeartbeatsInTimeIsKept() async throws {
+        let portal = try await PhoenixPortal.start(["--idle-timeout", "1.5"])
+        let url = try PortalLoginURL(apiURL: "ws://127.0.0.1:\(portal.port)", name: "r", publicIPv4: "127.0.0.1",
+                                     publicIPv6: nil, listenPort: 3478).build()
+        var config = Self.fastConfiguration()
+        config.heartbeatInterval = .milliseconds(200)
+        let connection = PortalConnection(url: url, token: "t", stampSecret: "s", configuration: config)
+        let runner = Task { await connection.run() }
+        defer { runner.cancel() }
+        #expect(await eventually(.seconds(20)) { connection.isConnected })
+        // Long enough for several idle periods; heartbeats keep the socket (a loaded machine may
+        // delay one heartbeat, but not by more than a second: generous for 200 ms).
+        #expect(await eventually(.seconds(20)) { portal.frames(event: "heartbeat").count >= 20 })
+        #expect(portal.events(kind: "idle-timeout").isEmpty)
+        #expect(portal.events(kind: "connect").count == 1)
+        runner.cancel()
+        _ = await runner.value
     }
 }

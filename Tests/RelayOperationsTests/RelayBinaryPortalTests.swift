@@ -18,27 +18,43 @@ import TestSupport
         let logURL: URL
         let port: UInt16
 
-        init(portalPort: Int, extra: [String] = []) throws {
+        convenience init(portalPort: Int, extra: [String] = [], token: String = "relay-token-1") throws {
+            let port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+            // The token comes from the environment, as in a deployment.
+            try self.init(port: port, arguments: [
+                "serve", "--listen-port", "\(port)", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",
+                "--min-port", "50430", "--max-port", "50450", "--workers", "1", "--realm", "example.org",
+                "--health-check-addr", "127.0.0.1:0", "--metrics-addr", "none", "--drain-seconds", "0",
+                "--api-url", "ws://127.0.0.1:\(portalPort)", "--name", "relay-a",
+                "--portal-heartbeat-ms", "200"] + extra, environment: ["FIREZONE_TOKEN": token])
+        }
+
+        /// The binary with exactly these arguments, and this process's environment without any of
+        /// the relay's own or Firezone's variables, plus `environment`.
+        init(port: UInt16, arguments: [String], environment extra: [String: String]) throws {
             let binary = try RelayBinaryReloadTests.turnRelayBinary()
             logURL = FileManager.default.temporaryDirectory
                 .appendingPathComponent("binary-portal-relay-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log")
             FileManager.default.createFile(atPath: logURL.path, contents: nil)
             let log = try FileHandle(forWritingTo: logURL)
-            port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+            self.port = port
             process.executableURL = binary
-            process.arguments = ["serve", "--listen-port", "\(port)", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",
-                                 "--min-port", "50430", "--max-port", "50450", "--workers", "1", "--realm", "example.org",
-                                 "--health-check-addr", "127.0.0.1:0", "--metrics-addr", "none", "--drain-seconds", "0",
-                                 "--api-url", "ws://127.0.0.1:\(portalPort)", "--name", "relay-a",
-                                 "--portal-heartbeat-ms", "200"] + extra
-            // The token comes from the environment, as in a deployment.
-            var environment = ProcessInfo.processInfo.environment
-            environment["FIREZONE_TOKEN"] = "relay-token-1"
+            process.arguments = arguments
+            var environment = ProcessInfo.processInfo.environment.filter { !Relay.relayVariables.contains($0.key) }
+            environment.merge(extra) { $1 }
             process.environment = environment
             process.standardOutput = log
             process.standardError = log
             try process.run()
         }
+
+        static let relayVariables: Set<String> = [
+            "LISTEN_PORT", "BIND_IP4", "BIND_IP6", "PUBLIC_IP4", "PUBLIC_IP6", "MIN_PORT", "MAX_PORT", "WORKERS", "REALM",
+            "AUTH_SECRET", "USERS", "FIREZONE_SECRET", "LOG_LEVEL", "LOG_FORMAT", "HEALTH_CHECK_ADDR", "METRICS_ADDR",
+            "CREDENTIALS_FILE", "OTLP_GRPC_ENDPOINT", "FIREZONE_TOKEN", "FIREZONE_API_URL", "FIREZONE_NAME",
+            "PORTAL_HEARTBEAT_MS", "PORTAL_MAX_ELAPSED", "BIND_IP4_ADDR", "BIND_IP6_ADDR", "PUBLIC_IP4_ADDR",
+            "PUBLIC_IP6_ADDR", "LOWEST_PORT", "HIGHEST_PORT", "NUM_WORKER_THREADS", "RNG_SEED", "EBPF_OFFLOADING",
+        ]
 
         deinit { stopChild(process, removing: logURL) }
 
@@ -57,10 +73,8 @@ import TestSupport
     }
 
     @Test(.timeLimit(.minutes(2))) func noRelayingBeforeInitThenStampSecretCredentialsAndReconnects() async throws {
-        // init 3 s after each join (the pre-init checks must finish inside that window); the first
-        // connection is dropped at its 40th heartbeat after init (8 s at 200 ms, for the checks
-        // while connected). Wide margins: a slow machine must not fail the test.
-        let portal = try await PhoenixPortal.start(["--init-delay", "3", "--drop-after-heartbeats", "40"])
+        // The portal pushes init and drops the connection when the test says so: no timing windows.
+        let portal = try await PhoenixPortal.start(["--init-on-command", "--token", "relay-token-1"])
         let relay = try Relay(portalPort: portal.port)
 
         var health: TransportAddress?
@@ -87,9 +101,10 @@ import TestSupport
         #expect(before.status == 503)
         #expect(before.body.contains("portal"))
         #expect(try RelayBinaryReloadTests.allocate(address, user: credentials.user, password: credentials.password, id: 1) == 401)
-        #expect(portal.events(kind: "init-sent").isEmpty, "init came before the pre-init checks finished")
+        #expect(portal.events(kind: "init-sent").isEmpty)
 
         // After init: ready, the same credentials allocate, others do not.
+        portal.send("init")
         #expect(await eventually { !portal.events(kind: "init-sent").isEmpty })
         #expect(try await eventually(.seconds(5)) { try HTTPTestClient.get(healthAddress, "/readyz").status == 200 },
                 "\(relay.log)")
@@ -103,12 +118,14 @@ import TestSupport
 
         // The portal drops the connection: not ready while the relay reconnects and waits for the
         // next init, yet it keeps relaying (the credentials stay open through portal outages).
+        portal.send("drop")
         #expect(await eventually(.seconds(20)) { !portal.events(kind: "dropping").isEmpty })
         #expect(try await eventually(.seconds(5)) { try HTTPTestClient.get(healthAddress, "/readyz").status == 503 })
         #expect(try RelayBinaryReloadTests.allocate(address, user: credentials.user, password: credentials.password, id: 7) == 0)
         #expect(await eventually { portal.frames(event: "phx_join").contains { $0.connection == 2 } }, "\(relay.log)")
         let rejoin = portal.frames(event: "phx_join").first { $0.connection == 2 }?.frame ?? []
         #expect(PhoenixPortal.payload(rejoin)?["stamp_secret"] as? String == secret)
+        portal.send("init")
         #expect(try await eventually(.seconds(20)) { try HTTPTestClient.get(healthAddress, "/readyz").status == 200 },
                 "\(relay.log)")
 

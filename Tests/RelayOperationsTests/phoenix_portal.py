@@ -1,53 +1,164 @@
 """A minimal Phoenix-channel (v2 JSON) portal for the relay's portal tests. Loopback only.
 
-Usage: phoenix_portal.py LOGFILE [--init-delay S] [--drop-after-heartbeats N] [--refuse] [--lifetime S]
+Usage: phoenix_portal.py LOGFILE [--init-delay S | --init-on-command] [--drop-after-heartbeats N]
+                         [--refuse] [--token T] [--rate-limit N] [--retry-after S]
+                         [--join-error REASON] [--idle-timeout S] [--lifetime S]
 
-Writes one JSON object per line to LOGFILE: {"kind": "listening", "port": P} first, then
-"connect" (path, headers), "frame" (the decoded frame), "init-sent", "dropping" and "refused"
-events. It answers joins with phx_reply ok, pushes "init" --init-delay seconds after each join,
-answers heartbeats, and with --drop-after-heartbeats N aborts the first connection (TCP reset, no
-closing handshake) at the N-th heartbeat after its init. --refuse answers every connect with 403.
-It exits by itself after --lifetime seconds (default 60).
+Writes one JSON object per line to LOGFILE (each with "t", a monotonic time in seconds):
+{"kind": "listening", "port": P} first, then
+"connect" (path, headers), "frame" (the decoded frame), "init-sent", "dropping", "refused",
+"unauthorized", "rate-limited", "missing-ip", "join-error", "disconnect-sent" and "idle-timeout"
+events.
+
+It behaves as Firezone's portal does for a relay (elixir/lib/portal_api: endpoint.ex,
+sockets.ex, relay/socket.ex, relay/channel.ex):
+- With --token, the connect request must carry `x-authorization: Bearer <token>` (or a `token`
+  query parameter): otherwise 401 with RFC 9457 problem details, code `missing_token` or
+  `invalid_token`.
+- A connect without `ipv4` and `ipv6` is refused (`{:error, :missing_ip}`, which the portal's
+  catch-all error handler turns into 500 `unhandled_connect_error`).
+- --rate-limit N: the first N connects get 503 with `Retry-After: <--retry-after>` and code
+  `rate_limit` (the portal's rate limit answer).
+- Joins on topic `relay` with a `stamp_secret` get phx_reply ok; a join without one gets the
+  error reply Phoenix sends when the channel's join clause does not match (`join crashed`);
+  --join-error REASON answers every join with an error reply of that reason.
+- `init` is pushed --init-delay seconds after each join, or with --init-on-command only when
+  the test writes `init` on stdin.
+- The socket is closed when nothing arrives from the relay for --idle-timeout seconds (the
+  portal's relay socket `timeout`, 41 s).
+
+Commands on stdin, one a line: `init` (push init on every open connection that has not had one,
+once it has joined), `disconnect REASON` (push `disconnect` with that reason, then close, as the portal does
+for `token_expired`), `drop` (abort every connection without a closing handshake).
+
+--drop-after-heartbeats N aborts the first connection (TCP reset, no closing handshake) at the
+N-th heartbeat after its init. --refuse answers every connect with 403. It exits by itself
+after --lifetime seconds (default 60).
 """
 import argparse
 import asyncio
 import http
 import json
+import sys
+import threading
+import time
+import urllib.parse
 
 import websockets
 from websockets.asyncio.server import serve
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+
+def problem(status, code, detail, extra_headers=()):
+    """An RFC 9457 problem details response, as PortalAPI.ProblemDetails.send_with_code builds it."""
+    body = json.dumps({"type": "about:blank", "title": http.HTTPStatus(status).phrase,
+                       "status": status, "detail": detail, "code": code}).encode()
+    headers = Headers([("Content-Type", "application/problem+json"),
+                       ("Content-Length", str(len(body))), ("Connection", "close")])
+    for name, value in extra_headers:
+        headers[name] = value
+    return Response(status, http.HTTPStatus(status).phrase, headers, body)
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("log")
     parser.add_argument("--init-delay", type=float, default=0.0)
+    parser.add_argument("--init-on-command", action="store_true")
     parser.add_argument("--drop-after-heartbeats", type=int, default=0)
     parser.add_argument("--refuse", action="store_true")
+    parser.add_argument("--token")
+    parser.add_argument("--rate-limit", type=int, default=0)
+    parser.add_argument("--retry-after", type=int, default=1)
+    parser.add_argument("--join-error")
+    parser.add_argument("--idle-timeout", type=float, default=41.0)
     parser.add_argument("--lifetime", type=float, default=60.0)
     args = parser.parse_args()
     log = open(args.log, "a", buffering=1)
-    connections = {"count": 0}
+    state = {"count": 0, "connects": 0}
+    # Open connections: number -> {"ws": ..., "join_ref": ..., "initialized": bool}
+    live = {}
 
     def record(**event):
+        event["t"] = time.monotonic()
         log.write(json.dumps(event, sort_keys=True) + "\n")
 
     def process_request(connection, request):
         record(kind="connect", path=request.path,
                headers={k.lower(): v for k, v in request.headers.raw_items()})
+        state["connects"] += 1
         if args.refuse:
             record(kind="refused")
             return connection.respond(http.HTTPStatus.FORBIDDEN, "forbidden\n")
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+        if args.token is not None:
+            header = request.headers.get("x-authorization")
+            if header is not None and header.startswith("Bearer "):
+                token = header[len("Bearer "):]
+            else:
+                token = query.get("token", [None])[0]
+            if token is None:
+                record(kind="unauthorized", code="missing_token")
+                return problem(401, "missing_token", "Missing token")
+            if token != args.token:
+                record(kind="unauthorized", code="invalid_token")
+                return problem(401, "invalid_token", "Invalid token")
+        if state["connects"] <= args.rate_limit:
+            record(kind="rate-limited", retry_after=args.retry_after)
+            return problem(503, "rate_limit", "Service Unavailable",
+                           [("Retry-After", str(args.retry_after))])
+        if "ipv4" not in query and "ipv6" not in query:
+            record(kind="missing-ip")
+            return problem(500, "unhandled_connect_error", "An unexpected error occurred.")
         return None
 
+    async def push_init(number):
+        entry = live.get(number)
+        if entry is None or entry["join_ref"] is None or entry["initialized"]:
+            return
+        entry["initialized"] = True
+        # Logged before it is sent: a test that sees no "init-sent" knows the relay has not
+        # been initialised.
+        record(kind="init-sent", connection=number)
+        await entry["ws"].send(json.dumps([entry["join_ref"], None, "relay", "init", {}]))
+
+    async def command(line):
+        words = line.split()
+        if not words:
+            return
+        if words[0] == "init":
+            for number, entry in list(live.items()):
+                # A connection still joining gets it right after its join reply.
+                entry["init_wanted"] = True
+                await push_init(number)
+        elif words[0] == "disconnect":
+            reason = words[1] if len(words) > 1 else "token_expired"
+            for number, entry in list(live.items()):
+                record(kind="disconnect-sent", connection=number, reason=reason)
+                await entry["ws"].send(json.dumps([entry["join_ref"], None, "relay", "disconnect",
+                                                   {"reason": reason}]))
+                await entry["ws"].close()
+        elif words[0] == "drop":
+            for number, entry in list(live.items()):
+                record(kind="dropping", connection=number)
+                entry["ws"].transport.abort()
+
     async def handler(ws):
-        connections["count"] += 1
-        number = connections["count"]
+        state["count"] += 1
+        number = state["count"]
+        entry = {"ws": ws, "join_ref": None, "initialized": False, "init_wanted": False}
+        live[number] = entry
         heartbeats_after_init = 0
-        initialized = asyncio.Event()
         init_task = None
         try:
-            async for text in ws:
+            while True:
+                try:
+                    text = await asyncio.wait_for(ws.recv(), timeout=args.idle_timeout)
+                except asyncio.TimeoutError:
+                    record(kind="idle-timeout", connection=number)
+                    await ws.close()
+                    return
                 try:
                     frame = json.loads(text)
                 except ValueError:
@@ -55,24 +166,31 @@ def main():
                 record(kind="frame", connection=number, frame=frame)
                 if not isinstance(frame, list) or len(frame) != 5:
                     continue
-                join_ref, ref, topic, event, _payload = frame
+                join_ref, ref, topic, event, payload = frame
                 if event == "phx_join" and topic == "relay":
+                    reason = args.join_error
+                    if reason is None and not (isinstance(payload, dict) and "stamp_secret" in payload):
+                        reason = "join crashed"
+                    if reason is not None:
+                        record(kind="join-error", connection=number, reason=reason)
+                        await ws.send(json.dumps([join_ref, ref, topic, "phx_reply",
+                                                  {"status": "error", "response": {"reason": reason}}]))
+                        continue
+                    entry["join_ref"] = join_ref
                     await ws.send(json.dumps([join_ref, ref, topic, "phx_reply",
                                               {"status": "ok", "response": {}}]))
+                    if entry["init_wanted"]:
+                        await push_init(number)
+                    elif not args.init_on_command:
+                        async def delayed_init():
+                            await asyncio.sleep(args.init_delay)
+                            await push_init(number)
 
-                    async def push_init():
-                        await asyncio.sleep(args.init_delay)
-                        # Logged before it is sent: a test that sees no "init-sent" knows the
-                        # relay has not been initialised.
-                        record(kind="init-sent", connection=number)
-                        initialized.set()
-                        await ws.send(json.dumps([join_ref, None, "relay", "init", {}]))
-
-                    init_task = asyncio.ensure_future(push_init())
+                        init_task = asyncio.ensure_future(delayed_init())
                 elif event == "heartbeat" and topic == "phoenix":
                     await ws.send(json.dumps([None, ref, "phoenix", "phx_reply",
                                               {"status": "ok", "response": {}}]))
-                    if initialized.is_set():
+                    if entry["initialized"]:
                         heartbeats_after_init += 1
                     if (number == 1 and args.drop_after_heartbeats
                             and heartbeats_after_init >= args.drop_after_heartbeats):
@@ -83,10 +201,18 @@ def main():
         except websockets.ConnectionClosed:
             pass
         finally:
+            live.pop(number, None)
             if init_task is not None:
                 init_task.cancel()
 
     async def run():
+        loop = asyncio.get_running_loop()
+
+        def read_commands():
+            for line in sys.stdin:
+                asyncio.run_coroutine_threadsafe(command(line), loop)
+
+        threading.Thread(target=read_commands, daemon=True).start()
         async with serve(handler, "127.0.0.1", 0, process_request=process_request) as server:
             port = server.sockets[0].getsockname()[1]
             record(kind="listening", port=port)

@@ -1,3 +1,4 @@
+import Foundation
 import RelayPortal
 import Testing
 
@@ -106,9 +107,10 @@ private func s(_ seconds: Double) -> Duration { .milliseconds(Int64(seconds * 10
         var channel = PortalChannel(configuration: config, stampSecret: "x", rng: SplitMix(state: 3))
         var now = Duration.zero
         _ = channel.start(now: now)
+        joinAndInit(&channel, id: 1, now: now)   // the long policy applies after a first join
         var delays: [Double] = []
         for attempt in 1...8 {
-            #expect(channel.disconnected(id: attempt, now: now, reason: "refused").isEmpty)
+            #expect(channel.disconnected(id: attempt, now: now, reason: "refused").filter { $0 != .readinessChanged(false) }.isEmpty)
             guard case .waitingToReconnect(let until) = channel.state else {
                 Issue.record("not waiting after attempt \(attempt)")
                 return
@@ -147,6 +149,7 @@ private func s(_ seconds: Double) -> Duration { .milliseconds(Int64(seconds * 10
         elapsed.jitter = 0
         var second = PortalChannel(configuration: elapsed, stampSecret: "x", rng: SplitMix(state: 5))
         _ = second.start(now: .zero)
+        joinAndInit(&second, id: 1, now: .zero)
         _ = second.disconnected(id: 1, now: .zero, reason: "a")      // 0 + 2 ≤ 5
         _ = second.tick(now: .seconds(2))
         _ = second.disconnected(id: 2, now: .seconds(2), reason: "b") // 2 + 2 ≤ 5
@@ -155,23 +158,159 @@ private func s(_ seconds: Double) -> Duration { .milliseconds(Int64(seconds * 10
         if case .gaveUp = final.last {} else { Issue.record("expected gaveUp, got \(final)") }
     }
 
-    @Test func joinTimeoutConnectTimeoutAndJoinErrorReconnect() {
+    @Test func joinTimeoutAndConnectTimeoutReconnectAndAJoinErrorIsFatal() {
         var config = PortalConfiguration()
         config.jitter = 0
         var channel = PortalChannel(configuration: config, stampSecret: "x", rng: SplitMix(state: 6))
         _ = channel.start(now: .zero)
         #expect(channel.tick(now: .seconds(15)) == [.close(id: 1)])
+        #expect(channel.state == .waitingToReconnect(until: .seconds(16)))   // initial policy: 1 s
         _ = channel.tick(now: .seconds(16))
         _ = channel.connected(id: 2, now: .seconds(16))
         #expect(channel.tick(now: .seconds(21)) == [.close(id: 2)])
-        _ = channel.tick(now: .seconds(30))
-        let join = sentFrames(channel.connected(id: 3, now: .seconds(30)))
+        _ = channel.tick(now: .seconds(22))
+        let join = sentFrames(channel.connected(id: 3, now: .seconds(22)))
         let ref = join.first?.ref ?? ""
-        let refused = channel.received(id: 3, text: "[\"\(ref)\",\"\(ref)\",\"relay\",\"phx_reply\",{\"status\":\"error\",\"response\":{}}]", now: .seconds(31))
-        #expect(refused == [.close(id: 3)])
-        #expect(channel.failedAttempts == 3)
+        // The real portal's reply to a join its channel cannot take (`join crashed`); Firezone's
+        // relay stops on any error reply to its join.
+        let refused = channel.received(id: 3, text: "[\"\(ref)\",\"\(ref)\",\"relay\",\"phx_reply\",{\"status\":\"error\",\"response\":{\"reason\":\"join crashed\"}}]", now: .seconds(23))
+        #expect(refused == [.close(id: 3), .fatal(reason: "the portal refused the join: join crashed")])
+        #expect(channel.state == .gaveUp)
+        #expect(channel.nextDeadline == nil)
+        #expect(channel.tick(now: .seconds(100)).isEmpty)
         #expect(!channel.hasBeenInitialized)
     }
+
+    @Test func unauthorizedUpgradeIsFatalWithTheProblemDetails() {
+        for (code, detail) in [("invalid_token", "Invalid token"), ("missing_token", "Missing token")] {
+            var channel = PortalChannel(stampSecret: "x", rng: SplitMix(state: 7))
+            _ = channel.start(now: .zero)
+            let body = #"{"code":"\#(code)","detail":"\#(detail)","status":401,"title":"Unauthorized","type":"about:blank"}"#
+            let actions = channel.rejected(id: 1, now: .seconds(1), rejection: PortalRejection(status: 401, body: body))
+            #expect(actions == [.fatal(reason: "the portal refused the token (HTTP 401 \(code): \(detail))")])
+            #expect(channel.state == .gaveUp)
+        }
+        // A 401 without problem details (a proxy's page) is fatal too, as in Firezone's client.
+        var plain = PortalChannel(stampSecret: "x", rng: SplitMix(state: 8))
+        _ = plain.start(now: .zero)
+        let actions = plain.rejected(id: 1, now: .zero, rejection: PortalRejection(status: 401, body: "<html>"))
+        #expect(actions == [.fatal(reason: "the portal refused to authenticate the relay (HTTP 401: no reason provided)")])
+        // ... also after the relay has been connected for a while (its token was deleted).
+        var later = PortalChannel(stampSecret: "x", rng: SplitMix(state: 9))
+        _ = later.start(now: .zero)
+        joinAndInit(&later, id: 1, now: .zero)
+        _ = later.disconnected(id: 1, now: .seconds(100), reason: "closed")
+        _ = later.tick(now: .seconds(200))
+        let rejected = later.rejected(id: 2, now: .seconds(200), rejection: PortalRejection(status: 401, body: #"{"code":"invalid_token"}"#))
+        if case .fatal = rejected.last {} else { Issue.record("expected fatal, got \(rejected)") }
+    }
+
+    @Test func retryAfterIsWaitedOutExactlyAndOtherRejectionsBackOff() {
+        var config = PortalConfiguration()
+        config.jitter = 0.5
+        var channel = PortalChannel(configuration: config, stampSecret: "x", rng: SplitMix(state: 10))
+        _ = channel.start(now: .zero)
+        // The portal's rate limit: 503 with Retry-After (`sockets.ex`, `handle_error(conn, :rate_limit)`).
+        let limited = PortalRejection(status: 503, retryAfter: .seconds(7),
+                                      body: #"{"code":"rate_limit","detail":"Service Unavailable"}"#)
+        #expect(channel.rejected(id: 1, now: .seconds(1), rejection: limited).isEmpty)
+        #expect(channel.state == .waitingToReconnect(until: .seconds(8)))
+        #expect(channel.failedAttempts == 0)
+        #expect(channel.tick(now: .seconds(7.9)).isEmpty)
+        #expect(channel.tick(now: .seconds(8)) == [.connect(id: 2)])
+        // Repeated Retry-After never gives up, even past the initial 15 s.
+        var now = Duration.seconds(8)
+        for id in 2...6 {
+            #expect(channel.rejected(id: id, now: now, rejection: limited).isEmpty)
+            now += .seconds(7)
+            #expect(channel.tick(now: now) == [.connect(id: id + 1)])
+        }
+        // A 500 (the portal's `unhandled_connect_error`, e.g. for `:missing_ip`) is an ordinary failure.
+        let failed = PortalRejection(status: 500, body: #"{"code":"unhandled_connect_error"}"#)
+        #expect(channel.rejected(id: 7, now: now, rejection: failed).isEmpty)
+        #expect(channel.state == .waitingToReconnect(until: now + .seconds(1)))
+        #expect(channel.failedAttempts == 1)
+        // Events for an id that is not connecting are ignored.
+        #expect(channel.rejected(id: 3, now: now, rejection: PortalRejection(status: 401)).isEmpty)
+        #expect(channel.state == .waitingToReconnect(until: now + .seconds(1)))
+    }
+
+    @Test func retryAfterHeaderValues() {
+        #expect(PortalRejection.retryAfter("120") == .seconds(120))
+        #expect(PortalRejection.retryAfter(" 3 ") == .seconds(3))
+        let now = Date(timeIntervalSince1970: 1_445_412_470)   // Wed, 21 Oct 2015 07:27:50 GMT
+        #expect(PortalRejection.retryAfter("Wed, 21 Oct 2015 07:28:00 GMT", now: now) == .seconds(10))
+        #expect(PortalRejection.retryAfter("Wed, 21 Oct 2015 07:27:00 GMT", now: now) == .zero)
+        #expect(PortalRejection.retryAfter("soon") == nil)
+        #expect(PortalRejection.retryAfter("-5") == nil)
+    }
+
+    @Test func disconnectWithTokenExpiredIsFatalOtherReasonsAreIgnored() {
+        var channel = PortalChannel(stampSecret: "x", rng: SplitMix(state: 11))
+        _ = channel.start(now: .zero)
+        joinAndInit(&channel, id: 1, now: .zero)
+        #expect(channel.isReady)
+        #expect(channel.received(id: 1, text: #"[null,null,"relay","disconnect",{"reason":"something_else"}]"#, now: .seconds(1)).isEmpty)
+        #expect(channel.isReady)
+        let actions = channel.received(id: 1, text: #"["1",null,"relay","disconnect",{"reason":"token_expired"}]"#, now: .seconds(2))
+        #expect(actions == [.close(id: 1), .readinessChanged(false), .fatal(reason: "the portal disconnected the relay: token_expired")])
+        #expect(channel.state == .gaveUp)
+        #expect(!channel.isReady)
+    }
+
+    @Test func beforeTheFirstJoinRetriesEverySecondForFifteenSecondsOnly() {
+        var channel = PortalChannel(stampSecret: "x", rng: SplitMix(state: 12))
+        _ = channel.start(now: .zero)
+        var now = Duration.zero
+        var attempts = 0
+        var last: [PortalAction] = []
+        // Each attempt is refused at once (connection refused): 1 s apart, no jitter.
+        for id in 1...40 {
+            attempts += 1
+            last = channel.disconnected(id: id, now: now, reason: "connection refused")
+            guard case .waitingToReconnect(let until) = channel.state else { break }
+            #expect(until == now + .seconds(1))
+            now = until
+            #expect(channel.tick(now: now) == [.connect(id: id + 1)])
+        }
+        if case .gaveUp(let reason) = last.last {
+            #expect(reason.contains("before the first join"), "\(reason)")
+        } else {
+            Issue.record("expected gaveUp, got \(last)")
+        }
+        // First failure at 0; it gives up at the first failure more than 15 s later (Firezone's
+        // `ExponentialBackoff` with `max_elapsed_time` 15 s): the one at 16 s, the 17th.
+        #expect(attempts == 17)
+        #expect(now == .seconds(16))
+
+        // Once a join has succeeded, the long policy: still retrying after 15 s.
+        var joined = PortalChannel(stampSecret: "x", rng: SplitMix(state: 13))
+        _ = joined.start(now: .zero)
+        let join = sentFrames(joined.connected(id: 1, now: .zero))
+        let ref = join.first?.ref ?? ""
+        _ = joined.received(id: 1, text: "[\"\(ref)\",\"\(ref)\",\"relay\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]", now: .zero)
+        #expect(joined.hasJoined)
+        #expect(!joined.hasBeenInitialized)
+        now = .zero
+        for id in 1...10 {
+            _ = joined.disconnected(id: id, now: now, reason: "connection refused")
+            guard case .waitingToReconnect(let until) = joined.state else {
+                Issue.record("gave up after a join at \(now)")
+                return
+            }
+            now = until
+            _ = joined.tick(now: now)
+        }
+        #expect(now > .seconds(15))
+    }
+}
+
+/// Connection `id` opens, joins (reply ok) and gets `init`.
+private func joinAndInit<R>(_ channel: inout PortalChannel<R>, id: Int, now: Duration) {
+    let join = sentFrames(channel.connected(id: id, now: now))
+    let ref = join.first?.ref ?? ""
+    _ = channel.received(id: id, text: "[\"\(ref)\",\"\(ref)\",\"relay\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]", now: now)
+    _ = channel.received(id: id, text: "[\"\(ref)\",null,\"relay\",\"init\",{}]", now: now)
 }
 
 private func pow2(_ n: Int) -> Double {
