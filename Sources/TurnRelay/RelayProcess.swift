@@ -155,8 +155,11 @@ struct RelayProcess {
                 servesMetrics: ops.metricsAddress != nil)
             logger.notice("operations endpoints", metadata: [
                 "health": "\(ops.healthAddress.map { _ in server.health.boundAddress.description } ?? "off")",
-                "metrics": "\(ops.metricsAddress == nil ? "off" : server.metricsAddress.description)",
+                "metrics": "\(ops.metricsAddress == nil ? "off" : server.metricsAddress?.description ?? "not served")",
             ])
+            if let failure = server.metricsFailure {
+                logger.error("metrics not served (health and readiness are): \(failure). Set --metrics-addr to a free address.")
+            }
             return server
         } catch {
             logger.error("operations endpoints not started: \(error)")

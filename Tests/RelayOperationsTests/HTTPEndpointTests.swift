@@ -60,11 +60,11 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
                                           metrics: RelayMetrics(), readiness: Readiness())
         defer { server.stop() }
         #expect(server.metricsAddress != server.health.boundAddress)
-        let metrics = try HTTPTestClient.get(server.metricsAddress, "/metrics")
+        let metrics = try HTTPTestClient.get(try #require(server.metricsAddress), "/metrics")
         #expect(metrics.status == 200)
         #expect(metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
         #expect(try HTTPTestClient.get(server.health.boundAddress, "/metrics").status == 404)
-        #expect(try HTTPTestClient.get(server.metricsAddress, "/readyz").status == 404)
+        #expect(try HTTPTestClient.get(try #require(server.metricsAddress), "/readyz").status == 404)
     }
 
     @Test func busyPortIsAnErrorNotACrash() throws {

@@ -32,7 +32,7 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         board.slots[0].publish(a)
         board.slots[1].publish(b)
 
-        var scrape = try scrapeMetrics(server.metricsAddress)
+        var scrape = try scrapeMetrics(try #require(server.metricsAddress))
         #expect(scrape.types["relay_drops_total"] == "counter")
         #expect(scrape.types["relay_allocations_active"] == "gauge")
         #expect(scrape.types["relay_packet_size_bytes"] == "histogram")
@@ -53,11 +53,11 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         a[.dropNoPermission] = 10
         a[.allocationsActiveIPv4] = 0
         board.slots[0].publish(a)
-        scrape = try scrapeMetrics(server.metricsAddress)
+        scrape = try scrapeMetrics(try #require(server.metricsAddress))
         #expect(scrape[#"relay_drops_total{reason="no_permission"}"#] == 14)
         #expect(scrape[#"relay_allocations_active{family="ipv4"}"#] == 5)
         // Scraping twice without new snapshots changes nothing.
-        #expect(try scrapeMetrics(server.metricsAddress).samples == scrape.samples)
+        #expect(try scrapeMetrics(try #require(server.metricsAddress)).samples == scrape.samples)
     }
 
     /// Every series is in the exposition from the first scrape, each name with one TYPE.

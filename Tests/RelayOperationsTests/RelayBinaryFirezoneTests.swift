@@ -14,8 +14,14 @@ import TestSupport
 @Suite(.serialized, .dedicatedThread) struct RelayBinaryFirezoneTests {
     typealias Relay = RelayBinaryPortalTests.Relay
 
+    /// A free UDP port below the kernel's ephemeral range, so it is never inside the default relay
+    /// range (49152–65535), which the relay refuses as a listen port.
     static func freePort() throws -> UInt16 {
-        try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+        for _ in 0..<200 {
+            let port = UInt16.random(in: 20000...32000)
+            if (try? BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.any), port: port))) != nil { return port }
+        }
+        throw RelayIOError.configuration("no free UDP port in 20000-32000")
     }
 
     /// A JSON log line's metadata value, e.g. `"health":"127.0.0.1:41234"`.

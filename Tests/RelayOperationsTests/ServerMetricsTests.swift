@@ -28,7 +28,7 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         let (http, driver) = try Self.scrapedServer()
         defer { http.stop() }
 
-        let before = try scrapeMetrics(http.metricsAddress)
+        let before = try scrapeMetrics(try #require(http.metricsAddress))
         #expect(before[#"relay_responses_total{class="success",code="none"}"#] == 0)
 
         // Three Binding requests: three successes.
@@ -47,7 +47,7 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         let wrong = driver.allocate(from: Self.client3, user: "alice", password: "nope", id: 20)
         #expect(!wrong.success && wrong.code == 401)
 
-        let scrape = try scrapeMetrics(http.metricsAddress)
+        let scrape = try scrapeMetrics(try #require(http.metricsAddress))
         #expect(scrape[#"relay_responses_total{class="success",code="none"}"#] == 4)
         #expect(scrape[#"relay_responses_total{class="error",code="401"}"#] == 3)
         #expect(scrape[#"relay_nonce_challenges_total{code="401"}"#] == 3)
@@ -105,7 +105,7 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         // A method the server does not know: 400.
         #expect(send(CoreDriver.message(STUNMethod(rawValue: 0x0FF), id: 9)).code == 400)
 
-        let scrape = try scrapeMetrics(http.metricsAddress)
+        let scrape = try scrapeMetrics(try #require(http.metricsAddress))
         func count(_ method: String, _ cls: String) -> Double? {
             scrape["relay_responses_by_method_total{method=\"\(method)\",class=\"\(cls)\"}"]
         }
@@ -188,7 +188,7 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
             #expect(CoreDriver.outcome(reply.bytes).success)
         }
         #expect(try poll(seconds: 3) {
-            let scrape = try scrapeMetrics(http.metricsAddress)
+            let scrape = try scrapeMetrics(try #require(http.metricsAddress))
             return scrape[#"relay_responses_total{class="success",code="none"}"#] == 5
                 && scrape["relay_io_datagrams_received_total"] == 5
                 && scrape["relay_packet_size_bytes_count"] == 5

@@ -38,8 +38,11 @@ public final class OperationsServer: Sendable {
     public static let defaultMetricsAddress = TransportAddress(ip: .v4(.loopback), port: 9464)
 
     public let health: HTTPEndpointServer
-    /// Nil when metrics share the health listener.
+    /// Nil when metrics share the health listener, or when their own listener could not bind.
     public let metricsListener: HTTPEndpointServer?
+    /// Why the separate metrics listener is not serving: its address could not be bound. Health
+    /// and readiness keep serving (an orchestrator must not restart a relay over its metrics port).
+    public let metricsFailure: HTTPServerError?
 
     public init(healthAddress: TransportAddress = defaultHealthAddress,
                 metricsAddress: TransportAddress? = defaultMetricsAddress,
@@ -54,16 +57,22 @@ public final class OperationsServer: Sendable {
                 metricsListener = try HTTPEndpointServer(
                     address: metricsAddress, limits: limits,
                     handler: OperationsEndpoints.handler(metrics: metrics, readiness: nil, version: version))
+                metricsFailure = nil
             } catch {
-                health.stop()
-                throw error
+                metricsListener = nil
+                metricsFailure = error
             }
         } else {
             metricsListener = nil
+            metricsFailure = nil
         }
     }
 
-    public var metricsAddress: TransportAddress { metricsListener?.boundAddress ?? health.boundAddress }
+    /// Where /metrics is served, or nil when nowhere (`metricsFailure`).
+    public var metricsAddress: TransportAddress? {
+        if let metricsListener { return metricsListener.boundAddress }
+        return metricsFailure == nil ? health.boundAddress : nil
+    }
 
     public func stop() {
         health.stop()
