@@ -78,7 +78,7 @@ struct HostileClientTests {
         let server = try TurnServerUnderTest(.turnRelay)
         defer { server.stop() }
         let alice = try Self.client(server, id: "alice")
-        #expect(alice.allocate()?.errorCode == nil)
+        #expect(try #require(alice.allocate(), "no answer to Allocate").errorCode == nil)
         let zero = TransportAddress(ip: .v4(IPv4Address(127, 0, 0, 2)), port: 0)
         #expect(alice.channelBind(0x4000, peer: zero)?.errorCode == 403)
         // A Send indication to port 0 is dropped; the relay keeps relaying to real peers.
@@ -113,7 +113,7 @@ struct HostileClientTests {
         let server = try TurnServerUnderTest(.turnRelay)
         defer { server.stop() }
         let alice = try Self.client(server, id: "alice")
-        #expect(alice.allocate()?.errorCode == nil)
+        #expect(try #require(alice.allocate(), "no answer to Allocate").errorCode == nil)
         var channel: UInt16 = 0x4000
         for spelling in ["127.0.0.1", "127.0.0.2", "127.9.9.9", "0.0.0.0"] {
             let peer = TransportAddress(ip: .v4(IPv4Address(spelling)!), port: server.port)
@@ -205,7 +205,7 @@ struct HostileClientTests {
         let parsed = try #require(TestTURNClient.parseResponse(challenge.bytes, id: Self.fixedID))
         #expect(parsed.errorCode == 401 && parsed.realm == server.realm && parsed.nonce != nil)
         let alice = try Self.client(server, id: "alice", bind: "127.0.2.2")
-        #expect(alice.allocate()?.errorCode == nil)
+        #expect(try #require(alice.allocate(), "no answer to Allocate").errorCode == nil)
     }
 
     // MARK: - Helpers
