@@ -299,20 +299,14 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
 
     /// Stops for good on a fatal answer from the portal.
     private mutating func stop(reason: String, close: Bool) -> [PortalAction] {
-        var actions: [PortalAction] = []
-        if close, let id = currentConnectionID { actions.append(.close(id: id)) }
-        if ready {
-            ready = false
-            actions.append(.readinessChanged(false))
-        }
-        nextHeartbeat = nil
-        pendingHeartbeats = []
+        var actions = dropConnection(close: close)
         state = .gaveUp
         actions.append(.fatal(reason: reason))
         return actions
     }
 
-    private mutating func fail(now: Duration, reason: String, close: Bool) -> [PortalAction] {
+    /// Closes the connection (when asked), leaves readiness and forgets the heartbeats.
+    private mutating func dropConnection(close: Bool) -> [PortalAction] {
         var actions: [PortalAction] = []
         if close, let id = currentConnectionID { actions.append(.close(id: id)) }
         if ready {
@@ -321,6 +315,11 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
         }
         nextHeartbeat = nil
         pendingHeartbeats = []
+        return actions
+    }
+
+    private mutating func fail(now: Duration, reason: String, close: Bool) -> [PortalAction] {
+        var actions = dropConnection(close: close)
         failedAttempts += 1
         let start = outageStart ?? now
         outageStart = start

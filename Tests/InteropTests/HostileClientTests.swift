@@ -181,10 +181,11 @@ struct HostileClientTests {
             $0.appendRequestedTransport(17)
             $0.appendFingerprint()
         }))
-        cases.append(("allocate as aioice sends it", Self.request(.allocate) {
+        let aioiceAllocate = Self.request(.allocate) {
             $0.appendUInt32(.lifetime, 600)
             $0.appendRequestedTransport(17)
-        }))
+        }
+        cases.append(("allocate as aioice sends it", aioiceAllocate))
         cases.append(("create permission + peer", Self.request(.createPermission) {
             $0.appendXorAddress(.xorPeerAddress, TransportAddress(ip: .v4(IPv4Address(127, 0, 0, 2)), port: 9))
         }))
@@ -200,7 +201,7 @@ struct HostileClientTests {
         }
         // A real client's first Allocate still gets REALM and a NONCE, and the full dance works.
         let socket = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(IPv4Address(127, 0, 2, 1)), port: 0))
-        socket.send(cases[7].1, to: listener)
+        socket.send(aioiceAllocate, to: listener)
         let challenge = try #require(socket.receive(timeoutMilliseconds: 2000))
         let parsed = try #require(TestTURNClient.parseResponse(challenge.bytes, id: Self.fixedID))
         #expect(parsed.errorCode == 401 && parsed.realm == server.realm && parsed.nonce != nil)

@@ -135,13 +135,7 @@ struct WorkerDataPathTests {
         // A legitimate burst afterwards still leaves as one GSO send.
         let sent: [UInt8] = [0xB0, 10] + payload(5, length: 98)
         f.client.send(sent, to: f.listener)
-        var count = 0
-        for _ in 0..<10 {
-            guard let r = f.client.receive() else { break }
-            #expect(r.bytes == sent)
-            count += 1
-        }
-        #expect(count == 10)
+        #expect(receiveCopies(of: sent, upTo: 10, on: f.client) == 10)
         let stats = f.stop()
         #expect(stats.segmentationFallbacks == 3)
         #expect(stats.gsoFallbackDestinationRefused == 3)

@@ -480,7 +480,7 @@ extension Server {
         // XOR-PEER-ADDRESS attribute; if a value is not allowed, the server rejects the request
         // with a 403 (Forbidden) error."
         let admission = admission(of: peerAddress)
-        guard admission == .allowed || (admission == .ownAddress && isLiveRelayPort(peerAddress)) else { throw .forbidden }
+        guard isAdmitted(peerAddress, admission) else { throw .forbidden }
         // "The channel number is not currently bound to a different transport address (same
         // transport address is OK); The transport address is not currently bound to a different
         // channel number." Both hold through the 5-minute cooldown after expiry (RFC 8656 §12:
@@ -594,8 +594,10 @@ extension Server {
     }
 
     /// `admission`, with an own-address peer checked against the live relay ports now.
-    func isPeerAllowed(_ peer: TransportAddress) -> Bool {
-        switch admission(of: peer) {
+    func isPeerAllowed(_ peer: TransportAddress) -> Bool { isAdmitted(peer, admission(of: peer)) }
+
+    func isAdmitted(_ peer: TransportAddress, _ admission: PeerAdmission) -> Bool {
+        switch admission {
         case .allowed: return true
         case .denied: return false
         case .ownAddress: return isLiveRelayPort(peer)

@@ -76,6 +76,8 @@ extension Server {
         // Unauthenticated answers shrink until they fit the budget: first the reason phrase goes,
         // then the nonce cookie with PASSWORD-ALGORITHMS, then REALM and NONCE themselves.
         let budget = authenticated ? Int.max : Self.unauthenticatedBudget(requestLength: message.bytes.count)
+        // Minted once: the full and lean forms carry the same nonce (an HMAC each time otherwise).
+        var cookieNonce: String?
         for form in ChallengeForm.allCases {
             let sent = encode(type: type, transactionID: message.transactionID, to: client, signer: signer,
                               fingerprint: message.hasFingerprint, cache: authenticated,
@@ -89,7 +91,9 @@ extension Server {
                     // RFC 8489 §9.2.4: "The server MUST include a REALM value ... MUST include a
                     // NONCE" and, with the nonce cookie's security feature bit, "PASSWORD-ALGORITHMS".
                     writer.append(.realm, string: configuration.realm)
-                    writer.append(.nonce, string: nonces.mint(for: client.address, nowUnixSeconds: now.unixSeconds))
+                    let nonce = cookieNonce ?? nonces.mint(for: client.address, nowUnixSeconds: now.unixSeconds)
+                    cookieNonce = nonce
+                    writer.append(.nonce, string: nonce)
                     if nonces.advertisesPasswordAlgorithms {
                         writer.appendPasswordAlgorithms(Self.advertisedPasswordAlgorithms)
                     }

@@ -222,7 +222,7 @@ public final class Server {
             return
         }
         // A peer on this host's own address only while its port is a live allocation (hairpin).
-        if channel.peerIsOwnAddress && !isLiveRelayPort(channel.peer.address) {
+        if channel.peerIsOwnAddress && !ownAddressPeerIsLive(channel.peer.address) {
             statistics.drops.peerDenied &+= 1
             return
         }
@@ -290,6 +290,11 @@ public final class Server {
 }
 
 extension Server {
+    /// Out of line: only channels to this host's own addresses take it, and inlining it into the
+    /// fast path (with the IPv4-mapped canonicalization) cost every ChannelData datagram.
+    @inline(never)
+    func ownAddressPeerIsLive(_ peer: TransportAddress) -> Bool { isLiveRelayPort(peer) }
+
     static func effectivePolicy(_ configuration: ServerConfiguration) -> PeerPolicy {
         let own = [configuration.relayAddress(.ipv4), configuration.relayAddress(.ipv6)].compactMap { $0 }
             + configuration.localAddresses
