@@ -14,10 +14,13 @@ enum LoopbackPorts {
     /// Whether ::1 exists on this machine (a UDP socket can bind to it).
     static let ipv6Available: Bool = canBind(ipv6: true, port: 0)
 
-    /// A UDP port that is free on 127.0.0.1 (and on ::1 when that exists) right now.
+    /// A UDP port that is free on 127.0.0.1 (and on ::1 when that exists) right now, below the
+    /// kernel's ephemeral range and so outside turn-relay's default relay range (49152–65535),
+    /// which it refuses as a listen port.
     static func freePort() throws -> UInt16 {
-        for _ in 0..<50 {
-            guard let port = boundEphemeralPort() else { continue }
+        for _ in 0..<200 {
+            let port = UInt16.random(in: 20000...32000)
+            guard canBind(ipv6: false, port: port) else { continue }
             if !ipv6Available || canBind(ipv6: true, port: port) { return port }
         }
         throw NoFreePort(what: "a free UDP port on loopback")
@@ -49,28 +52,6 @@ enum LoopbackPorts {
     }
 
     private static let nextWindow = LockedValue(Int(getpid()) % 20)
-
-    private static func boundEphemeralPort() -> UInt16? {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0 else { return nil }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { return nil }
-        return UInt16(bigEndian: address.sin_port)
-    }
 
     static func canBind(ipv6: Bool, port: UInt16, ipv4Address: String = "127.0.0.1") -> Bool {
         let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
