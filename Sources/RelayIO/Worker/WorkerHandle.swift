@@ -4,15 +4,6 @@ import Glibc
 import RelayCore
 import STUN
 import Synchronization
-
-/// What a processor factory learns about the worker it is made for.
-public struct WorkerContext: Sendable {
-    public var index: Int
-    /// The listener sockets' bound addresses (useful when the configured port was 0).
-    public var listenerAddresses: [TransportAddress]
-    public var clock: RelayClock
-}
-
 /// A running worker thread, seen from outside: ask it to drain or stop, wait for it, read its
 /// published statistics.
 public final class WorkerHandle: Sendable {
@@ -136,30 +127,4 @@ public final class WorkerHandle: Sendable {
 
     /// The statistics last published (about once a second, and at exit).
     public var statistics: WorkerStatistics { control.published.withLock { $0 } }
-}
-
-struct SendableListener: Sendable {
-    var handle: SocketHandle
-    var fd: Int32
-}
-
-final class ThreadBody: @unchecked Sendable {
-    let run: @Sendable () -> Void
-    init(_ run: @escaping @Sendable () -> Void) { self.run = run }
-}
-
-func spawnThread(_ body: @escaping @Sendable () -> Void) throws(RelayIOError) -> pthread_t {
-    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
-    var thread = pthread_t()
-    let rc = pthread_create(&thread, nil, { argument in
-        guard let argument else { return nil }
-        let body = Unmanaged<ThreadBody>.fromOpaque(argument).takeRetainedValue()
-        body.run()
-        return nil
-    }, box)
-    guard rc == 0 else {
-        Unmanaged<ThreadBody>.fromOpaque(box).release()
-        throw .thread(errno: rc)
-    }
-    return thread
 }

@@ -9,8 +9,9 @@ import STUN
 ///
 /// The loop: reap a batch of completions → hand the received datagrams to the processor in one
 /// `process` call → carry out its socket requests (answering `socketOpened` at once) → turn its
-/// outbound datagrams into sendmsg SQEs (GSO runs) → give unheld buffers back → sleep in
-/// `io_uring_submit_and_wait_timeout` until a completion or the processor's next timer (≤ 1 s).
+/// outbound datagrams into sends (GSO runs) → give unheld buffers back → sleep in the backend's
+/// `submitAndWait` (io_uring: submit and wait on the ring; batched syscalls: flush the queued
+/// sendmmsg runs and `epoll_wait`) until a completion or the processor's next timer (≤ 1 s).
 final class Worker<P: DatagramProcessor, B: IOBackend> {
     let configuration: WorkerConfiguration
     let processor: P

@@ -2,7 +2,7 @@ import RelayCore
 
 /// What a worker drives: the TURN core, or (in tests and the benchmark's baseline) a plain forwarder.
 ///
-/// A worker is generic over its processor (`Worker<P>`), so these calls are static, once per batch,
+/// A worker is generic over its processor and its backend (`Worker<P, B>`), so these calls are static, once per batch,
 /// never once per datagram.
 public protocol DatagramProcessor: AnyObject, SendableMetatype {
     /// A batch of received datagrams. Outputs go into `out`.

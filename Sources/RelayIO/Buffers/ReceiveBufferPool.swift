@@ -13,7 +13,7 @@ import RelayCore
 /// 96 in every slot. The shim decodes the first 96 bytes into a `cu_completion` before Swift sees the
 /// datagram, so they become headroom: 96 ≥ `InboundDatagram.headroom` (64). The slack after the
 /// kernel's part gives every datagram ≥ `InboundDatagram.tailroom` (8) bytes after it, and room to
-/// spread GRO segments apart (see `Worker.splitCoalesced`).
+/// spread GRO segments apart (see `Worker.appendReceived`).
 ///
 /// A slot is owned by the kernel (in the buffer ring) or by the worker. The worker counts holders
 /// per slot: one while the datagram is in the batch being processed, plus one per send that points

@@ -1,0 +1,33 @@
+import CURing
+import Glibc
+
+/// What differs between the two ways a worker does I/O: how receives are armed and delivered, and
+/// how sends are submitted and completed. Everything else (buffer pools and their headroom layout,
+/// GRO splitting, GSO grouping, the send table, the core's batches, counters) is the worker's and is
+/// shared. Both backends report through the same decoded `cu_completion`s, so the worker loop is
+/// one piece of code, specialized per backend (`Worker<P, B>`): no existential on the data path.
+protocol IOBackend {
+    /// Sets the backend up over the worker's receive slots (all of them free at first).
+    init(configuration: WorkerConfiguration, receiveBuffers rx: ReceiveBufferPool) throws(RelayIOError)
+    /// Releases kernel resources; the receive slots may be freed afterwards.
+    func shutdown()
+
+    var sendSlotCount: Int { get }
+    /// Starts delivering `fd`'s datagrams as completions carrying `userData` (until one arrives
+    /// without `CU_CQE_F_MORE`). False when it could not be armed now.
+    func armReceive(fd: Int32, userData: UInt64) -> Bool
+    /// Stops the receive armed with `userData` on `fd` (the socket is closed right after).
+    func cancelReceive(fd: Int32, userData: UInt64)
+    /// One completion carrying `userData` when `fd` becomes readable.
+    func pollIn(fd: Int32, userData: UInt64)
+
+    func sendIovecs(_ slot: Int) -> UnsafeMutablePointer<iovec>?
+    /// Queues sendmsg of `slot`'s first `count` iovecs; false when it cannot be queued.
+    func prepareSend(slot: Int, fd: Int32, destination: inout cu_addr, count: Int, segmentSize: UInt16,
+                     userData: UInt64) -> Bool
+    /// Submits what is queued and waits up to `timeout` ns for a completion (0: no wait).
+    func submitAndWait(_ timeout: UInt64) -> Int32
+    func reap(into out: UnsafeMutablePointer<cu_completion>, max: Int) -> Int
+    /// Hands `count` receive slots back.
+    func returnBuffers(_ ids: UnsafePointer<UInt16>, count: Int)
+}
