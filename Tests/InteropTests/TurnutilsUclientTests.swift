@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// coturn's `turnutils_uclient` with a TURN REST API secret (-W), echoing through
 /// `turnutils_peer`. Each run sends a small number of messages, so it finishes in seconds.
@@ -113,7 +114,7 @@ extension RealClientTests {
 
     /// IPv6 relays and dual allocations, where ::1 exists.
     @Test("turnutils_uclient with IPv6 relayed addresses relays every message with zero loss",
-          .enabled(if: LoopbackPorts.ipv6Available, "::1 is not configured on this machine's loopback"),
+          .enabled(if: IPv6Loopback.isAvailable, IPv6Loopback.missing),
           arguments: ipv6RelayScenarios + dualAllocationScenarios)
     func uclientWithIPv6(_ scenario: UclientScenario) throws {
         try runUclientScenario(scenario)
