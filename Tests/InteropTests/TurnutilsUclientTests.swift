@@ -1,4 +1,7 @@
 import Foundation
+import RelayCore
+import STUN
+import TURNTestClient
 import Testing
 import TestSupport
 
@@ -136,6 +139,22 @@ extension RealClientTests {
         #expect(run.status != nil, "turnutils_uclient did not finish within 60 s")
         #expect(run.status != 0, "uclient succeeded with a wrong secret:\n\(run.output)")
         #expect((report?.receivedMessages ?? 0) == 0)
+        // It was refused, not left unanswered: uclient prints no error code, but it logs each
+        // Allocate answer it got (each a 401 challenge, re-sent with credentials) before giving up.
+        let answers = run.output.components(separatedBy: "allocate response received").count - 1
+        #expect(answers >= 2, "uclient got \(answers) answers to its Allocates:\n\(run.output)")
+        #expect(run.output.contains("Cannot complete Allocation"), "\(run.output)")
+        #expect(!run.output.contains("allocate response received: success"), "\(run.output)")
+        // And the answer is 401: the same kind of credential (a REST username, its password made
+        // with the wrong secret), Allocate sent with it after the first challenge.
+        let wrong = RESTCredential.make(secret: "not-the-\(server.secret)", ttlSeconds: 3600, id: "uclient",
+                                        nowUnixSeconds: UInt64(Date().timeIntervalSince1970))
+        let client = try TestTURNClient(server: TransportAddress(ip: .v4(.loopback), port: server.port),
+                                        username: wrong.username, password: wrong.password)
+        let refused = try #require(client.allocate(), "no answer to an Allocate with a wrong-secret credential")
+        #expect(refused.messageClass == .errorResponse)
+        #expect(refused.errorCode == 401, "\(String(describing: refused.errorCode))")
+        #expect(client.key != nil, "the 401 was the first challenge, not the answer to the credentials")
         #expect(server.isRunning, "\(server.implementation) exited:\n\(server.output)")
         let stopped = server.stop()
         #expect(stopped.isClean, "\(server.implementation) \(stopped)")
