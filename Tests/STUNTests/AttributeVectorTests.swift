@@ -19,7 +19,7 @@ import STUN
         encode(request, id, build)
     }
 
-    /// RFC 8656 §18.8 REQUESTED-ADDRESS-FAMILY (0x0017), its figure:
+    /// RFC 8656 §18.6 REQUESTED-ADDRESS-FAMILY (0x0017), its figure:
     ///     |     Family    |            Reserved                           |
     /// "0x01 IPv4, 0x02 IPv6"; and §18.11 ADDITIONAL-ADDRESS-FAMILY (0x8000), "the same format as
     /// REQUESTED-ADDRESS-FAMILY" (IPv6 is the only value it allows).
@@ -39,7 +39,7 @@ import STUN
         }
     }
 
-    /// RFC 8656 §18.4 EVEN-PORT (0x0018), its figure: one byte,
+    /// RFC 8656 §18.7 EVEN-PORT (0x0018), its figure: one byte,
     ///     |R|    RFFU     |
     /// "R: If 1, the server is requested to reserve the next-higher port number"; the value is one
     /// byte, so the attribute is followed by 3 bytes of padding (RFC 8489 §14).
@@ -52,7 +52,7 @@ import STUN
         #expect(try parsed(noReserve) { try $0.evenPort()?.reserveNext } == false)
     }
 
-    /// RFC 8656 §18.9 RESERVATION-TOKEN (0x0022): "The RESERVATION-TOKEN attribute contains a token
+    /// RFC 8656 §18.10 RESERVATION-TOKEN (0x0022): "The RESERVATION-TOKEN attribute contains a token
     /// that uniquely identifies a relayed transport address being held in reserve by the server.
     /// ... The attribute value is 8 bytes".
     @Test func reservationToken() throws {
@@ -87,12 +87,12 @@ import STUN
         #expect(Self.written { $0.appendAddressErrorCode(family: .ipv4, code: 440, reason: "Bad") } == odd)
     }
 
-    /// RFC 8489 §14.12 PASSWORD-ALGORITHMS (0x8002), its figure:
+    /// RFC 8489 §14.11 PASSWORD-ALGORITHMS (0x8002), its figure:
     ///     |         Algorithm 1           | Algorithm 1 Parameters Length |
     ///     |                    Algorithm 1 Parameters (variable)
     ///     |         Algorithm 2           | Algorithm 2 Parameters Length |
-    /// and §14.11 PASSWORD-ALGORITHM (0x001D), one such entry. §18.5: 0x0001 MD5,
-    /// 0x0002 SHA-256, both "no parameters".
+    /// and §14.12 PASSWORD-ALGORITHM (0x001D), one such entry. RFC 8489's registry: 0x0001
+    /// MD5, 0x0002 SHA-256, both without parameters.
     @Test func passwordAlgorithms() throws {
         let list = Self.message(hex("80 02 00 08  00 01 00 00  00 02 00 00"))
         let one = Self.message(hex("00 1d 00 04  00 02 00 00"))
