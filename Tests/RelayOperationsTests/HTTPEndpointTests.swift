@@ -3,6 +3,7 @@ import RelayOperations
 import STUN
 import Synchronization
 import Testing
+@testable import OperationsTestSupport
 
 private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
 

@@ -3,6 +3,7 @@ import RelayCore
 import RelayOperations
 import STUN
 import Testing
+@testable import OperationsTestSupport
 
 private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
 

@@ -5,6 +5,7 @@ import RelayOperations
 import STUN
 import Testing
 import TestSupport
+@testable import OperationsTestSupport
 
 private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
 
@@ -166,7 +167,7 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
             var own = server
             own.portRange = slice
             return operations.makeProcessor(worker: context.index,
-                                            server: Server(configuration: own, random: SystemRandomNumberGenerator(),
+                                            server: Server(configuration: own, random: SplitMix64(seed: UInt64(context.index) &+ 0x5EED),
                                                            now: context.clock.now()))
         }
         defer {

@@ -3,6 +3,7 @@ import RelayPortal
 import RelayPortalWebSocket
 import Synchronization
 import Testing
+@testable import OperationsTestSupport
 
 /// `PortalConnection` (the WebSocket driver of the sans-IO `PortalChannel`) against the in-test
 /// Phoenix portal over real WebSocket connections on 127.0.0.1.

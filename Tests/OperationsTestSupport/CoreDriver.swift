@@ -2,6 +2,7 @@ import RelayCore
 import RelayOperations
 import STUN
 import Testing
+import TestSupport
 
 /// Drives an `InstrumentedServer` (a real RelayCore `Server`) the way a worker would, on the test's
 /// thread: a receive buffer with the shell's headroom, socket requests answered as opened.
@@ -14,13 +15,13 @@ final class CoreDriver {
     static let realm = "example.org"
     static let relayAddress = IPv4Address(203, 0, 113, 10)
 
-    init(slot: WorkerSlot, reloads: ReloadMailbox.Receiver? = nil, users: [String: String] = ["alice": "alice-pw"]) {
+    /// `seed` seeds the server's generator (nonces, relay ports), so a test is the same on every run.
+    init(slot: WorkerSlot, reloads: ReloadMailbox.Receiver? = nil, users: [String: String] = ["alice": "alice-pw"],
+         seed: UInt64 = 0xC0DE_D41E) {
         var c = ServerConfiguration(relayAddressIPv4: Self.relayAddress, relayAddressIPv6: nil)
         c.realm = Self.realm
         c.credentials = CredentialStore(staticUsers: users)
-        var random = SystemRandomNumberGenerator()
-        let server = Server(configuration: c, random: random, now: now)
-        _ = random.next()
+        let server = Server(configuration: c, random: SplitMix64(seed: seed), now: now)
         processor = InstrumentedServer(
             server: server, publisher: SnapshotPublisher(slot: slot, intervalNanoseconds: 0, heartbeatNanoseconds: 1_000_000_000),
             reloads: reloads)
