@@ -1,6 +1,7 @@
 import RelayCore
 import RelayOperations
 import STUN
+import TURNRequests
 import Testing
 import TestSupport
 
@@ -74,20 +75,8 @@ final class CoreDriver {
 
     static func message(_ method: STUNMethod, id: UInt8, auth: (user: String, password: String, nonce: String)? = nil,
                         realm: String = CoreDriver.realm, _ body: (inout STUNMessageWriter) -> Void = { _ in }) -> [UInt8] {
-        var storage = [UInt8](repeating: 0, count: 1024)
-        let length = storage.withUnsafeMutableBytes { raw -> Int in
-            var w = STUNMessageWriter(into: raw, type: STUNMessageType(method: method, messageClass: .request),
-                                      transactionID: transactionID(id))
-            body(&w)
-            if let auth {
-                w.append(.username, string: auth.user)
-                w.append(.realm, string: realm)
-                w.append(.nonce, string: auth.nonce)
-                w.appendMessageIntegrity(key: longTermKey(username: auth.user, realm: realm, password: auth.password, algorithm: .md5))
-            }
-            return w.finish() ?? 0
-        }
-        return Array(storage[0..<length])
+        let credentials = auth.map { LongTermAuth(username: $0.user, realm: realm, nonce: $0.nonce, password: $0.password) }
+        return TURNRequest.bytes(method, transactionID: transactionID(id), auth: credentials, capacity: 1024, body) ?? []
     }
 
     /// The response's class and error code (0 for success).
