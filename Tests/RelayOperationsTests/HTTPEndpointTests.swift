@@ -3,11 +3,13 @@ import RelayOperations
 import STUN
 import Synchronization
 import Testing
+import TestSupport
 @testable import OperationsTestSupport
 
 private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
 
-@Suite struct HTTPEndpointTests {
+/// Blocking sockets with timeouts of up to seconds: on threads of their own, off the cooperative pool.
+@Suite(.dedicatedThread) struct HTTPEndpointTests {
     @Test func healthIsAlwaysOKAndReadinessFollowsItsChecks() throws {
         let readiness = Readiness()
         let server = try OperationsServer(healthAddress: loopbackAnyPort, metricsAddress: nil,
@@ -77,7 +79,7 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
     }
 }
 
-@Suite struct HostileHTTPInputTests {
+@Suite(.dedicatedThread) struct HostileHTTPInputTests {
     static func server(_ limits: HTTPEndpointServer.Limits) throws -> HTTPEndpointServer {
         try HTTPEndpointServer(address: loopbackAnyPort, limits: limits,
                                handler: OperationsEndpoints.handler(metrics: RelayMetrics(), readiness: Readiness(), version: "t"))
