@@ -178,7 +178,7 @@ final class TurnServerUnderTest: @unchecked Sendable {
     /// when the line is missing or names another backend.
     private static func ioBackendLine(in output: String, requested: String?, process: ChildProcess) throws -> String {
         let expected: [String] = switch requested {
-        case nil, "auto": ["io backend io-uring", "io backend batched-syscalls"]
+        case nil, "auto"?: ["io backend io-uring", "io backend batched-syscalls"]
         case let backend?: ["io backend \(backend)"]
         }
         for line in output.split(separator: "\n") {
