@@ -1,6 +1,7 @@
 import Glibc
 import RelayOperations
 import STUN
+import Testing
 
 /// A blocking TCP client for the tests, with receive/send timeouts so nothing waits forever.
 struct HTTPTestClient {
@@ -156,4 +157,10 @@ struct Exposition {
     }
 
     subscript(_ key: String) -> Double? { samples[key] }
+}
+
+func scrapeMetrics(_ address: TransportAddress) throws -> Exposition {
+    let response = try HTTPTestClient.get(address, "/metrics")
+    #expect(response.status == 200)
+    return try Exposition(response.body)
 }

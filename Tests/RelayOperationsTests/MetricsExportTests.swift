@@ -131,9 +131,3 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         #expect(recorder.total("relay_packet_size_bytes_sum", [:]) == 240)
     }
 }
-
-func scrapeMetrics(_ address: TransportAddress) throws -> Exposition {
-    let response = try HTTPTestClient.get(address, "/metrics")
-    #expect(response.status == 200)
-    return try Exposition(response.body)
-}

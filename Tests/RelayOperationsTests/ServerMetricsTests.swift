@@ -204,13 +204,3 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         #expect(draining.body.contains("not draining"))
     }
 }
-
-/// Retries `condition` every 20 ms until it holds or `seconds` pass.
-func poll(seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = MonotonicClock.nanoseconds() + UInt64(seconds * 1e9)
-    while true {
-        if try condition() { return true }
-        if MonotonicClock.nanoseconds() > deadline { return false }
-        usleep(20_000)
-    }
-}
