@@ -129,7 +129,8 @@ extension RealClientTests {
         let peer = try TurnutilsPeer()
         let uclient = try ExternalTool.locate("turnutils_uclient")
         let arguments = [
-            "-c", "-W", "not-the-\(server.secret)", "-p", "\(server.port)", "-e", LoopbackPorts.peerIPv4, "-r", "\(peer.port)",
+            // -v: uclient logs each answer to its Allocates (it prints no error code).
+            "-v", "-c", "-W", "not-the-\(server.secret)", "-p", "\(server.port)", "-e", LoopbackPorts.peerIPv4, "-r", "\(peer.port)",
             "-n", "\(Self.messagesPerSession)", "127.0.0.1",
         ]
         let run = try ChildProcess.run(uclient, arguments, name: "turnutils_uclient", timeout: .seconds(60))
