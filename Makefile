@@ -6,17 +6,21 @@ export PYTHON
 
 .PHONY: run test deps-run deps-test
 
+# Built once; then the binary SwiftPM just built is exec'd (`swift run` would plan and build again).
 run: deps-run
 	swift build -c release --product turn-relay
-	swift run -c release turn-relay
+	exec "$$(swift build -c release --show-bin-path)/turn-relay"
 
 # The interop tests start the turn-relay binary that sits next to the test bundle, so everything
 # (executables included) is built before the tests run.
+# scripts/swift-test-counted fails a run that executes no test (a filter that matches nothing) and
+# lists the skipped tests after each run.
 test: deps-test
 	swift build --build-tests
-	swift test --skip-build
-	# The real-client interop suite once more, with turn-relay on its second I/O backend.
-	INTEROP_IO_BACKEND=batched-syscalls swift test --skip-build --filter InteropTests
+	scripts/swift-test-counted --skip-build
+	# The real-client interop suite once more, with turn-relay on its second I/O backend (the
+	# harness checks that turn-relay logged `io backend batched-syscalls`).
+	INTEROP_IO_BACKEND=batched-syscalls scripts/swift-test-counted --skip-build --filter InteropTests
 
 deps-run:
 	scripts/install-deps run

@@ -105,7 +105,7 @@ let package = Package(
         .target(
             name: "TurnBenchKit",
             dependencies: [
-                "RelayCore", "RelayIO", "STUN", "CTurnBenchIO",
+                "RelayCore", "RelayIO", "STUN", "TURNRequests", "CTurnBenchIO",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/TurnBenchKit"
@@ -120,22 +120,44 @@ let package = Package(
         ),
         // What several test targets share: a seeded generator, and the `.dedicatedThread` trait.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // The one TURN request builder (method attributes, long-term credentials, FINGERPRINT) that
+        // the tests and the benchmark share; STUN only.
+        .target(name: "TURNRequests", dependencies: ["STUN"], path: "Tests/TURNRequests"),
         // A small blocking TURN client over real UDP sockets, for the socket and binary tests.
-        .target(name: "TURNTestClient", dependencies: ["RelayIO", "STUN"], path: "Tests/TURNTestClient"),
+        .target(name: "TURNTestClient", dependencies: ["RelayIO", "STUN", "TURNRequests", "TestSupport"],
+                path: "Tests/TURNTestClient"),
+        // What the operations, portal and binary tests share: a blocking HTTP client and Prometheus
+        // text reader, the in-test Phoenix portal (phoenix_portal.py, run with Python), and a driver
+        // of the instrumented core. Its declarations are internal; the tests `@testable import` it.
+        .target(
+            name: "OperationsTestSupport",
+            dependencies: ["TestSupport", "TURNRequests", "RelayOperations", "RelayCore", "STUN"],
+            path: "Tests/OperationsTestSupport",
+            exclude: ["phoenix_portal.py"]
+        ),
+        .testTarget(name: "TestSupportTests", dependencies: ["TestSupport"]),
         .testTarget(name: "STUNTests", dependencies: ["TestSupport", "STUN"]),
-        .testTarget(name: "RelayCoreTests", dependencies: ["TestSupport", "RelayCore", "STUN"]),
+        .testTarget(name: "RelayCoreTests", dependencies: ["TestSupport", "TURNRequests", "RelayCore", "STUN"]),
         .testTarget(name: "RelayIOTests", dependencies: ["TestSupport", "TURNTestClient", "RelayIO", "RelayCore", "STUN"]),
         .testTarget(name: "InteropTests", dependencies: ["TestSupport", "TURNTestClient", "RelayIO", "RelayCore", "STUN"]),
         .testTarget(
             name: "RelayOperationsTests",
             dependencies: [
-                "TestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN", "RelayPortal", "RelayPortalWebSocket",
+                "TestSupport", "OperationsTestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
-            ],
-            exclude: ["phoenix_portal.py"]
+            ]
+        ),
+        // The turn-relay executable as a process: reload, portal mode, Firezone drop-in.
+        .testTarget(
+            name: "TurnRelayTests",
+            dependencies: ["TestSupport", "OperationsTestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN"]
         ),
         .testTarget(name: "RelayOTelTests", dependencies: ["RelayOTel", "RelayOperations"], exclude: ["otlp_receiver.py"]),
-        .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit"]),
+        .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit", "TURNRequests"]),
         .testTarget(name: "RelayPortalTests", dependencies: ["RelayPortal"]),
+        .testTarget(
+            name: "RelayPortalWebSocketTests",
+            dependencies: ["OperationsTestSupport", "RelayPortal", "RelayPortalWebSocket"]
+        ),
     ]
 )

@@ -29,44 +29,49 @@ struct HostileClientTests {
     /// answered Send and ChannelData. Now only live allocations are reachable there (hairpin),
     /// on IPv4 and IPv6.
     @Test func ownAddressPortsAreReachableOnlyWhileAnAllocationHoldsThem() throws {
+        try ownAddressPortsAreReachableOnlyWhileAnAllocationHoldsThem(ipv6: false)
+    }
+
+    @Test(.enabled(if: IPv6Loopback.isAvailable, IPv6Loopback.missing))
+    func ownAddressPortsAreReachableOnlyWhileAnAllocationHoldsThemOverIPv6() throws {
+        try ownAddressPortsAreReachableOnlyWhileAnAllocationHoldsThem(ipv6: true)
+    }
+
+    func ownAddressPortsAreReachableOnlyWhileAnAllocationHoldsThem(ipv6: Bool) throws {
         let server = try TurnServerUnderTest(.turnRelay, allowLoopbackPeers: false)
         defer { server.stop() }
-        var families: [Bool] = [false]
-        if LoopbackPorts.ipv6Available { families.append(true) } else { print("hostile: no ::1 here, IPv6 case skipped") }
-        for ipv6 in families {
-            let relayIP: IPAddress = ipv6 ? .v6(.loopback) : .v4(.loopback)
-            // Some program's socket on the relay's address, inside the relay range, no allocation.
-            let echoPort = server.relayPorts.upperBound - 3
-            let echo = try UDPEcho(TransportAddress(ip: relayIP, port: echoPort))
-            defer { echo.stop() }
-            let target = TransportAddress(ip: relayIP, port: echoPort)
+        let relayIP: IPAddress = ipv6 ? .v6(.loopback) : .v4(.loopback)
+        // Some program's socket on the relay's address, inside the relay range, no allocation.
+        let echoPort = server.relayPorts.upperBound - 3
+        let echo = try UDPEcho(TransportAddress(ip: relayIP, port: echoPort))
+        defer { echo.stop() }
+        let target = TransportAddress(ip: relayIP, port: echoPort)
 
-            let alice = try Self.client(server, id: "alice", ipv6: ipv6)
-            let allocated = try #require(alice.allocate(family: ipv6 ? .ipv6 : nil))
-            #expect(allocated.errorCode == nil, "allocate: \(String(describing: allocated.errorCode))")
-            // A permission is IP-only (RFC 8656 §9), so the relay's own address gets one ...
-            #expect(alice.createPermission(peer: target)?.errorCode == nil)
-            // ... but neither a Send indication nor a channel reaches the non-allocation port.
-            for i in 0..<20 { alice.sendIndication(to: target, payload: [0xEC, UInt8(i)]) }
-            #expect(alice.channelBind(0x4000, peer: target)?.errorCode == 403)
-            #expect(echo.received(within: .milliseconds(700)) == 0, "ipv6=\(ipv6): the echo service was reached")
+        let alice = try Self.client(server, id: "alice", ipv6: ipv6)
+        let allocated = try #require(alice.allocate(family: ipv6 ? .ipv6 : nil))
+        #expect(allocated.errorCode == nil, "allocate: \(String(describing: allocated.errorCode))")
+        // A permission is IP-only (RFC 8656 §9), so the relay's own address gets one ...
+        #expect(alice.createPermission(peer: target)?.errorCode == nil)
+        // ... but neither a Send indication nor a channel reaches the non-allocation port.
+        for i in 0..<20 { alice.sendIndication(to: target, payload: [0xEC, UInt8(i)]) }
+        #expect(alice.channelBind(0x4000, peer: target)?.errorCode == 403)
+        #expect(echo.received(within: .milliseconds(700)) == 0, "ipv6=\(ipv6): the echo service was reached")
 
-            // Hairpin between two real allocations keeps working.
-            let bob = try Self.client(server, id: "bob", ipv6: ipv6)
-            let bobAllocated = try #require(bob.allocate(family: ipv6 ? .ipv6 : nil))
-            let bobRelayed = try #require(bobAllocated.xorRelayedAddresses.first)
-            let aliceRelayed = try #require(allocated.xorRelayedAddresses.first)
-            #expect(bob.createPermission(peer: aliceRelayed)?.errorCode == nil)
-            #expect(alice.channelBind(0x4001, peer: bobRelayed)?.errorCode == nil)
-            alice.sendChannelData(0x4001, payload: [1, 2, 3, 4])
-            #expect(bob.receive() == .dataIndication(peer: aliceRelayed, payload: [1, 2, 3, 4]))
-            // Once Bob's allocation is gone, its port is no longer a peer, even on the bound channel.
-            #expect(bob.refresh(lifetime: 0)?.errorCode == nil)
-            let quiet = try UDPEcho(bobRelayed, attempts: 20)
-            defer { quiet.stop() }
-            for _ in 0..<5 { alice.sendChannelData(0x4001, payload: [5, 6]) }
-            #expect(quiet.received(within: .milliseconds(500)) == 0)
-        }
+        // Hairpin between two real allocations keeps working.
+        let bob = try Self.client(server, id: "bob", ipv6: ipv6)
+        let bobAllocated = try #require(bob.allocate(family: ipv6 ? .ipv6 : nil))
+        let bobRelayed = try #require(bobAllocated.xorRelayedAddresses.first)
+        let aliceRelayed = try #require(allocated.xorRelayedAddresses.first)
+        #expect(bob.createPermission(peer: aliceRelayed)?.errorCode == nil)
+        #expect(alice.channelBind(0x4001, peer: bobRelayed)?.errorCode == nil)
+        alice.sendChannelData(0x4001, payload: [1, 2, 3, 4])
+        #expect(bob.receive() == .dataIndication(peer: aliceRelayed, payload: [1, 2, 3, 4]))
+        // Once Bob's allocation is gone, its port is no longer a peer, even on the bound channel.
+        #expect(bob.refresh(lifetime: 0)?.errorCode == nil)
+        let quiet = try UDPEcho(bobRelayed, attempts: 20)
+        defer { quiet.stop() }
+        for _ in 0..<5 { alice.sendChannelData(0x4001, payload: [5, 6]) }
+        #expect(quiet.received(within: .milliseconds(500)) == 0)
     }
 
     // MARK: 2. Port 0

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// coturn's `turnutils_stunclient`: a plain STUN Binding request, answered with the client's
 /// reflexive (XOR-MAPPED-ADDRESS) address.
@@ -11,7 +12,7 @@ extension RealClientTests {
 
     @Test(
         "turnutils_stunclient gets its reflexive address over IPv6",
-        .enabled(if: LoopbackPorts.ipv6Available, "::1 is not configured on this machine's loopback"))
+        .enabled(if: IPv6Loopback.isAvailable, IPv6Loopback.missing))
     func stunclientBindingIPv6() throws {
         try runStunclient(serverHost: "::1", expectedLinePrefix: "IPv6. UDP reflexive addr: ::1:")
     }

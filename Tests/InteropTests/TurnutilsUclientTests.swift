@@ -1,5 +1,9 @@
 import Foundation
+import RelayCore
+import STUN
+import TURNTestClient
 import Testing
+import TestSupport
 
 /// coturn's `turnutils_uclient` with a TURN REST API secret (-W), echoing through
 /// `turnutils_peer`. Each run sends a small number of messages, so it finishes in seconds.
@@ -113,7 +117,7 @@ extension RealClientTests {
 
     /// IPv6 relays and dual allocations, where ::1 exists.
     @Test("turnutils_uclient with IPv6 relayed addresses relays every message with zero loss",
-          .enabled(if: LoopbackPorts.ipv6Available, "::1 is not configured on this machine's loopback"),
+          .enabled(if: IPv6Loopback.isAvailable, IPv6Loopback.missing),
           arguments: ipv6RelayScenarios + dualAllocationScenarios)
     func uclientWithIPv6(_ scenario: UclientScenario) throws {
         try runUclientScenario(scenario)
@@ -125,7 +129,8 @@ extension RealClientTests {
         let peer = try TurnutilsPeer()
         let uclient = try ExternalTool.locate("turnutils_uclient")
         let arguments = [
-            "-c", "-W", "not-the-\(server.secret)", "-p", "\(server.port)", "-e", LoopbackPorts.peerIPv4, "-r", "\(peer.port)",
+            // -v: uclient logs each answer to its Allocates (it prints no error code).
+            "-v", "-c", "-W", "not-the-\(server.secret)", "-p", "\(server.port)", "-e", LoopbackPorts.peerIPv4, "-r", "\(peer.port)",
             "-n", "\(Self.messagesPerSession)", "127.0.0.1",
         ]
         let run = try ChildProcess.run(uclient, arguments, name: "turnutils_uclient", timeout: .seconds(60))
@@ -135,6 +140,22 @@ extension RealClientTests {
         #expect(run.status != nil, "turnutils_uclient did not finish within 60 s")
         #expect(run.status != 0, "uclient succeeded with a wrong secret:\n\(run.output)")
         #expect((report?.receivedMessages ?? 0) == 0)
+        // It was refused, not left unanswered: uclient prints no error code, but it logs each
+        // Allocate answer it got (each a 401 challenge, re-sent with credentials) before giving up.
+        let answers = run.output.components(separatedBy: "allocate response received").count - 1
+        #expect(answers >= 2, "uclient got \(answers) answers to its Allocates:\n\(run.output)")
+        #expect(run.output.contains("Cannot complete Allocation"), "\(run.output)")
+        #expect(!run.output.contains("allocate response received: success"), "\(run.output)")
+        // And the answer is 401: the same kind of credential (a REST username, its password made
+        // with the wrong secret), Allocate sent with it after the first challenge.
+        let wrong = RESTCredential.make(secret: "not-the-\(server.secret)", ttlSeconds: 3600, id: "uclient",
+                                        nowUnixSeconds: UInt64(Date().timeIntervalSince1970))
+        let client = try TestTURNClient(server: TransportAddress(ip: .v4(.loopback), port: server.port),
+                                        username: wrong.username, password: wrong.password)
+        let refused = try #require(client.allocate(), "no answer to an Allocate with a wrong-secret credential")
+        #expect(refused.messageClass == .errorResponse)
+        #expect(refused.errorCode == 401, "\(String(describing: refused.errorCode))")
+        #expect(client.key != nil, "the 401 was the first challenge, not the answer to the credentials")
         #expect(server.isRunning, "\(server.implementation) exited:\n\(server.output)")
         let stopped = server.stop()
         #expect(stopped.isClean, "\(server.implementation) \(stopped)")

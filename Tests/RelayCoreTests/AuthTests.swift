@@ -54,17 +54,25 @@ private let firezonePassword = "RA/3VLiMHZw/VKiz5i3h1JSr9LYhCk+1ffm3AG8OJfQ"
     #expect(candidates.contains(old.password))
     // Once the old secret is removed, its credentials no longer match.
     let rotated = CredentialStore(restSecrets: ["new-secret"])
-    #expect(rotated.lookup(username: old.username, nowUnixSeconds: 1_700_000_000) != .passwords([old.password]))
+    // hmac.new(b'new-secret', b'1700003600:bob', sha1): the new secret's candidate only.
+    #expect(rotated.lookup(username: old.username, nowUnixSeconds: 1_700_000_000) == .passwords(["ykigrDpchzPwXaSOqiddBvz6XOU="]))
 }
 
 @Test func expiredCredentialsAreRefused() {
     let store = CredentialStore(restSecrets: ["north-relay-secret"], firezoneSecrets: [firezoneSecret])
     // "expiry < now" is expired; the named second itself is still valid.
-    #expect(store.lookup(username: "1700000000:alice", nowUnixSeconds: 1_700_000_000) != .expired)
+    // At the named second: the REST candidate, then the Firezone one (the name reads as expiry:salt too):
+    // hmac.new(b'north-relay-secret', b'1700000000:alice', sha1),
+    // sha256(b'1700000000:4c98…61ab:alice') in base64 without padding.
+    #expect(store.lookup(username: "1700000000:alice", nowUnixSeconds: 1_700_000_000)
+        == .passwords(["Vpd4mrqxpsTZhKPID020Lnegi10=", "LjIkkeT/ck1K7VQ8qgfq0QmUy4bcIZgogHWLXrNNv48"]))
     #expect(store.lookup(username: "1700000000:alice", nowUnixSeconds: 1_700_000_001) == .expired)
     #expect(store.lookup(username: "1699999999:\(firezoneSalt)", nowUnixSeconds: 1_700_000_000) == .expired)
     #expect(store.lookup(username: "0", nowUnixSeconds: 1) == .expired)
-    #expect(store.lookup(username: "18446744073709551615:forever", nowUnixSeconds: UInt64.max) != .expired)
+    // hmac.new(b'north-relay-secret', b'18446744073709551615:forever', sha1),
+    // sha256(b'18446744073709551615:4c98…61ab:forever') in base64 without padding.
+    #expect(store.lookup(username: "18446744073709551615:forever", nowUnixSeconds: UInt64.max)
+        == .passwords(["XdCakn7JRY2RSyQSeM5mLp6+MFc=", "I6nXGpQKUfbzuGLO2dzdJRtW37Rx+LeD75h0bPOdC8c"]))
 }
 
 // MARK: - Firezone

@@ -10,7 +10,7 @@ private struct StubbornKey: TableKey, Hashable {
     func tableHash(seed: UInt64) -> UInt64 { bucket }
 }
 
-@Suite struct KeyedTableTests {
+@Suite(.dedicatedThread) struct KeyedTableTests {
     /// Random inserts, overwrites and removals agree with a Dictionary at every step, and every
     /// entry stays reachable within the probe bound.
     @Test func agreesWithDictionary() {

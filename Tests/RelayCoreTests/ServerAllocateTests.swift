@@ -213,12 +213,17 @@ import STUN
         let port = try #require(pending.opens.first?.port)
         #expect(pending.opens.count == 1)
         // RFC 8656 §7.2 step 9: "it includes ADDRESS-ERROR-CODE attribute in the success response".
-        #expect(h.answer(pending.opens).only?.bytes == expectedResponse(.allocate, .successResponse, id: transactionID(1), key: Credentials.alice.key) {
+        let response = h.answer(pending.opens).only?.bytes
+        #expect(response == expectedResponse(.allocate, .successResponse, id: transactionID(1), key: Credentials.alice.key) {
             $0.appendXorAddress(.xorRelayedAddress, TransportAddress(ip: .v4(Addr.relayV4), port: port))
             $0.appendUInt32(.lifetime, 600)
             $0.appendXorAddress(.xorMappedAddress, Addr.client)
             $0.appendAddressErrorCode(family: .ipv6, code: 440, reason: "Address Family not Supported")
         })
+        // The attribute written by hand from RFC 8656 §18.12 (type 0x8001, length 32, family 0x02,
+        // class 4, number 40, the reason), not by the writer the expectation above uses.
+        let addressError: [UInt8] = [0x80, 0x01, 0x00, 0x20, 0x02, 0x00, 0x04, 0x28] + Array("Address Family not Supported".utf8)
+        #expect(response?.firstRange(of: addressError) != nil)
     }
 
     // MARK: EVEN-PORT and RESERVATION-TOKEN

@@ -5,7 +5,7 @@ import STUN
 
 /// Untrusted bytes never trap: mutated requests, indications and frames, on every socket kind,
 /// against a server with live allocations, permissions and channels.
-@Suite struct ServerFuzzTests {
+@Suite(.dedicatedThread) struct ServerFuzzTests {
     @Test func mutatedTrafficNeverTrapsAndTablesStayBounded() throws {
         let h = Harness {
             $0.relayAddressIPv6 = Addr.relayV6

@@ -4,7 +4,7 @@ import TestSupport
 import STUN
 
 /// The server's building blocks: the timer heap, the port allocator, the retransmission cache.
-@Suite struct ServerTablesTests {
+@Suite(.dedicatedThread) struct ServerTablesTests {
     @Test func timerQueueMatchesASortedReferenceUnderRandomOperations() {
         var random = SplitMix64(seed: 5)
         var queue = TimerQueue()

@@ -2,10 +2,11 @@ import Testing
 import TestSupport
 @testable import RelayCore
 import STUN
+import TURNRequests
 
 // Builders and a harness for the server scenario tests: a fake clock, a seeded random source, a
 // receive buffer laid out as the shell lays it out (64 bytes of headroom, 8 of tailroom), and
-// requests encoded with the STUN module's writer.
+// requests encoded with the shared request builder (TURNRequests), which the benchmark uses too.
 
 
 /// One datagram the server asked to send, copied out of the batch.
@@ -69,34 +70,21 @@ struct RequestAuth {
     var passwordAlgorithms: [PasswordAlgorithm]? = nil
 }
 
-/// Encodes a request (or indication) with the STUN writer: `body` first, then USERNAME/USERHASH,
-/// REALM, NONCE, password algorithms, integrity, FINGERPRINT.
+/// Encodes a request (or indication) with the shared request builder (`TURNRequest`): `body`
+/// first, then USERNAME/USERHASH, REALM, NONCE, password algorithms, integrity, FINGERPRINT.
 func message(_ method: STUNMethod, _ cls: STUNClass = .request, id: TransactionID = transactionID(1),
              auth: RequestAuth? = nil, fingerprint: Bool = false,
              _ body: (inout STUNMessageWriter) -> Void = { _ in }) -> [UInt8] {
-    var storage = [UInt8](repeating: 0, count: 2048)
-    let length = storage.withUnsafeMutableBytes { buffer -> Int in
-        var w = STUNMessageWriter(into: buffer, type: STUNMessageType(method: method, messageClass: cls), transactionID: id)
-        body(&w)
-        if let auth {
-            if auth.userhash {
-                let hash = userhash(username: auth.credentials.username, realm: auth.credentials.realm)
-                hash.withUnsafeBytes { w.append(.userhash, bytes: $0) }
-            } else {
-                w.append(.username, string: auth.credentials.username)
-            }
-            w.append(.realm, string: auth.credentials.realm)
-            w.append(.nonce, string: auth.nonce)
-            if let list = auth.passwordAlgorithms {
-                w.appendPasswordAlgorithms(list)
-                w.appendPasswordAlgorithm(auth.credentials.algorithm)
-            }
-            if auth.sha256 { w.appendMessageIntegritySHA256(key: auth.credentials.key) } else { w.appendMessageIntegrity(key: auth.credentials.key) }
-        }
-        if fingerprint { w.appendFingerprint() }
-        return w.finish()!
+    let credentials = auth.map { auth in
+        var long = LongTermAuth(username: auth.credentials.username, realm: auth.credentials.realm, nonce: auth.nonce,
+                                key: auth.credentials.key)
+        long.sha256 = auth.sha256
+        long.userhash = auth.userhash
+        long.passwordAlgorithms = auth.passwordAlgorithms
+        long.algorithm = auth.credentials.algorithm
+        return long
     }
-    return Array(storage[0..<length])
+    return TURNRequest.bytes(method, cls, transactionID: id, auth: credentials, fingerprint: fingerprint, body)!
 }
 
 /// Encodes an expected response the same way the server should, for byte comparison.

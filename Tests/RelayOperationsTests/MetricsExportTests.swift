@@ -3,6 +3,7 @@ import RelayCore
 import RelayOperations
 import STUN
 import Testing
+@testable import OperationsTestSupport
 
 private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
 
@@ -129,10 +130,4 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         #expect(recorder.total("relay_packet_size_bytes_count", [:]) == 2)
         #expect(recorder.total("relay_packet_size_bytes_sum", [:]) == 240)
     }
-}
-
-func scrapeMetrics(_ address: TransportAddress) throws -> Exposition {
-    let response = try HTTPTestClient.get(address, "/metrics")
-    #expect(response.status == 200)
-    return try Exposition(response.body)
 }

@@ -5,6 +5,7 @@ import RelayOperations
 import STUN
 import Testing
 import TestSupport
+@testable import OperationsTestSupport
 
 private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
 
@@ -166,7 +167,7 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
             var own = server
             own.portRange = slice
             return operations.makeProcessor(worker: context.index,
-                                            server: Server(configuration: own, random: SystemRandomNumberGenerator(),
+                                            server: Server(configuration: own, random: SplitMix64(seed: UInt64(context.index) &+ 0x5EED),
                                                            now: context.clock.now()))
         }
         defer {
@@ -201,15 +202,5 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         let draining = try HTTPTestClient.get(http.health.boundAddress, "/readyz")
         #expect(draining.status == 503)
         #expect(draining.body.contains("not draining"))
-    }
-}
-
-/// Retries `condition` every 20 ms until it holds or `seconds` pass.
-func poll(seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = MonotonicClock.nanoseconds() + UInt64(seconds * 1e9)
-    while true {
-        if try condition() { return true }
-        if MonotonicClock.nanoseconds() > deadline { return false }
-        usleep(20_000)
     }
 }

@@ -1,5 +1,7 @@
 import RelayIO
 import STUN
+import TURNRequests
+import TestSupport
 
 /// A small, blocking TURN client (RFC 8656 over UDP) for tests: long-term credentials with the
 /// 401 → retry dance, Allocate, Refresh, CreatePermission, ChannelBind, Send indications and
@@ -33,11 +35,14 @@ public final class TestTURNClient {
     public var realm: String?
     public var nonce: String?
     public var key: [UInt8]?
-    public var generator = SystemRandomNumberGenerator()
+    /// Transaction IDs come from here: seeded, so a test sends the same IDs on every run.
+    public var generator: SplitMix64
 
     public init(server: TransportAddress, username: String, password: String,
-         bind: TransportAddress = TransportAddress(ip: .v4(.loopback), port: 0)) throws {
+         bind: TransportAddress = TransportAddress(ip: .v4(.loopback), port: 0), seed: UInt64? = nil) throws {
         socket = try BlockingUDPSocket(bindTo: bind)
+        // By default one seed per username, so two clients of one test do not share IDs.
+        generator = SplitMix64(seed: seed ?? username.utf8.reduce(0x7E57_C11E) { ($0 &* 31) &+ UInt64($1) })
         self.server = server
         self.username = username
         self.password = password
@@ -66,21 +71,12 @@ public final class TestTURNClient {
     /// One request/response exchange (retransmitted up to 3 times, 500 ms apart).
     public func transact(_ method: STUNMethod, authenticated: Bool, _ attributes: (inout STUNMessageWriter) -> Void) -> Response? {
         let id = TransactionID(using: &generator)
-        var buffer = [UInt8](repeating: 0, count: 1500)
-        let length: Int? = buffer.withUnsafeMutableBytes { raw in
-            var w = STUNMessageWriter(into: raw, type: STUNMessageType(method: method, messageClass: .request), transactionID: id)
-            attributes(&w)
-            if authenticated, let realm, let nonce, let key {
-                w.append(.username, string: username)
-                w.append(.realm, string: realm)
-                w.append(.nonce, string: nonce)
-                w.appendMessageIntegrity(key: key)
-            }
-            w.appendFingerprint()
-            return w.finish()
+        var auth: LongTermAuth?
+        if authenticated, let realm, let nonce, let key {
+            auth = LongTermAuth(username: username, realm: realm, nonce: nonce, key: key)
         }
-        guard let length else { return nil }
-        let message = Array(buffer[0..<length])
+        guard let message = TURNRequest.bytes(method, transactionID: id, auth: auth,
+                                              fingerprint: true, capacity: 1500, attributes) else { return nil }
         for _ in 0..<3 {
             socket.send(message, to: server)
             for _ in 0..<20 {
@@ -112,13 +108,7 @@ public final class TestTURNClient {
     // MARK: - TURN operations
 
     public func allocate(lifetime: UInt32? = nil, family: AddressFamily? = nil) -> Response? {
-        request(.allocate) { w in
-            // RFC 8656 §7.1: "The client MUST include a REQUESTED-TRANSPORT attribute in the
-            // request" (17 = UDP).
-            w.appendRequestedTransport(17)
-            if let lifetime { w.appendUInt32(.lifetime, lifetime) }
-            if let family { w.appendAddressFamily(.requestedAddressFamily, family) }
-        }
+        request(.allocate) { TURNRequest.allocate(&$0, family: family, lifetime: lifetime) }
     }
 
     public func refresh(lifetime: UInt32) -> Response? {
@@ -126,27 +116,21 @@ public final class TestTURNClient {
     }
 
     public func createPermission(peer: TransportAddress) -> Response? {
-        request(.createPermission) { w in w.appendXorAddress(.xorPeerAddress, peer) }
+        request(.createPermission) { TURNRequest.createPermission(&$0, peers: [peer]) }
     }
 
     public func channelBind(_ channel: UInt16, peer: TransportAddress) -> Response? {
-        request(.channelBind) { w in
-            w.appendChannelNumber(channel)
-            w.appendXorAddress(.xorPeerAddress, peer)
-        }
+        request(.channelBind) { TURNRequest.channelBind(&$0, channel: channel, peer: peer) }
     }
 
     /// A Send indication (RFC 8656 §11): no response.
     public func sendIndication(to peer: TransportAddress, payload: [UInt8]) {
-        var buffer = [UInt8](repeating: 0, count: 1500 + payload.count)
-        let length: Int? = buffer.withUnsafeMutableBytes { raw in
-            var w = STUNMessageWriter(into: raw, type: STUNMessageType(method: .send, messageClass: .indication),
-                                      transactionID: TransactionID(using: &generator))
+        let message = TURNRequest.bytes(.send, .indication, transactionID: TransactionID(using: &generator),
+                                        capacity: 1500 + payload.count) { w in
             w.appendXorAddress(.xorPeerAddress, peer)
             payload.withUnsafeBytes { w.append(.data, bytes: $0) }
-            return w.finish()
         }
-        if let length { socket.send(Array(buffer[0..<length]), to: server) }
+        if let message { socket.send(message, to: server) }
     }
 
     /// RFC 8656 §12.4: a 4-byte header (channel number, length) and the application data.

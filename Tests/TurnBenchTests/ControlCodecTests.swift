@@ -77,3 +77,25 @@ import Testing
         }
     }
 }
+
+/// The benchmark's long-term key against a vector computed independently of this code base:
+///   python3 -c "import hashlib; print(hashlib.md5(b'<username>:<realm>:<password>').hexdigest())"
+@Test func longTermKeyIsMD5OfUsernameRealmPassword() {
+    // hashlib.md5(b'user:realm:pass')
+    #expect(ControlCodec.longTermKey(username: "user", realm: "realm", password: "pass")
+        == hexBytes("8493fbc53ba582fb4c044c456bdc40eb"))
+    // hashlib.md5(b'bench:bench:bench-password'): the credentials `turn-bench core` uses.
+    #expect(ControlCodec.longTermKey(username: "bench", realm: "bench", password: "bench-password")
+        == hexBytes("7440892cee5eccbb0be5749893d312a9"))
+}
+
+private func hexBytes(_ text: String) -> [UInt8] {
+    var out: [UInt8] = []
+    var index = text.startIndex
+    while index < text.endIndex {
+        let next = text.index(index, offsetBy: 2)
+        out.append(UInt8(text[index..<next], radix: 16)!)
+        index = next
+    }
+    return out
+}

@@ -1,36 +1,22 @@
 import STUN
+import TURNRequests
 
 /// Encodes the load generator's TURN requests and decodes the answers, with the STUN module.
 public enum ControlCodec {
-    /// Encodes `request` into `buffer`; returns its length, nil if it does not fit.
+    /// Encodes `request` into `buffer` with the TURN request builder the tests use too
+    /// (`TURNRequest`); returns its length, nil if it does not fit.
     public static func encode(_ request: ControlRequest, transactionID: [UInt8], auth: ControlAuth?,
                               into buffer: UnsafeMutableRawBufferPointer) -> Int? {
-        let type = STUNMessageType(method: STUNMethod(rawValue: request.method), messageClass: .request)
-        var w = STUNMessageWriter(into: buffer, type: type, transactionID: TransactionID(transactionID))
-        switch request {
-        case .binding:
-            break
-        case .allocate(let family):
-            // RFC 8656 §7.1: "The client MUST include a REQUESTED-TRANSPORT attribute"; 17 = UDP.
-            w.appendRequestedTransport(17)
-            // RFC 8656 §7.1: without REQUESTED-ADDRESS-FAMILY the server allocates IPv4.
-            if let family { w.appendAddressFamily(.requestedAddressFamily, family) }
-        case .refresh(let lifetime):
-            w.appendUInt32(.lifetime, lifetime)
-        case .channelBind(let channel, let peer):
-            w.appendChannelNumber(channel)
-            w.appendXorAddress(.xorPeerAddress, peer)
-        case .createPermission(let peer):
-            w.appendXorAddress(.xorPeerAddress, peer)
+        TURNRequest.encode(STUNMethod(rawValue: request.method), transactionID: TransactionID(transactionID), auth: auth,
+                           into: buffer) { w in
+            switch request {
+            case .binding: break
+            case .allocate(let family): TURNRequest.allocate(&w, family: family)
+            case .refresh(let lifetime): w.appendUInt32(.lifetime, lifetime)
+            case .channelBind(let channel, let peer): TURNRequest.channelBind(&w, channel: channel, peer: peer)
+            case .createPermission(let peer): TURNRequest.createPermission(&w, peers: [peer])
+            }
         }
-        if let auth {
-            // RFC 8489 §9.2.3: USERNAME, REALM, NONCE and MESSAGE-INTEGRITY over the long-term key.
-            w.append(.username, string: auth.username)
-            w.append(.realm, string: auth.realm)
-            w.append(.nonce, string: auth.nonce)
-            w.appendMessageIntegrity(key: auth.key)
-        }
-        return w.finish()
     }
 
     /// Decodes a STUN success or error response; nil when the bytes are not one.

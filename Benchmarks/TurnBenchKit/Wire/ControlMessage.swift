@@ -1,4 +1,5 @@
 import STUN
+import TURNRequests
 
 /// The TURN requests the load generator sends (RFC 8656), and what it needs from the answers.
 public enum ControlRequest: Sendable, Equatable {
@@ -23,21 +24,9 @@ public enum ControlRequest: Sendable, Equatable {
     }
 }
 
-/// The long-term credential attributes of an authenticated request.
-public struct ControlAuth: Sendable, Equatable {
-    public var username: String
-    public var realm: String
-    public var nonce: String
-    /// MD5(username ":" realm ":" password), RFC 8489 §9.2.2.
-    public var key: [UInt8]
-
-    public init(username: String, realm: String, nonce: String, key: [UInt8]) {
-        self.username = username
-        self.realm = realm
-        self.nonce = nonce
-        self.key = key
-    }
-}
+/// The long-term credential attributes of an authenticated request: the shared builder's
+/// (`TURNRequests.LongTermAuth`; MD5 key, USERNAME, MESSAGE-INTEGRITY unless set otherwise).
+public typealias ControlAuth = LongTermAuth
 
 /// A decoded response to a `ControlRequest`.
 public struct ControlResponse: Sendable, Equatable {

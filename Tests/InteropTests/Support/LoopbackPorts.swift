@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -11,8 +12,9 @@ enum LoopbackPorts {
     /// own address outside its relay port range, a defence against reaching the relay host's services).
     static let peerIPv4 = "127.0.0.2"
 
-    /// Whether ::1 exists on this machine (a UDP socket can bind to it).
-    static let ipv6Available: Bool = canBind(ipv6: true, port: 0)
+    /// Whether ::1 exists on this machine (a UDP socket can bind to it); tests that need it are
+    /// skipped without it (`IPv6Loopback`).
+    static var ipv6Available: Bool { IPv6Loopback.isAvailable }
 
     /// A UDP port that is free on 127.0.0.1 (and on ::1 when that exists) right now, below the
     /// kernel's ephemeral range and so outside turn-relay's default relay range (49152–65535),

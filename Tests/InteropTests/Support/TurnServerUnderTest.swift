@@ -104,6 +104,13 @@ final class TurnServerUnderTest: @unchecked Sendable {
             process.kill()
             throw NotReady(implementation: implementation, exited: exited, output: output)
         }
+        if implementation == .turnRelay {
+            // The backend it was asked for is the one it runs: INTEROP_IO_BACKEND reaches it, and a
+            // second interop run on the other backend cannot silently test the first one again.
+            let line = try Self.ioBackendLine(in: process.output, requested: ioBackend ?? Self.selectedIOBackend,
+                                              process: process)
+            print("interop[\(implementation)]: logged `\(line)`")
+        }
         print("interop[\(implementation)]: answered a Binding request \(ContinuousClock.now - started) after start")
     }
 
@@ -155,6 +162,32 @@ final class TurnServerUnderTest: @unchecked Sendable {
             case .killedAfterGrace, .alreadyExited: false
             }
         }
+    }
+
+    struct WrongIOBackend: Error, CustomStringConvertible {
+        let expected: String
+        let output: String
+        var description: String {
+            "turn-relay did not log `\(expected)` at start-up (the backend it was asked for). Its output:\n\(output)"
+        }
+    }
+
+    /// The relay's start-up line naming its I/O backend (`io backend io-uring`, `io backend
+    /// batched-syscalls`, or `io backend batched-syscalls (epoll + ...): <why auto fell back>`),
+    /// checked against `requested` (`auto` or nil: either backend). Kills the server and throws
+    /// when the line is missing or names another backend.
+    private static func ioBackendLine(in output: String, requested: String?, process: ChildProcess) throws -> String {
+        let expected: [String] = switch requested {
+        case nil, "auto"?: ["io backend io-uring", "io backend batched-syscalls"]
+        case let backend?: ["io backend \(backend)"]
+        }
+        for line in output.split(separator: "\n") {
+            guard let range = line.range(of: "io backend ") else { continue }
+            let logged = String(line[range.lowerBound...])
+            if expected.contains(where: { logged == $0 || logged.hasPrefix($0 + " ") }) { return logged }
+        }
+        process.kill()
+        throw WrongIOBackend(expected: expected.joined(separator: "` or `"), output: output)
     }
 
     /// INTEROP_IO_BACKEND, passed to turn-relay as --io-backend (CI runs the interop suite once per backend).

@@ -5,6 +5,7 @@ import RelayIO
 import STUN
 import Testing
 import TestSupport
+@testable import OperationsTestSupport
 
 /// The `turn-relay` binary in portal mode against the in-test Phoenix portal (`PhoenixPortal`):
 /// no relaying and `/readyz` 503 before the portal's `init`; Firezone credentials made with the

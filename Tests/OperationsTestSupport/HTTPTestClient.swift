@@ -1,5 +1,7 @@
 import Glibc
+import RelayOperations
 import STUN
+import Testing
 
 /// A blocking TCP client for the tests, with receive/send timeouts so nothing waits forever.
 struct HTTPTestClient {
@@ -53,6 +55,47 @@ struct HTTPTestClient {
             out.append(contentsOf: buffer[0..<n])
         }
         return out
+    }
+
+    /// How one connection ended in `waitForCloses`.
+    struct Close {
+        /// What arrived before the end.
+        var bytes: [UInt8] = []
+        /// The server closed it (end of stream or a reset); false: still open at the deadline.
+        var closedByServer = false
+        /// When the close was seen (`MonotonicClock`), or the deadline.
+        var atNanoseconds: UInt64 = 0
+    }
+
+    /// Watches all of `fds` at once (poll) until each is closed by the peer or `timeoutMilliseconds`
+    /// pass, and says for each when and whether the server closed it, so that "closed by the server"
+    /// is told apart from "we stopped waiting".
+    static func waitForCloses(_ fds: [Int32], timeoutMilliseconds: Int) -> [Close] {
+        var results = [Close](repeating: Close(), count: fds.count)
+        var open = Set(fds.indices)
+        let deadline = MonotonicClock.nanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        while !open.isEmpty {
+            let now = MonotonicClock.nanoseconds()
+            guard now < deadline else { break }
+            let order = open.sorted()
+            var polled = order.map { pollfd(fd: fds[$0], events: Int16(POLLIN), revents: 0) }
+            let wait = Int32(min(100, (deadline - now) / 1_000_000 + 1))
+            guard poll(&polled, nfds_t(polled.count), wait) >= 0 else { continue }
+            let seen = MonotonicClock.nanoseconds()
+            for (slot, index) in order.enumerated() where polled[slot].revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { recv(fds[index], $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if n > 0 {
+                    results[index].bytes.append(contentsOf: buffer[0..<n])
+                } else if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                    results[index].closedByServer = true
+                    results[index].atNanoseconds = seen
+                    open.remove(index)
+                }
+            }
+        }
+        for index in open { results[index].atNanoseconds = MonotonicClock.nanoseconds() }
+        return results
     }
 
     static func parse(_ raw: [UInt8]) throws -> Response {
@@ -114,4 +157,10 @@ struct Exposition {
     }
 
     subscript(_ key: String) -> Double? { samples[key] }
+}
+
+func scrapeMetrics(_ address: TransportAddress) throws -> Exposition {
+    let response = try HTTPTestClient.get(address, "/metrics")
+    #expect(response.status == 200)
+    return try Exposition(response.body)
 }

@@ -1,7 +1,9 @@
 import RelayCore
 import RelayOperations
 import STUN
+import TURNRequests
 import Testing
+import TestSupport
 
 /// Drives an `InstrumentedServer` (a real RelayCore `Server`) the way a worker would, on the test's
 /// thread: a receive buffer with the shell's headroom, socket requests answered as opened.
@@ -14,13 +16,13 @@ final class CoreDriver {
     static let realm = "example.org"
     static let relayAddress = IPv4Address(203, 0, 113, 10)
 
-    init(slot: WorkerSlot, reloads: ReloadMailbox.Receiver? = nil, users: [String: String] = ["alice": "alice-pw"]) {
+    /// `seed` seeds the server's generator (nonces, relay ports), so a test is the same on every run.
+    init(slot: WorkerSlot, reloads: ReloadMailbox.Receiver? = nil, users: [String: String] = ["alice": "alice-pw"],
+         seed: UInt64 = 0xC0DE_D41E) {
         var c = ServerConfiguration(relayAddressIPv4: Self.relayAddress, relayAddressIPv6: nil)
         c.realm = Self.realm
         c.credentials = CredentialStore(staticUsers: users)
-        var random = SystemRandomNumberGenerator()
-        let server = Server(configuration: c, random: random, now: now)
-        _ = random.next()
+        let server = Server(configuration: c, random: SplitMix64(seed: seed), now: now)
         processor = InstrumentedServer(
             server: server, publisher: SnapshotPublisher(slot: slot, intervalNanoseconds: 0, heartbeatNanoseconds: 1_000_000_000),
             reloads: reloads)
@@ -73,20 +75,8 @@ final class CoreDriver {
 
     static func message(_ method: STUNMethod, id: UInt8, auth: (user: String, password: String, nonce: String)? = nil,
                         realm: String = CoreDriver.realm, _ body: (inout STUNMessageWriter) -> Void = { _ in }) -> [UInt8] {
-        var storage = [UInt8](repeating: 0, count: 1024)
-        let length = storage.withUnsafeMutableBytes { raw -> Int in
-            var w = STUNMessageWriter(into: raw, type: STUNMessageType(method: method, messageClass: .request),
-                                      transactionID: transactionID(id))
-            body(&w)
-            if let auth {
-                w.append(.username, string: auth.user)
-                w.append(.realm, string: realm)
-                w.append(.nonce, string: auth.nonce)
-                w.appendMessageIntegrity(key: longTermKey(username: auth.user, realm: realm, password: auth.password, algorithm: .md5))
-            }
-            return w.finish() ?? 0
-        }
-        return Array(storage[0..<length])
+        let credentials = auth.map { LongTermAuth(username: $0.user, realm: realm, nonce: $0.nonce, password: $0.password) }
+        return TURNRequest.bytes(method, transactionID: transactionID(id), auth: credentials, capacity: 1024, body) ?? []
     }
 
     /// The response's class and error code (0 for success).

@@ -3,6 +3,7 @@ import RelayPortal
 import RelayPortalWebSocket
 import Synchronization
 import Testing
+@testable import OperationsTestSupport
 
 /// `PortalConnection` (the WebSocket driver of the sans-IO `PortalChannel`) against the in-test
 /// Phoenix portal over real WebSocket connections on 127.0.0.1.
@@ -23,7 +24,8 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(1))) func connectsJoinsWaitsForInitHeartbeatsAndReconnects() async throws {
-        let portal = try await PhoenixPortal.start(["--init-delay", "0.8", "--drop-after-heartbeats", "3"])
+        // The portal pushes init when the test says so (`send("init")`): no timing window.
+        let portal = try await PhoenixPortal.start(["--init-on-command", "--drop-after-heartbeats", "3"])
         let url = try PortalLoginURL(apiURL: "ws://127.0.0.1:\(portal.port)", name: "relay-test", publicIPv4: "127.0.0.1",
                                      publicIPv6: nil, listenPort: 3479).build()
         let secret = makeStampSecret()
@@ -49,10 +51,14 @@ import Testing
         #expect(PhoenixPortal.payload(join)?["stamp_secret"] as? String == secret)
         #expect(secret.count == 64)
 
-        // Joined but no init yet (the portal waits 0.8 s): not ready.
+        // Joined but no init yet (the portal holds it until told): not ready while it heartbeats
+        // on the joined connection, however long the machine takes to get there.
+        #expect(await eventually { !portal.frames(event: "heartbeat").isEmpty })
         #expect(portal.events(kind: "init-sent").isEmpty)
         #expect(!connection.isConnected)
         #expect(!connection.hasBeenInitialized)
+        #expect(inits.load(ordering: .relaxed) == 0)
+        portal.send("init")
         #expect(await eventually { connection.isConnected })
         #expect(!portal.events(kind: "init-sent").isEmpty)
         #expect(connection.hasBeenInitialized)
@@ -70,6 +76,10 @@ import Testing
         #expect(await eventually { portal.frames(event: "phx_join").contains { $0.connection == 2 } })
         let rejoin = portal.frames(event: "phx_join").first { $0.connection == 2 }?.frame ?? []
         #expect(PhoenixPortal.payload(rejoin)?["stamp_secret"] as? String == secret)
+        // Rejoined, not initialised again until the portal says so.
+        #expect(!connection.isConnected)
+        #expect(inits.load(ordering: .relaxed) == 1)
+        portal.send("init")
         #expect(await eventually { connection.isConnected && inits.load(ordering: .relaxed) == 2 })
         #expect(await eventually { portal.frames(event: "heartbeat").contains { $0.connection == 2 } })
         runner.cancel()
@@ -87,15 +97,21 @@ import Testing
         let runner = Task { await connection.run() }
         defer { runner.cancel() }
         #expect(await eventually { connection.isConnected })
-        let start = ContinuousClock.now
-        let before = portal.frames(event: "heartbeat").count
-        try await Task.sleep(for: .milliseconds(1600))
-        let elapsed = ContinuousClock.now - start
-        let sent = portal.frames(event: "heartbeat").count - before
-        // One heartbeat every 300 ms: about 5 in 1.6 s; a loaded machine may delay some, but never
-        // sends them faster than the interval.
-        #expect(sent >= 2, "\(sent) heartbeats in \(elapsed)")
-        #expect(sent <= Int(elapsed / .milliseconds(300)) + 1, "\(sent) heartbeats in \(elapsed)")
+        // Counted on the portal's clock (each frame's arrival time), not over a fixed sleep: wait
+        // for six heartbeats, however long a loaded machine takes, then check their spacing.
+        #expect(await eventually(.seconds(20)) { portal.frames(event: "heartbeat").count >= 6 })
+        let times = portal.events(kind: "frame").compactMap { entry -> Double? in
+            guard let frame = entry["frame"] as? [Any], frame.count == 5, frame[3] as? String == "heartbeat" else { return nil }
+            return entry["t"] as? Double
+        }
+        try #require(times.count >= 6)
+        // One every 300 ms: five intervals span at least 1.5 s. A late heartbeat makes the span
+        // longer, never shorter; an early one (the interval after a late one, if the client catches
+        // up) may shorten it by at most one interval, so 4 × 300 ms is the floor. Never faster.
+        let span = times[5] - times[0]
+        #expect(span >= 1.2, "six heartbeats within \(span) s")
+        // And it keeps to the interval rather than stalling: not more than 3 s per heartbeat here.
+        #expect(span < 15, "six heartbeats took \(span) s")
         #expect(portal.events(kind: "connect").count == 1)
         runner.cancel()
         _ = await runner.value

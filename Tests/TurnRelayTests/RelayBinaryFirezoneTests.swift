@@ -5,6 +5,7 @@ import RelayIO
 import STUN
 import Testing
 import TestSupport
+@testable import OperationsTestSupport
 
 /// The `turn-relay` binary as a drop-in for Firezone's relay (issue 10): configured with Firezone's
 /// environment names only, and stopping (exit status 1) on the portal answers Firezone's relay stops

@@ -5,6 +5,7 @@ import RelayOperations
 import STUN
 import Testing
 import TestSupport
+@testable import OperationsTestSupport
 
 /// The `turn-relay` binary itself: SIGHUP re-reads `--credentials-file` without dropping the
 /// allocation made before it, and the health and metrics endpoints answer over HTTP.
