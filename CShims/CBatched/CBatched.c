@@ -1,4 +1,4 @@
-// The batched-syscall backend, cb_loop (see CBatched.h). Deliberately free of liburing: it is what
+// The batched-syscall backend, cb_loop (see CBatched.h). Deliberately free of io_uring: it is what
 // runs when io_uring is refused, so it must not need anything from it. Sockets, addresses and the
 // cmsg helpers come from CUDP.
 #define _GNU_SOURCE

@@ -1,6 +1,6 @@
 #ifndef CBATCHED_H
 #define CBATCHED_H
-// Batched UDP syscalls: epoll + recvmmsg/sendmmsg, plain syscalls only (no liburing). Two layers:
+// Batched UDP syscalls: epoll + recvmmsg/sendmmsg, plain syscalls only (no io_uring). Two layers:
 // - cb_loop, the relay's second I/O backend: recvmmsg/sendmmsg with UDP_GRO/UDP_SEGMENT, epoll for
 //   readiness. It offers the same shape as the ring in CURing.h (arm a receive, prepare a send,
 //   submit-and-wait, reap decoded CUDP completions) so the worker runs unchanged on top of either.

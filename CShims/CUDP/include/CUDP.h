@@ -3,7 +3,7 @@
 // The neutral UDP layer both I/O backends (CURing: io_uring, CBatched: epoll + recvmmsg/sendmmsg)
 // and the tools build on: the receive slot layout, the address and completion structs the backends
 // hand to Swift, socket creation and options, SO_REUSEPORT steering, eventfd, thread names, and
-// plain blocking send/receive for tests. Plain syscalls only: no <liburing.h>, no liburing link.
+// plain blocking send/receive for tests. Plain syscalls only, nothing of io_uring.
 // The cmsg helpers (UDP_SEGMENT, UDP_GRO) and the kernel name check the backends share are in
 // CUDPMessage.h, which only C includes.
 
