@@ -5,7 +5,7 @@ import Glibc
 /// how sends are submitted and completed. Everything else (buffer pools and their headroom layout,
 /// GRO splitting, GSO grouping, the send table, the core's batches, counters) is the worker's and is
 /// shared. Both backends report through the same decoded `cu_completion`s and take `cu_addr`
-/// destinations (the neutral CUDP types; only the conforming types import CURing or CBatched), so
+/// destinations (the neutral CUDP types; only the conforming types see CURing or CBatched), so
 /// the worker loop is one piece of code, specialized per backend (`Worker<P, B>`): no existential on
 /// the data path.
 protocol IOBackend {
