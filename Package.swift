@@ -27,17 +27,28 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
-        // The only code that includes <liburing.h>.
+        // C, one target per job (docs/ARCHITECTURE.md, "C layer"). CUDP: the neutral UDP layer both
+        // backends and the tools share (slot layout, cu_addr, cu_completion, sockets, steering,
+        // eventfd, blocking helpers); plain syscalls.
+        .target(name: "CUDP", path: "CShims/CUDP"),
+        // The io_uring backend: the only target that includes <liburing.h> and links liburing.
         .target(
             name: "CURing",
+            dependencies: ["CUDP"],
             path: "CShims/CURing",
             linkerSettings: [.linkedLibrary("uring")]
         ),
+        // Batched syscalls: the relay's second backend (epoll + recvmmsg/sendmmsg) and the plain
+        // batch/epoll wrappers the benchmark's load generator drives.
+        .target(name: "CBatched", dependencies: ["CUDP"], path: "CShims/CBatched"),
         // Wire format: pure, no I/O.
         .target(
             name: "STUN",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
+        // The one conversion between TransportAddress (STUN) and the kernel's socket addresses
+        // (cu_addr: sockaddr_in / sockaddr_in6), for the runtime, the HTTP server and the benchmark.
+        .target(name: "SocketAddressing", dependencies: ["CUDP", "STUN"]),
         // Sans-IO TURN server: no sockets, no clock, no randomness of its own.
         .target(
             name: "RelayCore",
@@ -46,10 +57,13 @@ let package = Package(
             // dynamic exclusivity checks on them were a fifth of its instructions. Static checks stay.
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
-        // io_uring runtime: workers, rings, buffer pools, sockets.
+        // Runtime: workers over either backend (io_uring or batched syscalls), buffer pools, sockets.
         .target(
             name: "RelayIO",
-            dependencies: ["RelayCore", "CURing", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "RelayCore", "SocketAddressing", "CUDP", "CURing", "CBatched",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .executableTarget(
             name: "TurnRelay",
@@ -59,14 +73,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Bench-only C: batched UDP I/O and epoll wrappers; a malloc counter for the executable only.
-        .target(name: "CTurnBenchIO", path: "CShims/CTurnBenchIO"),
+        // Bench-only C: a malloc counter for the executable only.
         .target(name: "CMallocCounter", path: "CShims/CMallocCounter"),
         // Operations: metrics aggregation and Prometheus text, health/readiness HTTP, reload delivery.
         .target(
             name: "RelayOperations",
             dependencies: [
-                "RelayCore", "RelayIO", "STUN",
+                "RelayCore", "RelayIO", "STUN", "SocketAddressing",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -105,7 +118,7 @@ let package = Package(
         .target(
             name: "TurnBenchKit",
             dependencies: [
-                "RelayCore", "RelayIO", "STUN", "TURNRequests", "CTurnBenchIO",
+                "RelayCore", "RelayIO", "STUN", "TURNRequests", "SocketAddressing", "CUDP", "CBatched",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/TurnBenchKit"
@@ -137,6 +150,7 @@ let package = Package(
         ),
         .testTarget(name: "TestSupportTests", dependencies: ["TestSupport"]),
         .testTarget(name: "STUNTests", dependencies: ["TestSupport", "STUN"]),
+        .testTarget(name: "SocketAddressingTests", dependencies: ["SocketAddressing", "CUDP", "STUN"]),
         .testTarget(name: "RelayCoreTests", dependencies: ["TestSupport", "TURNRequests", "RelayCore", "STUN"]),
         .testTarget(name: "RelayIOTests", dependencies: ["TestSupport", "TURNTestClient", "RelayIO", "RelayCore", "STUN"]),
         .testTarget(name: "InteropTests", dependencies: ["TestSupport", "TURNTestClient", "RelayIO", "RelayCore", "STUN"]),

@@ -45,7 +45,7 @@ struct ServerOptions: ParsableArguments {
 
     func address() throws -> TransportAddress {
         guard let a = TransportAddress(server) else { throw ValidationError("--server: cannot parse '\(server)'") }
-        guard SocketAddress.isLoopback(a.ip) else { throw ValidationError("--server must be a loopback address") }
+        guard a.ip.isLoopback else { throw ValidationError("--server must be a loopback address") }
         return a
     }
 

@@ -1,31 +1,28 @@
+// The io_uring backend (see CURing.h). Sockets, addresses and the cmsg helpers come from CUDP.
 #define _GNU_SOURCE
 #include "CURing.h"
-#include "SocketCommon.h"
+#include "CUDPMessage.h"
 
 #include <liburing.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/udp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <linux/filter.h>
-#include <sys/eventfd.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <pthread.h>
 #include <unistd.h>
+
+_Static_assert(CU_CQE_F_MORE == IORING_CQE_F_MORE, "CUDP's CU_CQE_F_MORE must be io_uring's IORING_CQE_F_MORE");
 
 
 #define CU_BUFFER_GROUP 0
 
 struct cu_send_slot {
     struct msghdr msg;
-    struct sockaddr_in6 addr; // large enough for sockaddr_in too
+    cu_addr addr;
     union {
         size_t align; // cmsghdr alignment
         char bytes[32]; // >= CMSG_SPACE(sizeof(uint16_t)) = 24
@@ -240,8 +237,9 @@ int cu_prep_send(cu_ring *r, uint32_t slot, int fd, const cu_addr *dest, uint32_
     if (!sqe) return -EBUSY;
     struct cu_send_slot *s = &r->send_slots[slot];
     memset(&s->msg, 0, sizeof(s->msg));
+    s->addr = *dest;
     s->msg.msg_name = &s->addr;
-    s->msg.msg_namelen = cu_sockaddr_from(dest, &s->addr);
+    s->msg.msg_namelen = cu_addr_length(dest);
     s->msg.msg_iov = s->iov;
     s->msg.msg_iovlen = iov_count;
     if (gso_size != 0) cu_msg_set_segment_size(&s->msg, s->control.bytes, sizeof(s->control), gso_size);
@@ -316,18 +314,15 @@ static void decode_receive(cu_ring *r, cu_completion *c) {
     uint32_t landed = io_uring_recvmsg_payload_length(o, c->res, &r->recv_msg);
     c->payload_length = o->payloadlen < landed ? o->payloadlen : landed;
     uint32_t namelen = o->namelen < CU_RECV_NAME_BYTES ? o->namelen : CU_RECV_NAME_BYTES;
-    cu_addr_from_sockaddr(io_uring_recvmsg_name(o), namelen, &c->source);
+    cu_addr_from_name(io_uring_recvmsg_name(o), namelen, &c->source);
     if (o->controllen <= CU_RECV_CONTROL_BYTES) {
         for (struct cmsghdr *cm = io_uring_recvmsg_cmsg_firsthdr(o, &r->recv_msg); cm;
              cm = io_uring_recvmsg_cmsg_nexthdr(o, &r->recv_msg, cm)) {
-            if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO && cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
-                int seg = 0;
-                memcpy(&seg, CMSG_DATA(cm), sizeof(int));
-                if (seg > 0 && seg <= 65535) c->gro_segment = (uint16_t)seg;
-            }
+            uint16_t seg = cu_cmsg_gro_segment(cm);
+            if (seg != 0) c->gro_segment = seg;
         }
     }
-    c->valid = c->source.family != 0;
+    c->valid = c->source.sa.sa_family != 0;
 }
 
 uint32_t cu_reap(cu_ring *r, cu_completion *out, uint32_t max) {
@@ -352,105 +347,6 @@ uint32_t cu_reap(cu_ring *r, cu_completion *out, uint32_t max) {
         io_uring_cq_advance(&r->ring, got);
     }
     return n;
-}
-
-// MARK: - Sockets
-
-int cu_udp_socket(const cu_addr *bind_addr, int options, int buffer_bytes, int *gro_enabled) {
-    *gro_enabled = 0;
-    int domain = bind_addr->family == 4 ? AF_INET : AF_INET6;
-    // Blocking: io_uring arms a poll when a send or receive would block.
-    int fd = socket(domain, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    int one = 1;
-    if ((options & CU_SO_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) goto fail;
-    if (domain == AF_INET6 && (options & CU_SO_V6ONLY) &&
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
-        goto fail;
-    if (buffer_bytes > 0) {
-        // Best effort: the kernel caps these at net.core.{r,w}mem_max.
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer_bytes, sizeof(buffer_bytes));
-        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof(buffer_bytes));
-    }
-    if ((options & CU_SO_GRO) && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0) *gro_enabled = 1;
-    if ((options & CU_SO_NO_CHECK) && setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &one, sizeof(one)) < 0) goto fail;
-    struct sockaddr_in6 storage;
-    socklen_t len = cu_sockaddr_from(bind_addr, &storage);
-    if (bind(fd, (struct sockaddr *)&storage, len) < 0) goto fail;
-    return fd;
-fail:;
-    int e = errno;
-    close(fd);
-    return -e;
-}
-
-int cu_steer_by_source_ip(int fd, int family, uint32_t group_size) {
-    if (group_size == 0) return -EINVAL;
-    // Offsets from the network header: IPv4 source at 12, the last word of the IPv6 source at 20.
-    uint32_t offset = family == 4 ? 12 : 20;
-    struct sock_filter code[] = {
-        {BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)SKF_NET_OFF + offset},
-        {BPF_ALU | BPF_MOD | BPF_K, 0, 0, group_size},
-        {BPF_RET | BPF_A, 0, 0, 0},
-    };
-    struct sock_fprog program = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
-    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof(program)) < 0) return -errno;
-    return 0;
-}
-
-int cu_local_address(int fd, cu_addr *out) {
-    struct sockaddr_in6 storage;
-    socklen_t len = sizeof(storage);
-    if (getsockname(fd, (struct sockaddr *)&storage, &len) < 0) return -errno;
-    cu_addr_from_sockaddr(&storage, len, out);
-    return out->family ? 0 : -EAFNOSUPPORT;
-}
-
-int cu_close(int fd) { return close(fd) < 0 ? -errno : 0; }
-
-int cu_eventfd(void) {
-    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    return fd < 0 ? -errno : fd;
-}
-
-void cu_set_thread_name(const char *name) {
-    char short_name[16];
-    strncpy(short_name, name, sizeof(short_name) - 1);
-    short_name[sizeof(short_name) - 1] = 0;
-    pthread_setname_np(pthread_self(), short_name);
-}
-
-// MARK: - Plain blocking helpers
-
-int cu_udp_send(int fd, const cu_addr *dest, const void *buf, size_t len, uint16_t gso_size) {
-    struct sockaddr_in6 storage;
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    struct msghdr msg;
-    union {
-        size_t align;
-        char bytes[32];
-    } control;
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_name = &storage;
-    msg.msg_namelen = cu_sockaddr_from(dest, &storage);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (gso_size) cu_msg_set_segment_size(&msg, control.bytes, sizeof(control), gso_size);
-    ssize_t n = sendmsg(fd, &msg, 0);
-    return n < 0 ? -errno : (int)n;
-}
-
-int cu_udp_recv(int fd, void *buf, size_t cap, cu_addr *from, int timeout_ms) {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    int rc = poll(&p, 1, timeout_ms);
-    if (rc < 0) return -errno;
-    if (rc == 0) return -ETIMEDOUT;
-    struct sockaddr_in6 storage;
-    socklen_t len = sizeof(storage);
-    ssize_t n = recvfrom(fd, buf, cap, MSG_TRUNC | MSG_DONTWAIT, (struct sockaddr *)&storage, &len);
-    if (n < 0) return -errno;
-    if (from) cu_addr_from_sockaddr(&storage, len, from);
-    return (int)n;
 }
 
 // MARK: - Probe
@@ -491,9 +387,8 @@ int cu_probe(int *stage, int *missing_opcode) {
     }
     cu_addr lo;
     memset(&lo, 0, sizeof(lo));
-    lo.family = 4;
-    lo.bytes[0] = 127;
-    lo.bytes[3] = 1;
+    lo.in4.sin_family = AF_INET;
+    lo.in4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int gro = 0;
     int fd = cu_udp_socket(&lo, 0, 0, &gro);
     if (fd < 0) {
@@ -506,9 +401,7 @@ int cu_probe(int *stage, int *missing_opcode) {
     if (rc == 0) rc = cu_prep_recv_multishot(r, fd, 1);
     if (rc == 0) rc = cu_submit(r);
     if (rc >= 0) {
-        struct sockaddr_in6 storage;
-        socklen_t len = cu_sockaddr_from(&self, &storage);
-        sendto(fd, "probe", 5, 0, (struct sockaddr *)&storage, len);
+        sendto(fd, "probe", 5, 0, &self.sa, cu_addr_length(&self));
         rc = 0;
         cu_completion c;
         for (int attempt = 0; attempt < 10 && rc == 0; attempt++) {

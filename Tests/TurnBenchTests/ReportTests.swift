@@ -37,11 +37,11 @@ import Testing
     let a = sourceAddress(subnet: 10, index: 0, family: .ipv4)
     let b = sourceAddress(subnet: 10, index: 1, family: .ipv4)
     let c = sourceAddress(subnet: 11, index: 0, family: .ipv4)
-    for x in [a, b, c] { #expect(SocketAddress.isLoopback(x.ip)) }
+    for x in [a, b, c] { #expect(x.ip.isLoopback) }
     #expect(Set([a, b, c]).count == 3)
     #expect(a.description == "127.10.0.0:0")
     #expect(sourceAddress(subnet: 200, index: 0x1_0203, family: .ipv4).description == "127.200.2.3:0")
-    #expect(SocketAddress.isLoopback(.v4(IPv4Address(8, 8, 8, 8))) == false)
+    #expect(IPAddress.v4(IPv4Address(8, 8, 8, 8)).isLoopback == false)
 }
 
 @Test func allocationRateComparisonTakesMediansPerServer() {

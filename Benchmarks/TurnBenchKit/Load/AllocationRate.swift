@@ -52,7 +52,7 @@ public struct AllocationRateConfiguration: Sendable {
 /// Allocation set-up and tear-down rates, and the relay's memory per allocation.
 public enum AllocationRate {
     public static func run(_ c: AllocationRateConfiguration) throws(LoadError) -> AllocationRateResult {
-        guard SocketAddress.isLoopback(c.server.ip) else { throw .notLoopback(c.server) }
+        guard c.server.ip.isLoopback else { throw .notLoopback(c.server) }
         let progress = ProgressLine(enabled: c.showProgress)
         var failures: [String: Int] = [:]
 

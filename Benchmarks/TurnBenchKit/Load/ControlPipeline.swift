@@ -1,5 +1,7 @@
+import CUDP
 import Glibc
 import Histogram
+import SocketAddressing
 import STUN
 
 /// One client socket's TURN control state: its credentials and what the server told it.
@@ -46,8 +48,7 @@ public final class ControlPipeline {
     public private(set) var failures: [String: Int] = [:]
 
     private var onFinish: ((ControlJob, Bool) -> Void)?
-    private var serverStorage = sockaddr_storage()
-    private let serverLength: socklen_t
+    private let serverAddress: cu_addr
     private var generator = SystemRandomNumberGenerator()
     private let sendBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 8)
     private let receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 8)
@@ -64,7 +65,7 @@ public final class ControlPipeline {
 
     public init(server: TransportAddress) {
         self.server = server
-        serverLength = SocketAddress.write(server, to: &serverStorage)
+        serverAddress = cu_addr(server)
     }
 
     deinit {
@@ -147,9 +148,7 @@ public final class ControlPipeline {
         if fresh { f.firstSent = now; requests += 1 }
         f.lastSent = now
         f.attempts += 1
-        let rc = withUnsafePointer(to: &serverStorage) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(f.job.client.fd, sendBuffer.baseAddress, n, 0, $0, serverLength) }
-        }
+        let rc = serverAddress.withSockaddr { sendto(f.job.client.fd, sendBuffer.baseAddress, n, 0, $0, $1) }
         if rc < 0 && errno != EAGAIN && errno != ENOBUFS {
             fail(f, "sendto errno \(errno)")
             return false

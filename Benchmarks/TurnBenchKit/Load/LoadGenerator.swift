@@ -1,4 +1,6 @@
+import CUDP
 import Glibc
+import SocketAddressing
 import STUN
 import Synchronization
 
@@ -53,7 +55,7 @@ public final class LoadGenerator {
     static let generations = Atomic<Int>(0)
 
     public init(configuration: LoadConfiguration) throws(LoadError) {
-        guard SocketAddress.isLoopback(configuration.server.ip) else { throw .notLoopback(configuration.server) }
+        guard configuration.server.ip.isLoopback else { throw .notLoopback(configuration.server) }
         self.configuration = configuration
     }
 
@@ -78,7 +80,7 @@ public final class LoadGenerator {
                 // address as "relay self" and allow only its relay ports there (hairpin).
                 let peer = try openUDPSocket(bindTo: peerBindAddress)
                 peerFDs.append(peer)
-                guard let a = localAddress(of: peer) else { throw LoadError.setupFailed("getsockname") }
+                guard let a = TransportAddress.local(of: peer) else { throw LoadError.setupFailed("getsockname") }
                 peerAddresses.append(a)
             } catch let e as SocketError {
                 throw .socket(e)
@@ -99,7 +101,7 @@ public final class LoadGenerator {
             throw .setupFailed("\(pipeline.failedJobs) of \(clients.count) failed: \(pipeline.failures)")
         }
         for client in clients {
-            guard let relayed = client.relayedAddress, SocketAddress.isLoopback(relayed.ip) else {
+            guard let relayed = client.relayedAddress, relayed.ip.isLoopback else {
                 throw .setupFailed("relayed address \(String(describing: client.relayedAddress)) is not loopback")
             }
         }
@@ -117,7 +119,7 @@ public final class LoadGenerator {
                                  flow: BenchPayload.flow(allocation: i, direction: d),
                                  directionIndex: d == .clientToPeer ? 0 : 1)
                 let destination = d == .clientToPeer ? c.server : (client.relayedAddress ?? c.server)
-                f.destinationLength = SocketAddress.write(destination, to: &f.destination)
+                f.destination = cu_addr(destination)
                 flows.append(f)
             }
         }

@@ -1,4 +1,4 @@
-import CTurnBenchIO
+import CBatched
 import Glibc
 import Histogram
 
@@ -29,21 +29,21 @@ final class Receiver: @unchecked Sendable {
         self.live = live
         trackers = Array(repeating: SequenceTracker(), count: flowCount)
         arena = .allocate(byteCount: slotBytes * batch, alignment: 16)
-        guard let m = tb_batch_create(UInt32(batch)) else { fatalError("out of memory") }
+        guard let m = cb_batch_create(UInt32(batch)) else { fatalError("out of memory") }
         messages = m
         for k in 0..<batch {
-            tb_batch_set(messages, UInt32(k), arena + k * slotBytes, slotBytes, nil, 0)
+            cb_batch_set(messages, UInt32(k), arena + k * slotBytes, slotBytes, nil)
         }
-        epfd = tb_epoll_create()
+        epfd = cb_epoll_create()
         for (i, e) in endpoints.enumerated() {
-            _ = tb_epoll_add(epfd, e.fd, UInt64(i))
+            _ = cb_epoll_add(epfd, e.fd, UInt64(i))
         }
     }
 
     deinit {
         close(epfd)
         arena.deallocate()
-        tb_batch_destroy(messages)
+        cb_batch_destroy(messages)
     }
 
     /// Receives until asked to stop, or until `hardEnd` (monotonic ns) whatever happens.
@@ -51,7 +51,7 @@ final class Receiver: @unchecked Sendable {
         let events = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
         defer { events.deallocate() }
         while !live.stopReceiving.load(ordering: .relaxed) && monotonicNanoseconds() < hardEnd {
-            let n = tb_epoll_wait(epfd, events, 64, 10)
+            let n = cb_epoll_wait(epfd, events, 64, 10)
             if n <= 0 { continue }
             for e in 0..<Int(n) {
                 let index = Int(events[e])
@@ -64,12 +64,12 @@ final class Receiver: @unchecked Sendable {
     func drain(_ endpoint: Endpoint) {
         // Bounded: at most 16 full batches per readiness event, then back to epoll for fairness.
         for _ in 0..<16 {
-            let rc = tb_recvmmsg(endpoint.fd, messages, UInt32(batch))
+            let rc = cb_recvmmsg(endpoint.fd, messages, UInt32(batch))
             if rc <= 0 { return }
             let now = monotonicNanoseconds()
             var got: UInt64 = 0
             for k in 0..<Int(rc) {
-                let length = Int(tb_batch_received_length(messages, UInt32(k)))
+                let length = Int(cb_batch_received_length(messages, UInt32(k)))
                 let bytes = UnsafeRawBufferPointer(start: arena + k * slotBytes, count: min(length, slotBytes))
                 if account(bytes, isClient: endpoint.isClient, now: now) { got &+= 1 }
             }

@@ -1,11 +1,11 @@
-import CTurnBenchIO
+import CBatched
+import CUDP
 import Glibc
 
 /// One stream of datagrams the sender produces: a socket, a destination, and the sequence state.
 struct SendFlow {
     var fd: Int32
-    var destination = sockaddr_storage()
-    var destinationLength: socklen_t = 0
+    var destination = cu_addr()
     /// ChannelData channel number, or 0 to send the bare payload (peer → relayed address).
     var channel: UInt16
     var flow: UInt32
@@ -36,10 +36,10 @@ final class Sender: @unchecked Sendable {
         arena = .allocate(byteCount: slotBytes * batch, alignment: 16)
         // Filler: a fixed pattern the header overwrites at the start of each payload.
         for i in 0..<(slotBytes * batch) { arena.storeBytes(of: UInt8(truncatingIfNeeded: i &* 7), toByteOffset: i, as: UInt8.self) }
-        guard let m = tb_batch_create(UInt32(batch)) else { fatalError("out of memory") }
+        guard let m = cb_batch_create(UInt32(batch)) else { fatalError("out of memory") }
         messages = m
         for k in 0..<batch {
-            tb_batch_set(messages, UInt32(k), arena + k * slotBytes, 0, nil, 0)
+            cb_batch_set(messages, UInt32(k), arena + k * slotBytes, 0, nil)
         }
     }
 
@@ -48,7 +48,7 @@ final class Sender: @unchecked Sendable {
     deinit {
         flows.deallocate()
         arena.deallocate()
-        tb_batch_destroy(messages)
+        cb_batch_destroy(messages)
     }
 
     /// Sends until `end` (monotonic ns). `rate` is the target total packets/s, nil for flat out.
@@ -88,8 +88,7 @@ final class Sender: @unchecked Sendable {
         let f = base + i
         let headerBytes = f.pointee.channel == 0 ? 0 : 4
         let length = headerBytes + payloadBytes
-        let nameLength = f.pointee.destinationLength
-        let name = UnsafeMutableRawPointer(f) + Self.destinationOffset
+        let destination = (UnsafeMutableRawPointer(f) + Self.destinationOffset).assumingMemoryBound(to: cu_addr.self)
         for k in 0..<count {
             let slot = arena + k * slotBytes
             if headerBytes == 4 {
@@ -98,10 +97,10 @@ final class Sender: @unchecked Sendable {
                 slot.storeBytes(of: UInt16(truncatingIfNeeded: payloadBytes).bigEndian, toByteOffset: 2, as: UInt16.self)
             }
             BenchPayload.write(to: slot + headerBytes, flow: f.pointee.flow, sequence: f.pointee.nextSequence &+ UInt64(k), sentNanoseconds: now)
-            tb_batch_set_length(messages, UInt32(k), length)
-            tb_batch_set_name(messages, UInt32(k), name, nameLength)
+            cb_batch_set_length(messages, UInt32(k), length)
+            cb_batch_set_destination(messages, UInt32(k), destination)
         }
-        let rc = Int(tb_sendmmsg(f.pointee.fd, messages, UInt32(count)))
+        let rc = Int(cb_sendmmsg(f.pointee.fd, messages, UInt32(count)))
         let sent = max(rc, 0)
         f.pointee.nextSequence &+= UInt64(sent)
         f.pointee.sent &+= UInt64(sent)

@@ -1,4 +1,5 @@
-import CURing
+import CBatched
+import CUDP
 import Glibc
 
 /// Plain batched syscalls: epoll for readiness across the listeners and allocation sockets,

@@ -1,11 +1,13 @@
-import CURing
+import CUDP
 import Glibc
 
 /// What differs between the two ways a worker does I/O: how receives are armed and delivered, and
 /// how sends are submitted and completed. Everything else (buffer pools and their headroom layout,
 /// GRO splitting, GSO grouping, the send table, the core's batches, counters) is the worker's and is
-/// shared. Both backends report through the same decoded `cu_completion`s, so the worker loop is
-/// one piece of code, specialized per backend (`Worker<P, B>`): no existential on the data path.
+/// shared. Both backends report through the same decoded `cu_completion`s and take `cu_addr`
+/// destinations (the neutral CUDP types; only the conforming types see CURing or CBatched), so
+/// the worker loop is one piece of code, specialized per backend (`Worker<P, B>`): no existential on
+/// the data path.
 protocol IOBackend {
     /// Sets the backend up over the worker's receive slots (all of them free at first).
     init(configuration: WorkerConfiguration, receiveBuffers rx: ReceiveBufferPool) throws(RelayIOError)

@@ -1,3 +1,4 @@
+import CUDP
 import CURing
 import Glibc
 

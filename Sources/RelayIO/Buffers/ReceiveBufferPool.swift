@@ -1,4 +1,4 @@
-import CURing
+import CUDP
 import Glibc
 import RelayCore
 

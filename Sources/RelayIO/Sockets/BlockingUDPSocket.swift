@@ -1,6 +1,7 @@
-import CURing
+import CUDP
 import Glibc
 import STUN
+import SocketAddressing
 
 /// A plain UDP socket with blocking, time-limited calls, for tests, tools and the load generator.
 /// Workers never use it.

@@ -1,4 +1,4 @@
-import CURing
+import CUDP
 
 /// Bookkeeping of the sendmsg calls in flight, one entry per shim send slot: which buffers each
 /// points into (released when it completes) and enough to re-send it without GSO.

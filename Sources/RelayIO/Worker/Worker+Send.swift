@@ -1,7 +1,8 @@
-import CURing
+import CUDP
 import Glibc
 import RelayCore
 import STUN
+import SocketAddressing
 
 extension Worker {
     /// GSO limits: at most 64 segments (UDP_MAX_SEGMENTS on older kernels) and the whole run must

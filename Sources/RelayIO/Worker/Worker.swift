@@ -1,7 +1,8 @@
-import CURing
+import CUDP
 import Glibc
 import RelayCore
 import STUN
+import SocketAddressing
 
 /// One event loop on one thread: its own backend (io_uring ring or epoll + batched syscalls),
 /// buffers, sockets and processor. Nothing in it is

@@ -1,8 +1,9 @@
-import CURing
+import CUDP
 import Dispatch
 import Glibc
 import RelayCore
 import STUN
+import SocketAddressing
 import Synchronization
 /// A running worker thread, seen from outside: ask it to drain or stop, wait for it, read its
 /// published statistics.

@@ -1,4 +1,6 @@
+import CUDP
 import Glibc
+import SocketAddressing
 import STUN
 import Synchronization
 
@@ -32,7 +34,7 @@ public final class HTTPEndpointServer: Sendable {
     /// Binds `address` at once (so a busy port fails here) and starts serving on a new thread.
     public init(address: TransportAddress, limits: Limits = Limits(), handler: @escaping Handler) throws(HTTPServerError) {
         let listener = try Self.listen(on: address, backlog: limits.listenBacklog)
-        guard let bound = Self.localAddress(listener) else {
+        guard let bound = TransportAddress.local(of: listener) else {
             close(listener)
             throw .socket("getsockname", errno)
         }
@@ -87,8 +89,7 @@ public final class HTTPEndpointServer: Sendable {
         if address.family == .ipv6 {
             _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
         }
-        var storage = SocketAddress(address)
-        let rc = storage.withSockaddr { bind(fd, $0, $1) }
+        let rc = cu_addr(address).withSockaddr { bind(fd, $0, $1) }
         guard rc == 0 else {
             let code = errno
             close(fd)
@@ -100,16 +101,6 @@ public final class HTTPEndpointServer: Sendable {
             throw .socket("listen", code)
         }
         return fd
-    }
-
-    private static func localAddress(_ fd: Int32) -> TransportAddress? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let rc = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard rc == 0 else { return nil }
-        return SocketAddress(storage: storage).transportAddress
     }
 }
 

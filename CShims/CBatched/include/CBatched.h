@@ -1,11 +1,13 @@
 #ifndef CBATCHED_H
 #define CBATCHED_H
-// The batched-syscall backend: recvmmsg/sendmmsg with UDP_GRO/UDP_SEGMENT, epoll for readiness.
-// Plain syscalls only (CBatched.c does not include <liburing.h>); it offers the same shape as the
-// ring in CURing.h (arm a receive, prepare a send, submit-and-wait, reap decoded completions) so the
-// worker runs unchanged on top of either.
+// Batched UDP syscalls: epoll + recvmmsg/sendmmsg, plain syscalls only (no io_uring). Two layers:
+// - cb_loop, the relay's second I/O backend: recvmmsg/sendmmsg with UDP_GRO/UDP_SEGMENT, epoll for
+//   readiness. It offers the same shape as the ring in CURing.h (arm a receive, prepare a send,
+//   submit-and-wait, reap decoded CUDP completions) so the worker runs unchanged on top of either.
+// - cb_batch and cb_epoll_*, thin wrappers for a caller that drives its own loop (the benchmark's
+//   load generator): the Glibc Swift module does not expose mmsghdr, sendmmsg, recvmmsg or epoll.
 
-#include "CURing.h"
+#include "CUDP.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,6 +51,35 @@ uint32_t cb_reap(cb_loop *loop, cu_completion *out, uint32_t max);
 // Counters of the syscalls made (for statistics and benchmarks).
 uint64_t cb_sendmmsg_calls(const cb_loop *loop);
 uint64_t cb_recvmmsg_calls(const cb_loop *loop);
+
+// MARK: - Plain batches and epoll (CBatchedIO.c)
+
+typedef struct cb_batch cb_batch;
+
+// A batch of `capacity` message headers, each with one iovec.
+cb_batch *cb_batch_create(unsigned capacity);
+void cb_batch_destroy(cb_batch *b);
+// Points message `i` at `base`/`len` and the destination `dest` (NULL for none; it must outlive the
+// sends, the batch keeps the pointer).
+void cb_batch_set(cb_batch *b, unsigned i, void *base, size_t len, const cu_addr *dest);
+void cb_batch_set_length(cb_batch *b, unsigned i, size_t len);
+void cb_batch_set_destination(cb_batch *b, unsigned i, const cu_addr *dest);
+// Length of message `i` after cb_recvmmsg.
+unsigned cb_batch_received_length(const cb_batch *b, unsigned i);
+
+// sendmmsg(2) of the first `n` messages; returns how many were sent, or -errno.
+int cb_sendmmsg(int fd, cb_batch *b, unsigned n);
+// recvmmsg(2) with MSG_DONTWAIT into the first `n` messages (source names not kept); returns how
+// many, or -errno.
+int cb_recvmmsg(int fd, cb_batch *b, unsigned n);
+
+// An epoll instance (close-on-exec); fd or -errno.
+int cb_epoll_create(void);
+// Watches `fd` for EPOLLIN, reporting `data`. 0 or -errno.
+int cb_epoll_add(int epfd, int fd, uint64_t data);
+// Waits up to `timeout_ms`; writes the data of ready descriptors to `out` (at most 64); returns the
+// count, or -errno.
+int cb_epoll_wait(int epfd, uint64_t *out, int max, int timeout_ms);
 
 #ifdef __cplusplus
 }

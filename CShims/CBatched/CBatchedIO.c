@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
-#include "CTurnBenchIO.h"
+// Plain batches of mmsghdr and epoll wrappers (see CBatched.h), for callers that drive their own
+// loop: the benchmark's load generator.
+#include "CBatched.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -8,14 +10,14 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-struct tb_batch {
+struct cb_batch {
     unsigned capacity;
     struct mmsghdr *msgs;
     struct iovec *iov;
 };
 
-tb_batch *tb_batch_create(unsigned capacity) {
-    tb_batch *b = calloc(1, sizeof *b);
+cb_batch *cb_batch_create(unsigned capacity) {
+    cb_batch *b = calloc(1, sizeof *b);
     if (!b) return NULL;
     b->capacity = capacity;
     b->msgs = calloc(capacity, sizeof *b->msgs);
@@ -33,42 +35,41 @@ tb_batch *tb_batch_create(unsigned capacity) {
     return b;
 }
 
-void tb_batch_destroy(tb_batch *b) {
+void cb_batch_destroy(cb_batch *b) {
     if (!b) return;
     free(b->msgs);
     free(b->iov);
     free(b);
 }
 
-void tb_batch_set(tb_batch *b, unsigned i, void *base, size_t len, const void *name, unsigned namelen) {
+void cb_batch_set(cb_batch *b, unsigned i, void *base, size_t len, const cu_addr *dest) {
     if (i >= b->capacity) return;
     b->iov[i].iov_base = base;
     b->iov[i].iov_len = len;
-    b->msgs[i].msg_hdr.msg_name = (void *)name;
-    b->msgs[i].msg_hdr.msg_namelen = namelen;
+    cb_batch_set_destination(b, i, dest);
 }
 
-void tb_batch_set_length(tb_batch *b, unsigned i, size_t len) {
+void cb_batch_set_length(cb_batch *b, unsigned i, size_t len) {
     if (i < b->capacity) b->iov[i].iov_len = len;
 }
 
-void tb_batch_set_name(tb_batch *b, unsigned i, const void *name, unsigned namelen) {
+void cb_batch_set_destination(cb_batch *b, unsigned i, const cu_addr *dest) {
     if (i >= b->capacity) return;
-    b->msgs[i].msg_hdr.msg_name = (void *)name;
-    b->msgs[i].msg_hdr.msg_namelen = namelen;
+    b->msgs[i].msg_hdr.msg_name = (void *)dest;
+    b->msgs[i].msg_hdr.msg_namelen = dest ? cu_addr_length(dest) : 0;
 }
 
-unsigned tb_batch_received_length(const tb_batch *b, unsigned i) {
+unsigned cb_batch_received_length(const cb_batch *b, unsigned i) {
     return i < b->capacity ? b->msgs[i].msg_len : 0;
 }
 
-int tb_sendmmsg(int fd, tb_batch *b, unsigned n) {
+int cb_sendmmsg(int fd, cb_batch *b, unsigned n) {
     if (n > b->capacity) n = b->capacity;
     int rc = sendmmsg(fd, b->msgs, n, 0);
     return rc < 0 ? -errno : rc;
 }
 
-int tb_recvmmsg(int fd, tb_batch *b, unsigned n) {
+int cb_recvmmsg(int fd, cb_batch *b, unsigned n) {
     if (n > b->capacity) n = b->capacity;
     for (unsigned i = 0; i < n; i++) {
         b->msgs[i].msg_hdr.msg_name = NULL;
@@ -79,12 +80,12 @@ int tb_recvmmsg(int fd, tb_batch *b, unsigned n) {
     return rc < 0 ? -errno : rc;
 }
 
-int tb_epoll_create(void) {
+int cb_epoll_create(void) {
     int fd = epoll_create1(EPOLL_CLOEXEC);
     return fd < 0 ? -errno : fd;
 }
 
-int tb_epoll_add(int epfd, int fd, uint64_t data) {
+int cb_epoll_add(int epfd, int fd, uint64_t data) {
     struct epoll_event ev;
     memset(&ev, 0, sizeof ev);
     ev.events = EPOLLIN;
@@ -92,7 +93,7 @@ int tb_epoll_add(int epfd, int fd, uint64_t data) {
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
-int tb_epoll_wait(int epfd, uint64_t *out, int max, int timeout_ms) {
+int cb_epoll_wait(int epfd, uint64_t *out, int max, int timeout_ms) {
     struct epoll_event evs[64];
     if (max > 64) max = 64;
     int n = epoll_wait(epfd, evs, max, timeout_ms);

@@ -1,8 +1,9 @@
-// The batched-syscall backend (see CBatched.h). Deliberately free of <liburing.h>: it is what runs
-// when io_uring is refused, so it must not need anything from it.
+// The batched-syscall backend, cb_loop (see CBatched.h). Deliberately free of io_uring: it is what
+// runs when io_uring is refused, so it must not need anything from it. Sockets, addresses and the
+// cmsg helpers come from CUDP.
 #define _GNU_SOURCE
 #include "CBatched.h"
-#include "SocketCommon.h"
+#include "CUDPMessage.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -33,7 +34,7 @@ struct cb_send {
     uint64_t user_data;
     uint16_t gso;
     socklen_t addrlen;
-    struct sockaddr_in6 addr;
+    cu_addr addr;
     struct iovec iov[CU_SEND_MAX_IOV];
     union {
         char bytes[CMSG_SPACE(sizeof(uint16_t))];
@@ -182,7 +183,8 @@ int cb_prep_send(cb_loop *l, uint32_t slot, int fd, const cu_addr *dest, uint32_
     s->iov_count = iov_count;
     s->user_data = user_data;
     s->gso = gso_size;
-    s->addrlen = cu_sockaddr_from(dest, &s->addr);
+    s->addr = *dest;
+    s->addrlen = cu_addr_length(dest);
     l->queue[l->queued++] = slot;
     return 0;
 }
@@ -318,17 +320,14 @@ static void receive(cb_loop *l, int fd, uint64_t user_data) {
             c->buffer_id = id;
             c->has_buffer = 1;
             uint32_t namelen = m->msg_namelen < CU_RECV_NAME_BYTES ? m->msg_namelen : CU_RECV_NAME_BYTES;
-            cu_addr_from_sockaddr(m->msg_name, namelen, &c->source);
+            cu_addr_from_name(m->msg_name, namelen, &c->source);
             if (!(m->msg_flags & MSG_CTRUNC)) {
                 for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR(m, cm)) {
-                    if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO && cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
-                        int seg = 0;
-                        memcpy(&seg, CMSG_DATA(cm), sizeof(int));
-                        if (seg > 0 && seg <= 65535) c->gro_segment = (uint16_t)seg;
-                    }
+                    uint16_t seg = cu_cmsg_gro_segment(cm);
+                    if (seg != 0) c->gro_segment = seg;
                 }
             }
-            c->valid = c->source.family != 0;
+            c->valid = c->source.sa.sa_family != 0;
         }
         l->free_count -= (uint32_t)n;
         if ((uint32_t)n < want) return;
