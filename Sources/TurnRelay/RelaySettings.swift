@@ -29,7 +29,8 @@ struct RelaySettings {
     var defaultLifetime: UInt32
     var maxLifetime: UInt32
     var maxAllocations: Int
-    var maxAllocationsPerUser: Int
+    /// nil: no per-username bound below `maxAllocations` (the default).
+    var maxAllocationsPerUser: Int?
     var maxPermissions: Int
     var maxChannels: Int
     var allowPeers: [CIDR]
@@ -174,10 +175,10 @@ struct RelaySettings {
         }
         maxAllocations = try o.maxAllocations ?? Environment.value("MAX_ALLOCATIONS", as: Int.self) ?? 10000
         maxAllocationsPerUser = try o.maxAllocationsPerUser
-            ?? Environment.value("MAX_ALLOCATIONS_PER_USER", as: Int.self) ?? 10
+            ?? Environment.value("MAX_ALLOCATIONS_PER_USER", as: Int.self)
         maxPermissions = try o.maxPermissions ?? Environment.value("MAX_PERMISSIONS", as: Int.self) ?? 128
         maxChannels = try o.maxChannels ?? Environment.value("MAX_CHANNELS", as: Int.self) ?? 128
-        for (name, value) in [("--max-allocations", maxAllocations), ("--max-allocations-per-user", maxAllocationsPerUser),
+        for (name, value) in [("--max-allocations", maxAllocations), ("--max-allocations-per-user", maxAllocationsPerUser ?? 1),
                               ("--max-permissions", maxPermissions), ("--max-channels", maxChannels)] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
@@ -255,6 +256,9 @@ struct RelaySettings {
         }.joined()
     }
 
+    /// Outstanding EVEN-PORT reservations per username when `--max-allocations-per-user` is not given.
+    static let defaultReservationsPerUser = 10
+
     /// The core's configuration (one worker's port slice is set by the runtime).
     var serverConfiguration: ServerConfiguration {
         var c = ServerConfiguration(relayAddressIPv4: bindIPv4 == nil ? nil : publicIPv4,
@@ -265,9 +269,15 @@ struct RelaySettings {
         c.peerPolicy = peerPolicy
         c.defaultLifetime = defaultLifetime
         c.maxLifetime = maxLifetime
-        // Each worker runs its own Server; the kernel's reuseport hash spreads clients over them.
-        c.maxAllocations = max(1, (maxAllocations + workers - 1) / workers)
-        c.maxAllocationsPerUsername = maxAllocationsPerUser
+        // Both count the whole process: the workers' Servers share one `SharedAllocationQuota`
+        // (made by `TURNServerFactory`), whichever worker the kernel's reuseport hash picks.
+        c.maxAllocations = maxAllocations
+        // No per-user bound unless asked for (coturn's `user-quota` defaults to none too): one REST
+        // username is often shared by many allocations (`turnutils_uclient -m 40`, a media server).
+        c.maxAllocationsPerUsername = maxAllocationsPerUser ?? maxAllocations
+        // EVEN-PORT reservations per user stay bounded either way: one user must not fill the
+        // process-wide registry (256) that every other user's RTP/RTCP pairs need.
+        c.maxReservationsPerUsername = maxAllocationsPerUser ?? Self.defaultReservationsPerUser
         c.maxPermissionsPerAllocation = maxPermissions
         c.maxChannelsPerAllocation = maxChannels
         c.rfc5766ChannelNumbers = rfc5766ChannelNumbers

@@ -54,10 +54,10 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Longest allocation lifetime granted, in seconds (default 3600). [env: MAX_LIFETIME]")
     var maxLifetime: UInt32?
 
-    @Option(help: "Most allocations in total, split evenly over the workers (default 10000). [env: MAX_ALLOCATIONS]")
+    @Option(help: "Most allocations of the whole process, all workers together; beyond it Allocate gets 508 (default 10000). [env: MAX_ALLOCATIONS]")
     var maxAllocations: Int?
 
-    @Option(help: "Most allocations per username within one worker (default 10). [env: MAX_ALLOCATIONS_PER_USER]")
+    @Option(help: "Most allocations per username in the whole process, all workers together; beyond it Allocate gets 486 (default: no per-user limit below --max-allocations). Also bounds the user's EVEN-PORT reservations (default 10). [env: MAX_ALLOCATIONS_PER_USER]")
     var maxAllocationsPerUser: Int?
 
     @Option(help: "Most permissions per allocation (default 128). [env: MAX_PERMISSIONS]")

@@ -139,13 +139,14 @@ final class Harness {
 
     /// `registry`: shared with other harnesses' servers, as the workers of one process share it.
     /// `liveRelayPorts`: shared likewise (the live allocation ports of the whole process).
-    init(seed: UInt64 = 1, registry: (any ReservationRegistry)? = nil, liveRelayPorts: LiveRelayPorts? = nil,
-         _ configure: (inout ServerConfiguration) -> Void = { _ in }) {
+    /// `quota`: the allocation counts, shared likewise.
+    init(seed: UInt64 = 1, registry: (any ReservationRegistry)? = nil, quota: (any AllocationQuota)? = nil,
+         liveRelayPorts: LiveRelayPorts? = nil, _ configure: (inout ServerConfiguration) -> Void = { _ in }) {
         var c = Self.configuration()
         configure(&c)
         now = Self.start
         server = Server(configuration: c, random: SplitMix64(seed: seed), now: now, reservationRegistry: registry,
-                        liveRelayPorts: liveRelayPorts)
+                        allocationQuota: quota, liveRelayPorts: liveRelayPorts)
         buffer = .allocate(byteCount: Self.bufferSize, alignment: 16)
         buffer.initializeMemory(as: UInt8.self, repeating: 0xEE, count: Self.bufferSize)
     }
@@ -261,9 +262,7 @@ final class Harness {
 
     /// The IPv4 relay port of `client`'s allocation (0 when it has none).
     func relayPort(of client: TransportAddress) -> UInt16 {
-        guard let id = server.allocationByClient[ClientSocket(client)],
-              let allocation = server.allocations[Int(id.index)] else { return 0 }
-        return allocation.ipv4?.port ?? 0
+        server.allocations.allocation(of: ClientSocket(client))?.allocation.ipv4?.port ?? 0
     }
 
     var relayPort: UInt16 { relayPort(of: Addr.client) }

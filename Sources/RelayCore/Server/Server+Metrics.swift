@@ -6,7 +6,8 @@ extension Server {
     /// (a few times a second), never per packet.
     public var activeAllocationsByFamily: (ipv4: Int, ipv6: Int) {
         var ipv4 = 0, ipv6 = 0
-        for case let allocation? in allocations where allocation.isActive {
+        allocations.forEach { _, allocation in
+            guard allocation.isActive else { return }
             if allocation.ipv4 != nil { ipv4 += 1 }
             if allocation.ipv6 != nil { ipv6 += 1 }
         }

@@ -217,16 +217,17 @@ extension Server {
         // 2. "The server checks if the 5-tuple is currently in use by an existing allocation. If
         // yes, the server rejects the request with a 437 (Allocation Mismatch) error." Unless it is
         // the request that created it, retransmitted (RFC 8489 §6.3.4).
-        if let existing = allocationByClient[client], let allocation = allocations[Int(existing.index)] {
+        if case let (existing, allocation)? = allocations.allocation(of: client) {
             guard allocation.allocateTransaction == message.transactionID else { throw .allocationMismatch }
-            if allocation.isActive {
+            switch allocation.lifecycle {
+            case .active(let granted):
                 // The cached response was evicted: answer again from the allocation's state.
                 sendAllocateSuccess(existing, transactionID: message.transactionID, signer: auth.signer,
                                     lifetime: allocation.expiresAt > now
                                         ? UInt32(clamping: (allocation.expiresAt.nanoseconds - now.nanoseconds) / 1_000_000_000) : 0,
-                                    reservationToken: allocation.reservationToken, addressError: allocation.addressError,
+                                    reservationToken: granted.reservationToken, addressError: granted.addressError,
                                     now: now, out: out)
-            } else {
+            case .opening:
                 // Still opening its sockets: the success response goes out when they are open.
                 statistics.drops.pendingRetransmission &+= 1
             }
@@ -294,13 +295,36 @@ extension Server {
         }
         // 10. "the server MAY choose to reject the request with a 486 (Allocation Quota Reached)
         // error if it feels the client is trying to exceed some locally defined allocation quota
-        // ... it SHOULD define it based on the username".
-        if allocationsPerUsername[auth.username, default: 0] >= configuration.maxAllocationsPerUsername {
-            throw .allocationQuotaReached
+        // ... it SHOULD define it based on the username". Counted across the whole process
+        // (`AllocationQuota`); the server-wide limit is capacity, not a per-user quota: 508, "The
+        // server has no more relayed transport addresses available" (RFC 8656 §7.4).
+        switch allocationQuota.acquire(username: auth.username, perUserLimit: configuration.maxAllocationsPerUsername,
+                                       totalLimit: configuration.maxAllocations) {
+        case .granted: break
+        case .userQuota: throw .allocationQuotaReached
+        case .full: throw .insufficientCapacity
         }
-        // The server-wide limit is capacity, not a per-user quota: 508, "The server has no more
-        // relayed transport addresses available" (RFC 8656 §7.4).
-        if allocationByClient.count >= configuration.maxAllocations { throw .insufficientCapacity }
+        // The place is this allocation's from here on: given back if the request fails before the
+        // allocation exists, else when the allocation ends (`deleteAllocation`).
+        let plan: AllocationPlan
+        do throws(RequestError) {
+            plan = try planAllocation(message, from: client, auth: auth, token: token, evenPort: evenPort,
+                                      families: families, addressError: addressError, now: now)
+        } catch {
+            allocationQuota.release(username: auth.username)
+            throw error
+        }
+        createAllocation(plan, now: now, out: out)
+    }
+
+    /// The rest of RFC 8656 §7.2 once the quota admitted the request: the relayed transport
+    /// addresses (a reserved port, or chosen ones and possibly a new reservation) and the lifetime.
+    func planAllocation(_ message: STUNMessage, from client: ClientSocket, auth: Authentication, token: UInt64?,
+                        evenPort: EvenPort?, families: [AddressFamily], addressError: (family: AddressFamily, code: Int)?,
+                        now: Instant) throws(RequestError) -> AllocationPlan {
+        let reserveNext = evenPort?.reserveNext ?? false
+        let primary = families[0]
+        var addressError = addressError
         if reserveNext && reservations.count >= configuration.maxReservations { throw .insufficientCapacity }
 
         // Parsed before a token is claimed or registered: nothing below may fail after that.
@@ -309,7 +333,7 @@ extension Server {
         // Relayed transport addresses (RFC 8656 §7.2, after the checks).
         var chosen: [(family: AddressFamily, port: UInt16)] = []
         var newReservation: (token: UInt64, port: UInt16)?
-        var claimedFromOtherServer = false
+        var portOwner = RelaySocket.PortOwner.thisServer
         if let token {
             // "If the request contains a RESERVATION-TOKEN attribute, the server uses the previously
             // reserved transport address corresponding to the included token (if it is still
@@ -321,7 +345,7 @@ extension Server {
                 // Our own reservation: its port, already marked used here, passes to the allocation.
                 dropReservation(token)
             } else {
-                claimedFromOtherServer = true
+                portOwner = .otherServer
             }
             chosen = [(claimed.family, claimed.port)]
         } else {
@@ -362,11 +386,12 @@ extension Server {
                 throw .insufficientCapacity
             }
         }
-        createAllocation(client: client, username: auth.username, relays: chosen, lifetime: lifetime,
-                         transactionID: message.transactionID, signer: auth.signer, evenPort: evenPort != nil,
-                         usesReservedPort: token != nil, claimedFromOtherServer: claimedFromOtherServer,
-                         newReservation: newReservation, addressError: addressError, now: now, out: out)
+        return AllocationPlan(client: client, username: auth.username, transactionID: message.transactionID,
+                              signer: auth.signer, relays: chosen, lifetime: lifetime, evenPort: evenPort != nil,
+                              usesReservedPort: token != nil, portOwner: portOwner, newReservation: newReservation,
+                              addressError: addressError)
     }
+
 
     /// RFC 8656 §7.2: "If the request contains a LIFETIME attribute, then the server computes the
     /// minimum of the client's proposed lifetime and the server's maximum allowed lifetime. If this
@@ -382,8 +407,7 @@ extension Server {
 
     /// RFC 8656 §8.2.
     func handleRefresh(_ message: STUNMessage, from client: ClientSocket, auth: Authentication, now: Instant, out: OutboundBatch) throws(RequestError) {
-        let id = try activeAllocation(of: client, auth: auth)
-        guard var allocation = allocations[Int(id.index)] else { throw .allocationMismatch }
+        let (id, allocation) = try activeAllocation(of: client, auth: auth)
         // RFC 8656 §8.1: "When refreshing a dual allocation, the client includes a
         // REQUESTED-ADDRESS-FAMILY attribute indicating the address family type that should be
         // refreshed. If no REQUESTED-ADDRESS-FAMILY attribute is included, then the request should
@@ -410,13 +434,7 @@ extension Server {
             }
         } else {
             // "the allocation's time-to-expiry is set to the 'desired lifetime'".
-            for family in families {
-                guard var relay = allocation.relay(for: family) else { continue }
-                relay.expiresAt = now.adding(seconds: UInt64(lifetime))
-                timers.reschedule(relay.timer, at: relay.expiresAt)
-                allocation.setRelay(relay, family)
-            }
-            allocations[Int(id.index)] = allocation
+            allocations[id].setExpiry(families, at: now.adding(seconds: UInt64(lifetime)), timers: &timers)
         }
         // "A LIFETIME attribute containing the current value of the time-to-expiry timer."
         sendSuccess(to: message, from: client, signer: auth.signer, now: now, out: out) { writer in
@@ -429,13 +447,12 @@ extension Server {
     /// RFC 8656 §10.2: "the server installs or refreshes a permission for the IP address contained
     /// in each XOR-PEER-ADDRESS attribute ... The port portion of each attribute is ignored".
     func handleCreatePermission(_ message: STUNMessage, from client: ClientSocket, auth: Authentication, now: Instant, out: OutboundBatch) throws(RequestError) {
-        let id = try activeAllocation(of: client, auth: auth)
-        let peers = try parsed(message.xorPeerAddresses())
+        let (id, allocation) = try activeAllocation(of: client, auth: auth)
+        let addresses = try parsed(message.xorPeerAddresses())
         // "The CreatePermission request MUST contain at least one XOR-PEER-ADDRESS attribute".
-        guard !peers.isEmpty else { throw .badRequest }
-        guard let allocation = allocations[Int(id.index)] else { throw .allocationMismatch }
+        guard !addresses.isEmpty else { throw .badRequest }
         var newPeers = Set<IPAddress>()
-        for peer in peers {
+        for peer in addresses {
             // "If an XOR-PEER-ADDRESS attribute contains an address of an address family that is
             // not the same as that of a relayed transport address for the allocation, the server
             // MUST generate an error response with the 443 (Peer Address Family Mismatch)".
@@ -445,15 +462,15 @@ extension Server {
             // with a 403 (Forbidden) error." A permission is IP-only, so the relay's own address is
             // allowed here; ChannelBind and Send check the port.
             if peerPolicy.evaluate(peer.ip) == .denied { throw .forbidden }
-            if permissions[PermissionKey(allocation: id, peer: peer.ip)] == nil { newPeers.insert(peer.ip) }
+            if !peers.hasPermission(PermissionKey(allocation: id, peer: peer.ip)) { newPeers.insert(peer.ip) }
         }
         // RFC 8656 §12.2 for the same situation in ChannelBind: "If the request is valid, but the
         // server is unable to fulfill the request due to some capacity limit or similar, the server
         // replies with a 508 (Insufficient Capacity) error."
-        guard allocation.permissions.count + newPeers.count <= configuration.maxPermissionsPerAllocation else {
+        guard peers.permissionCount(of: id) + newPeers.count <= configuration.maxPermissionsPerAllocation else {
             throw .insufficientCapacity
         }
-        for peer in peers { installPermission(id, peer: peer.ip, now: now) }
+        for peer in addresses { installPermission(id, peer: peer.ip, now: now) }
         sendSuccess(to: message, from: client, signer: auth.signer, now: now, out: out) { _ in }
     }
 
@@ -461,8 +478,7 @@ extension Server {
 
     /// RFC 8656 §12.2.
     func handleChannelBind(_ message: STUNMessage, from client: ClientSocket, auth: Authentication, now: Instant, out: OutboundBatch) throws(RequestError) {
-        let id = try activeAllocation(of: client, auth: auth)
-        guard let allocation = allocations[Int(id.index)] else { throw .allocationMismatch }
+        let (id, allocation) = try activeAllocation(of: client, auth: auth)
         // "The request contains both a CHANNEL-NUMBER and an XOR-PEER-ADDRESS attribute; The
         // channel number is in the range 0x4000 through 0x4FFF (inclusive)" else 400. With
         // `rfc5766ChannelNumbers`, RFC 5766 §11's "0x4000 through 0x7FFF".
@@ -487,14 +503,14 @@ extension Server {
         // "the client MUST wait 5 minutes after the channel binding expires before attempting to
         // bind the channel number to a different transport address or the transport address to a
         // different channel number").
-        let existing = channels[ChannelKey(client: allocation.client, number: number)]
+        let existing = peers.channel(ChannelKey(client: allocation.client, number: number))
         if let existing, existing.peer != peer { throw .badRequest }
-        if let other = channelByPeer[PeerChannelKey(allocation: id, peer: peer)], other.number != number { throw .badRequest }
-        if existing == nil && allocation.channels.count >= configuration.maxChannelsPerAllocation {
+        if let other = peers.peerChannel(PeerChannelKey(allocation: id, peer: peer)), other.number != number { throw .badRequest }
+        if existing == nil && peers.channelCount(of: id) >= configuration.maxChannelsPerAllocation {
             throw .insufficientCapacity
         }
-        if permissions[PermissionKey(allocation: id, peer: peerAddress.ip)] == nil
-            && allocation.permissions.count >= configuration.maxPermissionsPerAllocation {
+        if !peers.hasPermission(PermissionKey(allocation: id, peer: peerAddress.ip))
+            && peers.permissionCount(of: id) >= configuration.maxPermissionsPerAllocation {
             throw .insufficientCapacity
         }
         bindChannel(id, number: number, peer: peer, relayHandle: relay.handle, peerIsOwnAddress: admission == .ownAddress, now: now)
@@ -508,7 +524,7 @@ extension Server {
 
     /// RFC 8656 §11.2. Indications get no response: every failure is a silent drop, counted.
     func handleSendIndication(_ message: STUNMessage, datagram: InboundDatagram, from client: ClientSocket, out: OutboundBatch) {
-        guard let id = allocationByClient[client], let allocation = allocations[Int(id.index)], allocation.isActive else {
+        guard case let (id, allocation)? = allocations.allocation(of: client), allocation.isActive else {
             statistics.drops.noAllocation &+= 1
             return
         }
@@ -533,7 +549,7 @@ extension Server {
         // "The server also checks that there is a permission installed for the IP address contained
         // in the XOR-PEER-ADDRESS attribute. If no such permission exists, the message is
         // discarded."
-        guard permissions[PermissionKey(allocation: id, peer: peerAddress.ip)] != nil else {
+        guard peers.hasPermission(PermissionKey(allocation: id, peer: peerAddress.ip)) else {
             statistics.drops.noPermission &+= 1
             return
         }
@@ -555,12 +571,12 @@ extension Server {
     /// RFC 8656 §5: requests other than Allocate need an allocation on this 5-tuple (else 437),
     /// authenticated by the user who created it: "the server MUST ... reject the request with a
     /// 441 (Wrong Credentials) error" when the username differs.
-    func activeAllocation(of client: ClientSocket, auth: Authentication) throws(RequestError) -> AllocationID {
-        guard let id = allocationByClient[client], let allocation = allocations[Int(id.index)], allocation.isActive else {
+    func activeAllocation(of client: ClientSocket, auth: Authentication) throws(RequestError) -> (AllocationID, Allocation) {
+        guard case let (id, allocation)? = allocations.allocation(of: client), allocation.isActive else {
             throw .allocationMismatch
         }
         guard allocation.username == auth.username else { throw .wrongCredentials }
-        return id
+        return (id, allocation)
     }
 
     /// How a peer address named in ChannelBind or a Send indication is admitted.

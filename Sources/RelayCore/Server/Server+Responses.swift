@@ -46,6 +46,16 @@ struct ResponseSigner {
     var integrity: Integrity
     var fingerprint: Bool
 
+    init(integrity: Integrity, fingerprint: Bool) {
+        self.integrity = integrity
+        self.fingerprint = fingerprint
+    }
+
+    /// MESSAGE-INTEGRITY (HMAC-SHA1) with `key` (the table tests build pending Allocates with it).
+    init(sha1Key key: [UInt8], fingerprint: Bool = false) {
+        self.init(integrity: .sha1(HMACState<Insecure.SHA1>(key: key)), fingerprint: fingerprint)
+    }
+
     func sign(_ writer: inout STUNMessageWriter) {
         switch integrity {
         case .sha1(let key): writer.appendMessageIntegrity(key: key)
@@ -185,7 +195,7 @@ extension Server {
     func sendAllocateSuccess(_ id: AllocationID, transactionID: TransactionID, signer: ResponseSigner, lifetime: UInt32,
                              reservationToken: UInt64?, addressError: (family: AddressFamily, code: Int)?,
                              now: Instant, out: OutboundBatch) {
-        guard let allocation = allocations[Int(id.index)] else { return }
+        guard let allocation = allocations.allocation(id) else { return }
         statistics.responses.success &+= 1
         statistics.responses.allocate.success &+= 1
         let type = STUNMessageType(method: .allocate, messageClass: .successResponse)

@@ -36,22 +36,20 @@ public final class Server {
     var ports: PortAllocator
     var transactions: TransactionCache
 
-    var allocations: [Allocation?] = []
-    var freeAllocationSlots: [UInt32] = []
-    var allocationByClient: [ClientSocket: AllocationID] = [:]
-    var allocationsPerUsername: [String: Int] = [:]
-    var sockets: [SocketEntry] = []
-    var freeSockets = SocketFreeList()
-    var permissions: [PermissionKey: Permission] = [:]
-    /// Read per packet: open-addressed with a keyed hash seeded from `random` (see `KeyedTable`).
-    var channels: KeyedTable<ChannelKey, Channel>
-    var channelByPeer: KeyedTable<PeerChannelKey, PeerChannel>
+    /// Allocations with their client index, per-username counts and socket entries.
+    var allocations = AllocationTable()
+    /// Permissions and channel bindings, with the indices the fast paths read (channels keyed by
+    /// the client's 5-tuple and by peer, seeded from `random`: see `KeyedTable`).
+    var peers: PeerTable
     /// The reservations this server made (it owns their ports), by token.
     var reservations: [UInt64: Reservation] = [:]
     /// Where reservation tokens are registered and claimed: shared by the servers of one process
     /// (`ReservationRegistry`), consulted on the Allocate slow path only.
     let reservationRegistry: any ReservationRegistry
     let registryMember: Int
+    /// `maxAllocations` and `maxAllocationsPerUsername`, counted across the servers of the process
+    /// (`AllocationQuota`), consulted on the Allocate slow path and when an allocation ends.
+    let allocationQuota: any AllocationQuota
     /// The live allocation ports of the whole process (shared by its servers): the only ports at
     /// which a peer on this host's own address is admitted.
     let liveRelayPorts: LiveRelayPorts
@@ -74,10 +72,15 @@ public final class Server {
 
     /// `reservationRegistry`: the registry shared with the other servers of the process (one per
     /// worker); nil gives this server a registry of its own (`configuration.maxReservations`).
+    /// `allocationQuota`: the allocation counts shared with the other servers of the process; nil
+    /// gives this server counts of its own (then `maxAllocations` and `maxAllocationsPerUsername`
+    /// are this server's alone).
     /// `liveRelayPorts`: shared with the other servers of the process; nil gives this server its own.
     public init(configuration: ServerConfiguration, random: any RandomNumberGenerator, now: Instant,
-                reservationRegistry: (any ReservationRegistry)? = nil, liveRelayPorts: LiveRelayPorts? = nil) {
+                reservationRegistry: (any ReservationRegistry)? = nil, allocationQuota: (any AllocationQuota)? = nil,
+                liveRelayPorts: LiveRelayPorts? = nil) {
         self.configuration = configuration
+        self.allocationQuota = allocationQuota ?? UnsharedAllocationQuota()
         self.liveRelayPorts = liveRelayPorts ?? LiveRelayPorts()
         let registry = reservationRegistry ?? UnsharedReservationRegistry(capacity: configuration.maxReservations)
         self.reservationRegistry = registry
@@ -101,8 +104,8 @@ public final class Server {
                                                 seed: self.random.next())
         peerPolicy = Self.effectivePolicy(configuration)
         usernameByUserhash = Self.userhashIndex(configuration)
-        channels = KeyedTable(seed: self.random.next())
-        channelByPeer = KeyedTable(seed: self.random.next())
+        let channelSeed = self.random.next()
+        peers = PeerTable(channelSeed: channelSeed, peerSeed: self.random.next())
         credentialKeys = CredentialKeyCache(seed: self.random.next())
         validatedNonces = ValidatedNonceCache(seed: self.random.next())
     }
@@ -146,17 +149,17 @@ public final class Server {
     }
 
     /// Live allocations (including ones waiting for their sockets).
-    public var allocationCount: Int { allocationByClient.count }
+    public var allocationCount: Int { allocations.count }
 
     public var tableSizes: ServerTableSizes {
         var sizes = ServerTableSizes()
-        sizes.allocations = allocations.count - freeAllocationSlots.count
-        sizes.allocationsByClient = allocationByClient.count
-        sizes.usernames = allocationsPerUsername.count
-        sizes.permissions = permissions.count
-        sizes.channels = channels.count
-        sizes.channelsByPeer = channelByPeer.count
-        sizes.sockets = sockets.count - freeSockets.count
+        sizes.allocations = allocations.slotCount
+        sizes.allocationsByClient = allocations.count
+        sizes.usernames = allocations.usernameCount
+        sizes.permissions = peers.permissionCount
+        sizes.channels = peers.channelCount
+        sizes.channelsByPeer = peers.channelByPeerCount
+        sizes.sockets = allocations.socketCount
         sizes.reservations = reservations.count
         sizes.timers = timers.count
         sizes.transactionCache = transactions.count
@@ -206,8 +209,8 @@ public final class Server {
         }
         // One lookup: the channel is keyed by the client's 5-tuple and the channel number.
         let client = ClientSocket(datagram.source)
-        guard let channel = channels[ChannelKey(client: client, number: ChannelNumber(frame.channel))], channel.isBound else {
-            if allocationByClient[client] == nil {
+        guard let channel = peers.channel(ChannelKey(client: client, number: ChannelNumber(frame.channel))), channel.isBound else {
+            if allocations.id(of: client) == nil {
                 statistics.drops.noAllocation &+= 1
             } else {
                 statistics.drops.noChannel &+= 1
@@ -244,12 +247,7 @@ public final class Server {
     /// server forms and sends a Data indication".
     @inline(__always)
     func relayFromPeer(_ datagram: InboundDatagram, socketIndex: Int, now: Instant, out: OutboundBatch) {
-        guard socketIndex < sockets.count else {
-            statistics.drops.noAllocation &+= 1
-            return
-        }
-        let entry = sockets[socketIndex]
-        guard entry.isOpen, entry.allocation != .max else {
+        guard let entry = allocations.openSocket(at: socketIndex) else {
             statistics.drops.noAllocation &+= 1
             return
         }
@@ -264,8 +262,8 @@ public final class Server {
             return
         }
         // A peer with a channel carries its permission state in the channel entry: one lookup.
-        let channel = channelByPeer[PeerChannelKey(allocation: allocation, peer: peer)]
-        let permitted = channel?.isPermitted ?? (permissions[PermissionKey(allocation: allocation, peer: peer.address.ip)] != nil)
+        let channel = peers.peerChannel(PeerChannelKey(allocation: allocation, peer: peer))
+        let permitted = channel?.isPermitted ?? peers.hasPermission(PermissionKey(allocation: allocation, peer: peer.address.ip))
         guard permitted else {
             statistics.drops.noPermission &+= 1
             return

@@ -60,9 +60,11 @@ public struct ServerConfiguration: Sendable {
 
     // MARK: Quotas
 
-    /// RFC 8656 §7.2 step 10: 486 when a username exceeds this.
+    /// RFC 8656 §7.2 step 10: 486 when a username exceeds this. Counted by the server's
+    /// `AllocationQuota`: across every server of the process when they share one (the relay's
+    /// workers do, `TURNServerFactory`), else this server's own.
     public var maxAllocationsPerUsername: Int = 10
-    /// All allocations of this server; above it Allocate gets 508.
+    /// All allocations, counted like `maxAllocationsPerUsername`; above it Allocate gets 508.
     public var maxAllocations: Int = 10_000
     /// CreatePermission/ChannelBind beyond this per allocation get 508.
     public var maxPermissionsPerAllocation: Int = 128

@@ -212,8 +212,8 @@ final class TurnServerUnderTest: @unchecked Sendable {
             "--max-port", "\(relayPorts.upperBound)",
             "--realm", realm,
             "--auth-secret", secret,
-            // turnutils_uclient gives all its clients (-m 50) one REST username.
-            "--max-allocations-per-user", "1000",
+            // No --max-allocations-per-user: turnutils_uclient gives all its clients (-m 50) one REST
+            // username, and the defaults (no per-user bound, on every core's worker) must serve it.
             "--drain-seconds", "0",
         ]
         if allowLoopbackPeers {

@@ -3,48 +3,78 @@ import STUN
 /// One relayed transport address of an allocation: an allocation socket the shell opens on the relay
 /// address of `family`.
 struct RelaySocket {
+    /// Where the socket is in its life: the shell has been asked to open it (the `attempt`-th bind
+    /// for this family; a failed bind is retried on another port, boundedly), or it is open.
+    enum State: Equatable {
+        case opening(attempt: Int)
+        case open
+    }
+
+    /// Whose port range the port belongs to.
+    enum PortOwner: Equatable {
+        /// This server's slice (or its own EVEN-PORT reservation): released into its allocator.
+        case thisServer
+        /// Claimed from another server's reservation: when this address goes away, the port is given
+        /// back to the registry for its owner.
+        case otherServer
+    }
+
     var handle: SocketHandle
     var family: AddressFamily
     var port: UInt16
-    var isOpen: Bool
-    /// Binds tried for this family so far (a failed bind is retried on another port, boundedly).
-    var attempts: Int
+    var state: State
     /// RFC 8656 §6: "the time-to-expiry for each relayed transport address". A dual allocation's
     /// two addresses are refreshed (and deleted) separately (§8.1).
     var expiresAt: Instant
     var timer: TimerID
-    /// The port came from another server's reservation (outside this server's port range): when
-    /// this address goes away, the port is given back to the registry for its owner.
-    var claimed = false
+    var portOwner: PortOwner = .thisServer
+
+    var isOpen: Bool { state == .open }
+
+    var attempts: Int {
+        switch state {
+        case .opening(let attempt): attempt
+        case .open: 0
+        }
+    }
 }
 
 /// An allocation (RFC 8656 §6): "the relayed transport address or addresses; the 5-tuple; the
 /// authentication information; the time-to-expiry for each relayed transport address; a list of
-/// permissions ...; a list of channel-to-peer bindings".
+/// permissions ...; a list of channel-to-peer bindings". The permissions and channels live in the
+/// `PeerTable`, keyed by the allocation.
 ///
 /// The hot path does not read this struct: ChannelData forwarding uses `SocketEntry` and the
-/// channel table, so the cold fields here (strings, keys) are never touched per packet.
+/// peer table, so the cold fields here (strings, keys) are never touched per packet.
 struct Allocation {
+    /// Where an allocation is in its life. It is created `opening` (its sockets asked for, the
+    /// success response not sent) and becomes `active` when every socket is open; it leaves the
+    /// table when it is deleted, expires or fails to open.
+    enum Lifecycle {
+        /// Waiting for the shell to open the sockets; the success response goes out once every
+        /// socket is open. A retransmitted Allocate is ignored meanwhile.
+        case opening(PendingAllocate)
+        /// Relaying; requests other than Allocate are served.
+        case active(Granted)
+    }
+
+    /// What the success response said beyond the addresses, to say it again to a retransmission
+    /// that outlived the transaction cache.
+    struct Granted {
+        var reservationToken: UInt64?
+        var addressError: (family: AddressFamily, code: Int)?
+    }
+
     var client: ClientSocket
     /// The username that authenticated the Allocate; later requests must use the same one
     /// (RFC 8656 §5: otherwise "441 (Wrong Credentials)").
     var username: String
     var ipv4: RelaySocket?
     var ipv6: RelaySocket?
-    /// The peers with a permission and the channel numbers in use (bound or cooling down), so
-    /// that deleting an allocation touches only its own entries. Bounded by the per-allocation quotas.
-    var permissions: Set<IPAddress> = []
-    var channels: Set<ChannelNumber> = []
     /// The Allocate transaction that created this allocation: a retransmission of it is answered
     /// from the transaction cache, or ignored while the sockets are still being opened.
     var allocateTransaction: TransactionID
-    /// Set while waiting for the shell to open the sockets; the success response goes out once
-    /// every socket is open.
-    var pending: PendingAllocate?
-    /// What the success response said beyond the addresses, to say it again to a retransmission
-    /// that outlived the transaction cache.
-    var reservationToken: UInt64? = nil
-    var addressError: (family: AddressFamily, code: Int)? = nil
+    var lifecycle: Lifecycle
 
     func relay(for family: AddressFamily) -> RelaySocket? {
         family == .ipv4 ? ipv4 : ipv6
@@ -57,13 +87,50 @@ struct Allocation {
         return out
     }
 
-    var isActive: Bool { pending == nil }
+    var relayCount: Int { (ipv4 == nil ? 0 : 1) + (ipv6 == nil ? 0 : 1) }
+
+    var isActive: Bool {
+        if case .active = lifecycle { return true }
+        return false
+    }
+
+    var pending: PendingAllocate? {
+        if case .opening(let pending) = lifecycle { return pending }
+        return nil
+    }
 
     /// When the last relayed address expires.
-    var expiresAt: Instant { relays.map(\.expiresAt).max() ?? Instant(nanoseconds: 0) }
+    var expiresAt: Instant { max(ipv4?.expiresAt ?? Instant(nanoseconds: 0), ipv6?.expiresAt ?? Instant(nanoseconds: 0)) }
+
+    /// The relayed address of `family`, modified in place.
+    mutating func withRelay<R>(_ family: AddressFamily, _ body: (inout RelaySocket) -> R) -> R? {
+        if family == .ipv4 {
+            guard ipv4 != nil else { return nil }
+            return body(&ipv4!)
+        }
+        guard ipv6 != nil else { return nil }
+        return body(&ipv6!)
+    }
 
     mutating func setRelay(_ relay: RelaySocket?, _ family: AddressFamily) {
         if family == .ipv4 { ipv4 = relay } else { ipv6 = relay }
+    }
+
+    /// Changes the pending Allocate of an opening allocation (no-op when active).
+    mutating func updatePending(_ body: (inout PendingAllocate) -> Void) {
+        guard case .opening(var pending) = lifecycle else { return }
+        body(&pending)
+        lifecycle = .opening(pending)
+    }
+
+    /// Sets the time-to-expiry of the relayed addresses of `families` (every one when nil).
+    mutating func setExpiry(_ families: [AddressFamily]? = nil, at expiresAt: Instant, timers: inout TimerQueue) {
+        for family in families ?? [.ipv4, .ipv6] {
+            _ = withRelay(family) { relay in
+                relay.expiresAt = expiresAt
+                timers.reschedule(relay.timer, at: expiresAt)
+            }
+        }
     }
 }
 
@@ -84,18 +151,48 @@ struct PendingAllocate {
     var timer: TimerID
 }
 
+/// Everything an Allocate decided, for `Server.createAllocation`: who, which relayed addresses,
+/// and what the success response will say.
+struct AllocationPlan {
+    var client: ClientSocket
+    var username: String
+    var transactionID: TransactionID
+    var signer: ResponseSigner
+    /// The ports chosen (or claimed), one per family.
+    var relays: [(family: AddressFamily, port: UInt16)]
+    var lifetime: UInt32
+    var evenPort: Bool
+    /// A RESERVATION-TOKEN named the port.
+    var usesReservedPort: Bool
+    /// Whose port range the relays' ports belong to.
+    var portOwner: RelaySocket.PortOwner
+    /// EVEN-PORT with R=1: port N+1 reserved under this token (RFC 8656 §7.2).
+    var newReservation: (token: UInt64, port: UInt16)?
+    var addressError: (family: AddressFamily, code: Int)?
+}
+
 /// Per allocation socket: which allocation it belongs to. Indexed by
 /// `SocketHandle.allocationIndex`, so the peer→client path finds its allocation with an array read.
 struct SocketEntry {
-    /// `UInt32.max` when the handle is free.
+    enum State: UInt8 {
+        /// Not in use; on the free list.
+        case free
+        /// Asked to open for `allocation`, no answer yet.
+        case opening
+        /// Open for `allocation`: datagrams on it are relayed.
+        case open
+        /// Its allocation let go of it while the open was in flight: the handle is reused only
+        /// after the shell answered (and is not on the free list until then).
+        case orphaned
+    }
+
+    /// Meaningful in `opening` and `open`.
     var allocation: UInt32
     var family: AddressFamily
-    var isOpen: Bool
+    var state: State
     var client: ClientSocket
-    /// Freed while its open was in flight: the handle is reused only after the shell answered.
-    var awaitingOpenAnswer = false
 
-    static let free = SocketEntry(allocation: .max, family: .ipv4, isOpen: false,
+    static let free = SocketEntry(allocation: .max, family: .ipv4, state: .free,
                                   client: ClientSocket(TransportAddress(ip: .v4(.any), port: 0)))
 }
 
