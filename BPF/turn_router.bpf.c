@@ -240,6 +240,8 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, struct parsed *p, 
         return pass(TR_PASS_CHANNEL_LENGTH_BEYOND_DATAGRAM);
     if (len == 0 || plen > CHANNEL_DATA_HLEN + ((len + 3) & ~3))
         return pass(TR_PASS_MALFORMED_CHANNEL_DATA);
+    if (plen >= 0x4000) /* beyond any MTU the program is meant for (see tr_config.mtu) */
+        return pass(TR_PASS_OVERSIZED);
 
     struct tr_client_key key = {};
     __builtin_memcpy(key.client_ip, p->src, 16);
@@ -285,7 +287,8 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, struct parsed *p, 
         for (int i = 0; i < 3; i++) {
             __u16 off = pad_off + i;
             if (off < plen) {
-                __u8 *b = payload + (off & 0xffff);
+                /* off < plen < 0x4000 (checked above): the mask only tells the verifier. */
+                __u8 *b = payload + (off & 0x3fff);
                 if ((void *)(b + 1) > data_end)
                     return pass(TR_PASS_CHECKSUM_OR_OTHER);
                 __u16 word = (off & 1) ? *b : ((__u16)*b << 8);
