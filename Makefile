@@ -13,6 +13,7 @@ run: deps-run
 # The interop tests start the turn-relay binary that sits next to the test bundle, so everything
 # (executables included) is built before the tests run.
 test: deps-test
+	scripts/test-bpf
 	swift build --build-tests
 	swift test --skip-build
 	# The real-client interop suite once more, with turn-relay on its second I/O backend.
