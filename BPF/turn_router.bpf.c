@@ -224,6 +224,16 @@ static __always_inline int resize(struct xdp_md *ctx, int delta, int trailing)
     return 0;
 }
 
+/* A datagram whose checksum is left to offload (CHECKSUM_PARTIAL: sent from this host, e.g. from
+ * a container through a veth, or a GRO super-packet in generic mode) carries only the folded
+ * pseudo-header sum in its checksum field. Nothing can be updated incrementally from that, so such
+ * datagrams go to the kernel, which completes the checksum. */
+static __always_inline int partial_checksum(const struct parsed *p)
+{
+    __u32 sum = csum_addr(p->src) + csum_addr(p->dst) + IPPROTO_UDP + p->udp_len;
+    return p->check != 0 && p->check == csum_fold(sum);
+}
+
 static __always_inline int client_to_peer(struct xdp_md *ctx, struct parsed *p, const struct tr_config *cfg,
                                           __u16 mtu, __u32 frame_len, __u8 *payload, void *data_end)
 {
@@ -253,6 +263,8 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, struct parsed *p, 
         return pass(TR_PASS_MAP_MISS);
     if (p->ttl <= 1)
         return pass(TR_PASS_TTL);
+    if (partial_checksum(p))
+        return pass(TR_PASS_PARTIAL_CHECKSUM);
     __u8 out_family = route->peer_family;
     if (out_family != TR_FAMILY_IPV4 && out_family != TR_FAMILY_IPV6)
         return pass(TR_PASS_CHECKSUM_OR_OTHER);
@@ -335,6 +347,8 @@ static __always_inline int peer_to_client(struct xdp_md *ctx, struct parsed *p, 
         return pass(TR_PASS_MAP_MISS);
     if (p->ttl <= 1)
         return pass(TR_PASS_TTL);
+    if (partial_checksum(p))
+        return pass(TR_PASS_PARTIAL_CHECKSUM);
     __u8 out_family = route->client_family;
     if (out_family != TR_FAMILY_IPV4 && out_family != TR_FAMILY_IPV6)
         return pass(TR_PASS_CHECKSUM_OR_OTHER);

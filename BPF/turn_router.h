@@ -123,7 +123,13 @@ enum tr_counter {
     TR_PASS_CHECKSUM_OR_OTHER = 14,    /* zero UDP checksum to IPv6, inconsistent lengths, family
                                         * mismatch, empty peer datagram */
     TR_PASS_TTL = 15,                  /* TTL / hop limit 1 or 0: would reach 0 */
-    TR_COUNTER_COUNT = 16,
+    TR_PASS_PARTIAL_CHECKSUM = 16,     /* the UDP checksum field holds only the pseudo-header sum:
+                                        * a locally sent datagram whose checksum is offloaded
+                                        * (CHECKSUM_PARTIAL, e.g. from a container over a veth) or a
+                                        * GRO super-packet in generic mode. Its real checksum was
+                                        * never computed, so it cannot be updated. (By chance 1 in
+                                        * 65,536 complete checksums looks the same: passed, too.) */
+    TR_COUNTER_COUNT = 17,
 };
 
 #endif /* TURN_ROUTER_H */

@@ -59,7 +59,7 @@ static const char *counter_names[TR_COUNTER_COUNT] = {
     "pass_not_ip_udp", "pass_ipv4_options_or_fragment", "pass_ipv6_extension_header",
     "pass_not_our_port", "pass_not_channel_data", "pass_map_miss", "pass_malformed_channel_data",
     "pass_channel_length_beyond_datagram", "pass_oversized", "pass_headroom",
-    "pass_checksum_or_other", "pass_ttl",
+    "pass_checksum_or_other", "pass_ttl", "pass_partial_checksum",
 };
 
 static struct bpf_object *obj;
@@ -734,6 +734,29 @@ static void test_passes(void)
     current_test = "empty peer datagram passes";
     n = from_peer(pkt, &b44, 0, 64);
     expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
+
+    /* The checksum field holding the folded pseudo-header sum, as CHECKSUM_PARTIAL leaves it. */
+    for (int family = 4; family <= 6; family += 2) {
+        const struct binding *b = family == 4 ? &b44 : &b66;
+        current_test = family == 4 ? "partial checksum (offloaded) passes, IPv4 peer" : "partial checksum (offloaded) passes, IPv6 client";
+        size_t ip = family == 4 ? 34 : 54;
+        if (family == 4)
+            n = from_peer(pkt, b, 40, 64);
+        else {
+            plen = channel_data(payload, b->channel, data_bytes, 40, 0, 0);
+            n = to_listener(pkt, b, payload, plen, 64);
+        }
+        uint32_t sum = 0;
+        if (family == 4)
+            sum = sum16(pkt + 26, 8, 0); /* IPv4 source and destination */
+        else
+            sum = sum16(pkt + 22, 32, 0); /* IPv6 source and destination */
+        uint16_t ulen = (uint16_t)(pkt[ip + 4] << 8 | pkt[ip + 5]);
+        sum += 17 + ulen;
+        uint16_t partial = (uint16_t)~fold_complement(sum);
+        pkt[ip + 6] = partial >> 8, pkt[ip + 7] = partial & 0xff;
+        expect_pass(pkt, n, TR_PASS_PARTIAL_CHECKSUM);
+    }
 }
 
 static void test_zero_checksum_v4(void)
@@ -996,11 +1019,11 @@ static int udp_socket(int family, const struct a16 *addr, uint16_t port)
     return fd;
 }
 
-/* Receives one datagram within 3 s; returns its length (-1 on timeout) and the source. */
-static ssize_t receive(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint16_t *from_port)
+/* Receives one datagram within `ms`; returns its length (-1 on timeout) and the source. */
+static ssize_t receive_within(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint16_t *from_port, int ms)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, 3000) != 1)
+    if (poll(&p, 1, ms) != 1)
         return -1;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -1016,6 +1039,23 @@ static ssize_t receive(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint1
         *from_port = ntohs(a->sin6_port);
     }
     return n;
+}
+
+static ssize_t plain_send(int fd, int family, const struct a16 *dst, uint16_t dport, const uint8_t *p, size_t n)
+{
+    if (family == 4) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(dport)};
+        memcpy(&a.sin_addr, dst->b + 12, 4);
+        return sendto(fd, p, n, 0, (struct sockaddr *)&a, sizeof a);
+    }
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(dport)};
+    memcpy(&a.sin6_addr, dst->b, 16);
+    return sendto(fd, p, n, 0, (struct sockaddr *)&a, sizeof a);
+}
+
+static ssize_t receive(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint16_t *from_port)
+{
+    return receive_within(fd, buf, cap, from, from_port, 3000);
 }
 
 static void end_to_end(int family, uint32_t mode_flag, const char *mode)
@@ -1088,6 +1128,59 @@ static void end_to_end(int family, uint32_t mode_flag, const char *mode)
         printf("ok   %s: ChannelData relayed to the peer and back by XDP_TX\n", name);
 }
 
+/* An ordinary UDP socket on this host leaves the checksum to offload: over the veth the frame
+ * carries only the pseudo-header sum (CHECKSUM_PARTIAL). The program must not relay it (an
+ * incremental update of a partial sum yields a wrong checksum and the peer would silently drop
+ * the datagram): it passes, counted, and the peer receives nothing from XDP. */
+static void offloaded_checksum_passes(int family, uint32_t mode_flag, const char *mode)
+{
+    char name[128];
+    snprintf(name, sizeof name, "offloaded (partial) checksum over veth passes, IPv%d, %s mode", family, mode);
+    current_test = name;
+    struct binding b;
+    memset(&b, 0, sizeof b);
+    b.client_family = b.peer_family = family;
+    b.client = b.peer = family == 4 ? v4(198, 18, 0, 2) : v6("2001:db8::2");
+    b.listener = b.relay = family == 4 ? v4(198, 18, 0, 1) : v6("2001:db8::1");
+    b.client_port = 40010, b.listener_port = 3478, b.relay_port = 50010, b.peer_port = 40011;
+    b.channel = 0x4010 + family;
+    route_up(&b);
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    int relay_if = (int)if_nametoindex("veth0");
+    int err = bpf_xdp_attach(relay_if, prog_fd, mode_flag, NULL);
+    CHECK(err == 0, "attach (%s): %s", mode, strerror(-err));
+    CHECK(enter(ns_outside) == 0, "enter outside namespace");
+    int client = udp_socket(family, &b.client, b.client_port);
+    int peer = udp_socket(family, &b.peer, b.peer_port);
+    CHECK(client >= 0 && peer >= 0, "sockets: %s", strerror(errno));
+    uint64_t before[TR_COUNTER_COUNT], after[TR_COUNTER_COUNT];
+    counters_read(before);
+    uint8_t payload[512], buf[2048];
+    size_t plen = channel_data(payload, b.channel, data_bytes, 100, 0, 0);
+    CHECK(plain_send(client, family, &b.listener, b.listener_port, payload, plen) == (ssize_t)plen, "send: %s",
+          strerror(errno));
+    struct a16 from;
+    uint16_t from_port;
+    ssize_t n = receive_within(peer, buf, sizeof buf, &from, &from_port, 500);
+    counters_read(after);
+    CHECK(n < 0, "the peer received %zd bytes", n);
+    CHECK(after[TR_PASS_PARTIAL_CHECKSUM] - before[TR_PASS_PARTIAL_CHECKSUM] == 1,
+          "pass_partial_checksum moved by %llu, expected 1",
+          (unsigned long long)(after[TR_PASS_PARTIAL_CHECKSUM] - before[TR_PASS_PARTIAL_CHECKSUM]));
+    CHECK(after[TR_RELAYED_PACKETS_CLIENT_TO_PEER] == before[TR_RELAYED_PACKETS_CLIENT_TO_PEER],
+          "relayed a datagram with a partial checksum");
+    if (client >= 0)
+        close(client);
+    if (peer >= 0)
+        close(peer);
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    CHECK(bpf_xdp_detach(relay_if, mode_flag, NULL) == 0, "detach");
+    setns(original_ns, CLONE_NEWNET);
+    route_down(&b);
+    if (n < 0)
+        printf("ok   %s\n", name);
+}
+
 static void test_namespaces(void)
 {
     current_test = "namespaces";
@@ -1110,6 +1203,10 @@ static void test_namespaces(void)
     end_to_end(6, XDP_FLAGS_DRV_MODE, "native");
     end_to_end(4, XDP_FLAGS_SKB_MODE, "generic");
     end_to_end(6, XDP_FLAGS_SKB_MODE, "generic");
+    offloaded_checksum_passes(4, XDP_FLAGS_DRV_MODE, "native");
+    offloaded_checksum_passes(6, XDP_FLAGS_DRV_MODE, "native");
+    offloaded_checksum_passes(4, XDP_FLAGS_SKB_MODE, "generic");
+    offloaded_checksum_passes(6, XDP_FLAGS_SKB_MODE, "generic");
 
     cleanup_namespaces();
     char path[128];
@@ -1201,3 +1298,4 @@ int main(int argc, char **argv)
     printf("test-bpf: all %d checks passed\n", checks);
     return 0;
 }
+
