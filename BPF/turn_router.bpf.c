@@ -77,7 +77,7 @@ struct parsed {
     __u8 family;       /* TR_FAMILY_* */
     __u8 ttl;          /* TTL or hop limit */
     __u8 tos;          /* IPv4 TOS or IPv6 traffic class */
-    __u8 pad;
+    __u8 rfc5766;      /* configuration: channel numbers up to 0x7fff */
     __be32 flow;       /* IPv6 flow label (low 20 bits, network order of the first word) */
     __be16 ip_id;      /* IPv4 identification */
     __be16 frag_off;   /* IPv4 flags (DF only: fragments are passed) */
@@ -86,7 +86,8 @@ struct parsed {
     __u16 ip_hlen;     /* 20 or 40 */
     __u16 udp_len;     /* host order, UDP header included */
     __u16 check;       /* received UDP checksum, host order */
-    __u16 pad2;
+    __u16 mtu;         /* configuration: largest IP packet sent */
+    __u32 frame_len;   /* received frame length (Ethernet header included) */
 };
 
 static __always_inline void count(__u32 index, __u64 amount)
@@ -234,9 +235,21 @@ static __always_inline int partial_checksum(const struct parsed *p)
     return p->check != 0 && p->check == csum_fold(sum);
 }
 
-static __always_inline int client_to_peer(struct xdp_md *ctx, struct parsed *p, const struct tr_config *cfg,
-                                          __u16 mtu, __u32 frame_len, __u8 *payload, void *data_end)
+/* a and b are 4-byte aligned (map values, struct parsed). */
+static __always_inline int same_address(const __u8 a[16], const __u8 b[16])
 {
+    const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+}
+
+/* Two subprograms (not inlined) so that each path's stack frame stays well below the 512-byte limit. */
+static __noinline int client_to_peer(struct xdp_md *ctx, struct parsed *p)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    __u8 *payload = (__u8 *)data + ETH_HLEN_ + (p->ip_hlen & 0x7f) + UDP_HLEN;
+    __u16 mtu = p->mtu;
+    __u32 frame_len = p->frame_len;
     __u16 plen = p->udp_len - UDP_HLEN;
     if (plen < CHANNEL_DATA_HLEN || payload + CHANNEL_DATA_HLEN > (__u8 *)data_end)
         return pass(plen == 0 ? TR_PASS_NOT_CHANNEL_DATA : TR_PASS_MALFORMED_CHANNEL_DATA);
@@ -244,7 +257,7 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, struct parsed *p, 
         return pass(TR_PASS_NOT_CHANNEL_DATA);
     __u16 channel = ((__u16)payload[0] << 8) | payload[1];
     __u16 len = ((__u16)payload[2] << 8) | payload[3];
-    if (channel > 0x4fff && !(bpf_ntohl(cfg->flags) & TR_CONFIG_RFC5766_CHANNELS))
+    if (channel > 0x4fff && !p->rfc5766)
         return pass(TR_PASS_MALFORMED_CHANNEL_DATA);
     if ((__u32)CHANNEL_DATA_HLEN + len > plen)
         return pass(TR_PASS_CHANNEL_LENGTH_BEYOND_DATAGRAM);
@@ -265,6 +278,8 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, struct parsed *p, 
         return pass(TR_PASS_TTL);
     if (partial_checksum(p))
         return pass(TR_PASS_PARTIAL_CHECKSUM);
+    if (same_address(route->peer_ip, route->relay_ip) || same_address(route->peer_ip, p->dst))
+        return pass(TR_PASS_HAIRPIN);
     __u8 out_family = route->peer_family;
     if (out_family != TR_FAMILY_IPV4 && out_family != TR_FAMILY_IPV6)
         return pass(TR_PASS_CHECKSUM_OR_OTHER);
@@ -331,8 +346,10 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, struct parsed *p, 
     return XDP_TX;
 }
 
-static __always_inline int peer_to_client(struct xdp_md *ctx, struct parsed *p, __u16 mtu, __u32 frame_len)
+static __noinline int peer_to_client(struct xdp_md *ctx, struct parsed *p)
 {
+    __u16 mtu = p->mtu;
+    __u32 frame_len = p->frame_len;
     __u16 plen = p->udp_len - UDP_HLEN;
     if (plen == 0)
         return pass(TR_PASS_CHECKSUM_OR_OTHER);
@@ -349,6 +366,8 @@ static __always_inline int peer_to_client(struct xdp_md *ctx, struct parsed *p, 
         return pass(TR_PASS_TTL);
     if (partial_checksum(p))
         return pass(TR_PASS_PARTIAL_CHECKSUM);
+    if (same_address(route->client_ip, route->listener_ip) || same_address(route->client_ip, p->dst))
+        return pass(TR_PASS_HAIRPIN);
     __u8 out_family = route->client_family;
     if (out_family != TR_FAMILY_IPV4 && out_family != TR_FAMILY_IPV6)
         return pass(TR_PASS_CHECKSUM_OR_OTHER);
@@ -456,6 +475,15 @@ int turn_router(struct xdp_md *ctx)
         __u16 tot_len = bpf_ntohs(ip->tot_len);
         if (tot_len < IPV4_HLEN + UDP_HLEN || (__u32)ETH_HLEN_ + tot_len > frame_len)
             return pass(TR_PASS_CHECKSUM_OR_OTHER);
+        /* The header checksum: the kernel drops a bad one, so must we (by passing it there). The
+         * one's-complement sum does not depend on the byte order of the loads. */
+        __u16 *words = (__u16 *)ip;
+        __u32 hsum = 0;
+#pragma unroll
+        for (int i = 0; i < IPV4_HLEN / 2; i++)
+            hsum += words[i];
+        if (csum_fold(hsum) != 0xffff)
+            return pass(TR_PASS_CHECKSUM_OR_OTHER);
         p.family = TR_FAMILY_IPV4;
         map_v4(p.src, ip->saddr);
         map_v4(p.dst, ip->daddr);
@@ -503,6 +531,9 @@ int turn_router(struct xdp_md *ctx)
     if (!cfg)
         return pass(TR_PASS_NOT_OUR_PORT);
     __u16 mtu = cfg->mtu ? bpf_ntohs(cfg->mtu) : DEFAULT_MTU;
+    p.mtu = mtu;
+    p.frame_len = frame_len;
+    p.rfc5766 = (bpf_ntohl(cfg->flags) & TR_CONFIG_RFC5766_CHANNELS) != 0;
 
     int listener = 0;
 #pragma unroll
@@ -519,6 +550,6 @@ int turn_router(struct xdp_md *ctx)
         return pass(TR_PASS_OVERSIZED);
 
     if (listener)
-        return client_to_peer(ctx, &p, cfg, mtu, frame_len, (__u8 *)(udp + 1), data_end);
-    return peer_to_client(ctx, &p, mtu, frame_len);
+        return client_to_peer(ctx, &p);
+    return peer_to_client(ctx, &p);
 }

@@ -114,14 +114,16 @@ enum tr_counter {
     TR_PASS_IPV6_EXTENSION_HEADER = 6, /* next header is an extension header (fragments included) */
     TR_PASS_NOT_OUR_PORT = 7,          /* UDP to neither a listener port nor the relay port range */
     TR_PASS_NOT_CHANNEL_DATA = 8,      /* on a listener: first two bits not 01 (STUN, indications) */
-    TR_PASS_MAP_MISS = 9,              /* no route (unbound channel, permission-only peer, ...) */
+    TR_PASS_MAP_MISS = 9,              /* no route (unbound channel, permission-only peer, ...), or
+                                        * a route whose receiving family differs from the packet's */
     TR_PASS_MALFORMED_CHANNEL_DATA = 10, /* shorter than 4 bytes, channel number out of range, empty,
                                           * or more than padding after the data */
     TR_PASS_CHANNEL_LENGTH_BEYOND_DATAGRAM = 11, /* ChannelData length field > bytes present */
     TR_PASS_OVERSIZED = 12,            /* packet or result above the MTU (GRO/GSO super-packets) */
     TR_PASS_HEADROOM = 13,             /* bpf_xdp_adjust_head/tail refused (driver headroom) */
-    TR_PASS_CHECKSUM_OR_OTHER = 14,    /* zero UDP checksum to IPv6, inconsistent lengths, family
-                                        * mismatch, empty peer datagram */
+    TR_PASS_CHECKSUM_OR_OTHER = 14,    /* zero UDP checksum to IPv6, bad IPv4 header checksum,
+                                        * inconsistent IP/UDP lengths, empty peer datagram, a route
+                                        * with an unknown family value */
     TR_PASS_TTL = 15,                  /* TTL / hop limit 1 or 0: would reach 0 */
     TR_PASS_PARTIAL_CHECKSUM = 16,     /* the UDP checksum field holds only the pseudo-header sum:
                                         * a locally sent datagram whose checksum is offloaded
@@ -129,7 +131,11 @@ enum tr_counter {
                                         * GRO super-packet in generic mode. Its real checksum was
                                         * never computed, so it cannot be updated. (By chance 1 in
                                         * 65,536 complete checksums looks the same: passed, too.) */
-    TR_COUNTER_COUNT = 17,
+    TR_PASS_HAIRPIN = 17,              /* the route's destination is one of the relay's own addresses
+                                        * (the packet's destination or the route's new source):
+                                        * XDP_TX would send it out of the interface, so the loader
+                                        * should not install such routes; the program passes them */
+    TR_COUNTER_COUNT = 18,
 };
 
 #endif /* TURN_ROUTER_H */

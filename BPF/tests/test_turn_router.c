@@ -59,7 +59,7 @@ static const char *counter_names[TR_COUNTER_COUNT] = {
     "pass_not_ip_udp", "pass_ipv4_options_or_fragment", "pass_ipv6_extension_header",
     "pass_not_our_port", "pass_not_channel_data", "pass_map_miss", "pass_malformed_channel_data",
     "pass_channel_length_beyond_datagram", "pass_oversized", "pass_headroom",
-    "pass_checksum_or_other", "pass_ttl", "pass_partial_checksum",
+    "pass_checksum_or_other", "pass_ttl", "pass_partial_checksum", "pass_hairpin",
 };
 
 static struct bpf_object *obj;
@@ -734,6 +734,33 @@ static void test_passes(void)
     current_test = "empty peer datagram passes";
     n = from_peer(pkt, &b44, 0, 64);
     expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
+
+    current_test = "bad IPv4 header checksum passes";
+    n = from_peer(pkt, &b44, 30, 64);
+    pkt[14 + 10] ^= 0x01;
+    expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
+
+    current_test = "hairpin: a route whose peer is the relay's own address passes";
+    {
+        struct binding h = b44;
+        h.client_port = 42000;
+        h.peer = b44.relay; /* another allocation on this relay */
+        h.peer_port = 50100;
+        route_up(&h);
+        plen = channel_data(payload, h.channel, data_bytes, 8, 0, 0);
+        n = to_listener(pkt, &h, payload, plen, 64);
+        expect_pass(pkt, n, TR_PASS_HAIRPIN);
+        route_down(&h);
+        current_test = "hairpin: a route whose client is the relay's own address passes";
+        h = b66;
+        h.client = b66.listener;
+        h.client_port = 42001;
+        h.peer_port = 6200;
+        route_up(&h);
+        n = from_peer(pkt, &h, 30, 64);
+        expect_pass(pkt, n, TR_PASS_HAIRPIN);
+        route_down(&h);
+    }
 
     /* The checksum field holding the folded pseudo-header sum, as CHECKSUM_PARTIAL leaves it. */
     for (int family = 4; family <= 6; family += 2) {
