@@ -1243,6 +1243,60 @@ static void test_namespaces(void)
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* --bench: the program's own run time per packet as the kernel accounts it (BPF_ENABLE_STATS,
+ * the same figure as kernel.bpf_stats_enabled + bpftool's run_time_ns / run_cnt), over `rounds`
+ * BPF_PROG_TEST_RUN calls per packet kind. Stats stay enabled only while the returned fd is open. */
+static void bench_one(const char *what, const uint8_t *pkt, size_t len, int rounds)
+{
+    struct bpf_prog_info a, b;
+    uint32_t la = sizeof a, lb = sizeof b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    bpf_obj_get_info_by_fd(prog_fd, &a, &la);
+    uint8_t out[4096];
+    size_t out_len;
+    int action = -1;
+    for (int i = 0; i < rounds; i++)
+        action = run_packet(pkt, len, out, &out_len);
+    bpf_obj_get_info_by_fd(prog_fd, &b, &lb);
+    uint64_t cnt = b.run_cnt - a.run_cnt, ns = b.run_time_ns - a.run_time_ns;
+    printf("bench %-44s %s  %7.1f ns/packet over %llu runs\n", what, action_name(action),
+           cnt ? (double)ns / (double)cnt : 0.0, (unsigned long long)cnt);
+}
+
+static void bench(int rounds)
+{
+    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    if (stats_fd < 0) {
+        printf("bench: BPF_ENABLE_STATS refused: %s\n", strerror(errno));
+        return;
+    }
+    uint8_t pkt[4096], payload[2100];
+    const struct binding *bs[] = {&b44, &b66, &b46, &b64};
+    const char *names[] = {"v4->v4", "v6->v6", "v4 client, v6 peer", "v6 client, v4 peer"};
+    for (int i = 0; i < 4; i++) {
+        char what[96];
+        size_t plen = channel_data(payload, bs[i]->channel, data_bytes, 100, 0, 0);
+        size_t n = to_listener(pkt, bs[i], payload, plen, 64);
+        snprintf(what, sizeof what, "client->peer %s, 100 B", names[i]);
+        bench_one(what, pkt, n, rounds);
+        n = from_peer(pkt, bs[i], 100, 64);
+        snprintf(what, sizeof what, "peer->client %s, 100 B", names[i]);
+        bench_one(what, pkt, n, rounds);
+    }
+    size_t plen = stun(payload, 0x0001);
+    size_t n = to_listener(pkt, &b44, payload, plen, 64);
+    bench_one("STUN to the listener (pass)", pkt, n, rounds);
+    plen = channel_data(payload, 0x4abc, data_bytes, 100, 0, 0);
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    bench_one("unbound channel (map miss, pass)", pkt, n, rounds);
+    struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = 5353, .dport = 53, .ttl = 64,
+                     .payload = data_bytes, .plen = 100};
+    n = build(pkt, &s);
+    bench_one("UDP to another port (pass)", pkt, n, rounds);
+    close(stats_fd);
+}
+
 static int find_map(const char *name)
 {
     struct bpf_map *m = bpf_object__find_map_by_name(obj, name);
@@ -1257,10 +1311,20 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
-        fprintf(stderr, "usage: %s turn_router.bpf.o [--no-namespaces]\n", argv[0]);
+        fprintf(stderr, "usage: %s turn_router.bpf.o [--no-namespaces] [--bench]\n", argv[0]);
         return 2;
     }
-    int with_namespaces = !(argc > 2 && strcmp(argv[2], "--no-namespaces") == 0);
+    int with_namespaces = 1, with_bench = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--no-namespaces") == 0)
+            with_namespaces = 0;
+        else if (strcmp(argv[i], "--bench") == 0)
+            with_bench = 1;
+        else {
+            fprintf(stderr, "unknown argument %s\n", argv[i]);
+            return 2;
+        }
+    }
     if (geteuid() != 0) {
         printf("SKIP: BPF tests need root (CAP_BPF, CAP_NET_ADMIN); running as uid %d\n", (int)geteuid());
         return 0;
@@ -1317,6 +1381,8 @@ int main(int argc, char **argv)
     }
     if (with_namespaces)
         test_namespaces();
+    if (with_bench)
+        bench(200000);
 
     if (failures) {
         printf("test-bpf: %d of %d checks FAILED\n", failures, checks);
