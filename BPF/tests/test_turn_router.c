@@ -1264,6 +1264,8 @@ static void bench_one(const char *what, const uint8_t *pkt, size_t len, int roun
            cnt ? (double)ns / (double)cnt : 0.0, (unsigned long long)cnt);
 }
 
+static int load_pass_program(void);
+
 static void bench(int rounds)
 {
     int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
@@ -1294,6 +1296,15 @@ static void bench(int rounds)
                      .payload = data_bytes, .plen = 100};
     n = build(pkt, &s);
     bench_one("UDP to another port (pass)", pkt, n, rounds);
+    /* The floor: a two-instruction program that only passes, measured the same way. */
+    int pass_fd = load_pass_program();
+    if (pass_fd >= 0) {
+        int saved = prog_fd;
+        prog_fd = pass_fd;
+        bench_one("baseline: an empty XDP program (pass)", pkt, n, rounds);
+        prog_fd = saved;
+        close(pass_fd);
+    }
     close(stats_fd);
 }
 
