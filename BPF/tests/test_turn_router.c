@@ -957,6 +957,21 @@ static void test_attach_modes(void)
         if (err == 0)
             printf("ok   attach/detach in %s mode on veth0\n", modes[m].name);
     }
+    /* A BPF link (what the loader should use): the attachment lives only as long as the link's
+     * file descriptor, so a crashed relay leaves nothing attached. */
+    struct bpf_program *prog = bpf_object__find_program_by_name(obj, "turn_router");
+    struct bpf_link *link = bpf_program__attach_xdp(prog, ifindex);
+    CHECK(link != NULL, "attach through a BPF link: %s", strerror(errno));
+    uint32_t id = 0;
+    bpf_xdp_query_id(ifindex, 0, &id);
+    CHECK(id == info.id, "link attachment not visible (id %u, expected %u)", id, info.id);
+    if (link)
+        bpf_link__destroy(link);
+    id = 0;
+    bpf_xdp_query_id(ifindex, 0, &id);
+    CHECK(id == 0, "still attached after the link's fd was closed (id %u)", id);
+    if (link && id == 0)
+        printf("ok   attach through a BPF link; closing the link detaches\n");
     setns(original_ns, CLONE_NEWNET);
 }
 
