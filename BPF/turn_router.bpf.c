@@ -271,8 +271,12 @@ static __noinline int client_to_peer(struct xdp_md *ctx, struct parsed *p)
     key.client_port = p->sport;
     key.listener_port = p->dport;
     key.channel = bpf_htons(channel);
-    struct tr_client_value *route = bpf_map_lookup_elem(&tr_client_routes, &key);
-    if (!route || route->client_family != p->family)
+    struct tr_client_value *found = bpf_map_lookup_elem(&tr_client_routes, &key);
+    if (!found)
+        return pass(TR_PASS_MAP_MISS);
+    /* A copy: a pre-allocated hash element deleted by the loader meanwhile may be reused at once. */
+    struct tr_client_value r = *found, *route = &r;
+    if (route->client_family != p->family)
         return pass(TR_PASS_MAP_MISS);
     if (p->ttl <= 1)
         return pass(TR_PASS_TTL);
@@ -288,13 +292,13 @@ static __noinline int client_to_peer(struct xdp_md *ctx, struct parsed *p)
     if ((__u32)out_hlen + out_udp_len > mtu)
         return pass(TR_PASS_OVERSIZED);
 
-    /* The route is map memory: it stays valid while the packet moves. */
     const __u8 *relay_ip = route->relay_ip, *peer_ip = route->peer_ip;
     __be16 relay_port = route->relay_port, peer_port = route->peer_port;
 
     __u16 check = 0;
     if (p->check == 0) {
-        if (out_family == TR_FAMILY_IPV6)
+        /* IPv6 requires a checksum (RFC 8200 §8.1): the kernel drops a zero one, and so must we. */
+        if (out_family == TR_FAMILY_IPV6 || p->family == TR_FAMILY_IPV6)
             return pass(TR_PASS_CHECKSUM_OR_OTHER);
     } else {
         /* Everything the received checksum covered except the data bytes: remove it. */
@@ -359,8 +363,11 @@ static __noinline int peer_to_client(struct xdp_md *ctx, struct parsed *p)
     __builtin_memcpy(key.relay_ip, p->dst, 16);
     key.peer_port = p->sport;
     key.relay_port = p->dport;
-    struct tr_peer_value *route = bpf_map_lookup_elem(&tr_peer_routes, &key);
-    if (!route || route->peer_family != p->family)
+    struct tr_peer_value *found = bpf_map_lookup_elem(&tr_peer_routes, &key);
+    if (!found)
+        return pass(TR_PASS_MAP_MISS);
+    struct tr_peer_value r = *found, *route = &r;
+    if (route->peer_family != p->family)
         return pass(TR_PASS_MAP_MISS);
     if (p->ttl <= 1)
         return pass(TR_PASS_TTL);
@@ -383,7 +390,8 @@ static __noinline int peer_to_client(struct xdp_md *ctx, struct parsed *p)
 
     __u16 check = 0;
     if (p->check == 0) {
-        if (out_family == TR_FAMILY_IPV6)
+        /* IPv6 requires a checksum (RFC 8200 §8.1): the kernel drops a zero one, and so must we. */
+        if (out_family == TR_FAMILY_IPV6 || p->family == TR_FAMILY_IPV6)
             return pass(TR_PASS_CHECKSUM_OR_OTHER);
     } else {
         __u32 sum = (__u16)~p->check;

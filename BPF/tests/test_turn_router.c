@@ -724,6 +724,10 @@ static void test_passes(void)
         n = build(pkt, &s);
         expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
     }
+    current_test = "zero UDP checksum received over IPv6 passes (even towards IPv4)";
+    n = from_peer(pkt, &b46, 30, 64); /* IPv6 peer, IPv4 client */
+    pkt[54 + 6] = pkt[54 + 7] = 0;
+    expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
     current_test = "UDP length inconsistent with the IP length passes";
     n = from_peer(pkt, &b44, 30, 64);
     pkt[34 + 5] -= 2; /* UDP length 2 short of the IP payload */
