@@ -108,14 +108,18 @@ static __always_inline int pass(__u32 reason)
 static __always_inline __u32 csum_add16(__u32 sum, __u16 v) { return sum + v; }
 static __always_inline __u32 csum_sub16(__u32 sum, __u16 v) { return sum + (__u16)~v; }
 
+/* Sum of the eight 16-bit words of a 16-byte address (4-byte aligned: map values, struct parsed).
+ * The IPv4-mapped prefix adds 0xffff, which is zero in one's-complement arithmetic, so a mapped
+ * IPv4 address sums exactly like its four bytes. */
 static __always_inline __u32 csum_addr(const __u8 a[16])
 {
-    /* The IPv4-mapped prefix adds 0xffff, which is zero in one's-complement arithmetic, so a
-     * mapped IPv4 address sums exactly like its four bytes. */
+    const __u32 *w = (const __u32 *)a;
     __u32 sum = 0;
 #pragma unroll
-    for (int i = 0; i < 16; i += 2)
-        sum += ((__u32)a[i] << 8) | a[i + 1];
+    for (int i = 0; i < 4; i++) {
+        __u32 v = bpf_ntohl(w[i]);
+        sum += (v >> 16) + (v & 0xffff);
+    }
     return sum;
 }
 
