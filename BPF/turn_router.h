@@ -138,4 +138,23 @@ enum tr_counter {
     TR_COUNTER_COUNT = 18,
 };
 
+/* The layout above is a contract: any change must show here first. */
+#define TR_LAYOUT_CHECK(cond) _Static_assert(cond, #cond)
+TR_LAYOUT_CHECK(sizeof(struct tr_client_key) == 24);
+TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_client_key, client_port) == 16);
+TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_client_key, channel) == 20);
+TR_LAYOUT_CHECK(sizeof(struct tr_client_value) == 40);
+TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_client_value, relay_port) == 32);
+TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_client_value, client_family) == 36);
+TR_LAYOUT_CHECK(sizeof(struct tr_peer_key) == 40);
+TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_peer_key, peer_port) == 32);
+TR_LAYOUT_CHECK(sizeof(struct tr_peer_value) == 40);
+TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_peer_value, channel) == 36);
+TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_peer_value, client_family) == 39);
+TR_LAYOUT_CHECK(sizeof(struct tr_config) == 24);
+TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_config, relay_port_min) == 8);
+TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_config, mtu) == 12);
+TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_config, flags) == 16);
+#undef TR_LAYOUT_CHECK
+
 #endif /* TURN_ROUTER_H */
