@@ -548,6 +548,13 @@ static void test_passes(void)
     pkt[12] = 0x08, pkt[13] = 0x06;
     expect_pass(pkt, 60, TR_PASS_NOT_IP_UDP);
 
+    current_test = "802.1Q VLAN-tagged frame passes";
+    memset(pkt, 0, 60);
+    memcpy(pkt, MAC_R, 6);
+    memcpy(pkt + 6, MAC_A, 6);
+    pkt[12] = 0x81, pkt[13] = 0x00, pkt[16] = 0x08, pkt[17] = 0x00;
+    expect_pass(pkt, 60, TR_PASS_NOT_IP_UDP);
+
     current_test = "IPv4 TCP passes";
     plen = channel_data(payload, b44.channel, data_bytes, 8, 0, 0);
     n = to_listener(pkt, &b44, payload, plen, 64);
@@ -1327,6 +1334,35 @@ static void bench(int rounds)
     close(stats_fd);
 }
 
+/* The loader sizes the route maps before loading; a full map refuses a new route with E2BIG
+ * (that channel then stays on the userspace path and the loader counts it). */
+static void test_map_sizing(const char *path)
+{
+    current_test = "route maps sized by the loader; a full map refuses with E2BIG";
+    struct bpf_object *o = bpf_object__open_file(path, NULL);
+    CHECK(o != NULL, "open");
+    if (!o)
+        return;
+    struct bpf_map *m = bpf_object__find_map_by_name(o, "tr_client_routes");
+    CHECK(m && bpf_map__set_max_entries(m, 4) == 0, "set_max_entries");
+    CHECK(bpf_object__load(o) == 0, "load: %s", strerror(errno));
+    int fd = bpf_map__fd(m);
+    struct binding b = b44;
+    struct tr_client_value v;
+    memset(&v, 0, sizeof v);
+    int err = 0;
+    for (int i = 0; i < 5; i++) {
+        struct tr_client_key k;
+        b.client_port = (uint16_t)(30000 + i);
+        client_key(&b, &k);
+        err = bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST) ? errno : 0;
+        if (i < 4)
+            CHECK(err == 0, "route %d refused: %s", i, strerror(err));
+    }
+    CHECK(err == E2BIG, "the fifth route into a map of 4: %s, expected E2BIG", strerror(err));
+    bpf_object__close(o);
+}
+
 static int find_map(const char *name)
 {
     struct bpf_map *m = bpf_object__find_map_by_name(obj, name);
@@ -1408,6 +1444,11 @@ int main(int argc, char **argv)
         int before = failures;
         groups[g].fn();
         printf("%s %s\n", failures == before ? "ok  " : "FAIL", groups[g].name);
+    }
+    {
+        int before = failures;
+        test_map_sizing(argv[1]);
+        printf("%s map sizing and a full map\n", failures == before ? "ok  " : "FAIL");
     }
     if (with_namespaces)
         test_namespaces();
