@@ -89,7 +89,8 @@ struct tr_peer_value {
 
 struct tr_config {
     __be16 listener_ports[TR_MAX_LISTENER_PORTS]; /* [0,8)   listener UDP ports; 0 = unused slot */
-    __be16 relay_port_min;                        /* [8,10)  allocation port range, inclusive */
+    __be16 relay_port_min;                        /* [8,10)  allocation port range, inclusive;
+                                                   *         min 0 = no range */
     __be16 relay_port_max;                        /* [10,12) */
     __be16 mtu;                                   /* [12,14) largest IP packet (L3, header included)
                                                    *         the program may send; 0 = 1500 */
