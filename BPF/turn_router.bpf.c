@@ -123,6 +123,10 @@ static __always_inline __u32 csum_addr(const __u8 a[16])
     return sum;
 }
 
+/* Minus an address: each of its eight words w adds 0xffff - w, so the eight together add
+ * 8 * 0xffff - csum_addr (never negative), with no fold in between. */
+#define CSUM_MINUS_ADDR(addr_sum) (8u * 0xffff - (addr_sum))
+
 static __always_inline __u16 csum_fold(__u32 sum)
 {
     sum = (sum & 0xffff) + (sum >> 16);
@@ -233,10 +237,9 @@ static __always_inline int resize(struct xdp_md *ctx, int delta, int trailing)
  * a container through a veth, or a GRO super-packet in generic mode) carries only the folded
  * pseudo-header sum in its checksum field. Nothing can be updated incrementally from that, so such
  * datagrams go to the kernel, which completes the checksum. */
-static __always_inline int partial_checksum(const struct parsed *p)
+static __always_inline int partial_checksum(const struct parsed *p, __u32 addr_sum)
 {
-    __u32 sum = csum_addr(p->src) + csum_addr(p->dst) + IPPROTO_UDP + p->udp_len;
-    return p->check != 0 && p->check == csum_fold(sum);
+    return p->check != 0 && p->check == csum_fold(addr_sum + IPPROTO_UDP + p->udp_len);
 }
 
 /* a and b are 4-byte aligned (map values, struct parsed). */
@@ -284,7 +287,9 @@ static __noinline int client_to_peer(struct xdp_md *ctx, struct parsed *p)
         return pass(TR_PASS_MAP_MISS);
     if (p->ttl <= 1)
         return pass(TR_PASS_TTL);
-    if (partial_checksum(p))
+    /* The received addresses' share of the checksum, used twice below. */
+    __u32 src_sum = csum_addr(p->src), dst_sum = csum_addr(p->dst);
+    if (partial_checksum(p, src_sum + dst_sum))
         return pass(TR_PASS_PARTIAL_CHECKSUM);
     if (same_address(route->peer_ip, route->relay_ip) || same_address(route->peer_ip, p->dst))
         return pass(TR_PASS_HAIRPIN);
@@ -307,8 +312,8 @@ static __noinline int client_to_peer(struct xdp_md *ctx, struct parsed *p)
     } else {
         /* Everything the received checksum covered except the data bytes: remove it. */
         __u32 sum = (__u16)~p->check;
-        sum = csum_sub16(sum, csum_fold(csum_addr(p->src)));
-        sum = csum_sub16(sum, csum_fold(csum_addr(p->dst)));
+        sum += CSUM_MINUS_ADDR(src_sum);
+        sum += CSUM_MINUS_ADDR(dst_sum);
         sum = csum_sub16(sum, p->udp_len); /* pseudo header */
         sum = csum_sub16(sum, p->udp_len); /* UDP header */
         sum = csum_sub16(sum, bswap_port(p->sport));
@@ -330,10 +335,9 @@ static __noinline int client_to_peer(struct xdp_md *ctx, struct parsed *p)
                 sum = csum_sub16(sum, word);
             }
         }
-        sum = csum_fold(sum);
         /* What the new packet's checksum covers besides the data. */
-        sum = csum_add16(sum, csum_fold(csum_addr(relay_ip)));
-        sum = csum_add16(sum, csum_fold(csum_addr(peer_ip)));
+        sum += csum_addr(relay_ip);
+        sum += csum_addr(peer_ip);
         sum = csum_add16(sum, out_udp_len);
         sum = csum_add16(sum, out_udp_len);
         sum = csum_add16(sum, bswap_port(relay_port));
@@ -375,7 +379,9 @@ static __noinline int peer_to_client(struct xdp_md *ctx, struct parsed *p)
         return pass(TR_PASS_MAP_MISS);
     if (p->ttl <= 1)
         return pass(TR_PASS_TTL);
-    if (partial_checksum(p))
+    /* The received addresses' share of the checksum, used twice below. */
+    __u32 src_sum = csum_addr(p->src), dst_sum = csum_addr(p->dst);
+    if (partial_checksum(p, src_sum + dst_sum))
         return pass(TR_PASS_PARTIAL_CHECKSUM);
     if (same_address(route->client_ip, route->listener_ip) || same_address(route->client_ip, p->dst))
         return pass(TR_PASS_HAIRPIN);
@@ -399,15 +405,14 @@ static __noinline int peer_to_client(struct xdp_md *ctx, struct parsed *p)
             return pass(TR_PASS_CHECKSUM_OR_OTHER);
     } else {
         __u32 sum = (__u16)~p->check;
-        sum = csum_sub16(sum, csum_fold(csum_addr(p->src)));
-        sum = csum_sub16(sum, csum_fold(csum_addr(p->dst)));
+        sum += CSUM_MINUS_ADDR(src_sum);
+        sum += CSUM_MINUS_ADDR(dst_sum);
         sum = csum_sub16(sum, p->udp_len);
         sum = csum_sub16(sum, p->udp_len);
         sum = csum_sub16(sum, bswap_port(p->sport));
         sum = csum_sub16(sum, bswap_port(p->dport));
-        sum = csum_fold(sum);
-        sum = csum_add16(sum, csum_fold(csum_addr(listener_ip)));
-        sum = csum_add16(sum, csum_fold(csum_addr(client_ip)));
+        sum += csum_addr(listener_ip);
+        sum += csum_addr(client_ip);
         sum = csum_add16(sum, out_udp_len);
         sum = csum_add16(sum, out_udp_len);
         sum = csum_add16(sum, bswap_port(listener_port));
