@@ -16,6 +16,7 @@ run: deps-run
 # scripts/swift-test-counted fails a run that executes no test (a filter that matches nothing) and
 # lists the skipped tests after each run.
 test: deps-test
+	scripts/test-bpf
 	swift build --build-tests
 	scripts/swift-test-counted --skip-build
 	# The real-client interop suite once more, with turn-relay on its second I/O backend (the

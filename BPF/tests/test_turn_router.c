@@ -1,0 +1,1531 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Kernel-level tests of BPF/turn_router.bpf.c.
+ *
+ *   test_turn_router OBJECT
+ *
+ * 1. Loads the object with libbpf (the kernel's verifier runs for real), fills its maps and runs
+ *    crafted packets through BPF_PROG_TEST_RUN. Every expected packet is built from scratch by this
+ *    file's own packet builder, with checksums from a plain RFC 1071 function; the program's output
+ *    must match byte for byte, and every test checks the exact change of every counter.
+ * 2. Attaches the program for real to a veth in a throwaway network namespace, in native and in
+ *    generic mode, then relays a datagram end to end over the veth pair (both directions, IPv4 and
+ *    IPv6). The namespaces are deleted on exit, on failure too.
+ *
+ * Exit status: 0 all passed (or SKIP: not root, or the kernel refuses bpf() with EPERM), 1 failure.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "turn_router.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Bookkeeping                                                                                 */
+
+static int failures, checks;
+static const char *current_test = "";
+
+#define CHECK(cond, ...)                                                                       \
+    do {                                                                                       \
+        checks++;                                                                              \
+        if (!(cond)) {                                                                         \
+            failures++;                                                                        \
+            fprintf(stderr, "FAIL [%s] %s:%d: %s: ", current_test, __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                                      \
+            fprintf(stderr, "\n");                                                             \
+        }                                                                                      \
+    } while (0)
+
+static const char *counter_names[TR_COUNTER_COUNT] = {
+    "relayed_packets_c2p", "relayed_bytes_c2p", "relayed_packets_p2c", "relayed_bytes_p2c",
+    "pass_not_ip_udp", "pass_ipv4_options_or_fragment", "pass_ipv6_extension_header",
+    "pass_not_our_port", "pass_not_channel_data", "pass_map_miss", "pass_malformed_channel_data",
+    "pass_channel_length_beyond_datagram", "pass_oversized", "pass_headroom",
+    "pass_checksum_or_other", "pass_ttl", "pass_partial_checksum", "pass_hairpin",
+};
+
+static struct bpf_object *obj;
+static int prog_fd, client_routes_fd, peer_routes_fd, config_fd, counters_fd, ncpus;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Independent packet construction                                                             */
+
+struct a16 {
+    uint8_t b[16];
+};
+
+static struct a16 v4(int a, int b, int c, int d)
+{
+    struct a16 r = {{0}};
+    r.b[10] = 0xff;
+    r.b[11] = 0xff;
+    r.b[12] = a;
+    r.b[13] = b;
+    r.b[14] = c;
+    r.b[15] = d;
+    return r;
+}
+
+static struct a16 v6(const char *text)
+{
+    struct a16 r;
+    if (inet_pton(AF_INET6, text, r.b) != 1) {
+        fprintf(stderr, "bad IPv6 literal %s\n", text);
+        exit(1);
+    }
+    return r;
+}
+
+/* RFC 1071: one's-complement sum of 16-bit big-endian words, odd byte padded with zero. */
+static uint32_t sum16(const uint8_t *p, size_t n, uint32_t sum)
+{
+    for (size_t i = 0; i + 1 < n; i += 2)
+        sum += (uint32_t)p[i] << 8 | p[i + 1];
+    if (n & 1)
+        sum += (uint32_t)p[n - 1] << 8;
+    return sum;
+}
+
+static uint16_t fold_complement(uint32_t sum)
+{
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)~sum;
+}
+
+static const uint8_t MAC_A[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x0a}; /* sender (router) */
+static const uint8_t MAC_R[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x01}; /* relay's interface */
+
+struct spec {
+    int family; /* 4 or 6 */
+    struct a16 src, dst;
+    uint16_t sport, dport;
+    uint8_t ttl, tos;
+    uint32_t flow;      /* IPv6 */
+    uint16_t ip_id;     /* IPv4 */
+    uint16_t frag;      /* IPv4 flags + offset, host order */
+    int zero_checksum;  /* leave the UDP checksum 0 (IPv4 only) */
+    size_t min_frame;   /* pad the frame with zero bytes up to this size (Ethernet minimum: 60) */
+    const uint8_t *smac, *dmac;
+    const uint8_t *payload;
+    size_t plen;
+};
+
+/* Builds Ethernet + IP + UDP + payload into buf and returns the frame length. */
+static size_t build(uint8_t *buf, const struct spec *s)
+{
+    size_t o = 0;
+    memcpy(buf, s->dmac ? s->dmac : MAC_R, 6);
+    memcpy(buf + 6, s->smac ? s->smac : MAC_A, 6);
+    uint16_t udp_len = (uint16_t)(8 + s->plen);
+    if (s->family == 4) {
+        buf[12] = 0x08, buf[13] = 0x00;
+        uint8_t *ip = buf + 14;
+        uint16_t tot = 20 + udp_len;
+        ip[0] = 0x45;
+        ip[1] = s->tos;
+        ip[2] = tot >> 8, ip[3] = tot & 0xff;
+        ip[4] = s->ip_id >> 8, ip[5] = s->ip_id & 0xff;
+        ip[6] = s->frag >> 8, ip[7] = s->frag & 0xff;
+        ip[8] = s->ttl;
+        ip[9] = 17;
+        ip[10] = ip[11] = 0;
+        memcpy(ip + 12, s->src.b + 12, 4);
+        memcpy(ip + 16, s->dst.b + 12, 4);
+        uint16_t c = fold_complement(sum16(ip, 20, 0));
+        ip[10] = c >> 8, ip[11] = c & 0xff;
+        o = 34;
+    } else {
+        buf[12] = 0x86, buf[13] = 0xdd;
+        uint8_t *ip = buf + 14;
+        uint32_t first = 6u << 28 | (uint32_t)s->tos << 20 | (s->flow & 0xfffff);
+        ip[0] = first >> 24, ip[1] = first >> 16, ip[2] = first >> 8, ip[3] = first;
+        ip[4] = udp_len >> 8, ip[5] = udp_len & 0xff;
+        ip[6] = 17;
+        ip[7] = s->ttl;
+        memcpy(ip + 8, s->src.b, 16);
+        memcpy(ip + 24, s->dst.b, 16);
+        o = 54;
+    }
+    uint8_t *udp = buf + o;
+    udp[0] = s->sport >> 8, udp[1] = s->sport & 0xff;
+    udp[2] = s->dport >> 8, udp[3] = s->dport & 0xff;
+    udp[4] = udp_len >> 8, udp[5] = udp_len & 0xff;
+    udp[6] = udp[7] = 0;
+    memcpy(udp + 8, s->payload, s->plen);
+    if (!s->zero_checksum) {
+        /* pseudo header: addresses, protocol, UDP length */
+        uint32_t sum = 0;
+        if (s->family == 4) {
+            sum = sum16(s->src.b + 12, 4, sum);
+            sum = sum16(s->dst.b + 12, 4, sum);
+        } else {
+            sum = sum16(s->src.b, 16, sum);
+            sum = sum16(s->dst.b, 16, sum);
+        }
+        sum += 17 + udp_len;
+        sum = sum16(udp, udp_len, sum);
+        uint16_t c = fold_complement(sum);
+        if (c == 0)
+            c = 0xffff;
+        udp[6] = c >> 8, udp[7] = c & 0xff;
+    }
+    size_t len = o + udp_len;
+    while (len < s->min_frame)
+        buf[len++] = 0;
+    return len;
+}
+
+/* ChannelData: channel, length, data, then `pad` padding bytes of value `pad_byte`. */
+static size_t channel_data(uint8_t *out, uint16_t channel, const uint8_t *data, uint16_t len, size_t pad,
+                           uint8_t pad_byte)
+{
+    out[0] = channel >> 8, out[1] = channel & 0xff;
+    out[2] = len >> 8, out[3] = len & 0xff;
+    memcpy(out + 4, data, len);
+    memset(out + 4 + len, pad_byte, pad);
+    return 4 + len + pad;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Program, maps, counters                                                                      */
+
+static void counters_read(uint64_t out[TR_COUNTER_COUNT])
+{
+    uint64_t *per_cpu = calloc(ncpus, sizeof(uint64_t));
+    for (uint32_t i = 0; i < TR_COUNTER_COUNT; i++) {
+        out[i] = 0;
+        if (bpf_map_lookup_elem(counters_fd, &i, per_cpu) == 0)
+            for (int c = 0; c < ncpus; c++)
+                out[i] += per_cpu[c];
+    }
+    free(per_cpu);
+}
+
+struct expect_counter {
+    int index;
+    uint64_t delta;
+};
+
+/* Checks that exactly the listed counters moved, by exactly the listed amounts. */
+static void check_counters(const uint64_t before[TR_COUNTER_COUNT], const struct expect_counter *e, size_t n)
+{
+    uint64_t after[TR_COUNTER_COUNT];
+    counters_read(after);
+    for (int i = 0; i < TR_COUNTER_COUNT; i++) {
+        uint64_t want = 0;
+        for (size_t k = 0; k < n; k++)
+            if (e[k].index == i)
+                want = e[k].delta;
+        CHECK(after[i] - before[i] == want, "counter %s moved by %llu, expected %llu", counter_names[i],
+              (unsigned long long)(after[i] - before[i]), (unsigned long long)want);
+    }
+}
+
+static void hexdump(const char *title, const uint8_t *p, size_t n)
+{
+    fprintf(stderr, "  %s (%zu bytes):", title, n);
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "%s%02x", i % 16 == 0 ? "\n    " : " ", p[i]);
+    fprintf(stderr, "\n");
+}
+
+static int run_packet(const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len)
+{
+    uint32_t size_out = 4096;
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in, .data_size_in = (uint32_t)in_len, .data_out = out,
+                .data_size_out = size_out, .repeat = 1);
+    int err = bpf_prog_test_run_opts(prog_fd, &opts);
+    if (err) {
+        fprintf(stderr, "bpf_prog_test_run_opts: %s\n", strerror(errno));
+        return -1;
+    }
+    *out_len = opts.data_size_out;
+    return (int)opts.retval;
+}
+
+static const char *action_name(int a)
+{
+    switch (a) {
+    case XDP_ABORTED: return "XDP_ABORTED";
+    case XDP_DROP: return "XDP_DROP";
+    case XDP_PASS: return "XDP_PASS";
+    case XDP_TX: return "XDP_TX";
+    case XDP_REDIRECT: return "XDP_REDIRECT";
+    default: return "?";
+    }
+}
+
+/* Runs `in`; expects XDP_TX with exactly `want`, or (want == NULL) XDP_PASS with the packet
+ * untouched. Then checks the counters. */
+static void expect(const uint8_t *in, size_t in_len, const uint8_t *want, size_t want_len,
+                   const struct expect_counter *e, size_t n)
+{
+    uint64_t before[TR_COUNTER_COUNT];
+    counters_read(before);
+    uint8_t out[4096];
+    size_t out_len = 0;
+    int action = run_packet(in, in_len, out, &out_len);
+    int want_action = want ? XDP_TX : XDP_PASS;
+    if (!want) {
+        want = in;
+        want_len = in_len;
+    }
+    CHECK(action == want_action, "action %s, expected %s", action_name(action), action_name(want_action));
+    int same = out_len == want_len && memcmp(out, want, want_len) == 0;
+    CHECK(same, "output differs from the expected packet");
+    if (!same) {
+        hexdump("got", out, out_len);
+        hexdump("expected", want, want_len);
+    }
+    check_counters(before, e, n);
+}
+
+static void set_config(uint16_t mtu, uint32_t flags)
+{
+    struct tr_config c;
+    memset(&c, 0, sizeof c);
+    c.listener_ports[0] = htons(3478);
+    c.listener_ports[1] = htons(3479);
+    c.relay_port_min = htons(49152);
+    c.relay_port_max = htons(65535);
+    c.mtu = htons(mtu);
+    c.flags = htonl(flags);
+    uint32_t zero = 0;
+    if (bpf_map_update_elem(config_fd, &zero, &c, BPF_ANY)) {
+        fprintf(stderr, "config update: %s\n", strerror(errno));
+        exit(1);
+    }
+}
+
+/* A channel: both route entries, as the loader will install them for one binding. */
+struct binding {
+    int client_family, peer_family;
+    struct a16 client, listener, relay, peer;
+    uint16_t client_port, listener_port, relay_port, peer_port, channel;
+};
+
+static void client_key(const struct binding *b, struct tr_client_key *k)
+{
+    memset(k, 0, sizeof *k);
+    memcpy(k->client_ip, b->client.b, 16);
+    k->client_port = htons(b->client_port);
+    k->listener_port = htons(b->listener_port);
+    k->channel = htons(b->channel);
+}
+
+static void peer_key(const struct binding *b, struct tr_peer_key *k)
+{
+    memset(k, 0, sizeof *k);
+    memcpy(k->peer_ip, b->peer.b, 16);
+    memcpy(k->relay_ip, b->relay.b, 16);
+    k->peer_port = htons(b->peer_port);
+    k->relay_port = htons(b->relay_port);
+}
+
+static void route_up(const struct binding *b)
+{
+    struct tr_client_key ck;
+    struct tr_client_value cv;
+    client_key(b, &ck);
+    memset(&cv, 0, sizeof cv);
+    memcpy(cv.relay_ip, b->relay.b, 16);
+    memcpy(cv.peer_ip, b->peer.b, 16);
+    cv.relay_port = htons(b->relay_port);
+    cv.peer_port = htons(b->peer_port);
+    cv.client_family = b->client_family;
+    cv.peer_family = b->peer_family;
+    struct tr_peer_key pk;
+    struct tr_peer_value pv;
+    peer_key(b, &pk);
+    memset(&pv, 0, sizeof pv);
+    memcpy(pv.listener_ip, b->listener.b, 16);
+    memcpy(pv.client_ip, b->client.b, 16);
+    pv.listener_port = htons(b->listener_port);
+    pv.client_port = htons(b->client_port);
+    pv.channel = htons(b->channel);
+    pv.peer_family = b->peer_family;
+    pv.client_family = b->client_family;
+    if (bpf_map_update_elem(client_routes_fd, &ck, &cv, BPF_ANY) ||
+        bpf_map_update_elem(peer_routes_fd, &pk, &pv, BPF_ANY)) {
+        fprintf(stderr, "route update: %s\n", strerror(errno));
+        exit(1);
+    }
+}
+
+static void route_down(const struct binding *b)
+{
+    struct tr_client_key ck;
+    struct tr_peer_key pk;
+    client_key(b, &ck);
+    peer_key(b, &pk);
+    CHECK(bpf_map_delete_elem(client_routes_fd, &ck) == 0, "delete client route: %s", strerror(errno));
+    CHECK(bpf_map_delete_elem(peer_routes_fd, &pk) == 0, "delete peer route: %s", strerror(errno));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The relaying tests                                                                          */
+
+static uint8_t data_bytes[2048];
+
+/* client → peer through binding b: ChannelData of `len` data bytes and `pad` padding bytes.
+ * Builds the received packet and the expected one from scratch and runs it. */
+static void relay_client_to_peer(const struct binding *b, uint16_t len, size_t pad, uint8_t ttl, uint8_t tos,
+                                 uint32_t flow)
+{
+    uint8_t payload[2100], in[4096], want[4096];
+    size_t plen = channel_data(payload, b->channel, data_bytes, len, pad, 0xa5);
+    struct spec s = {.family = b->client_family, .src = b->client, .dst = b->listener, .sport = b->client_port,
+                     .dport = b->listener_port, .ttl = ttl, .tos = tos, .flow = flow, .ip_id = 0x1234,
+                     .frag = 0x4000, .payload = payload, .plen = plen, .min_frame = 60};
+    size_t in_len = build(in, &s);
+    struct spec w = {.family = b->peer_family, .src = b->relay, .dst = b->peer, .sport = b->relay_port,
+                     .dport = b->peer_port, .ttl = ttl - 1, .tos = tos,
+                     .flow = b->client_family == 6 && b->peer_family == 6 ? flow : 0,
+                     .ip_id = b->client_family == 4 ? 0x1234 : 0, .frag = 0x4000, .smac = MAC_R, .dmac = MAC_A,
+                     .payload = data_bytes, .plen = len};
+    size_t want_len = build(want, &w);
+    struct expect_counter e[] = {{TR_RELAYED_PACKETS_CLIENT_TO_PEER, 1}, {TR_RELAYED_BYTES_CLIENT_TO_PEER, len}};
+    expect(in, in_len, want, want_len, e, 2);
+}
+
+static void relay_peer_to_client(const struct binding *b, uint16_t len, uint8_t ttl, uint8_t tos, uint32_t flow)
+{
+    uint8_t payload[2100], in[4096], want[4096];
+    struct spec s = {.family = b->peer_family, .src = b->peer, .dst = b->relay, .sport = b->peer_port,
+                     .dport = b->relay_port, .ttl = ttl, .tos = tos, .flow = flow, .ip_id = 0x4321,
+                     .frag = 0, .payload = data_bytes, .plen = len, .min_frame = 60};
+    size_t in_len = build(in, &s);
+    size_t plen = channel_data(payload, b->channel, data_bytes, len, 0, 0);
+    struct spec w = {.family = b->client_family, .src = b->listener, .dst = b->client, .sport = b->listener_port,
+                     .dport = b->client_port, .ttl = ttl - 1, .tos = tos,
+                     .flow = b->client_family == 6 && b->peer_family == 6 ? flow : 0,
+                     .ip_id = b->peer_family == 4 ? 0x4321 : 0, .frag = b->peer_family == 4 ? 0 : 0x4000,
+                     .smac = MAC_R, .dmac = MAC_A, .payload = payload, .plen = plen};
+    size_t want_len = build(want, &w);
+    struct expect_counter e[] = {{TR_RELAYED_PACKETS_PEER_TO_CLIENT, 1}, {TR_RELAYED_BYTES_PEER_TO_CLIENT, len}};
+    expect(in, in_len, want, want_len, e, 2);
+}
+
+/* Bindings of the unit tests. Addresses from 198.18.0.0/15 and 2001:db8::/32. */
+static struct binding b44, b66, b46, b64;
+
+static void init_bindings(void)
+{
+    b44 = (struct binding){4, 4, v4(198, 18, 1, 10), v4(198, 18, 0, 1), v4(198, 18, 0, 1), v4(198, 19, 2, 20),
+                           40000, 3478, 50000, 6000, 0x4001};
+    b66 = (struct binding){6, 6, v6("2001:db8:1::10"), v6("2001:db8::1"), v6("2001:db8::1"), v6("2001:db8:2::20"),
+                           40001, 3478, 50002, 6002, 0x4002};
+    /* IPv4 client, IPv6 peer (a dual allocation's IPv6 relayed address) */
+    b46 = (struct binding){4, 6, v4(198, 18, 1, 11), v4(198, 18, 0, 1), v6("2001:db8::1"), v6("2001:db8:2::21"),
+                           40002, 3479, 50004, 6004, 0x4fff};
+    /* IPv6 client, IPv4 peer */
+    b64 = (struct binding){6, 4, v6("2001:db8:1::11"), v6("2001:db8::1"), v4(198, 18, 0, 1), v4(198, 19, 2, 21),
+                           40003, 3478, 50006, 6006, 0x4000};
+    for (size_t i = 0; i < sizeof data_bytes; i++)
+        data_bytes[i] = (uint8_t)(i * 7 + 3);
+}
+
+static void test_relaying(void)
+{
+    current_test = "v4->v4 client->peer, 3 padding bytes stripped";
+    relay_client_to_peer(&b44, 5, 3, 64, 0x00, 0);
+    current_test = "v4->v4 client->peer, no padding, TOS kept";
+    relay_client_to_peer(&b44, 100, 0, 17, 0xb8, 0);
+    current_test = "v4->v4 client->peer, odd length 1, 3 padding bytes";
+    relay_client_to_peer(&b44, 1, 3, 2, 0, 0);
+    current_test = "v4->v4 client->peer, padding shorter than allowed (2 of 3)";
+    relay_client_to_peer(&b44, 5, 2, 64, 0, 0);
+    current_test = "v4->v4 peer->client";
+    relay_peer_to_client(&b44, 7, 64, 0, 0);
+    current_test = "v4->v4 peer->client, 1 byte in a padded Ethernet frame";
+    relay_peer_to_client(&b44, 1, 64, 0, 0);
+    current_test = "v4->v4 peer->client, 1,000 bytes";
+    relay_peer_to_client(&b44, 1000, 2, 0x2e, 0);
+
+    current_test = "v6->v6 client->peer";
+    relay_client_to_peer(&b66, 33, 3, 64, 0x10, 0xabcde);
+    current_test = "v6->v6 client->peer, no padding";
+    relay_client_to_peer(&b66, 1200, 0, 255, 0, 0x12345);
+    current_test = "v6->v6 peer->client";
+    relay_peer_to_client(&b66, 33, 64, 0x10, 0xabcde);
+    current_test = "v6->v6 peer->client, 1,400 bytes";
+    relay_peer_to_client(&b66, 1400, 2, 0, 1);
+
+    current_test = "v4 client -> v6 peer";
+    relay_client_to_peer(&b46, 61, 3, 64, 0x08, 0);
+    current_test = "v6 peer -> v4 client";
+    relay_peer_to_client(&b46, 61, 64, 0x08, 0x55555);
+    current_test = "v6 client -> v4 peer";
+    relay_client_to_peer(&b64, 62, 2, 64, 0, 0x11111);
+    current_test = "v4 peer -> v6 client";
+    relay_peer_to_client(&b64, 62, 64, 0, 0);
+
+    /* The largest result that fits a 1500-byte MTU, each way. */
+    current_test = "v4->v4 client->peer, the input at the MTU";
+    relay_client_to_peer(&b44, 1468, 0, 64, 0, 0);
+    current_test = "v4 client -> v6 peer, the result at the MTU";
+    relay_client_to_peer(&b46, 1452, 0, 64, 0, 0);
+    current_test = "v4->v4 peer->client at the MTU";
+    relay_peer_to_client(&b44, 1468, 64, 0, 0);
+    current_test = "v6 peer -> v4 client: the IPv6 input at the MTU shrinks";
+    relay_peer_to_client(&b46, 1452, 64, 0, 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Passes                                                                                      */
+
+static void expect_pass(const uint8_t *in, size_t len, int reason)
+{
+    struct expect_counter e[] = {{reason, 1}};
+    expect(in, len, NULL, 0, e, 1);
+}
+
+/* A client → listener packet through binding b with an arbitrary UDP payload. */
+static size_t to_listener(uint8_t *buf, const struct binding *b, const uint8_t *payload, size_t plen, uint8_t ttl)
+{
+    struct spec s = {.family = b->client_family, .src = b->client, .dst = b->listener, .sport = b->client_port,
+                     .dport = b->listener_port, .ttl = ttl, .payload = payload, .plen = plen, .min_frame = 60};
+    return build(buf, &s);
+}
+
+static size_t from_peer(uint8_t *buf, const struct binding *b, size_t plen, uint8_t ttl)
+{
+    struct spec s = {.family = b->peer_family, .src = b->peer, .dst = b->relay, .sport = b->peer_port,
+                     .dport = b->relay_port, .ttl = ttl, .payload = data_bytes, .plen = plen, .min_frame = 60};
+    return build(buf, &s);
+}
+
+/* A STUN message header (RFC 8489 §5) with a zero-length body. */
+static size_t stun(uint8_t *out, uint16_t type)
+{
+    memset(out, 0, 20);
+    out[0] = type >> 8, out[1] = type & 0xff;
+    out[4] = 0x21, out[5] = 0x12, out[6] = 0xa4, out[7] = 0x42; /* magic cookie */
+    for (int i = 8; i < 20; i++)
+        out[i] = (uint8_t)i;
+    return 20;
+}
+
+static void test_passes(void)
+{
+    uint8_t pkt[4096], payload[2100];
+    size_t n, plen;
+
+    current_test = "TTL 1 client->peer passes";
+    plen = channel_data(payload, b44.channel, data_bytes, 8, 0, 0);
+    n = to_listener(pkt, &b44, payload, plen, 1);
+    expect_pass(pkt, n, TR_PASS_TTL);
+    current_test = "hop limit 1 peer->client passes";
+    n = from_peer(pkt, &b66, 20, 1);
+    expect_pass(pkt, n, TR_PASS_TTL);
+    current_test = "TTL 0 passes";
+    n = from_peer(pkt, &b44, 20, 0);
+    expect_pass(pkt, n, TR_PASS_TTL);
+
+    current_test = "ARP (not IP) passes";
+    memset(pkt, 0, 60);
+    memcpy(pkt, MAC_R, 6);
+    memcpy(pkt + 6, MAC_A, 6);
+    pkt[12] = 0x08, pkt[13] = 0x06;
+    expect_pass(pkt, 60, TR_PASS_NOT_IP_UDP);
+
+    current_test = "802.1Q VLAN-tagged frame passes";
+    memset(pkt, 0, 60);
+    memcpy(pkt, MAC_R, 6);
+    memcpy(pkt + 6, MAC_A, 6);
+    pkt[12] = 0x81, pkt[13] = 0x00, pkt[16] = 0x08, pkt[17] = 0x00;
+    expect_pass(pkt, 60, TR_PASS_NOT_IP_UDP);
+
+    current_test = "IPv4 TCP passes";
+    plen = channel_data(payload, b44.channel, data_bytes, 8, 0, 0);
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    pkt[14 + 9] = 6;
+    expect_pass(pkt, n, TR_PASS_NOT_IP_UDP);
+
+    current_test = "IPv6 ICMPv6 passes";
+    n = to_listener(pkt, &b66, payload, plen, 64);
+    pkt[14 + 6] = 58;
+    expect_pass(pkt, n, TR_PASS_NOT_IP_UDP);
+
+    current_test = "truncated IPv4 header passes";
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    expect_pass(pkt, 14 + 12, TR_PASS_NOT_IP_UDP);
+
+    current_test = "IPv4 options pass";
+    {
+        uint8_t tmp[4096];
+        size_t m = to_listener(tmp, &b44, payload, plen, 64);
+        /* insert 4 bytes of options (NOP NOP NOP EOL) after the 20-byte header, IHL 6 */
+        memcpy(pkt, tmp, 34);
+        pkt[34] = 1, pkt[35] = 1, pkt[36] = 1, pkt[37] = 0;
+        memcpy(pkt + 38, tmp + 34, m - 34);
+        pkt[14] = 0x46;
+        uint16_t tot = (uint16_t)(((tmp[16] << 8) | tmp[17]) + 4);
+        pkt[16] = tot >> 8, pkt[17] = tot & 0xff;
+        expect_pass(pkt, m + 4, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
+    }
+
+    current_test = "IPv4 first fragment (MF) passes";
+    {
+        struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = b44.client_port,
+                         .dport = b44.listener_port, .ttl = 64, .frag = 0x2000, .payload = payload, .plen = plen};
+        n = build(pkt, &s);
+        expect_pass(pkt, n, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
+        current_test = "IPv4 later fragment (offset) passes";
+        s.frag = 0x0010;
+        n = build(pkt, &s);
+        expect_pass(pkt, n, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
+    }
+
+    current_test = "IPv6 hop-by-hop extension header passes";
+    {
+        uint8_t tmp[4096];
+        size_t m = to_listener(tmp, &b66, payload, plen, 64);
+        memcpy(pkt, tmp, 54);
+        /* hop-by-hop: next header UDP, length 0 (8 bytes), PadN option of 4 bytes */
+        uint8_t hbh[8] = {17, 0, 1, 4, 0, 0, 0, 0};
+        memcpy(pkt + 54, hbh, 8);
+        memcpy(pkt + 62, tmp + 54, m - 54);
+        pkt[14 + 6] = 0;
+        uint16_t pl = (uint16_t)(((tmp[18] << 8) | tmp[19]) + 8);
+        pkt[18] = pl >> 8, pkt[19] = pl & 0xff;
+        expect_pass(pkt, m + 8, TR_PASS_IPV6_EXTENSION_HEADER);
+        current_test = "IPv6 fragment header passes";
+        pkt[14 + 6] = 44;
+        expect_pass(pkt, m + 8, TR_PASS_IPV6_EXTENSION_HEADER);
+    }
+
+    current_test = "UDP to another port passes";
+    {
+        struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = 5353, .dport = 53,
+                         .ttl = 64, .payload = payload, .plen = plen};
+        n = build(pkt, &s);
+        expect_pass(pkt, n, TR_PASS_NOT_OUR_PORT);
+        current_test = "UDP just below the relay range passes";
+        s.dport = 49151;
+        n = build(pkt, &s);
+        expect_pass(pkt, n, TR_PASS_NOT_OUR_PORT);
+    }
+
+    current_test = "STUN Binding request to the listener passes";
+    plen = stun(payload, 0x0001);
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    expect_pass(pkt, n, TR_PASS_NOT_CHANNEL_DATA);
+    current_test = "Send indication to the listener passes";
+    plen = stun(payload, 0x0016);
+    n = to_listener(pkt, &b66, payload, plen, 64);
+    expect_pass(pkt, n, TR_PASS_NOT_CHANNEL_DATA);
+    current_test = "Data-indication-style STUN message passes";
+    plen = stun(payload, 0x0017);
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    expect_pass(pkt, n, TR_PASS_NOT_CHANNEL_DATA);
+    current_test = "first two bits 10 (not ChannelData) pass";
+    payload[0] = 0x80;
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    expect_pass(pkt, n, TR_PASS_NOT_CHANNEL_DATA);
+    current_test = "empty UDP to the listener passes";
+    n = to_listener(pkt, &b44, payload, 0, 64);
+    expect_pass(pkt, n, TR_PASS_NOT_CHANNEL_DATA);
+
+    current_test = "ChannelData on an unbound channel passes (map miss)";
+    plen = channel_data(payload, 0x4abc, data_bytes, 8, 0, 0);
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    expect_pass(pkt, n, TR_PASS_MAP_MISS);
+    current_test = "ChannelData on a bound channel from another client port passes (map miss)";
+    {
+        struct binding other = b44;
+        other.client_port = 40099;
+        plen = channel_data(payload, b44.channel, data_bytes, 8, 0, 0);
+        n = to_listener(pkt, &other, payload, plen, 64);
+        expect_pass(pkt, n, TR_PASS_MAP_MISS);
+        current_test = "ChannelData of a route on the other listener port passes (map miss)";
+        other = b44;
+        other.listener_port = 3479;
+        n = to_listener(pkt, &other, payload, plen, 64);
+        expect_pass(pkt, n, TR_PASS_MAP_MISS);
+    }
+    current_test = "IPv6 packet from the IPv4-mapped form of an IPv4 client passes (family mismatch)";
+    {
+        struct binding mapped = b44;
+        mapped.client_family = 6;
+        mapped.listener = v6("2001:db8::1");
+        plen = channel_data(payload, b44.channel, data_bytes, 8, 0, 0);
+        n = to_listener(pkt, &mapped, payload, plen, 64);
+        expect_pass(pkt, n, TR_PASS_MAP_MISS);
+    }
+    current_test = "peer datagram from a permission-only peer passes (map miss)";
+    {
+        struct binding other = b44;
+        other.peer = v4(198, 19, 2, 99);
+        n = from_peer(pkt, &other, 30, 64);
+        expect_pass(pkt, n, TR_PASS_MAP_MISS);
+        current_test = "peer datagram from the bound peer's other port passes (map miss)";
+        other = b44;
+        other.peer_port = 6001;
+        n = from_peer(pkt, &other, 30, 64);
+        expect_pass(pkt, n, TR_PASS_MAP_MISS);
+    }
+
+    current_test = "ChannelData shorter than 4 bytes passes";
+    payload[0] = 0x40, payload[1] = 0x01, payload[2] = 0;
+    n = to_listener(pkt, &b44, payload, 3, 64);
+    expect_pass(pkt, n, TR_PASS_MALFORMED_CHANNEL_DATA);
+    current_test = "ChannelData with length 0 passes";
+    plen = channel_data(payload, b44.channel, data_bytes, 0, 0, 0);
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    expect_pass(pkt, n, TR_PASS_MALFORMED_CHANNEL_DATA);
+    current_test = "ChannelData with 4 bytes after the data passes";
+    plen = channel_data(payload, b44.channel, data_bytes, 8, 4, 0);
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    expect_pass(pkt, n, TR_PASS_MALFORMED_CHANNEL_DATA);
+    current_test = "ChannelData on channel 0x5001 passes without the RFC 5766 flag";
+    plen = channel_data(payload, 0x5001, data_bytes, 8, 0, 0);
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    expect_pass(pkt, n, TR_PASS_MALFORMED_CHANNEL_DATA);
+    current_test = "ChannelData length beyond the datagram passes";
+    plen = channel_data(payload, b44.channel, data_bytes, 8, 0, 0);
+    payload[3] = 9;
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    expect_pass(pkt, n, TR_PASS_CHANNEL_LENGTH_BEYOND_DATAGRAM);
+    current_test = "ChannelData length far beyond the datagram passes";
+    payload[2] = 0xff, payload[3] = 0xff;
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    expect_pass(pkt, n, TR_PASS_CHANNEL_LENGTH_BEYOND_DATAGRAM);
+
+    current_test = "IPv4 packet above the MTU (a GRO super-packet) passes";
+    n = from_peer(pkt, &b44, 1600, 64);
+    expect_pass(pkt, n, TR_PASS_OVERSIZED);
+    current_test = "peer->client whose result would exceed the MTU passes";
+    n = from_peer(pkt, &b44, 1469, 64);
+    expect_pass(pkt, n, TR_PASS_OVERSIZED);
+    current_test = "v4 client -> v6 peer whose result would exceed the MTU passes";
+    plen = channel_data(payload, b46.channel, data_bytes, 1460, 0, 0);
+    n = to_listener(pkt, &b46, payload, plen, 64);
+    expect_pass(pkt, n, TR_PASS_OVERSIZED);
+
+    current_test = "zero UDP checksum towards IPv6 passes";
+    {
+        plen = channel_data(payload, b46.channel, data_bytes, 8, 0, 0);
+        struct spec s = {.family = 4, .src = b46.client, .dst = b46.listener, .sport = b46.client_port,
+                         .dport = b46.listener_port, .ttl = 64, .zero_checksum = 1, .payload = payload,
+                         .plen = plen, .min_frame = 60};
+        n = build(pkt, &s);
+        expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
+    }
+    current_test = "zero UDP checksum received over IPv6 passes (even towards IPv4)";
+    n = from_peer(pkt, &b46, 30, 64); /* IPv6 peer, IPv4 client */
+    pkt[54 + 6] = pkt[54 + 7] = 0;
+    expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
+    current_test = "UDP length inconsistent with the IP length passes";
+    n = from_peer(pkt, &b44, 30, 64);
+    pkt[34 + 5] -= 2; /* UDP length 2 short of the IP payload */
+    expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
+    current_test = "IP total length beyond the frame passes";
+    n = from_peer(pkt, &b44, 100, 64);
+    expect_pass(pkt, n - 10, TR_PASS_CHECKSUM_OR_OTHER);
+    current_test = "empty peer datagram passes";
+    n = from_peer(pkt, &b44, 0, 64);
+    expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
+
+    current_test = "bad IPv4 header checksum passes";
+    n = from_peer(pkt, &b44, 30, 64);
+    pkt[14 + 10] ^= 0x01;
+    expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
+
+    current_test = "hairpin: a route whose peer is the relay's own address passes";
+    {
+        struct binding h = b44;
+        h.client_port = 42000;
+        h.peer = b44.relay; /* another allocation on this relay */
+        h.peer_port = 50100;
+        route_up(&h);
+        plen = channel_data(payload, h.channel, data_bytes, 8, 0, 0);
+        n = to_listener(pkt, &h, payload, plen, 64);
+        expect_pass(pkt, n, TR_PASS_HAIRPIN);
+        route_down(&h);
+        current_test = "hairpin: a route whose client is the relay's own address passes";
+        h = b66;
+        h.client = b66.listener;
+        h.client_port = 42001;
+        h.peer_port = 6200;
+        route_up(&h);
+        n = from_peer(pkt, &h, 30, 64);
+        expect_pass(pkt, n, TR_PASS_HAIRPIN);
+        route_down(&h);
+    }
+
+    /* The checksum field holding the folded pseudo-header sum, as CHECKSUM_PARTIAL leaves it. */
+    for (int family = 4; family <= 6; family += 2) {
+        const struct binding *b = family == 4 ? &b44 : &b66;
+        current_test = family == 4 ? "partial checksum (offloaded) passes, IPv4 peer" : "partial checksum (offloaded) passes, IPv6 client";
+        size_t ip = family == 4 ? 34 : 54;
+        if (family == 4)
+            n = from_peer(pkt, b, 40, 64);
+        else {
+            plen = channel_data(payload, b->channel, data_bytes, 40, 0, 0);
+            n = to_listener(pkt, b, payload, plen, 64);
+        }
+        uint32_t sum = 0;
+        if (family == 4)
+            sum = sum16(pkt + 26, 8, 0); /* IPv4 source and destination */
+        else
+            sum = sum16(pkt + 22, 32, 0); /* IPv6 source and destination */
+        uint16_t ulen = (uint16_t)(pkt[ip + 4] << 8 | pkt[ip + 5]);
+        sum += 17 + ulen;
+        uint16_t partial = (uint16_t)~fold_complement(sum);
+        pkt[ip + 6] = partial >> 8, pkt[ip + 7] = partial & 0xff;
+        expect_pass(pkt, n, TR_PASS_PARTIAL_CHECKSUM);
+    }
+}
+
+static void test_zero_checksum_v4(void)
+{
+    current_test = "zero UDP checksum v4->v4 stays zero";
+    uint8_t payload[64], in[256], want[256];
+    size_t plen = channel_data(payload, b44.channel, data_bytes, 10, 2, 0);
+    struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = b44.client_port,
+                     .dport = b44.listener_port, .ttl = 64, .ip_id = 7, .zero_checksum = 1, .payload = payload,
+                     .plen = plen, .min_frame = 60};
+    size_t n = build(in, &s);
+    struct spec w = {.family = 4, .src = b44.relay, .dst = b44.peer, .sport = b44.relay_port, .dport = b44.peer_port,
+                     .ttl = 63, .ip_id = 7, .zero_checksum = 1, .smac = MAC_R, .dmac = MAC_A, .payload = data_bytes,
+                     .plen = 10, .min_frame = 0};
+    size_t wn = build(want, &w);
+    struct expect_counter e[] = {{TR_RELAYED_PACKETS_CLIENT_TO_PEER, 1}, {TR_RELAYED_BYTES_CLIENT_TO_PEER, 10}};
+    expect(in, n, want, wn, e, 2);
+}
+
+static void test_rfc5766_channels(void)
+{
+    current_test = "channel 0x7fff relays with the RFC 5766 flag";
+    set_config(1500, TR_CONFIG_RFC5766_CHANNELS);
+    struct binding b = b44;
+    b.channel = 0x7fff;
+    b.client_port = 41000;
+    b.peer_port = 6100; /* a peer transport address has one channel per allocation */
+    route_up(&b);
+    relay_client_to_peer(&b, 12, 0, 64, 0, 0);
+    route_down(&b);
+    set_config(1500, 0);
+}
+
+static void test_route_down(void)
+{
+    uint8_t pkt[4096], payload[256];
+    current_test = "route down: relayed before";
+    relay_client_to_peer(&b44, 20, 0, 64, 0, 0);
+    relay_peer_to_client(&b44, 20, 64, 0, 0);
+    route_down(&b44);
+    current_test = "route down: the next ChannelData passes";
+    size_t plen = channel_data(payload, b44.channel, data_bytes, 20, 0, 0);
+    size_t n = to_listener(pkt, &b44, payload, plen, 64);
+    expect_pass(pkt, n, TR_PASS_MAP_MISS);
+    current_test = "route down: the next peer datagram passes";
+    n = from_peer(pkt, &b44, 20, 64);
+    expect_pass(pkt, n, TR_PASS_MAP_MISS);
+    route_up(&b44);
+    current_test = "route up again: relayed";
+    relay_client_to_peer(&b44, 20, 0, 64, 0, 0);
+}
+
+static void test_no_config(void)
+{
+    current_test = "no configuration: everything passes";
+    uint32_t zero = 0;
+    struct tr_config c;
+    memset(&c, 0, sizeof c);
+    bpf_map_update_elem(config_fd, &zero, &c, BPF_ANY);
+    uint8_t pkt[256], payload[64];
+    size_t plen = channel_data(payload, b44.channel, data_bytes, 8, 0, 0);
+    size_t n = to_listener(pkt, &b44, payload, plen, 64);
+    expect_pass(pkt, n, TR_PASS_NOT_OUR_PORT);
+    set_config(1500, 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Real attachment: veth pair between two throwaway namespaces                                  */
+
+static char ns_relay[64], ns_outside[64];
+static int namespaces_made, original_ns = -1;
+
+static int sh(const char *fmt, ...)
+{
+    char cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "command failed (%d): %s\n", rc, cmd);
+    return rc;
+}
+
+static void cleanup_namespaces(void)
+{
+    if (original_ns >= 0)
+        setns(original_ns, CLONE_NEWNET);
+    if (namespaces_made) {
+        /* deleting the namespaces deletes the veth pair and detaches its programs */
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null", ns_relay, ns_outside);
+        if (system(cmd) != 0) { /* nothing more to do */
+        }
+        namespaces_made = 0;
+    }
+}
+
+static void on_signal(int sig)
+{
+    cleanup_namespaces();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static int enter(const char *ns)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/run/netns/%s", ns);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = setns(fd, CLONE_NEWNET);
+    close(fd);
+    return rc;
+}
+
+static int make_namespaces(void)
+{
+    const char *suffix = getenv("TRXDP_NS_SUFFIX");
+    char own[32];
+    if (!suffix) {
+        snprintf(own, sizeof own, "%d", (int)getpid());
+        suffix = own;
+    }
+    snprintf(ns_relay, sizeof ns_relay, "trxdp-relay-%s", suffix);
+    snprintf(ns_outside, sizeof ns_outside, "trxdp-out-%s", suffix);
+    original_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    namespaces_made = 1;
+    atexit(cleanup_namespaces);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    if (sh("ip netns add %s", ns_relay) || sh("ip netns add %s", ns_outside) ||
+        sh("ip -n %s link add veth0 type veth peer name veth1 netns %s", ns_relay, ns_outside) ||
+        sh("ip -n %s addr add 198.18.0.1/24 dev veth0", ns_relay) ||
+        sh("ip -n %s addr add 2001:db8::1/64 dev veth0 nodad", ns_relay) ||
+        sh("ip -n %s addr add 198.18.0.2/24 dev veth1", ns_outside) ||
+        sh("ip -n %s addr add 2001:db8::2/64 dev veth1 nodad", ns_outside) ||
+        sh("ip -n %s link set lo up", ns_relay) || sh("ip -n %s link set lo up", ns_outside) ||
+        sh("ip -n %s link set veth0 up", ns_relay) || sh("ip -n %s link set veth1 up", ns_outside))
+        return -1;
+    return 0;
+}
+
+static void test_attach_modes(void)
+{
+    current_test = "attach native and generic";
+    CHECK(enter(ns_relay) == 0, "enter %s: %s", ns_relay, strerror(errno));
+    int ifindex = (int)if_nametoindex("veth0");
+    CHECK(ifindex > 0, "veth0 not found");
+    struct {
+        uint32_t flag;
+        const char *name;
+    } modes[] = {{XDP_FLAGS_DRV_MODE, "native"}, {XDP_FLAGS_SKB_MODE, "generic"}};
+    struct bpf_prog_info info;
+    uint32_t info_len = sizeof info;
+    memset(&info, 0, sizeof info);
+    bpf_obj_get_info_by_fd(prog_fd, &info, &info_len);
+    for (int m = 0; m < 2; m++) {
+        int err = bpf_xdp_attach(ifindex, prog_fd, modes[m].flag, NULL);
+        CHECK(err == 0, "%s attach: %s", modes[m].name, strerror(-err));
+        uint32_t id = 0;
+        err = bpf_xdp_query_id(ifindex, modes[m].flag, &id);
+        CHECK(err == 0 && id == info.id, "%s query: err %d, id %u, expected %u", modes[m].name, err, id, info.id);
+        err = bpf_xdp_detach(ifindex, modes[m].flag, NULL);
+        CHECK(err == 0, "%s detach: %s", modes[m].name, strerror(-err));
+        id = 0;
+        bpf_xdp_query_id(ifindex, modes[m].flag, &id);
+        CHECK(id == 0, "%s: still attached after detach (id %u)", modes[m].name, id);
+        if (err == 0)
+            printf("ok   attach/detach in %s mode on veth0\n", modes[m].name);
+    }
+    /* A BPF link (what the loader should use): the attachment lives only as long as the link's
+     * file descriptor, so a crashed relay leaves nothing attached. */
+    struct bpf_program *prog = bpf_object__find_program_by_name(obj, "turn_router");
+    struct bpf_link *link = bpf_program__attach_xdp(prog, ifindex);
+    CHECK(link != NULL, "attach through a BPF link: %s", strerror(errno));
+    uint32_t id = 0;
+    bpf_xdp_query_id(ifindex, 0, &id);
+    CHECK(id == info.id, "link attachment not visible (id %u, expected %u)", id, info.id);
+    if (link)
+        bpf_link__destroy(link);
+    id = 0;
+    bpf_xdp_query_id(ifindex, 0, &id);
+    CHECK(id == 0, "still attached after the link's fd was closed (id %u)", id);
+    if (link && id == 0)
+        printf("ok   attach through a BPF link; closing the link detaches\n");
+    setns(original_ns, CLONE_NEWNET);
+}
+
+/* An XDP program that only passes: XDP_TX on a veth reaches the other end only when that end has
+ * an XDP program too. Two instructions, no object file needed. */
+static int load_pass_program(void)
+{
+    struct bpf_insn insns[] = {
+        {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = XDP_PASS},
+        {.code = BPF_JMP | BPF_EXIT},
+    };
+    return bpf_prog_load(BPF_PROG_TYPE_XDP, "xdp_pass", "GPL", insns, 2, NULL);
+}
+
+/* Sends a UDP datagram through a raw socket (IPPROTO_UDP), UDP header and checksum computed here,
+ * so the kernel passes it on as complete (no checksum offload left to do). */
+static int raw_send_n(int family, const struct a16 *src, uint16_t sport, const struct a16 *dst, uint16_t dport,
+                      const uint8_t *payload, size_t plen, int count);
+
+static int raw_send(int family, const struct a16 *src, uint16_t sport, const struct a16 *dst, uint16_t dport,
+                    const uint8_t *payload, size_t plen)
+{
+    return raw_send_n(family, src, sport, dst, dport, payload, plen, 1);
+}
+
+static int raw_send_n(int family, const struct a16 *src, uint16_t sport, const struct a16 *dst, uint16_t dport,
+                      const uint8_t *payload, size_t plen, int count)
+{
+    int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_UDP);
+    if (fd < 0)
+        return -1;
+    uint8_t dgram[2048];
+    uint16_t ulen = (uint16_t)(8 + plen);
+    dgram[0] = sport >> 8, dgram[1] = sport & 0xff, dgram[2] = dport >> 8, dgram[3] = dport & 0xff;
+    dgram[4] = ulen >> 8, dgram[5] = ulen & 0xff, dgram[6] = dgram[7] = 0;
+    memcpy(dgram + 8, payload, plen);
+    uint32_t sum = 0;
+    if (family == 4) {
+        sum = sum16(src->b + 12, 4, sum);
+        sum = sum16(dst->b + 12, 4, sum);
+    } else {
+        sum = sum16(src->b, 16, sum);
+        sum = sum16(dst->b, 16, sum);
+    }
+    sum += 17 + ulen;
+    sum = sum16(dgram, ulen, sum);
+    uint16_t c = fold_complement(sum);
+    if (c == 0)
+        c = 0xffff;
+    dgram[6] = c >> 8, dgram[7] = c & 0xff;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof ss);
+    if (family == 4) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        memcpy(&a->sin_addr, dst->b + 12, 4);
+        sl = sizeof *a;
+        /* bind the source address so the kernel's IP header carries the one in the checksum */
+        struct sockaddr_in b = {.sin_family = AF_INET};
+        memcpy(&b.sin_addr, src->b + 12, 4);
+        bind(fd, (struct sockaddr *)&b, sizeof b);
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        memcpy(&a->sin6_addr, dst->b, 16);
+        sl = sizeof *a;
+        struct sockaddr_in6 b = {.sin6_family = AF_INET6};
+        memcpy(&b.sin6_addr, src->b, 16);
+        bind(fd, (struct sockaddr *)&b, sizeof b);
+    }
+    int ok = 0;
+    for (int i = 0; i < count; i++)
+        if (sendto(fd, dgram, ulen, 0, (struct sockaddr *)&ss, sl) == (ssize_t)ulen)
+            ok++;
+    close(fd);
+    return ok == count ? 0 : -1;
+}
+
+static int udp_socket(int family, const struct a16 *addr, uint16_t port)
+{
+    int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int rc;
+    if (family == 4) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+        memcpy(&a.sin_addr, addr->b + 12, 4);
+        rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+    } else {
+        struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+        memcpy(&a.sin6_addr, addr->b, 16);
+        rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+    }
+    if (rc) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Receives one datagram within `ms`; returns its length (-1 on timeout) and the source. */
+static ssize_t receive_within(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint16_t *from_port, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, ms) != 1)
+        return -1;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    ssize_t n = recvfrom(fd, buf, cap, 0, (struct sockaddr *)&ss, &sl);
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        *from = v4(0, 0, 0, 0);
+        memcpy(from->b + 12, &a->sin_addr, 4);
+        *from_port = ntohs(a->sin_port);
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        memcpy(from->b, &a->sin6_addr, 16);
+        *from_port = ntohs(a->sin6_port);
+    }
+    return n;
+}
+
+static ssize_t plain_send(int fd, int family, const struct a16 *dst, uint16_t dport, const uint8_t *p, size_t n)
+{
+    if (family == 4) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(dport)};
+        memcpy(&a.sin_addr, dst->b + 12, 4);
+        return sendto(fd, p, n, 0, (struct sockaddr *)&a, sizeof a);
+    }
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(dport)};
+    memcpy(&a.sin6_addr, dst->b, 16);
+    return sendto(fd, p, n, 0, (struct sockaddr *)&a, sizeof a);
+}
+
+static ssize_t receive(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint16_t *from_port)
+{
+    return receive_within(fd, buf, cap, from, from_port, 3000);
+}
+
+static void end_to_end(int family, uint32_t mode_flag, const char *mode)
+{
+    char name[128];
+    snprintf(name, sizeof name, "end to end over veth, IPv%d, %s mode", family, mode);
+    current_test = name;
+    /* outside: client and peer (198.18.0.2 / 2001:db8::2); relay: 198.18.0.1 / 2001:db8::1 */
+    struct binding b;
+    memset(&b, 0, sizeof b);
+    b.client_family = b.peer_family = family;
+    b.client = b.peer = family == 4 ? v4(198, 18, 0, 2) : v6("2001:db8::2");
+    b.listener = b.relay = family == 4 ? v4(198, 18, 0, 1) : v6("2001:db8::1");
+    b.client_port = 40000, b.listener_port = 3478, b.relay_port = 50000, b.peer_port = 40001;
+    b.channel = 0x4000 + family;
+    route_up(&b);
+
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    int relay_if = (int)if_nametoindex("veth0");
+    int err = bpf_xdp_attach(relay_if, prog_fd, mode_flag, NULL);
+    CHECK(err == 0, "attach turn_router to veth0 (%s): %s", mode, strerror(-err));
+    CHECK(enter(ns_outside) == 0, "enter outside namespace");
+    int client = udp_socket(family, &b.client, b.client_port);
+    int peer = udp_socket(family, &b.peer, b.peer_port);
+    CHECK(client >= 0 && peer >= 0, "sockets: %s", strerror(errno));
+
+    uint64_t before[TR_COUNTER_COUNT];
+    counters_read(before);
+    uint8_t payload[512], buf[2048];
+    uint16_t len = 301;
+    size_t plen = channel_data(payload, b.channel, data_bytes, len, 3, 0);
+    struct a16 from;
+    uint16_t from_port = 0;
+    /* The first datagram may go before neighbour discovery is done; retry a few times. */
+    ssize_t n = -1;
+    for (int attempt = 0; attempt < 3 && n < 0; attempt++) {
+        CHECK(raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen) == 0,
+              "raw send: %s", strerror(errno));
+        n = receive(peer, buf, sizeof buf, &from, &from_port);
+    }
+    CHECK(n == len && memcmp(buf, data_bytes, len) == 0, "peer received %zd bytes, expected the %u data bytes", n,
+          len);
+    CHECK(memcmp(from.b, b.relay.b, 16) == 0 && from_port == b.relay_port,
+          "peer's datagram came from port %u, expected the allocation port %u", from_port, b.relay_port);
+
+    /* and back: the peer answers the relayed address; the client gets ChannelData from the listener */
+    CHECK(raw_send(family, &b.peer, b.peer_port, &b.relay, b.relay_port, data_bytes + 50, 77) == 0, "raw send back");
+    n = receive(client, buf, sizeof buf, &from, &from_port);
+    uint8_t want[128];
+    size_t want_len = channel_data(want, b.channel, data_bytes + 50, 77, 0, 0);
+    CHECK(n == (ssize_t)want_len && memcmp(buf, want, want_len) == 0, "client received %zd bytes, expected %zu",
+          n, want_len);
+    CHECK(memcmp(from.b, b.listener.b, 16) == 0 && from_port == b.listener_port,
+          "client's ChannelData came from port %u, expected the listener port %u", from_port, b.listener_port);
+
+    uint64_t after[TR_COUNTER_COUNT];
+    counters_read(after);
+    CHECK(after[TR_RELAYED_PACKETS_CLIENT_TO_PEER] - before[TR_RELAYED_PACKETS_CLIENT_TO_PEER] >= 1 &&
+              after[TR_RELAYED_PACKETS_PEER_TO_CLIENT] - before[TR_RELAYED_PACKETS_PEER_TO_CLIENT] == 1,
+          "the XDP program's relayed counters did not move");
+    if (client >= 0)
+        close(client);
+    if (peer >= 0)
+        close(peer);
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    CHECK(bpf_xdp_detach(relay_if, mode_flag, NULL) == 0, "detach");
+    setns(original_ns, CLONE_NEWNET);
+    route_down(&b);
+    if (n == (ssize_t)want_len)
+        printf("ok   %s: ChannelData relayed to the peer and back by XDP_TX\n", name);
+}
+
+/* An ordinary UDP socket on this host leaves the checksum to offload: over the veth the frame
+ * carries only the pseudo-header sum (CHECKSUM_PARTIAL). The program must not relay it (an
+ * incremental update of a partial sum yields a wrong checksum and the peer would silently drop
+ * the datagram): it passes, counted, and the peer receives nothing from XDP. */
+static void offloaded_checksum_passes(int family, uint32_t mode_flag, const char *mode)
+{
+    char name[128];
+    snprintf(name, sizeof name, "offloaded (partial) checksum over veth passes, IPv%d, %s mode", family, mode);
+    current_test = name;
+    struct binding b;
+    memset(&b, 0, sizeof b);
+    b.client_family = b.peer_family = family;
+    b.client = b.peer = family == 4 ? v4(198, 18, 0, 2) : v6("2001:db8::2");
+    b.listener = b.relay = family == 4 ? v4(198, 18, 0, 1) : v6("2001:db8::1");
+    b.client_port = 40010, b.listener_port = 3478, b.relay_port = 50010, b.peer_port = 40011;
+    b.channel = 0x4010 + family;
+    route_up(&b);
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    int relay_if = (int)if_nametoindex("veth0");
+    int err = bpf_xdp_attach(relay_if, prog_fd, mode_flag, NULL);
+    CHECK(err == 0, "attach (%s): %s", mode, strerror(-err));
+    CHECK(enter(ns_outside) == 0, "enter outside namespace");
+    int client = udp_socket(family, &b.client, b.client_port);
+    int peer = udp_socket(family, &b.peer, b.peer_port);
+    CHECK(client >= 0 && peer >= 0, "sockets: %s", strerror(errno));
+    uint64_t before[TR_COUNTER_COUNT], after[TR_COUNTER_COUNT];
+    counters_read(before);
+    uint8_t payload[512], buf[2048];
+    size_t plen = channel_data(payload, b.channel, data_bytes, 100, 0, 0);
+    CHECK(plain_send(client, family, &b.listener, b.listener_port, payload, plen) == (ssize_t)plen, "send: %s",
+          strerror(errno));
+    struct a16 from;
+    uint16_t from_port;
+    ssize_t n = receive_within(peer, buf, sizeof buf, &from, &from_port, 500);
+    counters_read(after);
+    CHECK(n < 0, "the peer received %zd bytes", n);
+    CHECK(after[TR_PASS_PARTIAL_CHECKSUM] - before[TR_PASS_PARTIAL_CHECKSUM] == 1,
+          "pass_partial_checksum moved by %llu, expected 1",
+          (unsigned long long)(after[TR_PASS_PARTIAL_CHECKSUM] - before[TR_PASS_PARTIAL_CHECKSUM]));
+    CHECK(after[TR_RELAYED_PACKETS_CLIENT_TO_PEER] == before[TR_RELAYED_PACKETS_CLIENT_TO_PEER],
+          "relayed a datagram with a partial checksum");
+    if (client >= 0)
+        close(client);
+    if (peer >= 0)
+        close(peer);
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    CHECK(bpf_xdp_detach(relay_if, mode_flag, NULL) == 0, "detach");
+    setns(original_ns, CLONE_NEWNET);
+    route_down(&b);
+    if (n < 0)
+        printf("ok   %s\n", name);
+}
+
+static int with_bench;
+
+/* --bench over the veth: the program's run time per packet on real receives (native mode),
+ * ChannelData from the outside namespace relayed by XDP_TX. */
+static void bench_veth(int family, int count)
+{
+    struct binding b;
+    memset(&b, 0, sizeof b);
+    b.client_family = b.peer_family = family;
+    b.client = b.peer = family == 4 ? v4(198, 18, 0, 2) : v6("2001:db8::2");
+    b.listener = b.relay = family == 4 ? v4(198, 18, 0, 1) : v6("2001:db8::1");
+    b.client_port = 40020, b.listener_port = 3478, b.relay_port = 50020, b.peer_port = 40021;
+    b.channel = 0x4020 + family;
+    route_up(&b);
+    enter(ns_relay);
+    int relay_if = (int)if_nametoindex("veth0");
+    if (bpf_xdp_attach(relay_if, prog_fd, XDP_FLAGS_DRV_MODE, NULL) == 0) {
+        enter(ns_outside);
+        int peer = udp_socket(family, &b.peer, b.peer_port); /* the relayed datagrams' sink */
+        uint8_t payload[256];
+        size_t plen = channel_data(payload, b.channel, data_bytes, 100, 0, 0);
+        raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen); /* ND/ARP */
+        usleep(200000);
+        int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+        struct bpf_prog_info a, z;
+        uint32_t la = sizeof a, lz = sizeof z;
+        memset(&a, 0, sizeof a);
+        memset(&z, 0, sizeof z);
+        bpf_obj_get_info_by_fd(prog_fd, &a, &la);
+        uint64_t relayed0[TR_COUNTER_COUNT], relayed1[TR_COUNTER_COUNT];
+        counters_read(relayed0);
+        raw_send_n(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen, count);
+        usleep(200000);
+        bpf_obj_get_info_by_fd(prog_fd, &z, &lz);
+        counters_read(relayed1);
+        uint64_t cnt = z.run_cnt - a.run_cnt, ns = z.run_time_ns - a.run_time_ns;
+        printf("bench veth native IPv%d client->peer, 100 B: %.1f ns/packet over %llu runs (%llu relayed)\n", family,
+               cnt ? (double)ns / (double)cnt : 0.0, (unsigned long long)cnt,
+               (unsigned long long)(relayed1[0] - relayed0[0]));
+        if (stats_fd >= 0)
+            close(stats_fd);
+        if (peer >= 0)
+            close(peer);
+        enter(ns_relay);
+        bpf_xdp_detach(relay_if, XDP_FLAGS_DRV_MODE, NULL);
+    }
+    setns(original_ns, CLONE_NEWNET);
+    route_down(&b);
+}
+
+static void test_namespaces(void)
+{
+    current_test = "namespaces";
+    if (make_namespaces()) {
+        CHECK(0, "could not create the network namespaces and veth pair");
+        return;
+    }
+    test_attach_modes();
+
+    /* The outside end gets a pass-only program, so that XDP_TX'd frames arrive there. */
+    int pass_fd = load_pass_program();
+    CHECK(pass_fd >= 0, "load the pass program: %s", strerror(errno));
+    CHECK(enter(ns_outside) == 0, "enter outside namespace");
+    int out_if = (int)if_nametoindex("veth1");
+    int err = bpf_xdp_attach(out_if, pass_fd, XDP_FLAGS_DRV_MODE, NULL);
+    CHECK(err == 0, "attach the pass program to veth1: %s", strerror(-err));
+    setns(original_ns, CLONE_NEWNET);
+
+    end_to_end(4, XDP_FLAGS_DRV_MODE, "native");
+    end_to_end(6, XDP_FLAGS_DRV_MODE, "native");
+    end_to_end(4, XDP_FLAGS_SKB_MODE, "generic");
+    end_to_end(6, XDP_FLAGS_SKB_MODE, "generic");
+    offloaded_checksum_passes(4, XDP_FLAGS_DRV_MODE, "native");
+    offloaded_checksum_passes(6, XDP_FLAGS_DRV_MODE, "native");
+    offloaded_checksum_passes(4, XDP_FLAGS_SKB_MODE, "generic");
+    offloaded_checksum_passes(6, XDP_FLAGS_SKB_MODE, "generic");
+    if (with_bench) {
+        bench_veth(4, 20000);
+        bench_veth(6, 20000);
+    }
+
+    cleanup_namespaces();
+    char path[128];
+    snprintf(path, sizeof path, "/run/netns/%s", ns_relay);
+    CHECK(access(path, F_OK) != 0, "namespace %s still exists after cleanup", ns_relay);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+/* --bench: the program's own run time per packet as the kernel accounts it (BPF_ENABLE_STATS,
+ * the same figure as kernel.bpf_stats_enabled + bpftool's run_time_ns / run_cnt), over `rounds`
+ * BPF_PROG_TEST_RUN calls per packet kind. Stats stay enabled only while the returned fd is open. */
+static void bench_one(const char *what, const uint8_t *pkt, size_t len, int rounds)
+{
+    struct bpf_prog_info a, b;
+    uint32_t la = sizeof a, lb = sizeof b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    bpf_obj_get_info_by_fd(prog_fd, &a, &la);
+    uint8_t out[4096];
+    size_t out_len;
+    int action = -1;
+    for (int i = 0; i < rounds; i++)
+        action = run_packet(pkt, len, out, &out_len);
+    bpf_obj_get_info_by_fd(prog_fd, &b, &lb);
+    uint64_t cnt = b.run_cnt - a.run_cnt, ns = b.run_time_ns - a.run_time_ns;
+    printf("bench %-44s %s  %7.1f ns/packet over %llu runs\n", what, action_name(action),
+           cnt ? (double)ns / (double)cnt : 0.0, (unsigned long long)cnt);
+}
+
+static int load_pass_program(void);
+
+static void bench(int rounds)
+{
+    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    if (stats_fd < 0) {
+        printf("bench: BPF_ENABLE_STATS refused: %s\n", strerror(errno));
+        return;
+    }
+    uint8_t pkt[4096], payload[2100];
+    const struct binding *bs[] = {&b44, &b66, &b46, &b64};
+    const char *names[] = {"v4->v4", "v6->v6", "v4 client, v6 peer", "v6 client, v4 peer"};
+    for (int i = 0; i < 4; i++) {
+        char what[96];
+        size_t plen = channel_data(payload, bs[i]->channel, data_bytes, 100, 0, 0);
+        size_t n = to_listener(pkt, bs[i], payload, plen, 64);
+        snprintf(what, sizeof what, "client->peer %s, 100 B", names[i]);
+        bench_one(what, pkt, n, rounds);
+        n = from_peer(pkt, bs[i], 100, 64);
+        snprintf(what, sizeof what, "peer->client %s, 100 B", names[i]);
+        bench_one(what, pkt, n, rounds);
+    }
+    size_t plen = stun(payload, 0x0001);
+    size_t n = to_listener(pkt, &b44, payload, plen, 64);
+    bench_one("STUN to the listener (pass)", pkt, n, rounds);
+    plen = channel_data(payload, 0x4abc, data_bytes, 100, 0, 0);
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    bench_one("unbound channel (map miss, pass)", pkt, n, rounds);
+    struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = 5353, .dport = 53, .ttl = 64,
+                     .payload = data_bytes, .plen = 100};
+    n = build(pkt, &s);
+    bench_one("UDP to another port (pass)", pkt, n, rounds);
+    /* The floor: a two-instruction program that only passes, measured the same way. */
+    int pass_fd = load_pass_program();
+    if (pass_fd >= 0) {
+        int saved = prog_fd;
+        prog_fd = pass_fd;
+        bench_one("baseline: an empty XDP program (pass)", pkt, n, rounds);
+        prog_fd = saved;
+        close(pass_fd);
+    }
+    close(stats_fd);
+}
+
+/* The loader sizes the route maps before loading; a full map refuses a new route with E2BIG
+ * (that channel then stays on the userspace path and the loader counts it). */
+static void test_map_sizing(const char *path)
+{
+    current_test = "route maps sized by the loader; a full map refuses with E2BIG";
+    struct bpf_object *o = bpf_object__open_file(path, NULL);
+    CHECK(o != NULL, "open");
+    if (!o)
+        return;
+    struct bpf_map *m = bpf_object__find_map_by_name(o, "tr_client_routes");
+    CHECK(m && bpf_map__set_max_entries(m, 4) == 0, "set_max_entries");
+    CHECK(bpf_object__load(o) == 0, "load: %s", strerror(errno));
+    int fd = bpf_map__fd(m);
+    struct binding b = b44;
+    struct tr_client_value v;
+    memset(&v, 0, sizeof v);
+    int err = 0;
+    for (int i = 0; i < 5; i++) {
+        struct tr_client_key k;
+        b.client_port = (uint16_t)(30000 + i);
+        client_key(&b, &k);
+        err = bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST) ? errno : 0;
+        if (i < 4)
+            CHECK(err == 0, "route %d refused: %s", i, strerror(err));
+    }
+    CHECK(err == E2BIG, "the fifth route into a map of 4: %s, expected E2BIG", strerror(err));
+    bpf_object__close(o);
+}
+
+static int find_map(const char *name)
+{
+    struct bpf_map *m = bpf_object__find_map_by_name(obj, name);
+    if (!m) {
+        fprintf(stderr, "map %s not in the object\n", name);
+        exit(1);
+    }
+    return bpf_map__fd(m);
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s turn_router.bpf.o [--no-namespaces] [--bench]\n", argv[0]);
+        return 2;
+    }
+    int with_namespaces = 1;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--no-namespaces") == 0)
+            with_namespaces = 0;
+        else if (strcmp(argv[i], "--bench") == 0)
+            with_bench = 1;
+        else {
+            fprintf(stderr, "unknown argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (geteuid() != 0) {
+        printf("SKIP: BPF tests need root (CAP_BPF, CAP_NET_ADMIN); running as uid %d\n", (int)geteuid());
+        return 0;
+    }
+    obj = bpf_object__open_file(argv[1], NULL);
+    if (!obj) {
+        fprintf(stderr, "FAIL: open %s: %s\n", argv[1], strerror(errno));
+        return 1;
+    }
+    if (bpf_object__load(obj)) {
+        int e = errno;
+        if (e == EPERM) {
+            printf("SKIP: the kernel refuses bpf() (EPERM: no CAP_BPF, a seccomp filter or lockdown)\n");
+            return 0;
+        }
+        fprintf(stderr, "FAIL: load %s (the verifier's log is above): %s\n", argv[1], strerror(e));
+        return 1;
+    }
+    printf("ok   the verifier accepted turn_router\n");
+    struct bpf_program *prog = bpf_object__find_program_by_name(obj, "turn_router");
+    if (!prog) {
+        fprintf(stderr, "FAIL: no program turn_router in the object\n");
+        return 1;
+    }
+    prog_fd = bpf_program__fd(prog);
+    client_routes_fd = find_map("tr_client_routes");
+    peer_routes_fd = find_map("tr_peer_routes");
+    config_fd = find_map("tr_config");
+    counters_fd = find_map("tr_counters");
+    ncpus = libbpf_num_possible_cpus();
+
+    init_bindings();
+    set_config(1500, 0);
+    route_up(&b44);
+    route_up(&b66);
+    route_up(&b46);
+    route_up(&b64);
+
+    struct {
+        const char *name;
+        void (*fn)(void);
+    } groups[] = {
+        {"relaying (all family pairs, padding, TTL, MTU edge)", test_relaying},
+        {"passes (one per reason, counted)", test_passes},
+        {"zero UDP checksum over IPv4", test_zero_checksum_v4},
+        {"RFC 5766 channel numbers", test_rfc5766_channels},
+        {"route down, route up", test_route_down},
+        {"no configuration", test_no_config},
+    };
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        int before = failures;
+        groups[g].fn();
+        printf("%s %s\n", failures == before ? "ok  " : "FAIL", groups[g].name);
+    }
+    {
+        int before = failures;
+        test_map_sizing(argv[1]);
+        printf("%s map sizing and a full map\n", failures == before ? "ok  " : "FAIL");
+    }
+    if (with_namespaces)
+        test_namespaces();
+    if (with_bench)
+        bench(200000);
+
+    if (failures) {
+        printf("test-bpf: %d of %d checks FAILED\n", failures, checks);
+        return 1;
+    }
+    printf("test-bpf: all %d checks passed\n", checks);
+    return 0;
+}
+
