@@ -132,7 +132,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "io_uring on Linux 6.12+: microseconds a worker waits to gather up to 64 completions before it handles what has come (default 0: wake on the first completion; see BENCHMARKS.md before raising it). [env: BATCH_WAIT_US]")
     var batchWaitUs: Int?
 
-    @Flag(help: "Send all traffic of one client IP address to one worker (keeps per-username quotas on one worker; spreads worse behind NAT). EVEN-PORT reservations work across workers without it. [env: STEER_BY_CLIENT_IP=1]")
+    @Flag(help: "Send all traffic of one client IP address to one worker (one client's allocations then share a worker's caches; spreads worse behind NAT). Quotas and EVEN-PORT reservations are process-wide without it. [env: STEER_BY_CLIENT_IP=1]")
     var steerByClientIp = false
 
     @Flag(name: .customLong("rfc5766-channel-numbers"), help: "Accept RFC 5766 channel numbers 0x4000-0x7FFF (RFC 8656 allows only 0x4000-0x4FFF), for older clients such as coturn's turnutils_uclient. [env: RFC5766_CHANNEL_NUMBERS=1]")
