@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import RelayCore
+import RelayIO
 import RelayOperations
 import RelayPortal
 import RelayPortalWebSocket

@@ -44,8 +44,7 @@ struct RelayProcess {
                 return 1
             }
         }
-        let operations = RelayOperationsContext(workers: settings.workers,
-                                                additionalFactories: otlp.map { [$0.factory] } ?? [])
+        let operations = RelayOperationsContext(additionalFactories: otlp.map { [$0.factory] } ?? [])
         let runtime: RelayRuntime
         do {
             runtime = try start(settings, operations: operations)
@@ -111,7 +110,8 @@ struct RelayProcess {
             "gro_receives": "\(total(\.coalescedReceives))",
             "allocation_sockets_opened": "\(total(\.allocationSocketsOpened))",
             "allocation_sockets_failed": "\(total(\.allocationSocketsFailed))",
-            "dropped": "\(total { $0.droppedTruncated + $0.droppedMalformedReceive + $0.droppedGROSegments + $0.droppedSendQueueFull + $0.droppedTransmitBuffersFull + $0.droppedSocketBufferFull + $0.droppedOversize + $0.droppedUnknownSocket + $0.droppedInvalidOutbound + $0.droppedBatchFull })",
+            // Every drop reason a worker counts (`WorkerStatistics.metrics`), summed over workers.
+            "dropped": "\(WorkerStatistics.total(.drops, over: stats))",
             "send_errors": "\(total(\.sendErrors))",
             "receive_buffer_exhaustions": "\(total(\.receiveBuffersExhausted))",
         ])
@@ -134,12 +134,15 @@ struct RelayProcess {
         // and this host's addresses are never reachable as peers.
         let factory = TURNServerFactory(configuration: configured, listenerPorts: [settings.listenPort],
                                         localAddresses: HostAddresses.current())
-        // Each worker's Server is wrapped so that it publishes its counters and applies reloads
-        // on its own thread.
-        return try RelayRuntime.start(workers: settings.workers, configuration: worker, portRange: configured.portRange) {
+        // Each worker's Server is wrapped for its histograms; its worker publishes its report
+        // and applies the reloads posted to `operations.reloads`, on its own thread.
+        let runtime = try RelayRuntime.start(workers: settings.workers, configuration: worker,
+                                             portRange: configured.portRange, reloads: operations.reloads) {
             context, slice in
             operations.makeProcessor(worker: context.index, server: factory.makeServer(context, portRange: slice))
         }
+        operations.attach(runtime)
+        return runtime
     }
 
     /// The health and metrics listeners. A listener that cannot bind is logged and skipped: the

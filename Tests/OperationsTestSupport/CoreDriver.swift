@@ -1,4 +1,5 @@
 import RelayCore
+import RelayIO
 import RelayOperations
 import STUN
 import TURNRequests
@@ -10,6 +11,8 @@ import TestSupport
 final class CoreDriver {
     var now = Instant(seconds: 1_800_000_000)
     let processor: InstrumentedServer
+    /// Called after every datagram fed (a test publishes the driver's snapshot there).
+    var afterEachDatagram: () -> Void = {}
     let out = OutboundBatch(capacity: 256, arenaBytes: 256 * 1024)
     let buffer: UnsafeMutableRawPointer
     static let bufferSize = InboundDatagram.headroom + 4096 + InboundDatagram.tailroom
@@ -17,19 +20,21 @@ final class CoreDriver {
     static let relayAddress = IPv4Address(203, 0, 113, 10)
 
     /// `seed` seeds the server's generator (nonces, relay ports), so a test is the same on every run.
-    init(slot: WorkerSlot, reloads: ReloadMailbox.Receiver? = nil, users: [String: String] = ["alice": "alice-pw"],
-         seed: UInt64 = 0xC0DE_D41E) {
+    init(users: [String: String] = ["alice": "alice-pw"], seed: UInt64 = 0xC0DE_D41E) {
         var c = ServerConfiguration(relayAddressIPv4: Self.relayAddress, relayAddressIPv6: nil)
         c.realm = Self.realm
         c.credentials = CredentialStore(staticUsers: users)
         let server = Server(configuration: c, random: SplitMix64(seed: seed), now: now)
-        processor = InstrumentedServer(
-            server: server, publisher: SnapshotPublisher(slot: slot, intervalNanoseconds: 0, heartbeatNanoseconds: 1_000_000_000),
-            reloads: reloads)
+        processor = InstrumentedServer(server: server)
         buffer = .allocate(byteCount: Self.bufferSize, alignment: 16)
     }
 
     deinit { buffer.deallocate() }
+
+    /// The worker's report of this processor, as a worker would publish it now.
+    func snapshot() -> RelaySnapshot {
+        RelaySnapshot(WorkerReport(processor: processor.report(now: now), publishedAt: now))
+    }
 
     /// Feeds one datagram received on the listener; returns the datagrams sent back (copied).
     @discardableResult
@@ -55,6 +60,7 @@ final class CoreDriver {
             }
             i += 1
         }
+        afterEachDatagram()
         return sent
     }
 

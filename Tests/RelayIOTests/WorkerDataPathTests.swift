@@ -56,28 +56,31 @@ struct WorkerDataPathTests {
         #expect(stats.datagramsSent == 50)
     }
 
-    @Test(arguments: IOBackendKind.allCases) func tasksRunOnTheWorkerThreadAndStatisticsReachTheProcessor(backend: IOBackendKind) throws {
+    /// The worker's one way in (a reload posted to its mailbox wakes it and runs on its thread,
+    /// what it writes is sent) and its one way out (its report, with its own counters and its
+    /// processor's, reaches the handle every interval and once more at exit).
+    @Test(arguments: IOBackendKind.allCases) func reloadsRunOnTheWorkerThreadAndReportsReachTheHandle(backend: IOBackendKind) throws {
         let f = try WorkerFixture(backend: backend) { $0.statisticsIntervalNanoseconds = 50_000_000 }
         let client = f.client.localAddress
-        let accepted = f.handle.perform { processor, _, out in
-            (processor as? EchoProcessor)?.events.append("task ran")
-            guard let space = out.arenaSpace(maxBytes: 2) else { return }
-            space.storeBytes(of: 0x4849, as: UInt16.self)
-            out.commitArena(socket: .listener(.ipv4), destination: client, length: 2)
-        }
-        #expect(accepted)
+        let generation = f.reloads.post(EchoProcessor.Reload(bytes: [0x49, 0x48], destination: client))
         #expect(f.client.receive()?.bytes == [0x49, 0x48])
-        #expect(f.events.all == ["task ran"])
+        #expect(f.events.all == ["reload on relay-worker-0"])
+        #expect(f.reloads.appliedGenerations() == [0: generation])
         f.client.send([1], to: f.listener)
         #expect(f.client.receive()?.bytes == [1])
-        var seen: WorkerStatistics?
+        var seen = f.handle.report
         // A publication may fall between the echo's receive and its send's completion: wait for both.
-        for _ in 0..<40 where (seen?.datagramsReceived ?? 0) < 1 || (seen?.datagramsSent ?? 0) < 2 {
+        for _ in 0..<40 where seen.statistics.datagramsReceived < 1 || seen.statistics.datagramsSent < 2 {
             usleep(25_000)
-            seen = f.events.lastStatistics.withLock { $0 }
+            seen = f.handle.report
         }
-        #expect(seen?.datagramsReceived == 1)
-        #expect(seen?.datagramsSent == 2)
+        #expect(seen.statistics.datagramsReceived == 1)
+        #expect(seen.statistics.datagramsSent == 2)
+        #expect(seen.processor as? Int == 1)
+        #expect(seen.publishedAt != nil && !seen.stopped)
+        let final = f.stop()
+        #expect(final.datagramsReceived == 1)
+        #expect(f.handle.report.stopped)
     }
 
     @Test(.enabled(if: IPv6Loopback.isAvailable, IPv6Loopback.missing), arguments: IOBackendKind.allCases)

@@ -17,16 +17,16 @@ import Testing
         var settings = OTLPMetricsExporter.Settings(endpoint: "127.0.0.1:\(receiver.port)", serviceInstanceID: "relay-a")
         settings.exportInterval = .milliseconds(300)
         let exporter = try OTLPMetricsExporter(settings)
-        let board = MetricsBoard(workers: 2)
+        let board = SnapshotSlots(count: 2)
         let metrics = RelayMetrics(additionalFactories: [exporter.factory])
-        metrics.addSource(board)
+        metrics.addSource { board.snapshots() }
         var a = RelaySnapshot(), b = RelaySnapshot()
-        a[.relayedPacketsClientToPeer] = 40
-        b[.relayedPacketsClientToPeer] = 2
-        a[.allocationsActiveIPv4] = 3
-        b[.dropNoPermission] = 7
-        board.slots[0].publish(a)
-        board.slots[1].publish(b)
+        a[series("relay_relayed_packets_total", ["direction": "client_to_peer"])] = 40
+        b[series("relay_relayed_packets_total", ["direction": "client_to_peer"])] = 2
+        a[series("relay_allocations_active", ["family": "ipv4"])] = 3
+        b[series("relay_drops_total", ["reason": "no_permission"])] = 7
+        board.publish(0, a)
+        board.publish(1, b)
         exporter.start(updating: metrics)
         defer { exporter.stop() }
 
@@ -44,8 +44,8 @@ import Testing
         #expect(resource["deployment.environment"] == "relay-test")
 
         // A later snapshot is exported as the new total.
-        a[.relayedPacketsClientToPeer] = 100
-        board.slots[0].publish(a)
+        a[series("relay_relayed_packets_total", ["direction": "client_to_peer"])] = 100
+        board.publish(0, a)
         let updated = await pollAsync(seconds: 60) {
             (found, resource) = receiver.received()
             return found["relay_relayed_packets_total|direction=client_to_peer"] == 102

@@ -11,27 +11,27 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
     /// Two workers publish into their slots; a scrape over HTTP shows the sums, a later scrape the
     /// new sums, and counters never go backwards.
     @Test func scrapeSumsWorkerSnapshotsOverHTTP() throws {
-        let board = MetricsBoard(workers: 2)
+        let board = SnapshotSlots(count: 2)
         let metrics = RelayMetrics()
-        metrics.addSource(board)
+        metrics.addSource { board.snapshots() }
         let server = try OperationsServer(healthAddress: loopbackAnyPort, metricsAddress: nil,
                                           metrics: metrics, readiness: Readiness())
         defer { server.stop() }
 
         var a = RelaySnapshot(), b = RelaySnapshot()
-        a[.dropNoPermission] = 3
-        b[.dropNoPermission] = 4
-        a[.relayedBytesClientToPeer] = 1000
-        a[.allocationsActiveIPv4] = 2
-        b[.allocationsActiveIPv4] = 5
-        b[.allocationsActiveIPv6] = 1
-        a[.responses401] = 9
-        a[.responsesSuccess] = 11
+        a[series("relay_drops_total", ["reason": "no_permission"])] = 3
+        b[series("relay_drops_total", ["reason": "no_permission"])] = 4
+        a[series("relay_relayed_bytes_total", ["direction": "client_to_peer"])] = 1000
+        a[series("relay_allocations_active", ["family": "ipv4"])] = 2
+        b[series("relay_allocations_active", ["family": "ipv4"])] = 5
+        b[series("relay_allocations_active", ["family": "ipv6"])] = 1
+        a[series("relay_responses_total", ["class": "error", "code": "401"])] = 9
+        a[series("relay_responses_total", ["class": "success", "code": "none"])] = 11
         var sizes = a[.packetSize]
         for length in [50, 100, 101, 1499, 9000] { sizes.record(length) }
         a[.packetSize] = sizes
-        board.slots[0].publish(a)
-        board.slots[1].publish(b)
+        board.publish(0, a)
+        board.publish(1, b)
 
         var scrape = try scrapeMetrics(try #require(server.metricsAddress))
         #expect(scrape.types["relay_drops_total"] == "counter")
@@ -51,9 +51,9 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         #expect(scrape["relay_packet_size_bytes_count"] == 5)
         #expect(scrape["relay_packet_size_bytes_sum"] == 10750)  // 50 + 100 + 101 + 1499 + 9000
 
-        a[.dropNoPermission] = 10
-        a[.allocationsActiveIPv4] = 0
-        board.slots[0].publish(a)
+        a[series("relay_drops_total", ["reason": "no_permission"])] = 10
+        a[series("relay_allocations_active", ["family": "ipv4"])] = 0
+        board.publish(0, a)
         scrape = try scrapeMetrics(try #require(server.metricsAddress))
         #expect(scrape[#"relay_drops_total{reason="no_permission"}"#] == 14)
         #expect(scrape[#"relay_allocations_active{family="ipv4"}"#] == 5)
@@ -91,38 +91,23 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         #expect(counts.count == 8)
     }
 
-    @Test func publisherHonoursIntervalAndHeartbeat() {
-        let board = MetricsBoard(workers: 1)
-        var publisher = SnapshotPublisher(slot: board.slots[0], intervalNanoseconds: 100, heartbeatNanoseconds: 1000)
-        #expect(publisher.isDue(now: Instant(nanoseconds: 5), dirty: false))
-        publisher.publish(RelaySnapshot(), now: Instant(nanoseconds: 5))
-        #expect(!publisher.isDue(now: Instant(nanoseconds: 104), dirty: true))
-        #expect(publisher.isDue(now: Instant(nanoseconds: 105), dirty: true))
-        #expect(!publisher.isDue(now: Instant(nanoseconds: 1004), dirty: false))
-        #expect(publisher.isDue(now: Instant(nanoseconds: 1005), dirty: false))
-        #expect(board.allWorkersAlive(maxAge: 5_000_000_000))
-        board.slots[0].markStopped()
-        #expect(!board.allWorkersAlive(maxAge: 5_000_000_000))
-        #expect(!MetricsBoard(workers: 1).allWorkersAlive(maxAge: 5_000_000_000))
-    }
-
     /// The same totals reach another swift-metrics backend (OTLP in production) as counter
     /// increments that add up to the workers' totals.
     @Test func additionalFactoriesReceiveTheSameTotals() {
         let recorder = RecordingFactory()
-        let board = MetricsBoard(workers: 1)
+        let board = SnapshotSlots(count: 1)
         let metrics = RelayMetrics(additionalFactories: [recorder])
-        metrics.addSource(board)
+        metrics.addSource { board.snapshots() }
         var s = RelaySnapshot()
-        s[.relayedPacketsPeerToClient] = 40
+        s[series("relay_relayed_packets_total", ["direction": "peer_to_client"])] = 40
         var sizes = s[.packetSize]
         sizes.record(120)
         sizes.record(120)
         s[.packetSize] = sizes
-        board.slots[0].publish(s)
+        board.publish(0, s)
         metrics.update()
-        s[.relayedPacketsPeerToClient] = 45
-        board.slots[0].publish(s)
+        s[series("relay_relayed_packets_total", ["direction": "peer_to_client"])] = 45
+        board.publish(0, s)
         metrics.update()
         #expect(recorder.total("relay_relayed_packets_total", ["direction": "peer_to_client"]) == 45)
         #expect(recorder.total("relay_packet_size_bytes_bucket", ["le": "200"]) == 2)

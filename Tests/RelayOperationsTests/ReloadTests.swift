@@ -1,5 +1,6 @@
 import Glibc
 import RelayCore
+import RelayIO
 import RelayOperations
 import Testing
 
@@ -59,7 +60,7 @@ import Testing
     /// Many posts from one thread while "workers" poll on others: each worker ends on the last
     /// generation and never sees generations go backwards.
     @Test func mailboxDeliversTheLatestUpdateToEveryWorker() async {
-        let mailbox = ReloadMailbox()
+        let mailbox = ReloadMailbox<TURNReload>()
         let workers = 4
         // Made before anything is posted, as a worker's is made at its start.
         let receivers = (0..<workers).map { mailbox.receiver(worker: $0) }
@@ -74,7 +75,7 @@ import Testing
                             if update.generation < last { return false }
                             last = update.generation
                             // The credentials name their generation: the pair is never torn.
-                            if update.credentials.restSecrets != ["g\(update.generation)"] { return false }
+                            if update.value.credentials.restSecrets != ["g\(update.generation)"] { return false }
                             receiver.acknowledge(update)
                             if last == 200 { return true }
                         }

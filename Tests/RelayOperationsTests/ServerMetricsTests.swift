@@ -16,11 +16,16 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
 
     /// One worker's board behind a `/metrics` endpoint on loopback, and a driver feeding its server.
     static func scrapedServer() throws -> (OperationsServer, CoreDriver) {
-        let board = MetricsBoard(workers: 1)
+        let driver = CoreDriver()
         let metrics = RelayMetrics()
-        metrics.addSource(board)
+        // The driver runs on the test's thread; each scrape (on the HTTP thread) reads the report
+        // the test published last, as a worker's would.
+        let published = SnapshotSlots(count: 1)
+        driver.afterEachDatagram = { [unowned driver] in published.publish(0, driver.snapshot()) }
+        published.publish(0, driver.snapshot())
+        metrics.addSource { published.snapshots() }
         let http = try OperationsServer(healthAddress: loopbackAnyPort, metricsAddress: nil, metrics: metrics, readiness: Readiness())
-        return (http, CoreDriver(slot: board.slots[0]))
+        return (http, driver)
     }
 
     /// A real `Server` in an `InstrumentedServer`, scraped over HTTP: the exported counters move
@@ -134,35 +139,41 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
     /// SIGHUP's path without the signal: a posted reload reaches the worker's server on the worker's
     /// next loop; the allocation made under the old credentials stays, the new ones take effect.
     @Test func reloadKeepsAllocationsAndSwitchesCredentials() throws {
-        let board = MetricsBoard(workers: 1)
-        let mailbox = ReloadMailbox()
-        let driver = CoreDriver(slot: board.slots[0], reloads: mailbox.receiver(worker: 0))
+        let mailbox = ReloadMailbox<TURNReload>()
+        var receiver = mailbox.receiver(worker: 0)
+        let driver = CoreDriver()
         #expect(driver.allocate(from: Self.client, user: "alice", password: "alice-pw", id: 1).success)
         #expect(driver.allocate(from: Self.client2, user: "bob", password: "bob-pw", id: 3).code == 401)
 
         let generation = mailbox.post(credentials: CredentialStore(staticUsers: ["bob": "bob-pw"]), peerPolicy: PeerPolicy())
         #expect(mailbox.appliedGenerations()[0] == nil)
-        _ = driver.processor.nextTimeout()  // what the worker calls every loop
+        // What the worker does at the top of its loop.
+        let polled = receiver.poll()
+        let update = try #require(polled)
+        driver.processor.apply(update.value, now: driver.now, into: driver.out)
+        receiver.acknowledge(update)
+        let again = receiver.poll()
+        #expect(again == nil)
         #expect(mailbox.appliedGenerations()[0] == generation)
 
         #expect(driver.processor.server.allocationCount == 1)
         #expect(driver.allocate(from: Self.client2, user: "bob", password: "bob-pw", id: 5).success)
         #expect(driver.allocate(from: Self.client3, user: "alice", password: "alice-pw", id: 7).code == 401)
         #expect(driver.processor.server.allocationCount == 2)
-        #expect(driver.processor.snapshot()[.allocationsActiveIPv4] == 2)
+        #expect(driver.snapshot()[series("relay_allocations_active", ["family": "ipv4"])] == 2)
     }
 
     /// The whole path on real threads: io_uring worker → its slot → HTTP scrape, and a reload
     /// posted from this thread applied on the worker's.
     @Test func ioUringWorkersPublishAndApplyReloads() throws {
-        let operations = RelayOperationsContext(workers: 1, publishIntervalNanoseconds: 10_000_000,
-                                                heartbeatNanoseconds: 100_000_000)
+        let operations = RelayOperationsContext(statisticsIntervalNanoseconds: 100_000_000)
+        var workerConfiguration = WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: 0)
+        workerConfiguration.statisticsIntervalNanoseconds = 100_000_000
         var configuration = ServerConfiguration(relayAddressIPv4: .loopback, relayAddressIPv6: nil)
         configuration.credentials = CredentialStore(staticUsers: ["alice": "alice-pw"])
         let server = configuration
         let runtime = try RelayRuntime.start(
-            workers: 1, configuration: WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: 0),
-            portRange: 50200...50220
+            workers: 1, configuration: workerConfiguration, portRange: 50200...50220, reloads: operations.reloads
         ) { context, slice in
             var own = server
             own.portRange = slice
@@ -174,6 +185,7 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
             runtime.stop()
             runtime.join()
         }
+        operations.attach(runtime)
         let http = try OperationsServer(healthAddress: loopbackAnyPort, metricsAddress: loopbackAnyPort,
                                         metrics: operations.metrics, readiness: operations.readiness)
         defer { http.stop() }

@@ -13,4 +13,11 @@ extension Server {
         }
         return (ipv4, ipv6)
     }
+
+    /// What the worker publishes about this server (about once a second): its counters and the
+    /// active-allocation gauges (one scan of the table).
+    public var metricsReport: ServerReport {
+        let active = activeAllocationsByFamily
+        return ServerReport(statistics: statistics, activeIPv4: active.ipv4, activeIPv6: active.ipv6)
+    }
 }

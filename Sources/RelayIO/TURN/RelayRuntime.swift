@@ -15,10 +15,10 @@ public final class RelayRuntime: Sendable {
     }
 
     /// Starts `count` workers. `makeProcessor` runs on each worker's thread with that worker's
-    /// index and port range slice.
+    /// index and port range slice; updates posted to `reloads` reach every worker's processor.
     public static func start<P: DatagramProcessor>(
         workers count: Int, configuration: WorkerConfiguration, portRange: ClosedRange<UInt16>,
-        clock: RelayClock = RelayClock(),
+        clock: RelayClock = RelayClock(), reloads: ReloadMailbox<P.Reload>? = nil,
         makeProcessor: @escaping @Sendable (WorkerContext, ClosedRange<UInt16>) -> P
     ) throws(RelayIOError) -> RelayRuntime {
         guard count >= 1 else { throw .configuration("at least one worker is needed") }
@@ -30,7 +30,8 @@ public final class RelayRuntime: Sendable {
         for index in 0..<count {
             let slice = slices[index]
             do throws(RelayIOError) {
-                started.append(try WorkerHandle.start(index: index, configuration: configuration, clock: clock) {
+                started.append(try WorkerHandle.start(index: index, configuration: configuration, clock: clock,
+                                                             reloads: reloads) {
                     makeProcessor($0, slice)
                 })
             } catch {
@@ -57,11 +58,13 @@ public final class RelayRuntime: Sendable {
     /// `server` (listening on `configuration.listenPort`).
     public static func startTURN(
         workers count: Int, configuration: WorkerConfiguration, server: ServerConfiguration,
-        clock: RelayClock = RelayClock(), reservations: SharedReservationRegistry? = nil
+        clock: RelayClock = RelayClock(), reservations: SharedReservationRegistry? = nil,
+        reloads: ReloadMailbox<TURNReload>? = nil
     ) throws(RelayIOError) -> RelayRuntime {
         let factory = TURNServerFactory(configuration: server, listenerPorts: [configuration.listenPort],
                                         reservations: reservations)
-        return try start(workers: count, configuration: configuration, portRange: server.portRange, clock: clock) {
+        return try start(workers: count, configuration: configuration, portRange: server.portRange, clock: clock,
+                         reloads: reloads) {
             factory.makeServer($0, portRange: $1)
         }
     }
@@ -88,4 +91,7 @@ public final class RelayRuntime: Sendable {
     public func join() -> [WorkerStatistics] { workers.map { $0.join() } }
 
     public var statistics: [WorkerStatistics] { workers.map(\.statistics) }
+
+    /// Every worker's last report.
+    public var reports: [WorkerReport] { workers.map(\.report) }
 }

@@ -5,6 +5,9 @@ import RelayCore
 /// A worker is generic over its processor and its backend (`Worker<P, B>`), so these calls are static, once per batch,
 /// never once per datagram.
 public protocol DatagramProcessor: AnyObject, SendableMetatype {
+    /// What a `ReloadMailbox` delivers to this processor (`Never`: it takes no reloads).
+    associatedtype Reload: Sendable = Never
+
     /// A batch of received datagrams. Outputs go into `out`.
     func process(_ inbound: UnsafeBufferPointer<InboundDatagram>, now: Instant, into out: OutboundBatch)
     /// The answer to a `SocketRequest.open` the processor wrote into an earlier batch.
@@ -15,13 +18,20 @@ public protocol DatagramProcessor: AnyObject, SendableMetatype {
     func nextTimeout() -> Instant?
     /// Stop accepting new work (allocations); existing work continues. Called once, on SIGTERM/SIGINT.
     func drain(now: Instant, into out: OutboundBatch)
-    /// The worker's own counters, handed over every `WorkerConfiguration.statisticsInterval` and
-    /// once at exit, on the worker's thread: the place to publish the processor's and the worker's
-    /// metrics together.
-    func workerStatisticsDidUpdate(_ statistics: WorkerStatistics, now: Instant)
+    /// A configuration update posted to the worker's `ReloadMailbox`, on the worker's thread, at
+    /// the top of the loop after the post (the post wakes the loop).
+    func apply(_ reload: Reload, now: Instant, into out: OutboundBatch)
+    /// The processor's part of the worker's report (`WorkerReport.processor`), asked for on the
+    /// worker's thread every `WorkerConfiguration.statisticsIntervalNanoseconds` and once at exit:
+    /// copy the counters out here, never per packet.
+    func report(now: Instant) -> (any Sendable)?
 }
 
 extension DatagramProcessor {
     public func drain(now: Instant, into out: OutboundBatch) {}
-    public func workerStatisticsDidUpdate(_ statistics: WorkerStatistics, now: Instant) {}
+    public func report(now: Instant) -> (any Sendable)? { nil }
+}
+
+extension DatagramProcessor where Reload == Never {
+    public func apply(_ reload: Never, now: Instant, into out: OutboundBatch) {}
 }

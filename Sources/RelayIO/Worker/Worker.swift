@@ -18,6 +18,8 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
     let processor: P
     let clock: RelayClock
     let control: WorkerControl
+    /// Where configuration updates arrive (nil: the worker takes none).
+    var reloads: ReloadMailbox<P.Reload>.Receiver?
     let backend: B
     let rx: ReceiveBufferPool
     let tx: TransmitBufferPool
@@ -56,11 +58,12 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
     }
 
     init(configuration: WorkerConfiguration, listeners: [(SocketHandle, Int32)], processor: P, clock: RelayClock,
-         control: WorkerControl) throws(RelayIOError) {
+         control: WorkerControl, reloads: ReloadMailbox<P.Reload>.Receiver? = nil) throws(RelayIOError) {
         self.configuration = configuration
         self.processor = processor
         self.clock = clock
         self.control = control
+        self.reloads = reloads
         guard let rx = ReceiveBufferPool(count: configuration.receiveBuffers,
                                          payloadCapacity: configuration.receivePayloadCapacity,
                                          maxSegments: max(1, configuration.maxGROSegments)),
@@ -114,14 +117,16 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         while true {
             let flags = control.flags
             if flags & WorkerControl.stopFlag != 0 { break }
-            if flags & WorkerControl.mailFlag != 0 { runMail() }
+            applyReload()
             if flags & WorkerControl.drainFlag != 0 && !drained {
                 drained = true
                 processor.drain(now: clock.now(), into: batch)
                 flushOutbound(now: clock.now())
             }
             var now = clock.now()
-            var wait = min(configuration.maxWaitNanoseconds, configuration.statisticsIntervalNanoseconds)
+            // Sleep no longer than the next report is due (reports are the worker's heartbeat).
+            let reportDue = lastPublish &+ configuration.statisticsIntervalNanoseconds
+            var wait = min(configuration.maxWaitNanoseconds, reportDue > now.nanoseconds ? reportDue - now.nanoseconds : 0)
             if let due = processor.nextTimeout() {
                 wait = due <= now ? 0 : min(wait, due.nanoseconds - now.nanoseconds)
             }
@@ -141,27 +146,30 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         _ = backend.submitAndWait(0)
         reapAll()
         rx.flushReturns(backend)
-        let final = currentStatistics
-        control.publish(final)
-        processor.workerStatisticsDidUpdate(final, now: clock.now())
+        publish(now: clock.now(), stopped: true)
     }
 
+    /// The worker's one publication: its counters and its processor's, into its `WorkerControl`
+    /// (one lock per interval, none per packet).
     func publishStatistics(now: Instant) {
         if now.nanoseconds &- lastPublish >= configuration.statisticsIntervalNanoseconds {
             lastPublish = now.nanoseconds
-            let s = currentStatistics
-            control.publish(s)
-            processor.workerStatisticsDidUpdate(s, now: now)
+            publish(now: now, stopped: false)
         }
     }
 
-    func runMail() {
-        control.clear(WorkerControl.mailFlag)
-        for task in control.takeMail() {
-            let now = clock.now()
-            task(processor, now, batch)
-            flushOutbound(now: now)
-        }
+    func publish(now: Instant, stopped: Bool) {
+        control.publish(WorkerReport(statistics: currentStatistics, processor: processor.report(now: now),
+                                     publishedAt: now, stopped: stopped))
+    }
+
+    /// One atomic load when nothing was posted.
+    @inline(__always) func applyReload() {
+        guard let update = reloads?.poll() else { return }
+        let now = clock.now()
+        processor.apply(update.value, now: now, into: batch)
+        flushOutbound(now: now)
+        reloads?.acknowledge(update)
     }
 
     /// Reaps everything ready, in bounded rounds so timers and sends keep their turn.

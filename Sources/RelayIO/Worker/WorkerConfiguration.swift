@@ -49,8 +49,8 @@ public struct WorkerConfiguration: Sendable {
     /// workers share a `SharedReservationRegistry`); it costs spreading when many clients share
     /// one address (NAT, loopback benchmarks). Used by `RelayRuntime`.
     public var steerByClientAddress: Bool = false
-    /// How often statistics are published (`WorkerHandle.statistics`, the processor's
-    /// `workerStatisticsDidUpdate`).
+    /// How often the worker publishes its `WorkerReport` (its counters and its processor's
+    /// `report`), idle or not: the metrics' freshness and the worker's heartbeat.
     public var statisticsIntervalNanoseconds: UInt64 = 1_000_000_000
     /// SO_NO_CHECK on every socket, which makes the kernel refuse GSO: tests use it to exercise
     /// the fallback to one sendmsg per datagram.

@@ -6,7 +6,7 @@ import STUN
 import SocketAddressing
 import Synchronization
 /// A running worker thread, seen from outside: ask it to drain or stop, wait for it, read its
-/// published statistics.
+/// published report.
 public final class WorkerHandle: Sendable {
     public let index: Int
     public let listenerAddresses: [TransportAddress]
@@ -30,6 +30,7 @@ public final class WorkerHandle: Sendable {
     /// that made it) and its processor via `makeProcessor`.
     public static func start<P: DatagramProcessor>(
         index: Int, configuration: WorkerConfiguration, clock: RelayClock,
+        reloads: ReloadMailbox<P.Reload>? = nil,
         makeProcessor: @escaping @Sendable (WorkerContext) -> P
     ) throws(RelayIOError) -> WorkerHandle {
         var listeners: [(SocketHandle, Int32)] = []
@@ -61,6 +62,7 @@ public final class WorkerHandle: Sendable {
             throw .eventfd(errno: -wake)
         }
         let control = WorkerControl(wakeFD: wake)
+        let receiver = reloads?.receiver(worker: index, wake: { control.wake() })
         let context = WorkerContext(index: index, listenerAddresses: addresses, clock: clock)
         let started = DispatchSemaphore(value: 0)
         let startError = Mutex<RelayIOError?>(nil)
@@ -74,7 +76,8 @@ public final class WorkerHandle: Sendable {
                     do throws(RelayIOError) {
                         worker = try Worker(configuration: configuration,
                                             listeners: sendableListeners.map { ($0.handle, $0.fd) },
-                                            processor: makeProcessor(context), clock: clock, control: control)
+                                            processor: makeProcessor(context), clock: clock, control: control,
+                                            reloads: receiver)
                     } catch {
                         for l in sendableListeners { _ = cu_close(l.fd) }
                         startError.withLock { $0 = error }
@@ -106,12 +109,6 @@ public final class WorkerHandle: Sendable {
     /// Stop taking new work (the processor's `drain`); relaying continues.
     public func drain() { control.request(WorkerControl.drainFlag) }
 
-    /// Runs `task` on the worker's thread with its processor (cast it to the concrete type you
-    /// started the worker with), at the next turn of its loop. False when 64 tasks are already
-    /// waiting.
-    @discardableResult
-    public func perform(_ task: @escaping WorkerTask) -> Bool { control.post(task) }
-
     /// Ask the loop to end (it closes its sockets and ring on the way out).
     public func stop() { control.request(WorkerControl.stopFlag) }
 
@@ -126,6 +123,9 @@ public final class WorkerHandle: Sendable {
         return statistics
     }
 
-    /// The statistics last published (about once a second, and at exit).
-    public var statistics: WorkerStatistics { control.published.withLock { $0 } }
+    /// The report last published (about once a second, and at exit).
+    public var report: WorkerReport { control.published.withLock { $0 } }
+
+    /// The worker's own counters from its last report.
+    public var statistics: WorkerStatistics { report.statistics }
 }

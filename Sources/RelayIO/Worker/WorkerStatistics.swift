@@ -1,3 +1,5 @@
+import RelayCore
+
 /// Counters of one worker. Every drop has its own counter.
 public struct WorkerStatistics: Sendable, Equatable {
     public var datagramsReceived: UInt64 = 0
@@ -47,4 +49,75 @@ public struct WorkerStatistics: Sendable, Equatable {
     public var sendsInFlight: Int = 0
 
     public init() {}
+}
+
+extension MetricFamily {
+    static func io(_ name: String, _ help: String) -> MetricFamily {
+        MetricFamily("relay_io_\(name)_total", .counter, help: help)
+    }
+    static let ioDatagramsReceived = io("datagrams_received", "Datagrams received by the workers (a coalesced receive counts each segment).")
+    static let ioBytesReceived = io("bytes_received", "Payload bytes received by the workers.")
+    static let ioDatagramsSent = io("datagrams_sent", "Datagrams the kernel accepted for sending.")
+    static let ioBytesSent = io("bytes_sent", "Payload bytes the kernel accepted for sending.")
+    static let ioSendCalls = io("send_calls", "sendmsg calls (one per datagram, or one per GSO run).")
+    static let ioSegmentedSends = io("segmented_sends", "sendmsg calls that carried a UDP_SEGMENT (GSO) run.")
+    static let ioCoalescedReceives = io("coalesced_receives", "Receives the kernel coalesced (UDP_GRO) and the worker split.")
+    static let ioReceiveRearms = io("receive_rearms", "Multishot receives re-armed after they ended.")
+    static let ioReceiveBuffersExhausted = io("receive_buffers_exhausted", "Multishot receives that ended because every receive buffer was held.")
+    static let ioReceiveErrors = io("receive_errors", "Receive completions and waits that failed.")
+    static let ioSendErrors = io("send_errors", "Sends the kernel refused (other than a full socket buffer).")
+    static let ioSegmentationFallbacks = io("segmentation_fallbacks", "GSO sends the kernel refused and that were re-sent one datagram per sendmsg.")
+    static let ioGSOFallbacks = MetricFamily(
+        "relay_io_gso_fallbacks_total", .counter, labels: ["cause"],
+        help: "What each refused GSO send showed: gso_refused (GSO turned off for the worker), segment_too_large (largest GSO segment lowered), destination_refused (refused one by one too: GSO kept).")
+    static let ioAllocationSocketsOpen = MetricFamily(
+        "relay_io_allocation_sockets_open", .gauge, help: "Relay (allocation) sockets open.")
+    static let ioAllocationSocketsOpened = io("allocation_sockets_opened", "Relay (allocation) sockets opened.")
+    static let ioAllocationSocketsFailed = io("allocation_sockets_failed", "Relay (allocation) sockets that could not be opened.")
+}
+
+extension WorkerStatistics {
+    /// Every series a worker's own counters export, in export order. Fields not listed here
+    /// (`lastSendErrno`, `gsoDisabled`, the buffer and send gauges) are for logs and tests.
+    public static let metrics: [MetricSeries<WorkerStatistics>] = {
+        typealias F = MetricFamily
+        return [
+            F.ioDatagramsReceived.series(value: { $0.datagramsReceived }),
+            F.ioBytesReceived.series(value: { $0.bytesReceived }),
+            F.ioDatagramsSent.series(value: { $0.datagramsSent }),
+            F.ioBytesSent.series(value: { $0.bytesSent }),
+            F.ioSendCalls.series(value: { $0.sendCalls }),
+            F.ioSegmentedSends.series(value: { $0.segmentedSends }),
+            F.ioCoalescedReceives.series(value: { $0.coalescedReceives }),
+            F.ioReceiveRearms.series(value: { $0.receiveRearms }),
+            F.ioReceiveBuffersExhausted.series(value: { $0.receiveBuffersExhausted }),
+            F.ioReceiveErrors.series(value: { $0.receiveErrors }),
+            F.ioSendErrors.series(value: { $0.sendErrors }),
+            F.ioSegmentationFallbacks.series(value: { $0.segmentationFallbacks }),
+            F.ioGSOFallbacks.series("gso_refused", value: { $0.gsoFallbackDisabled }),
+            F.ioGSOFallbacks.series("segment_too_large", value: { $0.gsoFallbackSegmentLowered }),
+            F.ioGSOFallbacks.series("destination_refused", value: { $0.gsoFallbackDestinationRefused }),
+            F.ioAllocationSocketsOpen.series(value: { $0.allocationSocketsOpen }),
+            F.ioAllocationSocketsOpened.series(value: { $0.allocationSocketsOpened }),
+            F.ioAllocationSocketsFailed.series(value: { $0.allocationSocketsFailed }),
+
+            F.drops.series("send_queue_full", value: { $0.droppedSendQueueFull }),
+            F.drops.series("transmit_buffers_full", value: { $0.droppedTransmitBuffersFull }),
+            F.drops.series("socket_buffer_full", value: { $0.droppedSocketBufferFull }),
+            F.drops.series("truncated", value: { $0.droppedTruncated }),
+            F.drops.series("malformed_receive", value: { $0.droppedMalformedReceive }),
+            F.drops.series("gro_segments", value: { $0.droppedGROSegments }),
+            F.drops.series("batch_full", value: { $0.droppedBatchFull }),
+            F.drops.series("oversize", value: { $0.droppedOversize }),
+            F.drops.series("unknown_socket", value: { $0.droppedUnknownSocket }),
+            F.drops.series("invalid_outbound", value: { $0.droppedInvalidOutbound }),
+        ]
+    }()
+
+    /// The sum over workers of every series of `family` (e.g. every drop reason).
+    public static func total(_ family: MetricFamily, over workers: [WorkerStatistics]) -> Int {
+        metrics.lazy.filter { $0.family == family }.reduce(0) { sum, series in
+            workers.reduce(sum) { $0 &+ series.value($1) }
+        }
+    }
 }

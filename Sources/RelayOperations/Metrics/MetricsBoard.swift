@@ -1,65 +1,48 @@
 import Glibc
+import RelayCore
+import RelayIO
 import Synchronization
 
-/// Where workers leave their counters for the exporter. One slot per worker; a worker writes only
-/// its own slot, from its own thread, at most every publish interval (`SnapshotPublisher`). The
-/// exporter reads every slot under its lock when scraped. The counters themselves stay plain
-/// integers in the worker and are never read by another thread: only the copies here are shared.
+/// Where operations reads the workers' counters: the `WorkerReport` each worker of the attached
+/// runtimes published last (`WorkerHandle.report`, written by the worker about once a second
+/// under its own lock). The counters themselves stay plain integers in the worker and are never
+/// read by another thread: only the published copies are shared. A scrape sums them.
 public final class MetricsBoard: Sendable {
-    public let slots: [WorkerSlot]
+    private let runtimes = Mutex<[RelayRuntime]>([])
 
-    public init(workers: Int) {
-        slots = (0..<max(0, workers)).map { WorkerSlot(index: $0) }
+    public init() {}
+
+    /// From now on the workers of `runtime` are summed and watched.
+    public func attach(_ runtime: RelayRuntime) {
+        runtimes.withLock { $0.append(runtime) }
+    }
+
+    /// The latest report of every worker that has published.
+    public func reports() -> [WorkerReport] {
+        runtimes.withLock { $0 }.flatMap(\.reports).filter { $0.publishedAt != nil }
     }
 
     /// The latest snapshot of every worker that has published.
     public func snapshots() -> [RelaySnapshot] {
-        slots.compactMap { $0.latest.snapshot }
+        reports().map(RelaySnapshot.init)
     }
 
     /// True when every worker has published within `maxAge` nanoseconds and none has stopped: each
-    /// publishes at least once per heartbeat even when idle, so a silent slot is a stuck or dead worker.
-    public func allWorkersAlive(maxAge: UInt64, now: UInt64 = MonotonicClock.nanoseconds()) -> Bool {
-        guard !slots.isEmpty else { return false }
-        return slots.allSatisfy { slot in
-            let latest = slot.latest
-            guard latest.snapshot != nil, !latest.stopped else { return false }
-            return now &- latest.publishedAt <= maxAge
+    /// publishes every statistics interval even when idle, so a silent worker is stuck or dead.
+    public func allWorkersAlive(maxAge: UInt64) -> Bool {
+        let attached = runtimes.withLock { $0 }
+        guard !attached.isEmpty else { return false }
+        return attached.allSatisfy { runtime in
+            let now = runtime.clock.now()
+            return !runtime.workers.isEmpty && runtime.reports.allSatisfy { report in
+                guard let at = report.publishedAt, !report.stopped else { return false }
+                return now.nanoseconds &- at.nanoseconds <= maxAge
+            }
         }
     }
 }
 
-/// One worker's published snapshot.
-public final class WorkerSlot: Sendable {
-    public struct Latest: Sendable {
-        public var snapshot: RelaySnapshot?
-        /// `MonotonicClock` nanoseconds of the last publish.
-        public var publishedAt: UInt64 = 0
-        public var stopped = false
-    }
-
-    public let index: Int
-    private let state = Mutex(Latest())
-
-    init(index: Int) { self.index = index }
-
-    public func publish(_ snapshot: RelaySnapshot) {
-        let now = MonotonicClock.nanoseconds()
-        state.withLock {
-            $0.snapshot = snapshot
-            $0.publishedAt = now
-        }
-    }
-
-    /// The worker ended (its last snapshot stays readable).
-    public func markStopped() {
-        state.withLock { $0.stopped = true }
-    }
-
-    public var latest: Latest { state.withLock { $0 } }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds (the clock the readiness check ages snapshots with).
+/// CLOCK_MONOTONIC in nanoseconds.
 public enum MonotonicClock {
     public static func nanoseconds() -> UInt64 {
         var ts = timespec()

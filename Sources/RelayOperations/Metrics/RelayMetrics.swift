@@ -27,7 +27,7 @@ public final class RelayMetrics: Sendable {
         state = Mutex(ExportState(factories: factories, histogramFactories: additionalFactories))
     }
 
-    /// Adds a source of worker snapshots (a `MetricsBoard`, or the I/O workers' statistics).
+    /// Adds a source of worker snapshots (a `MetricsBoard`; tests add plain snapshots).
     public func addSource(_ source: @escaping Source) {
         sources.withLock { $0.append(source) }
     }
@@ -114,7 +114,7 @@ private struct ExportState: @unchecked Sendable {
     mutating func apply(_ total: RelaySnapshot) {
         for series in RelaySeries.allCases {
             let value = total[series]
-            switch instruments[series.rawValue] {
+            switch instruments[series.index] {
             case .gauge(let gauges):
                 for gauge in gauges { gauge.record(value) }
             case .counter(let counters):

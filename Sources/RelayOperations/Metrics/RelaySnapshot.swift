@@ -1,4 +1,5 @@
-/// What one worker has counted so far: every `RelaySeries` value and every `RelayHistogram`.
+/// What one worker has counted so far (from its `WorkerReport`): every `RelaySeries` value and
+/// every `RelayHistogram`.
 /// Counters in it are cumulative since the worker started; gauges are current levels.
 public struct RelaySnapshot: Sendable, Equatable {
     public private(set) var values: [Int]
@@ -10,8 +11,8 @@ public struct RelaySnapshot: Sendable, Equatable {
     }
 
     public subscript(series: RelaySeries) -> Int {
-        get { values[series.rawValue] }
-        set { values[series.rawValue] = newValue }
+        get { values[series.index] }
+        set { values[series.index] = newValue }
     }
 
     public subscript(histogram: RelayHistogram) -> BucketCounts {

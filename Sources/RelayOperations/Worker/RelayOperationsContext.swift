@@ -3,41 +3,37 @@ import RelayCore
 import RelayIO
 import Synchronization
 
-/// Everything the operations side shares with the workers of one relay process: the metric slots,
-/// the exporter, readiness, and the reload mailbox. The executable makes one, builds each worker's
-/// processor through `makeProcessor`; each processor publishes its server's and its worker's
-/// counters into its slot of `board`.
+/// Everything the operations side shares with the workers of one relay process: the board that
+/// reads their reports, the exporter, readiness, and the reload mailbox. The executable makes
+/// one, builds each worker's processor through `makeProcessor`, starts the runtime with
+/// `reloads`, and `attach`es it.
 public final class RelayOperationsContext: Sendable {
-    public let board: MetricsBoard
+    public let board = MetricsBoard()
     public let metrics: RelayMetrics
     public let readiness = Readiness()
-    public let reloads = ReloadMailbox()
+    /// Updates for every worker's `Server` (SIGHUP, the portal); pass it to `RelayRuntime.start`.
+    public let reloads = ReloadMailbox<TURNReload>()
     /// A worker that has not published for this long is considered stuck (not ready).
     public let stalenessLimit: UInt64
-    private let publishInterval: UInt64
-    private let heartbeat: UInt64
     private let draining = DrainFlag()
 
-    public init(workers: Int, additionalFactories: [any MetricsFactory] = [],
-                publishIntervalNanoseconds: UInt64 = 250_000_000, heartbeatNanoseconds: UInt64 = 1_000_000_000) {
-        board = MetricsBoard(workers: workers)
+    /// - Parameter statisticsIntervalNanoseconds: the workers' `WorkerConfiguration.statisticsIntervalNanoseconds`;
+    ///   a worker silent for five intervals (at least 5 s) is not ready.
+    public init(additionalFactories: [any MetricsFactory] = [], statisticsIntervalNanoseconds: UInt64 = 1_000_000_000) {
         metrics = RelayMetrics(additionalFactories: additionalFactories)
-        publishInterval = publishIntervalNanoseconds
-        heartbeat = heartbeatNanoseconds
-        stalenessLimit = max(5_000_000_000, heartbeatNanoseconds * 5)
+        stalenessLimit = max(5_000_000_000, statisticsIntervalNanoseconds * 5)
         metrics.addSource(board)
         readiness.set("workers") { [board, stalenessLimit] in board.allWorkersAlive(maxAge: stalenessLimit) }
         readiness.set("not draining") { [draining] in !draining.isSet }
     }
 
-    /// The processor for worker `index`, wrapping its `Server`. Call on the worker's thread.
+    /// The processor for a worker, wrapping its `Server`. Call on the worker's thread.
     public func makeProcessor(worker index: Int, server: Server) -> InstrumentedServer {
-        let slot = board.slots[min(max(0, index), board.slots.count - 1)]
-        return InstrumentedServer(
-            server: server,
-            publisher: SnapshotPublisher(slot: slot, intervalNanoseconds: publishInterval, heartbeatNanoseconds: heartbeat),
-            reloads: reloads.receiver(worker: index))
+        InstrumentedServer(server: server)
     }
+
+    /// The runtime's workers are summed for /metrics and watched by /readyz from now on.
+    public func attach(_ runtime: RelayRuntime) { board.attach(runtime) }
 
     /// From now on `/readyz` answers 503: a load balancer or orchestrator stops sending new
     /// clients while existing allocations drain.

@@ -1,4 +1,5 @@
 import Dispatch
+import Glibc
 import RelayCore
 import RelayIO
 import STUN
@@ -27,6 +28,7 @@ final class EchoProcessor: DatagramProcessor {
 
     func process(_ inbound: UnsafeBufferPointer<InboundDatagram>, now: Instant, into out: OutboundBatch) {
         gate?.passOnce()
+        processed += inbound.count
         for d in inbound {
             let first: UInt8 = d.length > 0 ? d.bytes.load(as: UInt8.self) : 0
             let second = d.length > 1 ? Int(d.bytes.load(fromByteOffset: 1, as: UInt8.self)) : 0
@@ -82,9 +84,35 @@ final class EchoProcessor: DatagramProcessor {
     func handleTimeout(now: Instant, into out: OutboundBatch) {}
     func nextTimeout() -> Instant? { nil }
 
-    func workerStatisticsDidUpdate(_ statistics: WorkerStatistics, now: Instant) {
-        events.lastStatistics.withLock { $0 = statistics }
+    /// A reload: sends `bytes` to `destination` from the IPv4 listener and logs the thread it ran on.
+    struct Reload: Sendable {
+        var bytes: [UInt8]
+        var destination: TransportAddress
     }
+
+    func apply(_ reload: Reload, now: Instant, into out: OutboundBatch) {
+        events.append("reload on \(currentThreadName())")
+        guard let space = out.arenaSpace(maxBytes: reload.bytes.count) else { return }
+        space.copyBytes(from: reload.bytes)
+        out.commitArena(socket: .listener(.ipv4), destination: reload.destination, length: reload.bytes.count)
+    }
+
+    /// The processor's part of the worker's report: the datagrams it was handed.
+    func report(now: Instant) -> (any Sendable)? { processed }
+    private var processed = 0
+}
+
+/// The calling thread's name (`/proc/thread-self/comm`, as `cu_set_thread_name` set it).
+func currentThreadName() -> String {
+    guard let file = fopen("/proc/thread-self/comm", "r") else { return "?" }
+    defer { fclose(file) }
+    var name = [CChar](repeating: 0, count: 64)
+    guard fgets(&name, Int32(name.count), file) != nil else { return "?" }
+    return String(cString: name).trimmingSuffix("\n")
+}
+
+private extension String {
+    func trimmingSuffix(_ suffix: String) -> String { hasSuffix(suffix) ? String(dropLast(suffix.count)) : self }
 }
 
 /// Blocks the first `process` call until the test opens it (bounded: 5 s).
@@ -103,7 +131,6 @@ final class Gate: Sendable {
 /// What the processor saw, readable from the test thread.
 final class EventLog: Sendable {
     let entries = Mutex<[String]>([])
-    let lastStatistics = Mutex<WorkerStatistics?>(nil)
     func append(_ entry: String) { entries.withLock { $0.append(entry) } }
     var all: [String] { entries.withLock { $0 } }
 }

@@ -9,6 +9,7 @@ final class WorkerFixture {
     let client: BlockingUDPSocket
     let listener: TransportAddress
     let events = EventLog()
+    let reloads = ReloadMailbox<EchoProcessor.Reload>()
 
     init(backend: IOBackendKind = .ioUring, tag: Bool = false, gate: Gate? = nil, configure: (inout WorkerConfiguration) -> Void = { _ in }) throws {
         var configuration = WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: 0)
@@ -18,7 +19,8 @@ final class WorkerFixture {
         configuration.ioBackend = backend
         configure(&configuration)
         let events = self.events
-        handle = try WorkerHandle.start(index: 0, configuration: configuration, clock: RelayClock()) { _ in
+        handle = try WorkerHandle.start(index: 0, configuration: configuration, clock: RelayClock(),
+                                        reloads: reloads) { _ in
             EchoProcessor(tag: tag, gate: gate, events: events)
         }
         guard let address = handle.listenerAddresses.first else { throw RelayIOError.configuration("no listener") }
