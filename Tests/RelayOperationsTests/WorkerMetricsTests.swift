@@ -5,6 +5,7 @@ import RelayOperations
 import STUN
 import Testing
 import TestSupport
+@testable import OperationsTestSupport
 
 private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
 
