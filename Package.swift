@@ -166,7 +166,7 @@ let package = Package(
             name: "TurnRelayTests",
             dependencies: ["TestSupport", "OperationsTestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN"]
         ),
-        .testTarget(name: "RelayOTelTests", dependencies: ["RelayOTel", "RelayOperations"], exclude: ["otlp_receiver.py"]),
+        .testTarget(name: "RelayOTelTests", dependencies: ["RelayOTel", "RelayOperations", "OperationsTestSupport"], exclude: ["otlp_receiver.py"]),
         .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit", "TURNRequests"]),
         .testTarget(name: "RelayPortalTests", dependencies: ["RelayPortal"]),
         .testTarget(

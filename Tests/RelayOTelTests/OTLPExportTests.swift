@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import RelayOperations
 import RelayOTel
+@testable import OperationsTestSupport
 import Testing
 
 /// The metrics reach a real OTLP/gRPC receiver: `otlp_receiver.py` (grpcio + opentelemetry-proto,

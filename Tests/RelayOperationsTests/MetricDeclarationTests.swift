@@ -3,6 +3,7 @@ import RelayCore
 import RelayIO
 import RelayOperations
 import Testing
+@testable import OperationsTestSupport
 
 /// The declarations next to the counters (`ServerReport.metrics`, `WorkerStatistics.metrics`)
 /// are the one list of exported series: these tests hold them to what operators' dashboards use
