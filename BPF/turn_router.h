@@ -94,7 +94,12 @@ struct tr_config {
     __be16 relay_port_max;                        /* [10,12) */
     __be16 mtu;                                   /* [12,14) largest IP packet (L3, header included)
                                                    *         the program may send; 0 = 1500 */
-    __u16 pad;                                    /* [14,16) zero */
+    __u8 ttl;                                     /* [14]    IPv4 TTL of the packets the program
+                                                   *         sends; 0 = 64. Like a datagram the
+                                                   *         relay sends from userspace (a fresh
+                                                   *         packet, net.ipv4.ip_default_ttl). */
+    __u8 hop_limit;                               /* [15]    IPv6 hop limit of the packets sent;
+                                                   *         0 = 64 (net.ipv6.conf.*.hop_limit) */
     __be32 flags;                                 /* [16,20) TR_CONFIG_* */
     __u32 pad2;                                   /* [20,24) zero */
 };                                                /* 24 bytes */
@@ -155,6 +160,7 @@ TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_peer_value, client_family) == 39);
 TR_LAYOUT_CHECK(sizeof(struct tr_config) == 24);
 TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_config, relay_port_min) == 8);
 TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_config, mtu) == 12);
+TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_config, ttl) == 14);
 TR_LAYOUT_CHECK(__builtin_offsetof(struct tr_config, flags) == 16);
 #undef TR_LAYOUT_CHECK
 

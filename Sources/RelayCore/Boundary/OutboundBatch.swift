@@ -27,7 +27,7 @@ public struct OutboundDatagram {
 }
 
 /// The core's output for one `process`/`handleTimeout`/`socketOpened` call: datagrams to send, in
-/// order, and socket requests. Owned and reused by the shell; fixed capacity, never grows on the
+/// order, socket requests and route changes. Owned and reused by the shell; fixed capacity, never grows on the
 /// packet path. When full, further datagrams are dropped and counted in `droppedFull`.
 public final class OutboundBatch: @unchecked Sendable {
     public let capacity: Int
@@ -39,6 +39,9 @@ public final class OutboundBatch: @unchecked Sendable {
     public var droppedFull: Int { _droppedFull }
     /// Socket requests, in the order the shell must carry them out.
     public var socketRequests: [SocketRequest] = []
+    /// Route changes for the kernel fast path, in order; the shell applies them before the socket
+    /// requests and the datagrams. Empty unless `ServerConfiguration.emitsChannelRoutes`.
+    public var routeChanges: [RouteChange] = []
 
     @usableFromInline let storage: UnsafeMutablePointer<OutboundDatagram>
     @usableFromInline let arena: UnsafeMutableRawPointer
@@ -75,6 +78,7 @@ public final class OutboundBatch: @unchecked Sendable {
         arenaUsed = 0
         _droppedFull = 0
         socketRequests.removeAll(keepingCapacity: true)
+        routeChanges.removeAll(keepingCapacity: true)
     }
 
     /// Appends a datagram; false (and counted) when the batch is full.

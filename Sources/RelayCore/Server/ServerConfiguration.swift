@@ -88,6 +88,12 @@ public struct ServerConfiguration: Sendable {
     /// Slots of the fixed-size table behind that limit.
     public var challengeLimiterTableSize: Int = 4096
 
+    // MARK: Kernel fast path
+
+    /// Emit `RouteChange`s in the outbound batch (the shell has attached the XDP fast path).
+    /// Off by default: without a fast path the core keeps no route bookkeeping.
+    public var emitsChannelRoutes: Bool = false
+
     // MARK: Draining
 
     /// While draining, Allocate gets 300 (Try Alternate) with this ALTERNATE-SERVER when set,
