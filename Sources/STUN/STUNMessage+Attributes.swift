@@ -83,14 +83,14 @@ extension STUNMessage {
         return v.readUInt16(at: 0)
     }
 
-    /// REQUESTED-TRANSPORT (RFC 8656 §18.7): the IP protocol number (17 = UDP) and 24 RFFU bits.
+    /// REQUESTED-TRANSPORT (RFC 8656 §18.8): the IP protocol number (17 = UDP) and 24 RFFU bits.
     public func requestedTransport() throws(STUNAttributeError) -> UInt8? {
         guard let v = attribute(.requestedTransport) else { return nil }
         guard v.count == 4 else { throw .malformed(.requestedTransport) }
         return v[0]
     }
 
-    /// REQUESTED-ADDRESS-FAMILY (RFC 8656 §18.8): family byte and 24 reserved bits.
+    /// REQUESTED-ADDRESS-FAMILY (RFC 8656 §18.6): family byte and 24 reserved bits.
     /// An unknown family value is malformed.
     public func requestedAddressFamily() throws(STUNAttributeError) -> AddressFamily? {
         try family(.requestedAddressFamily)
@@ -106,7 +106,7 @@ extension STUNMessage {
         try family(.draftAdditionalAddressFamily)
     }
 
-    /// EVEN-PORT (RFC 8656 §18.4): one byte whose most significant bit is R ("the server is
+    /// EVEN-PORT (RFC 8656 §18.7): one byte whose most significant bit is R ("the server is
     /// requested to reserve the next-higher port number").
     /// (Swift has no one-element labelled tuple, so this is the `EvenPort` struct with the same
     /// `reserveNext` member.)
@@ -116,14 +116,14 @@ extension STUNMessage {
         return EvenPort(reserveNext: v[0] & 0x80 != 0)
     }
 
-    /// RESERVATION-TOKEN (RFC 8656 §18.9): 8 bytes.
+    /// RESERVATION-TOKEN (RFC 8656 §18.10): 8 bytes.
     public func reservationToken() throws(STUNAttributeError) -> UInt64? {
         guard let v = attribute(.reservationToken) else { return nil }
         guard v.count == 8 else { throw .malformed(.reservationToken) }
         return v.readUInt64(at: 0)
     }
 
-    /// DONT-FRAGMENT (RFC 8656 §18.10): "This attribute has no value part".
+    /// DONT-FRAGMENT (RFC 8656 §18.9): "This attribute has no value part".
     public var hasDontFragment: Bool { attribute(.dontFragment) != nil }
 
     /// DATA (RFC 8656 §18.4): the payload, as a slice of `bytes` (no copy).

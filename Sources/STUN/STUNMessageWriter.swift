@@ -107,19 +107,19 @@ public struct STUNMessageWriter {
         buffer.writeUInt16(0, at: at + 2)
     }
 
-    /// REQUESTED-TRANSPORT (RFC 8656 §18.7): protocol number (17 = UDP), then 24 RFFU bits.
+    /// REQUESTED-TRANSPORT (RFC 8656 §18.8): protocol number (17 = UDP), then 24 RFFU bits.
     public mutating func appendRequestedTransport(_ protocolNumber: UInt8) {
         guard let at = beginAttribute(.requestedTransport, length: 4) else { return }
         buffer.writeUInt32(UInt32(protocolNumber) << 24, at: at)
     }
 
-    /// REQUESTED-ADDRESS-FAMILY or ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §18.8, §18.11).
+    /// REQUESTED-ADDRESS-FAMILY or ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §18.6, §18.11).
     public mutating func appendAddressFamily(_ type: AttributeType, _ family: AddressFamily) {
         guard let at = beginAttribute(type, length: 4) else { return }
         buffer.writeUInt32(UInt32(family.rawValue) << 24, at: at)
     }
 
-    /// EVEN-PORT (RFC 8656 §18.4): one byte, R in the most significant bit.
+    /// EVEN-PORT (RFC 8656 §18.7): one byte, R in the most significant bit.
     public mutating func appendEvenPort(reserveNext: Bool) {
         guard let at = beginAttribute(.evenPort, length: 1) else { return }
         buffer[at] = reserveNext ? 0x80 : 0
