@@ -17,6 +17,7 @@ run: deps-run
 # lists the skipped tests after each run.
 test: deps-test
 	scripts/test-bpf
+	scripts/check-alert-rules
 	swift build --build-tests
 	scripts/swift-test-counted --skip-build
 	# The real-client interop suite once more, with turn-relay on its second I/O backend (the
