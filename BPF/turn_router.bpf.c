@@ -12,7 +12,9 @@
  *                  rewritten to listener → client and sent back out (XDP_TX).
  *
  * Both sides may be IPv4 or IPv6 independently (the IP header grows or shrinks by 20 bytes).
- * The TTL / hop limit is decremented; a packet that would leave with 0 is passed. The IPv4 header
+ * The packet sent is a fresh datagram, as the userspace path would send: its TTL / hop limit is
+ * tr_config.ttl / hop_limit (0 = 64), whatever the received one was (a packet addressed to this host
+ * is delivered to the relay's socket with any TTL, so it is relayed with any TTL here). The IPv4 header
  * checksum is computed afresh; the UDP checksum is updated incrementally (RFC 1624) from the
  * received one, so the data bytes are never read. A received UDP checksum of 0 (IPv4 "no checksum")
  * stays 0 towards IPv4 and is passed towards IPv6 (which requires one).
@@ -67,6 +69,7 @@ struct {
 #define UDP_HLEN 8
 #define CHANNEL_DATA_HLEN 4
 #define DEFAULT_MTU 1500
+#define DEFAULT_TTL 64
 
 /* What the program keeps of a received packet before it moves the headers. */
 struct parsed {
@@ -75,7 +78,8 @@ struct parsed {
     __u8 smac[ETH_ALEN];
     __u8 dmac[ETH_ALEN];
     __u8 family;       /* TR_FAMILY_* */
-    __u8 ttl;          /* TTL or hop limit */
+    __u8 out_ttl;      /* configuration: IPv4 TTL of the packets sent */
+    __u8 out_hop_limit; /* configuration: IPv6 hop limit of the packets sent */
     __u8 tos;          /* IPv4 TOS or IPv6 traffic class */
     __u8 rfc5766;      /* configuration: channel numbers up to 0x7fff */
     __be32 flow;       /* IPv6 flow label (low 20 bits, network order of the first word) */
@@ -179,7 +183,7 @@ static __always_inline int write_headers(struct xdp_md *ctx, const struct parsed
         ip->tot_len = bpf_htons(tot_len);
         ip->id = id;
         ip->frag_off = frag;
-        ip->ttl = p->ttl - 1;
+        ip->ttl = p->out_ttl;
         ip->protocol = IPPROTO_UDP;
         ip->check = 0;
         __builtin_memcpy(&ip->saddr, &saddr[12], 4);
@@ -189,7 +193,7 @@ static __always_inline int write_headers(struct xdp_md *ctx, const struct parsed
         sum = csum_add16(sum, tot_len);
         sum = csum_add16(sum, bpf_ntohs(id));
         sum = csum_add16(sum, bpf_ntohs(frag));
-        sum = csum_add16(sum, ((__u16)(p->ttl - 1) << 8) | IPPROTO_UDP);
+        sum = csum_add16(sum, ((__u16)p->out_ttl << 8) | IPPROTO_UDP);
         sum = csum_add16(sum, ((__u16)saddr[12] << 8) | saddr[13]);
         sum = csum_add16(sum, ((__u16)saddr[14] << 8) | saddr[15]);
         sum = csum_add16(sum, ((__u16)daddr[12] << 8) | daddr[13]);
@@ -207,7 +211,7 @@ static __always_inline int write_headers(struct xdp_md *ctx, const struct parsed
         *(__be32 *)ip6 = bpf_htonl(first);
         ip6->payload_len = bpf_htons(udp_len);
         ip6->nexthdr = IPPROTO_UDP;
-        ip6->hop_limit = p->ttl - 1;
+        ip6->hop_limit = p->out_hop_limit;
         __builtin_memcpy(&ip6->saddr, saddr, 16);
         __builtin_memcpy(&ip6->daddr, daddr, 16);
         udp = (void *)(ip6 + 1);
@@ -285,8 +289,6 @@ static __noinline int client_to_peer(struct xdp_md *ctx, struct parsed *p)
     struct tr_client_value r = *found, *route = &r;
     if (route->client_family != p->family)
         return pass(TR_PASS_MAP_MISS);
-    if (p->ttl <= 1)
-        return pass(TR_PASS_TTL);
     /* The received addresses' share of the checksum, used twice below. */
     __u32 src_sum = csum_addr(p->src), dst_sum = csum_addr(p->dst);
     if (partial_checksum(p, src_sum + dst_sum))
@@ -377,8 +379,6 @@ static __noinline int peer_to_client(struct xdp_md *ctx, struct parsed *p)
     struct tr_peer_value r = *found, *route = &r;
     if (route->peer_family != p->family)
         return pass(TR_PASS_MAP_MISS);
-    if (p->ttl <= 1)
-        return pass(TR_PASS_TTL);
     /* The received addresses' share of the checksum, used twice below. */
     __u32 src_sum = csum_addr(p->src), dst_sum = csum_addr(p->dst);
     if (partial_checksum(p, src_sum + dst_sum))
@@ -504,7 +504,6 @@ int turn_router(struct xdp_md *ctx)
         p.family = TR_FAMILY_IPV4;
         map_v4(p.src, ip->saddr);
         map_v4(p.dst, ip->daddr);
-        p.ttl = ip->ttl;
         p.tos = ip->tos;
         p.ip_id = ip->id;
         p.frag_off = ip->frag_off;
@@ -523,7 +522,6 @@ int turn_router(struct xdp_md *ctx)
         p.family = TR_FAMILY_IPV6;
         __builtin_memcpy(p.src, &ip6->saddr, 16);
         __builtin_memcpy(p.dst, &ip6->daddr, 16);
-        p.ttl = ip6->hop_limit;
         __u32 first = bpf_ntohl(*(__be32 *)ip6);
         p.tos = (first >> 20) & 0xff;
         p.flow = bpf_htonl(first & 0xfffff);
@@ -551,6 +549,8 @@ int turn_router(struct xdp_md *ctx)
     p.mtu = mtu;
     p.frame_len = frame_len;
     p.rfc5766 = (bpf_ntohl(cfg->flags) & TR_CONFIG_RFC5766_CHANNELS) != 0;
+    p.out_ttl = cfg->ttl ? cfg->ttl : DEFAULT_TTL;
+    p.out_hop_limit = cfg->hop_limit ? cfg->hop_limit : DEFAULT_TTL;
 
     int listener = 0;
 #pragma unroll
