@@ -1159,72 +1159,114 @@ static ssize_t receive(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint1
     return receive_within(fd, buf, cap, from, from_port, 3000);
 }
 
-static void end_to_end(int family, uint32_t mode_flag, const char *mode)
+/* A binding between two sockets in the outside namespace (client and peer there, 198.18.0.2 or
+ * 2001:db8::2) and the relay's veth0 addresses (198.18.0.1 or 2001:db8::1). Each test takes its
+ * own slot k, so no two tests share ports or a channel. */
+static struct binding veth_binding(int family, uint16_t k)
 {
-    char name[128];
-    snprintf(name, sizeof name, "end to end over veth, IPv%d, %s mode", family, mode);
-    current_test = name;
-    /* outside: client and peer (198.18.0.2 / 2001:db8::2); relay: 198.18.0.1 / 2001:db8::1 */
     struct binding b;
     memset(&b, 0, sizeof b);
     b.client_family = b.peer_family = family;
     b.client = b.peer = family == 4 ? v4(198, 18, 0, 2) : v6("2001:db8::2");
     b.listener = b.relay = family == 4 ? v4(198, 18, 0, 1) : v6("2001:db8::1");
-    b.client_port = 40000, b.listener_port = 3478, b.relay_port = 50000, b.peer_port = 40001;
-    b.channel = 0x4000 + family;
-    route_up(&b);
+    b.client_port = 40000 + k, b.listener_port = 3478, b.relay_port = 50000 + k, b.peer_port = 40001 + k;
+    b.channel = 0x4000 + k + family;
+    return b;
+}
 
+/* Attaches prog to veth0 in the relay namespace, then enters the outside namespace. */
+static int veth_attach(int prog, uint32_t mode_flag)
+{
     CHECK(enter(ns_relay) == 0, "enter relay namespace");
-    int relay_if = (int)if_nametoindex("veth0");
-    int err = bpf_xdp_attach(relay_if, prog_fd, mode_flag, NULL);
-    CHECK(err == 0, "attach turn_router to veth0 (%s): %s", mode, strerror(-err));
+    int err = bpf_xdp_attach((int)if_nametoindex("veth0"), prog, mode_flag, NULL);
+    CHECK(err == 0, "attach to veth0 (%s mode): %s", mode_flag == XDP_FLAGS_SKB_MODE ? "generic" : "native",
+          strerror(-err));
     CHECK(enter(ns_outside) == 0, "enter outside namespace");
-    int client = udp_socket(family, &b.client, b.client_port);
-    int peer = udp_socket(family, &b.peer, b.peer_port);
-    CHECK(client >= 0 && peer >= 0, "sockets: %s", strerror(errno));
+    return err;
+}
+
+/* Detaches from veth0 and returns to the original namespace. */
+static void veth_detach(uint32_t mode_flag)
+{
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    CHECK(bpf_xdp_detach((int)if_nametoindex("veth0"), mode_flag, NULL) == 0, "detach");
+    setns(original_ns, CLONE_NEWNET);
+}
+
+/* One veth test: its binding routed, the program attached, a client and a peer socket open in the
+ * outside namespace (which is the current one between veth_start and veth_stop). */
+struct veth_run {
+    struct binding b;
+    uint32_t mode_flag;
+    int client, peer;
+};
+
+static void veth_start(struct veth_run *v, int family, uint16_t k, uint32_t mode_flag)
+{
+    v->b = veth_binding(family, k);
+    v->mode_flag = mode_flag;
+    route_up(&v->b);
+    veth_attach(prog_fd, mode_flag);
+    v->client = udp_socket(family, &v->b.client, v->b.client_port);
+    v->peer = udp_socket(family, &v->b.peer, v->b.peer_port);
+    CHECK(v->client >= 0 && v->peer >= 0, "sockets: %s", strerror(errno));
+}
+
+static void veth_stop(struct veth_run *v)
+{
+    if (v->client >= 0)
+        close(v->client);
+    if (v->peer >= 0)
+        close(v->peer);
+    veth_detach(v->mode_flag);
+    route_down(&v->b);
+}
+
+static void end_to_end(int family, uint32_t mode_flag, const char *mode)
+{
+    char name[128];
+    snprintf(name, sizeof name, "end to end over veth, IPv%d, %s mode", family, mode);
+    current_test = name;
+    struct veth_run v;
+    veth_start(&v, family, 0, mode_flag);
+    const struct binding *b = &v.b;
 
     uint64_t before[TR_COUNTER_COUNT];
     counters_read(before);
     uint8_t payload[512], buf[2048];
     uint16_t len = 301;
-    size_t plen = channel_data(payload, b.channel, data_bytes, len, 3, 0);
+    size_t plen = channel_data(payload, b->channel, data_bytes, len, 3, 0);
     struct a16 from;
     uint16_t from_port = 0;
     /* The first datagram may go before neighbour discovery is done; retry a few times. */
     ssize_t n = -1;
     for (int attempt = 0; attempt < 3 && n < 0; attempt++) {
-        CHECK(raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen) == 0,
+        CHECK(raw_send(family, &b->client, b->client_port, &b->listener, b->listener_port, payload, plen) == 0,
               "raw send: %s", strerror(errno));
-        n = receive(peer, buf, sizeof buf, &from, &from_port);
+        n = receive(v.peer, buf, sizeof buf, &from, &from_port);
     }
     CHECK(n == len && memcmp(buf, data_bytes, len) == 0, "peer received %zd bytes, expected the %u data bytes", n,
           len);
-    CHECK(memcmp(from.b, b.relay.b, 16) == 0 && from_port == b.relay_port,
-          "peer's datagram came from port %u, expected the allocation port %u", from_port, b.relay_port);
+    CHECK(memcmp(from.b, b->relay.b, 16) == 0 && from_port == b->relay_port,
+          "peer's datagram came from port %u, expected the allocation port %u", from_port, b->relay_port);
 
     /* and back: the peer answers the relayed address; the client gets ChannelData from the listener */
-    CHECK(raw_send(family, &b.peer, b.peer_port, &b.relay, b.relay_port, data_bytes + 50, 77) == 0, "raw send back");
-    n = receive(client, buf, sizeof buf, &from, &from_port);
+    CHECK(raw_send(family, &b->peer, b->peer_port, &b->relay, b->relay_port, data_bytes + 50, 77) == 0,
+          "raw send back");
+    n = receive(v.client, buf, sizeof buf, &from, &from_port);
     uint8_t want[128];
-    size_t want_len = channel_data(want, b.channel, data_bytes + 50, 77, 0, 0);
+    size_t want_len = channel_data(want, b->channel, data_bytes + 50, 77, 0, 0);
     CHECK(n == (ssize_t)want_len && memcmp(buf, want, want_len) == 0, "client received %zd bytes, expected %zu",
           n, want_len);
-    CHECK(memcmp(from.b, b.listener.b, 16) == 0 && from_port == b.listener_port,
-          "client's ChannelData came from port %u, expected the listener port %u", from_port, b.listener_port);
+    CHECK(memcmp(from.b, b->listener.b, 16) == 0 && from_port == b->listener_port,
+          "client's ChannelData came from port %u, expected the listener port %u", from_port, b->listener_port);
 
     uint64_t after[TR_COUNTER_COUNT];
     counters_read(after);
     CHECK(after[TR_RELAYED_PACKETS_CLIENT_TO_PEER] - before[TR_RELAYED_PACKETS_CLIENT_TO_PEER] >= 1 &&
               after[TR_RELAYED_PACKETS_PEER_TO_CLIENT] - before[TR_RELAYED_PACKETS_PEER_TO_CLIENT] == 1,
           "the XDP program's relayed counters did not move");
-    if (client >= 0)
-        close(client);
-    if (peer >= 0)
-        close(peer);
-    CHECK(enter(ns_relay) == 0, "enter relay namespace");
-    CHECK(bpf_xdp_detach(relay_if, mode_flag, NULL) == 0, "detach");
-    setns(original_ns, CLONE_NEWNET);
-    route_down(&b);
+    veth_stop(&v);
     if (n == (ssize_t)want_len)
         printf("ok   %s: ChannelData relayed to the peer and back by XDP_TX\n", name);
 }
@@ -1238,31 +1280,17 @@ static void offloaded_checksum_passes(int family, uint32_t mode_flag, const char
     char name[128];
     snprintf(name, sizeof name, "offloaded (partial) checksum over veth passes, IPv%d, %s mode", family, mode);
     current_test = name;
-    struct binding b;
-    memset(&b, 0, sizeof b);
-    b.client_family = b.peer_family = family;
-    b.client = b.peer = family == 4 ? v4(198, 18, 0, 2) : v6("2001:db8::2");
-    b.listener = b.relay = family == 4 ? v4(198, 18, 0, 1) : v6("2001:db8::1");
-    b.client_port = 40010, b.listener_port = 3478, b.relay_port = 50010, b.peer_port = 40011;
-    b.channel = 0x4010 + family;
-    route_up(&b);
-    CHECK(enter(ns_relay) == 0, "enter relay namespace");
-    int relay_if = (int)if_nametoindex("veth0");
-    int err = bpf_xdp_attach(relay_if, prog_fd, mode_flag, NULL);
-    CHECK(err == 0, "attach (%s): %s", mode, strerror(-err));
-    CHECK(enter(ns_outside) == 0, "enter outside namespace");
-    int client = udp_socket(family, &b.client, b.client_port);
-    int peer = udp_socket(family, &b.peer, b.peer_port);
-    CHECK(client >= 0 && peer >= 0, "sockets: %s", strerror(errno));
+    struct veth_run v;
+    veth_start(&v, family, 0x10, mode_flag);
     uint64_t before[TR_COUNTER_COUNT], after[TR_COUNTER_COUNT];
     counters_read(before);
     uint8_t payload[512], buf[2048];
-    size_t plen = channel_data(payload, b.channel, data_bytes, 100, 0, 0);
-    CHECK(plain_send(client, family, &b.listener, b.listener_port, payload, plen) == (ssize_t)plen, "send: %s",
-          strerror(errno));
+    size_t plen = channel_data(payload, v.b.channel, data_bytes, 100, 0, 0);
+    CHECK(plain_send(v.client, family, &v.b.listener, v.b.listener_port, payload, plen) == (ssize_t)plen,
+          "send: %s", strerror(errno));
     struct a16 from;
     uint16_t from_port;
-    ssize_t n = receive_within(peer, buf, sizeof buf, &from, &from_port, 500);
+    ssize_t n = receive_within(v.peer, buf, sizeof buf, &from, &from_port, 500);
     counters_read(after);
     CHECK(n < 0, "the peer received %zd bytes", n);
     CHECK(after[TR_PASS_PARTIAL_CHECKSUM] - before[TR_PASS_PARTIAL_CHECKSUM] == 1,
@@ -1270,66 +1298,185 @@ static void offloaded_checksum_passes(int family, uint32_t mode_flag, const char
           (unsigned long long)(after[TR_PASS_PARTIAL_CHECKSUM] - before[TR_PASS_PARTIAL_CHECKSUM]));
     CHECK(after[TR_RELAYED_PACKETS_CLIENT_TO_PEER] == before[TR_RELAYED_PACKETS_CLIENT_TO_PEER],
           "relayed a datagram with a partial checksum");
-    if (client >= 0)
-        close(client);
-    if (peer >= 0)
-        close(peer);
-    CHECK(enter(ns_relay) == 0, "enter relay namespace");
-    CHECK(bpf_xdp_detach(relay_if, mode_flag, NULL) == 0, "detach");
-    setns(original_ns, CLONE_NEWNET);
-    route_down(&b);
+    veth_stop(&v);
     if (n < 0)
         printf("ok   %s\n", name);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* --bench: the program's own run time per packet as the kernel accounts it (BPF_ENABLE_STATS, the
+ * same figure as kernel.bpf_stats_enabled and bpftool's run_time_ns / run_cnt). With
+ * --bench-against OTHER.o, the other build is loaded too (same configuration and routes) and the
+ * two are measured alternately in slices, side by side in one run, so that the machine's noise
+ * falls on both alike. */
+
 static int with_bench;
 
+/* An object loaded into the kernel, with its program and maps. */
+struct loaded {
+    const char *label;
+    struct bpf_object *obj;
+    int prog, client_routes, peer_routes, config, counters;
+};
+static struct loaded objects[2];
+static int nobjects;
+
+/* Makes l the object the tests and the helpers above work on. */
+static void use(const struct loaded *l)
+{
+    obj = l->obj;
+    prog_fd = l->prog;
+    client_routes_fd = l->client_routes;
+    peer_routes_fd = l->peer_routes;
+    config_fd = l->config;
+    counters_fd = l->counters;
+}
+
+struct run_time {
+    uint64_t cnt, ns;
+};
+
+static void run_time_read(int prog, struct run_time *t)
+{
+    struct bpf_prog_info info;
+    uint32_t len = sizeof info;
+    memset(&info, 0, sizeof info);
+    bpf_obj_get_info_by_fd(prog, &info, &len);
+    t->cnt = info.run_cnt;
+    t->ns = info.run_time_ns;
+}
+
+static double per_packet(const struct run_time *t) { return t->cnt ? (double)t->ns / (double)t->cnt : 0.0; }
+
+#define BENCH_SLICES 10
+
+/* Runs pkt `rounds` times through every loaded object, in BENCH_SLICES alternating slices, and
+ * prints the run time per packet of each. */
+static void bench_one(const char *what, const uint8_t *pkt, size_t len, int rounds, int n, const struct loaded *objs)
+{
+    struct run_time total[2] = {{0, 0}, {0, 0}};
+    int action[2] = {-1, -1};
+    uint8_t out[4096];
+    size_t out_len;
+    for (int s = 0; s < BENCH_SLICES; s++)
+        for (int o = 0; o < n; o++) {
+            struct run_time a, z;
+            run_time_read(objs[o].prog, &a);
+            int saved = prog_fd;
+            prog_fd = objs[o].prog;
+            for (int i = 0; i < rounds / BENCH_SLICES; i++)
+                action[o] = run_packet(pkt, len, out, &out_len);
+            prog_fd = saved;
+            run_time_read(objs[o].prog, &z);
+            total[o].cnt += z.cnt - a.cnt;
+            total[o].ns += z.ns - a.ns;
+        }
+    printf("bench %-44s %-9s %7.1f ns/packet over %llu runs", what, action_name(action[0]), per_packet(&total[0]),
+           (unsigned long long)total[0].cnt);
+    if (n > 1)
+        printf("   | %s: %-9s %7.1f ns (%+.0f %%)", objs[1].label, action_name(action[1]), per_packet(&total[1]),
+               per_packet(&total[1]) > 0 ? 100.0 * (per_packet(&total[0]) / per_packet(&total[1]) - 1.0) : 0.0);
+    printf("\n");
+}
+
+static void bench(int rounds)
+{
+    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    if (stats_fd < 0) {
+        printf("bench: BPF_ENABLE_STATS refused: %s\n", strerror(errno));
+        return;
+    }
+    if (nobjects > 1)
+        printf("bench: %s (left) against %s (right), alternating in %d slices\n", objects[0].label,
+               objects[1].label, BENCH_SLICES);
+    uint8_t pkt[4096], payload[2100];
+    const struct binding *bs[] = {&b44, &b66, &b46, &b64};
+    const char *names[] = {"v4->v4", "v6->v6", "v4 client, v6 peer", "v6 client, v4 peer"};
+    for (int i = 0; i < 4; i++) {
+        char what[96];
+        size_t plen = channel_data(payload, bs[i]->channel, data_bytes, 100, 0, 0);
+        size_t n = to_listener(pkt, bs[i], payload, plen, 64);
+        snprintf(what, sizeof what, "client->peer %s, 100 B", names[i]);
+        bench_one(what, pkt, n, rounds, nobjects, objects);
+        n = from_peer(pkt, bs[i], 100, 64);
+        snprintf(what, sizeof what, "peer->client %s, 100 B", names[i]);
+        bench_one(what, pkt, n, rounds, nobjects, objects);
+    }
+    size_t plen = channel_data(payload, b44.channel, data_bytes, 1001, 3, 0);
+    size_t n = to_listener(pkt, &b44, payload, plen, 64);
+    bench_one("client->peer v4->v4, 1,001 B + 3 padding", pkt, n, rounds, nobjects, objects);
+    plen = stun(payload, 0x0001);
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    bench_one("STUN to the listener (pass)", pkt, n, rounds, nobjects, objects);
+    plen = channel_data(payload, 0x4abc, data_bytes, 100, 0, 0);
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    bench_one("unbound channel (map miss, pass)", pkt, n, rounds, nobjects, objects);
+    struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = 5353, .dport = 53, .ttl = 64,
+                     .payload = data_bytes, .plen = 100};
+    n = build(pkt, &s);
+    bench_one("UDP to another port (pass)", pkt, n, rounds, nobjects, objects);
+    /* The floor: a two-instruction program that only passes, measured the same way. */
+    struct loaded empty = {.label = "empty", .prog = load_pass_program()};
+    if (empty.prog >= 0) {
+        bench_one("baseline: an empty XDP program (pass)", pkt, n, rounds, 1, &empty);
+        close(empty.prog);
+    }
+    close(stats_fd);
+}
+
 /* --bench over the veth: the program's run time per packet on real receives (native mode),
- * ChannelData from the outside namespace relayed by XDP_TX. */
+ * ChannelData from the outside namespace relayed by XDP_TX. With two objects, each is attached in
+ * turn for a slice of the datagrams. */
 static void bench_veth(int family, int count)
 {
-    struct binding b;
-    memset(&b, 0, sizeof b);
-    b.client_family = b.peer_family = family;
-    b.client = b.peer = family == 4 ? v4(198, 18, 0, 2) : v6("2001:db8::2");
-    b.listener = b.relay = family == 4 ? v4(198, 18, 0, 1) : v6("2001:db8::1");
-    b.client_port = 40020, b.listener_port = 3478, b.relay_port = 50020, b.peer_port = 40021;
-    b.channel = 0x4020 + family;
-    route_up(&b);
-    enter(ns_relay);
-    int relay_if = (int)if_nametoindex("veth0");
-    if (bpf_xdp_attach(relay_if, prog_fd, XDP_FLAGS_DRV_MODE, NULL) == 0) {
-        enter(ns_outside);
-        int peer = udp_socket(family, &b.peer, b.peer_port); /* the relayed datagrams' sink */
-        uint8_t payload[256];
-        size_t plen = channel_data(payload, b.channel, data_bytes, 100, 0, 0);
-        raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen); /* ND/ARP */
-        usleep(200000);
-        int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
-        struct bpf_prog_info a, z;
-        uint32_t la = sizeof a, lz = sizeof z;
-        memset(&a, 0, sizeof a);
-        memset(&z, 0, sizeof z);
-        bpf_obj_get_info_by_fd(prog_fd, &a, &la);
-        uint64_t relayed0[TR_COUNTER_COUNT], relayed1[TR_COUNTER_COUNT];
-        counters_read(relayed0);
-        raw_send_n(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen, count);
-        usleep(200000);
-        bpf_obj_get_info_by_fd(prog_fd, &z, &lz);
-        counters_read(relayed1);
-        uint64_t cnt = z.run_cnt - a.run_cnt, ns = z.run_time_ns - a.run_time_ns;
-        printf("bench veth native IPv%d client->peer, 100 B: %.1f ns/packet over %llu runs (%llu relayed)\n", family,
-               cnt ? (double)ns / (double)cnt : 0.0, (unsigned long long)cnt,
-               (unsigned long long)(relayed1[0] - relayed0[0]));
-        if (stats_fd >= 0)
-            close(stats_fd);
-        if (peer >= 0)
-            close(peer);
-        enter(ns_relay);
-        bpf_xdp_detach(relay_if, XDP_FLAGS_DRV_MODE, NULL);
+    struct binding b = veth_binding(family, 0x20);
+    for (int o = 0; o < nobjects; o++) {
+        use(&objects[o]);
+        route_up(&b);
     }
-    setns(original_ns, CLONE_NEWNET);
-    route_down(&b);
+    uint8_t payload[256];
+    size_t plen = channel_data(payload, b.channel, data_bytes, 100, 0, 0);
+    struct run_time total[2] = {{0, 0}, {0, 0}};
+    uint64_t relayed[2] = {0, 0};
+    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    int slices = nobjects > 1 ? 4 : 1;
+    for (int s = 0; s < slices; s++)
+        for (int o = 0; o < nobjects; o++) {
+            use(&objects[o]);
+            if (veth_attach(prog_fd, XDP_FLAGS_DRV_MODE) != 0) {
+                setns(original_ns, CLONE_NEWNET);
+                continue;
+            }
+            int peer = udp_socket(family, &b.peer, b.peer_port); /* the relayed datagrams' sink */
+            raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen); /* ND/ARP */
+            usleep(100000);
+            struct run_time a, z;
+            uint64_t c0[TR_COUNTER_COUNT], c1[TR_COUNTER_COUNT];
+            run_time_read(prog_fd, &a);
+            counters_read(c0);
+            raw_send_n(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen, count / slices);
+            usleep(100000);
+            run_time_read(prog_fd, &z);
+            counters_read(c1);
+            total[o].cnt += z.cnt - a.cnt;
+            total[o].ns += z.ns - a.ns;
+            relayed[o] += c1[TR_RELAYED_PACKETS_CLIENT_TO_PEER] - c0[TR_RELAYED_PACKETS_CLIENT_TO_PEER];
+            if (peer >= 0)
+                close(peer);
+            veth_detach(XDP_FLAGS_DRV_MODE);
+        }
+    printf("bench veth native IPv%d client->peer, 100 B: %.1f ns/packet over %llu runs (%llu relayed)", family,
+           per_packet(&total[0]), (unsigned long long)total[0].cnt, (unsigned long long)relayed[0]);
+    if (nobjects > 1)
+        printf("   | %s: %.1f ns over %llu runs (%llu relayed)", objects[1].label, per_packet(&total[1]),
+               (unsigned long long)total[1].cnt, (unsigned long long)relayed[1]);
+    printf("\n");
+    if (stats_fd >= 0)
+        close(stats_fd);
+    for (int o = nobjects - 1; o >= 0; o--) {
+        use(&objects[o]);
+        route_down(&b);
+    }
 }
 
 static void test_namespaces(void)
@@ -1371,73 +1518,6 @@ static void test_namespaces(void)
 
 /* ------------------------------------------------------------------------------------------ */
 
-/* --bench: the program's own run time per packet as the kernel accounts it (BPF_ENABLE_STATS,
- * the same figure as kernel.bpf_stats_enabled + bpftool's run_time_ns / run_cnt), over `rounds`
- * BPF_PROG_TEST_RUN calls per packet kind. Stats stay enabled only while the returned fd is open. */
-static void bench_one(const char *what, const uint8_t *pkt, size_t len, int rounds)
-{
-    struct bpf_prog_info a, b;
-    uint32_t la = sizeof a, lb = sizeof b;
-    memset(&a, 0, sizeof a);
-    memset(&b, 0, sizeof b);
-    bpf_obj_get_info_by_fd(prog_fd, &a, &la);
-    uint8_t out[4096];
-    size_t out_len;
-    int action = -1;
-    for (int i = 0; i < rounds; i++)
-        action = run_packet(pkt, len, out, &out_len);
-    bpf_obj_get_info_by_fd(prog_fd, &b, &lb);
-    uint64_t cnt = b.run_cnt - a.run_cnt, ns = b.run_time_ns - a.run_time_ns;
-    printf("bench %-44s %s  %7.1f ns/packet over %llu runs\n", what, action_name(action),
-           cnt ? (double)ns / (double)cnt : 0.0, (unsigned long long)cnt);
-}
-
-static int load_pass_program(void);
-
-static void bench(int rounds)
-{
-    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
-    if (stats_fd < 0) {
-        printf("bench: BPF_ENABLE_STATS refused: %s\n", strerror(errno));
-        return;
-    }
-    uint8_t pkt[4096], payload[2100];
-    const struct binding *bs[] = {&b44, &b66, &b46, &b64};
-    const char *names[] = {"v4->v4", "v6->v6", "v4 client, v6 peer", "v6 client, v4 peer"};
-    for (int i = 0; i < 4; i++) {
-        char what[96];
-        size_t plen = channel_data(payload, bs[i]->channel, data_bytes, 100, 0, 0);
-        size_t n = to_listener(pkt, bs[i], payload, plen, 64);
-        snprintf(what, sizeof what, "client->peer %s, 100 B", names[i]);
-        bench_one(what, pkt, n, rounds);
-        n = from_peer(pkt, bs[i], 100, 64);
-        snprintf(what, sizeof what, "peer->client %s, 100 B", names[i]);
-        bench_one(what, pkt, n, rounds);
-    }
-    size_t plen = stun(payload, 0x0001);
-    size_t n = to_listener(pkt, &b44, payload, plen, 64);
-    bench_one("STUN to the listener (pass)", pkt, n, rounds);
-    plen = channel_data(payload, 0x4abc, data_bytes, 100, 0, 0);
-    n = to_listener(pkt, &b44, payload, plen, 64);
-    bench_one("unbound channel (map miss, pass)", pkt, n, rounds);
-    struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = 5353, .dport = 53, .ttl = 64,
-                     .payload = data_bytes, .plen = 100};
-    n = build(pkt, &s);
-    bench_one("UDP to another port (pass)", pkt, n, rounds);
-    /* The floor: a two-instruction program that only passes, measured the same way. */
-    int pass_fd = load_pass_program();
-    if (pass_fd >= 0) {
-        int saved = prog_fd;
-        prog_fd = pass_fd;
-        bench_one("baseline: an empty XDP program (pass)", pkt, n, rounds);
-        prog_fd = saved;
-        close(pass_fd);
-    }
-    close(stats_fd);
-}
-
-/* The loader sizes the route maps before loading; a full map refuses a new route with E2BIG
- * (that channel then stays on the userspace path and the loader counts it). */
 static void test_map_sizing(const char *path)
 {
     current_test = "route maps sized by the loader; a full map refuses with E2BIG";
@@ -1465,29 +1545,63 @@ static void test_map_sizing(const char *path)
     bpf_object__close(o);
 }
 
-static int find_map(const char *name)
+/* Opens and loads the object at path (the kernel's verifier runs) and finds its program and maps.
+ * Returns 0, or the errno of the failure. */
+static int load_object(struct loaded *l, const char *path, const char *label)
 {
-    struct bpf_map *m = bpf_object__find_map_by_name(obj, name);
-    if (!m) {
-        fprintf(stderr, "map %s not in the object\n", name);
-        exit(1);
+    memset(l, 0, sizeof *l);
+    l->label = label;
+    l->obj = bpf_object__open_file(path, NULL);
+    if (!l->obj)
+        return errno ? errno : EINVAL;
+    if (bpf_object__load(l->obj))
+        return errno ? errno : EINVAL;
+    struct bpf_program *prog = bpf_object__find_program_by_name(l->obj, "turn_router");
+    const char *maps[] = {"tr_client_routes", "tr_peer_routes", "tr_config", "tr_counters"};
+    int *fds[] = {&l->client_routes, &l->peer_routes, &l->config, &l->counters};
+    if (!prog) {
+        fprintf(stderr, "no program turn_router in %s\n", path);
+        return ENOENT;
     }
-    return bpf_map__fd(m);
+    l->prog = bpf_program__fd(prog);
+    for (int i = 0; i < 4; i++) {
+        struct bpf_map *m = bpf_object__find_map_by_name(l->obj, maps[i]);
+        if (!m) {
+            fprintf(stderr, "map %s not in %s\n", maps[i], path);
+            return ENOENT;
+        }
+        *fds[i] = bpf_map__fd(m);
+    }
+    return 0;
+}
+
+/* The configuration and the four bindings every crafted-packet test starts from. */
+static void install_defaults(void)
+{
+    set_config(1500, 0);
+    route_up(&b44);
+    route_up(&b66);
+    route_up(&b46);
+    route_up(&b64);
 }
 
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
-        fprintf(stderr, "usage: %s turn_router.bpf.o [--no-namespaces] [--bench]\n", argv[0]);
+        fprintf(stderr, "usage: %s turn_router.bpf.o [--no-namespaces] [--bench [--bench-against OTHER.o]]\n",
+                argv[0]);
         return 2;
     }
     int with_namespaces = 1;
+    const char *against = NULL;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--no-namespaces") == 0)
             with_namespaces = 0;
         else if (strcmp(argv[i], "--bench") == 0)
             with_bench = 1;
+        else if (strcmp(argv[i], "--bench-against") == 0 && i + 1 < argc)
+            against = argv[++i];
         else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;
@@ -1497,39 +1611,31 @@ int main(int argc, char **argv)
         printf("SKIP: BPF tests need root (CAP_BPF, CAP_NET_ADMIN); running as uid %d\n", (int)geteuid());
         return 0;
     }
-    obj = bpf_object__open_file(argv[1], NULL);
-    if (!obj) {
-        fprintf(stderr, "FAIL: open %s: %s\n", argv[1], strerror(errno));
-        return 1;
+    int e = load_object(&objects[0], argv[1], "this");
+    if (e == EPERM) {
+        printf("SKIP: the kernel refuses bpf() (EPERM: no CAP_BPF, a seccomp filter or lockdown)\n");
+        return 0;
     }
-    if (bpf_object__load(obj)) {
-        int e = errno;
-        if (e == EPERM) {
-            printf("SKIP: the kernel refuses bpf() (EPERM: no CAP_BPF, a seccomp filter or lockdown)\n");
-            return 0;
-        }
+    if (e) {
         fprintf(stderr, "FAIL: load %s (the verifier's log is above): %s\n", argv[1], strerror(e));
         return 1;
     }
+    nobjects = 1;
     printf("ok   the verifier accepted turn_router\n");
-    struct bpf_program *prog = bpf_object__find_program_by_name(obj, "turn_router");
-    if (!prog) {
-        fprintf(stderr, "FAIL: no program turn_router in the object\n");
-        return 1;
-    }
-    prog_fd = bpf_program__fd(prog);
-    client_routes_fd = find_map("tr_client_routes");
-    peer_routes_fd = find_map("tr_peer_routes");
-    config_fd = find_map("tr_config");
-    counters_fd = find_map("tr_counters");
     ncpus = libbpf_num_possible_cpus();
-
     init_bindings();
-    set_config(1500, 0);
-    route_up(&b44);
-    route_up(&b66);
-    route_up(&b46);
-    route_up(&b64);
+    if (against && with_bench) {
+        e = load_object(&objects[1], against, "base");
+        if (e) {
+            fprintf(stderr, "FAIL: load %s: %s\n", against, strerror(e));
+            return 1;
+        }
+        use(&objects[1]);
+        install_defaults();
+        nobjects = 2;
+    }
+    use(&objects[0]);
+    install_defaults();
 
     struct {
         const char *name;
@@ -1555,6 +1661,7 @@ int main(int argc, char **argv)
     }
     if (with_namespaces)
         test_namespaces();
+    use(&objects[0]);
     if (with_bench)
         bench(200000);
 
@@ -1565,4 +1672,3 @@ int main(int argc, char **argv)
     printf("test-bpf: all %d checks passed\n", checks);
     return 0;
 }
-
