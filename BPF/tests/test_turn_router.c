@@ -399,40 +399,67 @@ static void route_down(const struct binding *b)
 
 static uint8_t data_bytes[2048];
 
-/* client → peer through binding b: ChannelData of `len` data bytes and `pad` padding bytes.
- * Builds the received packet and the expected one from scratch and runs it. */
-static void relay_client_to_peer(const struct binding *b, uint16_t len, size_t pad, uint8_t ttl, uint8_t tos,
-                                 uint32_t flow)
+/* The received packets: client → listener, peer → relay address, through binding b. */
+static struct spec spec_to_listener(const struct binding *b, const uint8_t *payload, size_t plen, uint8_t ttl)
+{
+    return (struct spec){.family = b->client_family, .src = b->client, .dst = b->listener, .sport = b->client_port,
+                         .dport = b->listener_port, .ttl = ttl, .frag = 0x4000, .payload = payload, .plen = plen,
+                         .min_frame = 60};
+}
+
+static struct spec spec_from_peer(const struct binding *b, const uint8_t *payload, size_t plen, uint8_t ttl)
+{
+    return (struct spec){.family = b->peer_family, .src = b->peer, .dst = b->relay, .sport = b->peer_port,
+                         .dport = b->relay_port, .ttl = ttl, .payload = payload, .plen = plen, .min_frame = 60};
+}
+
+/* The packet the program must send for `in` received through b (towards the peer or the client):
+ * fresh TTL / hop limit, TOS kept, IPv4 identification and flags kept from IPv4 (else 0 and DF),
+ * IPv6 flow label kept from IPv6 (else 0), MAC addresses swapped, no Ethernet padding. */
+static struct spec spec_sent(const struct binding *b, int to_peer, const struct spec *in, const uint8_t *payload,
+                             size_t plen)
+{
+    int family = to_peer ? b->peer_family : b->client_family;
+    struct spec w = {.family = family, .src = to_peer ? b->relay : b->listener, .dst = to_peer ? b->peer : b->client,
+                     .sport = to_peer ? b->relay_port : b->listener_port, .dport = to_peer ? b->peer_port : b->client_port,
+                     .ttl = sent_ttl(family), .tos = in->tos,
+                     .flow = in->family == 6 && family == 6 ? in->flow : 0,
+                     .ip_id = in->family == 4 ? in->ip_id : 0, .frag = in->family == 4 ? in->frag : 0x4000,
+                     .zero_checksum = in->zero_checksum, .smac = MAC_R, .dmac = MAC_A, .payload = payload,
+                     .plen = plen};
+    return w;
+}
+
+/* client → peer through binding b: ChannelData of `len` data bytes and `pad` padding bytes of value
+ * pad_byte. Builds the received packet and the expected one from scratch and runs it. */
+static void relay_client_to_peer_padded(const struct binding *b, uint16_t len, size_t pad, uint8_t pad_byte,
+                                        uint8_t ttl, uint8_t tos, uint32_t flow)
 {
     uint8_t payload[2100], in[4096], want[4096];
-    size_t plen = channel_data(payload, b->channel, data_bytes, len, pad, 0xa5);
-    struct spec s = {.family = b->client_family, .src = b->client, .dst = b->listener, .sport = b->client_port,
-                     .dport = b->listener_port, .ttl = ttl, .tos = tos, .flow = flow, .ip_id = 0x1234,
-                     .frag = 0x4000, .payload = payload, .plen = plen, .min_frame = 60};
+    size_t plen = channel_data(payload, b->channel, data_bytes, len, pad, pad_byte);
+    struct spec s = spec_to_listener(b, payload, plen, ttl);
+    s.tos = tos, s.flow = flow, s.ip_id = 0x1234;
     size_t in_len = build(in, &s);
-    struct spec w = {.family = b->peer_family, .src = b->relay, .dst = b->peer, .sport = b->relay_port,
-                     .dport = b->peer_port, .ttl = sent_ttl(b->peer_family), .tos = tos,
-                     .flow = b->client_family == 6 && b->peer_family == 6 ? flow : 0,
-                     .ip_id = b->client_family == 4 ? 0x1234 : 0, .frag = 0x4000, .smac = MAC_R, .dmac = MAC_A,
-                     .payload = data_bytes, .plen = len};
+    struct spec w = spec_sent(b, 1, &s, data_bytes, len);
     size_t want_len = build(want, &w);
     struct expect_counter e[] = {{TR_RELAYED_PACKETS_CLIENT_TO_PEER, 1}, {TR_RELAYED_BYTES_CLIENT_TO_PEER, len}};
     expect(in, in_len, want, want_len, e, 2);
 }
 
+static void relay_client_to_peer(const struct binding *b, uint16_t len, size_t pad, uint8_t ttl, uint8_t tos,
+                                 uint32_t flow)
+{
+    relay_client_to_peer_padded(b, len, pad, 0xa5, ttl, tos, flow);
+}
+
 static void relay_peer_to_client(const struct binding *b, uint16_t len, uint8_t ttl, uint8_t tos, uint32_t flow)
 {
     uint8_t payload[2100], in[4096], want[4096];
-    struct spec s = {.family = b->peer_family, .src = b->peer, .dst = b->relay, .sport = b->peer_port,
-                     .dport = b->relay_port, .ttl = ttl, .tos = tos, .flow = flow, .ip_id = 0x4321,
-                     .frag = 0, .payload = data_bytes, .plen = len, .min_frame = 60};
+    struct spec s = spec_from_peer(b, data_bytes, len, ttl);
+    s.tos = tos, s.flow = flow, s.ip_id = 0x4321;
     size_t in_len = build(in, &s);
     size_t plen = channel_data(payload, b->channel, data_bytes, len, 0, 0);
-    struct spec w = {.family = b->client_family, .src = b->listener, .dst = b->client, .sport = b->listener_port,
-                     .dport = b->client_port, .ttl = sent_ttl(b->client_family), .tos = tos,
-                     .flow = b->client_family == 6 && b->peer_family == 6 ? flow : 0,
-                     .ip_id = b->peer_family == 4 ? 0x4321 : 0, .frag = b->peer_family == 4 ? 0 : 0x4000,
-                     .smac = MAC_R, .dmac = MAC_A, .payload = payload, .plen = plen};
+    struct spec w = spec_sent(b, 0, &s, payload, plen);
     size_t want_len = build(want, &w);
     struct expect_counter e[] = {{TR_RELAYED_PACKETS_PEER_TO_CLIENT, 1}, {TR_RELAYED_BYTES_PEER_TO_CLIENT, len}};
     expect(in, in_len, want, want_len, e, 2);
@@ -457,65 +484,76 @@ static void init_bindings(void)
         data_bytes[i] = (uint8_t)(i * 7 + 3);
 }
 
+
+/* One relayed packet: client → peer (ChannelData of len bytes and pad padding bytes) or peer →
+ * client (len bytes), received with the given TTL / hop limit, TOS and flow label. */
+struct relay_case {
+    const char *name;
+    int to_peer;
+    const struct binding *b;
+    uint16_t len;
+    uint8_t pad, ttl, tos;
+    uint32_t flow;
+};
+
+static void run_relay_cases(const struct relay_case *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        current_test = c[i].name;
+        if (c[i].to_peer)
+            relay_client_to_peer(c[i].b, c[i].len, c[i].pad, c[i].ttl, c[i].tos, c[i].flow);
+        else
+            relay_peer_to_client(c[i].b, c[i].len, c[i].ttl, c[i].tos, c[i].flow);
+    }
+}
+
 static void test_relaying(void)
 {
-    current_test = "v4->v4 client->peer, 3 padding bytes stripped";
-    relay_client_to_peer(&b44, 5, 3, 64, 0x00, 0);
-    current_test = "v4->v4 client->peer, no padding, TOS kept";
-    relay_client_to_peer(&b44, 100, 0, 17, 0xb8, 0);
-    current_test = "v4->v4 client->peer, odd length 1, 3 padding bytes";
-    relay_client_to_peer(&b44, 1, 3, 2, 0, 0);
-    current_test = "v4->v4 client->peer, padding shorter than allowed (2 of 3)";
-    relay_client_to_peer(&b44, 5, 2, 64, 0, 0);
-    current_test = "v4->v4 peer->client";
-    relay_peer_to_client(&b44, 7, 64, 0, 0);
-    current_test = "v4->v4 peer->client, 1 byte in a padded Ethernet frame";
-    relay_peer_to_client(&b44, 1, 64, 0, 0);
-    current_test = "v4->v4 peer->client, 1,000 bytes";
-    relay_peer_to_client(&b44, 1000, 2, 0x2e, 0);
+    const struct relay_case cases[] = {
+        {"v4->v4 client->peer, 3 padding bytes stripped", 1, &b44, 5, 3, 64, 0x00, 0},
+        {"v4->v4 client->peer, no padding, TOS kept", 1, &b44, 100, 0, 17, 0xb8, 0},
+        {"v4->v4 client->peer, odd length 1, 3 padding bytes", 1, &b44, 1, 3, 2, 0, 0},
+        {"v4->v4 client->peer, padding shorter than allowed (2 of 3)", 1, &b44, 5, 2, 64, 0, 0},
+        {"v4->v4 peer->client", 0, &b44, 7, 0, 64, 0, 0},
+        {"v4->v4 peer->client, 1 byte in a padded Ethernet frame", 0, &b44, 1, 0, 64, 0, 0},
+        {"v4->v4 peer->client, 1,000 bytes", 0, &b44, 1000, 0, 2, 0x2e, 0},
+        {"v6->v6 client->peer", 1, &b66, 33, 3, 64, 0x10, 0xabcde},
+        {"v6->v6 client->peer, no padding", 1, &b66, 1200, 0, 255, 0, 0x12345},
+        {"v6->v6 peer->client", 0, &b66, 33, 0, 64, 0x10, 0xabcde},
+        {"v6->v6 peer->client, 1,400 bytes", 0, &b66, 1400, 0, 2, 0, 1},
+        {"v4 client -> v6 peer", 1, &b46, 61, 3, 64, 0x08, 0},
+        {"v6 peer -> v4 client", 0, &b46, 61, 0, 64, 0x08, 0x55555},
+        {"v6 client -> v4 peer", 1, &b64, 62, 2, 64, 0, 0x11111},
+        {"v4 peer -> v6 client", 0, &b64, 62, 0, 64, 0, 0},
+        /* The received TTL / hop limit does not matter: a packet addressed to this host is
+         * delivered to the socket whatever its TTL, and the userspace path relays it in a fresh
+         * datagram. */
+        {"TTL 1 received, client->peer relayed with TTL 64", 1, &b44, 8, 0, 1, 0, 0},
+        {"TTL 1 received, peer->client relayed with TTL 64", 0, &b44, 20, 0, 1, 0, 0},
+        {"hop limit 1 received, v6->v6 client->peer relayed with hop limit 64", 1, &b66, 20, 0, 1, 0, 0},
+        {"hop limit 1 received, v6->v6 peer->client relayed with hop limit 64", 0, &b66, 20, 0, 1, 0, 0},
+        {"hop limit 1 received, v6 peer -> v4 client relayed with TTL 64", 0, &b46, 20, 0, 1, 0, 0},
+        {"TTL 0 received, v4 peer -> v6 client relayed with hop limit 64", 0, &b64, 20, 0, 0, 0, 0},
+        {"hop limit 0 received, v6 client -> v4 peer relayed with TTL 64", 1, &b64, 20, 0, 0, 0, 0},
+        /* The largest result that fits a 1500-byte MTU, each way. */
+        {"v4->v4 client->peer, the input at the MTU", 1, &b44, 1468, 0, 64, 0, 0},
+        {"v4 client -> v6 peer, the result at the MTU", 1, &b46, 1452, 0, 64, 0, 0},
+        {"v4->v4 peer->client at the MTU", 0, &b44, 1468, 0, 64, 0, 0},
+        {"v6 peer -> v4 client: the IPv6 input at the MTU shrinks", 0, &b46, 1452, 0, 64, 0, 0},
+    };
+    run_relay_cases(cases, sizeof cases / sizeof cases[0]);
 
-    current_test = "v6->v6 client->peer";
-    relay_client_to_peer(&b66, 33, 3, 64, 0x10, 0xabcde);
-    current_test = "v6->v6 client->peer, no padding";
-    relay_client_to_peer(&b66, 1200, 0, 255, 0, 0x12345);
-    current_test = "v6->v6 peer->client";
-    relay_peer_to_client(&b66, 33, 64, 0x10, 0xabcde);
-    current_test = "v6->v6 peer->client, 1,400 bytes";
-    relay_peer_to_client(&b66, 1400, 2, 0, 1);
-
-    current_test = "v4 client -> v6 peer";
-    relay_client_to_peer(&b46, 61, 3, 64, 0x08, 0);
-    current_test = "v6 peer -> v4 client";
-    relay_peer_to_client(&b46, 61, 64, 0x08, 0x55555);
-    current_test = "v6 client -> v4 peer";
-    relay_client_to_peer(&b64, 62, 2, 64, 0, 0x11111);
-    current_test = "v4 peer -> v6 client";
-    relay_peer_to_client(&b64, 62, 64, 0, 0);
-
-    /* The received TTL / hop limit does not matter: a packet addressed to this host is delivered
-     * to the socket whatever its TTL, and the userspace path relays it in a fresh datagram. */
-    current_test = "TTL 1 received, client->peer relayed with TTL 64";
-    relay_client_to_peer(&b44, 8, 0, 1, 0, 0);
-    current_test = "TTL 1 received, peer->client relayed with TTL 64";
-    relay_peer_to_client(&b44, 20, 1, 0, 0);
-    current_test = "hop limit 1 received, v6->v6 client->peer relayed with hop limit 64";
-    relay_client_to_peer(&b66, 20, 0, 1, 0, 0);
-    current_test = "hop limit 1 received, v6->v6 peer->client relayed with hop limit 64";
-    relay_peer_to_client(&b66, 20, 1, 0, 0);
-    current_test = "TTL 0 received, v4 peer -> v6 client relayed with hop limit 64";
-    relay_peer_to_client(&b64, 20, 0, 0, 0);
-    current_test = "hop limit 0 received, v6 client -> v4 peer relayed with TTL 64";
-    relay_client_to_peer(&b64, 20, 0, 0, 0, 0);
-
-    /* The largest result that fits a 1500-byte MTU, each way. */
-    current_test = "v4->v4 client->peer, the input at the MTU";
-    relay_client_to_peer(&b44, 1468, 0, 64, 0, 0);
-    current_test = "v4 client -> v6 peer, the result at the MTU";
-    relay_client_to_peer(&b46, 1452, 0, 64, 0, 0);
-    current_test = "v4->v4 peer->client at the MTU";
-    relay_peer_to_client(&b44, 1468, 64, 0, 0);
-    current_test = "v6 peer -> v4 client: the IPv6 input at the MTU shrinks";
-    relay_peer_to_client(&b46, 1452, 64, 0, 0);
+    /* Padding present and non-zero (0xff, so that a byte missed by the checksum update shows):
+     * every padding length, at both byte positions, each family pair. */
+    const struct binding *bs[] = {&b44, &b66, &b46, &b64};
+    char name[128];
+    for (int i = 0; i < 4; i++)
+        for (uint16_t len = 9; len <= 11; len++) {
+            snprintf(name, sizeof name, "client->peer v%d->v%d, %u data bytes, %u padding bytes 0xff",
+                     bs[i]->client_family, bs[i]->peer_family, len, 4 - len % 4);
+            current_test = name;
+            relay_client_to_peer_padded(bs[i], len, 4 - len % 4, 0xff, 64, 0, 0);
+        }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -530,18 +568,16 @@ static void expect_pass(const uint8_t *in, size_t len, int reason)
 /* A client → listener packet through binding b with an arbitrary UDP payload. */
 static size_t to_listener(uint8_t *buf, const struct binding *b, const uint8_t *payload, size_t plen, uint8_t ttl)
 {
-    struct spec s = {.family = b->client_family, .src = b->client, .dst = b->listener, .sport = b->client_port,
-                     .dport = b->listener_port, .ttl = ttl, .payload = payload, .plen = plen, .min_frame = 60};
+    struct spec s = spec_to_listener(b, payload, plen, ttl);
+    s.frag = 0;
     return build(buf, &s);
 }
 
 static size_t from_peer(uint8_t *buf, const struct binding *b, size_t plen, uint8_t ttl)
 {
-    struct spec s = {.family = b->peer_family, .src = b->peer, .dst = b->relay, .sport = b->peer_port,
-                     .dport = b->relay_port, .ttl = ttl, .payload = data_bytes, .plen = plen, .min_frame = 60};
+    struct spec s = spec_from_peer(b, data_bytes, plen, ttl);
     return build(buf, &s);
 }
-
 /* A STUN message header (RFC 8489 §5) with a zero-length body. */
 static size_t stun(uint8_t *out, uint16_t type)
 {
@@ -819,13 +855,10 @@ static void test_zero_checksum_v4(void)
     current_test = "zero UDP checksum v4->v4 stays zero";
     uint8_t payload[64], in[256], want[256];
     size_t plen = channel_data(payload, b44.channel, data_bytes, 10, 2, 0);
-    struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = b44.client_port,
-                     .dport = b44.listener_port, .ttl = 64, .ip_id = 7, .zero_checksum = 1, .payload = payload,
-                     .plen = plen, .min_frame = 60};
+    struct spec s = spec_to_listener(&b44, payload, plen, 64);
+    s.ip_id = 7, s.zero_checksum = 1;
     size_t n = build(in, &s);
-    struct spec w = {.family = 4, .src = b44.relay, .dst = b44.peer, .sport = b44.relay_port, .dport = b44.peer_port,
-                     .ttl = 64, .ip_id = 7, .zero_checksum = 1, .smac = MAC_R, .dmac = MAC_A, .payload = data_bytes,
-                     .plen = 10, .min_frame = 0};
+    struct spec w = spec_sent(&b44, 1, &s, data_bytes, 10);
     size_t wn = build(want, &w);
     struct expect_counter e[] = {{TR_RELAYED_PACKETS_CLIENT_TO_PEER, 1}, {TR_RELAYED_BYTES_CLIENT_TO_PEER, 10}};
     expect(in, n, want, wn, e, 2);
