@@ -883,18 +883,69 @@ static void test_configured_ttl(void)
     set_config(1500, 0);
 }
 
-static void test_rfc5766_channels(void)
+/* The edges of the channel number range (RFC 8656 §12: 0x4000-0x4FFF; RFC 5766 §11 allowed up to
+ * 0x7FFF, accepted with TR_CONFIG_RFC5766_CHANNELS), each with a route installed, both directions
+ * where the number is valid. */
+static void test_channel_numbers(void)
 {
-    current_test = "channel 0x7fff relays with the RFC 5766 flag";
-    set_config(1500, TR_CONFIG_RFC5766_CHANNELS);
-    struct binding b = b44;
-    b.channel = 0x7fff;
-    b.client_port = 41000;
-    b.peer_port = 6100; /* a peer transport address has one channel per allocation */
-    route_up(&b);
-    relay_client_to_peer(&b, 12, 0, 64, 0, 0);
-    route_down(&b);
+    uint8_t pkt[256], payload[64];
+    struct {
+        uint16_t channel;
+        int flag;   /* TR_CONFIG_RFC5766_CHANNELS set */
+        int reason; /* 0: relayed */
+        const char *name;
+    } cases[] = {
+        {0x4000, 0, 0, "channel 0x4000 (the lowest) relays"},
+        {0x4fff, 0, 0, "channel 0x4fff (the highest of RFC 8656) relays without the RFC 5766 flag"},
+        {0x4fff, 1, 0, "channel 0x4fff relays with the RFC 5766 flag"},
+        {0x5000, 0, TR_PASS_MALFORMED_CHANNEL_DATA, "channel 0x5000 passes without the RFC 5766 flag"},
+        {0x5000, 1, 0, "channel 0x5000 relays with the RFC 5766 flag"},
+        {0x7fff, 0, TR_PASS_MALFORMED_CHANNEL_DATA, "channel 0x7fff passes without the RFC 5766 flag"},
+        {0x7fff, 1, 0, "channel 0x7fff (the highest of RFC 5766) relays with the RFC 5766 flag"},
+        {0x8000, 1, TR_PASS_NOT_CHANNEL_DATA, "0x8000 (first bits 10) is not ChannelData, even with the flag"},
+        {0x3fff, 1, TR_PASS_NOT_CHANNEL_DATA, "0x3fff (first bits 00: STUN) is not ChannelData"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        current_test = cases[i].name;
+        set_config(1500, cases[i].flag ? TR_CONFIG_RFC5766_CHANNELS : 0);
+        struct binding b = b44;
+        b.channel = cases[i].channel;
+        b.client_port = (uint16_t)(41000 + i);
+        b.peer_port = (uint16_t)(6100 + i); /* a peer transport address has one channel per allocation */
+        route_up(&b);
+        if (cases[i].reason == 0) {
+            relay_client_to_peer(&b, 12, 0, 64, 0, 0);
+            relay_peer_to_client(&b, 12, 64, 0, 0);
+        } else {
+            size_t plen = channel_data(payload, b.channel, data_bytes, 12, 0, 0);
+            size_t n = to_listener(pkt, &b, payload, plen, 64);
+            expect_pass(pkt, n, cases[i].reason);
+        }
+        route_down(&b);
+    }
     set_config(1500, 0);
+}
+
+/* UDP length and IP length disagree: the kernel drops the datagram (or trims it); the program
+ * passes it, on either side, in either family, shorter or longer. */
+static void test_length_mismatch(void)
+{
+    uint8_t pkt[512], payload[64];
+    size_t plen = channel_data(payload, b44.channel, data_bytes, 24, 0, 0);
+    const struct binding *bs[] = {&b44, &b66};
+    for (int i = 0; i < 2; i++)
+        for (int side = 0; side < 2; side++)
+            for (int d = -2; d <= 2; d += 4) {
+                char name[128];
+                snprintf(name, sizeof name, "IPv%d %s: UDP length %+d against the IP length passes",
+                         bs[i]->client_family, side ? "to the listener" : "from a peer", d);
+                current_test = name;
+                size_t n = side ? to_listener(pkt, bs[i], payload, plen, 64) : from_peer(pkt, bs[i], 24, 64);
+                uint8_t *udp = pkt + (bs[i]->client_family == 4 ? 34 : 54);
+                uint16_t ulen = (uint16_t)((udp[4] << 8 | udp[5]) + d);
+                udp[4] = ulen >> 8, udp[5] = ulen & 0xff;
+                expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
+            }
 }
 
 static void test_route_down(void)
@@ -1678,7 +1729,8 @@ int main(int argc, char **argv)
         {"passes (one per reason, counted)", test_passes},
         {"zero UDP checksum over IPv4", test_zero_checksum_v4},
         {"configured TTL and hop limit", test_configured_ttl},
-        {"RFC 5766 channel numbers", test_rfc5766_channels},
+        {"channel numbers at the edges, with and without the RFC 5766 flag", test_channel_numbers},
+        {"UDP length against the IP length", test_length_mismatch},
         {"route down, route up", test_route_down},
         {"no configuration", test_no_config},
     };
