@@ -212,14 +212,11 @@ static __always_inline int client_route(void *payload, void *data_end, __u16 ple
 }
 
 /* peer → client: the route lookup. Returns 0 with *o filled, or the pass reason. */
-static __always_inline int peer_route(__u16 plen, const __u32 src[4], const __u32 dst[4], __be16 sport,
-                                      __be16 dport, struct out *o)
+static __always_inline int peer_route(__u16 plen, __u32 key[10], __be16 sport, __be16 dport, struct out *o)
 {
     if (plen == 0)
         return TR_PASS_CHECKSUM_OR_OTHER;
-    __u32 key[sizeof(struct tr_peer_key) / 4];
-    copy_addr(key, src);
-    copy_addr(key + 4, dst);
+    /* key[0..8) already holds the peer's and the relay's address (tr_peer_key's layout) */
     key[8] = W32(sport, dport);
     key[9] = 0;
     struct tr_peer_value *r = bpf_map_lookup_elem(&tr_peer_routes, key);
@@ -252,7 +249,10 @@ int turn_router(struct xdp_md *ctx)
     __u16 proto = LOAD16(data + 12);
     void *l3 = data + ETH_HLEN_;
     void *udp;
-    __u32 src[4], dst[4];
+    /* The received source and destination address (IPv4-mapped for IPv4), laid out as the start
+     * of a tr_peer_key, so that the peer → client direction looks up this very array. */
+    __u32 addrs[sizeof(struct tr_peer_key) / 4];
+    __u32 *src = addrs, *dst = addrs + 4;
     __u16 ip_hlen, udp_len;
     __u8 family, tos;
     __u32 ip_word1 = 0, flow = 0; /* IPv4 identification + flags; IPv6 flow label (memory order) */
@@ -360,7 +360,7 @@ int turn_router(struct xdp_md *ctx)
         reason = client_route(udp + UDP_HLEN, data_end, plen, cfg->flags & bpf_htonl(TR_CONFIG_RFC5766_CHANNELS),
                               src, sport, dport, &o);
     else
-        reason = peer_route(plen, src, dst, sport, dport, &o);
+        reason = peer_route(plen, addrs, sport, dport, &o);
     if (reason)
         return pass(reason);
 
@@ -368,9 +368,10 @@ int turn_router(struct xdp_md *ctx)
     if (o.route_family != family)
         return pass(TR_PASS_MAP_MISS);
     /* The received addresses, ports and length as the received checksum covered them. */
-    __u64 old_sum = sum_addr(src) + sum_addr(dst) + ports + udp_len_be + udp_len_be + o.old_extra;
+    __u64 addr_sum = sum_addr(src) + sum_addr(dst);
+    __u64 old_sum = addr_sum + ports + udp_len_be + udp_len_be + o.old_extra;
     /* A checksum field holding just the folded pseudo-header sum: offloaded (CHECKSUM_PARTIAL). */
-    if (check != 0 && check == fold(sum_addr(src) + sum_addr(dst) + bpf_htons(IPPROTO_UDP) + udp_len_be))
+    if (check != 0 && check == fold(addr_sum + bpf_htons(IPPROTO_UDP) + udp_len_be))
         return pass(TR_PASS_PARTIAL_CHECKSUM);
     if (same_addr(o.daddr, o.saddr) || same_addr(o.daddr, dst))
         return pass(TR_PASS_HAIRPIN);
