@@ -1555,6 +1555,26 @@ static void bench_veth(int family, int count)
         printf("   | %s: %.1f ns over %llu runs (%llu relayed)", objects[1].label, per_packet(&total[1]),
                (unsigned long long)total[1].cnt, (unsigned long long)relayed[1]);
     printf("\n");
+    /* The floor on this path: the empty program receiving the same datagrams (it passes them to
+     * the stack, where no socket takes them). */
+    int empty = load_pass_program();
+    if (empty >= 0 && veth_attach(empty, XDP_FLAGS_DRV_MODE) == 0) {
+        struct run_time a, z;
+        raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen);
+        usleep(100000);
+        run_time_read(empty, &a);
+        raw_send_n(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen, count / slices);
+        usleep(100000);
+        run_time_read(empty, &z);
+        struct run_time d = {z.cnt - a.cnt, z.ns - a.ns};
+        printf("bench veth native IPv%d, baseline: an empty XDP program (pass): %.1f ns/packet over %llu runs\n",
+               family, per_packet(&d), (unsigned long long)d.cnt);
+        veth_detach(XDP_FLAGS_DRV_MODE);
+    } else {
+        setns(original_ns, CLONE_NEWNET);
+    }
+    if (empty >= 0)
+        close(empty);
     if (stats_fd >= 0)
         close(stats_fd);
     for (int o = nobjects - 1; o >= 0; o--) {
