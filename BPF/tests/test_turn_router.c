@@ -639,8 +639,8 @@ static void test_passes(void)
 
     current_test = "IPv4 first fragment (MF) passes";
     {
-        struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = b44.client_port,
-                         .dport = b44.listener_port, .ttl = 64, .frag = 0x2000, .payload = payload, .plen = plen};
+        struct spec s = spec_to_listener(&b44, payload, plen, 64);
+        s.frag = 0x2000;
         n = build(pkt, &s);
         expect_pass(pkt, n, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
         current_test = "IPv4 later fragment (offset) passes";
@@ -669,8 +669,8 @@ static void test_passes(void)
 
     current_test = "UDP to another port passes";
     {
-        struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = 5353, .dport = 53,
-                         .ttl = 64, .payload = payload, .plen = plen};
+        struct spec s = spec_to_listener(&b44, payload, plen, 64);
+        s.sport = 5353, s.dport = 53;
         n = build(pkt, &s);
         expect_pass(pkt, n, TR_PASS_NOT_OUR_PORT);
         current_test = "UDP just below the relay range passes";
@@ -778,9 +778,8 @@ static void test_passes(void)
     current_test = "zero UDP checksum towards IPv6 passes";
     {
         plen = channel_data(payload, b46.channel, data_bytes, 8, 0, 0);
-        struct spec s = {.family = 4, .src = b46.client, .dst = b46.listener, .sport = b46.client_port,
-                         .dport = b46.listener_port, .ttl = 64, .zero_checksum = 1, .payload = payload,
-                         .plen = plen, .min_frame = 60};
+        struct spec s = spec_to_listener(&b46, payload, plen, 64);
+        s.zero_checksum = 1;
         n = build(pkt, &s);
         expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
     }
@@ -1280,6 +1279,7 @@ static void veth_detach(uint32_t mode_flag)
 /* One veth test: its binding routed, the program attached, a client and a peer socket open in the
  * outside namespace (which is the current one between veth_start and veth_stop). */
 struct veth_run {
+    char name[128];
     struct binding b;
     uint32_t mode_flag;
     int client, peer;
@@ -1306,17 +1306,24 @@ static void veth_stop(struct veth_run *v)
     route_down(&v->b);
 }
 
-static void end_to_end(int family, uint32_t mode_flag, const char *mode)
+/* Names the test after `what`, the family and the mode, starts it (veth_start) and reads the
+ * counters into `before`. */
+static void veth_begin(struct veth_run *v, const char *what, int family, uint16_t k, uint32_t mode_flag,
+                       uint64_t before[TR_COUNTER_COUNT])
 {
-    char name[128];
-    snprintf(name, sizeof name, "end to end over veth, IPv%d, %s mode", family, mode);
-    current_test = name;
-    struct veth_run v;
-    veth_start(&v, family, 0, mode_flag);
-    const struct binding *b = &v.b;
-
-    uint64_t before[TR_COUNTER_COUNT];
+    snprintf(v->name, sizeof v->name, "%s, IPv%d, %s mode", what, family,
+             mode_flag == XDP_FLAGS_SKB_MODE ? "generic" : "native");
+    current_test = v->name;
+    veth_start(v, family, k, mode_flag);
     counters_read(before);
+}
+
+static void end_to_end(int family, uint32_t mode_flag)
+{
+    struct veth_run v;
+    uint64_t before[TR_COUNTER_COUNT];
+    veth_begin(&v, "end to end over veth", family, 0, mode_flag, before);
+    const struct binding *b = &v.b;
     uint8_t payload[512], buf[2048];
     uint16_t len = 301;
     size_t plen = channel_data(payload, b->channel, data_bytes, len, 3, 0);
@@ -1352,22 +1359,18 @@ static void end_to_end(int family, uint32_t mode_flag, const char *mode)
           "the XDP program's relayed counters did not move");
     veth_stop(&v);
     if (n == (ssize_t)want_len)
-        printf("ok   %s: ChannelData relayed to the peer and back by XDP_TX\n", name);
+        printf("ok   %s: ChannelData relayed to the peer and back by XDP_TX\n", v.name);
 }
 
 /* An ordinary UDP socket on this host leaves the checksum to offload: over the veth the frame
  * carries only the pseudo-header sum (CHECKSUM_PARTIAL). The program must not relay it (an
  * incremental update of a partial sum yields a wrong checksum and the peer would silently drop
  * the datagram): it passes, counted, and the peer receives nothing from XDP. */
-static void offloaded_checksum_passes(int family, uint32_t mode_flag, const char *mode)
+static void offloaded_checksum_passes(int family, uint32_t mode_flag)
 {
-    char name[128];
-    snprintf(name, sizeof name, "offloaded (partial) checksum over veth passes, IPv%d, %s mode", family, mode);
-    current_test = name;
     struct veth_run v;
-    veth_start(&v, family, 0x10, mode_flag);
     uint64_t before[TR_COUNTER_COUNT], after[TR_COUNTER_COUNT];
-    counters_read(before);
+    veth_begin(&v, "offloaded (partial) checksum over veth passes", family, 0x10, mode_flag, before);
     uint8_t payload[512], buf[2048];
     size_t plen = channel_data(payload, v.b.channel, data_bytes, 100, 0, 0);
     CHECK(plain_send(v.client, family, &v.b.listener, v.b.listener_port, payload, plen) == (ssize_t)plen,
@@ -1384,7 +1387,7 @@ static void offloaded_checksum_passes(int family, uint32_t mode_flag, const char
           "relayed a datagram with a partial checksum");
     veth_stop(&v);
     if (n < 0)
-        printf("ok   %s\n", name);
+        printf("ok   %s\n", v.name);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1495,8 +1498,8 @@ static void bench(int rounds)
     plen = channel_data(payload, 0x4abc, data_bytes, 100, 0, 0);
     n = to_listener(pkt, &b44, payload, plen, 64);
     bench_one("unbound channel (map miss, pass)", pkt, n, rounds, nobjects, objects);
-    struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = 5353, .dport = 53, .ttl = 64,
-                     .payload = data_bytes, .plen = 100};
+    struct spec s = spec_to_listener(&b44, data_bytes, 100, 64);
+    s.sport = 5353, s.dport = 53;
     n = build(pkt, &s);
     bench_one("UDP to another port (pass)", pkt, n, rounds, nobjects, objects);
     /* The floor: a two-instruction program that only passes, measured the same way. */
@@ -1601,14 +1604,13 @@ static void test_namespaces(void)
     CHECK(err == 0, "attach the pass program to veth1: %s", strerror(-err));
     setns(original_ns, CLONE_NEWNET);
 
-    end_to_end(4, XDP_FLAGS_DRV_MODE, "native");
-    end_to_end(6, XDP_FLAGS_DRV_MODE, "native");
-    end_to_end(4, XDP_FLAGS_SKB_MODE, "generic");
-    end_to_end(6, XDP_FLAGS_SKB_MODE, "generic");
-    offloaded_checksum_passes(4, XDP_FLAGS_DRV_MODE, "native");
-    offloaded_checksum_passes(6, XDP_FLAGS_DRV_MODE, "native");
-    offloaded_checksum_passes(4, XDP_FLAGS_SKB_MODE, "generic");
-    offloaded_checksum_passes(6, XDP_FLAGS_SKB_MODE, "generic");
+    const uint32_t modes[] = {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+    for (int m = 0; m < 2; m++)
+        for (int family = 4; family <= 6; family += 2)
+            end_to_end(family, modes[m]);
+    for (int m = 0; m < 2; m++)
+        for (int family = 4; family <= 6; family += 2)
+            offloaded_checksum_passes(family, modes[m]);
     if (with_bench) {
         bench_veth(4, 20000);
         bench_veth(6, 20000);
