@@ -565,6 +565,15 @@ static void expect_pass(const uint8_t *in, size_t len, int reason)
     expect(in, len, NULL, 0, e, 1);
 }
 
+/* Builds the packet of spec s and expects it to pass for `reason`. */
+static void expect_spec_pass(const char *name, const struct spec *s, int reason)
+{
+    uint8_t pkt[4096];
+    current_test = name;
+    size_t n = build(pkt, s);
+    expect_pass(pkt, n, reason);
+}
+
 /* A client → listener packet through binding b with an arbitrary UDP payload. */
 static size_t to_listener(uint8_t *buf, const struct binding *b, const uint8_t *payload, size_t plen, uint8_t ttl)
 {
@@ -637,16 +646,12 @@ static void test_passes(void)
         expect_pass(pkt, m + 4, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
     }
 
-    current_test = "IPv4 first fragment (MF) passes";
     {
         struct spec s = spec_to_listener(&b44, payload, plen, 64);
         s.frag = 0x2000;
-        n = build(pkt, &s);
-        expect_pass(pkt, n, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
-        current_test = "IPv4 later fragment (offset) passes";
+        expect_spec_pass("IPv4 first fragment (MF) passes", &s, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
         s.frag = 0x0010;
-        n = build(pkt, &s);
-        expect_pass(pkt, n, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
+        expect_spec_pass("IPv4 later fragment (offset) passes", &s, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
     }
 
     current_test = "IPv6 hop-by-hop extension header passes";
@@ -667,16 +672,12 @@ static void test_passes(void)
         expect_pass(pkt, m + 8, TR_PASS_IPV6_EXTENSION_HEADER);
     }
 
-    current_test = "UDP to another port passes";
     {
         struct spec s = spec_to_listener(&b44, payload, plen, 64);
         s.sport = 5353, s.dport = 53;
-        n = build(pkt, &s);
-        expect_pass(pkt, n, TR_PASS_NOT_OUR_PORT);
-        current_test = "UDP just below the relay range passes";
+        expect_spec_pass("UDP to another port passes", &s, TR_PASS_NOT_OUR_PORT);
         s.dport = 49151;
-        n = build(pkt, &s);
-        expect_pass(pkt, n, TR_PASS_NOT_OUR_PORT);
+        expect_spec_pass("UDP just below the relay range passes", &s, TR_PASS_NOT_OUR_PORT);
     }
 
     current_test = "STUN Binding request to the listener passes";
@@ -775,13 +776,11 @@ static void test_passes(void)
     n = to_listener(pkt, &b46, payload, plen, 64);
     expect_pass(pkt, n, TR_PASS_OVERSIZED);
 
-    current_test = "zero UDP checksum towards IPv6 passes";
     {
         plen = channel_data(payload, b46.channel, data_bytes, 8, 0, 0);
         struct spec s = spec_to_listener(&b46, payload, plen, 64);
         s.zero_checksum = 1;
-        n = build(pkt, &s);
-        expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
+        expect_spec_pass("zero UDP checksum towards IPv6 passes", &s, TR_PASS_CHECKSUM_OR_OTHER);
     }
     current_test = "zero UDP checksum received over IPv6 passes (even towards IPv4)";
     n = from_peer(pkt, &b46, 30, 64); /* IPv6 peer, IPv4 client */
