@@ -168,6 +168,10 @@ static __always_inline int client_route(void *payload, void *data_end, __u16 ple
         return TR_PASS_CHANNEL_LENGTH_BEYOND_DATAGRAM;
     if (len == 0 || plen > CHANNEL_DATA_HLEN + ((len + 3) & ~3))
         return TR_PASS_MALFORMED_CHANNEL_DATA;
+    /* Beyond any MTU the program is meant for (tr_config.mtu may be set up to 65535), and the
+     * padding offsets below rely on it. */
+    if (plen >= 0x4000)
+        return TR_PASS_OVERSIZED;
 
     /* Word by word: the structs of turn_router.h are only 2-byte aligned by type. */
     __u32 key[sizeof(struct tr_client_key) / 4];
