@@ -130,7 +130,11 @@ enum tr_counter {
     TR_PASS_CHECKSUM_OR_OTHER = 14,    /* zero UDP checksum to IPv6, bad IPv4 header checksum,
                                         * inconsistent IP/UDP lengths, empty peer datagram, a route
                                         * with an unknown family value */
-    TR_PASS_TTL = 15,                  /* TTL / hop limit 1 or 0: would reach 0 */
+    TR_PASS_TTL = 15,                  /* reserved, never counted: the program sends with
+                                        * tr_config.ttl / hop_limit like a fresh datagram from
+                                        * userspace, so the received TTL / hop limit (even 1 or 0:
+                                        * the kernel delivers those to the socket, too) is no
+                                        * reason to pass. The index stays, the layout is fixed. */
     TR_PASS_PARTIAL_CHECKSUM = 16,     /* the UDP checksum field holds only the pseudo-header sum:
                                         * a locally sent datagram whose checksum is offloaded
                                         * (CHECKSUM_PARTIAL, e.g. from a container over a veth) or a

@@ -299,6 +299,17 @@ static void expect(const uint8_t *in, size_t in_len, const uint8_t *want, size_t
     check_counters(before, e, n);
 }
 
+/* tr_config.ttl / hop_limit as set_config writes them (0 = the program's default, 64). */
+static uint8_t cfg_ttl, cfg_hop_limit;
+
+/* The TTL / hop limit a relayed packet leaves with: the configured one, like a fresh datagram sent
+ * from userspace, whatever the received packet had. */
+static uint8_t sent_ttl(int family)
+{
+    uint8_t v = family == 4 ? cfg_ttl : cfg_hop_limit;
+    return v ? v : 64;
+}
+
 static void set_config(uint16_t mtu, uint32_t flags)
 {
     struct tr_config c;
@@ -309,6 +320,8 @@ static void set_config(uint16_t mtu, uint32_t flags)
     c.relay_port_max = htons(65535);
     c.mtu = htons(mtu);
     c.flags = htonl(flags);
+    c.ttl = cfg_ttl;
+    c.hop_limit = cfg_hop_limit;
     uint32_t zero = 0;
     if (bpf_map_update_elem(config_fd, &zero, &c, BPF_ANY)) {
         fprintf(stderr, "config update: %s\n", strerror(errno));
@@ -386,40 +399,67 @@ static void route_down(const struct binding *b)
 
 static uint8_t data_bytes[2048];
 
-/* client → peer through binding b: ChannelData of `len` data bytes and `pad` padding bytes.
- * Builds the received packet and the expected one from scratch and runs it. */
-static void relay_client_to_peer(const struct binding *b, uint16_t len, size_t pad, uint8_t ttl, uint8_t tos,
-                                 uint32_t flow)
+/* The received packets: client → listener, peer → relay address, through binding b. */
+static struct spec spec_to_listener(const struct binding *b, const uint8_t *payload, size_t plen, uint8_t ttl)
+{
+    return (struct spec){.family = b->client_family, .src = b->client, .dst = b->listener, .sport = b->client_port,
+                         .dport = b->listener_port, .ttl = ttl, .frag = 0x4000, .payload = payload, .plen = plen,
+                         .min_frame = 60};
+}
+
+static struct spec spec_from_peer(const struct binding *b, const uint8_t *payload, size_t plen, uint8_t ttl)
+{
+    return (struct spec){.family = b->peer_family, .src = b->peer, .dst = b->relay, .sport = b->peer_port,
+                         .dport = b->relay_port, .ttl = ttl, .payload = payload, .plen = plen, .min_frame = 60};
+}
+
+/* The packet the program must send for `in` received through b (towards the peer or the client):
+ * fresh TTL / hop limit, TOS kept, IPv4 identification and flags kept from IPv4 (else 0 and DF),
+ * IPv6 flow label kept from IPv6 (else 0), MAC addresses swapped, no Ethernet padding. */
+static struct spec spec_sent(const struct binding *b, int to_peer, const struct spec *in, const uint8_t *payload,
+                             size_t plen)
+{
+    int family = to_peer ? b->peer_family : b->client_family;
+    struct spec w = {.family = family, .src = to_peer ? b->relay : b->listener, .dst = to_peer ? b->peer : b->client,
+                     .sport = to_peer ? b->relay_port : b->listener_port, .dport = to_peer ? b->peer_port : b->client_port,
+                     .ttl = sent_ttl(family), .tos = in->tos,
+                     .flow = in->family == 6 && family == 6 ? in->flow : 0,
+                     .ip_id = in->family == 4 ? in->ip_id : 0, .frag = in->family == 4 ? in->frag : 0x4000,
+                     .zero_checksum = in->zero_checksum, .smac = MAC_R, .dmac = MAC_A, .payload = payload,
+                     .plen = plen};
+    return w;
+}
+
+/* client → peer through binding b: ChannelData of `len` data bytes and `pad` padding bytes of value
+ * pad_byte. Builds the received packet and the expected one from scratch and runs it. */
+static void relay_client_to_peer_padded(const struct binding *b, uint16_t len, size_t pad, uint8_t pad_byte,
+                                        uint8_t ttl, uint8_t tos, uint32_t flow)
 {
     uint8_t payload[2100], in[4096], want[4096];
-    size_t plen = channel_data(payload, b->channel, data_bytes, len, pad, 0xa5);
-    struct spec s = {.family = b->client_family, .src = b->client, .dst = b->listener, .sport = b->client_port,
-                     .dport = b->listener_port, .ttl = ttl, .tos = tos, .flow = flow, .ip_id = 0x1234,
-                     .frag = 0x4000, .payload = payload, .plen = plen, .min_frame = 60};
+    size_t plen = channel_data(payload, b->channel, data_bytes, len, pad, pad_byte);
+    struct spec s = spec_to_listener(b, payload, plen, ttl);
+    s.tos = tos, s.flow = flow, s.ip_id = 0x1234;
     size_t in_len = build(in, &s);
-    struct spec w = {.family = b->peer_family, .src = b->relay, .dst = b->peer, .sport = b->relay_port,
-                     .dport = b->peer_port, .ttl = ttl - 1, .tos = tos,
-                     .flow = b->client_family == 6 && b->peer_family == 6 ? flow : 0,
-                     .ip_id = b->client_family == 4 ? 0x1234 : 0, .frag = 0x4000, .smac = MAC_R, .dmac = MAC_A,
-                     .payload = data_bytes, .plen = len};
+    struct spec w = spec_sent(b, 1, &s, data_bytes, len);
     size_t want_len = build(want, &w);
     struct expect_counter e[] = {{TR_RELAYED_PACKETS_CLIENT_TO_PEER, 1}, {TR_RELAYED_BYTES_CLIENT_TO_PEER, len}};
     expect(in, in_len, want, want_len, e, 2);
 }
 
+static void relay_client_to_peer(const struct binding *b, uint16_t len, size_t pad, uint8_t ttl, uint8_t tos,
+                                 uint32_t flow)
+{
+    relay_client_to_peer_padded(b, len, pad, 0xa5, ttl, tos, flow);
+}
+
 static void relay_peer_to_client(const struct binding *b, uint16_t len, uint8_t ttl, uint8_t tos, uint32_t flow)
 {
     uint8_t payload[2100], in[4096], want[4096];
-    struct spec s = {.family = b->peer_family, .src = b->peer, .dst = b->relay, .sport = b->peer_port,
-                     .dport = b->relay_port, .ttl = ttl, .tos = tos, .flow = flow, .ip_id = 0x4321,
-                     .frag = 0, .payload = data_bytes, .plen = len, .min_frame = 60};
+    struct spec s = spec_from_peer(b, data_bytes, len, ttl);
+    s.tos = tos, s.flow = flow, s.ip_id = 0x4321;
     size_t in_len = build(in, &s);
     size_t plen = channel_data(payload, b->channel, data_bytes, len, 0, 0);
-    struct spec w = {.family = b->client_family, .src = b->listener, .dst = b->client, .sport = b->listener_port,
-                     .dport = b->client_port, .ttl = ttl - 1, .tos = tos,
-                     .flow = b->client_family == 6 && b->peer_family == 6 ? flow : 0,
-                     .ip_id = b->peer_family == 4 ? 0x4321 : 0, .frag = b->peer_family == 4 ? 0 : 0x4000,
-                     .smac = MAC_R, .dmac = MAC_A, .payload = payload, .plen = plen};
+    struct spec w = spec_sent(b, 0, &s, payload, plen);
     size_t want_len = build(want, &w);
     struct expect_counter e[] = {{TR_RELAYED_PACKETS_PEER_TO_CLIENT, 1}, {TR_RELAYED_BYTES_PEER_TO_CLIENT, len}};
     expect(in, in_len, want, want_len, e, 2);
@@ -444,50 +484,76 @@ static void init_bindings(void)
         data_bytes[i] = (uint8_t)(i * 7 + 3);
 }
 
+
+/* One relayed packet: client → peer (ChannelData of len bytes and pad padding bytes) or peer →
+ * client (len bytes), received with the given TTL / hop limit, TOS and flow label. */
+struct relay_case {
+    const char *name;
+    int to_peer;
+    const struct binding *b;
+    uint16_t len;
+    uint8_t pad, ttl, tos;
+    uint32_t flow;
+};
+
+static void run_relay_cases(const struct relay_case *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        current_test = c[i].name;
+        if (c[i].to_peer)
+            relay_client_to_peer(c[i].b, c[i].len, c[i].pad, c[i].ttl, c[i].tos, c[i].flow);
+        else
+            relay_peer_to_client(c[i].b, c[i].len, c[i].ttl, c[i].tos, c[i].flow);
+    }
+}
+
 static void test_relaying(void)
 {
-    current_test = "v4->v4 client->peer, 3 padding bytes stripped";
-    relay_client_to_peer(&b44, 5, 3, 64, 0x00, 0);
-    current_test = "v4->v4 client->peer, no padding, TOS kept";
-    relay_client_to_peer(&b44, 100, 0, 17, 0xb8, 0);
-    current_test = "v4->v4 client->peer, odd length 1, 3 padding bytes";
-    relay_client_to_peer(&b44, 1, 3, 2, 0, 0);
-    current_test = "v4->v4 client->peer, padding shorter than allowed (2 of 3)";
-    relay_client_to_peer(&b44, 5, 2, 64, 0, 0);
-    current_test = "v4->v4 peer->client";
-    relay_peer_to_client(&b44, 7, 64, 0, 0);
-    current_test = "v4->v4 peer->client, 1 byte in a padded Ethernet frame";
-    relay_peer_to_client(&b44, 1, 64, 0, 0);
-    current_test = "v4->v4 peer->client, 1,000 bytes";
-    relay_peer_to_client(&b44, 1000, 2, 0x2e, 0);
+    const struct relay_case cases[] = {
+        {"v4->v4 client->peer, 3 padding bytes stripped", 1, &b44, 5, 3, 64, 0x00, 0},
+        {"v4->v4 client->peer, no padding, TOS kept", 1, &b44, 100, 0, 17, 0xb8, 0},
+        {"v4->v4 client->peer, odd length 1, 3 padding bytes", 1, &b44, 1, 3, 2, 0, 0},
+        {"v4->v4 client->peer, padding shorter than allowed (2 of 3)", 1, &b44, 5, 2, 64, 0, 0},
+        {"v4->v4 peer->client", 0, &b44, 7, 0, 64, 0, 0},
+        {"v4->v4 peer->client, 1 byte in a padded Ethernet frame", 0, &b44, 1, 0, 64, 0, 0},
+        {"v4->v4 peer->client, 1,000 bytes", 0, &b44, 1000, 0, 2, 0x2e, 0},
+        {"v6->v6 client->peer", 1, &b66, 33, 3, 64, 0x10, 0xabcde},
+        {"v6->v6 client->peer, no padding", 1, &b66, 1200, 0, 255, 0, 0x12345},
+        {"v6->v6 peer->client", 0, &b66, 33, 0, 64, 0x10, 0xabcde},
+        {"v6->v6 peer->client, 1,400 bytes", 0, &b66, 1400, 0, 2, 0, 1},
+        {"v4 client -> v6 peer", 1, &b46, 61, 3, 64, 0x08, 0},
+        {"v6 peer -> v4 client", 0, &b46, 61, 0, 64, 0x08, 0x55555},
+        {"v6 client -> v4 peer", 1, &b64, 62, 2, 64, 0, 0x11111},
+        {"v4 peer -> v6 client", 0, &b64, 62, 0, 64, 0, 0},
+        /* The received TTL / hop limit does not matter: a packet addressed to this host is
+         * delivered to the socket whatever its TTL, and the userspace path relays it in a fresh
+         * datagram. */
+        {"TTL 1 received, client->peer relayed with TTL 64", 1, &b44, 8, 0, 1, 0, 0},
+        {"TTL 1 received, peer->client relayed with TTL 64", 0, &b44, 20, 0, 1, 0, 0},
+        {"hop limit 1 received, v6->v6 client->peer relayed with hop limit 64", 1, &b66, 20, 0, 1, 0, 0},
+        {"hop limit 1 received, v6->v6 peer->client relayed with hop limit 64", 0, &b66, 20, 0, 1, 0, 0},
+        {"hop limit 1 received, v6 peer -> v4 client relayed with TTL 64", 0, &b46, 20, 0, 1, 0, 0},
+        {"TTL 0 received, v4 peer -> v6 client relayed with hop limit 64", 0, &b64, 20, 0, 0, 0, 0},
+        {"hop limit 0 received, v6 client -> v4 peer relayed with TTL 64", 1, &b64, 20, 0, 0, 0, 0},
+        /* The largest result that fits a 1500-byte MTU, each way. */
+        {"v4->v4 client->peer, the input at the MTU", 1, &b44, 1468, 0, 64, 0, 0},
+        {"v4 client -> v6 peer, the result at the MTU", 1, &b46, 1452, 0, 64, 0, 0},
+        {"v4->v4 peer->client at the MTU", 0, &b44, 1468, 0, 64, 0, 0},
+        {"v6 peer -> v4 client: the IPv6 input at the MTU shrinks", 0, &b46, 1452, 0, 64, 0, 0},
+    };
+    run_relay_cases(cases, sizeof cases / sizeof cases[0]);
 
-    current_test = "v6->v6 client->peer";
-    relay_client_to_peer(&b66, 33, 3, 64, 0x10, 0xabcde);
-    current_test = "v6->v6 client->peer, no padding";
-    relay_client_to_peer(&b66, 1200, 0, 255, 0, 0x12345);
-    current_test = "v6->v6 peer->client";
-    relay_peer_to_client(&b66, 33, 64, 0x10, 0xabcde);
-    current_test = "v6->v6 peer->client, 1,400 bytes";
-    relay_peer_to_client(&b66, 1400, 2, 0, 1);
-
-    current_test = "v4 client -> v6 peer";
-    relay_client_to_peer(&b46, 61, 3, 64, 0x08, 0);
-    current_test = "v6 peer -> v4 client";
-    relay_peer_to_client(&b46, 61, 64, 0x08, 0x55555);
-    current_test = "v6 client -> v4 peer";
-    relay_client_to_peer(&b64, 62, 2, 64, 0, 0x11111);
-    current_test = "v4 peer -> v6 client";
-    relay_peer_to_client(&b64, 62, 64, 0, 0);
-
-    /* The largest result that fits a 1500-byte MTU, each way. */
-    current_test = "v4->v4 client->peer, the input at the MTU";
-    relay_client_to_peer(&b44, 1468, 0, 64, 0, 0);
-    current_test = "v4 client -> v6 peer, the result at the MTU";
-    relay_client_to_peer(&b46, 1452, 0, 64, 0, 0);
-    current_test = "v4->v4 peer->client at the MTU";
-    relay_peer_to_client(&b44, 1468, 64, 0, 0);
-    current_test = "v6 peer -> v4 client: the IPv6 input at the MTU shrinks";
-    relay_peer_to_client(&b46, 1452, 64, 0, 0);
+    /* Padding present and non-zero (0xff, so that a byte missed by the checksum update shows):
+     * every padding length, at both byte positions, each family pair. */
+    const struct binding *bs[] = {&b44, &b66, &b46, &b64};
+    char name[128];
+    for (int i = 0; i < 4; i++)
+        for (uint16_t len = 9; len <= 11; len++) {
+            snprintf(name, sizeof name, "client->peer v%d->v%d, %u data bytes, %u padding bytes 0xff",
+                     bs[i]->client_family, bs[i]->peer_family, len, 4 - len % 4);
+            current_test = name;
+            relay_client_to_peer_padded(bs[i], len, 4 - len % 4, 0xff, 64, 0, 0);
+        }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -499,21 +565,28 @@ static void expect_pass(const uint8_t *in, size_t len, int reason)
     expect(in, len, NULL, 0, e, 1);
 }
 
+/* Builds the packet of spec s and expects it to pass for `reason`. */
+static void expect_spec_pass(const char *name, const struct spec *s, int reason)
+{
+    uint8_t pkt[4096];
+    current_test = name;
+    size_t n = build(pkt, s);
+    expect_pass(pkt, n, reason);
+}
+
 /* A client → listener packet through binding b with an arbitrary UDP payload. */
 static size_t to_listener(uint8_t *buf, const struct binding *b, const uint8_t *payload, size_t plen, uint8_t ttl)
 {
-    struct spec s = {.family = b->client_family, .src = b->client, .dst = b->listener, .sport = b->client_port,
-                     .dport = b->listener_port, .ttl = ttl, .payload = payload, .plen = plen, .min_frame = 60};
+    struct spec s = spec_to_listener(b, payload, plen, ttl);
+    s.frag = 0;
     return build(buf, &s);
 }
 
 static size_t from_peer(uint8_t *buf, const struct binding *b, size_t plen, uint8_t ttl)
 {
-    struct spec s = {.family = b->peer_family, .src = b->peer, .dst = b->relay, .sport = b->peer_port,
-                     .dport = b->relay_port, .ttl = ttl, .payload = data_bytes, .plen = plen, .min_frame = 60};
+    struct spec s = spec_from_peer(b, data_bytes, plen, ttl);
     return build(buf, &s);
 }
-
 /* A STUN message header (RFC 8489 §5) with a zero-length body. */
 static size_t stun(uint8_t *out, uint16_t type)
 {
@@ -529,17 +602,6 @@ static void test_passes(void)
 {
     uint8_t pkt[4096], payload[2100];
     size_t n, plen;
-
-    current_test = "TTL 1 client->peer passes";
-    plen = channel_data(payload, b44.channel, data_bytes, 8, 0, 0);
-    n = to_listener(pkt, &b44, payload, plen, 1);
-    expect_pass(pkt, n, TR_PASS_TTL);
-    current_test = "hop limit 1 peer->client passes";
-    n = from_peer(pkt, &b66, 20, 1);
-    expect_pass(pkt, n, TR_PASS_TTL);
-    current_test = "TTL 0 passes";
-    n = from_peer(pkt, &b44, 20, 0);
-    expect_pass(pkt, n, TR_PASS_TTL);
 
     current_test = "ARP (not IP) passes";
     memset(pkt, 0, 60);
@@ -584,16 +646,12 @@ static void test_passes(void)
         expect_pass(pkt, m + 4, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
     }
 
-    current_test = "IPv4 first fragment (MF) passes";
     {
-        struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = b44.client_port,
-                         .dport = b44.listener_port, .ttl = 64, .frag = 0x2000, .payload = payload, .plen = plen};
-        n = build(pkt, &s);
-        expect_pass(pkt, n, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
-        current_test = "IPv4 later fragment (offset) passes";
+        struct spec s = spec_to_listener(&b44, payload, plen, 64);
+        s.frag = 0x2000;
+        expect_spec_pass("IPv4 first fragment (MF) passes", &s, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
         s.frag = 0x0010;
-        n = build(pkt, &s);
-        expect_pass(pkt, n, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
+        expect_spec_pass("IPv4 later fragment (offset) passes", &s, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
     }
 
     current_test = "IPv6 hop-by-hop extension header passes";
@@ -614,16 +672,12 @@ static void test_passes(void)
         expect_pass(pkt, m + 8, TR_PASS_IPV6_EXTENSION_HEADER);
     }
 
-    current_test = "UDP to another port passes";
     {
-        struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = 5353, .dport = 53,
-                         .ttl = 64, .payload = payload, .plen = plen};
-        n = build(pkt, &s);
-        expect_pass(pkt, n, TR_PASS_NOT_OUR_PORT);
-        current_test = "UDP just below the relay range passes";
+        struct spec s = spec_to_listener(&b44, payload, plen, 64);
+        s.sport = 5353, s.dport = 53;
+        expect_spec_pass("UDP to another port passes", &s, TR_PASS_NOT_OUR_PORT);
         s.dport = 49151;
-        n = build(pkt, &s);
-        expect_pass(pkt, n, TR_PASS_NOT_OUR_PORT);
+        expect_spec_pass("UDP just below the relay range passes", &s, TR_PASS_NOT_OUR_PORT);
     }
 
     current_test = "STUN Binding request to the listener passes";
@@ -722,14 +776,11 @@ static void test_passes(void)
     n = to_listener(pkt, &b46, payload, plen, 64);
     expect_pass(pkt, n, TR_PASS_OVERSIZED);
 
-    current_test = "zero UDP checksum towards IPv6 passes";
     {
         plen = channel_data(payload, b46.channel, data_bytes, 8, 0, 0);
-        struct spec s = {.family = 4, .src = b46.client, .dst = b46.listener, .sport = b46.client_port,
-                         .dport = b46.listener_port, .ttl = 64, .zero_checksum = 1, .payload = payload,
-                         .plen = plen, .min_frame = 60};
-        n = build(pkt, &s);
-        expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
+        struct spec s = spec_to_listener(&b46, payload, plen, 64);
+        s.zero_checksum = 1;
+        expect_spec_pass("zero UDP checksum towards IPv6 passes", &s, TR_PASS_CHECKSUM_OR_OTHER);
     }
     current_test = "zero UDP checksum received over IPv6 passes (even towards IPv4)";
     n = from_peer(pkt, &b46, 30, 64); /* IPv6 peer, IPv4 client */
@@ -802,30 +853,97 @@ static void test_zero_checksum_v4(void)
     current_test = "zero UDP checksum v4->v4 stays zero";
     uint8_t payload[64], in[256], want[256];
     size_t plen = channel_data(payload, b44.channel, data_bytes, 10, 2, 0);
-    struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = b44.client_port,
-                     .dport = b44.listener_port, .ttl = 64, .ip_id = 7, .zero_checksum = 1, .payload = payload,
-                     .plen = plen, .min_frame = 60};
+    struct spec s = spec_to_listener(&b44, payload, plen, 64);
+    s.ip_id = 7, s.zero_checksum = 1;
     size_t n = build(in, &s);
-    struct spec w = {.family = 4, .src = b44.relay, .dst = b44.peer, .sport = b44.relay_port, .dport = b44.peer_port,
-                     .ttl = 63, .ip_id = 7, .zero_checksum = 1, .smac = MAC_R, .dmac = MAC_A, .payload = data_bytes,
-                     .plen = 10, .min_frame = 0};
+    struct spec w = spec_sent(&b44, 1, &s, data_bytes, 10);
     size_t wn = build(want, &w);
     struct expect_counter e[] = {{TR_RELAYED_PACKETS_CLIENT_TO_PEER, 1}, {TR_RELAYED_BYTES_CLIENT_TO_PEER, 10}};
     expect(in, n, want, wn, e, 2);
 }
 
-static void test_rfc5766_channels(void)
+/* tr_config.ttl / hop_limit set: every family pair sends with them, whatever was received. */
+static void test_configured_ttl(void)
 {
-    current_test = "channel 0x7fff relays with the RFC 5766 flag";
-    set_config(1500, TR_CONFIG_RFC5766_CHANNELS);
-    struct binding b = b44;
-    b.channel = 0x7fff;
-    b.client_port = 41000;
-    b.peer_port = 6100; /* a peer transport address has one channel per allocation */
-    route_up(&b);
-    relay_client_to_peer(&b, 12, 0, 64, 0, 0);
-    route_down(&b);
+    cfg_ttl = 100;
+    cfg_hop_limit = 7;
     set_config(1500, 0);
+    const struct binding *bs[] = {&b44, &b66, &b46, &b64};
+    const char *names[] = {"configured TTL 100 / hop limit 7: v4->v4", "configured TTL 100 / hop limit 7: v6->v6",
+                           "configured TTL 100 / hop limit 7: v4 client, v6 peer",
+                           "configured TTL 100 / hop limit 7: v6 client, v4 peer"};
+    for (int i = 0; i < 4; i++) {
+        current_test = names[i];
+        relay_client_to_peer(bs[i], 30, 2, 1, 0x20, 0x12345);
+        relay_peer_to_client(bs[i], 30, 255, 0x20, 0x12345);
+    }
+    cfg_ttl = cfg_hop_limit = 0;
+    set_config(1500, 0);
+}
+
+/* The edges of the channel number range (RFC 8656 §12: 0x4000-0x4FFF; RFC 5766 §11 allowed up to
+ * 0x7FFF, accepted with TR_CONFIG_RFC5766_CHANNELS), each with a route installed, both directions
+ * where the number is valid. */
+static void test_channel_numbers(void)
+{
+    uint8_t pkt[256], payload[64];
+    struct {
+        uint16_t channel;
+        int flag;   /* TR_CONFIG_RFC5766_CHANNELS set */
+        int reason; /* 0: relayed */
+        const char *name;
+    } cases[] = {
+        {0x4000, 0, 0, "channel 0x4000 (the lowest) relays"},
+        {0x4fff, 0, 0, "channel 0x4fff (the highest of RFC 8656) relays without the RFC 5766 flag"},
+        {0x4fff, 1, 0, "channel 0x4fff relays with the RFC 5766 flag"},
+        {0x5000, 0, TR_PASS_MALFORMED_CHANNEL_DATA, "channel 0x5000 passes without the RFC 5766 flag"},
+        {0x5000, 1, 0, "channel 0x5000 relays with the RFC 5766 flag"},
+        {0x7fff, 0, TR_PASS_MALFORMED_CHANNEL_DATA, "channel 0x7fff passes without the RFC 5766 flag"},
+        {0x7fff, 1, 0, "channel 0x7fff (the highest of RFC 5766) relays with the RFC 5766 flag"},
+        {0x8000, 1, TR_PASS_NOT_CHANNEL_DATA, "0x8000 (first bits 10) is not ChannelData, even with the flag"},
+        {0x3fff, 1, TR_PASS_NOT_CHANNEL_DATA, "0x3fff (first bits 00: STUN) is not ChannelData"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        current_test = cases[i].name;
+        set_config(1500, cases[i].flag ? TR_CONFIG_RFC5766_CHANNELS : 0);
+        struct binding b = b44;
+        b.channel = cases[i].channel;
+        b.client_port = (uint16_t)(41000 + i);
+        b.peer_port = (uint16_t)(6100 + i); /* a peer transport address has one channel per allocation */
+        route_up(&b);
+        if (cases[i].reason == 0) {
+            relay_client_to_peer(&b, 12, 0, 64, 0, 0);
+            relay_peer_to_client(&b, 12, 64, 0, 0);
+        } else {
+            size_t plen = channel_data(payload, b.channel, data_bytes, 12, 0, 0);
+            size_t n = to_listener(pkt, &b, payload, plen, 64);
+            expect_pass(pkt, n, cases[i].reason);
+        }
+        route_down(&b);
+    }
+    set_config(1500, 0);
+}
+
+/* UDP length and IP length disagree: the kernel drops the datagram (or trims it); the program
+ * passes it, on either side, in either family, shorter or longer. */
+static void test_length_mismatch(void)
+{
+    uint8_t pkt[512], payload[64];
+    size_t plen = channel_data(payload, b44.channel, data_bytes, 24, 0, 0);
+    const struct binding *bs[] = {&b44, &b66};
+    for (int i = 0; i < 2; i++)
+        for (int side = 0; side < 2; side++)
+            for (int d = -2; d <= 2; d += 4) {
+                char name[128];
+                snprintf(name, sizeof name, "IPv%d %s: UDP length %+d against the IP length passes",
+                         bs[i]->client_family, side ? "to the listener" : "from a peer", d);
+                current_test = name;
+                size_t n = side ? to_listener(pkt, bs[i], payload, plen, 64) : from_peer(pkt, bs[i], 24, 64);
+                uint8_t *udp = pkt + (bs[i]->client_family == 4 ? 34 : 54);
+                uint16_t ulen = (uint16_t)((udp[4] << 8 | udp[5]) + d);
+                udp[4] = ulen >> 8, udp[5] = ulen & 0xff;
+                expect_pass(pkt, n, TR_PASS_CHECKSUM_OR_OTHER);
+            }
 }
 
 static void test_route_down(void)
@@ -1123,110 +1241,142 @@ static ssize_t receive(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint1
     return receive_within(fd, buf, cap, from, from_port, 3000);
 }
 
-static void end_to_end(int family, uint32_t mode_flag, const char *mode)
+/* A binding between two sockets in the outside namespace (client and peer there, 198.18.0.2 or
+ * 2001:db8::2) and the relay's veth0 addresses (198.18.0.1 or 2001:db8::1). Each test takes its
+ * own slot k, so no two tests share ports or a channel. */
+static struct binding veth_binding(int family, uint16_t k)
 {
-    char name[128];
-    snprintf(name, sizeof name, "end to end over veth, IPv%d, %s mode", family, mode);
-    current_test = name;
-    /* outside: client and peer (198.18.0.2 / 2001:db8::2); relay: 198.18.0.1 / 2001:db8::1 */
     struct binding b;
     memset(&b, 0, sizeof b);
     b.client_family = b.peer_family = family;
     b.client = b.peer = family == 4 ? v4(198, 18, 0, 2) : v6("2001:db8::2");
     b.listener = b.relay = family == 4 ? v4(198, 18, 0, 1) : v6("2001:db8::1");
-    b.client_port = 40000, b.listener_port = 3478, b.relay_port = 50000, b.peer_port = 40001;
-    b.channel = 0x4000 + family;
-    route_up(&b);
+    b.client_port = 40000 + k, b.listener_port = 3478, b.relay_port = 50000 + k, b.peer_port = 40001 + k;
+    b.channel = 0x4000 + k + family;
+    return b;
+}
 
+/* Attaches prog to veth0 in the relay namespace, then enters the outside namespace. */
+static int veth_attach(int prog, uint32_t mode_flag)
+{
     CHECK(enter(ns_relay) == 0, "enter relay namespace");
-    int relay_if = (int)if_nametoindex("veth0");
-    int err = bpf_xdp_attach(relay_if, prog_fd, mode_flag, NULL);
-    CHECK(err == 0, "attach turn_router to veth0 (%s): %s", mode, strerror(-err));
+    int err = bpf_xdp_attach((int)if_nametoindex("veth0"), prog, mode_flag, NULL);
+    CHECK(err == 0, "attach to veth0 (%s mode): %s", mode_flag == XDP_FLAGS_SKB_MODE ? "generic" : "native",
+          strerror(-err));
     CHECK(enter(ns_outside) == 0, "enter outside namespace");
-    int client = udp_socket(family, &b.client, b.client_port);
-    int peer = udp_socket(family, &b.peer, b.peer_port);
-    CHECK(client >= 0 && peer >= 0, "sockets: %s", strerror(errno));
+    return err;
+}
 
-    uint64_t before[TR_COUNTER_COUNT];
+/* Detaches from veth0 and returns to the original namespace. */
+static void veth_detach(uint32_t mode_flag)
+{
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    CHECK(bpf_xdp_detach((int)if_nametoindex("veth0"), mode_flag, NULL) == 0, "detach");
+    setns(original_ns, CLONE_NEWNET);
+}
+
+/* One veth test: its binding routed, the program attached, a client and a peer socket open in the
+ * outside namespace (which is the current one between veth_start and veth_stop). */
+struct veth_run {
+    char name[128];
+    struct binding b;
+    uint32_t mode_flag;
+    int client, peer;
+};
+
+static void veth_start(struct veth_run *v, int family, uint16_t k, uint32_t mode_flag)
+{
+    v->b = veth_binding(family, k);
+    v->mode_flag = mode_flag;
+    route_up(&v->b);
+    veth_attach(prog_fd, mode_flag);
+    v->client = udp_socket(family, &v->b.client, v->b.client_port);
+    v->peer = udp_socket(family, &v->b.peer, v->b.peer_port);
+    CHECK(v->client >= 0 && v->peer >= 0, "sockets: %s", strerror(errno));
+}
+
+static void veth_stop(struct veth_run *v)
+{
+    if (v->client >= 0)
+        close(v->client);
+    if (v->peer >= 0)
+        close(v->peer);
+    veth_detach(v->mode_flag);
+    route_down(&v->b);
+}
+
+/* Names the test after `what`, the family and the mode, starts it (veth_start) and reads the
+ * counters into `before`. */
+static void veth_begin(struct veth_run *v, const char *what, int family, uint16_t k, uint32_t mode_flag,
+                       uint64_t before[TR_COUNTER_COUNT])
+{
+    snprintf(v->name, sizeof v->name, "%s, IPv%d, %s mode", what, family,
+             mode_flag == XDP_FLAGS_SKB_MODE ? "generic" : "native");
+    current_test = v->name;
+    veth_start(v, family, k, mode_flag);
     counters_read(before);
+}
+
+static void end_to_end(int family, uint32_t mode_flag)
+{
+    struct veth_run v;
+    uint64_t before[TR_COUNTER_COUNT];
+    veth_begin(&v, "end to end over veth", family, 0, mode_flag, before);
+    const struct binding *b = &v.b;
     uint8_t payload[512], buf[2048];
     uint16_t len = 301;
-    size_t plen = channel_data(payload, b.channel, data_bytes, len, 3, 0);
+    size_t plen = channel_data(payload, b->channel, data_bytes, len, 3, 0);
     struct a16 from;
     uint16_t from_port = 0;
     /* The first datagram may go before neighbour discovery is done; retry a few times. */
     ssize_t n = -1;
     for (int attempt = 0; attempt < 3 && n < 0; attempt++) {
-        CHECK(raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen) == 0,
+        CHECK(raw_send(family, &b->client, b->client_port, &b->listener, b->listener_port, payload, plen) == 0,
               "raw send: %s", strerror(errno));
-        n = receive(peer, buf, sizeof buf, &from, &from_port);
+        n = receive(v.peer, buf, sizeof buf, &from, &from_port);
     }
     CHECK(n == len && memcmp(buf, data_bytes, len) == 0, "peer received %zd bytes, expected the %u data bytes", n,
           len);
-    CHECK(memcmp(from.b, b.relay.b, 16) == 0 && from_port == b.relay_port,
-          "peer's datagram came from port %u, expected the allocation port %u", from_port, b.relay_port);
+    CHECK(memcmp(from.b, b->relay.b, 16) == 0 && from_port == b->relay_port,
+          "peer's datagram came from port %u, expected the allocation port %u", from_port, b->relay_port);
 
     /* and back: the peer answers the relayed address; the client gets ChannelData from the listener */
-    CHECK(raw_send(family, &b.peer, b.peer_port, &b.relay, b.relay_port, data_bytes + 50, 77) == 0, "raw send back");
-    n = receive(client, buf, sizeof buf, &from, &from_port);
+    CHECK(raw_send(family, &b->peer, b->peer_port, &b->relay, b->relay_port, data_bytes + 50, 77) == 0,
+          "raw send back");
+    n = receive(v.client, buf, sizeof buf, &from, &from_port);
     uint8_t want[128];
-    size_t want_len = channel_data(want, b.channel, data_bytes + 50, 77, 0, 0);
+    size_t want_len = channel_data(want, b->channel, data_bytes + 50, 77, 0, 0);
     CHECK(n == (ssize_t)want_len && memcmp(buf, want, want_len) == 0, "client received %zd bytes, expected %zu",
           n, want_len);
-    CHECK(memcmp(from.b, b.listener.b, 16) == 0 && from_port == b.listener_port,
-          "client's ChannelData came from port %u, expected the listener port %u", from_port, b.listener_port);
+    CHECK(memcmp(from.b, b->listener.b, 16) == 0 && from_port == b->listener_port,
+          "client's ChannelData came from port %u, expected the listener port %u", from_port, b->listener_port);
 
     uint64_t after[TR_COUNTER_COUNT];
     counters_read(after);
     CHECK(after[TR_RELAYED_PACKETS_CLIENT_TO_PEER] - before[TR_RELAYED_PACKETS_CLIENT_TO_PEER] >= 1 &&
               after[TR_RELAYED_PACKETS_PEER_TO_CLIENT] - before[TR_RELAYED_PACKETS_PEER_TO_CLIENT] == 1,
           "the XDP program's relayed counters did not move");
-    if (client >= 0)
-        close(client);
-    if (peer >= 0)
-        close(peer);
-    CHECK(enter(ns_relay) == 0, "enter relay namespace");
-    CHECK(bpf_xdp_detach(relay_if, mode_flag, NULL) == 0, "detach");
-    setns(original_ns, CLONE_NEWNET);
-    route_down(&b);
+    veth_stop(&v);
     if (n == (ssize_t)want_len)
-        printf("ok   %s: ChannelData relayed to the peer and back by XDP_TX\n", name);
+        printf("ok   %s: ChannelData relayed to the peer and back by XDP_TX\n", v.name);
 }
 
 /* An ordinary UDP socket on this host leaves the checksum to offload: over the veth the frame
  * carries only the pseudo-header sum (CHECKSUM_PARTIAL). The program must not relay it (an
  * incremental update of a partial sum yields a wrong checksum and the peer would silently drop
  * the datagram): it passes, counted, and the peer receives nothing from XDP. */
-static void offloaded_checksum_passes(int family, uint32_t mode_flag, const char *mode)
+static void offloaded_checksum_passes(int family, uint32_t mode_flag)
 {
-    char name[128];
-    snprintf(name, sizeof name, "offloaded (partial) checksum over veth passes, IPv%d, %s mode", family, mode);
-    current_test = name;
-    struct binding b;
-    memset(&b, 0, sizeof b);
-    b.client_family = b.peer_family = family;
-    b.client = b.peer = family == 4 ? v4(198, 18, 0, 2) : v6("2001:db8::2");
-    b.listener = b.relay = family == 4 ? v4(198, 18, 0, 1) : v6("2001:db8::1");
-    b.client_port = 40010, b.listener_port = 3478, b.relay_port = 50010, b.peer_port = 40011;
-    b.channel = 0x4010 + family;
-    route_up(&b);
-    CHECK(enter(ns_relay) == 0, "enter relay namespace");
-    int relay_if = (int)if_nametoindex("veth0");
-    int err = bpf_xdp_attach(relay_if, prog_fd, mode_flag, NULL);
-    CHECK(err == 0, "attach (%s): %s", mode, strerror(-err));
-    CHECK(enter(ns_outside) == 0, "enter outside namespace");
-    int client = udp_socket(family, &b.client, b.client_port);
-    int peer = udp_socket(family, &b.peer, b.peer_port);
-    CHECK(client >= 0 && peer >= 0, "sockets: %s", strerror(errno));
+    struct veth_run v;
     uint64_t before[TR_COUNTER_COUNT], after[TR_COUNTER_COUNT];
-    counters_read(before);
+    veth_begin(&v, "offloaded (partial) checksum over veth passes", family, 0x10, mode_flag, before);
     uint8_t payload[512], buf[2048];
-    size_t plen = channel_data(payload, b.channel, data_bytes, 100, 0, 0);
-    CHECK(plain_send(client, family, &b.listener, b.listener_port, payload, plen) == (ssize_t)plen, "send: %s",
-          strerror(errno));
+    size_t plen = channel_data(payload, v.b.channel, data_bytes, 100, 0, 0);
+    CHECK(plain_send(v.client, family, &v.b.listener, v.b.listener_port, payload, plen) == (ssize_t)plen,
+          "send: %s", strerror(errno));
     struct a16 from;
     uint16_t from_port;
-    ssize_t n = receive_within(peer, buf, sizeof buf, &from, &from_port, 500);
+    ssize_t n = receive_within(v.peer, buf, sizeof buf, &from, &from_port, 500);
     counters_read(after);
     CHECK(n < 0, "the peer received %zd bytes", n);
     CHECK(after[TR_PASS_PARTIAL_CHECKSUM] - before[TR_PASS_PARTIAL_CHECKSUM] == 1,
@@ -1234,66 +1384,205 @@ static void offloaded_checksum_passes(int family, uint32_t mode_flag, const char
           (unsigned long long)(after[TR_PASS_PARTIAL_CHECKSUM] - before[TR_PASS_PARTIAL_CHECKSUM]));
     CHECK(after[TR_RELAYED_PACKETS_CLIENT_TO_PEER] == before[TR_RELAYED_PACKETS_CLIENT_TO_PEER],
           "relayed a datagram with a partial checksum");
-    if (client >= 0)
-        close(client);
-    if (peer >= 0)
-        close(peer);
-    CHECK(enter(ns_relay) == 0, "enter relay namespace");
-    CHECK(bpf_xdp_detach(relay_if, mode_flag, NULL) == 0, "detach");
-    setns(original_ns, CLONE_NEWNET);
-    route_down(&b);
+    veth_stop(&v);
     if (n < 0)
-        printf("ok   %s\n", name);
+        printf("ok   %s\n", v.name);
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* --bench: the program's own run time per packet as the kernel accounts it (BPF_ENABLE_STATS, the
+ * same figure as kernel.bpf_stats_enabled and bpftool's run_time_ns / run_cnt). With
+ * --bench-against OTHER.o, the other build is loaded too (same configuration and routes) and the
+ * two are measured alternately in slices, side by side in one run, so that the machine's noise
+ * falls on both alike. */
 
 static int with_bench;
 
+/* An object loaded into the kernel, with its program and maps. */
+struct loaded {
+    const char *label;
+    struct bpf_object *obj;
+    int prog, client_routes, peer_routes, config, counters;
+};
+static struct loaded objects[2];
+static int nobjects;
+
+/* Makes l the object the tests and the helpers above work on. */
+static void use(const struct loaded *l)
+{
+    obj = l->obj;
+    prog_fd = l->prog;
+    client_routes_fd = l->client_routes;
+    peer_routes_fd = l->peer_routes;
+    config_fd = l->config;
+    counters_fd = l->counters;
+}
+
+struct run_time {
+    uint64_t cnt, ns;
+};
+
+static void run_time_read(int prog, struct run_time *t)
+{
+    struct bpf_prog_info info;
+    uint32_t len = sizeof info;
+    memset(&info, 0, sizeof info);
+    bpf_obj_get_info_by_fd(prog, &info, &len);
+    t->cnt = info.run_cnt;
+    t->ns = info.run_time_ns;
+}
+
+static double per_packet(const struct run_time *t) { return t->cnt ? (double)t->ns / (double)t->cnt : 0.0; }
+
+#define BENCH_SLICES 10
+
+/* Runs pkt `rounds` times through every loaded object, in BENCH_SLICES alternating slices, and
+ * prints the run time per packet of each. */
+static void bench_one(const char *what, const uint8_t *pkt, size_t len, int rounds, int n, const struct loaded *objs)
+{
+    struct run_time total[2] = {{0, 0}, {0, 0}};
+    int action[2] = {-1, -1};
+    uint8_t out[4096];
+    size_t out_len;
+    for (int s = 0; s < BENCH_SLICES; s++)
+        for (int o = 0; o < n; o++) {
+            struct run_time a, z;
+            run_time_read(objs[o].prog, &a);
+            int saved = prog_fd;
+            prog_fd = objs[o].prog;
+            for (int i = 0; i < rounds / BENCH_SLICES; i++)
+                action[o] = run_packet(pkt, len, out, &out_len);
+            prog_fd = saved;
+            run_time_read(objs[o].prog, &z);
+            total[o].cnt += z.cnt - a.cnt;
+            total[o].ns += z.ns - a.ns;
+        }
+    printf("bench %-44s %-9s %7.1f ns/packet over %llu runs", what, action_name(action[0]), per_packet(&total[0]),
+           (unsigned long long)total[0].cnt);
+    if (n > 1)
+        printf("   | %s: %-9s %7.1f ns (%+.0f %%)", objs[1].label, action_name(action[1]), per_packet(&total[1]),
+               per_packet(&total[1]) > 0 ? 100.0 * (per_packet(&total[0]) / per_packet(&total[1]) - 1.0) : 0.0);
+    printf("\n");
+}
+
+static void bench(int rounds)
+{
+    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    if (stats_fd < 0) {
+        printf("bench: BPF_ENABLE_STATS refused: %s\n", strerror(errno));
+        return;
+    }
+    if (nobjects > 1)
+        printf("bench: %s (left) against %s (right), alternating in %d slices\n", objects[0].label,
+               objects[1].label, BENCH_SLICES);
+    uint8_t pkt[4096], payload[2100];
+    const struct binding *bs[] = {&b44, &b66, &b46, &b64};
+    const char *names[] = {"v4->v4", "v6->v6", "v4 client, v6 peer", "v6 client, v4 peer"};
+    for (int i = 0; i < 4; i++) {
+        char what[96];
+        size_t plen = channel_data(payload, bs[i]->channel, data_bytes, 100, 0, 0);
+        size_t n = to_listener(pkt, bs[i], payload, plen, 64);
+        snprintf(what, sizeof what, "client->peer %s, 100 B", names[i]);
+        bench_one(what, pkt, n, rounds, nobjects, objects);
+        n = from_peer(pkt, bs[i], 100, 64);
+        snprintf(what, sizeof what, "peer->client %s, 100 B", names[i]);
+        bench_one(what, pkt, n, rounds, nobjects, objects);
+    }
+    size_t plen = channel_data(payload, b44.channel, data_bytes, 1001, 3, 0);
+    size_t n = to_listener(pkt, &b44, payload, plen, 64);
+    bench_one("client->peer v4->v4, 1,001 B + 3 padding", pkt, n, rounds, nobjects, objects);
+    plen = stun(payload, 0x0001);
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    bench_one("STUN to the listener (pass)", pkt, n, rounds, nobjects, objects);
+    plen = channel_data(payload, 0x4abc, data_bytes, 100, 0, 0);
+    n = to_listener(pkt, &b44, payload, plen, 64);
+    bench_one("unbound channel (map miss, pass)", pkt, n, rounds, nobjects, objects);
+    struct spec s = spec_to_listener(&b44, data_bytes, 100, 64);
+    s.sport = 5353, s.dport = 53;
+    n = build(pkt, &s);
+    bench_one("UDP to another port (pass)", pkt, n, rounds, nobjects, objects);
+    /* The floor: a two-instruction program that only passes, measured the same way. */
+    struct loaded empty = {.label = "empty", .prog = load_pass_program()};
+    if (empty.prog >= 0) {
+        bench_one("baseline: an empty XDP program (pass)", pkt, n, rounds, 1, &empty);
+        close(empty.prog);
+    }
+    close(stats_fd);
+}
+
 /* --bench over the veth: the program's run time per packet on real receives (native mode),
- * ChannelData from the outside namespace relayed by XDP_TX. */
+ * ChannelData from the outside namespace relayed by XDP_TX. With two objects, each is attached in
+ * turn for a slice of the datagrams. */
 static void bench_veth(int family, int count)
 {
-    struct binding b;
-    memset(&b, 0, sizeof b);
-    b.client_family = b.peer_family = family;
-    b.client = b.peer = family == 4 ? v4(198, 18, 0, 2) : v6("2001:db8::2");
-    b.listener = b.relay = family == 4 ? v4(198, 18, 0, 1) : v6("2001:db8::1");
-    b.client_port = 40020, b.listener_port = 3478, b.relay_port = 50020, b.peer_port = 40021;
-    b.channel = 0x4020 + family;
-    route_up(&b);
-    enter(ns_relay);
-    int relay_if = (int)if_nametoindex("veth0");
-    if (bpf_xdp_attach(relay_if, prog_fd, XDP_FLAGS_DRV_MODE, NULL) == 0) {
-        enter(ns_outside);
-        int peer = udp_socket(family, &b.peer, b.peer_port); /* the relayed datagrams' sink */
-        uint8_t payload[256];
-        size_t plen = channel_data(payload, b.channel, data_bytes, 100, 0, 0);
-        raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen); /* ND/ARP */
-        usleep(200000);
-        int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
-        struct bpf_prog_info a, z;
-        uint32_t la = sizeof a, lz = sizeof z;
-        memset(&a, 0, sizeof a);
-        memset(&z, 0, sizeof z);
-        bpf_obj_get_info_by_fd(prog_fd, &a, &la);
-        uint64_t relayed0[TR_COUNTER_COUNT], relayed1[TR_COUNTER_COUNT];
-        counters_read(relayed0);
-        raw_send_n(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen, count);
-        usleep(200000);
-        bpf_obj_get_info_by_fd(prog_fd, &z, &lz);
-        counters_read(relayed1);
-        uint64_t cnt = z.run_cnt - a.run_cnt, ns = z.run_time_ns - a.run_time_ns;
-        printf("bench veth native IPv%d client->peer, 100 B: %.1f ns/packet over %llu runs (%llu relayed)\n", family,
-               cnt ? (double)ns / (double)cnt : 0.0, (unsigned long long)cnt,
-               (unsigned long long)(relayed1[0] - relayed0[0]));
-        if (stats_fd >= 0)
-            close(stats_fd);
-        if (peer >= 0)
-            close(peer);
-        enter(ns_relay);
-        bpf_xdp_detach(relay_if, XDP_FLAGS_DRV_MODE, NULL);
+    struct binding b = veth_binding(family, 0x20);
+    for (int o = 0; o < nobjects; o++) {
+        use(&objects[o]);
+        route_up(&b);
     }
-    setns(original_ns, CLONE_NEWNET);
-    route_down(&b);
+    uint8_t payload[256];
+    size_t plen = channel_data(payload, b.channel, data_bytes, 100, 0, 0);
+    struct run_time total[2] = {{0, 0}, {0, 0}};
+    uint64_t relayed[2] = {0, 0};
+    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    int slices = nobjects > 1 ? 4 : 1;
+    for (int s = 0; s < slices; s++)
+        for (int o = 0; o < nobjects; o++) {
+            use(&objects[o]);
+            if (veth_attach(prog_fd, XDP_FLAGS_DRV_MODE) != 0) {
+                setns(original_ns, CLONE_NEWNET);
+                continue;
+            }
+            int peer = udp_socket(family, &b.peer, b.peer_port); /* the relayed datagrams' sink */
+            raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen); /* ND/ARP */
+            usleep(100000);
+            struct run_time a, z;
+            uint64_t c0[TR_COUNTER_COUNT], c1[TR_COUNTER_COUNT];
+            run_time_read(prog_fd, &a);
+            counters_read(c0);
+            raw_send_n(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen, count / slices);
+            usleep(100000);
+            run_time_read(prog_fd, &z);
+            counters_read(c1);
+            total[o].cnt += z.cnt - a.cnt;
+            total[o].ns += z.ns - a.ns;
+            relayed[o] += c1[TR_RELAYED_PACKETS_CLIENT_TO_PEER] - c0[TR_RELAYED_PACKETS_CLIENT_TO_PEER];
+            if (peer >= 0)
+                close(peer);
+            veth_detach(XDP_FLAGS_DRV_MODE);
+        }
+    printf("bench veth native IPv%d client->peer, 100 B: %.1f ns/packet over %llu runs (%llu relayed)", family,
+           per_packet(&total[0]), (unsigned long long)total[0].cnt, (unsigned long long)relayed[0]);
+    if (nobjects > 1)
+        printf("   | %s: %.1f ns over %llu runs (%llu relayed)", objects[1].label, per_packet(&total[1]),
+               (unsigned long long)total[1].cnt, (unsigned long long)relayed[1]);
+    printf("\n");
+    /* The floor on this path: the empty program receiving the same datagrams (it passes them to
+     * the stack, where no socket takes them). */
+    int empty = load_pass_program();
+    if (empty >= 0 && veth_attach(empty, XDP_FLAGS_DRV_MODE) == 0) {
+        struct run_time a, z;
+        raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen);
+        usleep(100000);
+        run_time_read(empty, &a);
+        raw_send_n(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen, count / slices);
+        usleep(100000);
+        run_time_read(empty, &z);
+        struct run_time d = {z.cnt - a.cnt, z.ns - a.ns};
+        printf("bench veth native IPv%d, baseline: an empty XDP program (pass): %.1f ns/packet over %llu runs\n",
+               family, per_packet(&d), (unsigned long long)d.cnt);
+        veth_detach(XDP_FLAGS_DRV_MODE);
+    } else {
+        setns(original_ns, CLONE_NEWNET);
+    }
+    if (empty >= 0)
+        close(empty);
+    if (stats_fd >= 0)
+        close(stats_fd);
+    for (int o = nobjects - 1; o >= 0; o--) {
+        use(&objects[o]);
+        route_down(&b);
+    }
 }
 
 static void test_namespaces(void)
@@ -1314,14 +1603,13 @@ static void test_namespaces(void)
     CHECK(err == 0, "attach the pass program to veth1: %s", strerror(-err));
     setns(original_ns, CLONE_NEWNET);
 
-    end_to_end(4, XDP_FLAGS_DRV_MODE, "native");
-    end_to_end(6, XDP_FLAGS_DRV_MODE, "native");
-    end_to_end(4, XDP_FLAGS_SKB_MODE, "generic");
-    end_to_end(6, XDP_FLAGS_SKB_MODE, "generic");
-    offloaded_checksum_passes(4, XDP_FLAGS_DRV_MODE, "native");
-    offloaded_checksum_passes(6, XDP_FLAGS_DRV_MODE, "native");
-    offloaded_checksum_passes(4, XDP_FLAGS_SKB_MODE, "generic");
-    offloaded_checksum_passes(6, XDP_FLAGS_SKB_MODE, "generic");
+    const uint32_t modes[] = {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+    for (int m = 0; m < 2; m++)
+        for (int family = 4; family <= 6; family += 2)
+            end_to_end(family, modes[m]);
+    for (int m = 0; m < 2; m++)
+        for (int family = 4; family <= 6; family += 2)
+            offloaded_checksum_passes(family, modes[m]);
     if (with_bench) {
         bench_veth(4, 20000);
         bench_veth(6, 20000);
@@ -1335,73 +1623,6 @@ static void test_namespaces(void)
 
 /* ------------------------------------------------------------------------------------------ */
 
-/* --bench: the program's own run time per packet as the kernel accounts it (BPF_ENABLE_STATS,
- * the same figure as kernel.bpf_stats_enabled + bpftool's run_time_ns / run_cnt), over `rounds`
- * BPF_PROG_TEST_RUN calls per packet kind. Stats stay enabled only while the returned fd is open. */
-static void bench_one(const char *what, const uint8_t *pkt, size_t len, int rounds)
-{
-    struct bpf_prog_info a, b;
-    uint32_t la = sizeof a, lb = sizeof b;
-    memset(&a, 0, sizeof a);
-    memset(&b, 0, sizeof b);
-    bpf_obj_get_info_by_fd(prog_fd, &a, &la);
-    uint8_t out[4096];
-    size_t out_len;
-    int action = -1;
-    for (int i = 0; i < rounds; i++)
-        action = run_packet(pkt, len, out, &out_len);
-    bpf_obj_get_info_by_fd(prog_fd, &b, &lb);
-    uint64_t cnt = b.run_cnt - a.run_cnt, ns = b.run_time_ns - a.run_time_ns;
-    printf("bench %-44s %s  %7.1f ns/packet over %llu runs\n", what, action_name(action),
-           cnt ? (double)ns / (double)cnt : 0.0, (unsigned long long)cnt);
-}
-
-static int load_pass_program(void);
-
-static void bench(int rounds)
-{
-    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
-    if (stats_fd < 0) {
-        printf("bench: BPF_ENABLE_STATS refused: %s\n", strerror(errno));
-        return;
-    }
-    uint8_t pkt[4096], payload[2100];
-    const struct binding *bs[] = {&b44, &b66, &b46, &b64};
-    const char *names[] = {"v4->v4", "v6->v6", "v4 client, v6 peer", "v6 client, v4 peer"};
-    for (int i = 0; i < 4; i++) {
-        char what[96];
-        size_t plen = channel_data(payload, bs[i]->channel, data_bytes, 100, 0, 0);
-        size_t n = to_listener(pkt, bs[i], payload, plen, 64);
-        snprintf(what, sizeof what, "client->peer %s, 100 B", names[i]);
-        bench_one(what, pkt, n, rounds);
-        n = from_peer(pkt, bs[i], 100, 64);
-        snprintf(what, sizeof what, "peer->client %s, 100 B", names[i]);
-        bench_one(what, pkt, n, rounds);
-    }
-    size_t plen = stun(payload, 0x0001);
-    size_t n = to_listener(pkt, &b44, payload, plen, 64);
-    bench_one("STUN to the listener (pass)", pkt, n, rounds);
-    plen = channel_data(payload, 0x4abc, data_bytes, 100, 0, 0);
-    n = to_listener(pkt, &b44, payload, plen, 64);
-    bench_one("unbound channel (map miss, pass)", pkt, n, rounds);
-    struct spec s = {.family = 4, .src = b44.client, .dst = b44.listener, .sport = 5353, .dport = 53, .ttl = 64,
-                     .payload = data_bytes, .plen = 100};
-    n = build(pkt, &s);
-    bench_one("UDP to another port (pass)", pkt, n, rounds);
-    /* The floor: a two-instruction program that only passes, measured the same way. */
-    int pass_fd = load_pass_program();
-    if (pass_fd >= 0) {
-        int saved = prog_fd;
-        prog_fd = pass_fd;
-        bench_one("baseline: an empty XDP program (pass)", pkt, n, rounds);
-        prog_fd = saved;
-        close(pass_fd);
-    }
-    close(stats_fd);
-}
-
-/* The loader sizes the route maps before loading; a full map refuses a new route with E2BIG
- * (that channel then stays on the userspace path and the loader counts it). */
 static void test_map_sizing(const char *path)
 {
     current_test = "route maps sized by the loader; a full map refuses with E2BIG";
@@ -1429,29 +1650,63 @@ static void test_map_sizing(const char *path)
     bpf_object__close(o);
 }
 
-static int find_map(const char *name)
+/* Opens and loads the object at path (the kernel's verifier runs) and finds its program and maps.
+ * Returns 0, or the errno of the failure. */
+static int load_object(struct loaded *l, const char *path, const char *label)
 {
-    struct bpf_map *m = bpf_object__find_map_by_name(obj, name);
-    if (!m) {
-        fprintf(stderr, "map %s not in the object\n", name);
-        exit(1);
+    memset(l, 0, sizeof *l);
+    l->label = label;
+    l->obj = bpf_object__open_file(path, NULL);
+    if (!l->obj)
+        return errno ? errno : EINVAL;
+    if (bpf_object__load(l->obj))
+        return errno ? errno : EINVAL;
+    struct bpf_program *prog = bpf_object__find_program_by_name(l->obj, "turn_router");
+    const char *maps[] = {"tr_client_routes", "tr_peer_routes", "tr_config", "tr_counters"};
+    int *fds[] = {&l->client_routes, &l->peer_routes, &l->config, &l->counters};
+    if (!prog) {
+        fprintf(stderr, "no program turn_router in %s\n", path);
+        return ENOENT;
     }
-    return bpf_map__fd(m);
+    l->prog = bpf_program__fd(prog);
+    for (int i = 0; i < 4; i++) {
+        struct bpf_map *m = bpf_object__find_map_by_name(l->obj, maps[i]);
+        if (!m) {
+            fprintf(stderr, "map %s not in %s\n", maps[i], path);
+            return ENOENT;
+        }
+        *fds[i] = bpf_map__fd(m);
+    }
+    return 0;
+}
+
+/* The configuration and the four bindings every crafted-packet test starts from. */
+static void install_defaults(void)
+{
+    set_config(1500, 0);
+    route_up(&b44);
+    route_up(&b66);
+    route_up(&b46);
+    route_up(&b64);
 }
 
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
-        fprintf(stderr, "usage: %s turn_router.bpf.o [--no-namespaces] [--bench]\n", argv[0]);
+        fprintf(stderr, "usage: %s turn_router.bpf.o [--no-namespaces] [--bench [--bench-against OTHER.o]]\n",
+                argv[0]);
         return 2;
     }
     int with_namespaces = 1;
+    const char *against = NULL;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--no-namespaces") == 0)
             with_namespaces = 0;
         else if (strcmp(argv[i], "--bench") == 0)
             with_bench = 1;
+        else if (strcmp(argv[i], "--bench-against") == 0 && i + 1 < argc)
+            against = argv[++i];
         else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;
@@ -1461,39 +1716,31 @@ int main(int argc, char **argv)
         printf("SKIP: BPF tests need root (CAP_BPF, CAP_NET_ADMIN); running as uid %d\n", (int)geteuid());
         return 0;
     }
-    obj = bpf_object__open_file(argv[1], NULL);
-    if (!obj) {
-        fprintf(stderr, "FAIL: open %s: %s\n", argv[1], strerror(errno));
-        return 1;
+    int e = load_object(&objects[0], argv[1], "this");
+    if (e == EPERM) {
+        printf("SKIP: the kernel refuses bpf() (EPERM: no CAP_BPF, a seccomp filter or lockdown)\n");
+        return 0;
     }
-    if (bpf_object__load(obj)) {
-        int e = errno;
-        if (e == EPERM) {
-            printf("SKIP: the kernel refuses bpf() (EPERM: no CAP_BPF, a seccomp filter or lockdown)\n");
-            return 0;
-        }
+    if (e) {
         fprintf(stderr, "FAIL: load %s (the verifier's log is above): %s\n", argv[1], strerror(e));
         return 1;
     }
+    nobjects = 1;
     printf("ok   the verifier accepted turn_router\n");
-    struct bpf_program *prog = bpf_object__find_program_by_name(obj, "turn_router");
-    if (!prog) {
-        fprintf(stderr, "FAIL: no program turn_router in the object\n");
-        return 1;
-    }
-    prog_fd = bpf_program__fd(prog);
-    client_routes_fd = find_map("tr_client_routes");
-    peer_routes_fd = find_map("tr_peer_routes");
-    config_fd = find_map("tr_config");
-    counters_fd = find_map("tr_counters");
     ncpus = libbpf_num_possible_cpus();
-
     init_bindings();
-    set_config(1500, 0);
-    route_up(&b44);
-    route_up(&b66);
-    route_up(&b46);
-    route_up(&b64);
+    if (against && with_bench) {
+        e = load_object(&objects[1], against, "base");
+        if (e) {
+            fprintf(stderr, "FAIL: load %s: %s\n", against, strerror(e));
+            return 1;
+        }
+        use(&objects[1]);
+        install_defaults();
+        nobjects = 2;
+    }
+    use(&objects[0]);
+    install_defaults();
 
     struct {
         const char *name;
@@ -1502,7 +1749,9 @@ int main(int argc, char **argv)
         {"relaying (all family pairs, padding, TTL, MTU edge)", test_relaying},
         {"passes (one per reason, counted)", test_passes},
         {"zero UDP checksum over IPv4", test_zero_checksum_v4},
-        {"RFC 5766 channel numbers", test_rfc5766_channels},
+        {"configured TTL and hop limit", test_configured_ttl},
+        {"channel numbers at the edges, with and without the RFC 5766 flag", test_channel_numbers},
+        {"UDP length against the IP length", test_length_mismatch},
         {"route down, route up", test_route_down},
         {"no configuration", test_no_config},
     };
@@ -1518,6 +1767,7 @@ int main(int argc, char **argv)
     }
     if (with_namespaces)
         test_namespaces();
+    use(&objects[0]);
     if (with_bench)
         bench(200000);
 
@@ -1528,4 +1778,3 @@ int main(int argc, char **argv)
     printf("test-bpf: all %d checks passed\n", checks);
     return 0;
 }
-
