@@ -157,6 +157,36 @@ import STUN
         #expect(try h.refresh(lifetime: 0, client: Addr.clientV6, id: 6).routes == [.down(v4)])
     }
 
+    @Test func oneFamilyOfADualAllocationExpiringTakesOnlyItsRoutesDown() throws {
+        // RFC 8656 §8.1: the relayed addresses of a dual allocation are refreshed separately, and
+        // one that is not refreshed expires alone.
+        let h = Harness { $0.relayAddressIPv6 = Addr.relayV6 }
+        let (relays, handles, _) = try h.allocate(Addr.clientV6) { $0.appendAddressFamily(.additionalAddressFamily, .ipv6) }
+        let v4 = route(h, 0x4000, Addr.peer, client: Addr.clientV6, handle: handles[0], port: relays[0].port)
+        let v6 = route(h, 0x4001, Addr.peerV6, client: Addr.clientV6, handle: handles[1], port: relays[1].port)
+        try h.channelBind(0x4000, to: Addr.peer, client: Addr.clientV6)
+        try h.channelBind(0x4001, to: Addr.peerV6, client: Addr.clientV6, id: 4)
+        h.advance(seconds: 250)
+        let request = message(.refresh, id: transactionID(5), auth: try h.auth(client: Addr.clientV6)) { w in
+            w.appendUInt32(.lifetime, 600)
+            w.appendAddressFamily(.requestedAddressFamily, .ipv4)
+        }
+        #expect(h.receive(request, from: Addr.clientV6).routes == [])
+        // The permissions (300 s) are kept alive by CreatePermission.
+        try h.createPermission([Addr.peer, Addr.peerV6], client: Addr.clientV6, id: 6)
+        h.advance(seconds: 250)
+        try h.createPermission([Addr.peer, Addr.peerV6], client: Addr.clientV6, id: 7)
+        // The IPv4 channel is refreshed (§12: "Refreshing the binding ... resets the time-to-expiry
+        // timer back to 10 minutes"); the IPv6 one would expire at 600 s with its relayed address.
+        #expect(try h.channelBind(0x4000, to: Addr.peer, client: Addr.clientV6, id: 8).routes == [])
+        // 600 s: the IPv6 relayed address expires; only its peer's route goes down.
+        #expect(h.advance(seconds: 99).routes == [])
+        let expiry = h.advance(seconds: 1)
+        #expect(expiry.routes == [.down(v6)])
+        #expect(expiry.closes == [handles[1]])
+        #expect(h.server.peers.routesUp == [v4])
+    }
+
     @Test func ipv6OnlyAllocationRoutes() throws {
         let h = Harness { $0.relayAddressIPv6 = Addr.relayV6 }
         let (relays, handles, _) = try h.allocate(Addr.clientV6) { $0.appendAddressFamily(.requestedAddressFamily, .ipv6) }
