@@ -154,6 +154,12 @@ public final class Server {
     /// Live allocations (including ones waiting for their sockets).
     public var allocationCount: Int { allocations.count }
 
+    /// The routes up now: every `.up` emitted so far without its `.down`, in no particular order
+    /// (empty unless `configuration.emitsChannelRoutes`). For a shell that has to rebuild its maps
+    /// (it re-attached its fast path, or retries routes a full map refused); it costs a copy, so
+    /// not per batch.
+    public var channelRoutes: [ChannelRoute] { peers.routesUp }
+
     public var tableSizes: ServerTableSizes {
         var sizes = ServerTableSizes()
         sizes.allocations = allocations.slotCount
