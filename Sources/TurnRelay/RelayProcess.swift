@@ -128,6 +128,7 @@ struct RelayProcess {
     /// the cause and the fix, and nil: the io_uring path serves everything.
     func startXDP(_ settings: RelaySettings, operations: RelayOperationsContext) -> XDPFastPath? {
         guard let xdp = settings.xdpSettings else {
+            logger.info("XDP fast path off (no --xdp-interface): the \(settings.resolvedIOBackend) path relays everything")
             operations.noteXDP("off")
             return nil
         }
