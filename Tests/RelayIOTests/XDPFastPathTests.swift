@@ -130,22 +130,43 @@ import TestSupport
         var afterDown: [UInt8]?
     }
 
+    /// One traffic case: the attach mode and each side's family.
+    struct TrafficCase: Sendable, CustomTestStringConvertible {
+        var mode: XDPMode
+        var client: AddressFamily
+        var peer: AddressFamily
+        var testDescription: String { "\(mode) \(client == .ipv4 ? 4 : 6)→\(peer == .ipv4 ? 4 : 6)" }
+
+        static let all = [TrafficCase(mode: .native, client: .ipv4, peer: .ipv4),
+                          TrafficCase(mode: .generic, client: .ipv4, peer: .ipv4),
+                          TrafficCase(mode: .native, client: .ipv6, peer: .ipv6),
+                          TrafficCase(mode: .native, client: .ipv4, peer: .ipv6),
+                          TrafficCase(mode: .native, client: .ipv6, peer: .ipv4)]
+    }
+
+    static let client6 = IPv6Address("2001:db8::2")!
+
     /// The program relays ChannelData both ways (RFC 8656 §12.4: "the ChannelData message is
     /// relayed ... as a UDP datagram" to the peer; §12.5 the reverse) and its per-CPU counters say
     /// so; after route down the same ChannelData is no longer relayed (it passes to the kernel as
-    /// a map miss: no socket listens in this lab, so nothing reaches the peer).
+    /// a map miss: no socket listens in this lab, so nothing reaches the peer). IPv4, IPv6 and
+    /// across families: the entries carry the right addresses on the wire for each side.
     @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"),
-          arguments: XDPMode.allCases)
-    func relaysChannelDataAndCountsIt(mode: XDPMode) throws {
+          arguments: TrafficCase.all)
+    func relaysChannelDataAndCountsIt(_ t: TrafficCase) throws {
+        let mode = t.mode
         let (lab, fastPath) = try Self.start(mode)
         defer { lab.down(); fastPath.close() }
-        let r = Self.route()
+        let clientIP: IPAddress = t.client == .ipv4 ? .v4(Self.client4) : .v6(Self.client6)
+        let peerIP: IPAddress = t.peer == .ipv4 ? .v4(Self.peer4) : .v6(Self.peer6)
+        var r = Self.route(peer: peerIP)
+        r.client.ip = clientIP
         fastPath.apply(.up(r))
-        let listener = TransportAddress(ip: .v4(Self.relay4), port: Self.listenerPort)
-        let allocation = TransportAddress(ip: .v4(Self.relay4), port: 50001)
-        let exchange = try lab.run(in: lab.outNamespace) { () throws -> Exchange in
-            let client = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(Self.client4), port: 40000))
-            let peer = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(Self.peer4), port: 41000))
+        let listener = TransportAddress(ip: t.client == .ipv4 ? .v4(Self.relay4) : .v6(Self.relay6), port: Self.listenerPort)
+        let allocation = TransportAddress(ip: t.peer == .ipv4 ? .v4(Self.relay4) : .v6(Self.relay6), port: 50001)
+        let exchange = try lab.run(in: lab.outNamespace) { [r] () throws -> Exchange in
+            let client = try BlockingUDPSocket(bindTo: r.client)
+            let peer = try BlockingUDPSocket(bindTo: r.peer)
             var e = Exchange()
             // Channel 0x4001, length 5, "hello", 3 bytes of padding.
             _ = client.send([0x40, 0x01, 0x00, 0x05] + Array("hello".utf8) + [0, 0, 0], to: listener)
