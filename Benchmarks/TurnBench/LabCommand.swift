@@ -75,7 +75,7 @@ struct Lab: ParsableCommand {
     var cpuRate: Double = 50_000
 
     @Option(help: "Trials of the loss search per relay, workload and round (flat out counts).")
-    var searchTrials: Int = 5
+    var searchTrials: Int = 6
 
     @Option(help: "Frames per sendmmsg.")
     var batch: Int = 64

@@ -79,6 +79,21 @@ public final class LabNetwork {
         try? FileManager.default.removeItem(atPath: sinkMapsPin)
     }
 
+    /// Client source addresses beyond netns-lab's 198.18.0.2: 198.18.0.10 … 198.18.0.(9 + count)
+    /// on the generator's end. A relay limits its 401 challenges per source address (turn-relay
+    /// and coturn both at 10/s), so 1,000 allocations need many client addresses, as 1,000 real
+    /// clients would have.
+    public func addClientAddresses(_ count: Int) throws -> [(UInt8, UInt8, UInt8, UInt8)] {
+        let n = min(max(count, 0), 240)
+        guard n > 0 else { return [Self.clientIP] }
+        let lines = (0..<n).map { "addr add 198.18.0.\(10 + $0)/24 dev \(outInterface)" }.joined(separator: "\n") + "\n"
+        let file = NSTemporaryDirectory() + "turnbench-\(name)-addresses.ip"
+        try lines.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try LabShell.check(ip, ["-n", outNamespace, "-batch", file])
+        return (0..<n).map { (198, 18, 0, UInt8(10 + $0)) }
+    }
+
     /// Moves the calling thread (and threads and processes it starts later) into NAME-out.
     public func enterOutNamespace() throws {
         let fd = open("/var/run/netns/\(outNamespace)", O_RDONLY | O_CLOEXEC)

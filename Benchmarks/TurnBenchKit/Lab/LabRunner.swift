@@ -25,9 +25,11 @@ public struct LabConfiguration: Sendable {
     public var seconds = 2.0
     /// The fixed offered rate at which CPU per packet is compared.
     public var cpuRate = 50_000.0
-    public var searchTrials = 5
+    public var searchTrials = 6
     public var batch = 64
     public var setupWindow = 64
+    /// Client source addresses (198.18.0.10 …); allocations take them in turn.
+    public var clientAddresses = 200
     public var outputDirectory: String
     public var showProgress = true
     public var command = ""
@@ -137,6 +139,7 @@ public final class LabRunner {
     let progress: ProgressLine
     var report: LabReport
     let secret = "lab-\(UInt32.random(in: 0...UInt32.max))"
+    var clientIPs: [(UInt8, UInt8, UInt8, UInt8)] = [LabNetwork.clientIP]
     static let listenPort: UInt16 = 3478
     static let healthPort = 18_080
     static let channel: UInt16 = 0x4000
@@ -184,6 +187,7 @@ public final class LabRunner {
         installInterruptHandler()
         try net.up()
         defer { net.down() }
+        clientIPs = try net.addClientAddresses(c.clientAddresses)
         try net.enterOutNamespace()
         raiseOpenFileLimit()
         report.bpfStatsEnabled = net.bpfStatsEnabled
@@ -366,7 +370,8 @@ public final class LabRunner {
         let now = unixSeconds()
         do {
             for i in 0..<c.allocations {
-                let fd = try openUDPSocket(bindTo: TransportAddress(ip: .v4(IPv4Address(198, 18, 0, 2)), port: 0), bufferBytes: 64 << 10)
+                let a = clientIPs[i % clientIPs.count]
+                let fd = try openUDPSocket(bindTo: TransportAddress(ip: .v4(IPv4Address(a.0, a.1, a.2, a.3)), port: 0), bufferBytes: 64 << 10)
                 fds.append(fd)
                 let creds = CredentialSource.restSecret(secret).credentials(index: i, nowUnixSeconds: now)
                 clients.append(ControlClient(index: i, fd: fd, username: creds.username, password: creds.password))

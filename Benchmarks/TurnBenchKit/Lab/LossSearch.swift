@@ -53,10 +53,8 @@ public struct LossSearch: Sendable, Equatable {
             if failing / passing <= resolution { return nil }
             return .some((passing + failing) / 2)
         }
-        // Nothing passed yet: just under what flat out delivered, then lower each time.
-        let failures = trials.count - 1
-        let start = first.deliveredPPS * 0.95
-        let candidate = failures == 0 ? start : min(start, failing) * 0.6
+        // Nothing passed yet: just under what flat out delivered, then half the lowest failing rate.
+        let candidate = trials.count == 1 ? first.deliveredPPS * 0.95 : failing * 0.5
         return candidate >= 1 ? .some(candidate) : nil
     }
 }
