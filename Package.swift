@@ -41,6 +41,14 @@ let package = Package(
         // Batched syscalls: the relay's second backend (epoll + recvmmsg/sendmmsg) and the plain
         // batch/epoll wrappers the benchmark's load generator drives.
         .target(name: "CBatched", dependencies: ["CUDP"], path: "CShims/CBatched"),
+        // The XDP fast path's loader (BPF/turn_router.bpf.c): the only target that links libbpf.
+        .target(
+            name: "CXDP",
+            dependencies: ["CUDP"],
+            path: "CShims/CXDP",
+            exclude: ["README.md"],
+            linkerSettings: [.linkedLibrary("bpf")]
+        ),
         // Wire format: pure, no I/O.
         .target(
             name: "STUN",
@@ -61,7 +69,7 @@ let package = Package(
         .target(
             name: "RelayIO",
             dependencies: [
-                "RelayCore", "SocketAddressing", "CUDP", "CURing", "CBatched",
+                "RelayCore", "SocketAddressing", "CUDP", "CURing", "CBatched", "CXDP",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

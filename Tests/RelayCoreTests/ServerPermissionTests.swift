@@ -154,8 +154,8 @@ import STUN
         let h = Harness()
         let (_, handles, _) = try h.allocate()
         #expect(errorCode(try #require(try h.createPermission([TransportAddress("10.0.0.7:1")!]).only).bytes) == 403)
-        h.server.reload(credentials: CredentialStore(staticUsers: ["alice": "rotated"]),
-                        peerPolicy: PeerPolicy(allow: [CIDR("10.0.0.0/8")!]))
+        h.reload(credentials: CredentialStore(staticUsers: ["alice": "rotated"]),
+                 peerPolicy: PeerPolicy(allow: [CIDR("10.0.0.0/8")!]))
         // Old password: 401 now.
         _ = handles
         #expect(errorCode(try #require(try h.createPermission([TransportAddress("10.0.0.7:1")!], id: 3).only).bytes) == 401)

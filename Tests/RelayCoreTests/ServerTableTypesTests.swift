@@ -95,10 +95,17 @@ import STUN
         }
     }
 
-    @Test func peerTableStaysConsistentUnderRandomOperations() {
+    /// With `tracksRoutes`, also: the route changes, applied in order as the shell applies them,
+    /// always pair up (an up for a route not up, a down with the value that went up) and leave
+    /// exactly the table's routes; without it, no route change at all.
+    @Test(arguments: [false, true])
+    func peerTableStaysConsistentUnderRandomOperations(tracksRoutes: Bool) {
         var random = SplitMix64(seed: 12)
-        var table = PeerTable(channelSeed: random.next(), peerSeed: random.next())
+        var table = PeerTable(channelSeed: random.next(), peerSeed: random.next(), tracksRoutes: tracksRoutes)
         var timers = TimerQueue()
+        var changes: [RouteChange] = []
+        var applied: Set<ChannelRoute> = []
+        var ups = 0
         var attached: [AllocationID: ClientSocket] = [:]
         var now = Instant(seconds: 1_800_000_000)
         func peer(_ r: UInt64) -> PeerSocket {
@@ -118,14 +125,23 @@ import STUN
                 attached[id] = client
             case 1:
                 guard attached[id] != nil else { break }
-                table.detach(id, timers: &timers)
+                table.detach(id, timers: &timers, routes: &changes)
                 attached[id] = nil
             case 2:
                 guard attached[id] != nil else { break }
-                table.remove(of: id, family: r >> 20 & 1 == 0 ? .ipv4 : .ipv6, timers: &timers)
+                if r >> 21 & 1 == 0 {
+                    table.remove(of: id, family: r >> 20 & 1 == 0 ? .ipv4 : .ipv6, timers: &timers, routes: &changes)
+                } else {
+                    // A reload: one peer IP denied, a few peers now checked per datagram.
+                    let denied = peer(r >> 12).address.ip
+                    _ = table.enforce(denies: { $0 == denied }, checksPeer: { $0.port == 3000 + UInt16(r >> 22 & 3) },
+                                      timers: &timers, routes: &changes)
+                    #expect(!table.hasPermission(PermissionKey(allocation: id, peer: denied)))
+                }
             case 3, 4:
                 guard attached[id] != nil else { break }
-                table.installPermission(id, peer: peer(r >> 12).address.ip, expiresAt: now.adding(seconds: 300), timers: &timers)
+                table.installPermission(id, peer: peer(r >> 12).address.ip, expiresAt: now.adding(seconds: 300), timers: &timers,
+                                        routes: &changes)
             case 5, 6:
                 guard let client = attached[id] else { break }
                 let p = peer(r >> 12)
@@ -133,27 +149,43 @@ import STUN
                 // The handler's rule: neither the number nor the peer bound to something else.
                 if let existing = table.channel(ChannelKey(client: client, number: number)), existing.peer != p { break }
                 if let other = table.peerChannel(PeerChannelKey(allocation: id, peer: p)), other.number != number { break }
-                table.bindChannel(id, number: number, peer: p, relayHandle: .allocation(index: 0), peerIsOwnAddress: false,
-                                  expiresAt: now.adding(seconds: 600), timers: &timers)
+                table.bindChannel(id, number: number, peer: p, relayHandle: .allocation(index: Int(id.index)),
+                                  relayPort: 50000 + UInt16(id.index), checksPeer: r >> 28 & 7 == 0,
+                                  expiresAt: now.adding(seconds: 600), timers: &timers, routes: &changes)
                 #expect(table.channel(ChannelKey(client: client, number: number))?.isBound == true)
             default:  // time passes: fire what is due, as the server does
                 now = now.adding(seconds: r >> 16 % 200)
                 while let target = timers.popExpired(now: now) {
                     switch target {
-                    case .permission(let key): table.expirePermission(key)
-                    case .channel(let key): table.unbindChannel(key, cooldownEnds: { $0.adding(seconds: 300) }, timers: &timers)
-                    case .channelCooldown(let key): table.endCooldown(key)
+                    case .permission(let key): table.expirePermission(key, routes: &changes)
+                    case .channel(let key):
+                        table.unbindChannel(key, cooldownEnds: { $0.adding(seconds: 300) }, timers: &timers, routes: &changes)
+                    case .channelCooldown(let key): table.endCooldown(key, routes: &changes)
                     default: Issue.record("unexpected timer \(target)")
                     }
                 }
             }
+            for change in changes {
+                switch change {
+                case .up(let route):
+                    ups += 1
+                    #expect(applied.insert(route).inserted, "step \(step): up for a route already up")
+                case .down(let route): #expect(applied.remove(route) != nil, "step \(step): down for a route not up")
+                }
+            }
+            changes.removeAll()
+            #expect(applied == Set(table.routesUp), "step \(step)")
             let problems = table.invariantViolations()
             #expect(problems == [], "step \(step)")
             if !problems.isEmpty { return }
             #expect(timers.count == table.timerCount)
             #expect(Set(table.attached) == Set(attached.keys))
         }
-        for id in attached.keys { table.detach(id, timers: &timers) }
+        for id in attached.keys { table.detach(id, timers: &timers, routes: &changes) }
+        // Every route that went up came down with its allocation.
+        for case .down(let route) in changes { applied.remove(route) }
+        #expect(applied.isEmpty)
+        #expect(tracksRoutes ? ups > 20 : ups == 0, "routes up over the run: \(ups)")  // 43 with this seed
         #expect(table.permissionCount == 0 && table.channelCount == 0 && table.channelByPeerCount == 0)
         #expect(timers.count == 0)
     }

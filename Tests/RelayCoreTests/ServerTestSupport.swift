@@ -22,6 +22,7 @@ struct Sent {
 struct Outputs {
     var sent: [Sent] = []
     var requests: [SocketRequest] = []
+    var routes: [RouteChange] = []
 
     var only: Sent? { sent.count == 1 ? sent[0] : nil }
 
@@ -134,6 +135,9 @@ final class Harness {
         c.realm = "example.org"
         c.credentials = CredentialStore(staticUsers: ["alice": "alice-password", "bob": "bob-password"],
                                         restSecrets: ["rest-secret"])
+        // Every scenario keeps the route bookkeeping and checks it (`routesApplied`, the
+        // invariants); `ServerRouteTests` covers the default (off) explicitly.
+        c.emitsChannelRoutes = true
         return c
     }
 
@@ -155,6 +159,32 @@ final class Harness {
         // Every scenario ends with consistent tables.
         #expect(server.invariantViolations() == [])
         buffer.deallocate()
+    }
+
+    /// The routes as a shell that applied every batch's `routeChanges` in order holds them.
+    private(set) var routesApplied: Set<ChannelRoute> = []
+
+    /// Applies route changes the way the shell does, and checks the pairing rule: an `.up` for a
+    /// route not up, a `.down` with the value of a route up; afterwards the shell's routes are
+    /// the core's.
+    private func applyRoutes(_ changes: [RouteChange]) {
+        for change in changes {
+            switch change {
+            case .up(let route):
+                #expect(routesApplied.insert(route).inserted, "up for a route already up: \(route)")
+            case .down(let route):
+                #expect(routesApplied.remove(route) != nil, "down for a route not up: \(route)")
+            }
+        }
+        #expect(routesApplied == Set(server.peers.routesUp), "the shell's routes differ from the core's")
+    }
+
+    /// `Server.reload`, with the route changes applied like a batch's.
+    @discardableResult
+    func reload(credentials: CredentialStore? = nil, peerPolicy: PeerPolicy) -> Outputs {
+        out.reset()
+        server.reload(credentials: credentials ?? server.configuration.credentials, peerPolicy: peerPolicy, now: now, into: out)
+        return collect()
     }
 
     /// Feeds one datagram, as received on `socket` (the listener of the source's family unless
@@ -195,6 +225,8 @@ final class Harness {
                                     origin: d.origin, pointer: d.bytes))
         }
         result.requests = out.socketRequests
+        result.routes = out.routeChanges
+        applyRoutes(result.routes)
         return result
     }
 

@@ -4,7 +4,10 @@ extension Server {
     /// Consistency of the server's tables (for tests): every violation, described. Each table checks
     /// its own indices (`AllocationTable.invariantViolations`, `PeerTable.invariantViolations`);
     /// what is left here is what spans tables: the peer table holds an entry for exactly the live
-    /// allocations, and every timer belongs to a live entry.
+    /// allocations, every timer belongs to a live entry, every channel is checked per datagram
+    /// exactly when the current policy does not simply allow its peer, and every route up (the
+    /// peer table checks that they are exactly the usable bindings) is on an active allocation,
+    /// through its open relay of the peer's family, to a peer the policy allows.
     func invariantViolations() -> [String] {
         var problems = allocations.invariantViolations() + peers.invariantViolations()
         var expectedTimers = reservations.count + peers.timerCount + (claimedPortsToGiveBack.isEmpty ? 0 : 1)
@@ -16,6 +19,19 @@ extension Server {
             problems.append("peer table entries \(peers.attached.map(\.index)) != live allocations \(live.map(\.id.index))")
         }
         if timers.count != expectedTimers { problems.append("timers \(timers.count) != live entries \(expectedTimers)") }
+        for channel in peers.allChannels where channel.checksPeer != (admission(of: channel.peer.address) != .allowed) {
+            problems.append("channel to \(channel.peer.address) checksPeer \(channel.checksPeer) disagrees with the policy")
+        }
+        if !configuration.emitsChannelRoutes && !peers.routesUp.isEmpty { problems.append("routes kept without emitsChannelRoutes") }
+        for route in peers.routesUp {
+            guard case let (_, allocation)? = allocations.allocation(of: ClientSocket(route.client)), allocation.isActive,
+                  let relay = allocation.relay(for: route.peer.family), relay.isOpen,
+                  relay.handle == route.relaySocket, relay.port == route.relayPort else {
+                problems.append("route \(route) is not through an open relay of an active allocation")
+                continue
+            }
+            if admission(of: route.peer) != .allowed { problems.append("route \(route) to a peer the policy does not allow") }
+        }
         return problems
     }
 }

@@ -470,7 +470,7 @@ extension Server {
         guard peers.permissionCount(of: id) + newPeers.count <= configuration.maxPermissionsPerAllocation else {
             throw .insufficientCapacity
         }
-        for peer in addresses { installPermission(id, peer: peer.ip, now: now) }
+        for peer in addresses { installPermission(id, peer: peer.ip, now: now, out: out) }
         sendSuccess(to: message, from: client, signer: auth.signer, now: now, out: out) { _ in }
     }
 
@@ -513,10 +513,10 @@ extension Server {
             && peers.permissionCount(of: id) >= configuration.maxPermissionsPerAllocation {
             throw .insufficientCapacity
         }
-        bindChannel(id, number: number, peer: peer, relayHandle: relay.handle, peerIsOwnAddress: admission == .ownAddress, now: now)
+        bindChannel(id, number: number, peer: peer, relay: relay, checksPeer: admission == .ownAddress, now: now, out: out)
         // RFC 8656 §12.1: "A ChannelBind transaction also creates or refreshes a permission towards
         // the peer".
-        installPermission(id, peer: peerAddress.ip, now: now)
+        installPermission(id, peer: peerAddress.ip, now: now, out: out)
         sendSuccess(to: message, from: client, signer: auth.signer, now: now, out: out) { _ in }
     }
 

@@ -55,7 +55,7 @@ extension Server {
     /// its place back to the process-wide quota.
     func deleteAllocation(_ id: AllocationID, now: Instant, out: OutboundBatch) {
         guard let allocation = allocations.remove(id) else { return }
-        peers.detach(id, timers: &timers)
+        peers.detach(id, timers: &timers, routes: &out.routeChanges)
         if let pending = allocation.pending { timers.cancel(pending.timer) }
         for relay in allocation.relays { closeRelay(relay, now: now, out: out) }
         allocationQuota.release(username: allocation.username)
@@ -65,7 +65,7 @@ extension Server {
     /// channels towards peers of that family (only that address could reach them).
     func removeRelay(_ family: AddressFamily, of id: AllocationID, now: Instant, out: OutboundBatch) {
         guard let relay = allocations.removeRelay(family, of: id) else { return }
-        peers.remove(of: id, family: family, timers: &timers)
+        peers.remove(of: id, family: family, timers: &timers, routes: &out.routeChanges)
         closeRelay(relay, now: now, out: out)
     }
 
@@ -148,17 +148,32 @@ extension Server {
 
     // MARK: Permissions and channels
 
-    /// Installs or refreshes a permission for `peer` (RFC 8656 §9).
-    func installPermission(_ id: AllocationID, peer: IPAddress, now: Instant) {
-        peers.installPermission(id, peer: peer, expiresAt: now.adding(seconds: Self.permissionLifetime), timers: &timers)
+    /// Installs or refreshes a permission for `peer` (RFC 8656 §9). Route changes go into `out`.
+    func installPermission(_ id: AllocationID, peer: IPAddress, now: Instant, out: OutboundBatch) {
+        peers.installPermission(id, peer: peer, expiresAt: now.adding(seconds: Self.permissionLifetime), timers: &timers,
+                                routes: &out.routeChanges)
     }
 
     /// Creates or refreshes a binding (RFC 8656 §12; the caller has checked that neither the number
-    /// nor the peer is bound to something else).
-    func bindChannel(_ id: AllocationID, number: ChannelNumber, peer: PeerSocket, relayHandle: SocketHandle,
-                     peerIsOwnAddress: Bool = false, now: Instant) {
-        peers.bindChannel(id, number: number, peer: peer, relayHandle: relayHandle, peerIsOwnAddress: peerIsOwnAddress,
-                          expiresAt: now.adding(seconds: Self.channelLifetime), timers: &timers)
+    /// nor the peer is bound to something else) through `relay`. Route changes go into `out`.
+    func bindChannel(_ id: AllocationID, number: ChannelNumber, peer: PeerSocket, relay: RelaySocket,
+                     checksPeer: Bool = false, now: Instant, out: OutboundBatch) {
+        peers.bindChannel(id, number: number, peer: peer, relayHandle: relay.handle, relayPort: relay.port, checksPeer: checksPeer,
+                          expiresAt: now.adding(seconds: Self.channelLifetime), timers: &timers, routes: &out.routeChanges)
+    }
+
+    /// Makes the permissions and channels obey the peer policy just loaded. RFC 8656 §10.2: "The
+    /// server MAY impose restrictions on the IP address allowed in the XOR-PEER-ADDRESS
+    /// attribute"; this server applies a new policy to what was granted under the old one too. A
+    /// permission to an IP the policy now denies is revoked (counted), so its channels stay bound
+    /// but relay nothing in either direction (routes down); a channel whose peer is no longer
+    /// simply allowed (now on this host's addresses, or refused by port) is checked per datagram
+    /// and has no route.
+    func enforcePeerPolicy(out: OutboundBatch) {
+        let revoked = peers.enforce(denies: { peerPolicy.evaluate($0) == .denied },
+                                    checksPeer: { admission(of: $0) != .allowed },
+                                    timers: &timers, routes: &out.routeChanges)
+        statistics.permissionsRevokedByPolicy &+= revoked
     }
 
     // MARK: Reservations and claimed ports
@@ -215,13 +230,14 @@ extension Server {
             failPendingAllocation(id, now: now, out: out)
         case .permission(let key):
             // RFC 8656 §9: "the permission expires and is deleted".
-            peers.expirePermission(key)
+            peers.expirePermission(key, routes: &out.routeChanges)
         case .channel(let key):
             // RFC 8656 §12: "When the channel binding expires, the channel becomes unbound." The
             // entry stays for the cooldown so neither side can be rebound to something else.
-            peers.unbindChannel(key, cooldownEnds: { $0.adding(seconds: Self.channelCooldown) }, timers: &timers)
+            peers.unbindChannel(key, cooldownEnds: { $0.adding(seconds: Self.channelCooldown) }, timers: &timers,
+                                routes: &out.routeChanges)
         case .channelCooldown(let key):
-            peers.endCooldown(key)
+            peers.endCooldown(key, routes: &out.routeChanges)
         case .reservation(let token):
             // RFC 8656 §7.2: "The server MUST hold this reservation for at least 30 seconds". It
             // is withdrawn from the registry atomically with respect to claims: either no server

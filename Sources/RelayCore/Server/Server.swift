@@ -105,7 +105,7 @@ public final class Server {
         peerPolicy = Self.effectivePolicy(configuration)
         usernameByUserhash = Self.userhashIndex(configuration)
         let channelSeed = self.random.next()
-        peers = PeerTable(channelSeed: channelSeed, peerSeed: self.random.next())
+        peers = PeerTable(channelSeed: channelSeed, peerSeed: self.random.next(), tracksRoutes: configuration.emitsChannelRoutes)
         credentialKeys = CredentialKeyCache(seed: self.random.next())
         validatedNonces = ValidatedNonceCache(seed: self.random.next())
     }
@@ -138,14 +138,17 @@ public final class Server {
     public func drain() { isDraining = true }
 
     /// Replaces the credentials and the peer policy (e.g. on SIGHUP). Existing allocations stay;
-    /// their next request authenticates against the new credentials.
-    public func reload(credentials: CredentialStore, peerPolicy policy: PeerPolicy) {
+    /// their next request authenticates against the new credentials. The new policy applies to
+    /// existing permissions and channels at once (`enforcePeerPolicy`): permissions to peers it
+    /// denies are revoked, and the routes that stop being usable go down in `out`.
+    public func reload(credentials: CredentialStore, peerPolicy policy: PeerPolicy, now: Instant, into out: OutboundBatch) {
         configuration.credentials = credentials
         // A cached key may come from a password or secret that is gone now.
         credentialKeys.removeAll()
         configuration.peerPolicy = policy
         peerPolicy = Self.effectivePolicy(configuration)
         usernameByUserhash = Self.userhashIndex(configuration)
+        enforcePeerPolicy(out: out)
     }
 
     /// Live allocations (including ones waiting for their sockets).
@@ -224,8 +227,9 @@ public final class Server {
             statistics.drops.noPermission &+= 1
             return
         }
-        // A peer on this host's own address only while its port is a live allocation (hairpin).
-        if channel.peerIsOwnAddress && !ownAddressPeerIsLive(channel.peer.address) {
+        // A peer on this host's own address only while its port is a live allocation (hairpin);
+        // a peer a reload's policy refuses by port, never.
+        if channel.checksPeer && !checkedPeerIsAdmitted(channel.peer.address) {
             statistics.drops.peerDenied &+= 1
             return
         }
@@ -288,10 +292,12 @@ public final class Server {
 }
 
 extension Server {
-    /// Out of line: only channels to this host's own addresses take it, and inlining it into the
-    /// fast path (with the IPv4-mapped canonicalization) cost every ChannelData datagram.
+    /// The per-datagram check of a channel with `checksPeer`: the peer is admitted now (an own
+    /// address while its port is a live relay allocation). Out of line: only those channels take
+    /// it, and inlining it into the fast path (with the IPv4-mapped canonicalization) cost every
+    /// ChannelData datagram.
     @inline(never)
-    func ownAddressPeerIsLive(_ peer: TransportAddress) -> Bool { isLiveRelayPort(peer) }
+    func checkedPeerIsAdmitted(_ peer: TransportAddress) -> Bool { isPeerAllowed(peer) }
 
     static func effectivePolicy(_ configuration: ServerConfiguration) -> PeerPolicy {
         let own = [configuration.relayAddress(.ipv4), configuration.relayAddress(.ipv6)].compactMap { $0 }

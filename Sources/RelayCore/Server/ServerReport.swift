@@ -47,6 +47,9 @@ extension MetricFamily {
         "relay_data_indications_sent_total", .counter, help: "Peer datagrams sent to clients as Data indications.")
     static let sendIndicationsRelayed = MetricFamily(
         "relay_send_indications_relayed_total", .counter, help: "Send indications relayed to peers.")
+    static let permissionsRevokedByPolicy = MetricFamily(
+        "relay_permissions_revoked_by_policy_total", .counter,
+        help: "Permissions deleted by a reload whose peer policy denies their peer (their channels stay bound but relay nothing).")
 }
 
 extension ServerReport {
@@ -113,6 +116,8 @@ extension ServerReport {
             F.drops.series("challenge_rate_limited") { $0.statistics.drops.challengeRateLimited },
             F.drops.series("pending_retransmission") { $0.statistics.drops.pendingRetransmission },
             F.drops.series("output_full") { $0.statistics.drops.outputFull },
+
+            F.permissionsRevokedByPolicy.series { $0.statistics.permissionsRevokedByPolicy },
         ]
         return m
     }()

@@ -114,6 +114,8 @@ public struct ServerStatistics: Sendable, Equatable {
     public var allocationsExpired = 0
     public var allocationsDeleted = 0
     public var bindFailures = 0
+    /// Permissions deleted by a reload whose peer policy denies their peer (`Server.reload`).
+    public var permissionsRevokedByPolicy = 0
 }
 
 /// The size of every table the core keeps, for tests and metrics. Everything here is bounded by

@@ -7,7 +7,7 @@ extension Server: DatagramProcessor {
     public func drain(now: Instant, into out: OutboundBatch) { drain() }
 
     public func apply(_ reload: TURNReload, now: Instant, into out: OutboundBatch) {
-        self.reload(credentials: reload.credentials, peerPolicy: reload.peerPolicy)
+        self.reload(credentials: reload.credentials, peerPolicy: reload.peerPolicy, now: now, into: out)
     }
 
     /// The server's counters and gauges (`ServerReport`).

@@ -209,15 +209,20 @@ struct Channel {
     var peer: PeerSocket
     /// The allocation socket of the peer's family (fixed for the allocation's life).
     var relayHandle: SocketHandle
+    /// That socket's port (fixed too: channels exist only on active allocations). Read only to
+    /// build the channel's `ChannelRoute`; it sits in padding, so the entry is no larger.
+    var relayPort: UInt16 = 0
     /// False during the 5-minute cooldown after expiry: no data flows, but neither the number nor
     /// the peer can be bound to something else.
     var isBound: Bool
     /// A permission for the peer's IP exists. Kept in step with the permission table (set when one
     /// is installed, cleared when it expires) so the fast path needs no permission lookup.
     var isPermitted: Bool
-    /// The peer is on an address of this host (`Server.PeerAdmission.ownAddress`): each datagram
-    /// is relayed only while the peer's port is a live relay allocation.
-    var peerIsOwnAddress: Bool = false
+    /// The peer is not simply allowed by the peer policy: it is on an address of this host
+    /// (`Server.PeerAdmission.ownAddress`), so each datagram is relayed only while the peer's port
+    /// is a live relay allocation, or a reload's policy no longer admits it. Such a channel is
+    /// checked per datagram and never gets a `ChannelRoute`.
+    var checksPeer: Bool = false
     var expiresAt: Instant
     var timer: TimerID
 }
