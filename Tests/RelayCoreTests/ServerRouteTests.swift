@@ -233,6 +233,31 @@ import STUN
         #expect(h.server.peers.routesUp.isEmpty)
     }
 
+    @Test func peersOnThisHostThatAnOperatorAllowsAreRelayedButNeverRouted() throws {
+        // An operator `allow` opens loopback (and the relay's own address) for same-host peers:
+        // relayed without a per-datagram check, but the kernel fast path sends out of an
+        // interface, so no route (`PeerPolicy.reachesThisHost`).
+        let h = Harness { $0.peerPolicy = PeerPolicy(allow: [CIDR("127.0.0.0/8")!, CIDR("203.0.113.10/32")!]) }
+        let (_, handles, _) = try h.allocate()
+        for (n, peer) in ["127.0.0.1:5000", "203.0.113.10:6000"].enumerated() {
+            let channel = 0x4000 + UInt16(n)
+            let bind = try h.channelBind(channel, to: TransportAddress(peer)!, id: UInt8(3 + n))
+            #expect(try code(bind) == nil, "\(peer)")
+            #expect(bind.routes == [])
+            #expect(h.receive(channelData(channel, [1]), from: Addr.client).only?.socket == handles[0])
+        }
+        #expect(h.server.peers.routesUp.isEmpty)
+        // A reload that drops the allow: loopback is denied now (its permission revoked); the
+        // relay's own address is admitted only at live relay ports again (checked per datagram,
+        // and 6000 is none). Still no route change.
+        let reload = h.reload(peerPolicy: PeerPolicy())
+        #expect(reload.routes == [])
+        #expect(h.server.statistics.permissionsRevokedByPolicy == 1)
+        #expect(h.receive(channelData(0x4000, [1]), from: Addr.client).sent.isEmpty)
+        #expect(h.receive(channelData(0x4001, [1]), from: Addr.client).sent.isEmpty)
+        #expect(h.server.statistics.drops.noPermission == 1 && h.server.statistics.drops.peerDenied == 1)
+    }
+
     @Test func aReloadThatPutsAPeerOnThisHostTakesItsRouteDownWithoutRevokingItsPermission() throws {
         let h = Harness { $0.listenerPorts = [3478] }
         let (_, handles, _) = try h.allocate()
