@@ -7,8 +7,12 @@ export PYTHON
 .PHONY: run test deps-run deps-test
 
 # Built once; then the binary SwiftPM just built is exec'd (`swift run` would plan and build again).
+# The XDP program (scripts/build-bpf) goes beside the binary, where turn-relay looks for it first
+# (it is only loaded with --xdp-interface).
 run: deps-run
 	swift build -c release --product turn-relay
+	scripts/build-bpf >/dev/null
+	cp .build-bpf/turn_router.bpf.o "$$(swift build -c release --show-bin-path)/"
 	exec "$$(swift build -c release --show-bin-path)/turn-relay"
 
 # The interop tests start the turn-relay binary that sits next to the test bundle, so everything
@@ -19,6 +23,7 @@ test: deps-test
 	scripts/test-bpf
 	scripts/check-alert-rules
 	swift build --build-tests
+	cp .build-bpf/turn_router.bpf.o "$$(swift build --show-bin-path)/"
 	scripts/swift-test-counted --skip-build
 	# The real-client interop suite once more, with turn-relay on its second I/O backend (the
 	# harness checks that turn-relay logged `io backend batched-syscalls`).

@@ -45,9 +45,11 @@ struct RelayProcess {
             }
         }
         let operations = RelayOperationsContext(additionalFactories: otlp.map { [$0.factory] } ?? [])
+        let xdp = startXDP(settings, operations: operations)
+        defer { xdp?.close() }
         let runtime: RelayRuntime
         do {
-            runtime = try start(settings, operations: operations)
+            runtime = try start(settings, operations: operations, xdp: xdp)
         } catch let error as RelayIOError {
             // No IPv6 on this host (or in this container): keep serving IPv4, say so.
             if case .socket(let address, let e) = error, address.family == .ipv6, settings.bindIPv4 != nil,
@@ -56,7 +58,7 @@ struct RelayProcess {
                 settings.bindIPv6 = nil
                 settings.publicIPv6 = nil
                 do {
-                    runtime = try start(settings, operations: operations)
+                    runtime = try start(settings, operations: operations, xdp: xdp)
                 } catch {
                     logger.critical("\(error)")
                     return 1
@@ -98,6 +100,10 @@ struct RelayProcess {
         _ = sigtimedwait(&signals, &info, &deadline)
         runtime.stop()
         let stats = runtime.join()
+        if let xdp {
+            xdp.close()
+            logger.notice("XDP fast path detached")
+        }
         endpoints?.stop()
         portal?.stop()
         otlp?.stop()
@@ -118,7 +124,31 @@ struct RelayProcess {
         return portal?.gaveUp == true ? 1 : 0
     }
 
-    func start(_ settings: RelaySettings, operations: RelayOperationsContext) throws -> RelayRuntime {
+    /// The XDP fast path when interfaces are named and it attaches; otherwise one warning naming
+    /// the cause and the fix, and nil: the io_uring path serves everything.
+    func startXDP(_ settings: RelaySettings, operations: RelayOperationsContext) -> XDPFastPath? {
+        guard let xdp = settings.xdpSettings else {
+            logger.info("XDP fast path off (no --xdp-interface): the \(settings.resolvedIOBackend) path relays everything")
+            operations.noteXDP("off")
+            return nil
+        }
+        switch XDPFastPath.start(xdp) {
+        case .success(let fastPath):
+            logger.notice("XDP fast path \(fastPath.status)", metadata: [
+                "object": "\(xdp.objectPath)", "route_entries": "\(fastPath.routeCapacity)",
+                "relay_ipv4": "\(fastPath.encoding.relayIPv4?.description ?? "none")",
+                "relay_ipv6": "\(fastPath.encoding.relayIPv6?.description ?? "none")",
+            ])
+            operations.attach(xdp: fastPath)
+            return fastPath
+        case .failure(let failure):
+            logger.warning("XDP fast path off: \(failure) Serving everything on the \(settings.resolvedIOBackend) path.")
+            operations.noteXDP("failed (\(failure.cause))")
+            return nil
+        }
+    }
+
+    func start(_ settings: RelaySettings, operations: RelayOperationsContext, xdp: XDPFastPath?) throws -> RelayRuntime {
         var worker = WorkerConfiguration(listenIPv4: settings.bindIPv4, listenIPv6: settings.bindIPv6,
                                          listenPort: settings.listenPort)
         worker.receiveBuffers = settings.receiveBuffers
@@ -127,7 +157,10 @@ struct RelayProcess {
         worker.batchWaitMicroseconds = settings.batchWaitMicroseconds
         worker.steerByClientAddress = settings.steerByClientIP
         worker.ioBackend = settings.resolvedIOBackend
+        worker.routeSink = xdp
         var configured = settings.serverConfiguration
+        // The core emits route changes only when something applies them.
+        configured.emitsChannelRoutes = xdp != nil
         // Portal mode: no credentials (every Allocate refused) until the portal's init.
         if settings.portal != nil { configured.credentials = CredentialStore() }
         // The servers share the EVEN-PORT registry and the live relay ports; the listener port

@@ -47,6 +47,10 @@ struct RelaySettings {
     var ioBackend: IOBackendChoice
     /// What `ioBackend` resolved to on this host (set at start-up).
     var resolvedIOBackend: IOBackendKind = .ioUring
+    /// Interfaces the XDP fast path attaches to (empty: off), how, and the program's object file.
+    var xdpInterfaces: [String]
+    var xdpMode: XDPMode
+    var xdpObject: String
     var operations: OperationsSettings
     /// Set when a portal token is configured (see `PortalSettings`).
     var portal: PortalSettings?
@@ -224,9 +228,18 @@ struct RelaySettings {
             }
             ignoredFirezoneOptions.append("RNG_SEED=\(seed) is ignored: nonces, relay ports and the stamp secret always come from the system's CSPRNG")
         }
-        if let interface = o.ebpfOffloading ?? Environment.string("EBPF_OFFLOADING") {
-            ignoredFirezoneOptions.append("EBPF_OFFLOADING=\(interface) is ignored: XDP offloading is not available in turn-relay yet; relaying stays in user space")
+        xdpInterfaces = o.xdpInterface.isEmpty ? Environment.list("XDP_INTERFACE") : o.xdpInterface
+        if xdpInterfaces.isEmpty, let interface = o.ebpfOffloading ?? Environment.string("EBPF_OFFLOADING") {
+            xdpInterfaces = [interface]
         }
+        // Firezone's EBPF_ATTACH_MODE takes driver (DRV_MODE) or generic (SKB_MODE).
+        let mode = (o.xdpMode ?? Environment.string("XDP_MODE") ?? Environment.string("EBPF_ATTACH_MODE") ?? "native").lowercased()
+        switch mode {
+        case "native", "driver": xdpMode = .native
+        case "generic": xdpMode = .generic
+        default: throw ValidationError("--xdp-mode \(mode) is not one of native, generic (Firezone's EBPF_ATTACH_MODE: driver, generic)")
+        }
+        xdpObject = o.xdpObject ?? Environment.string("XDP_OBJECT") ?? Self.defaultXDPObject()
         operations = try OperationsSettings(o)
         portal = try PortalSettings(o, publicIPv4: bindIPv4 == nil ? nil : publicIPv4?.description,
                                     publicIPv6: bindIPv6 == nil ? nil : publicIPv6?.description, listenPort: listenPort)
@@ -254,6 +267,28 @@ struct RelaySettings {
             let b = UInt8.random(in: 0...255, using: &generator)
             return (b < 16 ? "0" : "") + String(b, radix: 16)
         }.joined()
+    }
+
+    /// turn_router.bpf.o beside the executable (where `make run` puts it), else the packaged one.
+    static func defaultXDPObject() -> String {
+        let packaged = "/usr/lib/turn-relay/turn_router.bpf.o"
+        var path = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &path, Int(PATH_MAX))
+        guard n > 0 else { return packaged }
+        let executable = String(decoding: path[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let slash = executable.lastIndex(of: "/") else { return packaged }
+        let beside = String(executable[..<slash]) + "/turn_router.bpf.o"
+        return access(beside, R_OK) == 0 ? beside : packaged
+    }
+
+    /// The XDP fast path's settings for this configuration, nil when no interface is named.
+    var xdpSettings: XDPSettings? {
+        guard !xdpInterfaces.isEmpty else { return nil }
+        var x = XDPSettings(interfaces: xdpInterfaces, mode: xdpMode, objectPath: xdpObject, listenerPort: listenPort,
+                            relayPorts: portRange, listenIPv4: bindIPv4, listenIPv6: bindIPv6)
+        x.rfc5766Channels = rfc5766ChannelNumbers
+        x.routeEntries = XDPSettings.routeEntries(allocations: maxAllocations, channels: maxChannels)
+        return x
     }
 
     /// Outstanding EVEN-PORT reservations per username when `--max-allocations-per-user` is not given.

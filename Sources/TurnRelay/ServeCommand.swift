@@ -117,8 +117,17 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Accepted for Firezone compatibility and ignored: randomness always comes from the system CSPRNG. [env: RNG_SEED]")
     var rngSeed: String?
 
-    @Option(help: "Accepted for Firezone compatibility: the interface for XDP offloading, which turn-relay does not have yet; logged and ignored. [env: EBPF_OFFLOADING]")
+    @Option(help: "Firezone's name for --xdp-interface (one interface). [env: EBPF_OFFLOADING]")
     var ebpfOffloading: String?
+
+    @Option(help: "Attach the XDP fast path (ChannelData relayed in the kernel) to this interface; repeatable (default: off). Needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; without them the relay warns and serves everything on the io_uring path. [env: XDP_INTERFACE, comma-separated]")
+    var xdpInterface: [String] = []
+
+    @Option(help: "native (in the driver) or generic (any device, slower) (default native). [env: XDP_MODE, or Firezone's EBPF_ATTACH_MODE: driver or generic]")
+    var xdpMode: String?
+
+    @Option(help: "The compiled XDP program (default: turn_router.bpf.o beside the executable, else /usr/lib/turn-relay/turn_router.bpf.o). [env: XDP_OBJECT]")
+    var xdpObject: String?
 
     @Option(help: "Seconds without a portal connection after which the relay gives up and exits with status 1 (default 86400). [env: PORTAL_MAX_ELAPSED]")
     var portalMaxElapsed: Int?

@@ -22,10 +22,13 @@ import Testing
         let metrics = RelayMetrics(additionalFactories: [exporter.factory])
         metrics.addSource { board.snapshots() }
         var a = RelaySnapshot(), b = RelaySnapshot()
-        a[series("relay_relayed_packets_total", ["direction": "client_to_peer"])] = 40
-        b[series("relay_relayed_packets_total", ["direction": "client_to_peer"])] = 2
+        a[series("relay_relayed_packets_total", ["direction": "client_to_peer", "datapath": "userspace"])] = 40
+        b[series("relay_relayed_packets_total", ["direction": "client_to_peer", "datapath": "userspace"])] = 2
         a[series("relay_allocations_active", ["family": "ipv4"])] = 3
         b[series("relay_drops_total", ["reason": "no_permission"])] = 7
+        // The XDP fast path's series go the same way.
+        b[series("relay_relayed_packets_total", ["direction": "client_to_peer", "datapath": "xdp"])] = 5
+        b[series("relay_xdp_route_map_full_total")] = 4
         board.publish(0, a)
         board.publish(1, b)
         exporter.start(updating: metrics)
@@ -35,9 +38,11 @@ import Testing
         var resource: [String: String] = [:]
         let arrived = await pollAsync(seconds: 60) {
             (found, resource) = receiver.received()
-            return found["relay_relayed_packets_total|direction=client_to_peer"] == 42
+            return found["relay_relayed_packets_total|datapath=userspace,direction=client_to_peer"] == 42
                 && found["relay_allocations_active|family=ipv4"] == 3
                 && found["relay_drops_total|reason=no_permission"] == 7
+                && found["relay_relayed_packets_total|datapath=xdp,direction=client_to_peer"] == 5
+                && found["relay_xdp_route_map_full_total"] == 4
         }
         #expect(arrived, "received: \(found.filter { $0.value != 0 })")
         #expect(resource["service.name"] == "turn-relay")
@@ -45,11 +50,11 @@ import Testing
         #expect(resource["deployment.environment"] == "relay-test")
 
         // A later snapshot is exported as the new total.
-        a[series("relay_relayed_packets_total", ["direction": "client_to_peer"])] = 100
+        a[series("relay_relayed_packets_total", ["direction": "client_to_peer", "datapath": "userspace"])] = 100
         board.publish(0, a)
         let updated = await pollAsync(seconds: 60) {
             (found, resource) = receiver.received()
-            return found["relay_relayed_packets_total|direction=client_to_peer"] == 102
+            return found["relay_relayed_packets_total|datapath=userspace,direction=client_to_peer"] == 102
         }
         #expect(updated)
     }

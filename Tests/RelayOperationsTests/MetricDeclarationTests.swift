@@ -1,3 +1,4 @@
+import CXDP
 import Foundation
 import RelayCore
 import RelayIO
@@ -50,10 +51,10 @@ import Testing
         #"relay_nonce_challenges_total{code="401"}"#,
         #"relay_nonce_challenges_total{code="438"}"#,
         #"relay_challenges_rate_limited_total"#,
-        #"relay_relayed_packets_total{direction="client_to_peer"}"#,
-        #"relay_relayed_packets_total{direction="peer_to_client"}"#,
-        #"relay_relayed_bytes_total{direction="client_to_peer"}"#,
-        #"relay_relayed_bytes_total{direction="peer_to_client"}"#,
+        #"relay_relayed_packets_total{direction="client_to_peer",datapath="userspace"}"#,
+        #"relay_relayed_packets_total{direction="peer_to_client",datapath="userspace"}"#,
+        #"relay_relayed_bytes_total{direction="client_to_peer",datapath="userspace"}"#,
+        #"relay_relayed_bytes_total{direction="peer_to_client",datapath="userspace"}"#,
         #"relay_data_indications_sent_total"#,
         #"relay_send_indications_relayed_total"#,
         #"relay_drops_total{reason="source_port_zero"}"#,
@@ -103,7 +104,37 @@ import Testing
         #expect(exported.count == Set(exported).count, "a series is declared twice")
         #expect(RelaySeries.families.first { $0.name == "relay_allocations_active" }?.kind == .gauge)
         #expect(RelaySeries.families.first { $0.name == "relay_io_allocation_sockets_open" }?.kind == .gauge)
-        #expect(RelaySeries.families.filter { $0.kind == .gauge }.count == 2)
+        #expect(RelaySeries.families.filter { $0.kind == .gauge }.count == 4)
+    }
+
+    /// The relayed packets and bytes keep their `direction` and gain `datapath`: the core's
+    /// counters are `userspace`, the XDP program's `xdp`, so `sum by (direction)` is both paths.
+    @Test func relayedSeriesCarryTheirDatapath() {
+        let exported = Set(RelaySeries.allCases.map(\.description))
+        for name in ["relay_relayed_packets_total", "relay_relayed_bytes_total"] {
+            for direction in ["client_to_peer", "peer_to_client"] {
+                for datapath in ["userspace", "xdp"] {
+                    #expect(exported.contains("\(name){direction=\"\(direction)\",datapath=\"\(datapath)\"}"))
+                }
+            }
+        }
+        var x = XDPCounters()
+        x[TR_RELAYED_PACKETS_CLIENT_TO_PEER] = 7
+        x[TR_RELAYED_BYTES_PEER_TO_CLIENT] = 700
+        x[TR_PASS_MAP_MISS] = 3
+        x.routeMapFull = 2
+        x.routesInstalled = 5
+        x.interfacesAttached = 1
+        let s = RelaySnapshot(x)
+        #expect(s[series("relay_relayed_packets_total", ["direction": "client_to_peer", "datapath": "xdp"])] == 7)
+        #expect(s[series("relay_relayed_packets_total", ["direction": "client_to_peer", "datapath": "userspace"])] == 0)
+        #expect(s[series("relay_relayed_bytes_total", ["direction": "peer_to_client", "datapath": "xdp"])] == 700)
+        #expect(s[series("relay_xdp_passed_packets_total", ["reason": "map_miss"])] == 3)
+        #expect(s[series("relay_xdp_route_map_full_total")] == 2)
+        #expect(s[series("relay_xdp_routes_installed")] == 5)
+        #expect(s[series("relay_xdp_interfaces_attached")] == 1)
+        let total: Int = s.values.reduce(0, +)
+        #expect(total == 718)
     }
 
     /// Each `WorkerStatistics` series reads its own field: a snapshot of counters set to distinct

@@ -21,7 +21,7 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         var a = RelaySnapshot(), b = RelaySnapshot()
         a[series("relay_drops_total", ["reason": "no_permission"])] = 3
         b[series("relay_drops_total", ["reason": "no_permission"])] = 4
-        a[series("relay_relayed_bytes_total", ["direction": "client_to_peer"])] = 1000
+        a[series("relay_relayed_bytes_total", ["direction": "client_to_peer", "datapath": "userspace"])] = 1000
         a[series("relay_allocations_active", ["family": "ipv4"])] = 2
         b[series("relay_allocations_active", ["family": "ipv4"])] = 5
         b[series("relay_allocations_active", ["family": "ipv6"])] = 1
@@ -39,7 +39,7 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         #expect(scrape.types["relay_packet_size_bytes"] == "histogram")
         #expect(scrape[#"relay_drops_total{reason="no_permission"}"#] == 7)
         #expect(scrape[#"relay_drops_total{reason="no_channel"}"#] == 0)
-        #expect(scrape[#"relay_relayed_bytes_total{direction="client_to_peer"}"#] == 1000)
+        #expect(scrape[#"relay_relayed_bytes_total{direction="client_to_peer",datapath="userspace"}"#] == 1000)
         #expect(scrape[#"relay_allocations_active{family="ipv4"}"#] == 7)
         #expect(scrape[#"relay_allocations_active{family="ipv6"}"#] == 1)
         #expect(scrape[#"relay_responses_total{class="error",code="401"}"#] == 9)
@@ -99,17 +99,17 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         let metrics = RelayMetrics(additionalFactories: [recorder])
         metrics.addSource { board.snapshots() }
         var s = RelaySnapshot()
-        s[series("relay_relayed_packets_total", ["direction": "peer_to_client"])] = 40
+        s[series("relay_relayed_packets_total", ["direction": "peer_to_client", "datapath": "userspace"])] = 40
         var sizes = s[.packetSize]
         sizes.record(120)
         sizes.record(120)
         s[.packetSize] = sizes
         board.publish(0, s)
         metrics.update()
-        s[series("relay_relayed_packets_total", ["direction": "peer_to_client"])] = 45
+        s[series("relay_relayed_packets_total", ["direction": "peer_to_client", "datapath": "userspace"])] = 45
         board.publish(0, s)
         metrics.update()
-        #expect(recorder.total("relay_relayed_packets_total", ["direction": "peer_to_client"]) == 45)
+        #expect(recorder.total("relay_relayed_packets_total", ["direction": "peer_to_client", "datapath": "userspace"]) == 45)
         #expect(recorder.total("relay_packet_size_bytes_bucket", ["le": "200"]) == 2)
         #expect(recorder.total("relay_packet_size_bytes_bucket", ["le": "100"]) == 0)
         #expect(recorder.total("relay_packet_size_bytes_count", [:]) == 2)

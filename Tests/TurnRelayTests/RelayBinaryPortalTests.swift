@@ -31,16 +31,22 @@ import TestSupport
         }
 
         /// The binary with exactly these arguments, and this process's environment without any of
-        /// the relay's own or Firezone's variables, plus `environment`.
-        init(port: UInt16, arguments: [String], environment extra: [String: String]) throws {
+        /// the relay's own or Firezone's variables, plus `environment`. With a `launcher` (e.g.
+        /// `setpriv` and its options) the binary runs under it.
+        init(port: UInt16, arguments: [String], environment extra: [String: String], launcher: [String] = []) throws {
             let binary = try RelayBinaryReloadTests.turnRelayBinary()
             logURL = FileManager.default.temporaryDirectory
                 .appendingPathComponent("binary-portal-relay-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log")
             FileManager.default.createFile(atPath: logURL.path, contents: nil)
             let log = try FileHandle(forWritingTo: logURL)
             self.port = port
-            process.executableURL = binary
-            process.arguments = arguments
+            if let tool = launcher.first {
+                process.executableURL = URL(fileURLWithPath: tool)
+                process.arguments = launcher.dropFirst() + [binary.path] + arguments
+            } else {
+                process.executableURL = binary
+                process.arguments = arguments
+            }
             var environment = ProcessInfo.processInfo.environment.filter { !Relay.relayVariables.contains($0.key) }
             environment.merge(extra) { $1 }
             process.environment = environment
@@ -55,6 +61,7 @@ import TestSupport
             "CREDENTIALS_FILE", "OTLP_GRPC_ENDPOINT", "FIREZONE_TOKEN", "FIREZONE_API_URL", "FIREZONE_NAME",
             "PORTAL_HEARTBEAT_MS", "PORTAL_MAX_ELAPSED", "BIND_IP4_ADDR", "BIND_IP6_ADDR", "PUBLIC_IP4_ADDR",
             "PUBLIC_IP6_ADDR", "LOWEST_PORT", "HIGHEST_PORT", "NUM_WORKER_THREADS", "RNG_SEED", "EBPF_OFFLOADING",
+            "EBPF_ATTACH_MODE", "XDP_INTERFACE", "XDP_MODE", "XDP_OBJECT",
         ]
 
         deinit { stopChild(process, removing: logURL) }

@@ -323,9 +323,11 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         rx.flushReturns(backend)
     }
 
-    // MARK: - Outbound: socket requests, then datagrams
+    // MARK: - Outbound: route changes, socket requests, then datagrams
 
     func flushOutbound(now: Instant) {
+        // Route changes first, in order: a route is down before its allocation's socket closes.
+        var routes = applyRouteChanges(from: 0)
         var i = 0
         // socketOpened may add requests (another port after a failed bind); bounded.
         while i < batch.socketRequests.count && i < 4096 {
@@ -333,6 +335,7 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
             case .open(let handle, let family, let port):
                 let result = open(handle, family: family, port: port)
                 processor.socketOpened(handle, result: result, now: now, into: batch)
+                routes = applyRouteChanges(from: routes)
             case .close(let handle):
                 close(handle)
             }
@@ -341,6 +344,15 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         submitSends()
         statistics.droppedBatchFull &+= UInt64(batch.droppedFull)
         batch.reset()
+    }
+
+    /// Hands `batch.routeChanges[start...]` to the route sink; returns the new end.
+    /// Nothing to do (the usual case: no route changed) costs one comparison.
+    @inline(__always) func applyRouteChanges(from start: Int) -> Int {
+        let end = batch.routeChanges.count
+        guard end > start, let sink = configuration.routeSink else { return end }
+        for k in start..<end { sink.apply(batch.routeChanges[k]) }
+        return end
     }
 
     func open(_ handle: SocketHandle, family: AddressFamily, port: UInt16) -> SocketOpenResult {

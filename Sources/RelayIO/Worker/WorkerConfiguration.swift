@@ -52,6 +52,9 @@ public struct WorkerConfiguration: Sendable {
     /// How often the worker publishes its `WorkerReport` (its counters and its processor's
     /// `report`), idle or not: the metrics' freshness and the worker's heartbeat.
     public var statisticsIntervalNanoseconds: UInt64 = 1_000_000_000
+    /// Where the core's route changes go (the XDP fast path); nil: they are ignored, and the
+    /// core is only asked for them (`ServerConfiguration.emitsChannelRoutes`) when this is set.
+    public var routeSink: (any ChannelRouteSink)?
     /// SO_NO_CHECK on every socket, which makes the kernel refuse GSO: tests use it to exercise
     /// the fallback to one sendmsg per datagram.
     var disableChecksumsForTesting = false

@@ -3,7 +3,8 @@ import STUN
 /// The routes of the operations HTTP listeners.
 ///
 /// - `GET /healthz`: 200 while the process is alive (the HTTP thread answering is the proof).
-/// - `GET /readyz`: 200 when every `Readiness` check passes, else 503 naming the failing checks.
+/// - `GET /readyz`: 200 when every `Readiness` check passes, else 503 naming the failing checks;
+///   then the readiness notes (e.g. `xdp: attached on eth0 (native mode)`).
 /// - `GET /metrics`: the Prometheus text exposition of `RelayMetrics` (when this listener serves it).
 public enum OperationsEndpoints {
     public static let prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
@@ -17,8 +18,9 @@ public enum OperationsEndpoints {
             case "/readyz":
                 guard let readiness else { break }
                 let failing = readiness.failing()
-                if failing.isEmpty { return HTTPResponse(status: 200, body: "ready \(version)\n") }
-                return HTTPResponse(status: 503, body: "not ready: \(failing.joined(separator: ", "))\n")
+                let notes = readiness.noteLines
+                if failing.isEmpty { return HTTPResponse(status: 200, body: "ready \(version)\n" + notes) }
+                return HTTPResponse(status: 503, body: "not ready: \(failing.joined(separator: ", "))\n" + notes)
             case "/metrics":
                 guard let metrics else { break }
                 return HTTPResponse(status: 200, contentType: prometheusContentType, body: metrics.prometheusText())

@@ -8,6 +8,9 @@ public final class Readiness: Sendable {
     public typealias Check = @Sendable () -> Bool
 
     private let checks = Mutex<[(name: String, check: Check)]>([])
+    /// Lines `/readyz` shows after its status line whatever the status ("xdp: attached on eth0
+    /// (native mode)"), by name.
+    private let notes = Mutex<[(name: String, text: String)]>([])
 
     public init() {}
 
@@ -32,4 +35,16 @@ public final class Readiness: Sendable {
     }
 
     public var isReady: Bool { failing().isEmpty }
+
+    /// Sets the note `name` (shown as "name: text"); the same name is replaced.
+    public func note(_ name: String, _ text: String) {
+        notes.withLock { list in
+            if let i = list.firstIndex(where: { $0.name == name }) { list[i].text = text } else { list.append((name, text)) }
+        }
+    }
+
+    /// "name: text\n" for every note, in the order they were first set.
+    public var noteLines: String {
+        notes.withLock { $0 }.map { "\($0.name): \($0.text)\n" }.joined()
+    }
 }

@@ -3,7 +3,8 @@ import RelayIO
 
 /// One counter or gauge the relay exports: a position in every `RelaySnapshot`, so publishing and
 /// summing never hash a name. The list is not written here: it is the core's declarations
-/// (`ServerReport.metrics`) followed by a worker's (`WorkerStatistics.metrics`); a new counter is
+/// (`ServerReport.metrics`) followed by a worker's (`WorkerStatistics.metrics`) and the XDP fast
+/// path's (`XDPCounters.metrics`); a new counter is
 /// declared once, next to the field that counts it, and appears here, in `/metrics`, in OTLP and
 /// in the README table (checked by a test).
 public struct RelaySeries: Sendable, Hashable, CustomStringConvertible {
@@ -55,10 +56,12 @@ public struct RelaySeries: Sendable, Hashable, CustomStringConvertible {
     /// Where each source's series start in a snapshot.
     static let coreOffset = 0
     static let workerOffset = ServerReport.metrics.count
+    static let xdpOffset = workerOffset + WorkerStatistics.metrics.count
 
     static let catalog: [Entry] = {
-        let entries = ServerReport.metrics.map { Entry(family: $0.family, labelValues: $0.labelValues) }
+        let entries = ServerReport.metrics.map { datapathLabelled(Entry(family: $0.family, labelValues: $0.labelValues)) }
             + WorkerStatistics.metrics.map { Entry(family: $0.family, labelValues: $0.labelValues) }
+            + XDPCounters.metrics.map { Entry(family: $0.family, labelValues: $0.labelValues) }
         // One kind and one label schema per name, and no series declared twice (Prometheus wants both).
         var families: [String: MetricFamily] = [:]
         var keys: Set<[String]> = []
@@ -72,4 +75,14 @@ public struct RelaySeries: Sendable, Hashable, CustomStringConvertible {
         }
         return entries
     }()
+
+    /// The core counts what it relays itself: its relayed packets and bytes are the `userspace`
+    /// series of the families the XDP program's counters share (`datapath` = `userspace` | `xdp`).
+    static func datapathLabelled(_ entry: Entry) -> Entry {
+        for family in [MetricFamily.relayedPacketsByDatapath, .relayedBytesByDatapath]
+        where family.name == entry.family.name && family.labelNames.dropLast() == entry.family.labelNames[...] {
+            return Entry(family: family, labelValues: entry.labelValues + ["userspace"])
+        }
+        return entry
+    }
 }

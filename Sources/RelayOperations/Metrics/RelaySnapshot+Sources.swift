@@ -14,6 +14,12 @@ extension RelaySnapshot {
         fill(statistics, WorkerStatistics.metrics, at: RelaySeries.workerOffset)
     }
 
+    /// The XDP fast path's counters under their exported names (`XDPCounters.metrics`).
+    public init(_ counters: XDPCounters) {
+        self.init()
+        fill(counters, XDPCounters.metrics, at: RelaySeries.xdpOffset)
+    }
+
     /// Everything one worker reported: its own counters plus its processor's (a `ServerReport`
     /// from a plain `Server`, a whole `RelaySnapshot` from an `InstrumentedServer`).
     public init(_ report: WorkerReport) {

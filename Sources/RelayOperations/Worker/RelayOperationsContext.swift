@@ -35,6 +35,16 @@ public final class RelayOperationsContext: Sendable {
     /// The runtime's workers are summed for /metrics and watched by /readyz from now on.
     public func attach(_ runtime: RelayRuntime) { board.attach(runtime) }
 
+    /// The XDP fast path's counters are summed for /metrics from now on, and /readyz says where
+    /// it is attached.
+    public func attach(xdp: XDPFastPath) {
+        metrics.addSource { [RelaySnapshot(xdp.counters)] }
+        readiness.note("xdp", xdp.status)
+    }
+
+    /// /readyz's `xdp:` line when the fast path is off or failed (e.g. "off", "failed: ...").
+    public func noteXDP(_ status: String) { readiness.note("xdp", status) }
+
     /// From now on `/readyz` answers 503: a load balancer or orchestrator stops sending new
     /// clients while existing allocations drain.
     public func markDraining() { draining.set() }

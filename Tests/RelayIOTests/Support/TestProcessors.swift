@@ -56,6 +56,14 @@ final class EchoProcessor: DatagramProcessor {
                 out.socketRequests.append(.open(.allocation(index: 0), family: .ipv4, port: port))
             case 0x0C:
                 out.socketRequests.append(.close(.allocation(index: 0)))
+            case 0x0D where d.length >= 3:
+                // Close the allocation socket and take its route down, in one batch (the route
+                // change appended last: the worker applies it first all the same).
+                let port = UInt16(d.bytes.load(fromByteOffset: 1, as: UInt8.self)) << 8
+                    | UInt16(d.bytes.load(fromByteOffset: 2, as: UInt8.self))
+                out.socketRequests.append(.close(.allocation(index: 0)))
+                out.routeChanges.append(.down(ChannelRoute(client: d.source, channel: 0x4000, peer: d.source,
+                                                           relaySocket: .allocation(index: 0), relayPort: port)))
             case 0xBD:
                 out.append(OutboundDatagram(socket: d.socket, destination: d.source, bytes: d.bytes,
                                             length: d.length, origin: .received(bufferID: 60000)))

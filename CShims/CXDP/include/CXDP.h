@@ -1,0 +1,69 @@
+/*
+ * CXDP — the relay's loader for the XDP ChannelData fast path (BPF/turn_router.bpf.c): open the
+ * object, size its route maps, load it (the kernel's verifier runs), attach it to interfaces
+ * through BPF links, write its configuration, install and remove routes, sum its counters.
+ *
+ * The only target that links libbpf. The map layouts are BPF/turn_router.h, included here so C and
+ * Swift use the program's own structs. Every call that can fail returns 0 or -errno, and writes
+ * which step failed (and libbpf's last message, e.g. the verifier's) into `message`.
+ */
+#ifndef CXDP_H
+#define CXDP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../../BPF/turn_router.h"
+
+/* An opened and loaded turn_router object, with its attachments (opaque). */
+typedef struct cx_fast_path cx_fast_path;
+
+/* Attach modes (cx_attach). */
+enum { CX_MODE_NATIVE = 0, CX_MODE_GENERIC = 1 };
+
+/* cx_route_add: both maps refused the route because one of them is full (E2BIG/ENOSPC); the
+ * channel stays on the userspace path. Distinct from every -errno. */
+#define CX_ROUTE_MAP_FULL 1
+
+/* Opens `path`, sizes both route maps to `route_entries` (0 keeps the object's size), loads it.
+ * On success *out owns the object; free it with cx_close. */
+int cx_open(const char *path, uint32_t route_entries, cx_fast_path **out, char *message, size_t message_len);
+
+/* Attaches the program to `ifindex` through a BPF link in `mode`. The link lives as long as this
+ * process holds its fd: a crash detaches it. Returns 0 or -errno. */
+int cx_attach(cx_fast_path *fp, int ifindex, int mode, char *message, size_t message_len);
+
+/* Number of interfaces attached. */
+int cx_attached_count(const cx_fast_path *fp);
+
+/* Writes the one configuration entry. */
+int cx_set_config(cx_fast_path *fp, const struct tr_config *config, char *message, size_t message_len);
+
+/* Installs (or replaces) one route in both maps. 0, CX_ROUTE_MAP_FULL (nothing left installed),
+ * or -errno. */
+int cx_route_add(cx_fast_path *fp, const struct tr_client_key *ck, const struct tr_client_value *cv,
+                 const struct tr_peer_key *pk, const struct tr_peer_value *pv);
+
+/* Removes one route from both maps; a missing entry is not an error. 0 or -errno. */
+int cx_route_delete(cx_fast_path *fp, const struct tr_client_key *ck, const struct tr_peer_key *pk);
+
+/* Map lookups (tests, diagnostics): 0, -ENOENT, or -errno. */
+int cx_lookup_client(cx_fast_path *fp, const struct tr_client_key *key, struct tr_client_value *value);
+int cx_lookup_peer(cx_fast_path *fp, const struct tr_peer_key *key, struct tr_peer_value *value);
+
+/* Sums tr_counters over every possible CPU into out[0..TR_COUNTER_COUNT). 0 or -errno. */
+int cx_read_counters(cx_fast_path *fp, uint64_t out[TR_COUNTER_COUNT]);
+
+/* The route maps' size as loaded. */
+uint32_t cx_route_capacity(const cx_fast_path *fp);
+
+/* The program's kernel id (what `ip link` / bpftool show), 0 if unknown. */
+uint32_t cx_program_id(const cx_fast_path *fp);
+
+/* The XDP program id attached to ifindex (any mode), 0 when none; -errno on failure. */
+int64_t cx_query_attached(int ifindex);
+
+/* Detaches every link (closing their fds) and frees the object and its maps. NULL is fine. */
+void cx_close(cx_fast_path *fp);
+
+#endif /* CXDP_H */

@@ -1,0 +1,308 @@
+import CXDP
+import Glibc
+import RelayCore
+import STUN
+import Synchronization
+
+/// Where a worker applies the core's route changes (`OutboundBatch.routeChanges`), in order,
+/// before anything else in the batch. Called on worker threads; must be thread-safe.
+public protocol ChannelRouteSink: AnyObject, Sendable {
+    func apply(_ change: RouteChange)
+}
+
+public enum XDPMode: String, Sendable, CaseIterable {
+    /// In the driver (XDP_FLAGS_DRV_MODE): the fast one; the driver must support XDP.
+    case native
+    /// In the kernel's generic receive path (XDP_FLAGS_SKB_MODE): any device, slower.
+    case generic
+}
+
+/// What the fast path is started with.
+public struct XDPSettings: Sendable, Equatable {
+    /// Interface names; each gets the same program (one set of maps for all).
+    public var interfaces: [String]
+    public var mode: XDPMode = .native
+    /// The compiled BPF/turn_router.bpf.c.
+    public var objectPath: String
+    /// Entries of each route map (one per channel binding).
+    public var routeEntries: UInt32 = UInt32(TR_ROUTES_DEFAULT_ENTRIES)
+    public var listenerPort: UInt16
+    public var relayPorts: ClosedRange<UInt16>
+    /// Accept RFC 5766 channel numbers 0x5000-0x7FFF, as the core does with the same option.
+    public var rfc5766Channels = false
+    /// The addresses the listener and the allocation sockets are bound to (nil: family off;
+    /// a wildcard is replaced by the first attached interface's address of that family).
+    public var listenIPv4: IPv4Address?
+    public var listenIPv6: IPv6Address?
+    public var relayBindIPv4: IPv4Address?
+    public var relayBindIPv6: IPv6Address?
+
+    public init(interfaces: [String], mode: XDPMode = .native, objectPath: String, listenerPort: UInt16,
+                relayPorts: ClosedRange<UInt16>, listenIPv4: IPv4Address?, listenIPv6: IPv6Address?,
+                relayBindIPv4: IPv4Address? = nil, relayBindIPv6: IPv6Address? = nil) {
+        self.interfaces = interfaces
+        self.mode = mode
+        self.objectPath = objectPath
+        self.listenerPort = listenerPort
+        self.relayPorts = relayPorts
+        self.listenIPv4 = listenIPv4
+        self.listenIPv6 = listenIPv6
+        self.relayBindIPv4 = relayBindIPv4
+        self.relayBindIPv6 = relayBindIPv6
+    }
+
+    /// Route map entries for `allocations` × `channels` bindings, between 1,024 and 262,144.
+    public static func routeEntries(allocations: Int, channels: Int) -> UInt32 {
+        let wanted = allocations.multipliedReportingOverflow(by: channels)
+        return UInt32(min(max(wanted.overflow ? Int.max : wanted.partialValue, 1024), 262_144))
+    }
+}
+
+/// Why the fast path is off: the cause, and what to do about it. The relay logs it once and
+/// serves everything on the io_uring path.
+public struct XDPFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    public var cause: String
+    public var fix: String
+
+    public var description: String { "\(cause). \(fix)" }
+}
+
+/// The loaded XDP program and its maps, shared by every worker: one program attached through a
+/// BPF link to each interface, one set of maps. Route changes from any worker go to the maps;
+/// `close()` (or the end of the process: the links die with their fds) detaches it.
+public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
+    // @unchecked: the C object is only touched under `state`'s lock.
+    public let settings: XDPSettings
+    public let encoding: XDPRouteEncoding
+    public let attached: [XDPInterfaces.Interface]
+    public let routeCapacity: UInt32
+    /// The loaded program's kernel id (`bpftool prog show id N`).
+    public let programID: UInt32
+
+    private struct State: @unchecked Sendable {
+        // @unchecked: the C object pointer is only used under the Mutex that holds this state.
+        var fastPath: OpaquePointer?
+        var installed: Set<ChannelRoute> = []
+        var routeMapFull: UInt64 = 0
+        var routesNotInstalled: UInt64 = 0
+    }
+
+    private let state: Mutex<State>
+
+    private init(settings: XDPSettings, fastPath: OpaquePointer, encoding: XDPRouteEncoding,
+                 attached: [XDPInterfaces.Interface]) {
+        self.settings = settings
+        self.encoding = encoding
+        self.attached = attached
+        routeCapacity = cx_route_capacity(fastPath)
+        programID = cx_program_id(fastPath)
+        state = Mutex(State(fastPath: fastPath))
+    }
+
+    deinit { close() }
+
+    /// Loads the program, attaches it to every interface in `settings` and writes its
+    /// configuration; all or nothing (a failure leaves nothing attached).
+    public static func start(_ settings: XDPSettings) -> Result<XDPFastPath, XDPFailure> {
+        var interfaces: [XDPInterfaces.Interface] = []
+        for name in settings.interfaces {
+            switch XDPInterfaces.lookup(name) {
+            case .success(let interface): interfaces.append(interface)
+            case .failure(let error):
+                return .failure(XDPFailure(cause: "\(error)", fix: "Name an existing interface with --xdp-interface."))
+            }
+        }
+        guard !interfaces.isEmpty else {
+            return .failure(XDPFailure(cause: "no interface given", fix: "Name one with --xdp-interface."))
+        }
+        var message = [CChar](repeating: 0, count: 512)
+        var fastPath: OpaquePointer?
+        var rc = cx_open(settings.objectPath, settings.routeEntries, &fastPath, &message, message.count)
+        guard rc == 0, let fastPath else {
+            return .failure(failure(-rc, message: text(message), settings: settings, interface: nil))
+        }
+        for interface in interfaces {
+            rc = cx_attach(fastPath, interface.index, settings.mode == .generic ? Int32(CX_MODE_GENERIC) : Int32(CX_MODE_NATIVE),
+                           &message, message.count)
+            if rc != 0 {
+                cx_close(fastPath)
+                return .failure(failure(-rc, message: text(message), settings: settings, interface: interface.name))
+            }
+        }
+        let encoding = wireEncoding(settings, interfaces: interfaces)
+        var config = tr_config()
+        config.listener_ports.0 = settings.listenerPort.bigEndian
+        config.relay_port_min = settings.relayPorts.lowerBound.bigEndian
+        config.relay_port_max = settings.relayPorts.upperBound.bigEndian
+        config.mtu = UInt16(clamping: interfaces.map(\.mtu).min() ?? 1500).bigEndian
+        config.flags = (settings.rfc5766Channels ? UInt32(TR_CONFIG_RFC5766_CHANNELS) : 0).bigEndian
+        rc = cx_set_config(fastPath, &config, &message, message.count)
+        if rc != 0 {
+            cx_close(fastPath)
+            return .failure(failure(-rc, message: text(message), settings: settings, interface: nil))
+        }
+        return .success(XDPFastPath(settings: settings, fastPath: fastPath, encoding: encoding, attached: interfaces))
+    }
+
+    /// The relay's addresses on the wire: the bound ones, a wildcard replaced by the first
+    /// attached interface's address of that family (IPv6: not link-local).
+    static func wireEncoding(_ s: XDPSettings, interfaces: [XDPInterfaces.Interface]) -> XDPRouteEncoding {
+        let all = interfaces.flatMap(\.addresses)
+        let v4 = all.lazy.compactMap { if case .v4(let a) = $0 { a } else { nil } }.first
+        let v6 = all.lazy.compactMap { if case .v6(let a) = $0, a.high >> 54 != 0x3FA { a } else { nil } }.first
+        func wire4(_ a: IPv4Address?) -> IPv4Address? { a == .any ? v4 : a }
+        func wire6(_ a: IPv6Address?) -> IPv6Address? { a == .any ? v6 : a }
+        return XDPRouteEncoding(relayIPv4: wire4(s.relayBindIPv4 ?? s.listenIPv4), relayIPv6: wire6(s.relayBindIPv6 ?? s.listenIPv6),
+                                listenerIPv4: wire4(s.listenIPv4), listenerIPv6: wire6(s.listenIPv6),
+                                listenerPort: s.listenerPort)
+    }
+
+    /// The C side's NUL-terminated message.
+    static func text(_ message: [CChar]) -> String {
+        String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Which of the capabilities the fast path needs this process lacks (CapEff in
+    /// /proc/self/status): CAP_BPF and CAP_NET_ADMIN to load and attach, CAP_PERFMON because the
+    /// verifier allows the program's packet-pointer subtraction only with it (CAP_SYS_ADMIN
+    /// stands in for CAP_BPF and CAP_PERFMON).
+    public static func missingCapabilities() -> [String] {
+        guard let status = try? String(decoding: readAll("/proc/self/status"), as: UTF8.self),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+              let mask = UInt64(line.dropFirst("CapEff:".count).trimmingPrefix(while: { $0 == "\t" || $0 == " " }), radix: 16)
+        else { return [] }
+        func has(_ bit: UInt64) -> Bool { mask & (1 << bit) != 0 }
+        let sysAdmin = has(21)
+        var missing: [String] = []
+        if !has(39) && !sysAdmin { missing.append("CAP_BPF") }
+        if !has(12) { missing.append("CAP_NET_ADMIN") }
+        if !has(38) && !sysAdmin { missing.append("CAP_PERFMON") }
+        return missing
+    }
+
+    static func readAll(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw XDPFailure(cause: path, fix: "") }
+        defer { Glibc.close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { break }
+            bytes += chunk[..<n]
+        }
+        return bytes
+    }
+
+    static func failure(_ errno: Int32, message: String, settings: XDPSettings, interface: String?) -> XDPFailure {
+        let missing = missingCapabilities()
+        let privileges = (missing.isEmpty ? "" : "This process lacks \(missing.joined(separator: ", ")). ")
+            + "Run as root, or give the process CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (systemd: AmbientCapabilities=CAP_BPF CAP_NET_ADMIN CAP_PERFMON), and let a seccomp filter allow bpf (SystemCallFilter=bpf)."
+        if message.hasPrefix("open the BPF object") {
+            return XDPFailure(cause: "cannot read the XDP program \(settings.objectPath): \(message)",
+                              fix: "Build it with scripts/build-bpf (make run does) or point --xdp-object at turn_router.bpf.o.")
+        }
+        if let interface {
+            switch errno {
+            case EPERM, EACCES:
+                return XDPFailure(cause: "attaching XDP to \(interface) was refused: \(message)", fix: privileges)
+            case EBUSY, EEXIST:
+                return XDPFailure(cause: "another XDP program is attached to \(interface): \(message)",
+                                  fix: "Detach it (ip link set dev \(interface) xdp off) or choose another interface.")
+            case EOPNOTSUPP where settings.mode == .native, EINVAL where settings.mode == .native:
+                return XDPFailure(cause: "the driver of \(interface) has no native XDP: \(message)",
+                                  fix: "Use --xdp-mode generic (slower) or a driver with XDP support.")
+            default:
+                return XDPFailure(cause: "cannot attach XDP to \(interface): \(message)",
+                                  fix: "Check the kernel log (dmesg); XDP links need Linux 5.9 or later.")
+            }
+        }
+        switch errno {
+        case EPERM,
+             EACCES where !missing.isEmpty:
+            return XDPFailure(cause: "the kernel refused bpf(): \(message)", fix: privileges)
+        case EACCES:
+            return XDPFailure(cause: "the kernel's verifier refused the XDP program: \(message)",
+                              fix: "Run scripts/test-bpf on this kernel for the verifier's log; Linux 5.9 or later is needed.")
+        case ENOSYS:
+            return XDPFailure(cause: "bpf() is not available: \(message)",
+                              fix: "Use a kernel with CONFIG_BPF_SYSCALL, and a seccomp filter that allows bpf.")
+        default:
+            return XDPFailure(cause: "the kernel did not load the XDP program: \(message)",
+                              fix: "Check the kernel version (5.9+ for XDP links) and the verifier's message above; run scripts/test-bpf for details.")
+        }
+    }
+
+    /// "attached on eth0, eth1 (native mode)".
+    public var status: String {
+        "attached on \(attached.map(\.name).joined(separator: ", ")) (\(settings.mode.rawValue) mode)"
+    }
+
+    // MARK: - Routes
+
+    public func apply(_ change: RouteChange) {
+        state.withLock { state in
+            guard let fastPath = state.fastPath else { return }
+            switch change {
+            case .up(let route):
+                guard case .success(var e) = encoding.entries(for: route) else {
+                    state.routesNotInstalled &+= 1
+                    return
+                }
+                let rc = cx_route_add(fastPath, &e.clientKey, &e.clientValue, &e.peerKey, &e.peerValue)
+                if rc == 0 {
+                    state.installed.insert(route)
+                } else if rc == CX_ROUTE_MAP_FULL {
+                    state.routeMapFull &+= 1
+                } else {
+                    state.routesNotInstalled &+= 1
+                }
+            case .down(let route):
+                guard state.installed.remove(route) != nil, case .success(var e) = encoding.entries(for: route) else { return }
+                _ = cx_route_delete(fastPath, &e.clientKey, &e.peerKey)
+            }
+        }
+    }
+
+    /// The two map entries installed for `route`, as their bytes (tests, diagnostics): the
+    /// client → peer value and the peer → client value, nil where the map has none.
+    public func installedValues(for route: ChannelRoute) -> (client: [UInt8]?, peer: [UInt8]?) {
+        guard case .success(var e) = encoding.entries(for: route) else { return (nil, nil) }
+        return state.withLock { state in
+            guard let fastPath = state.fastPath else { return (nil, nil) }
+            var cv = tr_client_value(), pv = tr_peer_value()
+            let c = cx_lookup_client(fastPath, &e.clientKey, &cv) == 0 ? Self.bytes(of: cv) : nil
+            let p = cx_lookup_peer(fastPath, &e.peerKey, &pv) == 0 ? Self.bytes(of: pv) : nil
+            return (c, p)
+        }
+    }
+
+    static func bytes<T>(of value: T) -> [UInt8] {
+        withUnsafeBytes(of: value) { Array($0) }
+    }
+
+    // MARK: - Counters and life
+
+    /// The program's counters summed over the CPUs, and the loader's.
+    public var counters: XDPCounters {
+        state.withLock { state in
+            var c = XDPCounters()
+            c.routeMapFull = state.routeMapFull
+            c.routesNotInstalled = state.routesNotInstalled
+            c.routesInstalled = state.installed.count
+            guard let fastPath = state.fastPath else { return c }
+            c.interfacesAttached = Int(cx_attached_count(fastPath))
+            _ = c.program.withUnsafeMutableBufferPointer { cx_read_counters(fastPath, $0.baseAddress!) }
+            return c
+        }
+    }
+
+    /// Detaches from every interface and frees the maps. Route changes after this are ignored.
+    public func close() {
+        state.withLock { state in
+            cx_close(state.fastPath)
+            state.fastPath = nil
+            state.installed.removeAll()
+        }
+    }
+}

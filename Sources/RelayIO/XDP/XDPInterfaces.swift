@@ -1,0 +1,55 @@
+import CUDP
+import CXDP
+import Glibc
+import STUN
+
+/// The interfaces the fast path attaches to, by name: index, MTU and addresses.
+public enum XDPInterfaces {
+    public struct Interface: Sendable, Equatable {
+        public var name: String
+        public var index: Int32
+        /// The link MTU (the largest IP packet the program may send out of it).
+        public var mtu: Int
+        public var addresses: [IPAddress]
+    }
+
+    public enum LookupError: Error, Equatable, CustomStringConvertible {
+        case unknown(String)
+
+        public var description: String {
+            switch self {
+            case .unknown(let name): "no network interface named \(name) (see `ip link`)"
+            }
+        }
+    }
+
+    public static func lookup(_ name: String) -> Result<Interface, LookupError> {
+        let index = if_nametoindex(name)
+        guard index != 0 else { return .failure(.unknown(name)) }
+        return .success(Interface(name: name, index: Int32(index), mtu: mtu(of: name) ?? 1500,
+                                  addresses: HostAddresses.current(interface: name)))
+    }
+
+    /// The id of the XDP program attached to `name` in this thread's network namespace (any
+    /// mode), 0 when none, nil when the interface is unknown or the query fails.
+    public static func attachedProgramID(_ name: String) -> UInt32? {
+        let index = if_nametoindex(name)
+        guard index != 0 else { return nil }
+        let id = cx_query_attached(Int32(index))
+        return id < 0 ? nil : UInt32(id)
+    }
+
+    /// SIOCGIFMTU on a throwaway datagram socket.
+    static func mtu(of name: String) -> Int? {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var request = ifreq()
+        let bytes = Array(name.utf8.prefix(Int(IFNAMSIZ) - 1))
+        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        guard ioctl(fd, UInt(SIOCGIFMTU), &request) == 0 else { return nil }
+        return Int(request.ifr_ifru.ifru_mtu)
+    }
+}

@@ -1,0 +1,236 @@
+import CXDP
+import Foundation
+import Glibc
+import RelayCore
+@testable import RelayIO
+import STUN
+import Testing
+import TestSupport
+
+/// The XDP fast path's loader against the real kernel: the program loaded and attached to a veth
+/// in a namespace the test creates (scripts/netns-lab), routes written to and removed from its
+/// maps byte for byte, a full map counted, and ChannelData relayed by the program itself with its
+/// counters read back. Root only (CAP_BPF, CAP_NET_ADMIN, namespaces); skipped otherwise.
+@Suite(.serialized, .dedicatedThread) struct XDPFastPathTests {
+    static var isRoot: Bool { geteuid() == 0 }
+
+    static let relay4 = IPv4Address(198, 18, 0, 1)
+    static let client4 = IPv4Address(198, 18, 0, 2)
+    static let peer4 = IPv4Address(198, 18, 0, 3)
+    static let relay6 = IPv6Address("2001:db8::1")!
+    static let peer6 = IPv6Address("2001:db8::3")!
+    static let listenerPort: UInt16 = 3478
+
+    static func route(clientPort: UInt16 = 40000, channel: UInt16 = 0x4001, peer: IPAddress = .v4(peer4),
+                      peerPort: UInt16 = 41000, relayPort: UInt16 = 50001) -> ChannelRoute {
+        ChannelRoute(client: TransportAddress(ip: .v4(client4), port: clientPort), channel: channel,
+                     peer: TransportAddress(ip: peer, port: peerPort), relaySocket: SocketHandle(raw: 2),
+                     relayPort: relayPort)
+    }
+
+    /// A lab and the fast path attached to its relay end.
+    static func start(_ mode: XDPMode, routeEntries: UInt32? = nil) throws -> (XDPLab, XDPFastPath) {
+        let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
+        let lab = try XDPLab(prefix: "shx")
+        var settings = XDPSettings(interfaces: [lab.relayInterface], mode: mode, objectPath: object,
+                                   listenerPort: listenerPort, relayPorts: 50000...50100,
+                                   listenIPv4: relay4, listenIPv6: relay6)
+        if let routeEntries { settings.routeEntries = routeEntries }
+        do {
+            let fastPath = try lab.run(in: lab.relayNamespace) { [settings] in try XDPFastPath.start(settings).get() }
+            return (lab, fastPath)
+        } catch {
+            lab.down()
+            throw error
+        }
+    }
+
+    static func mapped(_ a: IPv4Address) -> [UInt8] {
+        [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF, UInt8(a.value >> 24), UInt8(a.value >> 16 & 0xFF),
+                                              UInt8(a.value >> 8 & 0xFF), UInt8(a.value & 0xFF)]
+    }
+
+    static func be(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
+
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func attachesThroughALinkAndDetachesOnClose() throws {
+        let (lab, fastPath) = try Self.start(.native)
+        defer { lab.down() }
+        let attached = try lab.run(in: lab.relayNamespace) { [name = lab.relayInterface] in XDPInterfaces.attachedProgramID(name) }
+        #expect(attached == fastPath.programID && fastPath.programID != 0)
+        #expect(fastPath.counters.interfacesAttached == 1)
+        #expect(fastPath.status == "attached on \(lab.relayInterface) (native mode)")
+        fastPath.close()
+        let after = try lab.run(in: lab.relayNamespace) { [name = lab.relayInterface] in XDPInterfaces.attachedProgramID(name) }
+        #expect(after == 0, "still attached after close")
+    }
+
+    /// One program, one set of maps, attached to every named interface (here the veth and the
+    /// namespace's loopback, in generic mode, which any device supports).
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func attachesTheSameProgramToEveryInterface() throws {
+        let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
+        let lab = try XDPLab(prefix: "shx")
+        defer { lab.down() }
+        let interfaces = [lab.relayInterface, "lo"]
+        let settings = XDPSettings(interfaces: interfaces, mode: .generic, objectPath: object, listenerPort: Self.listenerPort,
+                                   relayPorts: 50000...50100, listenIPv4: Self.relay4, listenIPv6: Self.relay6)
+        let fastPath = try lab.run(in: lab.relayNamespace) { try XDPFastPath.start(settings).get() }
+        let ids = try lab.run(in: lab.relayNamespace) { interfaces.map { XDPInterfaces.attachedProgramID($0) } }
+        #expect(ids == [fastPath.programID, fastPath.programID])
+        #expect(fastPath.counters.interfacesAttached == 2)
+        #expect(fastPath.status == "attached on \(lab.relayInterface), lo (generic mode)")
+        fastPath.close()
+        let after = try lab.run(in: lab.relayNamespace) { interfaces.map { XDPInterfaces.attachedProgramID($0) } }
+        #expect(after == [0, 0])
+    }
+
+    /// All or nothing: when one interface refuses (loopback has no native XDP), the others are
+    /// detached again, and the failure names the cause and the fix.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func aRefusingInterfaceLeavesNothingAttached() throws {
+        let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
+        let lab = try XDPLab(prefix: "shx")
+        defer { lab.down() }
+        let interfaces = [lab.relayInterface, "lo"]
+        let settings = XDPSettings(interfaces: interfaces, mode: .native, objectPath: object, listenerPort: Self.listenerPort,
+                                   relayPorts: 50000...50100, listenIPv4: Self.relay4, listenIPv6: Self.relay6)
+        let failure = try lab.run(in: lab.relayNamespace) { () -> XDPFailure? in
+            if case .failure(let f) = XDPFastPath.start(settings) { f } else { nil }
+        }
+        #expect(failure?.cause.hasPrefix("the driver of lo has no native XDP") == true, "\(String(describing: failure))")
+        #expect(failure?.fix.contains("--xdp-mode generic") == true)
+        let after = try lab.run(in: lab.relayNamespace) { interfaces.map { XDPInterfaces.attachedProgramID($0) } }
+        #expect(after == [0, 0])
+    }
+
+    /// Route up writes both entries exactly as BPF/turn_router.h lays them out (IPv4-mapped
+    /// addresses, ports and channel in network byte order, families, zero padding); route down
+    /// removes both.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func routeUpInstallsExactBytesAndDownRemovesThem() throws {
+        let (lab, fastPath) = try Self.start(.native)
+        defer { lab.down(); fastPath.close() }
+        let r = Self.route()
+        fastPath.apply(.up(r))
+        let installed = fastPath.installedValues(for: r)
+        #expect(installed.client == Self.mapped(Self.relay4) + Self.mapped(Self.peer4) + Self.be(50001) + Self.be(41000) + [4, 4, 0, 0])
+        #expect(installed.peer == Self.mapped(Self.relay4) + Self.mapped(Self.client4) + Self.be(Self.listenerPort)
+                + Self.be(40000) + Self.be(0x4001) + [4, 4])
+
+        // Cross-family: an IPv6 peer of an IPv4 client goes out from the IPv6 relay address.
+        let cross = Self.route(clientPort: 40001, channel: 0x4002, peer: .v6(Self.peer6), relayPort: 50002)
+        fastPath.apply(.up(cross))
+        let crossInstalled = fastPath.installedValues(for: cross)
+        let relay6 = XDPRouteEncoding.bytes(.v6(Self.relay6)), peer6 = XDPRouteEncoding.bytes(.v6(Self.peer6))
+        #expect(relay6 == [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [1])
+        #expect(crossInstalled.client == relay6 + peer6 + Self.be(50002) + Self.be(41000) + [4, 6, 0, 0])
+        #expect(crossInstalled.peer == Self.mapped(Self.relay4) + Self.mapped(Self.client4) + Self.be(Self.listenerPort)
+                + Self.be(40001) + Self.be(0x4002) + [6, 4])
+        #expect(fastPath.counters.routesInstalled == 2)
+
+        fastPath.apply(.down(r))
+        #expect(fastPath.installedValues(for: r).client == nil)
+        #expect(fastPath.installedValues(for: r).peer == nil)
+        #expect(fastPath.installedValues(for: cross).client != nil)
+        #expect(fastPath.counters.routesInstalled == 1)
+        // A hairpin (the peer is the relay's own address) is never installed.
+        let hairpin = Self.route(clientPort: 40009, peer: .v4(Self.relay4), relayPort: 50009)
+        fastPath.apply(.up(hairpin))
+        #expect(fastPath.installedValues(for: hairpin).client == nil)
+        #expect(fastPath.counters.routesNotInstalled == 1)
+    }
+
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func fullMapIsCountedAndLeavesTheChannelOut() throws {
+        let (lab, fastPath) = try Self.start(.native, routeEntries: 4)
+        defer { lab.down(); fastPath.close() }
+        #expect(fastPath.routeCapacity == 4)
+        let routes = (0..<5).map { Self.route(clientPort: 40000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        for r in routes { fastPath.apply(.up(r)) }
+        var c = fastPath.counters
+        #expect(c.routeMapFull == 1)
+        #expect(c.routesInstalled == 4)
+        #expect(fastPath.installedValues(for: routes[4]).client == nil)
+        #expect(fastPath.installedValues(for: routes[4]).peer == nil)
+        // Down of the route that never made it changes nothing; down of another makes room.
+        fastPath.apply(.down(routes[4]))
+        #expect(fastPath.counters.routesInstalled == 4)
+        fastPath.apply(.down(routes[0]))
+        fastPath.apply(.up(routes[4]))
+        c = fastPath.counters
+        #expect(c.routesInstalled == 4 && c.routeMapFull == 1)
+        #expect(fastPath.installedValues(for: routes[4]).client != nil)
+    }
+
+    struct Exchange: Sendable {
+        var atPeer: (bytes: [UInt8], from: TransportAddress)?
+        var atClient: (bytes: [UInt8], from: TransportAddress)?
+        var afterDown: [UInt8]?
+    }
+
+    /// One traffic case: the attach mode and each side's family.
+    struct TrafficCase: Sendable, CustomTestStringConvertible {
+        var mode: XDPMode
+        var client: AddressFamily
+        var peer: AddressFamily
+        var testDescription: String { "\(mode) \(client == .ipv4 ? 4 : 6)→\(peer == .ipv4 ? 4 : 6)" }
+
+        static let all = [TrafficCase(mode: .native, client: .ipv4, peer: .ipv4),
+                          TrafficCase(mode: .generic, client: .ipv4, peer: .ipv4),
+                          TrafficCase(mode: .native, client: .ipv6, peer: .ipv6),
+                          TrafficCase(mode: .native, client: .ipv4, peer: .ipv6),
+                          TrafficCase(mode: .native, client: .ipv6, peer: .ipv4)]
+    }
+
+    static let client6 = IPv6Address("2001:db8::2")!
+
+    /// The program relays ChannelData both ways (RFC 8656 §12.4: "the ChannelData message is
+    /// relayed ... as a UDP datagram" to the peer; §12.5 the reverse) and its per-CPU counters say
+    /// so; after route down the same ChannelData is no longer relayed (it passes to the kernel as
+    /// a map miss: no socket listens in this lab, so nothing reaches the peer). IPv4, IPv6 and
+    /// across families: the entries carry the right addresses on the wire for each side.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"),
+          arguments: TrafficCase.all)
+    func relaysChannelDataAndCountsIt(_ t: TrafficCase) throws {
+        let mode = t.mode
+        let (lab, fastPath) = try Self.start(mode)
+        defer { lab.down(); fastPath.close() }
+        let clientIP: IPAddress = t.client == .ipv4 ? .v4(Self.client4) : .v6(Self.client6)
+        let peerIP: IPAddress = t.peer == .ipv4 ? .v4(Self.peer4) : .v6(Self.peer6)
+        var r = Self.route(peer: peerIP)
+        r.client.ip = clientIP
+        fastPath.apply(.up(r))
+        let listener = TransportAddress(ip: t.client == .ipv4 ? .v4(Self.relay4) : .v6(Self.relay6), port: Self.listenerPort)
+        let allocation = TransportAddress(ip: t.peer == .ipv4 ? .v4(Self.relay4) : .v6(Self.relay6), port: 50001)
+        let exchange = try lab.run(in: lab.outNamespace) { [r] () throws -> Exchange in
+            let client = try BlockingUDPSocket(bindTo: r.client)
+            let peer = try BlockingUDPSocket(bindTo: r.peer)
+            var e = Exchange()
+            // Channel 0x4001, length 5, "hello", 3 bytes of padding.
+            _ = client.send([0x40, 0x01, 0x00, 0x05] + Array("hello".utf8) + [0, 0, 0], to: listener)
+            e.atPeer = peer.receive(timeoutMilliseconds: 3000)
+            _ = peer.send(Array("world!".utf8), to: allocation)
+            e.atClient = client.receive(timeoutMilliseconds: 3000)
+            // A STUN Binding request to the listener: not ChannelData, passed.
+            _ = client.send([0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42] + [UInt8](repeating: 7, count: 12), to: listener)
+            fastPath.apply(.down(r))
+            _ = client.send([0x40, 0x01, 0x00, 0x05] + Array("again".utf8) + [0, 0, 0], to: listener)
+            e.afterDown = peer.receive(timeoutMilliseconds: 500)?.bytes
+            return e
+        }
+        #expect(exchange.atPeer?.bytes == Array("hello".utf8))
+        #expect(exchange.atPeer?.from == allocation)
+        #expect(exchange.atClient?.bytes == [0x40, 0x01, 0x00, 0x06] + Array("world!".utf8))
+        #expect(exchange.atClient?.from == listener)
+        #expect(exchange.afterDown == nil)
+        let c = fastPath.counters
+        #expect(c[TR_RELAYED_PACKETS_CLIENT_TO_PEER] == 1)
+        #expect(c[TR_RELAYED_BYTES_CLIENT_TO_PEER] == 5)
+        #expect(c[TR_RELAYED_PACKETS_PEER_TO_CLIENT] == 1)
+        #expect(c[TR_RELAYED_BYTES_PEER_TO_CLIENT] == 6)
+        #expect(c[TR_PASS_NOT_CHANNEL_DATA] == 1)
+        #expect(c[TR_PASS_MAP_MISS] == 1)
+        #expect(c.routesInstalled == 0)
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import Glibc
+import RelayIO
+import STUN
+import Testing
+import TestSupport
+@testable import OperationsTestSupport
+
+/// `--xdp-interface` never stops the relay: when the fast path cannot be attached the relay logs
+/// exactly one warning naming the cause and the fix, and serves everything on the io_uring path.
+@Suite(.serialized, .dedicatedThread) struct RelayBinaryXDPTests {
+    typealias Relay = RelayBinaryPortalTests.Relay
+
+    static var isRoot: Bool { geteuid() == 0 }
+
+    /// Starts the binary with `extra` (plus a loopback listener) under `launcher`, waits for a
+    /// Binding to be answered, and returns the log.
+    static func serve(_ extra: [String], environment: [String: String] = [:], launcher: [String] = []) throws -> String {
+        let port = try RelayBinaryFirezoneTests.freePort()
+        let relay = try Relay(port: port, arguments: [
+            "serve", "--listen-port", "\(port)", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",
+            "--min-port", "50480", "--max-port", "50490", "--workers", "1",
+            "--health-check-addr", "127.0.0.1:0", "--metrics-addr", "none", "--drain-seconds", "0"] + extra,
+            environment: environment, launcher: launcher)
+        let client = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0))
+        let address = TransportAddress(ip: .v4(.loopback), port: port)
+        // RFC 8489 §6.3.1: a Binding request is answered with a success response.
+        let answered = poll(seconds: 10) {
+            client.send(CoreDriver.message(.binding, id: 1), to: address)
+            guard let reply = client.receive(timeoutMilliseconds: 300) else { return false }
+            return CoreDriver.outcome(reply.bytes).success
+        }
+        #expect(answered, "no Binding answer:\n\(relay.log)")
+        // /readyz carries the fast path's state.
+        if let health = RelayBinaryReloadTests.address(after: "health=", in: relay.log) {
+            let ready = try HTTPTestClient.get(health, "/readyz")
+            #expect(ready.body.contains("xdp: failed ("), "\(ready.body)")
+        } else {
+            Issue.record("no health address in the log:\n\(relay.log)")
+        }
+        return relay.log
+    }
+
+    static func warnings(_ log: String) -> Int { log.components(separatedBy: "XDP fast path off:").count - 1 }
+
+    @Test func unknownInterfaceWarnsOnceAndServes() throws {
+        let log = try Self.serve(["--xdp-interface", "nosuchif0"])
+        #expect(Self.warnings(log) == 1, "\(log)")
+        #expect(log.contains("no network interface named nosuchif0"), "\(log)")
+        #expect(log.contains("--xdp-interface"), "\(log)")
+    }
+
+    @Test func missingObjectWarnsOnceAndServes() throws {
+        let log = try Self.serve(["--xdp-interface", "lo", "--xdp-object", "/nonexistent/turn_router.bpf.o"])
+        #expect(Self.warnings(log) == 1, "\(log)")
+        #expect(log.contains("cannot read the XDP program /nonexistent/turn_router.bpf.o"), "\(log)")
+        #expect(log.contains("scripts/build-bpf"), "\(log)")
+    }
+
+    /// The environment names: XDP_INTERFACE (comma-separated) wins over Firezone's
+    /// EBPF_OFFLOADING; Firezone's EBPF_ATTACH_MODE takes `driver` and `generic`.
+    @Test func environmentNamesTheInterfacesAndTheMode() throws {
+        let log = try Self.serve([], environment: ["XDP_INTERFACE": "nosuchif1, nosuchif2", "EBPF_OFFLOADING": "nosuchif9",
+                                                   "EBPF_ATTACH_MODE": "driver"])
+        #expect(Self.warnings(log) == 1, "\(log)")
+        #expect(log.contains("no network interface named nosuchif1"), "\(log)")
+        #expect(!log.contains("nosuchif9"), "\(log)")
+    }
+
+    @Test func anUnknownModeIsRefused() async throws {
+        let (status, output) = try await RelayBinaryFirezoneTests.refusedStart(["--xdp-interface", "lo"], token: nil,
+                                                                                environment: ["EBPF_ATTACH_MODE": "offload"])
+        #expect(status != 0)
+        #expect(output.contains("--xdp-mode offload is not one of native, generic"), "\(output)")
+    }
+
+    /// bpf() refused: root without CAP_BPF, CAP_SYS_ADMIN, CAP_NET_ADMIN and CAP_PERFMON (dropped
+    /// from the bounding set by setpriv, so the relay's exec keeps none of them), and a non-root
+    /// uid (65534). The object must exist, so the refusal is the kernel's.
+    @Test(.enabled(if: isRoot, "needs root to drop capabilities or switch uid"),
+          arguments: [["--bounding-set", "-bpf,-sys_admin,-net_admin,-perfmon"],
+                      ["--reuid", "65534", "--regid", "65534", "--clear-groups"]])
+    func bpfRefusedWarnsOnceAndServes(privileges: [String]) throws {
+        let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
+        let log = try Self.serve(["--xdp-interface", "lo", "--xdp-object", object],
+                                 launcher: ["/usr/bin/setpriv"] + privileges + ["--"])
+        #expect(Self.warnings(log) == 1, "\(log)")
+        #expect(log.contains("the kernel refused bpf()"), "\(log)")
+        #expect(log.contains("CAP_BPF"), "\(log)")
+    }
+}
+
+/// The fast path attached by the binary itself, in a lab namespace, as a process holding only
+/// CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (what packaging/turn-relay.service grants; no
+/// CAP_SYS_ADMIN): attached at start, detached on SIGTERM, and detached when the process is
+/// killed (the BPF links die with it), so a crash never leaves the program attached.
+@Suite(.serialized, .dedicatedThread) struct RelayBinaryXDPAttachTests {
+    typealias Relay = RelayBinaryPortalTests.Relay
+
+    @Test(.enabled(if: RelayBinaryXDPTests.isRoot, "XDP needs root (network namespaces, CAP_BPF, CAP_NET_ADMIN)"))
+    func attachesWithOnlyTheUnitsCapabilitiesAndDetachesOnStopAndCrash() throws {
+        let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
+        let lab = try XDPLab(prefix: "shb")
+        defer { lab.down() }
+        let interface = lab.relayInterface
+        func attachedID() throws -> UInt32? {
+            try lab.run(in: lab.relayNamespace) { XDPInterfaces.attachedProgramID(interface) }
+        }
+        func start() throws -> Relay {
+            try Relay(port: 3478, arguments: [
+                "serve", "--listen-port", "3478", "--bind-ip4", "198.18.0.1", "--bind-ip6", "none",
+                "--min-port", "50000", "--max-port", "50100", "--workers", "1", "--drain-seconds", "0",
+                "--health-check-addr", "none", "--metrics-addr", "none", "--allow-peer", "198.18.0.0/15",
+                "--xdp-interface", interface, "--xdp-object", object],
+                environment: [:],
+                launcher: ["/usr/sbin/ip", "netns", "exec", lab.relayNamespace,
+                           "/usr/bin/setpriv", "--bounding-set", "-all,+bpf,+net_admin,+perfmon", "--"])
+        }
+        for crash in [false, true] {
+            let relay = try start()
+            #expect(poll(seconds: 15) { relay.log.contains("XDP fast path attached on \(interface) (native mode)") },
+                     "\(relay.log)")
+            #expect(!relay.log.contains("XDP fast path off"), "\(relay.log)")
+            #expect(try attachedID().map { $0 != 0 } == true)
+            kill(relay.process.processIdentifier, crash ? SIGKILL : SIGTERM)
+            relay.process.waitUntilExit()
+            if !crash { #expect(relay.log.contains("XDP fast path detached"), "\(relay.log)") }
+            // Link teardown after a process's death is asynchronous in the kernel (its fds are
+            // released as the task exits): allow it a moment.
+            #expect(try poll(seconds: 5) { try attachedID() == 0 }, "still attached after \(crash ? "SIGKILL" : "SIGTERM")")
+        }
+    }
+}
