@@ -8,8 +8,8 @@ import STUN
 /// changes as the shell does and checks after each call that an up is never repeated, a down
 /// always names a route that is up, and the shell's routes equal the core's.
 ///
-/// RFC 8656 §9: "By sending a CreatePermission request or a ChannelBind request, the client can
-/// cause the server to install or refresh a permission for a given IP address." §12: "A channel
+/// RFC 8656 §9: "By sending either CreatePermission requests or ChannelBind requests, the client
+/// can cause the server to install or refresh a permission for a given IP address." §12: "A channel
 /// binding lasts for 10 minutes unless refreshed. Refreshing the binding (by the server receiving
 /// a ChannelBind request rebinding the channel to the same peer) resets the time-to-expiry timer
 /// back to 10 minutes." §12.6: "the receipt of a ChannelData message MUST NOT refresh either the
