@@ -228,7 +228,9 @@ struct RelaySettings {
             }
             ignoredFirezoneOptions.append("RNG_SEED=\(seed) is ignored: nonces, relay ports and the stamp secret always come from the system's CSPRNG")
         }
-        xdpInterfaces = o.xdpInterface.isEmpty ? Environment.list("XDP_INTERFACE") : o.xdpInterface
+        // Each interface once: a second link on the same interface would be refused (EBUSY).
+        var seen: Set<String> = []
+        xdpInterfaces = (o.xdpInterface.isEmpty ? Environment.list("XDP_INTERFACE") : o.xdpInterface).filter { seen.insert($0).inserted }
         if xdpInterfaces.isEmpty, let interface = o.ebpfOffloading ?? Environment.string("EBPF_OFFLOADING") {
             xdpInterfaces = [interface]
         }
