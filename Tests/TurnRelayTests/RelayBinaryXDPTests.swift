@@ -141,7 +141,7 @@ import TestSupport
             try Relay(port: 3478, arguments: [
                 "serve", "--listen-port", "3478", "--bind-ip4", "198.18.0.1", "--bind-ip6", "none",
                 "--min-port", "50000", "--max-port", "50100", "--workers", "1", "--drain-seconds", "0",
-                "--health-check-addr", "none", "--metrics-addr", "none", "--allow-peer", "198.18.0.0/15",
+                "--health-check-addr", "198.18.0.1:8080", "--metrics-addr", "198.18.0.1:9464", "--allow-peer", "198.18.0.0/15",
                 "--xdp-interface", interface, "--xdp-object", object],
                 environment: [:],
                 launcher: ["/usr/sbin/ip", "netns", "exec", lab.relayNamespace,
@@ -153,6 +153,15 @@ import TestSupport
                      "\(relay.log)")
             #expect(!relay.log.contains("XDP fast path off"), "\(relay.log)")
             #expect(try attachedID().map { $0 != 0 } == true)
+            // /readyz and /metrics say so (asked from the clients' namespace).
+            let (ready, attachedGauge) = try lab.run(in: lab.outNamespace) { () throws -> (String, Double?) in
+                let health = TransportAddress(ip: .v4(IPv4Address(198, 18, 0, 1)), port: 8080)
+                let metrics = TransportAddress(ip: .v4(IPv4Address(198, 18, 0, 1)), port: 9464)
+                _ = poll(seconds: 5) { (try? HTTPTestClient.get(health, "/readyz").status) == 200 }
+                return (try HTTPTestClient.get(health, "/readyz").body, try scrapeMetrics(metrics)["relay_xdp_interfaces_attached"])
+            }
+            #expect(ready.contains("xdp: attached on \(interface) (native mode)"), "\(ready)")
+            #expect(attachedGauge == 1)
             kill(relay.process.processIdentifier, crash ? SIGKILL : SIGTERM)
             relay.process.waitUntilExit()
             if !crash { #expect(relay.log.contains("XDP fast path detached"), "\(relay.log)") }
