@@ -55,4 +55,12 @@ import Testing
         }
         #expect(throws: XDPRouteEncoding.Refusal.hairpin) { try e.entries(for: route(.v4(IPv4Address(10, 0, 0, 5)))).get() }
     }
+
+    /// The route maps hold --max-allocations × --max-channels routes, between 1,024 and 262,144.
+    @Test func routeMapsAreSizedFromTheLimits() {
+        #expect(XDPSettings.routeEntries(allocations: 100, channels: 128) == 12_800)
+        #expect(XDPSettings.routeEntries(allocations: 1, channels: 1) == 1024)
+        #expect(XDPSettings.routeEntries(allocations: 10_000, channels: 128) == 262_144)
+        #expect(XDPSettings.routeEntries(allocations: Int.max, channels: 2) == 262_144)
+    }
 }
