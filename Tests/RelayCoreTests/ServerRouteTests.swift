@@ -157,6 +157,36 @@ import STUN
         #expect(try h.refresh(lifetime: 0, client: Addr.clientV6, id: 6).routes == [.down(v4)])
     }
 
+    @Test func oneFamilyOfADualAllocationExpiringTakesOnlyItsRoutesDown() throws {
+        // RFC 8656 §8.1: the relayed addresses of a dual allocation are refreshed separately, and
+        // one that is not refreshed expires alone.
+        let h = Harness { $0.relayAddressIPv6 = Addr.relayV6 }
+        let (relays, handles, _) = try h.allocate(Addr.clientV6) { $0.appendAddressFamily(.additionalAddressFamily, .ipv6) }
+        let v4 = route(h, 0x4000, Addr.peer, client: Addr.clientV6, handle: handles[0], port: relays[0].port)
+        let v6 = route(h, 0x4001, Addr.peerV6, client: Addr.clientV6, handle: handles[1], port: relays[1].port)
+        try h.channelBind(0x4000, to: Addr.peer, client: Addr.clientV6)
+        try h.channelBind(0x4001, to: Addr.peerV6, client: Addr.clientV6, id: 4)
+        h.advance(seconds: 250)
+        let request = message(.refresh, id: transactionID(5), auth: try h.auth(client: Addr.clientV6)) { w in
+            w.appendUInt32(.lifetime, 600)
+            w.appendAddressFamily(.requestedAddressFamily, .ipv4)
+        }
+        #expect(h.receive(request, from: Addr.clientV6).routes == [])
+        // The permissions (300 s) are kept alive by CreatePermission.
+        try h.createPermission([Addr.peer, Addr.peerV6], client: Addr.clientV6, id: 6)
+        h.advance(seconds: 250)
+        try h.createPermission([Addr.peer, Addr.peerV6], client: Addr.clientV6, id: 7)
+        // The IPv4 channel is refreshed (§12: "Refreshing the binding ... resets the time-to-expiry
+        // timer back to 10 minutes"); the IPv6 one would expire at 600 s with its relayed address.
+        #expect(try h.channelBind(0x4000, to: Addr.peer, client: Addr.clientV6, id: 8).routes == [])
+        // 600 s: the IPv6 relayed address expires; only its peer's route goes down.
+        #expect(h.advance(seconds: 99).routes == [])
+        let expiry = h.advance(seconds: 1)
+        #expect(expiry.routes == [.down(v6)])
+        #expect(expiry.closes == [handles[1]])
+        #expect(h.server.peers.routesUp == [v4])
+    }
+
     @Test func ipv6OnlyAllocationRoutes() throws {
         let h = Harness { $0.relayAddressIPv6 = Addr.relayV6 }
         let (relays, handles, _) = try h.allocate(Addr.clientV6) { $0.appendAddressFamily(.requestedAddressFamily, .ipv6) }
@@ -231,6 +261,31 @@ import STUN
         #expect(h.receive(channelData(0x4001, [1]), from: Addr.client).only?.socket == handles[0])
         #expect(try h.createPermission([own], id: 5).routes == [])
         #expect(h.server.peers.routesUp.isEmpty)
+    }
+
+    @Test func peersOnThisHostThatAnOperatorAllowsAreRelayedButNeverRouted() throws {
+        // An operator `allow` opens loopback (and the relay's own address) for same-host peers:
+        // relayed without a per-datagram check, but the kernel fast path sends out of an
+        // interface, so no route (`PeerPolicy.reachesThisHost`).
+        let h = Harness { $0.peerPolicy = PeerPolicy(allow: [CIDR("127.0.0.0/8")!, CIDR("203.0.113.10/32")!]) }
+        let (_, handles, _) = try h.allocate()
+        for (n, peer) in ["127.0.0.1:5000", "203.0.113.10:6000"].enumerated() {
+            let channel = 0x4000 + UInt16(n)
+            let bind = try h.channelBind(channel, to: TransportAddress(peer)!, id: UInt8(3 + n))
+            #expect(try code(bind) == nil, "\(peer)")
+            #expect(bind.routes == [])
+            #expect(h.receive(channelData(channel, [1]), from: Addr.client).only?.socket == handles[0])
+        }
+        #expect(h.server.peers.routesUp.isEmpty)
+        // A reload that drops the allow: loopback is denied now (its permission revoked); the
+        // relay's own address is admitted only at live relay ports again (checked per datagram,
+        // and 6000 is none). Still no route change.
+        let reload = h.reload(peerPolicy: PeerPolicy())
+        #expect(reload.routes == [])
+        #expect(h.server.statistics.permissionsRevokedByPolicy == 1)
+        #expect(h.receive(channelData(0x4000, [1]), from: Addr.client).sent.isEmpty)
+        #expect(h.receive(channelData(0x4001, [1]), from: Addr.client).sent.isEmpty)
+        #expect(h.server.statistics.drops.noPermission == 1 && h.server.statistics.drops.peerDenied == 1)
     }
 
     @Test func aReloadThatPutsAPeerOnThisHostTakesItsRouteDownWithoutRevokingItsPermission() throws {
