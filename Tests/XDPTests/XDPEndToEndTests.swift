@@ -70,6 +70,13 @@ struct XDPEndToEndTests {
         }
         try expectChannelDataCarried(relay, since: before, clientToPeer: Self.messages, peerToClient: Self.messages,
                                      everythingWasChannelData: true)
+        if relay.datapath.isXDP {
+            // aioice deletes its allocation when it closes (Refresh with LIFETIME 0): its route
+            // leaves the maps before the relay answers.
+            let routes = try XDPRouteMaps.read(lab)
+            #expect(routes.clientRoutes.isEmpty && routes.peerRoutes.isEmpty, "routes left after aioice closed: \(routes)")
+            #expect(try relay.metrics().total("relay_xdp_routes_installed") == 0)
+        }
         try expectCleanStop(relay)
     }
 
@@ -175,6 +182,20 @@ struct XDPEndToEndTests {
         let (channelPeer, otherPeer) = (session.peers[0], session.peers[1])
         let channel: UInt16 = 0x4001
         #expect(client.channelBind(channel, peer: channelPeer.localAddress)?.errorCode == nil)
+        if relay.datapath.isXDP {
+            // One route each way, for the channel's peer transport address only (the other port
+            // has a permission, no channel), with the addresses as they are on the wire.
+            let lab = session.lab
+            let routes = try XDPRouteMaps.read(lab)
+            let clientEndpoint = "\(lab.clientIPv4):\(client.socket.localAddress.port)"
+            let peerEndpoint = "\(lab.peerIPv4):\(channelPeer.localAddress.port)"
+            #expect(routes.clientRoutes.map(\.description)
+                == ["\(clientEndpoint) channel 0x4001 → \(peerEndpoint)"], "\(routes.clientRoutes)")
+            #expect(routes.peerRoutes.map(\.description)
+                == ["\(peerEndpoint) → \(lab.relayIPv4):\(relayed.port) ⇒ \(clientEndpoint) channel 0x4001"],
+                "\(routes.peerRoutes)")
+            #expect(try relay.metrics().total("relay_xdp_routes_installed") == 1)
+        }
         let before = try relay.metrics()
 
         for i in 0..<Self.messages {
