@@ -18,11 +18,14 @@ struct TurnBench: ParsableCommand {
                       (A B A B ...)
           core        drive RelayCore.Server in process (no sockets): ns per packet,
                       heap allocations per packet, slow-path requests per second
+          lab         (root) relays in a network namespace, generator in another,
+                      over veth: turn-relay with XDP, io_uring only, coturn;
+                      interleaved and bursty traffic, machine CPU per packet
 
-        Traffic goes to loopback only (127.0.0.0/8, ::1). Every run is bounded in
-        time. Run `turn-bench help <mode>` for the figures each mode reports.
+        Traffic goes to loopback only (127.0.0.0/8, ::1), or, for `lab`, to the
+        namespaces it creates. Every run is bounded in time. Run `turn-bench help <mode>` for the figures each mode reports.
         """,
-        subcommands: [Load.self, AllocRate.self, Compare.self, Core.self]
+        subcommands: [Load.self, AllocRate.self, Compare.self, Core.self, Lab.self]
     )
 }
 

@@ -6,8 +6,12 @@ import STUN
 /// Untrusted bytes never trap: mutated requests, indications and frames, on every socket kind,
 /// against a server with live allocations, permissions and channels.
 @Suite(.dedicatedThread) struct ServerFuzzTests {
-    @Test func mutatedTrafficNeverTrapsAndTablesStayBounded() throws {
+    /// With and without route bookkeeping (the harness checks the route changes after each call);
+    /// the peer policy is reloaded now and then, denying and re-allowing the peers in use.
+    @Test(arguments: [false, true])
+    func mutatedTrafficNeverTrapsAndTablesStayBounded(emitsChannelRoutes: Bool) throws {
         let h = Harness {
+            $0.emitsChannelRoutes = emitsChannelRoutes
             $0.relayAddressIPv6 = Addr.relayV6
             $0.maxPermissionsPerAllocation = 8
             $0.maxChannelsPerAllocation = 8
@@ -58,6 +62,9 @@ import STUN
             if i % 1000 == 999 {
                 h.answer(out.opens)
                 h.advance(seconds: 7)
+            }
+            if i % 3000 == 1500 {
+                h.reload(peerPolicy: i % 6000 == 1500 ? PeerPolicy(deny: [CIDR("8.8.8.0/24")!]) : PeerPolicy())
             }
         }
         let sizes = h.server.tableSizes

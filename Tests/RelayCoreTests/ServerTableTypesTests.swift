@@ -134,7 +134,8 @@ import STUN
                 } else {
                     // A reload: one peer IP denied, a few peers now checked per datagram.
                     let denied = peer(r >> 12).address.ip
-                    _ = table.enforce(denies: { $0 == denied }, checksPeer: { $0.port == 3000 + UInt16(r >> 22 & 3) },
+                    _ = table.enforce(denies: { $0 == denied },
+                                      classify: { ($0.port == 3000 + UInt16(r >> 22 & 3), $0.port == 3000 + UInt16(r >> 24 & 3)) },
                                       timers: &timers, routes: &changes)
                     #expect(!table.hasPermission(PermissionKey(allocation: id, peer: denied)))
                 }
@@ -150,7 +151,7 @@ import STUN
                 if let existing = table.channel(ChannelKey(client: client, number: number)), existing.peer != p { break }
                 if let other = table.peerChannel(PeerChannelKey(allocation: id, peer: p)), other.number != number { break }
                 table.bindChannel(id, number: number, peer: p, relayHandle: .allocation(index: Int(id.index)),
-                                  relayPort: 50000 + UInt16(id.index), checksPeer: r >> 28 & 7 == 0,
+                                  relayPort: 50000 + UInt16(id.index), checksPeer: r >> 28 & 7 == 0, peerIsLocal: r >> 31 & 7 == 0,
                                   expiresAt: now.adding(seconds: 600), timers: &timers, routes: &changes)
                 #expect(table.channel(ChannelKey(client: client, number: number))?.isBound == true)
             default:  // time passes: fire what is due, as the server does

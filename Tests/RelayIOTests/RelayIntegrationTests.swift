@@ -79,6 +79,36 @@ struct RelayIntegrationTests {
         }
     }
 
+    /// A reload whose peer policy denies a peer in use applies to the existing permission at once
+    /// (on the worker's thread, through `DatagramProcessor.apply`): the bound channel stays but
+    /// relays nothing either way, and binding it again is refused. RFC 8656 §12.2: "if a value is
+    /// not allowed, the server rejects the request with a 403 (Forbidden) error."
+    @Test(arguments: IOBackendKind.allCases) func reloadDenyingAPeerInUseStopsItsChannel(backend: IOBackendKind) throws {
+        let reloads = ReloadMailbox<TURNReload>()
+        let relay = try RelayFixture(backend: backend, reloads: reloads)
+        let client = try relay.client()
+        let peer = try BlockingUDPSocket(bindTo: RelayFixture.peerAddress)
+        let relayed = try #require(client.allocate()?.xorRelayedAddresses.first)
+        #expect(client.channelBind(0x4004, peer: peer.localAddress)?.messageClass == .successResponse)
+        client.sendChannelData(0x4004, payload: [1, 2, 3])
+        #expect(peer.receive()?.bytes == [1, 2, 3])
+        peer.send([4], to: relayed)
+        #expect(client.receive() == .channelData(channel: 0x4004, payload: [4]))
+
+        let generation = reloads.post(credentials: CredentialStore(restSecrets: [RelayFixture.secret]),
+                                      peerPolicy: PeerPolicy(allow: [CIDR("127.0.0.0/8")!], deny: [CIDR("127.0.0.2/32")!]))
+        for _ in 0..<100 where reloads.appliedGenerations()[0] != generation { usleep(20_000) }
+        #expect(reloads.appliedGenerations()[0] == generation)
+        client.sendChannelData(0x4004, payload: [5])
+        #expect(peer.receive(timeoutMilliseconds: 300) == nil)
+        peer.send([6], to: relayed)
+        #expect(client.receive(timeoutMilliseconds: 300) == nil)
+        #expect(client.channelBind(0x4004, peer: peer.localAddress)?.errorCode == 403)
+        // The allocation itself is untouched: a Refresh still succeeds.
+        #expect(client.refresh(lifetime: 600)?.messageClass == .successResponse)
+        _ = relay.stop()
+    }
+
     @Test(arguments: IOBackendKind.allCases) func exhaustedPortRangeAnswers508(backend: IOBackendKind) throws {
         let free = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
         let relay = try RelayFixture(backend: backend) { $0.portRange = free...free }

@@ -65,6 +65,45 @@ import TestSupport
         #expect(after == 0, "still attached after close")
     }
 
+    /// One program, one set of maps, attached to every named interface (here the veth and the
+    /// namespace's loopback, in generic mode, which any device supports).
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func attachesTheSameProgramToEveryInterface() throws {
+        let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
+        let lab = try XDPLab(prefix: "shx")
+        defer { lab.down() }
+        let interfaces = [lab.relayInterface, "lo"]
+        let settings = XDPSettings(interfaces: interfaces, mode: .generic, objectPath: object, listenerPort: Self.listenerPort,
+                                   relayPorts: 50000...50100, listenIPv4: Self.relay4, listenIPv6: Self.relay6)
+        let fastPath = try lab.run(in: lab.relayNamespace) { try XDPFastPath.start(settings).get() }
+        let ids = try lab.run(in: lab.relayNamespace) { interfaces.map { XDPInterfaces.attachedProgramID($0) } }
+        #expect(ids == [fastPath.programID, fastPath.programID])
+        #expect(fastPath.counters.interfacesAttached == 2)
+        #expect(fastPath.status == "attached on \(lab.relayInterface), lo (generic mode)")
+        fastPath.close()
+        let after = try lab.run(in: lab.relayNamespace) { interfaces.map { XDPInterfaces.attachedProgramID($0) } }
+        #expect(after == [0, 0])
+    }
+
+    /// All or nothing: when one interface refuses (loopback has no native XDP), the others are
+    /// detached again, and the failure names the cause and the fix.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func aRefusingInterfaceLeavesNothingAttached() throws {
+        let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
+        let lab = try XDPLab(prefix: "shx")
+        defer { lab.down() }
+        let interfaces = [lab.relayInterface, "lo"]
+        let settings = XDPSettings(interfaces: interfaces, mode: .native, objectPath: object, listenerPort: Self.listenerPort,
+                                   relayPorts: 50000...50100, listenIPv4: Self.relay4, listenIPv6: Self.relay6)
+        let failure = try lab.run(in: lab.relayNamespace) { () -> XDPFailure? in
+            if case .failure(let f) = XDPFastPath.start(settings) { f } else { nil }
+        }
+        #expect(failure?.cause.hasPrefix("the driver of lo has no native XDP") == true, "\(String(describing: failure))")
+        #expect(failure?.fix.contains("--xdp-mode generic") == true)
+        let after = try lab.run(in: lab.relayNamespace) { interfaces.map { XDPInterfaces.attachedProgramID($0) } }
+        #expect(after == [0, 0])
+    }
+
     /// Route up writes both entries exactly as BPF/turn_router.h lays them out (IPv4-mapped
     /// addresses, ports and channel in network byte order, families, zero padding); route down
     /// removes both.

@@ -124,8 +124,9 @@ import TestSupport
     }
 
     /// Runs the binary with a token and these arguments; returns its exit status and output.
-    static func refusedStart(_ arguments: [String], token: String? = "t") async throws -> (status: Int32, output: String) {
-        var environment = ["FIREZONE_API_URL": "ws://127.0.0.1:9"]
+    static func refusedStart(_ arguments: [String], token: String? = "t", environment extra: [String: String] = [:])
+        async throws -> (status: Int32, output: String) {
+        var environment = ["FIREZONE_API_URL": "ws://127.0.0.1:9"].merging(extra) { $1 }
         if let token { environment["FIREZONE_TOKEN"] = token }
         let relay = try Relay(port: 0, arguments: ["serve", "--listen-port", "0", "--health-check-addr", "none",
                                                    "--metrics-addr", "none", "--drain-seconds", "0"] + arguments,

@@ -15,13 +15,13 @@ import TestSupport
 
     /// Starts the binary with `extra` (plus a loopback listener) under `launcher`, waits for a
     /// Binding to be answered, and returns the log.
-    static func serve(_ extra: [String], launcher: [String] = []) throws -> String {
+    static func serve(_ extra: [String], environment: [String: String] = [:], launcher: [String] = []) throws -> String {
         let port = try RelayBinaryFirezoneTests.freePort()
         let relay = try Relay(port: port, arguments: [
             "serve", "--listen-port", "\(port)", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",
             "--min-port", "50480", "--max-port", "50490", "--workers", "1",
             "--health-check-addr", "127.0.0.1:0", "--metrics-addr", "none", "--drain-seconds", "0"] + extra,
-            environment: [:], launcher: launcher)
+            environment: environment, launcher: launcher)
         let client = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0))
         let address = TransportAddress(ip: .v4(.loopback), port: port)
         // RFC 8489 §6.3.1: a Binding request is answered with a success response.
@@ -55,6 +55,23 @@ import TestSupport
         #expect(Self.warnings(log) == 1, "\(log)")
         #expect(log.contains("cannot read the XDP program /nonexistent/turn_router.bpf.o"), "\(log)")
         #expect(log.contains("scripts/build-bpf"), "\(log)")
+    }
+
+    /// The environment names: XDP_INTERFACE (comma-separated) wins over Firezone's
+    /// EBPF_OFFLOADING; Firezone's EBPF_ATTACH_MODE takes `driver` and `generic`.
+    @Test func environmentNamesTheInterfacesAndTheMode() throws {
+        let log = try Self.serve([], environment: ["XDP_INTERFACE": "nosuchif1, nosuchif2", "EBPF_OFFLOADING": "nosuchif9",
+                                                   "EBPF_ATTACH_MODE": "driver"])
+        #expect(Self.warnings(log) == 1, "\(log)")
+        #expect(log.contains("no network interface named nosuchif1"), "\(log)")
+        #expect(!log.contains("nosuchif9"), "\(log)")
+    }
+
+    @Test func anUnknownModeIsRefused() async throws {
+        let (status, output) = try await RelayBinaryFirezoneTests.refusedStart(["--xdp-interface", "lo"], token: nil,
+                                                                                environment: ["EBPF_ATTACH_MODE": "offload"])
+        #expect(status != 0)
+        #expect(output.contains("--xdp-mode offload is not one of native, generic"), "\(output)")
     }
 
     /// bpf() refused: root without CAP_BPF, CAP_SYS_ADMIN, CAP_NET_ADMIN and CAP_PERFMON (dropped

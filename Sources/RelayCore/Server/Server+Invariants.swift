@@ -19,8 +19,9 @@ extension Server {
             problems.append("peer table entries \(peers.attached.map(\.index)) != live allocations \(live.map(\.id.index))")
         }
         if timers.count != expectedTimers { problems.append("timers \(timers.count) != live entries \(expectedTimers)") }
-        for channel in peers.allChannels where channel.checksPeer != (admission(of: channel.peer.address) != .allowed) {
-            problems.append("channel to \(channel.peer.address) checksPeer \(channel.checksPeer) disagrees with the policy")
+        for channel in peers.allChannels where channel.checksPeer != (admission(of: channel.peer.address) != .allowed)
+            || channel.peerIsLocal != peerPolicy.reachesThisHost(channel.peer.address.ip) {
+            problems.append("channel to \(channel.peer.address) checksPeer/peerIsLocal disagree with the policy")
         }
         if !configuration.emitsChannelRoutes && !peers.routesUp.isEmpty { problems.append("routes kept without emitsChannelRoutes") }
         for route in peers.routesUp {
@@ -30,7 +31,9 @@ extension Server {
                 problems.append("route \(route) is not through an open relay of an active allocation")
                 continue
             }
-            if admission(of: route.peer) != .allowed { problems.append("route \(route) to a peer the policy does not allow") }
+            if admission(of: route.peer) != .allowed || peerPolicy.reachesThisHost(route.peer.ip) {
+                problems.append("route \(route) to a peer the policy does not allow or on this host")
+            }
         }
         return problems
     }

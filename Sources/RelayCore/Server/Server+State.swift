@@ -159,7 +159,7 @@ extension Server {
     func bindChannel(_ id: AllocationID, number: ChannelNumber, peer: PeerSocket, relay: RelaySocket,
                      checksPeer: Bool = false, now: Instant, out: OutboundBatch) {
         peers.bindChannel(id, number: number, peer: peer, relayHandle: relay.handle, relayPort: relay.port, checksPeer: checksPeer,
-                          expiresAt: now.adding(seconds: Self.channelLifetime), timers: &timers, routes: &out.routeChanges)
+                          peerIsLocal: peerPolicy.reachesThisHost(peer.address.ip), expiresAt: now.adding(seconds: Self.channelLifetime), timers: &timers, routes: &out.routeChanges)
     }
 
     /// Makes the permissions and channels obey the peer policy just loaded. RFC 8656 §10.2: "The
@@ -171,7 +171,7 @@ extension Server {
     /// and has no route.
     func enforcePeerPolicy(out: OutboundBatch) {
         let revoked = peers.enforce(denies: { peerPolicy.evaluate($0) == .denied },
-                                    checksPeer: { admission(of: $0) != .allowed },
+                                    classify: { (admission(of: $0) != .allowed, peerPolicy.reachesThisHost($0.ip)) },
                                     timers: &timers, routes: &out.routeChanges)
         statistics.permissionsRevokedByPolicy &+= revoked
     }

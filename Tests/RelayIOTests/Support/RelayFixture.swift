@@ -12,7 +12,8 @@ final class RelayFixture {
     let runtime: RelayRuntime
     let address: TransportAddress
 
-    init(backend: IOBackendKind = .ioUring, configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
+    init(backend: IOBackendKind = .ioUring, reloads: ReloadMailbox<TURNReload>? = nil,
+         configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
         var server = ServerConfiguration(relayAddressIPv4: .loopback, relayAddressIPv6: nil)
         server.credentials = CredentialStore(restSecrets: [Self.secret])
         // The peers in these tests live on loopback, which is denied by default.
@@ -24,7 +25,7 @@ final class RelayFixture {
         worker.receiveBuffers = 64
         worker.ringEntries = 256
         worker.ioBackend = backend
-        runtime = try RelayRuntime.startTURN(workers: 1, configuration: worker, server: server)
+        runtime = try RelayRuntime.startTURN(workers: 1, configuration: worker, server: server, reloads: reloads)
         guard let address = runtime.workers.first?.listenerAddresses.first else {
             throw RelayIOError.configuration("no listener")
         }

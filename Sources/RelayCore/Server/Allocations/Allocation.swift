@@ -223,6 +223,10 @@ struct Channel {
     /// is a live relay allocation, or a reload's policy no longer admits it. Such a channel is
     /// checked per datagram and never gets a `ChannelRoute`.
     var checksPeer: Bool = false
+    /// The peer's IP reaches this host (`PeerPolicy.reachesThisHost`: its own addresses, loopback,
+    /// unspecified), even where an operator `allow` admits it without a per-datagram check: the
+    /// kernel fast path sends out of an interface, so such a channel never gets a `ChannelRoute`.
+    var peerIsLocal: Bool = false
     var expiresAt: Instant
     var timer: TimerID
 }

@@ -12,10 +12,10 @@ import STUN
 ///   an allocation (or one family of it) touches only its own entries and quotas are counted.
 ///
 /// - with `tracksRoutes`, the routes the kernel fast path may use (`ChannelRoute`): exactly the
-///   usable bindings, i.e. bound (not in the cooldown), permitted, and not checked per datagram
-///   (`Channel.checksPeer`). Every method that can change a binding's usability appends the
-///   difference to its `routes` argument: `.up` when it becomes usable, `.down` (the same value)
-///   when it stops, nothing otherwise. Channels exist only on active allocations (ChannelBind
+///   usable bindings, i.e. bound (not in the cooldown), permitted, not checked per datagram
+///   (`Channel.checksPeer`) and not to a peer on this host (`Channel.peerIsLocal`). Every method
+///   that can change a binding's usability appends the difference to its `routes` argument: `.up`
+///   when it becomes usable, `.down` (the same value) when it stops, nothing otherwise. Channels exist only on active allocations (ChannelBind
 ///   needs one), and a denied peer's permission is deleted (`enforce`), so those conditions need no
 ///   bookkeeping of their own.
 ///
@@ -129,6 +129,7 @@ struct PeerTable {
     /// RFC 8656 §9: "If no permission for that IP address exists, then a permission is created ...
     /// If a permission for that IP address already exists, then the time-to-expiry for that
     /// permission is reset to Permission Lifetime."
+    ///
     /// A new permission makes the bound channels to that IP usable again (routes up); a refreshed
     /// one changes no route.
     mutating func installPermission(_ id: AllocationID, peer: IPAddress, expiresAt: Instant, timers: inout TimerQueue,
@@ -177,9 +178,10 @@ struct PeerTable {
 
     /// A reload changed the peer policy: every permission whose IP `denies` names is revoked (its
     /// channels stay bound but relay nothing, as without a permission), and every channel's
-    /// per-datagram check is set to `checksPeer` of its peer (so a peer that now needs one, or
-    /// that the policy refuses by port, has no route). Returns how many permissions were revoked.
-    mutating func enforce(denies: (IPAddress) -> Bool, checksPeer: (TransportAddress) -> Bool,
+    /// per-datagram check and locality are set to what `classify` says of its peer (so a peer
+    /// that now needs a check, that the policy refuses by port, or that is on this host now, has
+    /// no route). Returns how many permissions were revoked.
+    mutating func enforce(denies: (IPAddress) -> Bool, classify: (TransportAddress) -> (checksPeer: Bool, isLocal: Bool),
                           timers: inout TimerQueue, routes changes: inout [RouteChange]) -> Int {
         var revoked = 0
         for (index, slot) in held.enumerated() {
@@ -192,9 +194,10 @@ struct PeerTable {
             for number in entry.channels {
                 let key = ChannelKey(client: entry.client, number: number)
                 guard var channel = channels[key] else { continue }
-                let checks = checksPeer(channel.peer.address)
-                guard channel.checksPeer != checks else { continue }
-                channel.checksPeer = checks
+                let now = classify(channel.peer.address)
+                guard channel.checksPeer != now.checksPeer || channel.peerIsLocal != now.isLocal else { continue }
+                channel.checksPeer = now.checksPeer
+                channel.peerIsLocal = now.isLocal
                 channels[key] = channel
                 syncRoute(key, channel, &changes)
             }
@@ -204,11 +207,11 @@ struct PeerTable {
 
     // MARK: Routes
 
-    /// Whether the kernel fast path may relay `channel`: bound, permitted, and not a peer that
-    /// needs a per-datagram check.
+    /// Whether the kernel fast path may relay `channel`: bound, permitted, not a peer that needs a
+    /// per-datagram check and not one on this host.
     @inline(__always)
     private static func isUsable(_ channel: Channel) -> Bool {
-        channel.isBound && channel.isPermitted && !channel.checksPeer
+        channel.isBound && channel.isPermitted && !channel.checksPeer && !channel.peerIsLocal
     }
 
     /// Brings the route of channel `key` in step with its entry (`nil`: removed): `.up` when it
@@ -232,10 +235,11 @@ struct PeerTable {
     /// is bound to something else). RFC 8656 §12: "Refreshing the binding ... resets the
     /// time-to-expiry timer back to 10 minutes." Rebinding the same pair during the cooldown binds
     /// it again.
+    ///
     /// A new binding, or one rebound during its cooldown, goes up when its peer is permitted; a
     /// refresh of a bound one changes no route.
     mutating func bindChannel(_ id: AllocationID, number: ChannelNumber, peer: PeerSocket, relayHandle: SocketHandle,
-                              relayPort: UInt16, checksPeer: Bool, expiresAt: Instant, timers: inout TimerQueue,
+                              relayPort: UInt16, checksPeer: Bool, peerIsLocal: Bool, expiresAt: Instant, timers: inout TimerQueue,
                               routes changes: inout [RouteChange]) {
         guard let client = held(id)?.client else { return }
         let key = ChannelKey(client: client, number: number)
@@ -252,7 +256,7 @@ struct PeerTable {
             channels[key] = channel
         } else {
             channels[key] = Channel(allocation: id, peer: peer, relayHandle: relayHandle, relayPort: relayPort, isBound: true,
-                                    isPermitted: permitted, checksPeer: checksPeer,
+                                    isPermitted: permitted, checksPeer: checksPeer, peerIsLocal: peerIsLocal,
                                     expiresAt: expiresAt, timer: timers.schedule(.channel(key), at: expiresAt))
             held[Int(id.index)]?.channels.insert(number)
         }
@@ -262,8 +266,7 @@ struct PeerTable {
 
     /// The binding's timer fired: RFC 8656 §12, "When the channel binding expires, the channel
     /// becomes unbound." The entry stays until `cooldownEnds` so neither side can be rebound to
-    /// something else.
-    /// Its route goes down.
+    /// something else. Its route goes down.
     mutating func unbindChannel(_ key: ChannelKey, cooldownEnds: (Instant) -> Instant, timers: inout TimerQueue,
                                 routes changes: inout [RouteChange]) {
         guard var channel = channels[key] else { return }
