@@ -194,7 +194,8 @@ let package = Package(
         // The turn-relay executable as a process: reload, portal mode, Firezone drop-in.
         .testTarget(
             name: "TurnRelayTests",
-            dependencies: ["TestSupport", "OperationsTestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN"]
+            dependencies: ["TestSupport", "OperationsTestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN"],
+            exclude: ["deny_bpf.c"]
         ),
         .testTarget(name: "RelayOTelTests", dependencies: ["RelayOTel", "RelayOperations", "OperationsTestSupport"], exclude: ["otlp_receiver.py"]),
         .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit", "TURNRequests"]),
