@@ -3,13 +3,11 @@ import Foundation
 
 /// Which path the relay under test relays ChannelData on, from the environment:
 ///
+/// - `XDP_E2E_DATAPATH=xdp` (the default): `--xdp-interface NAMEr` (`--xdp-mode` from
+///   `XDP_E2E_MODE`, native unless it says `generic`); the `datapath="xdp"` counters must carry
+///   the ChannelData, the `userspace` ones the rest (STUN, indications).
 /// - `XDP_E2E_DATAPATH=userspace`: no --xdp flags; everything is relayed by the io_uring path and
 ///   the `datapath="userspace"` counters must carry all of it.
-/// - `XDP_E2E_DATAPATH=xdp`: `--xdp-interface NAMEr` (`--xdp-mode` from `XDP_E2E_MODE`, native
-///   unless it says `generic`); the `datapath="xdp"` counters must carry the ChannelData, the
-///   `userspace` ones the rest (STUN, indications).
-/// - unset: `xdp` when the turn-relay binary has `--xdp-interface` (its `serve --help` lists it),
-///   else `userspace`, saying so once.
 enum Datapath: Equatable, CustomStringConvertible, Sendable {
     case userspace
     case xdp(mode: String)
@@ -37,16 +35,10 @@ enum Datapath: Equatable, CustomStringConvertible, Sendable {
         switch environment["XDP_E2E_DATAPATH"] ?? "" {
         case "userspace":
             return .success(.userspace)
-        case "xdp":
+        case "xdp", "":
             guard binaryHasXDPFlags else {
                 return .failure(Unsupported(description:
-                    "XDP_E2E_DATAPATH=xdp, but this turn-relay's `serve --help` has no --xdp-interface"))
-            }
-            return .success(.xdp(mode: mode))
-        case "":
-            guard binaryHasXDPFlags else {
-                print("xdp-e2e: this turn-relay has no --xdp-interface: the scenarios run on the userspace path")
-                return .success(.userspace)
+                    "this turn-relay's `serve --help` has no --xdp-interface (set XDP_E2E_DATAPATH=userspace to test without XDP)"))
             }
             return .success(.xdp(mode: mode))
         case let other:

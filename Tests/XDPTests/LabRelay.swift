@@ -81,6 +81,16 @@ final class LabRelay: @unchecked Sendable {
             process.kill()
             throw NotReady(output: output)
         }
+        // The operations listener may start a moment after the TURN sockets: wait for it too.
+        let httpDeadline = ContinuousClock.now + .seconds(10)
+        while (try? lab.inRelay({ try HTTPTestClient.get(healthAddress, "/readyz") })) == nil {
+            guard ContinuousClock.now < httpDeadline, process.isRunning else {
+                let output = process.output
+                process.kill()
+                throw NotReady(output: "no /readyz on \(healthAddress) inside \(lab.relayNamespace):\n" + output)
+            }
+            usleep(50_000)
+        }
         print("xdp-e2e[\(datapath)]: turn-relay in \(lab.relayNamespace) answered a Binding request "
             + "\(ContinuousClock.now - started) after start")
     }

@@ -30,12 +30,13 @@ final class NetnsLab: @unchecked Sendable {
     }
 
     init() throws {
-        // 1-8 letters/digits: "xe", this process, a counter.
+        // 1-8 letters/digits: "x", this process's PID in 5 base-36 digits (pid_max is at most
+        // 2^22 < 36^5), a counter in 2: unique among the labs of every test process on the host.
         let serial = Self.serial.withLock { value -> Int in
             value += 1
             return value
         }
-        name = "xe\(getpid() % 10_000)\(serial % 100)"
+        name = "x" + Self.base36(Int(getpid()), width: 5) + Self.base36(serial % (36 * 36), width: 2)
         Self.register(name)
         let run = try ChildProcess.run(Self.script, ["up", name], name: "netns-lab", timeout: .seconds(60))
         guard run.status == 0 else {
@@ -64,6 +65,11 @@ final class NetnsLab: @unchecked Sendable {
     }
 
     deinit { down() }
+
+    private static func base36(_ value: Int, width: Int) -> String {
+        let digits = String(value, radix: 36)
+        return String(repeating: "0", count: max(0, width - digits.count)) + digits
+    }
 
     func down() {
         Self.deleteNamespaces(of: name)

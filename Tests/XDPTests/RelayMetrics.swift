@@ -36,22 +36,10 @@ struct RelayMetrics {
         }.reduce(0) { $0 + $1.value })
     }
 
-    /// Whether the relay exports `name` at all.
-    func declares(_ name: String) -> Bool { samples.contains { $0.name == name } }
-
-    /// Whether some sample of `name` has the label `label`.
-    func has(_ name: String, label: String) -> Bool {
-        samples.contains { $0.name == name && $0.labels[label] != nil }
-    }
-
-    /// Datagrams relayed in one direction (`client_to_peer` or `peer_to_client`) on one datapath.
-    /// A relay without the `datapath` label (before the XDP path existed) relayed everything in
-    /// userspace.
+    /// Datagrams relayed in one direction (`client_to_peer` or `peer_to_client`) on one datapath
+    /// (`userspace` or `xdp`).
     func relayed(_ direction: String, datapath: String) -> Int {
-        if has("relay_relayed_packets_total", label: "datapath") {
-            return total("relay_relayed_packets_total", ["direction": direction, "datapath": datapath])
-        }
-        return datapath == "userspace" ? total("relay_relayed_packets_total", ["direction": direction]) : 0
+        total("relay_relayed_packets_total", ["direction": direction, "datapath": datapath])
     }
 
     /// Datagrams relayed in one direction, both datapaths together.

@@ -70,6 +70,13 @@ struct XDPEndToEndTests {
         }
         try expectChannelDataCarried(relay, since: before, clientToPeer: Self.messages, peerToClient: Self.messages,
                                      everythingWasChannelData: true)
+        if relay.datapath.isXDP {
+            // aioice deletes its allocation when it closes (Refresh with LIFETIME 0): its route
+            // leaves the maps before the relay answers.
+            let routes = try XDPRouteMaps.read(lab)
+            #expect(routes.clientRoutes.isEmpty && routes.peerRoutes.isEmpty, "routes left after aioice closed: \(routes)")
+            #expect(try relay.metrics().total("relay_xdp_routes_installed") == 0)
+        }
         try expectCleanStop(relay)
     }
 
@@ -175,6 +182,20 @@ struct XDPEndToEndTests {
         let (channelPeer, otherPeer) = (session.peers[0], session.peers[1])
         let channel: UInt16 = 0x4001
         #expect(client.channelBind(channel, peer: channelPeer.localAddress)?.errorCode == nil)
+        if relay.datapath.isXDP {
+            // One route each way, for the channel's peer transport address only (the other port
+            // has a permission, no channel), with the addresses as they are on the wire.
+            let lab = session.lab
+            let routes = try XDPRouteMaps.read(lab)
+            let clientEndpoint = "\(lab.clientIPv4):\(client.socket.localAddress.port)"
+            let peerEndpoint = "\(lab.peerIPv4):\(channelPeer.localAddress.port)"
+            #expect(routes.clientRoutes.map(\.description)
+                == ["\(clientEndpoint) channel 0x4001 → \(peerEndpoint)"], "\(routes.clientRoutes)")
+            #expect(routes.peerRoutes.map(\.description)
+                == ["\(peerEndpoint) → \(lab.relayIPv4):\(relayed.port) ⇒ \(clientEndpoint) channel 0x4001"],
+                "\(routes.peerRoutes)")
+            #expect(try relay.metrics().total("relay_xdp_routes_installed") == 1)
+        }
         let before = try relay.metrics()
 
         for i in 0..<Self.messages {
@@ -306,27 +327,19 @@ struct XDPEndToEndTests {
         let before = try relay.metrics {
             $0.relayedOnEitherPath("client_to_peer") >= 2 && $0.relayedOnEitherPath("peer_to_client") >= 2
         }
-        // The core revokes permissions to peers a reload denies and counts them in
-        // relay_permissions_revoked_by_policy_total; a relay without that counter only swaps the
-        // policy for new requests and keeps relaying on bound channels: a known issue there.
-        let revokes = before.declares("relay_permissions_revoked_by_policy_total")
-        try withKnownIssue("this turn-relay does not revoke permissions on reload (no relay_permissions_revoked_by_policy_total)") {
-            for i in 0..<Self.messages {
-                client.sendChannelData(deniedChannel, payload: Array("after-reload-\(i)".utf8))
-                _ = soonDenied.send(Array("after-reload-back-\(i)".utf8), to: relayed)
-            }
-            #expect(soonDenied.receive(timeoutMilliseconds: 500) == nil, "the denied peer got ChannelData after the reload")
-            #expect(client.receive(timeoutMilliseconds: 500) == nil, "the client got the denied peer's datagrams")
-            // Both directions reach userspace, which drops them: no permission any more.
-            let after = try revokes
-                ? relay.metrics { $0.drops("no_permission") - before.drops("no_permission") >= 2 * Self.messages }
-                : relay.metrics()
-            #expect(after.drops("no_permission") - before.drops("no_permission") >= 2 * Self.messages)
-            #expect(after.total("relay_permissions_revoked_by_policy_total") >= 1)
-            #expect(relayedDelta(after, before, datapath: "xdp") == (0, 0), "the XDP path relayed the denied peer")
-            #expect(relayedDelta(after, before, datapath: "userspace") == (0, 0), "userspace relayed the denied peer")
-        } when: { !revokes }
-        // Whatever was relayed to the denied peer is not the allowed channel's.
+        for i in 0..<Self.messages {
+            client.sendChannelData(deniedChannel, payload: Array("after-reload-\(i)".utf8))
+            _ = soonDenied.send(Array("after-reload-back-\(i)".utf8), to: relayed)
+        }
+        #expect(soonDenied.receive(timeoutMilliseconds: 500) == nil, "the denied peer got ChannelData after the reload")
+        #expect(client.receive(timeoutMilliseconds: 500) == nil, "the client got the denied peer's datagrams")
+        // Both directions reach userspace, which drops them: the reload revoked the permission.
+        let after = try relay.metrics { $0.drops("no_permission") - before.drops("no_permission") >= 2 * Self.messages }
+        #expect(after.drops("no_permission") - before.drops("no_permission") >= 2 * Self.messages)
+        #expect(after.total("relay_permissions_revoked_by_policy_total") >= 1)
+        #expect(relayedDelta(after, before, datapath: "xdp") == (0, 0), "the XDP path relayed the denied peer")
+        #expect(relayedDelta(after, before, datapath: "userspace") == (0, 0), "userspace relayed the denied peer")
+        // Had anything of the denied channel's come through (a failure above), it is not the allowed channel's.
         while client.receive(timeoutMilliseconds: 100) != nil {}
         try exchange(client, channel: allowedChannel, peer: allowed, relayed: relayed, count: 2)
         try expectCleanStop(relay)
@@ -353,8 +366,10 @@ struct XDPEndToEndTests {
         #expect(after.drops("malformed") - before.drops("malformed") == Self.messages)
         #expect(relayedDelta(after, before, datapath: "xdp") == (0, 0))
         if relay.datapath.isXDP {
-            let passed = after.total("relay_xdp_passed_packets_total") - before.total("relay_xdp_passed_packets_total")
-            #expect(passed >= Self.messages, "XDP passes: \(passed)")
+            // BPF/turn_router.h: TR_PASS_CHANNEL_LENGTH_BEYOND_DATAGRAM, "ChannelData length field > bytes present".
+            let reason = ["reason": "channel_length_beyond_datagram"]
+            let passed = after.total("relay_xdp_passed_packets_total", reason) - before.total("relay_xdp_passed_packets_total", reason)
+            #expect(passed == Self.messages, "XDP passes for a length beyond the datagram: \(passed)")
         }
         // The channel is unharmed.
         try exchange(client, channel: channel, peer: peer, relayed: relayed, count: 2)
@@ -363,8 +378,7 @@ struct XDPEndToEndTests {
 
     /// Failure is never fatal (issue 12): an interface that does not exist leaves the relay on the
     /// io_uring path, with a warning, serving real clients.
-    @Test("--xdp-interface nosuchif0 warns, falls back and serves",
-          .enabled(if: Datapath.binaryHasXDPFlags, "this turn-relay has no --xdp-interface"))
+    @Test("--xdp-interface nosuchif0 warns, falls back and serves")
     func unknownInterfaceFallsBack() throws {
         let lab = try NetnsLab()
         let relay = try LabRelay(lab: lab, datapath: .userspace, extraArguments: ["--xdp-interface", "nosuchif0"])
@@ -489,7 +503,11 @@ struct XDPEndToEndTests {
         let readiness = try relay.readiness()
         let line = readiness.body.split(whereSeparator: \.isNewline).first { $0.hasPrefix("xdp:") }.map(String.init)
         #expect(line?.contains(relay.lab.relayInterface) == true && line?.contains(mode) == true,
-                "/readyz has no xdp line naming \(relay.lab.relayInterface) (\(mode)): \(readiness.body)")
+                """
+                /readyz has no xdp line naming \(relay.lab.relayInterface) (\(mode)): \(readiness.body) \
+                (`make test` puts turn_router.bpf.o beside the binary). Its output:
+                \(relay.output)
+                """)
     }
 
     func expectCleanStop(_ relay: LabRelay) throws {
