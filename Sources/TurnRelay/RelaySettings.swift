@@ -28,6 +28,9 @@ struct RelaySettings {
     var firezoneSecrets: [String]
     var defaultLifetime: UInt32
     var maxLifetime: UInt32
+    /// RFC 8656's 300 and 600 seconds unless an operator sets others (non-standard, for tests).
+    var permissionLifetime: UInt64
+    var channelLifetime: UInt64
     var maxAllocations: Int
     /// nil: no per-username bound below `maxAllocations` (the default).
     var maxAllocationsPerUser: Int?
@@ -179,6 +182,13 @@ struct RelaySettings {
         guard defaultLifetime > 0, defaultLifetime <= maxLifetime else {
             throw ValidationError("--default-lifetime must be between 1 and --max-lifetime")
         }
+        permissionLifetime = try o.permissionLifetime ?? Environment.value("PERMISSION_LIFETIME", as: UInt64.self) ?? 300
+        channelLifetime = try o.channelLifetime ?? Environment.value("CHANNEL_LIFETIME", as: UInt64.self) ?? 600
+        for (name, value, standard) in [("--permission-lifetime", permissionLifetime, "RFC 8656 §9: 300"),
+                                        ("--channel-lifetime", channelLifetime, "RFC 8656 §12: 600")]
+        where !Self.lifetimeBounds.contains(value) {
+            throw ValidationError("\(name) \(value) must be between \(Self.lifetimeBounds.lowerBound) and \(Self.lifetimeBounds.upperBound) seconds (\(standard))")
+        }
         maxAllocations = try o.maxAllocations ?? Environment.value("MAX_ALLOCATIONS", as: Int.self) ?? 10000
         maxAllocationsPerUser = try o.maxAllocationsPerUser
             ?? Environment.value("MAX_ALLOCATIONS_PER_USER", as: Int.self)
@@ -305,6 +315,10 @@ struct RelaySettings {
         return x
     }
 
+    /// `--permission-lifetime` and `--channel-lifetime`: zero would expire what was just granted,
+    /// and beyond an hour (RFC 8656 §7.2's recommended longest allocation) is no use.
+    static let lifetimeBounds: ClosedRange<UInt64> = 1...3600
+
     /// Outstanding EVEN-PORT reservations per username when `--max-allocations-per-user` is not given.
     static let defaultReservationsPerUser = 10
 
@@ -318,6 +332,8 @@ struct RelaySettings {
         c.peerPolicy = peerPolicy
         c.defaultLifetime = defaultLifetime
         c.maxLifetime = maxLifetime
+        c.permissionLifetime = permissionLifetime
+        c.channelLifetime = channelLifetime
         // Both count the whole process: the workers' Servers share one `SharedAllocationQuota`
         // (made by `TURNServerFactory`), whichever worker the kernel's reuseport hash picks.
         c.maxAllocations = maxAllocations

@@ -54,6 +54,12 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Longest allocation lifetime granted, in seconds (default 3600). [env: MAX_LIFETIME]")
     var maxLifetime: UInt32?
 
+    @Option(help: "Permission lifetime in seconds, 1-3600 (default 300, RFC 8656 §9: \"MUST be 300 seconds\"; any other value is non-standard, for tests or special deployments only). [env: PERMISSION_LIFETIME]")
+    var permissionLifetime: UInt64?
+
+    @Option(help: "Channel binding lifetime in seconds, 1-3600 (default 600, RFC 8656 §12: 10 minutes; any other value is non-standard, for tests or special deployments only). An expired channel stays reserved for half its lifetime, at most the RFC's 5 minutes. [env: CHANNEL_LIFETIME]")
+    var channelLifetime: UInt64?
+
     @Option(help: "Most allocations of the whole process, all workers together; beyond it Allocate gets 508 (default 10000). [env: MAX_ALLOCATIONS]")
     var maxAllocations: Int?
 

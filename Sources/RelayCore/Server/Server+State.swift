@@ -5,14 +5,6 @@ import STUN
 // fires. Every insertion here is behind a quota check in a handler.
 
 extension Server {
-    /// RFC 8656 §9: "The Permission Lifetime MUST be 300 seconds (= 5 minutes)."
-    static let permissionLifetime: UInt64 = 300
-    /// RFC 8656 §12: "A channel binding lasts for 10 minutes unless refreshed."
-    static let channelLifetime: UInt64 = 600
-    /// RFC 8656 §12: "the client MUST wait 5 minutes after the channel binding expires before
-    /// attempting to bind the channel number to a different transport address".
-    static let channelCooldown: UInt64 = 300
-
     // MARK: Allocations
 
     /// Creates the allocation `plan` describes, in `opening`: asks the shell to open its sockets
@@ -150,7 +142,7 @@ extension Server {
 
     /// Installs or refreshes a permission for `peer` (RFC 8656 §9). Route changes go into `out`.
     func installPermission(_ id: AllocationID, peer: IPAddress, now: Instant, out: OutboundBatch) {
-        peers.installPermission(id, peer: peer, expiresAt: now.adding(seconds: Self.permissionLifetime), timers: &timers,
+        peers.installPermission(id, peer: peer, expiresAt: now.adding(seconds: configuration.permissionLifetime), timers: &timers,
                                 routes: &out.routeChanges)
     }
 
@@ -159,7 +151,7 @@ extension Server {
     func bindChannel(_ id: AllocationID, number: ChannelNumber, peer: PeerSocket, relay: RelaySocket,
                      checksPeer: Bool = false, now: Instant, out: OutboundBatch) {
         peers.bindChannel(id, number: number, peer: peer, relayHandle: relay.handle, relayPort: relay.port, checksPeer: checksPeer,
-                          peerIsLocal: peerPolicy.reachesThisHost(peer.address.ip), expiresAt: now.adding(seconds: Self.channelLifetime), timers: &timers, routes: &out.routeChanges)
+                          peerIsLocal: peerPolicy.reachesThisHost(peer.address.ip), expiresAt: now.adding(seconds: configuration.channelLifetime), timers: &timers, routes: &out.routeChanges)
     }
 
     /// Makes the permissions and channels obey the peer policy just loaded. RFC 8656 §10.2: "The
@@ -234,7 +226,7 @@ extension Server {
         case .channel(let key):
             // RFC 8656 §12: "When the channel binding expires, the channel becomes unbound." The
             // entry stays for the cooldown so neither side can be rebound to something else.
-            peers.unbindChannel(key, cooldownEnds: { $0.adding(seconds: Self.channelCooldown) }, timers: &timers,
+            peers.unbindChannel(key, cooldownEnds: { $0.adding(seconds: configuration.channelCooldown) }, timers: &timers,
                                 routes: &out.routeChanges)
         case .channelCooldown(let key):
             peers.endCooldown(key, routes: &out.routeChanges)

@@ -54,6 +54,20 @@ public struct ServerConfiguration: Sendable {
     public var socketOpenTimeout: UInt64 = 10
     /// RFC 8656 §7.2: "The server MUST hold this reservation for at least 30 seconds".
     public var reservationLifetime: UInt64 = 30
+    /// RFC 8656 §9: "The Permission Lifetime MUST be 300 seconds (= 5 minutes)." Another value
+    /// is non-standard (coturn's `permission-lifetime`: "for test purposes"): for tests and special
+    /// deployments only.
+    public var permissionLifetime: UInt64 = 300
+    /// RFC 8656 §12: "A channel binding lasts for 10 minutes unless refreshed." Another value is
+    /// non-standard, like `permissionLifetime`.
+    public var channelLifetime: UInt64 = 600
+    /// How long an expired channel stays reserved (number and peer not rebindable to anything
+    /// else). RFC 8656 §12: "the client MUST wait 5 minutes after the channel binding expires
+    /// before attempting to bind the channel number to a different transport address". The RFC's
+    /// 5 minutes are half its 10-minute binding; a shortened binding keeps that ratio (at least
+    /// 1 s) so a test lifetime does not hold entries for minutes, and a binding of 10 minutes or
+    /// more keeps the RFC's 5 minutes, the wait the client itself observes.
+    public var channelCooldown: UInt64 { min(300, max(1, channelLifetime / 2)) }
     /// RFC 8489 §6.3.4: responses are remembered for 40 s (Ti, the transaction timeout) so that
     /// retransmissions get the same answer.
     public var transactionLifetime: UInt64 = 40
