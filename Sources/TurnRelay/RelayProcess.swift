@@ -247,6 +247,9 @@ struct RelayProcess {
         for note in settings.ignoredFirezoneOptions {
             logger.notice("\(note)")
         }
+        if let warning = settings.nonStandardLifetimes {
+            logger.warning("\(warning)")
+        }
         for option in settings.defaultedPublic {
             logger.warning("no public address set: clients are told to use loopback, which only works on this machine. Set \(option.split(separator: " ").first ?? "") to this host's public address.")
         }

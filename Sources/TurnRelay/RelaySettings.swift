@@ -182,12 +182,15 @@ struct RelaySettings {
         guard defaultLifetime > 0, defaultLifetime <= maxLifetime else {
             throw ValidationError("--default-lifetime must be between 1 and --max-lifetime")
         }
-        permissionLifetime = try o.permissionLifetime ?? Environment.value("PERMISSION_LIFETIME", as: UInt64.self) ?? 300
-        channelLifetime = try o.channelLifetime ?? Environment.value("CHANNEL_LIFETIME", as: UInt64.self) ?? 600
-        for (name, value, standard) in [("--permission-lifetime", permissionLifetime, "RFC 8656 §9: 300"),
-                                        ("--channel-lifetime", channelLifetime, "RFC 8656 §12: 600")]
+        let standard = ServerConfiguration()
+        permissionLifetime = try o.permissionLifetime ?? Environment.value("PERMISSION_LIFETIME", as: UInt64.self)
+            ?? standard.permissionLifetime
+        channelLifetime = try o.channelLifetime ?? Environment.value("CHANNEL_LIFETIME", as: UInt64.self)
+            ?? standard.channelLifetime
+        for (name, value, rfc) in [("--permission-lifetime", permissionLifetime, "RFC 8656 §9: \(standard.permissionLifetime)"),
+                                   ("--channel-lifetime", channelLifetime, "RFC 8656 §12: \(standard.channelLifetime)")]
         where !Self.lifetimeBounds.contains(value) {
-            throw ValidationError("\(name) \(value) must be between \(Self.lifetimeBounds.lowerBound) and \(Self.lifetimeBounds.upperBound) seconds (\(standard))")
+            throw ValidationError("\(name) \(value) must be between \(Self.lifetimeBounds.lowerBound) and \(Self.lifetimeBounds.upperBound) seconds (\(rfc))")
         }
         maxAllocations = try o.maxAllocations ?? Environment.value("MAX_ALLOCATIONS", as: Int.self) ?? 10000
         maxAllocationsPerUser = try o.maxAllocationsPerUser
@@ -318,6 +321,19 @@ struct RelaySettings {
     /// `--permission-lifetime` and `--channel-lifetime`: zero would expire what was just granted,
     /// and beyond an hour (RFC 8656 §7.2's recommended longest allocation) is no use.
     static let lifetimeBounds: ClosedRange<UInt64> = 1...3600
+
+    /// A warning for `--permission-lifetime`/`--channel-lifetime` values other than RFC 8656's,
+    /// nil when both are the RFC's.
+    var nonStandardLifetimes: String? {
+        let standard = ServerConfiguration()
+        guard permissionLifetime != standard.permissionLifetime || channelLifetime != standard.channelLifetime else { return nil }
+        var c = standard
+        c.channelLifetime = channelLifetime
+        return "non-standard lifetimes: permissions \(permissionLifetime) s (RFC 8656 §9: \(standard.permissionLifetime) s), "
+            + "channels \(channelLifetime) s (RFC 8656 §12: \(standard.channelLifetime) s), an expired channel reserved "
+            + "\(c.channelCooldown) s; clients expecting the RFC's values may lose permissions or channels. "
+            + "For tests or special deployments only"
+    }
 
     /// Outstanding EVEN-PORT reservations per username when `--max-allocations-per-user` is not given.
     static let defaultReservationsPerUser = 10

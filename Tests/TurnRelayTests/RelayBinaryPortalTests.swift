@@ -62,7 +62,7 @@ import TestSupport
             "PORTAL_HEARTBEAT_MS", "PORTAL_MAX_ELAPSED", "BIND_IP4_ADDR", "BIND_IP6_ADDR", "PUBLIC_IP4_ADDR",
             "PUBLIC_IP6_ADDR", "LOWEST_PORT", "HIGHEST_PORT", "NUM_WORKER_THREADS", "RNG_SEED", "EBPF_OFFLOADING",
             "EBPF_ATTACH_MODE", "XDP_INTERFACE", "XDP_MODE", "XDP_OBJECT", "XDP_IP4", "XDP_IP6", "EBPF_INT4_ADDR",
-            "EBPF_INT6_ADDR",
+            "EBPF_INT6_ADDR", "PERMISSION_LIFETIME", "CHANNEL_LIFETIME",
         ]
 
         deinit { stopChild(process, removing: logURL) }
