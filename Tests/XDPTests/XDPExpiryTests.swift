@@ -12,9 +12,10 @@ import TestSupport
 /// no longer relayed by XDP (the userspace path then drops them as it must)." The relay runs with
 /// short, non-standard lifetimes (`--permission-lifetime`, `--channel-lifetime`; the RFC's 300 s
 /// and 600 s would make the test wait ten minutes), a TURN client of ours binds a channel and
-/// relays ChannelData both ways (on XDP, the `xdp` counters carry it), then, with no refresh, the
-/// binding stops being usable: its route leaves the maps and the next datagrams reach userspace,
-/// which handles them as RFC 8656 says. Both families.
+/// relays ChannelData both ways (on XDP, the `xdp` counters carry it), then, with no refresh (and
+/// ChannelData still flowing, which refreshes nothing), the binding stops being usable: its route
+/// leaves the maps and the next datagrams reach userspace, which handles them as RFC 8656 says.
+/// Both families.
 ///
 /// Only "eventually within N s" is asserted about time: the expiry is polled for, bounded.
 @Suite(.serialized, .dedicatedThread,
@@ -114,7 +115,8 @@ struct XDPExpiryTests {
         }
 
         /// The channel relays both ways (on XDP: its route is in the maps and the `xdp` counters
-        /// carry it); then, with nothing refreshed, the route leaves the maps within the bound.
+        /// carry it); then, with nothing refreshed and ChannelData still flowing, the route leaves
+        /// the maps within the bound.
         func relayThenWaitForTheRouteToGo() throws {
             let bound = ContinuousClock.now
             let xdp = relay.datapath.isXDP
@@ -144,7 +146,10 @@ struct XDPExpiryTests {
                 #expect(moved(after, before, "userspace") == Moved(clientToPeer: 0, peerToClient: 0), "userspace relayed ChannelData the XDP path should have carried")
                 let deadline = bound + .seconds(XDPExpiryTests.expiring) + XDPExpiryTests.expiryGrace
                 var routes = try XDPRouteMaps.read(lab)
+                var round = 0
                 while routes.mentions(peerIP: peerIP), ContinuousClock.now < deadline {
+                    sendMeanwhile(round)
+                    round += 1
                     usleep(250_000)
                     routes = try XDPRouteMaps.read(lab)
                 }
@@ -155,8 +160,30 @@ struct XDPExpiryTests {
             } else {
                 // No maps to watch on the userspace path: wait out the lifetime instead.
                 let due = bound + .seconds(XDPExpiryTests.expiring) + .seconds(2)
-                while ContinuousClock.now < due { usleep(250_000) }
+                var round = 0
+                while ContinuousClock.now < due {
+                    sendMeanwhile(round)
+                    round += 1
+                    usleep(250_000)
+                }
             }
+            drain()
+        }
+
+        /// ChannelData both ways while the lifetime runs out: it must not keep the binding alive.
+        /// RFC 8656 §12.6: "the receipt of a ChannelData message MUST NOT refresh either the
+        /// channel binding or the permission towards the peer" (on XDP the core never sees it).
+        func sendMeanwhile(_ round: Int) {
+            client.sendChannelData(channel, payload: Array("meanwhile-\(round)".utf8))
+            _ = peer.send(Array("meanwhile-back-\(round)".utf8), to: relayed)
+        }
+
+        /// Reads away what `sendMeanwhile` got through before the expiry (bounded: a few hundred
+        /// datagrams were sent at most).
+        func drain() {
+            var left = 1000
+            while left > 0, peer.receive(timeoutMilliseconds: 300) != nil { left -= 1 }
+            while left > 0, client.receive(timeoutMilliseconds: 300) != nil { left -= 1 }
         }
 
         /// `messages` ChannelData from the client and as many datagrams from the peer, after the
