@@ -220,6 +220,12 @@ struct XDPEndToEndTests {
             == Self.messages)
         try expectChannelDataCarried(relay, since: before, clientToPeer: Self.messages, peerToClient: Self.messages,
                                      everythingWasChannelData: false)
+        if relay.datapath.isXDP {
+            // Userspace carried exactly the indications: the Send indications out, the Data
+            // indications back.
+            let settled = try relay.metrics { relayedDelta($0, before, datapath: "userspace") == (Self.messages, Self.messages) }
+            #expect(relayedDelta(settled, before, datapath: "userspace") == (Self.messages, Self.messages))
+        }
         try expectCleanStop(relay)
     }
 
