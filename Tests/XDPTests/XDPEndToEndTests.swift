@@ -26,9 +26,11 @@ struct XDPEndToEndTests {
     static func datapath() throws -> Datapath { try Datapath.selected.get() }
 
     /// A new lab and the relay under test in it, on the selected datapath (attached, on XDP).
-    static func startRelay(credentials: (NetnsLab) -> String = { _ in "" }) throws -> LabRelay {
+    static func startRelay(credentials: (NetnsLab) -> String = { _ in "" }, extraArguments: [String] = []) throws
+        -> LabRelay {
         let lab = try NetnsLab()
-        let relay = try LabRelay(lab: lab, datapath: try datapath(), credentials: credentials(lab))
+        let relay = try LabRelay(lab: lab, datapath: try datapath(), credentials: credentials(lab),
+                                 extraArguments: extraArguments)
         try expectXDPAttached(relay)
         return relay
     }
@@ -253,18 +255,35 @@ struct XDPEndToEndTests {
             let routes = try XDPRouteMaps.read(lab)
             #expect(!routes.mentions(peerIP: lab.peerIPv4), "routes left after Refresh 0: \(routes)")
         }
-        let before = try relay.metrics()
-        for i in 0..<Self.messages {
-            client.sendChannelData(channel, payload: Array("late-\(i)".utf8))
-            _ = peer.send(Array("late-back-\(i)".utf8), to: relayed)
+        // The client's ChannelData reaches userspace, which drops it: no allocation any more.
+        try expectNothingRelayed(session, channel: channel, peer: peer, since: try relay.metrics(),
+                                 drops: "no_allocation", atLeast: Self.messages, after: "Refresh 0")
+        try expectCleanStop(relay)
+    }
+
+    /// An allocation nobody refreshes ends when its lifetime runs out (RFC 8656 §7: "the
+    /// allocation is deleted" when its time-to-expiry reaches zero), and its channel with it: the
+    /// timer, not a request, takes the route out of the maps, and nothing more is relayed.
+    /// The relay's --default-lifetime (3 s here) is the lifetime an Allocate without LIFETIME gets.
+    @Test("an allocation that expires takes its channel's route with it")
+    func allocationExpiryEndsRelaying() throws {
+        let session = try Session(id: "expiry", peers: { [$0.peerIPv4] }, relayArguments: ["--default-lifetime", "3"])
+        let (lab, relay, client, relayed, peer) = (session.lab, session.relay, session.client, session.relayed, session.peers[0])
+        let channel: UInt16 = 0x4009
+        #expect(client.channelBind(channel, peer: peer.localAddress)?.errorCode == nil)
+        try exchange(client, channel: channel, peer: peer, relayed: relayed, count: 2)
+        if relay.datapath.isXDP {
+            #expect(try XDPRouteMaps.read(lab).mentions(peerIP: lab.peerIPv4), "no route for the channel")
         }
-        #expect(peer.receive(timeoutMilliseconds: 500) == nil, "the peer got ChannelData after Refresh 0")
-        #expect(client.receive(timeoutMilliseconds: 500) == nil, "the client got a peer datagram after Refresh 0")
-        // The client's ChannelData reached userspace, which dropped it: no allocation any more.
-        let after = try relay.metrics { $0.drops("no_allocation") - before.drops("no_allocation") >= Self.messages }
-        #expect(after.drops("no_allocation") - before.drops("no_allocation") >= Self.messages)
-        #expect(relayedDelta(after, before, datapath: "xdp") == (0, 0), "the XDP path relayed after Refresh 0")
-        #expect(relayedDelta(after, before, datapath: "userspace") == (0, 0), "userspace relayed after Refresh 0")
+        let expired = ["reason": "expired"]
+        let ended = try relay.metrics(until: { $0.total("relay_allocations_ended_total", expired) >= 1 }, within: .seconds(15))
+        #expect(ended.total("relay_allocations_ended_total", expired) == 1, "the allocation did not expire")
+        if relay.datapath.isXDP {
+            let routes = try XDPRouteMaps.read(lab)
+            #expect(routes.clientRoutes.isEmpty && routes.peerRoutes.isEmpty, "routes left after the expiry: \(routes)")
+        }
+        try expectNothingRelayed(session, channel: channel, peer: peer, since: try relay.metrics(),
+                                 drops: "no_allocation", atLeast: Self.messages, after: "the expiry")
         try expectCleanStop(relay)
     }
 
@@ -333,18 +352,10 @@ struct XDPEndToEndTests {
         let before = try relay.metrics {
             $0.relayedOnEitherPath("client_to_peer") >= 2 && $0.relayedOnEitherPath("peer_to_client") >= 2
         }
-        for i in 0..<Self.messages {
-            client.sendChannelData(deniedChannel, payload: Array("after-reload-\(i)".utf8))
-            _ = soonDenied.send(Array("after-reload-back-\(i)".utf8), to: relayed)
-        }
-        #expect(soonDenied.receive(timeoutMilliseconds: 500) == nil, "the denied peer got ChannelData after the reload")
-        #expect(client.receive(timeoutMilliseconds: 500) == nil, "the client got the denied peer's datagrams")
         // Both directions reach userspace, which drops them: the reload revoked the permission.
-        let after = try relay.metrics { $0.drops("no_permission") - before.drops("no_permission") >= 2 * Self.messages }
-        #expect(after.drops("no_permission") - before.drops("no_permission") >= 2 * Self.messages)
+        let after = try expectNothingRelayed(session, channel: deniedChannel, peer: soonDenied, since: before,
+                                             drops: "no_permission", atLeast: 2 * Self.messages, after: "the reload")
         #expect(after.total("relay_permissions_revoked_by_policy_total") >= 1)
-        #expect(relayedDelta(after, before, datapath: "xdp") == (0, 0), "the XDP path relayed the denied peer")
-        #expect(relayedDelta(after, before, datapath: "userspace") == (0, 0), "userspace relayed the denied peer")
         // Had anything of the denied channel's come through (a failure above), it is not the allowed channel's.
         while client.receive(timeoutMilliseconds: 100) != nil {}
         try exchange(client, channel: allowedChannel, peer: allowed, relayed: relayed, count: 2)
@@ -416,8 +427,9 @@ struct XDPEndToEndTests {
         var datapath: Datapath { relay.datapath }
 
         /// `credentials`: the relay's initial credentials file, from the lab's addresses.
-        init(id: String, peers: (NetnsLab) -> [String], credentials: (NetnsLab) -> String = { _ in "" }) throws {
-            let relay = try XDPEndToEndTests.startRelay(credentials: credentials)
+        init(id: String, peers: (NetnsLab) -> [String], credentials: (NetnsLab) -> String = { _ in "" },
+             relayArguments: [String] = []) throws {
+            let relay = try XDPEndToEndTests.startRelay(credentials: credentials, extraArguments: relayArguments)
             let lab = relay.lab
             (self.lab, self.relay) = (lab, relay)
             let credential = relay.credential(id: id)
@@ -446,6 +458,25 @@ struct XDPEndToEndTests {
             _ = peer.send(back, to: relayed)
             #expect(client.receive() == .channelData(channel: channel, payload: back), "datagram \(i) back at the client")
         }
+    }
+
+    /// Once a channel is dead (its allocation or permission gone): `messages` ChannelData from
+    /// the client and as many datagrams from the peer reach neither side, userspace counts at
+    /// least `atLeast` drops for `reason`, and neither datapath relays anything.
+    @discardableResult
+    func expectNothingRelayed(_ session: Session, channel: UInt16, peer: BlockingUDPSocket, since before: RelayMetrics,
+                              drops reason: String, atLeast: Int, after what: String) throws -> RelayMetrics {
+        for i in 0..<Self.messages {
+            session.client.sendChannelData(channel, payload: Array("late-\(i)".utf8))
+            _ = peer.send(Array("late-back-\(i)".utf8), to: session.relayed)
+        }
+        #expect(peer.receive(timeoutMilliseconds: 500) == nil, "the peer got ChannelData after \(what)")
+        #expect(session.client.receive(timeoutMilliseconds: 500) == nil, "the client got a peer datagram after \(what)")
+        let after = try session.relay.metrics { $0.drops(reason) - before.drops(reason) >= atLeast }
+        #expect(after.drops(reason) - before.drops(reason) >= atLeast, "\(reason) drops after \(what)")
+        #expect(relayedDelta(after, before, datapath: "xdp") == (0, 0), "the XDP path relayed after \(what)")
+        #expect(relayedDelta(after, before, datapath: "userspace") == (0, 0), "userspace relayed after \(what)")
+        return after
     }
 
     struct AioiceRun {
