@@ -50,6 +50,8 @@ struct XDPEndToEndTests {
     static let aioiceScenarios = [
         AioiceScenario(name: "IPv4 client, IPv4 relay, IPv4 peer", clientOverIPv6: false, family: "ipv4", peerIsIPv6: false),
         AioiceScenario(name: "IPv6 client, IPv6 relay, IPv6 peer", clientOverIPv6: true, family: "ipv6", peerIsIPv6: true),
+        AioiceScenario(name: "IPv4 client, IPv6 relay, IPv6 peer", clientOverIPv6: false, family: "ipv6", peerIsIPv6: true),
+        AioiceScenario(name: "IPv6 client, IPv4 relay, IPv4 peer", clientOverIPv6: true, family: "ipv4", peerIsIPv6: false),
         AioiceScenario(name: "IPv4 client, dual allocation, IPv6 peer", clientOverIPv6: false, family: "dual", peerIsIPv6: true),
         AioiceScenario(name: "IPv6 client, dual allocation, IPv4 peer", clientOverIPv6: true, family: "dual", peerIsIPv6: false),
     ]
