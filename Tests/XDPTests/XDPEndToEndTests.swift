@@ -96,6 +96,10 @@ struct XDPEndToEndTests {
         /// Without -s, turnutils_uclient binds channels (RFC 5766 channel numbers, hence the
         /// relay's --rfc5766-channel-numbers).
         var usesChannels: Bool { !flags.contains("-s") }
+        /// -y: the clients send to each other's relayed addresses, the relay's own address. The
+        /// core never gives such a peer a route (it needs the per-datagram check that its port is
+        /// a live allocation), so hairpin traffic stays in userspace even over channels.
+        var isHairpin: Bool { flags.contains("-y") }
     }
 
     static let uclientScenarios = [
@@ -108,6 +112,8 @@ struct XDPEndToEndTests {
                         clients: 1),
         UclientScenario(name: "20 clients over channels (-m 20)", flags: ["-m", "20"], clientOverIPv6: false,
                         peerIsIPv6: false, clients: 20),
+        UclientScenario(name: "client to client over channels (-y): hairpin stays in userspace", flags: ["-y"],
+                        clientOverIPv6: false, peerIsIPv6: false, clients: 2),
         UclientScenario(name: "Send and Data indications (-s)", flags: ["-s"], clientOverIPv6: false, peerIsIPv6: false,
                         clients: 1),
     ]
@@ -154,7 +160,20 @@ struct XDPEndToEndTests {
         } else {
             #expect(finished.relayedIPv4Allocations >= scenario.clients, "IPv4 relayed addresses:\n\(tail)")
         }
-        if scenario.usesChannels {
+        if scenario.isHairpin {
+            // Each message: client → its allocation → the other allocation (a peer datagram) → client.
+            let after = try relay.metrics {
+                let moved = relayedDelta($0, before, datapath: "userspace")
+                return moved.clientToPeer >= expected && moved.peerToClient >= expected
+            }
+            let moved = relayedDelta(after, before, datapath: "userspace")
+            #expect(moved.clientToPeer >= expected && moved.peerToClient >= expected, "userspace relayed \(moved)")
+            #expect(relayedDelta(after, before, datapath: "xdp") == (0, 0), "the XDP path relayed hairpin traffic")
+            if relay.datapath.isXDP {
+                let routes = try XDPRouteMaps.read(lab)
+                #expect(routes.clientRoutes.isEmpty && routes.peerRoutes.isEmpty, "routes to the relay's own address: \(routes)")
+            }
+        } else if scenario.usesChannels {
             try expectChannelDataCarried(relay, since: before, clientToPeer: expected, peerToClient: expected,
                                          everythingWasChannelData: true)
         } else {
