@@ -139,10 +139,10 @@ final class LabRelay: @unchecked Sendable {
         try lab.inRelay { try HTTPTestClient.get(healthAddress, "/readyz") }
     }
 
-    /// Scrapes until `done` holds for the scrape (counters are published once a second) or 10 s
-    /// pass; returns the last scrape.
-    func metrics(until done: (RelayMetrics) -> Bool) throws -> RelayMetrics {
-        let deadline = ContinuousClock.now + .seconds(10)
+    /// Scrapes until `done` holds for the scrape (counters are published once a second) or
+    /// `within` passes; returns the last scrape.
+    func metrics(until done: (RelayMetrics) -> Bool, within: Duration = .seconds(10)) throws -> RelayMetrics {
+        let deadline = ContinuousClock.now + within
         var last = try metrics()
         while !done(last), ContinuousClock.now < deadline {
             usleep(200_000)

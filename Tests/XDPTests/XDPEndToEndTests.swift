@@ -26,9 +26,11 @@ struct XDPEndToEndTests {
     static func datapath() throws -> Datapath { try Datapath.selected.get() }
 
     /// A new lab and the relay under test in it, on the selected datapath (attached, on XDP).
-    static func startRelay(credentials: (NetnsLab) -> String = { _ in "" }) throws -> LabRelay {
+    static func startRelay(credentials: (NetnsLab) -> String = { _ in "" }, extraArguments: [String] = []) throws
+        -> LabRelay {
         let lab = try NetnsLab()
-        let relay = try LabRelay(lab: lab, datapath: try datapath(), credentials: credentials(lab))
+        let relay = try LabRelay(lab: lab, datapath: try datapath(), credentials: credentials(lab),
+                                 extraArguments: extraArguments)
         try expectXDPAttached(relay)
         return relay
     }
@@ -48,6 +50,8 @@ struct XDPEndToEndTests {
     static let aioiceScenarios = [
         AioiceScenario(name: "IPv4 client, IPv4 relay, IPv4 peer", clientOverIPv6: false, family: "ipv4", peerIsIPv6: false),
         AioiceScenario(name: "IPv6 client, IPv6 relay, IPv6 peer", clientOverIPv6: true, family: "ipv6", peerIsIPv6: true),
+        AioiceScenario(name: "IPv4 client, IPv6 relay, IPv6 peer", clientOverIPv6: false, family: "ipv6", peerIsIPv6: true),
+        AioiceScenario(name: "IPv6 client, IPv4 relay, IPv4 peer", clientOverIPv6: true, family: "ipv4", peerIsIPv6: false),
         AioiceScenario(name: "IPv4 client, dual allocation, IPv6 peer", clientOverIPv6: false, family: "dual", peerIsIPv6: true),
         AioiceScenario(name: "IPv6 client, dual allocation, IPv4 peer", clientOverIPv6: true, family: "dual", peerIsIPv6: false),
     ]
@@ -92,6 +96,10 @@ struct XDPEndToEndTests {
         /// Without -s, turnutils_uclient binds channels (RFC 5766 channel numbers, hence the
         /// relay's --rfc5766-channel-numbers).
         var usesChannels: Bool { !flags.contains("-s") }
+        /// -y: the clients send to each other's relayed addresses, the relay's own address. The
+        /// core never gives such a peer a route (it needs the per-datagram check that its port is
+        /// a live allocation), so hairpin traffic stays in userspace even over channels.
+        var isHairpin: Bool { flags.contains("-y") }
     }
 
     static let uclientScenarios = [
@@ -104,6 +112,8 @@ struct XDPEndToEndTests {
                         clients: 1),
         UclientScenario(name: "20 clients over channels (-m 20)", flags: ["-m", "20"], clientOverIPv6: false,
                         peerIsIPv6: false, clients: 20),
+        UclientScenario(name: "client to client over channels (-y): hairpin stays in userspace", flags: ["-y"],
+                        clientOverIPv6: false, peerIsIPv6: false, clients: 2),
         UclientScenario(name: "Send and Data indications (-s)", flags: ["-s"], clientOverIPv6: false, peerIsIPv6: false,
                         clients: 1),
     ]
@@ -150,7 +160,20 @@ struct XDPEndToEndTests {
         } else {
             #expect(finished.relayedIPv4Allocations >= scenario.clients, "IPv4 relayed addresses:\n\(tail)")
         }
-        if scenario.usesChannels {
+        if scenario.isHairpin {
+            // Each message: client → its allocation → the other allocation (a peer datagram) → client.
+            let after = try relay.metrics {
+                let moved = relayedDelta($0, before, datapath: "userspace")
+                return moved.clientToPeer >= expected && moved.peerToClient >= expected
+            }
+            let moved = relayedDelta(after, before, datapath: "userspace")
+            #expect(moved.clientToPeer >= expected && moved.peerToClient >= expected, "userspace relayed \(moved)")
+            #expect(relayedDelta(after, before, datapath: "xdp") == (0, 0), "the XDP path relayed hairpin traffic")
+            if relay.datapath.isXDP {
+                let routes = try XDPRouteMaps.read(lab)
+                #expect(routes.clientRoutes.isEmpty && routes.peerRoutes.isEmpty, "routes to the relay's own address: \(routes)")
+            }
+        } else if scenario.usesChannels {
             try expectChannelDataCarried(relay, since: before, clientToPeer: expected, peerToClient: expected,
                                          everythingWasChannelData: true)
         } else {
@@ -220,6 +243,12 @@ struct XDPEndToEndTests {
             == Self.messages)
         try expectChannelDataCarried(relay, since: before, clientToPeer: Self.messages, peerToClient: Self.messages,
                                      everythingWasChannelData: false)
+        if relay.datapath.isXDP {
+            // Userspace carried exactly the indications: the Send indications out, the Data
+            // indications back.
+            let settled = try relay.metrics { relayedDelta($0, before, datapath: "userspace") == (Self.messages, Self.messages) }
+            #expect(relayedDelta(settled, before, datapath: "userspace") == (Self.messages, Self.messages))
+        }
         try expectCleanStop(relay)
     }
 
@@ -247,18 +276,35 @@ struct XDPEndToEndTests {
             let routes = try XDPRouteMaps.read(lab)
             #expect(!routes.mentions(peerIP: lab.peerIPv4), "routes left after Refresh 0: \(routes)")
         }
-        let before = try relay.metrics()
-        for i in 0..<Self.messages {
-            client.sendChannelData(channel, payload: Array("late-\(i)".utf8))
-            _ = peer.send(Array("late-back-\(i)".utf8), to: relayed)
+        // The client's ChannelData reaches userspace, which drops it: no allocation any more.
+        try expectNothingRelayed(session, channel: channel, peer: peer, since: try relay.metrics(),
+                                 drops: "no_allocation", atLeast: Self.messages, after: "Refresh 0")
+        try expectCleanStop(relay)
+    }
+
+    /// An allocation nobody refreshes ends when its lifetime runs out (RFC 8656 §7: "the
+    /// allocation is deleted" when its time-to-expiry reaches zero), and its channel with it: the
+    /// timer, not a request, takes the route out of the maps, and nothing more is relayed.
+    /// The relay's --default-lifetime (3 s here) is the lifetime an Allocate without LIFETIME gets.
+    @Test("an allocation that expires takes its channel's route with it")
+    func allocationExpiryEndsRelaying() throws {
+        let session = try Session(id: "expiry", peers: { [$0.peerIPv4] }, relayArguments: ["--default-lifetime", "3"])
+        let (lab, relay, client, relayed, peer) = (session.lab, session.relay, session.client, session.relayed, session.peers[0])
+        let channel: UInt16 = 0x4009
+        #expect(client.channelBind(channel, peer: peer.localAddress)?.errorCode == nil)
+        try exchange(client, channel: channel, peer: peer, relayed: relayed, count: 2)
+        if relay.datapath.isXDP {
+            #expect(try XDPRouteMaps.read(lab).mentions(peerIP: lab.peerIPv4), "no route for the channel")
         }
-        #expect(peer.receive(timeoutMilliseconds: 500) == nil, "the peer got ChannelData after Refresh 0")
-        #expect(client.receive(timeoutMilliseconds: 500) == nil, "the client got a peer datagram after Refresh 0")
-        // The client's ChannelData reached userspace, which dropped it: no allocation any more.
-        let after = try relay.metrics { $0.drops("no_allocation") - before.drops("no_allocation") >= Self.messages }
-        #expect(after.drops("no_allocation") - before.drops("no_allocation") >= Self.messages)
-        #expect(relayedDelta(after, before, datapath: "xdp") == (0, 0), "the XDP path relayed after Refresh 0")
-        #expect(relayedDelta(after, before, datapath: "userspace") == (0, 0), "userspace relayed after Refresh 0")
+        let expired = ["reason": "expired"]
+        let ended = try relay.metrics(until: { $0.total("relay_allocations_ended_total", expired) >= 1 }, within: .seconds(15))
+        #expect(ended.total("relay_allocations_ended_total", expired) == 1, "the allocation did not expire")
+        if relay.datapath.isXDP {
+            let routes = try XDPRouteMaps.read(lab)
+            #expect(routes.clientRoutes.isEmpty && routes.peerRoutes.isEmpty, "routes left after the expiry: \(routes)")
+        }
+        try expectNothingRelayed(session, channel: channel, peer: peer, since: try relay.metrics(),
+                                 drops: "no_allocation", atLeast: Self.messages, after: "the expiry")
         try expectCleanStop(relay)
     }
 
@@ -327,18 +373,10 @@ struct XDPEndToEndTests {
         let before = try relay.metrics {
             $0.relayedOnEitherPath("client_to_peer") >= 2 && $0.relayedOnEitherPath("peer_to_client") >= 2
         }
-        for i in 0..<Self.messages {
-            client.sendChannelData(deniedChannel, payload: Array("after-reload-\(i)".utf8))
-            _ = soonDenied.send(Array("after-reload-back-\(i)".utf8), to: relayed)
-        }
-        #expect(soonDenied.receive(timeoutMilliseconds: 500) == nil, "the denied peer got ChannelData after the reload")
-        #expect(client.receive(timeoutMilliseconds: 500) == nil, "the client got the denied peer's datagrams")
         // Both directions reach userspace, which drops them: the reload revoked the permission.
-        let after = try relay.metrics { $0.drops("no_permission") - before.drops("no_permission") >= 2 * Self.messages }
-        #expect(after.drops("no_permission") - before.drops("no_permission") >= 2 * Self.messages)
+        let after = try expectNothingRelayed(session, channel: deniedChannel, peer: soonDenied, since: before,
+                                             drops: "no_permission", atLeast: 2 * Self.messages, after: "the reload")
         #expect(after.total("relay_permissions_revoked_by_policy_total") >= 1)
-        #expect(relayedDelta(after, before, datapath: "xdp") == (0, 0), "the XDP path relayed the denied peer")
-        #expect(relayedDelta(after, before, datapath: "userspace") == (0, 0), "userspace relayed the denied peer")
         // Had anything of the denied channel's come through (a failure above), it is not the allowed channel's.
         while client.receive(timeoutMilliseconds: 100) != nil {}
         try exchange(client, channel: allowedChannel, peer: allowed, relayed: relayed, count: 2)
@@ -410,8 +448,9 @@ struct XDPEndToEndTests {
         var datapath: Datapath { relay.datapath }
 
         /// `credentials`: the relay's initial credentials file, from the lab's addresses.
-        init(id: String, peers: (NetnsLab) -> [String], credentials: (NetnsLab) -> String = { _ in "" }) throws {
-            let relay = try XDPEndToEndTests.startRelay(credentials: credentials)
+        init(id: String, peers: (NetnsLab) -> [String], credentials: (NetnsLab) -> String = { _ in "" },
+             relayArguments: [String] = []) throws {
+            let relay = try XDPEndToEndTests.startRelay(credentials: credentials, extraArguments: relayArguments)
             let lab = relay.lab
             (self.lab, self.relay) = (lab, relay)
             let credential = relay.credential(id: id)
@@ -440,6 +479,25 @@ struct XDPEndToEndTests {
             _ = peer.send(back, to: relayed)
             #expect(client.receive() == .channelData(channel: channel, payload: back), "datagram \(i) back at the client")
         }
+    }
+
+    /// Once a channel is dead (its allocation or permission gone): `messages` ChannelData from
+    /// the client and as many datagrams from the peer reach neither side, userspace counts at
+    /// least `atLeast` drops for `reason`, and neither datapath relays anything.
+    @discardableResult
+    func expectNothingRelayed(_ session: Session, channel: UInt16, peer: BlockingUDPSocket, since before: RelayMetrics,
+                              drops reason: String, atLeast: Int, after what: String) throws -> RelayMetrics {
+        for i in 0..<Self.messages {
+            session.client.sendChannelData(channel, payload: Array("late-\(i)".utf8))
+            _ = peer.send(Array("late-back-\(i)".utf8), to: session.relayed)
+        }
+        #expect(peer.receive(timeoutMilliseconds: 500) == nil, "the peer got ChannelData after \(what)")
+        #expect(session.client.receive(timeoutMilliseconds: 500) == nil, "the client got a peer datagram after \(what)")
+        let after = try session.relay.metrics { $0.drops(reason) - before.drops(reason) >= atLeast }
+        #expect(after.drops(reason) - before.drops(reason) >= atLeast, "\(reason) drops after \(what)")
+        #expect(relayedDelta(after, before, datapath: "xdp") == (0, 0), "the XDP path relayed after \(what)")
+        #expect(relayedDelta(after, before, datapath: "userspace") == (0, 0), "userspace relayed after \(what)")
+        return after
     }
 
     struct AioiceRun {

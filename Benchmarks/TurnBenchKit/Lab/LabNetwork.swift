@@ -147,6 +147,30 @@ public final class LabNetwork {
         return bytes
     }
 
+    /// Drop and error counters of both veth ends (prefixed "relay " / "out ") and the relay
+    /// namespace's UDP counters.
+    public func dropCounters() -> [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        for (side, ns, interface) in [("relay", relayNamespace, relayInterface), ("out", outNamespace, outInterface)] {
+            if let text = try? LabShell.check(ip, ["netns", "exec", ns, "ethtool", "-S", interface]) {
+                for (k, v) in DropCounters.ethtool(text) { out["\(side) \(k)"] = v }
+            }
+            if let text = try? LabShell.check(ip, ["-n", ns, "-s", "-j", "link", "show", "dev", interface]),
+               let links = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [[String: Any]],
+               let stats = links.first?["stats64"] as? [String: Any] {
+                for direction in ["rx", "tx"] {
+                    if let d = stats[direction] as? [String: Any], let v = (d["dropped"] as? NSNumber)?.uint64Value {
+                        out["\(side) \(direction)_dropped"] = v
+                    }
+                }
+            }
+        }
+        if let text = try? LabShell.check(ip, ["netns", "exec", relayNamespace, "cat", "/proc/net/snmp"]) {
+            for (k, v) in DropCounters.snmpUDP(text) { out["relay " + k] = v }
+        }
+        return out
+    }
+
     public func sinkCounts() -> SinkCounts? {
         (try? LabShell.check(bpftool, ["map", "dump", "pinned", sinkMapsPin + "/counts", "-j"])).flatMap(SinkCounts.init(bpftoolJSON:))
     }
@@ -175,8 +199,20 @@ public final class LabNetwork {
         return pids
     }
 
+    /// The sink's NAPI thread(s) at real-time priority (SCHED_FIFO 50): the counting side must not
+    /// lose what the relay delivers. A veth has one 256-entry ring per queue and XDP_TX into it has
+    /// no back-pressure, so a sink thread waiting for a core would drop the relay's output (seen as
+    /// the relay end's rx_queue_0_xdp_tx_errors). Returns the PIDs set.
+    @discardableResult
+    public func prioritizeSinkNAPI() -> [Int32] {
+        guard let chrt = LabShell.which("chrt") else { return [] }
+        return Self.napiThreads(interface: outInterface).filter {
+            (try? LabShell.run(chrt, ["-f", "-p", "50", String($0)]))?.status == 0
+        }
+    }
+
     /// CPU seconds of the NAPI threads of `interface` (0 when there are none).
     public static func napiCPUSeconds(interface: String) -> Double {
-        napiThreads(interface: interface).compactMap(ProcessStats.cpuSeconds(pid:)).reduce(0, +)
+        napiThreads(interface: interface).compactMap(ProcessStats.preciseCPUSeconds(pid:)).reduce(0, +)
     }
 }

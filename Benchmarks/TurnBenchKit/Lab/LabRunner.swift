@@ -66,11 +66,15 @@ public struct LabTrial: Codable, Sendable, Equatable {
     /// /proc/stat busy time over the same window, estimated from an idle sample taken just
     /// before the trial (nothing sent): the other work on the machine.
     public var backgroundBusySeconds: Double
+    /// Processors × the measured window (send + drain), seconds: the most /proc/stat can count.
+    public var machineCapacitySeconds: Double
     public var generatorCPUSeconds: Double
     public var generatorThreadCPUSeconds: Double
     public var relayProgram: BPFProgramStats?
     public var sinkProgram: BPFProgramStats?
     public var loadAverage: String
+    /// Drop and error counters that grew during the trial (veth queues, XDP, relay's UDP).
+    public var drops: [String: UInt64] = [:]
 
     public var offeredPPS: Double { sendSeconds > 0 ? Double(sent) / sendSeconds : 0 }
     public var deliveredPPS: Double { sendSeconds > 0 ? Double(delivered) / sendSeconds : 0 }
@@ -86,8 +90,17 @@ public struct LabTrial: Codable, Sendable, Equatable {
     public var relayAndNAPIMicrosPerPacket: Double? { perPacket(relayCPUSeconds.map { $0 + relayNAPICPUSeconds }) }
     /// The whole machine (/proc/stat busy, softirq included) minus the generator process, the
     /// sink side's NAPI thread and the background measured just before, per relayed packet, µs.
+    /// Nil when that cannot be told apart from other work: the background took more than 20 % of
+    /// the machine, or the machine was saturated (then the other work only yielded to the trial
+    /// and subtracting it is meaningless).
     public var machineMicrosPerPacket: Double? {
-        perPacket(max(0, machineBusySeconds - generatorCPUSeconds - sinkNAPICPUSeconds - backgroundBusySeconds))
+        guard machineIsQuiet else { return nil }
+        return perPacket(max(0, machineBusySeconds - generatorCPUSeconds - sinkNAPICPUSeconds - backgroundBusySeconds))
+    }
+
+    public var machineIsQuiet: Bool {
+        machineCapacitySeconds > 0 && backgroundBusySeconds < 0.2 * machineCapacitySeconds
+            && machineBusySeconds < 0.95 * machineCapacitySeconds
     }
     /// The relay's XDP program's run time per run (bpf_stats), ns.
     public var relayProgramNanosPerPacket: Double? {
@@ -128,6 +141,9 @@ public struct LabSearchResult: Codable, Sendable, Equatable {
     /// Best delivered rate among trials with < 1 % loss; nil when none passed.
     public var deliveredPPS: Double?
     public var generatorBound: Bool
+    /// Flat out, the generator was held back (frames refused: the relay end's receive ring was
+    /// full): the relay, not the generator, set that trial's rate.
+    public var backPressured: Bool
     public var trials: Int
 }
 
@@ -274,15 +290,18 @@ public final class LabRunner {
                                 kind: .cpu, relayPID: server.pid, relayProgram: relayProgram)
                 progress.log("round \(round + 1) \(workload) \(kind.rawValue) at \(Int(c.cpuRate)) pps: delivered \(Int(cpu.deliveredPPS)), loss \(fixed(cpu.loss * 100, 2))%, relay \(cpu.relayMicrosPerPacket.map { fixed($0, 2) } ?? "-") µs/pkt, +NAPI \(cpu.relayAndNAPIMicrosPerPacket.map { fixed($0, 2) } ?? "-"), machine \(cpu.machineMicrosPerPacket.map { fixed($0, 2) } ?? "-") µs/pkt, XDP \(cpu.relayProgramNanosPerPacket.map { fixed($0, 0) } ?? "-") ns")
                 var search = LossSearch(maxTrials: c.searchTrials)
+                var backPressured = false
                 while let next = search.next() {
                     guard server.process.isRunning else { report.errors.append("round \(round) \(kind.rawValue) stopped running"); break }
                     let t = trial(sender, cycle: cycle, rate: next, relay: kind.rawValue, workload: workload, round: round,
                                   kind: .search, relayPID: server.pid, relayProgram: relayProgram)
                     search.record(.init(targetPPS: next, offeredPPS: t.offeredPPS, deliveredPPS: t.deliveredPPS, loss: t.loss))
-                    progress.log("  \(next.map { "\(Int($0)) pps" } ?? "flat out"): offered \(Int(t.offeredPPS)), delivered \(Int(t.deliveredPPS)), loss \(fixed(t.loss * 100, 2))%, machine \(t.machineMicrosPerPacket.map { fixed($0, 2) } ?? "-") µs/pkt")
+                    if next == nil { backPressured = (t.drops["out tx_dropped"] ?? 0) > 0 || t.failedSendCalls > 0 }
+                    progress.log("  \(next.map { "\(Int($0)) pps" } ?? "flat out"): offered \(Int(t.offeredPPS)), delivered \(Int(t.deliveredPPS)), loss \(fixed(t.loss * 100, 2))%, machine \(t.machineMicrosPerPacket.map { fixed($0, 2) } ?? "-") µs/pkt\(t.drops.isEmpty ? "" : "; drops: " + DropCounters.text(t.drops))")
                 }
                 report.searches.append(LabSearchResult(relay: kind.rawValue, workload: workload.description, round: round,
-                                                       deliveredPPS: search.best?.deliveredPPS, generatorBound: search.generatorBound,
+                                                       deliveredPPS: search.best?.deliveredPPS,
+                                                       generatorBound: search.generatorBound && !backPressured, backPressured: backPressured,
                                                        trials: search.trials.count))
             }
         } catch {
@@ -428,12 +447,14 @@ public final class LabRunner {
                kind: LabTrial.Kind, relayPID: Int32?, relayProgram: Int?) -> LabTrial {
         // bpftool runs outside the measured window: its own CPU would count as machine time.
         let sink0 = net.sinkCounts(), sinkProg0 = net.sinkStats(), prog0 = relayProgram.flatMap(net.programStats(id:))
+        let drops0 = net.dropCounters()
+        if net.prioritizeSinkNAPI().isEmpty { report.errors.append("round \(round) \(relay): could not give the sink's NAPI thread real-time priority") }
         let napiR0 = LabNetwork.napiCPUSeconds(interface: net.relayInterface), napiO0 = LabNetwork.napiCPUSeconds(interface: net.outInterface)
         // Background: the machine's busy time while nothing is sent (other processes, timers).
         let idle0 = MachineCPUSample.current(), idleStart = monotonicNanoseconds()
         sleepNanoseconds(500_000_000)
         let idle1 = MachineCPUSample.current(), idleSeconds = Double(monotonicNanoseconds() - idleStart) / 1e9
-        let relay0 = relayPID.flatMap(ProcessStats.cpuSeconds(pid:)), own0 = ownCPUSeconds()
+        let relay0 = relayPID.flatMap(ProcessStats.preciseCPUSeconds(pid:)), own0 = ownCPUSeconds()
         let m0 = MachineCPUSample.current()
         let start = monotonicNanoseconds()
         let r = sender.run(end: start + UInt64(c.seconds * 1e9), rate: rate)
@@ -441,9 +462,10 @@ public final class LabRunner {
         sleepNanoseconds(300_000_000) // drain: what is in flight still arrives
         let m1 = MachineCPUSample.current()
         let windowSeconds = Double(monotonicNanoseconds() - start) / 1e9
-        let relay1 = relayPID.flatMap(ProcessStats.cpuSeconds(pid:)), own1 = ownCPUSeconds()
+        let relay1 = relayPID.flatMap(ProcessStats.preciseCPUSeconds(pid:)), own1 = ownCPUSeconds()
         let napiR1 = LabNetwork.napiCPUSeconds(interface: net.relayInterface), napiO1 = LabNetwork.napiCPUSeconds(interface: net.outInterface)
         let sink1 = net.sinkCounts(), sinkProg1 = net.sinkStats(), prog1 = relayProgram.flatMap(net.programStats(id:))
+        let drops1 = net.dropCounters()
         let sink = (sink1 ?? SinkCounts()) - (sink0 ?? SinkCounts())
         let ticks = ProcessStats.ticksPerSecond
         let dm = (m1 ?? MachineCPUSample()) - (m0 ?? MachineCPUSample())
@@ -454,7 +476,7 @@ public final class LabRunner {
         let idleBusy = Double(((idle1 ?? MachineCPUSample()) - (idle0 ?? MachineCPUSample())).busy) / ticks
         var relayCPU: Double?
         if let a = relay0, let b = relay1 { relayCPU = b - a }
-        let t = LabTrial(relay: relay, workload: workload.description, round: round, kind: kind, targetPPS: rate,
+        var t = LabTrial(relay: relay, workload: workload.description, round: round, kind: kind, targetPPS: rate,
                          sendSeconds: Double(sendEnd - start) / 1e9, sent: r.sent,
                          sentClientToPeer: TrafficOrder.clientToPeerCount(cycle: cycle, sent: r.sent),
                          delivered: sink.packets, deliveredClientToPeer: kind == .calibration ? sink.toClientPackets : sink.toPeerPackets,
@@ -462,9 +484,11 @@ public final class LabRunner {
                          relayNAPICPUSeconds: max(0, napiR1 - napiR0), sinkNAPICPUSeconds: max(0, napiO1 - napiO0),
                          machineBusySeconds: Double(dm.busy) / ticks, machineSoftirqSeconds: Double(dm.softirq + dm.irq) / ticks,
                          backgroundBusySeconds: idleSeconds > 0 ? idleBusy / idleSeconds * windowSeconds : 0,
+                         machineCapacitySeconds: Double(report.machine.processors) * windowSeconds,
                          generatorCPUSeconds: own1 - own0, generatorThreadCPUSeconds: Double(r.threadCPUNanoseconds) / 1e9,
                          relayProgram: delta(prog0, prog1), sinkProgram: delta(sinkProg0, sinkProg1),
                          loadAverage: Machine.current().loadAverage)
+        t.drops = DropCounters.growth(drops0, drops1)
         report.trials.append(t)
         sleepNanoseconds(200_000_000)
         return t

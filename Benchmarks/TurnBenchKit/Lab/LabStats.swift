@@ -131,3 +131,43 @@ public struct SinkCounts: Sendable, Equatable, Codable {
         return d
     }
 }
+
+/// Where datagrams are dropped on the lab's path: veth queue and XDP counters (`ethtool -S`), and
+/// the relay namespace's UDP counters (/proc/net/snmp).
+public enum DropCounters {
+    /// The "name: value" lines of `ethtool -S` whose name says drop or error.
+    public static func ethtool(_ text: String) -> [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, let v = UInt64(parts[1].trimmingCharacters(in: .whitespaces)) else { continue }
+            let name = parts[0].trimmingCharacters(in: .whitespaces)
+            if name.contains("drop") || name.contains("error") { out[name] = v }
+        }
+        return out
+    }
+
+    /// The Udp error counters of /proc/net/snmp (a header line of names, then a line of values).
+    public static func snmpUDP(_ text: String) -> [String: UInt64] {
+        let lines = text.split(separator: "\n").filter { $0.hasPrefix("Udp: ") }
+        guard lines.count >= 2 else { return [:] }
+        let names = lines[0].split(separator: " ").dropFirst(), values = lines[1].split(separator: " ").dropFirst()
+        var out: [String: UInt64] = [:]
+        for (n, v) in zip(names, values) where n.hasSuffix("Errors") || n == "NoPorts" {
+            if let value = UInt64(v) { out["udp " + n] = value }
+        }
+        return out
+    }
+
+    /// `after − before` for every counter that grew.
+    public static func growth(_ before: [String: UInt64], _ after: [String: UInt64]) -> [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        for (k, v) in after where v > (before[k] ?? 0) { out[k] = v - (before[k] ?? 0) }
+        return out
+    }
+
+    /// "name=value; …", sorted by name.
+    public static func text(_ counters: [String: UInt64]) -> String {
+        counters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "; ")
+    }
+}

@@ -10,6 +10,8 @@ public struct LabTable: Sendable {
         public var deliveredPPS: Double?
         public var deliveredPPSRange: (Double, Double)?
         public var generatorBound: Bool
+        /// Flat out passed while the relay's ring refused frames: the relay's own ceiling.
+        public var passedUnderBackPressure: Bool
         public var cpuLoss: Double?
         public var relayMicros: Double?
         public var relayAndNAPIMicros: Double?
@@ -40,6 +42,7 @@ public struct LabTable: Sendable {
                 rows.append(Row(workload: w, relay: r, rounds: max(cpu.count, searches.count),
                                 deliveredPPS: Summary.median(pps), deliveredPPSRange: pps.isEmpty ? nil : (pps.min()!, pps.max()!),
                                 generatorBound: searches.contains { $0.generatorBound },
+                                passedUnderBackPressure: searches.contains { $0.backPressured && !$0.generatorBound && $0.trials == 1 },
                                 cpuLoss: Summary.median(cpu.map(\.loss)), relayMicros: Summary.median(cpu.compactMap(\.relayMicrosPerPacket)),
                                 relayAndNAPIMicros: Summary.median(cpu.compactMap(\.relayAndNAPIMicrosPerPacket)),
                                 machineMicros: Summary.median(machine), machineMicrosRange: machine.isEmpty ? nil : (machine.min()!, machine.max()!),
@@ -76,7 +79,7 @@ public struct LabTable: Sendable {
         var s = "| workload | relay | rounds | delivered pps at < 1 % loss (median) | range | vs \(baseline) | machine − generator µs/pkt at \(Int(cpuRate)) pps | range | vs \(baseline) | relay process µs/pkt | relay + NAPI thread µs/pkt | vs \(baseline) | XDP program ns/pkt | loss at \(Int(cpuRate)) pps | generator ns/datagram |\n"
         s += "|---|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
         for r in rows {
-            let pps = r.deliveredPPS.map { String(Int($0)) + (r.generatorBound ? " (generator-bound)" : "") } ?? "none"
+            let pps = r.deliveredPPS.map { String(Int($0)) + (r.generatorBound ? " (generator-bound)" : "") + (r.passedUnderBackPressure ? " (flat out, relay ring full)" : "") } ?? "none"
             s += "| \(r.workload) | \(r.relay) | \(r.rounds) | \(pps) | \(range(r.deliveredPPSRange, 0)) | \(ppsRatio(r).map { fixed($0, 2) + "×" } ?? "-") | \(f(r.machineMicros, 2)) | \(range(r.machineMicrosRange, 2)) | \(machineRatio(r).map { fixed($0, 2) + "×" } ?? "-") | \(f(r.relayMicros, 2)) | \(f(r.relayAndNAPIMicros, 2)) | \(napiRatio(r).map { fixed($0, 2) + "×" } ?? "-") | \(f(r.programNanos, 0)) | \(r.cpuLoss.map { fixed($0 * 100, 2) + "%" } ?? "-") | \(f(r.generatorNanos, 0)) |\n"
         }
         return s
@@ -84,17 +87,17 @@ public struct LabTable: Sendable {
 
     /// One line per trial.
     public static func csv(_ report: LabReport) -> String {
-        var s = "relay,workload,round,kind,target_pps,send_seconds,sent,sent_c2p,delivered,delivered_c2p,offered_pps,delivered_pps,loss,relay_cpu_s,relay_napi_cpu_s,sink_napi_cpu_s,machine_busy_s,machine_irq_softirq_s,background_busy_s,generator_cpu_s,generator_thread_cpu_s,relay_us_per_pkt,relay_napi_us_per_pkt,machine_us_per_pkt,xdp_ns_per_pkt,xdp_runs,generator_ns_per_datagram,failed_send_calls,load_average\n"
+        var s = "relay,workload,round,kind,target_pps,send_seconds,sent,sent_c2p,delivered,delivered_c2p,offered_pps,delivered_pps,loss,relay_cpu_s,relay_napi_cpu_s,sink_napi_cpu_s,machine_busy_s,machine_irq_softirq_s,background_busy_s,machine_capacity_s,generator_cpu_s,generator_thread_cpu_s,relay_us_per_pkt,relay_napi_us_per_pkt,machine_us_per_pkt,xdp_ns_per_pkt,xdp_runs,generator_ns_per_datagram,failed_send_calls,load_average,drops\n"
         func o(_ v: Double?, _ d: Int) -> String { v.map { fixed($0, d) } ?? "" }
         for t in report.trials {
             s += [t.relay, t.workload, String(t.round), t.kind.rawValue, t.targetPPS.map { String(Int($0)) } ?? "0", fixed(t.sendSeconds, 3),
                   String(t.sent), String(t.sentClientToPeer), String(t.delivered), String(t.deliveredClientToPeer),
                   fixed(t.offeredPPS, 0), fixed(t.deliveredPPS, 0), fixed(t.loss, 5), o(t.relayCPUSeconds, 3),
                   fixed(t.relayNAPICPUSeconds, 3), fixed(t.sinkNAPICPUSeconds, 3), fixed(t.machineBusySeconds, 2),
-                  fixed(t.machineSoftirqSeconds, 2), fixed(t.backgroundBusySeconds, 2), fixed(t.generatorCPUSeconds, 3), fixed(t.generatorThreadCPUSeconds, 3),
+                  fixed(t.machineSoftirqSeconds, 2), fixed(t.backgroundBusySeconds, 2), fixed(t.machineCapacitySeconds, 2), fixed(t.generatorCPUSeconds, 3), fixed(t.generatorThreadCPUSeconds, 3),
                   o(t.relayMicrosPerPacket, 3), o(t.relayAndNAPIMicrosPerPacket, 3), o(t.machineMicrosPerPacket, 3),
                   o(t.relayProgramNanosPerPacket, 1), t.relayProgram.map { String($0.runCount) } ?? "",
-                  o(t.generatorNanosPerDatagram, 1), String(t.failedSendCalls), "\"\(t.loadAverage)\""].joined(separator: ",") + "\n"
+                  o(t.generatorNanosPerDatagram, 1), String(t.failedSendCalls), "\"\(t.loadAverage)\"", "\"\(DropCounters.text(t.drops))\""].joined(separator: ",") + "\n"
         }
         return s
     }
@@ -143,6 +146,9 @@ public struct LabTable: Sendable {
         case .some(false): n.append("This kernel has no IRQ time accounting (CONFIG_IRQ_TIME_ACCOUNTING off): /proc/stat's irq/softirq columns are tick samples and softirq time is also billed to whichever task it interrupted. The lab therefore runs the veth receive paths in threaded NAPI (napi/IFACE-N kernel threads, whose CPU is read from /proc/PID/stat) so that they are billed neither to the generator nor to the relay; \"machine − generator\" = /proc/stat busy − generator process − the sink side's NAPI thread, and it includes whatever else ran on the machine.")
         case .none: n.append("Whether this kernel accounts IRQ time is unknown (no kernel config readable): the machine column may bill softirq time to the generator.")
         }
+        n.append("The sink's NAPI thread (generator side) runs at real-time priority (SCHED_FIFO 50) so that the counting side does not drop what a relay delivers; the relay side's NAPI thread runs at normal priority, like the relays.")
+        let cpuTrials = report.trials.filter { $0.kind == .cpu }
+        n.append("Machine − generator figure valid (quiet machine) in \(cpuTrials.filter(\.machineIsQuiet).count) of \(cpuTrials.count) CPU trials. CPU times of the relay and the NAPI threads are sums of schedstat run time (ns) over their threads.")
         if !report.bpfStatsEnabled { n.append("kernel.bpf_stats_enabled could not be switched on: no BPF run times.") }
         let calib = report.trials.filter { $0.kind == .calibration }
         for w in Set(calib.map(\.workload)).sorted() {

@@ -31,6 +31,26 @@ public enum ProcessStats {
         return Double(ticks) / ticksPerSecond
     }
 
+    /// Run time in nanoseconds from the text of /proc/PID/task/TID/schedstat (its first field,
+    /// the scheduler's sum_exec_runtime).
+    public static func runNanoseconds(schedstatText: String) -> UInt64? {
+        guard let first = schedstatText.split(separator: " ").first else { return nil }
+        return UInt64(first.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// CPU seconds of all of `pid`'s threads to the nanosecond (schedstat), where /proc/PID/stat
+    /// counts in clock ticks (10 ms); falls back to `cpuSeconds` when schedstat is missing.
+    public static func preciseCPUSeconds(pid: Int32) -> Double? {
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return nil }
+        var total: UInt64 = 0
+        for t in tasks {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(t)/schedstat", encoding: .utf8),
+                  let ns = runNanoseconds(schedstatText: text) else { return cpuSeconds(pid: pid) }
+            total &+= ns
+        }
+        return Double(total) / 1e9
+    }
+
     public static func residentBytes(pid: Int32) -> UInt64? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
               let kib = residentKiB(statusText: text) else { return nil }
