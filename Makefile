@@ -28,6 +28,10 @@ test: deps-test
 	# The real-client interop suite once more, with turn-relay on its second I/O backend (the
 	# harness checks that turn-relay logged `io backend batched-syscalls`).
 	INTEROP_IO_BACKEND=batched-syscalls scripts/swift-test-counted --skip-build --filter InteropTests
+	# The end-to-end XDP scenarios (run above on native XDP) once in generic (skb) mode and once
+	# without XDP, where the io_uring path must carry everything (root only; skipped otherwise).
+	XDP_E2E_MODE=generic scripts/swift-test-counted --skip-build --filter XDPEndToEndTests
+	XDP_E2E_DATAPATH=userspace scripts/swift-test-counted --skip-build --filter XDPEndToEndTests
 
 deps-run:
 	scripts/install-deps run

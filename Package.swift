@@ -156,12 +156,34 @@ let package = Package(
             path: "Tests/OperationsTestSupport",
             exclude: ["phoenix_portal.py"]
         ),
+        // What the real-client tests share (InteropTests on loopback, XDPTests in network
+        // namespaces): child processes, finding coturn's tools and the turn-relay binary, parsing
+        // turnutils_uclient's report, a UDP echo peer, and the aioice client script. Internal
+        // declarations; the tests `@testable import` it.
+        .target(
+            name: "InteropTestSupport",
+            dependencies: ["TestSupport", "RelayIO", "STUN"],
+            path: "Tests/InteropTestSupport",
+            exclude: ["aioice_turn_client.py"]
+        ),
         .testTarget(name: "TestSupportTests", dependencies: ["TestSupport"]),
         .testTarget(name: "STUNTests", dependencies: ["TestSupport", "STUN"]),
         .testTarget(name: "SocketAddressingTests", dependencies: ["SocketAddressing", "CUDP", "STUN"]),
         .testTarget(name: "RelayCoreTests", dependencies: ["TestSupport", "TURNRequests", "RelayCore", "STUN"]),
         .testTarget(name: "RelayIOTests", dependencies: ["TestSupport", "TURNTestClient", "RelayIO", "RelayCore", "STUN"]),
-        .testTarget(name: "InteropTests", dependencies: ["TestSupport", "TURNTestClient", "RelayIO", "RelayCore", "STUN"]),
+        .testTarget(
+            name: "InteropTests",
+            dependencies: ["TestSupport", "InteropTestSupport", "TURNTestClient", "RelayIO", "RelayCore", "STUN"]
+        ),
+        // End-to-end XDP fast path: the turn-relay binary in one network namespace, real clients
+        // and peers in another (scripts/netns-lab), root only.
+        .testTarget(
+            name: "XDPTests",
+            dependencies: [
+                "TestSupport", "InteropTestSupport", "OperationsTestSupport", "TURNTestClient", "RelayIO",
+                "RelayCore", "STUN",
+            ]
+        ),
         .testTarget(
             name: "RelayOperationsTests",
             dependencies: [
@@ -172,7 +194,8 @@ let package = Package(
         // The turn-relay executable as a process: reload, portal mode, Firezone drop-in.
         .testTarget(
             name: "TurnRelayTests",
-            dependencies: ["TestSupport", "OperationsTestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN"]
+            dependencies: ["TestSupport", "OperationsTestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN"],
+            exclude: ["deny_bpf.c"]
         ),
         .testTarget(name: "RelayOTelTests", dependencies: ["RelayOTel", "RelayOperations", "OperationsTestSupport"], exclude: ["otlp_receiver.py"]),
         .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit", "TURNRequests"]),

@@ -51,6 +51,8 @@ struct RelaySettings {
     var xdpInterfaces: [String]
     var xdpMode: XDPMode
     var xdpObject: String
+    var xdpIPv4: IPv4Address?
+    var xdpIPv6: IPv6Address?
     var operations: OperationsSettings
     /// Set when a portal token is configured (see `PortalSettings`).
     var portal: PortalSettings?
@@ -228,7 +230,9 @@ struct RelaySettings {
             }
             ignoredFirezoneOptions.append("RNG_SEED=\(seed) is ignored: nonces, relay ports and the stamp secret always come from the system's CSPRNG")
         }
-        xdpInterfaces = o.xdpInterface.isEmpty ? Environment.list("XDP_INTERFACE") : o.xdpInterface
+        // Each interface once: a second link on the same interface would be refused (EBUSY).
+        var seen: Set<String> = []
+        xdpInterfaces = (o.xdpInterface.isEmpty ? Environment.list("XDP_INTERFACE") : o.xdpInterface).filter { seen.insert($0).inserted }
         if xdpInterfaces.isEmpty, let interface = o.ebpfOffloading ?? Environment.string("EBPF_OFFLOADING") {
             xdpInterfaces = [interface]
         }
@@ -240,6 +244,14 @@ struct RelaySettings {
         default: throw ValidationError("--xdp-mode \(mode) is not one of native, generic (Firezone's EBPF_ATTACH_MODE: driver, generic)")
         }
         xdpObject = o.xdpObject ?? Environment.string("XDP_OBJECT") ?? Self.defaultXDPObject()
+        if let text = o.xdpIp4 ?? Environment.string("XDP_IP4", firezone: "EBPF_INT4_ADDR") {
+            guard let ip = IPv4Address(text) else { throw ValidationError("--xdp-ip4 \(text) is not an IPv4 address") }
+            xdpIPv4 = ip
+        }
+        if let text = o.xdpIp6 ?? Environment.string("XDP_IP6", firezone: "EBPF_INT6_ADDR") {
+            guard let ip = IPv6Address(text) else { throw ValidationError("--xdp-ip6 \(text) is not an IPv6 address") }
+            xdpIPv6 = ip
+        }
         operations = try OperationsSettings(o)
         portal = try PortalSettings(o, publicIPv4: bindIPv4 == nil ? nil : publicIPv4?.description,
                                     publicIPv6: bindIPv6 == nil ? nil : publicIPv6?.description, listenPort: listenPort)
@@ -287,6 +299,8 @@ struct RelaySettings {
         var x = XDPSettings(interfaces: xdpInterfaces, mode: xdpMode, objectPath: xdpObject, listenerPort: listenPort,
                             relayPorts: portRange, listenIPv4: bindIPv4, listenIPv6: bindIPv6)
         x.rfc5766Channels = rfc5766ChannelNumbers
+        x.wireIPv4 = xdpIPv4
+        x.wireIPv6 = xdpIPv6
         x.routeEntries = XDPSettings.routeEntries(allocations: maxAllocations, channels: maxChannels)
         return x
     }

@@ -126,6 +126,12 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "native (in the driver) or generic (any device, slower) (default native). [env: XDP_MODE, or Firezone's EBPF_ATTACH_MODE: driver or generic]")
     var xdpMode: String?
 
+    @Option(help: "The XDP interface's IPv4 address on the wire, when it is not --bind-ip4 (default: --bind-ip4 if specific, else the interface's first IPv4 address). [env: XDP_IP4, or Firezone's EBPF_INT4_ADDR]")
+    var xdpIp4: String?
+
+    @Option(help: "The XDP interface's IPv6 address on the wire, when it is not --bind-ip6 (default: --bind-ip6 if specific, else the interface's first global IPv6 address). [env: XDP_IP6, or Firezone's EBPF_INT6_ADDR]")
+    var xdpIp6: String?
+
     @Option(help: "The compiled XDP program (default: turn_router.bpf.o beside the executable, else /usr/lib/turn-relay/turn_router.bpf.o). [env: XDP_OBJECT]")
     var xdpObject: String?
 

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
+@testable import InteropTestSupport
 
-/// The Python `aioice` TURN client (Clients/aioice_turn_client.py): allocate with REST
+/// The Python `aioice` TURN client (InteropTestSupport/aioice_turn_client.py): allocate with REST
 /// credentials, bind a channel to a UDP peer, send payloads through it and get every echo
 /// back as ChannelData.
 extension RealClientTests {
@@ -9,7 +10,7 @@ extension RealClientTests {
     func aioiceChannelExchange() throws {
         let server = try TurnServerUnderTest()
         let python = try ExternalTool.python()
-        let script = ExternalTool.testResource("Clients/aioice_turn_client.py")
+        let script = ExternalTool.aioiceClientScript
         let messages = 10
         let arguments = [
             script.path, "--server-host", "127.0.0.1", "--server-port", "\(server.port)",

@@ -6,6 +6,7 @@ import STUN
 import TURNTestClient
 import Testing
 import TestSupport
+@testable import InteropTestSupport
 
 /// `--max-allocations-per-user` counts the whole process, not each worker: with two workers the
 /// kernel's SO_REUSEPORT hash spreads a user's client sockets over both, and still exactly the

@@ -3,6 +3,7 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+@testable import InteropTestSupport
 #endif
 
 /// The I/O backend fallback under a real io_uring refusal: turn-relay is exec'd by a launcher that
@@ -112,7 +113,7 @@ extension RealClientTests {
 
         // A TURN allocation, channel and data both ways from aioice.
         let python = try ExternalTool.python()
-        let script = ExternalTool.testResource("Clients/aioice_turn_client.py")
+        let script = ExternalTool.aioiceClientScript
         let messages = 5
         let run = try ChildProcess.run(
             python,

@@ -1,5 +1,6 @@
 import Testing
 import TestSupport
+@testable import InteropTestSupport
 
 /// Real third-party TURN/STUN clients against a TURN server process on loopback
 /// (see `TurnServerUnderTest` for which server). Serialized: each test starts its own server

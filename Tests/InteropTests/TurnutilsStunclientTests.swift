@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+@testable import InteropTestSupport
 
 /// coturn's `turnutils_stunclient`: a plain STUN Binding request, answered with the client's
 /// reflexive (XOR-MAPPED-ADDRESS) address.

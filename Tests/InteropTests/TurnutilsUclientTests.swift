@@ -4,6 +4,7 @@ import STUN
 import TURNTestClient
 import Testing
 import TestSupport
+@testable import InteropTestSupport
 
 /// coturn's `turnutils_uclient` with a TURN REST API secret (-W), echoing through
 /// `turnutils_peer`. Each run sends a small number of messages, so it finishes in seconds.

@@ -1,4 +1,5 @@
 import Testing
+@testable import InteropTestSupport
 
 /// The parser that turns turnutils_uclient's closing lines into numbers, on text as coturn 4.6 prints it.
 struct UclientReportTests {

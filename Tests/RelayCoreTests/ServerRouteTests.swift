@@ -8,8 +8,8 @@ import STUN
 /// changes as the shell does and checks after each call that an up is never repeated, a down
 /// always names a route that is up, and the shell's routes equal the core's.
 ///
-/// RFC 8656 §9: "By sending a CreatePermission request or a ChannelBind request, the client can
-/// cause the server to install or refresh a permission for a given IP address." §12: "A channel
+/// RFC 8656 §9: "By sending either CreatePermission requests or ChannelBind requests, the client
+/// can cause the server to install or refresh a permission for a given IP address." §12: "A channel
 /// binding lasts for 10 minutes unless refreshed. Refreshing the binding (by the server receiving
 /// a ChannelBind request rebinding the channel to the same peer) resets the time-to-expiry timer
 /// back to 10 minutes." §12.6: "the receipt of a ChannelData message MUST NOT refresh either the
@@ -42,7 +42,7 @@ import STUN
         #expect(try h.createPermission([Addr.peer], id: 5).routes == [])
         // A permission alone (no channel) is no route.
         #expect(try h.createPermission([Addr.peer2], id: 6).routes == [])
-        #expect(h.server.peers.routesUp == [expected])
+        #expect(h.server.channelRoutes == [expected])
     }
 
     @Test func aPermissionFirstThenChannelBindGoesUpOnce() throws {
@@ -110,7 +110,7 @@ import STUN
         try h.channelBind(0x4002, to: TransportAddress("9.9.9.9:7")!, id: 6)
         _ = h.advance(seconds: 300)  // every permission lapses: all three down
         try h.createPermission([Addr.peer, Addr.peer2], id: 7)  // two come back
-        #expect(h.server.peers.routesUp.count == 2)
+        #expect(h.server.channelRoutes.count == 2)
         let port = h.relayPort
         // RFC 8656 §8.2: "If the 'desired lifetime' is zero, then the request succeeds and the
         // allocation is deleted." The downs come in the same batch as the close.
@@ -119,7 +119,7 @@ import STUN
                                         .down(route(h, 0x4001, Addr.peer2, handle: handles[0], port: port))])
         #expect(refresh.routes.count == 2)
         #expect(refresh.closes == [handles[0]])
-        #expect(h.server.peers.routesUp.isEmpty)
+        #expect(h.server.channelRoutes.isEmpty)
     }
 
     @Test func allocationExpiryTakesItsRoutesDown() throws {
@@ -153,8 +153,38 @@ import STUN
         let removed = h.receive(request, from: Addr.clientV6)
         #expect(removed.routes == [.down(v6)])
         #expect(removed.closes == [handles[1]])
-        #expect(h.server.peers.routesUp == [v4])
+        #expect(h.server.channelRoutes == [v4])
         #expect(try h.refresh(lifetime: 0, client: Addr.clientV6, id: 6).routes == [.down(v4)])
+    }
+
+    @Test func oneFamilyOfADualAllocationExpiringTakesOnlyItsRoutesDown() throws {
+        // RFC 8656 §8.1: the relayed addresses of a dual allocation are refreshed separately, and
+        // one that is not refreshed expires alone.
+        let h = Harness { $0.relayAddressIPv6 = Addr.relayV6 }
+        let (relays, handles, _) = try h.allocate(Addr.clientV6) { $0.appendAddressFamily(.additionalAddressFamily, .ipv6) }
+        let v4 = route(h, 0x4000, Addr.peer, client: Addr.clientV6, handle: handles[0], port: relays[0].port)
+        let v6 = route(h, 0x4001, Addr.peerV6, client: Addr.clientV6, handle: handles[1], port: relays[1].port)
+        try h.channelBind(0x4000, to: Addr.peer, client: Addr.clientV6)
+        try h.channelBind(0x4001, to: Addr.peerV6, client: Addr.clientV6, id: 4)
+        h.advance(seconds: 250)
+        let request = message(.refresh, id: transactionID(5), auth: try h.auth(client: Addr.clientV6)) { w in
+            w.appendUInt32(.lifetime, 600)
+            w.appendAddressFamily(.requestedAddressFamily, .ipv4)
+        }
+        #expect(h.receive(request, from: Addr.clientV6).routes == [])
+        // The permissions (300 s) are kept alive by CreatePermission.
+        try h.createPermission([Addr.peer, Addr.peerV6], client: Addr.clientV6, id: 6)
+        h.advance(seconds: 250)
+        try h.createPermission([Addr.peer, Addr.peerV6], client: Addr.clientV6, id: 7)
+        // The IPv4 channel is refreshed (§12: "Refreshing the binding ... resets the time-to-expiry
+        // timer back to 10 minutes"); the IPv6 one would expire at 600 s with its relayed address.
+        #expect(try h.channelBind(0x4000, to: Addr.peer, client: Addr.clientV6, id: 8).routes == [])
+        // 600 s: the IPv6 relayed address expires; only its peer's route goes down.
+        #expect(h.advance(seconds: 99).routes == [])
+        let expiry = h.advance(seconds: 1)
+        #expect(expiry.routes == [.down(v6)])
+        #expect(expiry.closes == [handles[1]])
+        #expect(h.server.channelRoutes == [v4])
     }
 
     @Test func ipv6OnlyAllocationRoutes() throws {
@@ -189,7 +219,7 @@ import STUN
         #expect(h.server.statistics.drops.noPermission == 2)
         // The other peer still relays, and its route stayed up.
         #expect(h.receive(channelData(0x4001, [1]), from: Addr.client).only?.destination == Addr.peer2)
-        #expect(h.server.peers.routesUp == [kept])
+        #expect(h.server.channelRoutes == [kept])
         // RFC 8656 §10.2/§12.2: "if a value is not allowed, the server rejects the request with a
         // 403 (Forbidden) error": no permission and no route come back by request.
         #expect(try code(try h.createPermission([Addr.peer], id: 5)) == 403)
@@ -211,7 +241,7 @@ import STUN
             #expect(code == 403 || code == 443, "\(peer)")
             #expect(bind.routes == [])
         }
-        #expect(h.server.peers.routesUp.isEmpty)
+        #expect(h.server.channelRoutes.isEmpty)
         #expect(h.server.tableSizes.channels == 0)
     }
 
@@ -230,7 +260,7 @@ import STUN
         #expect(hairpin.routes == [])
         #expect(h.receive(channelData(0x4001, [1]), from: Addr.client).only?.socket == handles[0])
         #expect(try h.createPermission([own], id: 5).routes == [])
-        #expect(h.server.peers.routesUp.isEmpty)
+        #expect(h.server.channelRoutes.isEmpty)
     }
 
     @Test func peersOnThisHostThatAnOperatorAllowsAreRelayedButNeverRouted() throws {
@@ -246,7 +276,7 @@ import STUN
             #expect(bind.routes == [])
             #expect(h.receive(channelData(channel, [1]), from: Addr.client).only?.socket == handles[0])
         }
-        #expect(h.server.peers.routesUp.isEmpty)
+        #expect(h.server.channelRoutes.isEmpty)
         // A reload that drops the allow: loopback is denied now (its permission revoked); the
         // relay's own address is admitted only at live relay ports again (checked per datagram,
         // and 6000 is none). Still no route change.
@@ -282,7 +312,7 @@ import STUN
         let value = route(h, 0x4000, Addr.peer, handle: handles[0], port: h.relayPort)
         try h.channelBind(0x4000, to: Addr.peer)
         h.server.drain()
-        #expect(h.server.peers.routesUp == [value])
+        #expect(h.server.channelRoutes == [value])
         // Existing allocations keep working while draining: a refresh changes nothing.
         #expect(try h.channelBind(0x4000, to: Addr.peer, id: 4).routes == [])
         #expect(try h.refresh(lifetime: 0, id: 5).routes == [.down(value)])
@@ -305,7 +335,7 @@ import STUN
         changes += try h.refresh(lifetime: 0, client: Addr.clientV6, id: 6).routes
         #expect(changes == [])
         #expect(h.server.statistics.permissionsRevokedByPolicy == 1)
-        #expect(h.server.peers.routesUp.isEmpty)
+        #expect(h.server.channelRoutes.isEmpty)
     }
 }
 

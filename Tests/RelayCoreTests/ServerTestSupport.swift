@@ -176,7 +176,7 @@ final class Harness {
                 #expect(routesApplied.remove(route) != nil, "down for a route not up: \(route)")
             }
         }
-        #expect(routesApplied == Set(server.peers.routesUp), "the shell's routes differ from the core's")
+        #expect(routesApplied == Set(server.channelRoutes), "the shell's routes differ from the core's")
     }
 
     /// `Server.reload`, with the route changes applied like a batch's.

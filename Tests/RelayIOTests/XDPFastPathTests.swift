@@ -28,21 +28,39 @@ import TestSupport
                      relayPort: relayPort)
     }
 
-    /// A lab and the fast path attached to its relay end.
-    static func start(_ mode: XDPMode, routeEntries: UInt32? = nil) throws -> (XDPLab, XDPFastPath) {
+    /// A lab, and what starting the fast path on its relay end (plus `extra` interfaces of that
+    /// namespace) gave. The caller takes the lab down.
+    static func launch(_ mode: XDPMode, extra: [String] = [], routeEntries: UInt32? = nil)
+        throws -> (XDPLab, [String], Result<XDPFastPath, XDPFailure>) {
         let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
         let lab = try XDPLab(prefix: "shx")
-        var settings = XDPSettings(interfaces: [lab.relayInterface], mode: mode, objectPath: object,
+        let interfaces = [lab.relayInterface] + extra
+        var settings = XDPSettings(interfaces: interfaces, mode: mode, objectPath: object,
                                    listenerPort: listenerPort, relayPorts: 50000...50100,
                                    listenIPv4: relay4, listenIPv6: relay6)
         if let routeEntries { settings.routeEntries = routeEntries }
         do {
-            let fastPath = try lab.run(in: lab.relayNamespace) { [settings] in try XDPFastPath.start(settings).get() }
-            return (lab, fastPath)
+            return (lab, interfaces, try lab.run(in: lab.relayNamespace) { [settings] in XDPFastPath.start(settings) })
         } catch {
             lab.down()
             throw error
         }
+    }
+
+    /// A lab and the fast path attached to its relay end.
+    static func start(_ mode: XDPMode, routeEntries: UInt32? = nil) throws -> (XDPLab, XDPFastPath) {
+        let (lab, _, result) = try launch(mode, routeEntries: routeEntries)
+        do {
+            return (lab, try result.get())
+        } catch {
+            lab.down()
+            throw error
+        }
+    }
+
+    /// The program attached to each of `interfaces` in the lab's relay namespace (0: none).
+    static func attached(_ lab: XDPLab, _ interfaces: [String]) throws -> [UInt32?] {
+        try lab.run(in: lab.relayNamespace) { interfaces.map { XDPInterfaces.attachedProgramID($0) } }
     }
 
     static func mapped(_ a: IPv4Address) -> [UInt8] {
@@ -56,52 +74,40 @@ import TestSupport
     func attachesThroughALinkAndDetachesOnClose() throws {
         let (lab, fastPath) = try Self.start(.native)
         defer { lab.down() }
-        let attached = try lab.run(in: lab.relayNamespace) { [name = lab.relayInterface] in XDPInterfaces.attachedProgramID(name) }
-        #expect(attached == fastPath.programID && fastPath.programID != 0)
+        #expect(try Self.attached(lab, [lab.relayInterface]) == [fastPath.programID] && fastPath.programID != 0)
         #expect(fastPath.counters.interfacesAttached == 1)
         #expect(fastPath.status == "attached on \(lab.relayInterface) (native mode)")
         fastPath.close()
-        let after = try lab.run(in: lab.relayNamespace) { [name = lab.relayInterface] in XDPInterfaces.attachedProgramID(name) }
-        #expect(after == 0, "still attached after close")
+        #expect(try Self.attached(lab, [lab.relayInterface]) == [0], "still attached after close")
     }
 
     /// One program, one set of maps, attached to every named interface (here the veth and the
     /// namespace's loopback, in generic mode, which any device supports).
     @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
     func attachesTheSameProgramToEveryInterface() throws {
-        let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
-        let lab = try XDPLab(prefix: "shx")
+        let (lab, interfaces, result) = try Self.launch(.generic, extra: ["lo"])
         defer { lab.down() }
-        let interfaces = [lab.relayInterface, "lo"]
-        let settings = XDPSettings(interfaces: interfaces, mode: .generic, objectPath: object, listenerPort: Self.listenerPort,
-                                   relayPorts: 50000...50100, listenIPv4: Self.relay4, listenIPv6: Self.relay6)
-        let fastPath = try lab.run(in: lab.relayNamespace) { try XDPFastPath.start(settings).get() }
-        let ids = try lab.run(in: lab.relayNamespace) { interfaces.map { XDPInterfaces.attachedProgramID($0) } }
-        #expect(ids == [fastPath.programID, fastPath.programID])
+        let fastPath = try result.get()
+        #expect(try Self.attached(lab, interfaces) == [fastPath.programID, fastPath.programID])
         #expect(fastPath.counters.interfacesAttached == 2)
         #expect(fastPath.status == "attached on \(lab.relayInterface), lo (generic mode)")
         fastPath.close()
-        let after = try lab.run(in: lab.relayNamespace) { interfaces.map { XDPInterfaces.attachedProgramID($0) } }
-        #expect(after == [0, 0])
+        #expect(try Self.attached(lab, interfaces) == [0, 0])
     }
 
     /// All or nothing: when one interface refuses (loopback has no native XDP), the others are
     /// detached again, and the failure names the cause and the fix.
     @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
     func aRefusingInterfaceLeavesNothingAttached() throws {
-        let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
-        let lab = try XDPLab(prefix: "shx")
+        let (lab, interfaces, result) = try Self.launch(.native, extra: ["lo"])
         defer { lab.down() }
-        let interfaces = [lab.relayInterface, "lo"]
-        let settings = XDPSettings(interfaces: interfaces, mode: .native, objectPath: object, listenerPort: Self.listenerPort,
-                                   relayPorts: 50000...50100, listenIPv4: Self.relay4, listenIPv6: Self.relay6)
-        let failure = try lab.run(in: lab.relayNamespace) { () -> XDPFailure? in
-            if case .failure(let f) = XDPFastPath.start(settings) { f } else { nil }
+        guard case .failure(let failure) = result else {
+            Issue.record("attached in native mode to lo")
+            return
         }
-        #expect(failure?.cause.hasPrefix("the driver of lo has no native XDP") == true, "\(String(describing: failure))")
-        #expect(failure?.fix.contains("--xdp-mode generic") == true)
-        let after = try lab.run(in: lab.relayNamespace) { interfaces.map { XDPInterfaces.attachedProgramID($0) } }
-        #expect(after == [0, 0])
+        #expect(failure.cause.hasPrefix("the driver of lo has no native XDP"), "\(failure)")
+        #expect(failure.fix.contains("--xdp-mode generic"))
+        #expect(try Self.attached(lab, interfaces) == [0, 0])
     }
 
     /// Route up writes both entries exactly as BPF/turn_router.h lays them out (IPv4-mapped

@@ -13,31 +13,37 @@ import TestSupport
 
     static var isRoot: Bool { geteuid() == 0 }
 
-    /// Starts the binary with `extra` (plus a loopback listener) under `launcher`, waits for a
-    /// Binding to be answered, and returns the log.
-    static func serve(_ extra: [String], environment: [String: String] = [:], launcher: [String] = []) throws -> String {
-        let port = try RelayBinaryFirezoneTests.freePort()
+    /// Starts the binary with `extra` under `launcher`, waits for a Binding to be answered and for
+    /// /readyz to report the fast path failed, and returns the log. Without a lab it listens on
+    /// loopback; with one it runs in the lab's relay namespace (198.18.0.1) and is asked from the
+    /// other namespace, so that nothing is ever attached to this host's own interfaces.
+    static func serve(_ extra: [String], environment: [String: String] = [:], launcher: [String] = [],
+                      in lab: XDPLab? = nil) throws -> String {
+        let ip: IPAddress = lab == nil ? .v4(.loopback) : .v4(IPv4Address(198, 18, 0, 1))
+        let port = lab == nil ? try RelayBinaryFirezoneTests.freePort() : 3478
+        let health = TransportAddress(ip: ip, port: lab == nil ? port + 1 : 8080)
         let relay = try Relay(port: port, arguments: [
-            "serve", "--listen-port", "\(port)", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",
+            "serve", "--listen-port", "\(port)", "--bind-ip4", "\(ip)", "--bind-ip6", "none",
             "--min-port", "50480", "--max-port", "50490", "--workers", "1",
-            "--health-check-addr", "127.0.0.1:0", "--metrics-addr", "none", "--drain-seconds", "0"] + extra,
-            environment: environment, launcher: launcher)
-        let client = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0))
-        let address = TransportAddress(ip: .v4(.loopback), port: port)
-        // RFC 8489 §6.3.1: a Binding request is answered with a success response.
-        let answered = poll(seconds: 10) {
-            client.send(CoreDriver.message(.binding, id: 1), to: address)
-            guard let reply = client.receive(timeoutMilliseconds: 300) else { return false }
-            return CoreDriver.outcome(reply.bytes).success
+            "--health-check-addr", "\(health)", "--metrics-addr", "none", "--drain-seconds", "0"] + extra,
+            environment: environment,
+            launcher: lab.map { ["/usr/sbin/ip", "netns", "exec", $0.relayNamespace] + (launcher.isEmpty ? [] : launcher) } ?? launcher)
+        let listener = TransportAddress(ip: ip, port: port)
+        let clientIP: IPAddress = lab == nil ? .v4(.loopback) : .v4(IPv4Address(198, 18, 0, 2))
+        let ask = { @Sendable () throws -> (answered: Bool, ready: String) in
+            let client = try BlockingUDPSocket(bindTo: TransportAddress(ip: clientIP, port: 0))
+            // RFC 8489 §6.3.1: a Binding request is answered with a success response.
+            let answered = poll(seconds: 10) {
+                client.send(CoreDriver.message(.binding, id: 1), to: listener)
+                guard let reply = client.receive(timeoutMilliseconds: 300) else { return false }
+                return CoreDriver.outcome(reply.bytes).success
+            }
+            return (answered, (try? HTTPTestClient.get(health, "/readyz").body) ?? "")
         }
+        let (answered, ready) = try lab.map { try $0.run(in: $0.outNamespace, ask) } ?? ask()
         #expect(answered, "no Binding answer:\n\(relay.log)")
         // /readyz carries the fast path's state.
-        if let health = RelayBinaryReloadTests.address(after: "health=", in: relay.log) {
-            let ready = try HTTPTestClient.get(health, "/readyz")
-            #expect(ready.body.contains("xdp: failed ("), "\(ready.body)")
-        } else {
-            Issue.record("no health address in the log:\n\(relay.log)")
-        }
+        #expect(ready.contains("xdp: failed ("), "\(ready)\n\(relay.log)")
         return relay.log
     }
 
@@ -55,6 +61,29 @@ import TestSupport
         #expect(Self.warnings(log) == 1, "\(log)")
         #expect(log.contains("cannot read the XDP program /nonexistent/turn_router.bpf.o"), "\(log)")
         #expect(log.contains("scripts/build-bpf"), "\(log)")
+    }
+
+    /// A seccomp filter refusing bpf() (as container runtimes' and systemd's default filters do),
+    /// the capabilities all there: the warning names the filter as what to fix.
+    @Test(.enabled(if: isRoot, "needs root: the object is loaded for real when bpf() is allowed"))
+    func seccompRefusingBPFWarnsOnceAndServes() throws {
+        let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("deny_bpf.c").path
+        let launcher = FileManager.default.temporaryDirectory.appendingPathComponent("deny_bpf-\(getpid())").path
+        defer { unlink(launcher) }
+        let gcc = Process()
+        gcc.executableURL = URL(fileURLWithPath: "/usr/bin/gcc")
+        gcc.arguments = ["-O2", "-Wall", "-Werror", source, "-o", launcher]
+        try gcc.run()
+        gcc.waitUntilExit()
+        try #require(gcc.terminationStatus == 0, "gcc could not build \(source)")
+        let lab = try XDPLab(prefix: "shp")
+        defer { lab.down() }
+        let log = try Self.serve(["--xdp-interface", lab.relayInterface, "--xdp-object", object], launcher: [launcher], in: lab)
+        #expect(Self.warnings(log) == 1, "\(log)")
+        #expect(log.contains("the kernel refused bpf()"), "\(log)")
+        #expect(log.contains("SystemCallFilter=bpf"), "\(log)")
+        #expect(!log.contains("lacks CAP_"), "\(log)")
     }
 
     /// The environment names: XDP_INTERFACE (comma-separated) wins over Firezone's
@@ -82,8 +111,10 @@ import TestSupport
                       ["--reuid", "65534", "--regid", "65534", "--clear-groups"]])
     func bpfRefusedWarnsOnceAndServes(privileges: [String]) throws {
         let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
-        let log = try Self.serve(["--xdp-interface", "lo", "--xdp-object", object],
-                                 launcher: ["/usr/bin/setpriv"] + privileges + ["--"])
+        let lab = try XDPLab(prefix: "shp")
+        defer { lab.down() }
+        let log = try Self.serve(["--xdp-interface", lab.relayInterface, "--xdp-object", object],
+                                 launcher: ["/usr/bin/setpriv"] + privileges + ["--"], in: lab)
         #expect(Self.warnings(log) == 1, "\(log)")
         #expect(log.contains("the kernel refused bpf()"), "\(log)")
         #expect(log.contains("CAP_BPF"), "\(log)")
@@ -110,7 +141,7 @@ import TestSupport
             try Relay(port: 3478, arguments: [
                 "serve", "--listen-port", "3478", "--bind-ip4", "198.18.0.1", "--bind-ip6", "none",
                 "--min-port", "50000", "--max-port", "50100", "--workers", "1", "--drain-seconds", "0",
-                "--health-check-addr", "none", "--metrics-addr", "none", "--allow-peer", "198.18.0.0/15",
+                "--health-check-addr", "198.18.0.1:8080", "--metrics-addr", "198.18.0.1:9464", "--allow-peer", "198.18.0.0/15",
                 "--xdp-interface", interface, "--xdp-object", object],
                 environment: [:],
                 launcher: ["/usr/sbin/ip", "netns", "exec", lab.relayNamespace,
@@ -122,6 +153,15 @@ import TestSupport
                      "\(relay.log)")
             #expect(!relay.log.contains("XDP fast path off"), "\(relay.log)")
             #expect(try attachedID().map { $0 != 0 } == true)
+            // /readyz and /metrics say so (asked from the clients' namespace).
+            let (ready, attachedGauge) = try lab.run(in: lab.outNamespace) { () throws -> (String, Double?) in
+                let health = TransportAddress(ip: .v4(IPv4Address(198, 18, 0, 1)), port: 8080)
+                let metrics = TransportAddress(ip: .v4(IPv4Address(198, 18, 0, 1)), port: 9464)
+                _ = poll(seconds: 5) { (try? HTTPTestClient.get(health, "/readyz").status) == 200 }
+                return (try HTTPTestClient.get(health, "/readyz").body, try scrapeMetrics(metrics)["relay_xdp_interfaces_attached"])
+            }
+            #expect(ready.contains("xdp: attached on \(interface) (native mode)"), "\(ready)")
+            #expect(attachedGauge == 1)
             kill(relay.process.processIdentifier, crash ? SIGKILL : SIGTERM)
             relay.process.waitUntilExit()
             if !crash { #expect(relay.log.contains("XDP fast path detached"), "\(relay.log)") }

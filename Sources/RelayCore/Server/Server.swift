@@ -154,6 +154,12 @@ public final class Server {
     /// Live allocations (including ones waiting for their sockets).
     public var allocationCount: Int { allocations.count }
 
+    /// The routes up now: every `.up` emitted so far without its `.down`, in no particular order
+    /// (empty unless `configuration.emitsChannelRoutes`). For a shell that has to rebuild its maps
+    /// (it re-attached its fast path, or retries routes a full map refused); it costs a copy, so
+    /// not per batch.
+    public var channelRoutes: [ChannelRoute] { peers.routesUp }
+
     public var tableSizes: ServerTableSizes {
         var sizes = ServerTableSizes()
         sizes.allocations = allocations.slotCount
@@ -227,9 +233,8 @@ public final class Server {
             statistics.drops.noPermission &+= 1
             return
         }
-        // A peer on this host's own address only while its port is a live allocation (hairpin);
-        // a peer a reload's policy refuses by port, never.
-        if channel.checksPeer && !checkedPeerIsAdmitted(channel.peer.address) {
+        // A peer on this host's own address only while its port is a live allocation (hairpin).
+        if channel.checksPeer && !ownAddressPeerIsLive(channel.peer.address) {
             statistics.drops.peerDenied &+= 1
             return
         }
@@ -292,12 +297,14 @@ public final class Server {
 }
 
 extension Server {
-    /// The per-datagram check of a channel with `checksPeer`: the peer is admitted now (an own
-    /// address while its port is a live relay allocation). Out of line: only those channels take
-    /// it, and inlining it into the fast path (with the IPv4-mapped canonicalization) cost every
-    /// ChannelData datagram.
+    /// The per-datagram check of a channel with `checksPeer`: its port is a live relay allocation.
+    /// That is the whole of `isPeerAllowed` for such a channel: its IP is not denied (a reload that
+    /// denies it revokes the permission, which the fast path checks first), and a port the policy
+    /// refuses it at (a listener port, after a reload made the IP this host's) is never a live
+    /// relay port (the listener holds it). Out of line: only those channels take it, and inlining
+    /// it into the fast path (with the IPv4-mapped canonicalization) cost every ChannelData datagram.
     @inline(never)
-    func checkedPeerIsAdmitted(_ peer: TransportAddress) -> Bool { isPeerAllowed(peer) }
+    func ownAddressPeerIsLive(_ peer: TransportAddress) -> Bool { isLiveRelayPort(peer) }
 
     static func effectivePolicy(_ configuration: ServerConfiguration) -> PeerPolicy {
         let own = [configuration.relayAddress(.ipv4), configuration.relayAddress(.ipv6)].compactMap { $0 }

@@ -36,6 +36,11 @@ public struct XDPSettings: Sendable, Equatable {
     public var listenIPv6: IPv6Address?
     public var relayBindIPv4: IPv4Address?
     public var relayBindIPv6: IPv6Address?
+    /// The attached interface's own address of each family on the wire, when the derived one
+    /// (the bound address, else the interface's first) is not it; only used for a family the
+    /// relay serves.
+    public var wireIPv4: IPv4Address?
+    public var wireIPv6: IPv6Address?
 
     public init(interfaces: [String], mode: XDPMode = .native, objectPath: String, listenerPort: UInt16,
                 relayPorts: ClosedRange<UInt16>, listenIPv4: IPv4Address?, listenIPv6: IPv6Address?,
@@ -144,14 +149,15 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         return .success(XDPFastPath(settings: settings, fastPath: fastPath, encoding: encoding, attached: interfaces))
     }
 
-    /// The relay's addresses on the wire: the bound ones, a wildcard replaced by the first
-    /// attached interface's address of that family (IPv6: not link-local).
+    /// The relay's addresses on the wire: `wireIPv4`/`wireIPv6` when given, else the bound ones,
+    /// a wildcard replaced by the first attached interface's address of that family (IPv6: not
+    /// link-local). A family the relay does not serve has none.
     static func wireEncoding(_ s: XDPSettings, interfaces: [XDPInterfaces.Interface]) -> XDPRouteEncoding {
         let all = interfaces.flatMap(\.addresses)
         let v4 = all.lazy.compactMap { if case .v4(let a) = $0 { a } else { nil } }.first
         let v6 = all.lazy.compactMap { if case .v6(let a) = $0, a.high >> 54 != 0x3FA { a } else { nil } }.first
-        func wire4(_ a: IPv4Address?) -> IPv4Address? { a == .any ? v4 : a }
-        func wire6(_ a: IPv6Address?) -> IPv6Address? { a == .any ? v6 : a }
+        func wire4(_ a: IPv4Address?) -> IPv4Address? { a == nil ? nil : s.wireIPv4 ?? (a == .any ? v4 : a) }
+        func wire6(_ a: IPv6Address?) -> IPv6Address? { a == nil ? nil : s.wireIPv6 ?? (a == .any ? v6 : a) }
         return XDPRouteEncoding(relayIPv4: wire4(s.relayBindIPv4 ?? s.listenIPv4), relayIPv6: wire6(s.relayBindIPv6 ?? s.listenIPv6),
                                 listenerIPv4: wire4(s.listenIPv4), listenerIPv6: wire6(s.listenIPv6),
                                 listenerPort: s.listenerPort)

@@ -13,9 +13,9 @@ import STUN
 ///
 /// - with `tracksRoutes`, the routes the kernel fast path may use (`ChannelRoute`): exactly the
 ///   usable bindings, i.e. bound (not in the cooldown), permitted, not checked per datagram
-///   (`Channel.checksPeer`) and not to a peer on this host (`Channel.peerIsLocal`). Every method that can change a binding's usability appends the
-///   difference to its `routes` argument: `.up` when it becomes usable, `.down` (the same value)
-///   when it stops, nothing otherwise. Channels exist only on active allocations (ChannelBind
+///   (`Channel.checksPeer`) and not to a peer on this host (`Channel.peerIsLocal`). Every method
+///   that can change a binding's usability appends the difference to its `routes` argument: `.up`
+///   when it becomes usable, `.down` (the same value) when it stops, nothing otherwise. Channels exist only on active allocations (ChannelBind
 ///   needs one), and a denied peer's permission is deleted (`enforce`), so those conditions need no
 ///   bookkeeping of their own.
 ///
@@ -129,6 +129,7 @@ struct PeerTable {
     /// RFC 8656 §9: "If no permission for that IP address exists, then a permission is created ...
     /// If a permission for that IP address already exists, then the time-to-expiry for that
     /// permission is reset to Permission Lifetime."
+    ///
     /// A new permission makes the bound channels to that IP usable again (routes up); a refreshed
     /// one changes no route.
     mutating func installPermission(_ id: AllocationID, peer: IPAddress, expiresAt: Instant, timers: inout TimerQueue,
@@ -234,6 +235,7 @@ struct PeerTable {
     /// is bound to something else). RFC 8656 §12: "Refreshing the binding ... resets the
     /// time-to-expiry timer back to 10 minutes." Rebinding the same pair during the cooldown binds
     /// it again.
+    ///
     /// A new binding, or one rebound during its cooldown, goes up when its peer is permitted; a
     /// refresh of a bound one changes no route.
     mutating func bindChannel(_ id: AllocationID, number: ChannelNumber, peer: PeerSocket, relayHandle: SocketHandle,
@@ -264,8 +266,7 @@ struct PeerTable {
 
     /// The binding's timer fired: RFC 8656 §12, "When the channel binding expires, the channel
     /// becomes unbound." The entry stays until `cooldownEnds` so neither side can be rebound to
-    /// something else.
-    /// Its route goes down.
+    /// something else. Its route goes down.
     mutating func unbindChannel(_ key: ChannelKey, cooldownEnds: (Instant) -> Instant, timers: inout TimerQueue,
                                 routes changes: inout [RouteChange]) {
         guard var channel = channels[key] else { return }

@@ -35,12 +35,12 @@ enum ExternalTool {
         return try locate(name, hint: "The aioice client needs Python 3 with the aioice package.")
     }
 
-    /// A file under Tests/InteropTests, found from this source file's location.
-    static func testResource(_ relativePath: String) -> URL {
-        let thisFile: String = #filePath  // .../Tests/InteropTests/Support/ExternalTool.swift
-        return URL(fileURLWithPath: thisFile)
-            .deletingLastPathComponent()  // Support
-            .deletingLastPathComponent()  // InteropTests
-            .appendingPathComponent(relativePath)
+    /// The aioice TURN client script (aioice_turn_client.py, beside this file), run with `python()`.
+    static var aioiceClientScript: URL { supportFile("aioice_turn_client.py") }
+
+    /// A file under Tests/InteropTestSupport, found from this source file's location.
+    static func supportFile(_ name: String) -> URL {
+        let thisFile: String = #filePath  // .../Tests/InteropTestSupport/ExternalTool.swift
+        return URL(fileURLWithPath: thisFile).deletingLastPathComponent().appendingPathComponent(name)
     }
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real third-party TURN client (aioice) against a TURN server on loopback.
+"""A real third-party TURN client (aioice) against a TURN server.
 
 Allocates a relayed address with TURN REST API credentials, sends payloads to a UDP
 peer through the relay (aioice binds a channel on the first send to a peer, so every
@@ -8,6 +8,9 @@ and checks that:
   - the peer saw every payload arrive from the relayed address,
   - the client got every echo back, attributed to the peer's address,
   - the echoes came back as ChannelData, not as Data indications.
+--family asks for an IPv6 relayed address (REQUESTED-ADDRESS-FAMILY) or a dual allocation
+(ADDITIONAL-ADDRESS-FAMILY IPv6, RFC 8656 §7.2), which aioice does not send by itself; the peer's
+family follows --peer-host, and the relayed address of that family is the one the peer must see.
 Prints one line per echoed payload ("echoed: <payload>") and a summary line.
 Exits 0 only when all of that holds; 1 otherwise (2 for a usage error).
 """
@@ -18,11 +21,12 @@ import base64
 import hashlib
 import hmac
 import socket
+import struct
 import sys
 import time
 
 try:
-    from aioice import turn
+    from aioice import stun, turn
 except ImportError:
     print("aioice is not installed: run `make test` (or .ci/run), which installs it", file=sys.stderr)
     sys.exit(1)
@@ -51,6 +55,55 @@ def _counting_datagram_received(self, data, addr):
 
 
 turn.TurnClientUdpProtocol.datagram_received = _counting_datagram_received
+
+# RFC 8656 §18: REQUESTED-ADDRESS-FAMILY (0x0017) and ADDITIONAL-ADDRESS-FAMILY (0x8000), each
+# "the family ... 0x01 IPv4, 0x02 IPv6" followed by 3 bytes RFFU (zero). aioice knows neither.
+FAMILY_CODES = {"ipv4": 0x01, "ipv6": 0x02}
+
+
+def _pack_family(value: int) -> bytes:
+    return bytes([value, 0, 0, 0])
+
+
+def _unpack_family(data: bytes) -> int:
+    return data[0]
+
+
+for _entry in [(0x0017, "REQUESTED-ADDRESS-FAMILY", _pack_family, _unpack_family),
+               (0x8000, "ADDITIONAL-ADDRESS-FAMILY", _pack_family, _unpack_family)]:
+    stun.ATTRIBUTES_BY_TYPE[_entry[0]] = _entry
+    stun.ATTRIBUTES_BY_NAME[_entry[1]] = _entry
+
+allocation_attributes: dict[str, int] = {}
+relayed_addresses: list[tuple[str, int]] = []
+_original_request_with_retry = turn.TurnClientMixin.request_with_retry
+_original_parse_message = stun.parse_message
+
+
+async def _request_with_family(self, request):
+    if request.message_method == stun.Method.ALLOCATE:
+        request.attributes.update(allocation_attributes)
+    return await _original_request_with_retry(self, request)
+
+
+def _parse_recording_relayed_addresses(data: bytes):
+    # A dual allocation's success response carries two XOR-RELAYED-ADDRESS attributes (one per
+    # family); aioice's parser keeps one, so every one of them is read here from the raw bytes.
+    message = _original_parse_message(data)
+    if message.message_method == stun.Method.ALLOCATE and message.message_class == stun.Class.RESPONSE:
+        relayed_addresses.clear()
+        offset = 20
+        while offset + 4 <= len(data):
+            attr_type, attr_length = struct.unpack("!HH", data[offset:offset + 4])
+            value = data[offset + 4:offset + 4 + attr_length]
+            if attr_type == 0x0016:
+                relayed_addresses.append(stun.unpack_xor_address(value, message.transaction_id))
+            offset += 4 + attr_length + (-attr_length % 4)
+    return message
+
+
+turn.TurnClientMixin.request_with_retry = _request_with_family
+stun.parse_message = _parse_recording_relayed_addresses
 
 
 class EchoPeer(asyncio.DatagramProtocol):
@@ -88,8 +141,9 @@ async def run(args) -> int:
     loop = asyncio.get_running_loop()
     username, password = rest_credentials(args.secret, args.ttl, "aioice")
 
+    peer_family = socket.AF_INET6 if ":" in args.peer_host else socket.AF_INET
     peer_transport, peer = await loop.create_datagram_endpoint(
-        EchoPeer, local_addr=(args.peer_host, 0), family=socket.AF_INET
+        EchoPeer, local_addr=(args.peer_host, 0), family=peer_family
     )
     peer_addr = peer_transport.get_extra_info("sockname")[:2]
 
@@ -99,9 +153,12 @@ async def run(args) -> int:
         username=username,
         password=password,
     )
-    relayed = relay.get_extra_info("sockname")
     mapped = relay.get_extra_info("related_address")
+    # The relayed address the peer sees: the one of the peer's family (a dual allocation has two).
+    relayed = next((a for a in relayed_addresses if (":" in a[0]) == (peer_family == socket.AF_INET6)),
+                   relay.get_extra_info("sockname"))
     print(f"allocated: relayed={relayed[0]}:{relayed[1]} mapped={mapped[0]}:{mapped[1]}")
+    print("relayed addresses: " + " ".join(f"{a[0]}:{a[1]}" for a in relayed_addresses))
 
     payloads = [f"payload-{i:03d}".encode() for i in range(args.messages)]
     receiver.expected = len(payloads)
@@ -131,7 +188,7 @@ async def run(args) -> int:
     expected_echoes = [b"echo:" + p for p in payloads]
     if sorted(echoes) != sorted(expected_echoes):
         failures.append(f"client received {len(echoes)} echoes, expected {len(expected_echoes)}")
-    wrong_peers = [addr for _, addr in receiver.received if tuple(addr[:2]) != tuple(peer_addr)]
+    wrong_peers = [addr for _, addr in receiver.received if tuple(addr[:2]) != tuple(peer_addr[:2])]
     if wrong_peers:
         failures.append(f"echoes attributed to {wrong_peers[:3]}, not to the peer {peer_addr}")
     if received_channel_data < len(expected_echoes):
@@ -163,7 +220,13 @@ def main() -> int:
     parser.add_argument("--peer-host", default="127.0.0.1")
     parser.add_argument("--messages", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the echoes")
+    parser.add_argument("--family", choices=["ipv4", "ipv6", "dual"], default="ipv4",
+                        help="relayed address family: ipv4 (no attribute), ipv6, or dual (IPv4 and IPv6)")
     args = parser.parse_args()
+    if args.family == "ipv6":
+        allocation_attributes["REQUESTED-ADDRESS-FAMILY"] = FAMILY_CODES["ipv6"]
+    elif args.family == "dual":
+        allocation_attributes["ADDITIONAL-ADDRESS-FAMILY"] = FAMILY_CODES["ipv6"]
     try:
         return asyncio.run(asyncio.wait_for(run(args), timeout=args.timeout + 20))
     except Exception as exc:  # a failed allocation or channel bind, a timeout
