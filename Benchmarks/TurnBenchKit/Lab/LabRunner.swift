@@ -258,7 +258,7 @@ public final class LabRunner {
                 try? net.detachRelaySide()
             }
         }
-        guard waitReady(server) else {
+        guard server.waitReady(seconds: 10, from: .v4(IPv4Address(198, 18, 0, 2))) else {
             let log = logTail(spec.name)
             start.note = (kind == .xdp ? "xdp unavailable: " : "not ready: ") + (log.isEmpty ? "no answer to Binding on \(spec.listen)" : log)
             progress.log("round \(round + 1) \(kind.rawValue): \(start.note)")
@@ -333,28 +333,6 @@ public final class LabRunner {
             if kind == .xdp { args += ["--xdp-interface", net.relayInterface, "--xdp-mode", "native", "--xdp-object", c.xdpObject] }
             return ServerSpec(name: name, executable: net.ip, arguments: wrap + [c.relayExecutable] + args, listen: listen)
         }
-    }
-
-    /// A Binding request from the clients' address answered, within 10 s.
-    func waitReady(_ server: ServerProcess) -> Bool {
-        guard let fd = try? openUDPSocket(bindTo: TransportAddress(ip: .v4(IPv4Address(198, 18, 0, 2)), port: 0), bufferBytes: 64 << 10) else { return false }
-        defer { close(fd) }
-        let client = ControlClient(index: 0, fd: fd, username: "", password: "")
-        let deadline = monotonicNanoseconds() + 10_000_000_000
-        while monotonicNanoseconds() < deadline && server.process.isRunning {
-            let p = ControlPipeline(server: server.spec.listen)
-            p.retransmitNanoseconds = 100_000_000
-            p.maxAttempts = 2
-            var given = false
-            p.run(window: 1, deadline: monotonicNanoseconds() + 500_000_000) {
-                if given { return nil }
-                given = true
-                return ControlJob(client: client, steps: [.binding])
-            }
-            if p.completedJobs == 1 { return true }
-            sleepNanoseconds(100_000_000)
-        }
-        return false
     }
 
     func logText(_ name: String) -> String {

@@ -29,15 +29,15 @@ public enum TrafficOrder {
     /// One cycle of flow indices for `allocations` allocations, both directions. Every flow
     /// appears the same number of times per cycle (once, or `burst` times).
     ///
-    /// Interleaved: position k carries direction k % 2, allocation (k / 2 + (k % 2) · ⌊n / 2⌋) mod n,
-    /// so client → peer datagrams of allocations 0, 1, 2 … alternate with peer → client datagrams of
-    /// allocations n/2, n/2 + 1 …: no two consecutive datagrams (the wrap-around included) share a
-    /// flow, and for n ≥ 3 none share an allocation.
+    /// Interleaved: position k carries direction k % 2, allocation (k / 2 + (k % 2) · h) mod n with
+    /// h = ⌈n / 2⌉, so client → peer datagrams of allocations 0, 1, 2 … alternate with peer → client
+    /// datagrams of allocations h, h + 1 …: no two consecutive datagrams (the wrap-around included)
+    /// share a flow, and for n ≥ 3 (h mod n is neither 0 nor 1) none share an allocation.
     public static func cycle(allocations n: Int, workload: LabWorkload) -> [Int] {
         guard n > 0 else { return [] }
         var order: [Int] = []
         order.reserveCapacity(2 * n)
-        let half = n / 2
+        let half = (n + 1) / 2
         for k in 0..<(2 * n) {
             let direction = k % 2
             let allocation = (k / 2 + direction * half) % n

@@ -83,10 +83,11 @@ public final class ServerProcess {
         ChildProcesses.register(process.processIdentifier)
     }
 
-    /// Waits until the server answers a Binding request, up to `seconds`.
-    public func waitReady(seconds: Double) -> Bool {
+    /// Waits until the server answers a Binding request sent from `source` (default: the
+    /// server's own address, port 0), up to `seconds`.
+    public func waitReady(seconds: Double, from source: IPAddress? = nil) -> Bool {
         let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
-        guard let fd = try? openUDPSocket(bindTo: TransportAddress(ip: spec.listen.ip, port: 0), bufferBytes: 64 << 10) else { return false }
+        guard let fd = try? openUDPSocket(bindTo: TransportAddress(ip: source ?? spec.listen.ip, port: 0), bufferBytes: 64 << 10) else { return false }
         defer { close(fd) }
         let client = ControlClient(index: 0, fd: fd, username: "", password: "")
         while monotonicNanoseconds() < deadline {
