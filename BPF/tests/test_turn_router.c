@@ -32,7 +32,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "turn_router.h"
@@ -1680,6 +1683,39 @@ static int load_object(struct loaded *l, const char *path, const char *label)
     return 0;
 }
 
+/* The verifier accepts the program from a process whose only capabilities are CAP_BPF and
+ * CAP_NET_ADMIN, what the systemd unit grants (no CAP_PERFMON, no CAP_SYS_ADMIN). Without
+ * CAP_PERFMON the verifier refuses subtracting packet pointers and adding a variable offset to one
+ * (Spectre v1 sanitation), so this catches such code coming back. A child process drops the
+ * capabilities with capset(2) and loads the object; the verifier's log goes to stderr on refusal. */
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+static void test_load_with_unit_capabilities(const char *path)
+{
+    current_test = "load with only CAP_BPF and CAP_NET_ADMIN";
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+        struct __user_cap_data_struct d[2] = {{0}};
+        d[CAP_NET_ADMIN / 32].effective |= 1u << (CAP_NET_ADMIN % 32);
+        d[CAP_BPF / 32].effective |= 1u << (CAP_BPF % 32);
+        d[0].permitted = d[0].effective, d[1].permitted = d[1].effective;
+        if (syscall(SYS_capset, &h, d) != 0) {
+            fprintf(stderr, "capset: %s\n", strerror(errno));
+            _exit(3);
+        }
+        struct bpf_object *obj = bpf_object__open_file(path, NULL);
+        if (!obj)
+            _exit(4);
+        _exit(bpf_object__load(obj) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "the load failed without CAP_PERFMON and CAP_SYS_ADMIN (exit status %d, 1 = refused, 3 = capset)",
+          WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
 /* The configuration and the four bindings every crafted-packet test starts from. */
 static void install_defaults(void)
 {
@@ -1727,6 +1763,12 @@ int main(int argc, char **argv)
     }
     nobjects = 1;
     printf("ok   the verifier accepted turn_router\n");
+    {
+        int before = failures;
+        test_load_with_unit_capabilities(argv[1]);
+        printf("%s the verifier accepted turn_router with only CAP_BPF and CAP_NET_ADMIN\n",
+               failures == before ? "ok  " : "FAIL");
+    }
     ncpus = libbpf_num_possible_cpus();
     init_bindings();
     if (against && with_bench) {
