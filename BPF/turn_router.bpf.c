@@ -120,18 +120,6 @@ struct {
  * merge inline assembly, so the stores before it stay in their branch. */
 #define NO_SINK() asm volatile("" ::: "memory")
 
-static __always_inline void count(__u32 index, __u64 amount)
-{
-    __u64 *counter = bpf_map_lookup_elem(&tr_counters, &index);
-    if (counter)
-        *counter += amount;
-}
-
-static __always_inline int pass(__u32 reason)
-{
-    count(reason, 1);
-    return XDP_PASS;
-}
 
 /* Folds a 64-bit accumulator of 16/32-bit words to the 16-bit one's-complement sum. */
 static __always_inline __u16 fold(__u64 s)
@@ -171,9 +159,47 @@ struct out {
     __u32 relayed_counter;    /* TR_RELAYED_PACKETS_* (the bytes counter is the next index) */
 };
 
+/* The program's working memory, one per CPU, instead of the stack. Without CAP_PERFMON the
+ * verifier puts a `nospec` barrier (lfence on x86) after every store to a stack slot that is
+ * fresh or holds a spilled register (Spectre v4), and the map keys, the received addresses and
+ * `struct out` written to the stack paid one per store: 4-5 times the run time. Stores to a map
+ * value get none. An XDP program runs to its end on one CPU without preemption, so one entry per
+ * CPU is never shared. */
+struct scratch {
+    __u32 addrs[sizeof(struct tr_peer_key) / 4];       /* received src, dst (tr_peer_key layout) */
+    __u32 client_key[sizeof(struct tr_client_key) / 4];
+    __u32 counter_key;
+    __u32 unused;
+    struct out out;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct scratch);
+} tr_scratch SEC(".maps");
+
+/* The key of the one-entry maps, in read-only global data rather than on the stack (see above). */
+static const __u32 tr_zero = 0;
+
+static __always_inline void count(struct scratch *s, __u32 index, __u64 amount)
+{
+    s->counter_key = index;
+    __u64 *counter = bpf_map_lookup_elem(&tr_counters, &s->counter_key);
+    if (counter)
+        *counter += amount;
+}
+
+static __always_inline int pass(struct scratch *s, __u32 reason)
+{
+    count(s, reason, 1);
+    return XDP_PASS;
+}
+
 /* client → peer: the ChannelData header checks and the route lookup. Returns 0 with *o filled,
  * or the pass reason. */
-static __always_inline int client_route(struct xdp_md *ctx, __u32 payload_off, void *payload, void *data_end,
+static __always_inline int client_route(struct scratch *s, struct xdp_md *ctx, __u32 payload_off, void *payload, void *data_end,
                                         __u16 plen, __u32 rfc5766,
                                         const __u32 src[4], __be16 sport, __be16 dport, struct out *o)
 {
@@ -196,7 +222,7 @@ static __always_inline int client_route(struct xdp_md *ctx, __u32 payload_off, v
         return TR_PASS_OVERSIZED;
 
     /* Word by word: the structs of turn_router.h are only 2-byte aligned by type. */
-    __u32 key[sizeof(struct tr_client_key) / 4];
+    __u32 *key = s->client_key;
     copy_addr(key, src);
     key[4] = W32(sport, dport);
     key[5] = W32(channel_be, 0);
@@ -267,6 +293,9 @@ static __always_inline int peer_route(__u16 plen, __u32 key[10], __be16 sport, _
 SEC("xdp")
 int turn_router(struct xdp_md *ctx)
 {
+    struct scratch *s = bpf_map_lookup_elem(&tr_scratch, &tr_zero);
+    if (!s)
+        return XDP_PASS;
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
     /* The frame's length from a helper: without CAP_PERFMON the verifier refuses data_end - data
@@ -274,13 +303,13 @@ int turn_router(struct xdp_md *ctx)
     __u32 frame_len = (__u32)bpf_xdp_get_buff_len(ctx);
 
     if (data + ETH_HLEN_ > data_end)
-        return pass(TR_PASS_NOT_IP_UDP);
+        return pass(s, TR_PASS_NOT_IP_UDP);
     __u16 proto = LOAD16(data + 12);
     void *l3 = data + ETH_HLEN_;
     void *udp;
     /* The received source and destination address (IPv4-mapped for IPv4), laid out as the start
      * of a tr_peer_key, so that the peer → client direction looks up this very array. */
-    __u32 addrs[sizeof(struct tr_peer_key) / 4];
+    __u32 *addrs = s->addrs;
     __u32 *src = addrs, *dst = addrs + 4;
     __u16 ip_hlen, udp_len;
     __u8 family, tos;
@@ -288,24 +317,24 @@ int turn_router(struct xdp_md *ctx)
 
     if (proto == bpf_htons(ETH_P_IP)) {
         if (l3 + IPV4_HLEN > data_end)
-            return pass(TR_PASS_NOT_IP_UDP);
+            return pass(s, TR_PASS_NOT_IP_UDP);
         __u32 w0 = LOAD32(l3), w1 = LOAD32(l3 + 4), w2 = LOAD32(l3 + 8);
         __u8 vihl = *(__u8 *)l3;
         if ((vihl & 0xf0) != 0x40 || (vihl & 0x0f) < 5)
-            return pass(TR_PASS_NOT_IP_UDP);
+            return pass(s, TR_PASS_NOT_IP_UDP);
         /* IHL != 5, MF or a fragment offset */
         if ((vihl & 0x0f) != 5 || (LOAD16(l3 + 6) & bpf_htons(0x3fff)))
-            return pass(TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
+            return pass(s, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
         if (*(__u8 *)(l3 + 9) != IPPROTO_UDP)
-            return pass(TR_PASS_NOT_IP_UDP);
+            return pass(s, TR_PASS_NOT_IP_UDP);
         __u16 tot_len = bpf_ntohs(LOAD16(l3 + 2));
         if (tot_len < IPV4_HLEN + UDP_HLEN || (__u32)ETH_HLEN_ + tot_len > frame_len)
-            return pass(TR_PASS_CHECKSUM_OR_OTHER);
+            return pass(s, TR_PASS_CHECKSUM_OR_OTHER);
         src[0] = 0, src[1] = 0, src[2] = MAPPED_WORD2, src[3] = LOAD32(l3 + 12);
         dst[0] = 0, dst[1] = 0, dst[2] = MAPPED_WORD2, dst[3] = LOAD32(l3 + 16);
         /* The header checksum: the kernel drops a bad one, so must we (by passing it there). */
         if (fold((__u64)w0 + w1 + w2 + src[3] + dst[3]) != 0xffff)
-            return pass(TR_PASS_CHECKSUM_OR_OTHER);
+            return pass(s, TR_PASS_CHECKSUM_OR_OTHER);
         family = TR_FAMILY_IPV4;
         tos = *(__u8 *)(l3 + 1);
         ip_word1 = w1;
@@ -314,10 +343,10 @@ int turn_router(struct xdp_md *ctx)
         udp = l3 + IPV4_HLEN;
     } else if (proto == bpf_htons(ETH_P_IPV6)) {
         if (l3 + IPV6_HLEN > data_end)
-            return pass(TR_PASS_NOT_IP_UDP);
+            return pass(s, TR_PASS_NOT_IP_UDP);
         __u32 first = bpf_ntohl(LOAD32(l3));
         if ((first >> 28) != 6)
-            return pass(TR_PASS_NOT_IP_UDP);
+            return pass(s, TR_PASS_NOT_IP_UDP);
         __u8 next = *(__u8 *)(l3 + 6);
         if (next != IPPROTO_UDP) {
             switch (next) {
@@ -332,14 +361,14 @@ int turn_router(struct xdp_md *ctx)
             case 140: /* shim6 */
             case 253:
             case 254: /* experimental */
-                return pass(TR_PASS_IPV6_EXTENSION_HEADER);
+                return pass(s, TR_PASS_IPV6_EXTENSION_HEADER);
             default:
-                return pass(TR_PASS_NOT_IP_UDP);
+                return pass(s, TR_PASS_NOT_IP_UDP);
             }
         }
         udp_len = bpf_ntohs(LOAD16(l3 + 4));
         if (udp_len < UDP_HLEN || (__u32)ETH_HLEN_ + IPV6_HLEN + udp_len > frame_len)
-            return pass(TR_PASS_CHECKSUM_OR_OTHER); /* jumbograms (0) included */
+            return pass(s, TR_PASS_CHECKSUM_OR_OTHER); /* jumbograms (0) included */
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             src[i] = LOAD32(l3 + 8 + 4 * i);
@@ -351,76 +380,75 @@ int turn_router(struct xdp_md *ctx)
         ip_hlen = IPV6_HLEN;
         udp = l3 + IPV6_HLEN;
     } else {
-        return pass(TR_PASS_NOT_IP_UDP);
+        return pass(s, TR_PASS_NOT_IP_UDP);
     }
 
     if (udp + UDP_HLEN > data_end)
-        return pass(TR_PASS_NOT_IP_UDP);
+        return pass(s, TR_PASS_NOT_IP_UDP);
     __u32 ports = LOAD32(udp);
     __be16 sport = (__be16)LOAD16(udp), dport = (__be16)LOAD16(udp + 2);
     __be16 udp_len_be = LOAD16(udp + 4);
     __u16 check = LOAD16(udp + 6); /* memory order */
     if (bpf_ntohs(udp_len_be) != udp_len)
-        return pass(TR_PASS_CHECKSUM_OR_OTHER);
+        return pass(s, TR_PASS_CHECKSUM_OR_OTHER);
 
-    __u32 zero = 0;
-    struct tr_config *cfg = bpf_map_lookup_elem(&tr_config, &zero);
+    struct tr_config *cfg = bpf_map_lookup_elem(&tr_config, &tr_zero);
     if (!cfg)
-        return pass(TR_PASS_NOT_OUR_PORT);
+        return pass(s, TR_PASS_NOT_OUR_PORT);
     __u16 mtu = cfg->mtu ? bpf_ntohs(cfg->mtu) : DEFAULT_MTU;
     int listener = dport != 0 && (cfg->listener_ports[0] == dport || cfg->listener_ports[1] == dport ||
                                   cfg->listener_ports[2] == dport || cfg->listener_ports[3] == dport);
     if (!listener) {
         __u16 port = bpf_ntohs(dport), min = bpf_ntohs(cfg->relay_port_min), max = bpf_ntohs(cfg->relay_port_max);
         if (min == 0 || port < min || port > max)
-            return pass(TR_PASS_NOT_OUR_PORT);
+            return pass(s, TR_PASS_NOT_OUR_PORT);
     }
     /* A GRO/GSO super-packet (generic mode) or a jumbo frame: larger than anything we send. */
     if ((__u32)ip_hlen + udp_len > mtu)
-        return pass(TR_PASS_OVERSIZED);
+        return pass(s, TR_PASS_OVERSIZED);
     __u8 out_ttl = cfg->ttl ? cfg->ttl : DEFAULT_TTL;
     __u8 out_hop_limit = cfg->hop_limit ? cfg->hop_limit : DEFAULT_TTL;
 
     /* Each direction: its checks, its key, its route. */
-    struct out o;
+    struct out *o = &s->out;
     __u16 plen = udp_len - UDP_HLEN;
     int reason;
     if (listener)
-        reason = client_route(ctx, ETH_HLEN_ + ip_hlen + UDP_HLEN, udp + UDP_HLEN, data_end, plen, cfg->flags & bpf_htonl(TR_CONFIG_RFC5766_CHANNELS),
-                              src, sport, dport, &o);
+        reason = client_route(s, ctx, ETH_HLEN_ + ip_hlen + UDP_HLEN, udp + UDP_HLEN, data_end, plen, cfg->flags & bpf_htonl(TR_CONFIG_RFC5766_CHANNELS),
+                              src, sport, dport, o);
     else
-        reason = peer_route(plen, addrs, sport, dport, &o);
+        reason = peer_route(plen, addrs, sport, dport, o);
     if (reason)
-        return pass(reason);
+        return pass(s, reason);
 
     /* From here on both directions are the same. */
-    if (o.route_family != family)
-        return pass(TR_PASS_MAP_MISS);
+    if (o->route_family != family)
+        return pass(s, TR_PASS_MAP_MISS);
     /* The received addresses, ports and length as the received checksum covered them. */
     __u64 addr_sum = sum_addr(src) + sum_addr(dst);
-    __u64 old_sum = addr_sum + ports + udp_len_be + udp_len_be + o.old_extra;
+    __u64 old_sum = addr_sum + ports + udp_len_be + udp_len_be + o->old_extra;
     /* A checksum field holding just the folded pseudo-header sum: offloaded (CHECKSUM_PARTIAL). */
     if (check != 0 && check == fold(addr_sum + bpf_htons(IPPROTO_UDP) + udp_len_be))
-        return pass(TR_PASS_PARTIAL_CHECKSUM);
-    if (same_addr(o.daddr, o.saddr) || same_addr(o.daddr, dst))
-        return pass(TR_PASS_HAIRPIN);
-    if (o.family != TR_FAMILY_IPV4 && o.family != TR_FAMILY_IPV6)
-        return pass(TR_PASS_CHECKSUM_OR_OTHER);
-    __u16 out_hlen = o.family == TR_FAMILY_IPV4 ? IPV4_HLEN : IPV6_HLEN;
-    __u32 out_udp_len = UDP_HLEN + (o.cd_header ? CHANNEL_DATA_HLEN : 0) + (__u32)o.data_len;
+        return pass(s, TR_PASS_PARTIAL_CHECKSUM);
+    if (same_addr(o->daddr, o->saddr) || same_addr(o->daddr, dst))
+        return pass(s, TR_PASS_HAIRPIN);
+    if (o->family != TR_FAMILY_IPV4 && o->family != TR_FAMILY_IPV6)
+        return pass(s, TR_PASS_CHECKSUM_OR_OTHER);
+    __u16 out_hlen = o->family == TR_FAMILY_IPV4 ? IPV4_HLEN : IPV6_HLEN;
+    __u32 out_udp_len = UDP_HLEN + (o->cd_header ? CHANNEL_DATA_HLEN : 0) + (__u32)o->data_len;
     if (out_hlen + out_udp_len > mtu)
-        return pass(TR_PASS_OVERSIZED);
+        return pass(s, TR_PASS_OVERSIZED);
     __be16 out_udp_len_be = bpf_htons((__u16)out_udp_len);
 
     __u16 out_check = 0;
     if (check == 0) {
         /* IPv6 requires a checksum (RFC 8200 §8.1): the kernel drops a zero one, and so must we. */
-        if (o.family == TR_FAMILY_IPV6 || family == TR_FAMILY_IPV6)
-            return pass(TR_PASS_CHECKSUM_OR_OTHER);
+        if (o->family == TR_FAMILY_IPV6 || family == TR_FAMILY_IPV6)
+            return pass(s, TR_PASS_CHECKSUM_OR_OTHER);
     } else {
         /* RFC 1624 eqn. 3: ~(~old + new - old parts); the data bytes cancel out. */
-        __u64 new_sum = sum_addr(o.saddr) + sum_addr(o.daddr) + o.sport + o.dport + out_udp_len_be +
-                        out_udp_len_be + o.cd_header;
+        __u64 new_sum = sum_addr(o->saddr) + sum_addr(o->daddr) + o->sport + o->dport + out_udp_len_be +
+                        out_udp_len_be + o->cd_header;
         out_check = ~fold((__u16)~check + (__u64)fold(new_sum) + (__u16)~fold(old_sum));
         if (out_check == 0)
             out_check = 0xffff;
@@ -432,63 +460,63 @@ int turn_router(struct xdp_md *ctx)
 
     /* The head moves first: it is the step a driver can refuse (too little headroom), and then
      * nothing has changed yet. Shrinking the tail only fails below an Ethernet header. */
-    int delta = (int)ip_hlen + o.delta - (int)out_hlen;
-    int trailing = (int)frame_len - (ETH_HLEN_ + ip_hlen + udp_len) + o.trailing;
+    int delta = (int)ip_hlen + o->delta - (int)out_hlen;
+    int trailing = (int)frame_len - (ETH_HLEN_ + ip_hlen + udp_len) + o->trailing;
     if (delta != 0 && bpf_xdp_adjust_head(ctx, delta))
-        return pass(TR_PASS_HEADROOM);
+        return pass(s, TR_PASS_HEADROOM);
     if (trailing > 0 && bpf_xdp_adjust_tail(ctx, -trailing))
-        return pass(TR_PASS_HEADROOM);
+        return pass(s, TR_PASS_HEADROOM);
     data = (void *)(long)ctx->data;
     data_end = (void *)(long)ctx->data_end;
     /* These checks cannot fail after a successful resize, but the verifier wants them. */
     if (data + ETH_HLEN_ + IPV4_HLEN + UDP_HLEN > data_end)
-        return pass(TR_PASS_HEADROOM);
+        return pass(s, TR_PASS_HEADROOM);
 
     STORE32(data, mac_a);
     STORE16(data + 4, mac_b);
     STORE16(data + 6, mac_c);
     STORE32(data + 8, mac_d);
     l3 = data + ETH_HLEN_;
-    if (o.family == TR_FAMILY_IPV4) {
+    if (o->family == TR_FAMILY_IPV4) {
         STORE16(data + 12, bpf_htons(ETH_P_IP));
         /* IPv4 → IPv4 keeps the identification and DF; IPv6 → IPv4: identification 0, DF (as a UDP
          * socket with path MTU discovery sends). */
         __u32 w0 = W32(W16(0x45, tos), bpf_htons(IPV4_HLEN + out_udp_len));
         __u32 w1 = family == TR_FAMILY_IPV4 ? ip_word1 : W32(0, bpf_htons(0x4000));
         __u32 w2 = W32(W16(out_ttl, IPPROTO_UDP), 0);
-        __u16 ip_check = ~fold((__u64)w0 + w1 + w2 + o.saddr[3] + o.daddr[3]);
+        __u16 ip_check = ~fold((__u64)w0 + w1 + w2 + o->saddr[3] + o->daddr[3]);
         STORE32(l3, w0);
         STORE32(l3 + 4, w1);
         STORE32(l3 + 8, W32(W16(out_ttl, IPPROTO_UDP), ip_check));
-        STORE32(l3 + 12, o.saddr[3]);
-        STORE32(l3 + 16, o.daddr[3]);
+        STORE32(l3 + 12, o->saddr[3]);
+        STORE32(l3 + 16, o->daddr[3]);
         udp = l3 + IPV4_HLEN;
         NO_SINK();
     } else {
         if (data + ETH_HLEN_ + IPV6_HLEN + UDP_HLEN > data_end)
-            return pass(TR_PASS_HEADROOM);
+            return pass(s, TR_PASS_HEADROOM);
         STORE16(data + 12, bpf_htons(ETH_P_IPV6));
         /* IPv6 → IPv6 keeps the flow label; IPv4 → IPv6: flow label 0. */
         STORE32(l3, bpf_htonl((6u << 28) | ((__u32)tos << 20) | flow));
         STORE32(l3 + 4, W32(bpf_htons((__u16)out_udp_len), W16(IPPROTO_UDP, out_hop_limit)));
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            STORE32(l3 + 8 + 4 * i, o.saddr[i]);
-            STORE32(l3 + 24 + 4 * i, o.daddr[i]);
+            STORE32(l3 + 8 + 4 * i, o->saddr[i]);
+            STORE32(l3 + 24 + 4 * i, o->daddr[i]);
         }
         udp = l3 + IPV6_HLEN;
         NO_SINK();
     }
     if (udp + UDP_HLEN > data_end)
-        return pass(TR_PASS_HEADROOM);
-    STORE32(udp, W32(o.sport, o.dport));
+        return pass(s, TR_PASS_HEADROOM);
+    STORE32(udp, W32(o->sport, o->dport));
     STORE32(udp + 4, W32(out_udp_len_be, out_check));
-    if (o.cd_header) {
+    if (o->cd_header) {
         if (udp + UDP_HLEN + CHANNEL_DATA_HLEN > data_end)
-            return pass(TR_PASS_HEADROOM);
-        STORE32(udp + UDP_HLEN, o.cd_header);
+            return pass(s, TR_PASS_HEADROOM);
+        STORE32(udp + UDP_HLEN, o->cd_header);
     }
-    count(o.relayed_counter, 1);
-    count(o.relayed_counter + 1, o.data_len);
+    count(s, o->relayed_counter, 1);
+    count(s, o->relayed_counter + 1, o->data_len);
     return XDP_TX;
 }
