@@ -120,6 +120,11 @@ struct {
  * merge inline assembly, so the stores before it stay in their branch. */
 #define NO_SINK() asm volatile("" ::: "memory")
 
+/* Values clang loaded from memory before it are loaded again after it rather than held in
+ * registers: on a long stretch the registers run out and clang spills to the stack, and without
+ * CAP_PERFMON each spill costs a nospec (see struct scratch). */
+#define FORGET() asm volatile("" ::: "memory")
+
 
 /* Folds a 64-bit accumulator of 16/32-bit words to the 16-bit one's-complement sum. */
 static __always_inline __u16 fold(__u64 s)
@@ -170,7 +175,18 @@ struct scratch {
     __u32 client_key[sizeof(struct tr_client_key) / 4];
     __u32 counter_key;
     __u32 unused;
+    __u32 config[sizeof(struct tr_config) / 4]; /* a copy of tr_config's entry */
     struct out out;
+    /* The main function's variables that live across a helper call: kept here, clang reloads
+     * them after the call instead of spilling them to the stack (each spill: a nospec). */
+    struct {
+        __u64 old_sum;
+        __u32 frame_len, ip_word1, flow, ports, out_udp_len, mac_a, mac_d;
+        int listener, delta, trailing;
+        __u16 ip_hlen, udp_len, check, mtu, plen, out_hlen, out_check, mac_b, mac_c;
+        __be16 sport, dport, udp_len_be, out_udp_len_be;
+        __u8 family, tos, out_ttl, out_hop_limit;
+    } v;
 };
 
 struct {
@@ -290,20 +306,21 @@ static __always_inline int peer_route(__u16 plen, __u32 key[10], __be16 sport, _
     return 0;
 }
 
-SEC("xdp")
-int turn_router(struct xdp_md *ctx)
+#define V (s->v)
+/* The program is split in two BPF-to-BPF calls (and the main function): each has its own
+ * registers r6-r9, which the JIT saves with its own push and pop, so fewer values are spilled to
+ * the stack, where each spill costs a nospec without CAP_PERFMON. All they share is in *s. */
+
+/* Parses the packet and finds its route: 0 with s->v, s->addrs and s->out filled, or the pass
+ * reason. */
+static __noinline int find_route(struct xdp_md *ctx, struct scratch *s)
 {
-    struct scratch *s = bpf_map_lookup_elem(&tr_scratch, &tr_zero);
-    if (!s)
-        return XDP_PASS;
+    struct tr_config *cfg = (struct tr_config *)s->config;
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
-    /* The frame's length from a helper: without CAP_PERFMON the verifier refuses data_end - data
-     * (subtracting pointers) and any packet pointer plus a variable offset (Spectre v1). */
-    __u32 frame_len = (__u32)bpf_xdp_get_buff_len(ctx);
 
     if (data + ETH_HLEN_ > data_end)
-        return pass(s, TR_PASS_NOT_IP_UDP);
+        return (TR_PASS_NOT_IP_UDP);
     __u16 proto = LOAD16(data + 12);
     void *l3 = data + ETH_HLEN_;
     void *udp;
@@ -311,42 +328,41 @@ int turn_router(struct xdp_md *ctx)
      * of a tr_peer_key, so that the peer → client direction looks up this very array. */
     __u32 *addrs = s->addrs;
     __u32 *src = addrs, *dst = addrs + 4;
-    __u16 ip_hlen, udp_len;
-    __u8 family, tos;
-    __u32 ip_word1 = 0, flow = 0; /* IPv4 identification + flags; IPv6 flow label (memory order) */
+    V.ip_word1 = 0, V.flow = 0; /* IPv4 identification + flags; IPv6 V.flow label (memory order) */
 
     if (proto == bpf_htons(ETH_P_IP)) {
         if (l3 + IPV4_HLEN > data_end)
-            return pass(s, TR_PASS_NOT_IP_UDP);
+            return (TR_PASS_NOT_IP_UDP);
         __u32 w0 = LOAD32(l3), w1 = LOAD32(l3 + 4), w2 = LOAD32(l3 + 8);
         __u8 vihl = *(__u8 *)l3;
         if ((vihl & 0xf0) != 0x40 || (vihl & 0x0f) < 5)
-            return pass(s, TR_PASS_NOT_IP_UDP);
+            return (TR_PASS_NOT_IP_UDP);
         /* IHL != 5, MF or a fragment offset */
         if ((vihl & 0x0f) != 5 || (LOAD16(l3 + 6) & bpf_htons(0x3fff)))
-            return pass(s, TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
+            return (TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
         if (*(__u8 *)(l3 + 9) != IPPROTO_UDP)
-            return pass(s, TR_PASS_NOT_IP_UDP);
+            return (TR_PASS_NOT_IP_UDP);
         __u16 tot_len = bpf_ntohs(LOAD16(l3 + 2));
-        if (tot_len < IPV4_HLEN + UDP_HLEN || (__u32)ETH_HLEN_ + tot_len > frame_len)
-            return pass(s, TR_PASS_CHECKSUM_OR_OTHER);
+        if (tot_len < IPV4_HLEN + UDP_HLEN || (__u32)ETH_HLEN_ + tot_len > V.frame_len)
+            return (TR_PASS_CHECKSUM_OR_OTHER);
         src[0] = 0, src[1] = 0, src[2] = MAPPED_WORD2, src[3] = LOAD32(l3 + 12);
         dst[0] = 0, dst[1] = 0, dst[2] = MAPPED_WORD2, dst[3] = LOAD32(l3 + 16);
         /* The header checksum: the kernel drops a bad one, so must we (by passing it there). */
         if (fold((__u64)w0 + w1 + w2 + src[3] + dst[3]) != 0xffff)
-            return pass(s, TR_PASS_CHECKSUM_OR_OTHER);
-        family = TR_FAMILY_IPV4;
-        tos = *(__u8 *)(l3 + 1);
-        ip_word1 = w1;
-        ip_hlen = IPV4_HLEN;
-        udp_len = tot_len - IPV4_HLEN;
+            return (TR_PASS_CHECKSUM_OR_OTHER);
+        V.family = TR_FAMILY_IPV4;
+        V.tos = *(__u8 *)(l3 + 1);
+        V.ip_word1 = w1;
+        V.ip_hlen = IPV4_HLEN;
+        V.udp_len = tot_len - IPV4_HLEN;
         udp = l3 + IPV4_HLEN;
+        FORGET();
     } else if (proto == bpf_htons(ETH_P_IPV6)) {
         if (l3 + IPV6_HLEN > data_end)
-            return pass(s, TR_PASS_NOT_IP_UDP);
+            return (TR_PASS_NOT_IP_UDP);
         __u32 first = bpf_ntohl(LOAD32(l3));
         if ((first >> 28) != 6)
-            return pass(s, TR_PASS_NOT_IP_UDP);
+            return (TR_PASS_NOT_IP_UDP);
         __u8 next = *(__u8 *)(l3 + 6);
         if (next != IPPROTO_UDP) {
             switch (next) {
@@ -361,110 +377,128 @@ int turn_router(struct xdp_md *ctx)
             case 140: /* shim6 */
             case 253:
             case 254: /* experimental */
-                return pass(s, TR_PASS_IPV6_EXTENSION_HEADER);
+                return (TR_PASS_IPV6_EXTENSION_HEADER);
             default:
-                return pass(s, TR_PASS_NOT_IP_UDP);
+                return (TR_PASS_NOT_IP_UDP);
             }
         }
-        udp_len = bpf_ntohs(LOAD16(l3 + 4));
-        if (udp_len < UDP_HLEN || (__u32)ETH_HLEN_ + IPV6_HLEN + udp_len > frame_len)
-            return pass(s, TR_PASS_CHECKSUM_OR_OTHER); /* jumbograms (0) included */
+        V.udp_len = bpf_ntohs(LOAD16(l3 + 4));
+        if (V.udp_len < UDP_HLEN || (__u32)ETH_HLEN_ + IPV6_HLEN + V.udp_len > V.frame_len)
+            return (TR_PASS_CHECKSUM_OR_OTHER); /* jumbograms (0) included */
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             src[i] = LOAD32(l3 + 8 + 4 * i);
             dst[i] = LOAD32(l3 + 24 + 4 * i);
         }
-        family = TR_FAMILY_IPV6;
-        tos = (first >> 20) & 0xff;
-        flow = first & 0xfffff;
-        ip_hlen = IPV6_HLEN;
+        V.family = TR_FAMILY_IPV6;
+        V.tos = (first >> 20) & 0xff;
+        V.flow = first & 0xfffff;
+        V.ip_hlen = IPV6_HLEN;
         udp = l3 + IPV6_HLEN;
+        FORGET();
     } else {
-        return pass(s, TR_PASS_NOT_IP_UDP);
+        return (TR_PASS_NOT_IP_UDP);
     }
 
     if (udp + UDP_HLEN > data_end)
-        return pass(s, TR_PASS_NOT_IP_UDP);
-    __u32 ports = LOAD32(udp);
-    __be16 sport = (__be16)LOAD16(udp), dport = (__be16)LOAD16(udp + 2);
-    __be16 udp_len_be = LOAD16(udp + 4);
-    __u16 check = LOAD16(udp + 6); /* memory order */
-    if (bpf_ntohs(udp_len_be) != udp_len)
-        return pass(s, TR_PASS_CHECKSUM_OR_OTHER);
+        return (TR_PASS_NOT_IP_UDP);
+    V.ports = LOAD32(udp);
+    V.sport = (__be16)LOAD16(udp), V.dport = (__be16)LOAD16(udp + 2);
+    V.udp_len_be = LOAD16(udp + 4);
+    V.check = LOAD16(udp + 6); /* memory order */
+    if (bpf_ntohs(V.udp_len_be) != V.udp_len)
+        return (TR_PASS_CHECKSUM_OR_OTHER);
+    FORGET();
 
-    struct tr_config *cfg = bpf_map_lookup_elem(&tr_config, &tr_zero);
-    if (!cfg)
-        return pass(s, TR_PASS_NOT_OUR_PORT);
-    __u16 mtu = cfg->mtu ? bpf_ntohs(cfg->mtu) : DEFAULT_MTU;
-    int listener = dport != 0 && (cfg->listener_ports[0] == dport || cfg->listener_ports[1] == dport ||
-                                  cfg->listener_ports[2] == dport || cfg->listener_ports[3] == dport);
-    if (!listener) {
-        __u16 port = bpf_ntohs(dport), min = bpf_ntohs(cfg->relay_port_min), max = bpf_ntohs(cfg->relay_port_max);
+    V.mtu = cfg->mtu ? bpf_ntohs(cfg->mtu) : DEFAULT_MTU;
+    V.listener = V.dport != 0 && (cfg->listener_ports[0] == V.dport || cfg->listener_ports[1] == V.dport ||
+                                  cfg->listener_ports[2] == V.dport || cfg->listener_ports[3] == V.dport);
+    if (!V.listener) {
+        __u16 port = bpf_ntohs(V.dport), min = bpf_ntohs(cfg->relay_port_min), max = bpf_ntohs(cfg->relay_port_max);
         if (min == 0 || port < min || port > max)
-            return pass(s, TR_PASS_NOT_OUR_PORT);
+            return (TR_PASS_NOT_OUR_PORT);
     }
     /* A GRO/GSO super-packet (generic mode) or a jumbo frame: larger than anything we send. */
-    if ((__u32)ip_hlen + udp_len > mtu)
-        return pass(s, TR_PASS_OVERSIZED);
-    __u8 out_ttl = cfg->ttl ? cfg->ttl : DEFAULT_TTL;
-    __u8 out_hop_limit = cfg->hop_limit ? cfg->hop_limit : DEFAULT_TTL;
+    if ((__u32)V.ip_hlen + V.udp_len > V.mtu)
+        return (TR_PASS_OVERSIZED);
+    V.out_ttl = cfg->ttl ? cfg->ttl : DEFAULT_TTL;
+    V.out_hop_limit = cfg->hop_limit ? cfg->hop_limit : DEFAULT_TTL;
+    FORGET();
 
     /* Each direction: its checks, its key, its route. */
     struct out *o = &s->out;
-    __u16 plen = udp_len - UDP_HLEN;
+    V.plen = V.udp_len - UDP_HLEN;
     int reason;
-    if (listener)
-        reason = client_route(s, ctx, ETH_HLEN_ + ip_hlen + UDP_HLEN, udp + UDP_HLEN, data_end, plen, cfg->flags & bpf_htonl(TR_CONFIG_RFC5766_CHANNELS),
-                              src, sport, dport, o);
+    if (V.listener)
+        reason = client_route(s, ctx, ETH_HLEN_ + V.ip_hlen + UDP_HLEN, udp + UDP_HLEN, data_end, V.plen, cfg->flags & bpf_htonl(TR_CONFIG_RFC5766_CHANNELS),
+                              src, V.sport, V.dport, o);
     else
-        reason = peer_route(plen, addrs, sport, dport, o);
+        reason = peer_route(V.plen, addrs, V.sport, V.dport, o);
     if (reason)
-        return pass(s, reason);
+        return (reason);
 
+    return 0;
+}
+
+/* Checks the route against the packet, updates the checksum and writes the packet: XDP_TX, or
+ * XDP_PASS counted by reason. */
+static __noinline int rewrite(struct xdp_md *ctx, struct scratch *s)
+{
+    __u32 *src = s->addrs, *dst = s->addrs + 4;
+    struct out *o = &s->out;
+    void *data, *data_end, *l3, *udp;
     /* From here on both directions are the same. */
-    if (o->route_family != family)
+    if (o->route_family != V.family)
         return pass(s, TR_PASS_MAP_MISS);
     /* The received addresses, ports and length as the received checksum covered them. */
     __u64 addr_sum = sum_addr(src) + sum_addr(dst);
-    __u64 old_sum = addr_sum + ports + udp_len_be + udp_len_be + o->old_extra;
+    V.old_sum = addr_sum + V.ports + V.udp_len_be + V.udp_len_be + o->old_extra;
     /* A checksum field holding just the folded pseudo-header sum: offloaded (CHECKSUM_PARTIAL). */
-    if (check != 0 && check == fold(addr_sum + bpf_htons(IPPROTO_UDP) + udp_len_be))
+    if (V.check != 0 && V.check == fold(addr_sum + bpf_htons(IPPROTO_UDP) + V.udp_len_be))
         return pass(s, TR_PASS_PARTIAL_CHECKSUM);
     if (same_addr(o->daddr, o->saddr) || same_addr(o->daddr, dst))
         return pass(s, TR_PASS_HAIRPIN);
+    FORGET();
     if (o->family != TR_FAMILY_IPV4 && o->family != TR_FAMILY_IPV6)
         return pass(s, TR_PASS_CHECKSUM_OR_OTHER);
-    __u16 out_hlen = o->family == TR_FAMILY_IPV4 ? IPV4_HLEN : IPV6_HLEN;
-    __u32 out_udp_len = UDP_HLEN + (o->cd_header ? CHANNEL_DATA_HLEN : 0) + (__u32)o->data_len;
-    if (out_hlen + out_udp_len > mtu)
+    V.out_hlen = o->family == TR_FAMILY_IPV4 ? IPV4_HLEN : IPV6_HLEN;
+    V.out_udp_len = UDP_HLEN + (o->cd_header ? CHANNEL_DATA_HLEN : 0) + (__u32)o->data_len;
+    if (V.out_hlen + V.out_udp_len > V.mtu)
         return pass(s, TR_PASS_OVERSIZED);
-    __be16 out_udp_len_be = bpf_htons((__u16)out_udp_len);
+    V.out_udp_len_be = bpf_htons((__u16)V.out_udp_len);
 
-    __u16 out_check = 0;
-    if (check == 0) {
+    V.out_check = 0;
+    if (V.check == 0) {
         /* IPv6 requires a checksum (RFC 8200 §8.1): the kernel drops a zero one, and so must we. */
-        if (o->family == TR_FAMILY_IPV6 || family == TR_FAMILY_IPV6)
+        if (o->family == TR_FAMILY_IPV6 || V.family == TR_FAMILY_IPV6)
             return pass(s, TR_PASS_CHECKSUM_OR_OTHER);
     } else {
         /* RFC 1624 eqn. 3: ~(~old + new - old parts); the data bytes cancel out. */
-        __u64 new_sum = sum_addr(o->saddr) + sum_addr(o->daddr) + o->sport + o->dport + out_udp_len_be +
-                        out_udp_len_be + o->cd_header;
-        out_check = ~fold((__u16)~check + (__u64)fold(new_sum) + (__u16)~fold(old_sum));
-        if (out_check == 0)
-            out_check = 0xffff;
+        __u64 new_sum = sum_addr(o->saddr) + sum_addr(o->daddr) + o->sport + o->dport + V.out_udp_len_be +
+                        V.out_udp_len_be + o->cd_header;
+        V.out_check = ~fold((__u16)~V.check + (__u64)fold(new_sum) + (__u16)~fold(V.old_sum));
+        if (V.out_check == 0)
+            V.out_check = 0xffff;
     }
 
+    FORGET();
+    /* The packet pointers again (not kept across the route lookup: a spilled pointer costs a
+     * nospec). This check cannot fail. */
+    data = (void *)(long)ctx->data;
+    data_end = (void *)(long)ctx->data_end;
+    if (data + ETH_HLEN_ > data_end)
+        return pass(s, TR_PASS_NOT_IP_UDP);
     /* The MAC addresses, swapped: the packet goes back to the frame's sender. */
-    __u32 mac_a = LOAD32(data + 6), mac_d = LOAD32(data + 2);
-    __u16 mac_b = LOAD16(data + 10), mac_c = LOAD16(data);
+    V.mac_a = LOAD32(data + 6), V.mac_d = LOAD32(data + 2);
+    V.mac_b = LOAD16(data + 10), V.mac_c = LOAD16(data);
 
     /* The head moves first: it is the step a driver can refuse (too little headroom), and then
      * nothing has changed yet. Shrinking the tail only fails below an Ethernet header. */
-    int delta = (int)ip_hlen + o->delta - (int)out_hlen;
-    int trailing = (int)frame_len - (ETH_HLEN_ + ip_hlen + udp_len) + o->trailing;
-    if (delta != 0 && bpf_xdp_adjust_head(ctx, delta))
+    V.delta = (int)V.ip_hlen + o->delta - (int)V.out_hlen;
+    V.trailing = (int)V.frame_len - (ETH_HLEN_ + V.ip_hlen + V.udp_len) + o->trailing;
+    if (V.delta != 0 && bpf_xdp_adjust_head(ctx, V.delta))
         return pass(s, TR_PASS_HEADROOM);
-    if (trailing > 0 && bpf_xdp_adjust_tail(ctx, -trailing))
+    if (V.trailing > 0 && bpf_xdp_adjust_tail(ctx, -V.trailing))
         return pass(s, TR_PASS_HEADROOM);
     data = (void *)(long)ctx->data;
     data_end = (void *)(long)ctx->data_end;
@@ -472,22 +506,22 @@ int turn_router(struct xdp_md *ctx)
     if (data + ETH_HLEN_ + IPV4_HLEN + UDP_HLEN > data_end)
         return pass(s, TR_PASS_HEADROOM);
 
-    STORE32(data, mac_a);
-    STORE16(data + 4, mac_b);
-    STORE16(data + 6, mac_c);
-    STORE32(data + 8, mac_d);
+    STORE32(data, V.mac_a);
+    STORE16(data + 4, V.mac_b);
+    STORE16(data + 6, V.mac_c);
+    STORE32(data + 8, V.mac_d);
     l3 = data + ETH_HLEN_;
     if (o->family == TR_FAMILY_IPV4) {
         STORE16(data + 12, bpf_htons(ETH_P_IP));
         /* IPv4 → IPv4 keeps the identification and DF; IPv6 → IPv4: identification 0, DF (as a UDP
          * socket with path MTU discovery sends). */
-        __u32 w0 = W32(W16(0x45, tos), bpf_htons(IPV4_HLEN + out_udp_len));
-        __u32 w1 = family == TR_FAMILY_IPV4 ? ip_word1 : W32(0, bpf_htons(0x4000));
-        __u32 w2 = W32(W16(out_ttl, IPPROTO_UDP), 0);
+        __u32 w0 = W32(W16(0x45, V.tos), bpf_htons(IPV4_HLEN + V.out_udp_len));
+        __u32 w1 = V.family == TR_FAMILY_IPV4 ? V.ip_word1 : W32(0, bpf_htons(0x4000));
+        __u32 w2 = W32(W16(V.out_ttl, IPPROTO_UDP), 0);
         __u16 ip_check = ~fold((__u64)w0 + w1 + w2 + o->saddr[3] + o->daddr[3]);
         STORE32(l3, w0);
         STORE32(l3 + 4, w1);
-        STORE32(l3 + 8, W32(W16(out_ttl, IPPROTO_UDP), ip_check));
+        STORE32(l3 + 8, W32(W16(V.out_ttl, IPPROTO_UDP), ip_check));
         STORE32(l3 + 12, o->saddr[3]);
         STORE32(l3 + 16, o->daddr[3]);
         udp = l3 + IPV4_HLEN;
@@ -496,9 +530,9 @@ int turn_router(struct xdp_md *ctx)
         if (data + ETH_HLEN_ + IPV6_HLEN + UDP_HLEN > data_end)
             return pass(s, TR_PASS_HEADROOM);
         STORE16(data + 12, bpf_htons(ETH_P_IPV6));
-        /* IPv6 → IPv6 keeps the flow label; IPv4 → IPv6: flow label 0. */
-        STORE32(l3, bpf_htonl((6u << 28) | ((__u32)tos << 20) | flow));
-        STORE32(l3 + 4, W32(bpf_htons((__u16)out_udp_len), W16(IPPROTO_UDP, out_hop_limit)));
+        /* IPv6 → IPv6 keeps the V.flow label; IPv4 → IPv6: V.flow label 0. */
+        STORE32(l3, bpf_htonl((6u << 28) | ((__u32)V.tos << 20) | V.flow));
+        STORE32(l3 + 4, W32(bpf_htons((__u16)V.out_udp_len), W16(IPPROTO_UDP, V.out_hop_limit)));
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             STORE32(l3 + 8 + 4 * i, o->saddr[i]);
@@ -510,7 +544,7 @@ int turn_router(struct xdp_md *ctx)
     if (udp + UDP_HLEN > data_end)
         return pass(s, TR_PASS_HEADROOM);
     STORE32(udp, W32(o->sport, o->dport));
-    STORE32(udp + 4, W32(out_udp_len_be, out_check));
+    STORE32(udp + 4, W32(V.out_udp_len_be, V.out_check));
     if (o->cd_header) {
         if (udp + UDP_HLEN + CHANNEL_DATA_HLEN > data_end)
             return pass(s, TR_PASS_HEADROOM);
@@ -520,3 +554,32 @@ int turn_router(struct xdp_md *ctx)
     count(s, o->relayed_counter + 1, o->data_len);
     return XDP_TX;
 }
+SEC("xdp")
+int turn_router(struct xdp_md *ctx)
+{
+    struct scratch *s = bpf_map_lookup_elem(&tr_scratch, &tr_zero);
+    if (!s)
+        return XDP_PASS;
+    /* The frame's length from a helper: without CAP_PERFMON the verifier refuses data_end - data
+     * (subtracting pointers) and any packet pointer plus a variable offset (Spectre v1). */
+    V.frame_len = (__u32)bpf_xdp_get_buff_len(ctx);
+    /* A copy of the configuration, so that find_route calls no helper before its route lookup and
+     * keeps no pointer across one (a spilled pointer costs a nospec). No configuration (never, for
+     * an array) reads as all zero: everything passes as not to our port. */
+    struct tr_config *cfg = bpf_map_lookup_elem(&tr_config, &tr_zero);
+    if (cfg) {
+        const __u32 *from = (const __u32 *)cfg; /* map values are 8-byte aligned */
+#pragma unroll
+        for (int i = 0; i < sizeof(s->config) / 4; i++)
+            s->config[i] = from[i];
+    } else {
+#pragma unroll
+        for (int i = 0; i < sizeof(s->config) / 4; i++)
+            s->config[i] = 0;
+    }
+    int reason = find_route(ctx, s);
+    if (reason)
+        return pass(s, reason);
+    return rewrite(ctx, s);
+}
+#undef V
