@@ -196,6 +196,9 @@ struct {
     __type(value, struct scratch);
 } tr_scratch SEC(".maps");
 
+/* The variables in the scratch value of the function's `s`. */
+#define V (s->v)
+
 /* The key of the one-entry maps, in read-only global data rather than on the stack (see above). */
 static const __u32 tr_zero = 0;
 
@@ -215,7 +218,7 @@ static __always_inline int pass(struct scratch *s, __u32 reason)
 
 /* client → peer: the ChannelData header checks and the route lookup. Returns 0 with *o filled,
  * or the pass reason. */
-static __always_inline int client_route(struct scratch *s, struct xdp_md *ctx, __u32 payload_off, void *payload, void *data_end,
+static __always_inline int client_route(struct scratch *s, struct xdp_md *ctx, void *payload, void *data_end,
                                         __u16 plen, __u32 rfc5766,
                                         const __u32 src[4], __be16 sport, __be16 dport, struct out *o)
 {
@@ -237,6 +240,16 @@ static __always_inline int client_route(struct scratch *s, struct xdp_md *ctx, _
     if (plen >= 0x4000)
         return TR_PASS_OVERSIZED;
 
+    /* What does not depend on the route is stored before the lookup (in *o, not in registers
+     * that would be spilled across the call). The received checksum covered the ChannelData
+     * header and the padding (at most 3 bytes after the data): both go (old_extra). */
+    o->data_len = len;
+    o->cd_header = 0;
+    o->delta = CHANNEL_DATA_HLEN;
+    o->trailing = plen - CHANNEL_DATA_HLEN - len;
+    o->relayed_counter = TR_RELAYED_PACKETS_CLIENT_TO_PEER;
+    o->old_extra = cd;
+
     /* Word by word: the structs of turn_router.h are only 2-byte aligned by type. */
     __u32 *key = s->client_key;
     copy_addr(key, src);
@@ -251,18 +264,13 @@ static __always_inline int client_route(struct scratch *s, struct xdp_md *ctx, _
     o->dport = r->peer_port;
     o->family = r->peer_family;
     o->route_family = r->client_family;
-    o->data_len = len;
-    o->cd_header = 0;
-    o->delta = CHANNEL_DATA_HLEN;
-    o->trailing = plen - CHANNEL_DATA_HLEN - len;
-    o->relayed_counter = TR_RELAYED_PACKETS_CLIENT_TO_PEER;
 
-    /* The received checksum covered the ChannelData header and the padding (at most 3 bytes after
-     * the data): both go. The data starts at an even offset in the old and the new payload, so a
-     * padding byte's share depends only on its own position. */
-    __u64 extra = cd;
-    __u16 pad = plen - CHANNEL_DATA_HLEN - len;
+    /* The padding's share. The data starts at an even offset in the old and the new payload, so
+     * a padding byte's share depends only on its own position. */
+    __u16 pad = o->trailing;
     if (pad) {
+        plen = V.plen;
+        __u32 payload_off = ETH_HLEN_ + V.ip_hlen + UDP_HLEN;
         /* The last 4 bytes of the payload (plen >= 5), through a helper: without CAP_PERFMON the
          * verifier refuses a packet pointer plus a variable offset. The padding is their last pad. */
         __u32 tail;
@@ -274,9 +282,8 @@ static __always_inline int client_route(struct scratch *s, struct xdp_md *ctx, _
         __u16 share = fold((__u64)(tail & 0xffff) + (tail >> 16));
         if (plen & 1)
             share = (__u16)((share >> 8) | (share << 8));
-        extra += share;
+        o->old_extra += share;
     }
-    o->old_extra = extra;
     return 0;
 }
 
@@ -306,7 +313,6 @@ static __always_inline int peer_route(__u16 plen, __u32 key[10], __be16 sport, _
     return 0;
 }
 
-#define V (s->v)
 /* The program is split in two BPF-to-BPF calls (and the main function): each has its own
  * registers r6-r9, which the JIT saves with its own push and pop, so fewer values are spilled to
  * the stack, where each spill costs a nospec without CAP_PERFMON. All they share is in *s. */
@@ -333,7 +339,6 @@ static __noinline int find_route(struct xdp_md *ctx, struct scratch *s)
     if (proto == bpf_htons(ETH_P_IP)) {
         if (l3 + IPV4_HLEN > data_end)
             return (TR_PASS_NOT_IP_UDP);
-        __u32 w0 = LOAD32(l3), w1 = LOAD32(l3 + 4), w2 = LOAD32(l3 + 8);
         __u8 vihl = *(__u8 *)l3;
         if ((vihl & 0xf0) != 0x40 || (vihl & 0x0f) < 5)
             return (TR_PASS_NOT_IP_UDP);
@@ -348,11 +353,11 @@ static __noinline int find_route(struct xdp_md *ctx, struct scratch *s)
         src[0] = 0, src[1] = 0, src[2] = MAPPED_WORD2, src[3] = LOAD32(l3 + 12);
         dst[0] = 0, dst[1] = 0, dst[2] = MAPPED_WORD2, dst[3] = LOAD32(l3 + 16);
         /* The header checksum: the kernel drops a bad one, so must we (by passing it there). */
-        if (fold((__u64)w0 + w1 + w2 + src[3] + dst[3]) != 0xffff)
+        if (fold((__u64)LOAD32(l3) + LOAD32(l3 + 4) + LOAD32(l3 + 8) + src[3] + dst[3]) != 0xffff)
             return (TR_PASS_CHECKSUM_OR_OTHER);
         V.family = TR_FAMILY_IPV4;
         V.tos = *(__u8 *)(l3 + 1);
-        V.ip_word1 = w1;
+        V.ip_word1 = LOAD32(l3 + 4);
         V.ip_hlen = IPV4_HLEN;
         V.udp_len = tot_len - IPV4_HLEN;
         udp = l3 + IPV4_HLEN;
@@ -430,7 +435,7 @@ static __noinline int find_route(struct xdp_md *ctx, struct scratch *s)
     V.plen = V.udp_len - UDP_HLEN;
     int reason;
     if (V.listener)
-        reason = client_route(s, ctx, ETH_HLEN_ + V.ip_hlen + UDP_HLEN, udp + UDP_HLEN, data_end, V.plen, cfg->flags & bpf_htonl(TR_CONFIG_RFC5766_CHANNELS),
+        reason = client_route(s, ctx, udp + UDP_HLEN, data_end, V.plen, cfg->flags & bpf_htonl(TR_CONFIG_RFC5766_CHANNELS),
                               src, V.sport, V.dport, o);
     else
         reason = peer_route(V.plen, addrs, V.sport, V.dport, o);
