@@ -23,9 +23,8 @@
  * tr_counters (see turn_router.h for the maps' contract).
  *
  * How it is kept cheap (BPF/README.md, "Run time", has the measurements):
- * - One function, everything inlined: the parsing is shared by both directions, each direction
- *   only builds its key and fills a `struct out` from its route; one common tail checks, resizes
- *   and writes the packet. The stack stays far below the 512-byte limit.
+ * - The parsing is shared by both directions, each direction only builds its key and fills a
+ *   `struct out` from its route; one common tail (rewrite) checks, resizes and writes the packet.
  * - Packet fields are read and written as whole 16/32-bit words, never byte by byte (struct
  *   ethhdr is packed, so it is not used for access).
  * - One's-complement sums are taken over words as they lie in memory (RFC 1071 §2(B): the sum is
@@ -38,8 +37,17 @@
  * to a packet pointer (Spectre v1), so the packet is read and written at constant offsets only:
  * the frame's length comes from bpf_xdp_get_buff_len, the ChannelData padding (at a variable
  * offset) from bpf_xdp_load_bytes (both Linux 5.18), and NO_SINK keeps clang from merging the two
- * families' header stores into one store at a variable offset. BPF/tests checks the load under
- * exactly those two capabilities.
+ * families' header stores into one store at a variable offset. BPF/tests loads it with exactly
+ * those two capabilities.
+ *
+ * Spectre v4 without CAP_PERFMON: the verifier then puts a `nospec` barrier (lfence on x86) after
+ * every store to a stack slot that is fresh or holds a spilled register. The first version that
+ * loaded this way had 122 of them and ran 4-5 times slower. So the stack is hardly used: the map
+ * keys, the parsed values and `struct out` live in a per-CPU scratch map value (struct scratch,
+ * whose stores get no barrier), the configuration is copied there once, the work is split into
+ * two BPF-to-BPF calls (find_route, rewrite) that each get their own r6-r9 (saved by the JIT, not
+ * by stores the verifier sees), and FORGET() barriers make clang reload values from the scratch
+ * value rather than hold them in registers until they spill. 3 barriers are left.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
