@@ -228,7 +228,7 @@ static __always_inline int pass(struct scratch *s, __u32 reason)
  * or the pass reason. */
 static __always_inline int client_route(struct scratch *s, struct xdp_md *ctx, void *payload, void *data_end,
                                         __u16 plen, __u32 rfc5766,
-                                        const __u32 src[4], __be16 sport, __be16 dport, struct out *o)
+                                        const __u32 src[4], struct out *o)
 {
     if (plen < CHANNEL_DATA_HLEN || payload + CHANNEL_DATA_HLEN > data_end)
         return plen == 0 ? TR_PASS_NOT_CHANNEL_DATA : TR_PASS_MALFORMED_CHANNEL_DATA;
@@ -261,7 +261,8 @@ static __always_inline int client_route(struct scratch *s, struct xdp_md *ctx, v
     /* Word by word: the structs of turn_router.h are only 2-byte aligned by type. */
     __u32 *key = s->client_key;
     copy_addr(key, src);
-    key[4] = W32(sport, dport);
+    FORGET(); /* the ports again from *s, not held in registers through the checks above */
+    key[4] = W32(V.sport, V.dport);
     key[5] = W32(channel_be, 0);
     struct tr_client_value *r = bpf_map_lookup_elem(&tr_client_routes, key);
     if (!r)
@@ -444,7 +445,7 @@ static __noinline int find_route(struct xdp_md *ctx, struct scratch *s)
     int reason;
     if (V.listener)
         reason = client_route(s, ctx, udp + UDP_HLEN, data_end, V.plen, cfg->flags & bpf_htonl(TR_CONFIG_RFC5766_CHANNELS),
-                              src, V.sport, V.dport, o);
+                              src, o);
     else
         reason = peer_route(V.plen, addrs, V.sport, V.dport, o);
     if (reason)
@@ -469,6 +470,7 @@ static __noinline int rewrite(struct xdp_md *ctx, struct scratch *s)
     /* A checksum field holding just the folded pseudo-header sum: offloaded (CHECKSUM_PARTIAL). */
     if (V.check != 0 && V.check == fold(addr_sum + bpf_htons(IPPROTO_UDP) + V.udp_len_be))
         return pass(s, TR_PASS_PARTIAL_CHECKSUM);
+    FORGET();
     if (same_addr(o->daddr, o->saddr) || same_addr(o->daddr, dst))
         return pass(s, TR_PASS_HAIRPIN);
     FORGET();
