@@ -47,7 +47,8 @@
  * whose stores get no barrier), the configuration is copied there once, the work is split into
  * two BPF-to-BPF calls (find_route, rewrite) that each get their own r6-r9 (saved by the JIT, not
  * by stores the verifier sees), and FORGET() barriers make clang reload values from the scratch
- * value rather than hold them in registers until they spill. 3 barriers are left.
+ * value rather than hold them in registers until they spill. None is left (BPF/README.md,
+ * "Privileges", tells how to count them after a change).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

@@ -1719,6 +1719,39 @@ static int load_object(struct loaded *l, const char *path, const char *label, in
     return 0;
 }
 
+/* The Spectre v4 barriers (`nospec`, an lfence on x86) the verifier put into the loaded program.
+ * Without CAP_PERFMON it puts one after every store to a fresh or spilled stack slot, and each costs
+ * 10 ns or more per packet: the first version that loaded without CAP_PERFMON had 122 and ran 4-5
+ * times slower. Whether clang spills depends on the code around, so this count is what catches a
+ * change that brings them back (BPF/README.md, "Privileges"). Reading the translated instructions
+ * needs root (CAP_SYS_ADMIN/CAP_SYSLOG), which this process has again by then. Returns -1 when the
+ * kernel does not show them. */
+#define NOSPEC_INSN (BPF_ST | 0xc0) /* BPF_NOSPEC, kernel-internal (include/linux/filter.h) */
+static int count_nospec(int prog_fd)
+{
+    struct bpf_prog_info info;
+    __u32 len = sizeof info;
+    memset(&info, 0, sizeof info);
+    if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) || info.xlated_prog_len == 0)
+        return -1;
+    __u32 n = info.xlated_prog_len / sizeof(struct bpf_insn);
+    struct bpf_insn *insns = calloc(n, sizeof *insns);
+    if (!insns)
+        return -1;
+    memset(&info, 0, sizeof info);
+    info.xlated_prog_len = n * sizeof *insns;
+    info.xlated_prog_insns = (__u64)(unsigned long)insns;
+    len = sizeof info;
+    int count = -1;
+    if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) == 0) {
+        count = 0;
+        for (__u32 i = 0; i < n; i++)
+            count += insns[i].code == NOSPEC_INSN;
+    }
+    free(insns);
+    return count;
+}
+
 /* The configuration and the four bindings every crafted-packet test starts from. */
 static void install_defaults(void)
 {
@@ -1767,6 +1800,14 @@ int main(int argc, char **argv)
     nobjects = 1;
     checks++;
     printf("ok   the verifier accepted turn_router with only CAP_BPF and CAP_NET_ADMIN\n");
+    {
+        current_test = "no Spectre v4 barriers with only CAP_BPF and CAP_NET_ADMIN";
+        int before = failures, nospec = count_nospec(objects[0].prog);
+        CHECK(nospec == 0, "%d nospec barriers in the program as loaded (-1: instructions not readable); "
+              "a store to the stack clang added, see BPF/README.md, \"Privileges\"", nospec);
+        printf("%s the verifier added no Spectre v4 barrier (nospec) to turn_router\n",
+               failures == before ? "ok  " : "FAIL");
+    }
     ncpus = libbpf_num_possible_cpus();
     init_bindings();
     if (against && with_bench) {
