@@ -177,8 +177,12 @@ struct out {
  * verifier puts a `nospec` barrier (lfence on x86) after every store to a stack slot that is
  * fresh or holds a spilled register (Spectre v4), and the map keys, the received addresses and
  * `struct out` written to the stack paid one per store: 4-5 times the run time. Stores to a map
- * value get none. An XDP program runs to its end on one CPU without preemption, so one entry per
- * CPU is never shared. */
+ * value get none. One entry per CPU: native XDP runs in the driver's NAPI poll (softirq), which
+ * nothing on the same CPU interrupts with another run of this program, and BPF programs do not
+ * migrate. Every field is written before it is read in each run. (Generic mode on a preemptible
+ * kernel, for a packet received in process context rather than in softirq, could in principle be
+ * preempted by another run on the same CPU; the paths this project uses, veth and real NICs, receive
+ * in softirq.) */
 struct scratch {
     __u32 addrs[sizeof(struct tr_peer_key) / 4];       /* received src, dst (tr_peer_key layout) */
     __u32 client_key[sizeof(struct tr_client_key) / 4];
@@ -186,8 +190,8 @@ struct scratch {
     __u32 unused;
     __u32 config[sizeof(struct tr_config) / 4]; /* a copy of tr_config's entry */
     struct out out;
-    /* The main function's variables that live across a helper call: kept here, clang reloads
-     * them after the call instead of spilling them to the stack (each spill: a nospec). */
+    /* find_route's and rewrite's variables (V.name): kept here, clang loads them again after a
+     * helper call or FORGET() instead of spilling them to the stack (each spill: a nospec). */
     struct {
         __u64 old_sum;
         __u32 frame_len, ip_word1, flow, ports, out_udp_len, mac_a, mac_d;
