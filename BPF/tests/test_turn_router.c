@@ -4,7 +4,9 @@
  *
  *   test_turn_router OBJECT
  *
- * 1. Loads the object with libbpf (the kernel's verifier runs for real), fills its maps and runs
+ * 1. Loads the object with libbpf with only CAP_BPF and CAP_NET_ADMIN effective, as the systemd
+ *    unit runs it (the kernel's verifier runs for real, and must leave no Spectre v4 `nospec`
+ *    barrier in the program), fills its maps and runs
  *    crafted packets through BPF_PROG_TEST_RUN. Every expected packet is built from scratch by this
  *    file's own packet builder, with checksums from a plain RFC 1071 function; the program's output
  *    must match byte for byte, and every test checks the exact change of every counter.
