@@ -23,15 +23,32 @@
  * tr_counters (see turn_router.h for the maps' contract).
  *
  * How it is kept cheap (BPF/README.md, "Run time", has the measurements):
- * - One function, everything inlined: the parsing is shared by both directions, each direction
- *   only builds its key and fills a `struct out` from its route; one common tail checks, resizes
- *   and writes the packet. The stack stays far below the 512-byte limit.
+ * - The parsing is shared by both directions, each direction only builds its key and fills a
+ *   `struct out` from its route; one common tail (rewrite) checks, resizes and writes the packet.
  * - Packet fields are read and written as whole 16/32-bit words, never byte by byte (struct
  *   ethhdr is packed, so it is not used for access).
  * - One's-complement sums are taken over words as they lie in memory (RFC 1071 §2(B): the sum is
  *   independent of byte order), in a 64-bit accumulator over 32-bit words, folded once: no byte
  *   swapping, no per-word fold.
  * - The old part and the new part of the UDP checksum are summed separately and combined once.
+ *
+ * Privileges: it loads with CAP_BPF and CAP_NET_ADMIN alone (no CAP_PERFMON). Without CAP_PERFMON
+ * the verifier refuses subtracting one packet pointer from another and adding a variable offset
+ * to a packet pointer (Spectre v1), so the packet is read and written at constant offsets only:
+ * the frame's length comes from bpf_xdp_get_buff_len, the ChannelData padding (at a variable
+ * offset) from bpf_xdp_load_bytes (both Linux 5.18), and NO_SINK keeps clang from merging the two
+ * families' header stores into one store at a variable offset. BPF/tests loads it with exactly
+ * those two capabilities.
+ *
+ * Spectre v4 without CAP_PERFMON: the verifier then puts a `nospec` barrier (lfence on x86) after
+ * every store to a stack slot that is fresh or holds a spilled register. The first version that
+ * loaded this way had 122 of them and ran 4-5 times slower. So the stack is hardly used: the map
+ * keys, the parsed values and `struct out` live in a per-CPU scratch map value (struct scratch,
+ * whose stores get no barrier), the configuration is copied there once, the work is split into
+ * two BPF-to-BPF calls (find_route, rewrite) that each get their own r6-r9 (saved by the JIT, not
+ * by stores the verifier sees), and FORGET() barriers make clang reload values from the scratch
+ * value rather than hold them in registers until they spill. None is left (BPF/README.md,
+ * "Privileges", tells how to count them after a change).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -89,6 +106,13 @@ struct {
 #define W32(x, y) ((__u32)(((__u32)(x) << 16) | (__u32)(y)))
 #endif
 
+/* The last n (1-3) bytes in memory of a 32-bit word loaded from memory. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define TAIL_BYTES_MASK(n) (0xffffffffu << (8 * (4 - (n))))
+#else
+#define TAIL_BYTES_MASK(n) (0xffffffffu >> (8 * (4 - (n))))
+#endif
+
 /* The ten zero bytes and two 0xff bytes of an IPv4-mapped address (::ffff:a.b.c.d), word 2. */
 #define MAPPED_WORD2 W32(0, 0xffff)
 
@@ -99,18 +123,17 @@ struct {
 #define STORE16(p, v) (*(__u16 *)(p) = (v))
 #define STORE32(p, v) (*(__u32 *)(p) = (v))
 
-static __always_inline void count(__u32 index, __u64 amount)
-{
-    __u64 *counter = bpf_map_lookup_elem(&tr_counters, &index);
-    if (counter)
-        *counter += amount;
-}
+/* Ends a branch whose last stores resemble the other branch's: without it clang may merge them
+ * into one store after the branches at "packet pointer + an offset chosen by the branch", which the
+ * verifier refuses without CAP_PERFMON (a packet pointer plus a variable offset). Clang does not
+ * merge inline assembly, so the stores before it stay in their branch. */
+#define NO_SINK() asm volatile("" ::: "memory")
 
-static __always_inline int pass(__u32 reason)
-{
-    count(reason, 1);
-    return XDP_PASS;
-}
+/* Values clang loaded from memory before it are loaded again after it rather than held in
+ * registers: on a long stretch the registers run out and clang spills to the stack, and without
+ * CAP_PERFMON each spill costs a nospec (see struct scratch). */
+#define FORGET() asm volatile("" ::: "memory")
+
 
 /* Folds a 64-bit accumulator of 16/32-bit words to the 16-bit one's-complement sum. */
 static __always_inline __u16 fold(__u64 s)
@@ -150,10 +173,67 @@ struct out {
     __u32 relayed_counter;    /* TR_RELAYED_PACKETS_* (the bytes counter is the next index) */
 };
 
+/* The program's working memory, one per CPU, instead of the stack. Without CAP_PERFMON the
+ * verifier puts a `nospec` barrier (lfence on x86) after every store to a stack slot that is
+ * fresh or holds a spilled register (Spectre v4), and the map keys, the received addresses and
+ * `struct out` written to the stack paid one per store: 4-5 times the run time. Stores to a map
+ * value get none. One entry per CPU: native XDP runs in the driver's NAPI poll (softirq), which
+ * nothing on the same CPU interrupts with another run of this program, and BPF programs do not
+ * migrate. Every field is written before it is read in each run. (Generic mode on a preemptible
+ * kernel, for a packet received in process context rather than in softirq, could in principle be
+ * preempted by another run on the same CPU; the paths this project uses, veth and real NICs, receive
+ * in softirq.) */
+struct scratch {
+    __u32 addrs[sizeof(struct tr_peer_key) / 4];       /* received src, dst (tr_peer_key layout) */
+    __u32 client_key[sizeof(struct tr_client_key) / 4];
+    __u32 counter_key;
+    __u32 unused;
+    __u32 config[sizeof(struct tr_config) / 4]; /* a copy of tr_config's entry */
+    struct out out;
+    /* find_route's and rewrite's variables (V.name): kept here, clang loads them again after a
+     * helper call or FORGET() instead of spilling them to the stack (each spill: a nospec). */
+    struct {
+        __u64 old_sum;
+        __u32 frame_len, ip_word1, flow, ports, out_udp_len, mac_a, mac_d;
+        int listener, delta, trailing;
+        __u16 ip_hlen, udp_len, check, mtu, plen, out_hlen, out_check, mac_b, mac_c;
+        __be16 sport, dport, udp_len_be, out_udp_len_be;
+        __u8 family, tos, out_ttl, out_hop_limit;
+    } v;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct scratch);
+} tr_scratch SEC(".maps");
+
+/* The variables in the scratch value of the function's `s`. */
+#define V (s->v)
+
+/* The key of the one-entry maps, in read-only global data rather than on the stack (see above). */
+static const __u32 tr_zero = 0;
+
+static __always_inline void count(struct scratch *s, __u32 index, __u64 amount)
+{
+    s->counter_key = index;
+    __u64 *counter = bpf_map_lookup_elem(&tr_counters, &s->counter_key);
+    if (counter)
+        *counter += amount;
+}
+
+static __always_inline int pass(struct scratch *s, __u32 reason)
+{
+    count(s, reason, 1);
+    return XDP_PASS;
+}
+
 /* client → peer: the ChannelData header checks and the route lookup. Returns 0 with *o filled,
  * or the pass reason. */
-static __always_inline int client_route(void *payload, void *data_end, __u16 plen, __u32 rfc5766,
-                                        const __u32 src[4], __be16 sport, __be16 dport, struct out *o)
+static __always_inline int client_route(struct scratch *s, struct xdp_md *ctx, void *payload, void *data_end,
+                                        __u16 plen, __u32 rfc5766,
+                                        const __u32 src[4], struct out *o)
 {
     if (plen < CHANNEL_DATA_HLEN || payload + CHANNEL_DATA_HLEN > data_end)
         return plen == 0 ? TR_PASS_NOT_CHANNEL_DATA : TR_PASS_MALFORMED_CHANNEL_DATA;
@@ -173,10 +253,21 @@ static __always_inline int client_route(void *payload, void *data_end, __u16 ple
     if (plen >= 0x4000)
         return TR_PASS_OVERSIZED;
 
+    /* What does not depend on the route is stored before the lookup (in *o, not in registers
+     * that would be spilled across the call). The received checksum covered the ChannelData
+     * header and the padding (at most 3 bytes after the data): both go (old_extra). */
+    o->data_len = len;
+    o->cd_header = 0;
+    o->delta = CHANNEL_DATA_HLEN;
+    o->trailing = plen - CHANNEL_DATA_HLEN - len;
+    o->relayed_counter = TR_RELAYED_PACKETS_CLIENT_TO_PEER;
+    o->old_extra = cd;
+
     /* Word by word: the structs of turn_router.h are only 2-byte aligned by type. */
-    __u32 key[sizeof(struct tr_client_key) / 4];
+    __u32 *key = s->client_key;
     copy_addr(key, src);
-    key[4] = W32(sport, dport);
+    FORGET(); /* the ports again from *s, not held in registers through the checks above */
+    key[4] = W32(V.sport, V.dport);
     key[5] = W32(channel_be, 0);
     struct tr_client_value *r = bpf_map_lookup_elem(&tr_client_routes, key);
     if (!r)
@@ -187,31 +278,26 @@ static __always_inline int client_route(void *payload, void *data_end, __u16 ple
     o->dport = r->peer_port;
     o->family = r->peer_family;
     o->route_family = r->client_family;
-    o->data_len = len;
-    o->cd_header = 0;
-    o->delta = CHANNEL_DATA_HLEN;
-    o->trailing = plen - CHANNEL_DATA_HLEN - len;
-    o->relayed_counter = TR_RELAYED_PACKETS_CLIENT_TO_PEER;
 
-    /* The received checksum covered the ChannelData header and the padding (at most 3 bytes after
-     * the data): both go. The data starts at an even offset in the old and the new payload, so a
-     * padding byte's share depends only on its own position. */
-    __u64 extra = cd;
-    __u16 pad = plen - CHANNEL_DATA_HLEN - len;
+    /* The padding's share. The data starts at an even offset in the old and the new payload, so
+     * a padding byte's share depends only on its own position. */
+    __u16 pad = o->trailing;
     if (pad) {
-        __u16 off = CHANNEL_DATA_HLEN + len;
-#pragma unroll
-        for (int i = 0; i < 3; i++) {
-            if (i < pad) {
-                /* off + i < plen < 0x4000 (the caller checked): the mask only tells the verifier. */
-                __u8 *b = payload + ((off + i) & 0x3fff);
-                if ((void *)(b + 1) > data_end)
-                    return TR_PASS_CHECKSUM_OR_OTHER;
-                extra += ((off + i) & 1) ? W16(0, *b) : W16(*b, 0);
-            }
-        }
+        plen = V.plen;
+        __u32 payload_off = ETH_HLEN_ + V.ip_hlen + UDP_HLEN;
+        /* The last 4 bytes of the payload (plen >= 5), through a helper: without CAP_PERFMON the
+         * verifier refuses a packet pointer plus a variable offset. The padding is their last pad. */
+        __u32 tail;
+        if (bpf_xdp_load_bytes(ctx, payload_off + plen - 4, &tail, 4))
+            return TR_PASS_CHECKSUM_OR_OTHER;
+        tail &= TAIL_BYTES_MASK(pad & 3);
+        /* As if the 4 bytes started at an even payload offset; a byte at an odd offset counts
+         * in the other half of its checksum word, so an odd start swaps the folded sum. */
+        __u16 share = fold((__u64)(tail & 0xffff) + (tail >> 16));
+        if (plen & 1)
+            share = (__u16)((share >> 8) | (share << 8));
+        o->old_extra += share;
     }
-    o->old_extra = extra;
     return 0;
 }
 
@@ -241,58 +327,61 @@ static __always_inline int peer_route(__u16 plen, __u32 key[10], __be16 sport, _
     return 0;
 }
 
-SEC("xdp")
-int turn_router(struct xdp_md *ctx)
+/* The program is split in two BPF-to-BPF calls (and the main function): each has its own
+ * registers r6-r9, which the JIT saves with its own push and pop, so fewer values are spilled to
+ * the stack, where each spill costs a nospec without CAP_PERFMON. All they share is in *s. */
+
+/* Parses the packet and finds its route: 0 with s->v, s->addrs and s->out filled, or the pass
+ * reason. */
+static __noinline int find_route(struct xdp_md *ctx, struct scratch *s)
 {
+    struct tr_config *cfg = (struct tr_config *)s->config;
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
-    __u32 frame_len = (__u32)(data_end - data);
 
     if (data + ETH_HLEN_ > data_end)
-        return pass(TR_PASS_NOT_IP_UDP);
+        return (TR_PASS_NOT_IP_UDP);
     __u16 proto = LOAD16(data + 12);
     void *l3 = data + ETH_HLEN_;
     void *udp;
     /* The received source and destination address (IPv4-mapped for IPv4), laid out as the start
      * of a tr_peer_key, so that the peer → client direction looks up this very array. */
-    __u32 addrs[sizeof(struct tr_peer_key) / 4];
+    __u32 *addrs = s->addrs;
     __u32 *src = addrs, *dst = addrs + 4;
-    __u16 ip_hlen, udp_len;
-    __u8 family, tos;
-    __u32 ip_word1 = 0, flow = 0; /* IPv4 identification + flags; IPv6 flow label (memory order) */
+    V.ip_word1 = 0, V.flow = 0; /* IPv4 identification + flags; IPv6 V.flow label (memory order) */
 
     if (proto == bpf_htons(ETH_P_IP)) {
         if (l3 + IPV4_HLEN > data_end)
-            return pass(TR_PASS_NOT_IP_UDP);
-        __u32 w0 = LOAD32(l3), w1 = LOAD32(l3 + 4), w2 = LOAD32(l3 + 8);
+            return (TR_PASS_NOT_IP_UDP);
         __u8 vihl = *(__u8 *)l3;
         if ((vihl & 0xf0) != 0x40 || (vihl & 0x0f) < 5)
-            return pass(TR_PASS_NOT_IP_UDP);
+            return (TR_PASS_NOT_IP_UDP);
         /* IHL != 5, MF or a fragment offset */
         if ((vihl & 0x0f) != 5 || (LOAD16(l3 + 6) & bpf_htons(0x3fff)))
-            return pass(TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
+            return (TR_PASS_IPV4_OPTIONS_OR_FRAGMENT);
         if (*(__u8 *)(l3 + 9) != IPPROTO_UDP)
-            return pass(TR_PASS_NOT_IP_UDP);
+            return (TR_PASS_NOT_IP_UDP);
         __u16 tot_len = bpf_ntohs(LOAD16(l3 + 2));
-        if (tot_len < IPV4_HLEN + UDP_HLEN || (__u32)ETH_HLEN_ + tot_len > frame_len)
-            return pass(TR_PASS_CHECKSUM_OR_OTHER);
+        if (tot_len < IPV4_HLEN + UDP_HLEN || (__u32)ETH_HLEN_ + tot_len > V.frame_len)
+            return (TR_PASS_CHECKSUM_OR_OTHER);
         src[0] = 0, src[1] = 0, src[2] = MAPPED_WORD2, src[3] = LOAD32(l3 + 12);
         dst[0] = 0, dst[1] = 0, dst[2] = MAPPED_WORD2, dst[3] = LOAD32(l3 + 16);
         /* The header checksum: the kernel drops a bad one, so must we (by passing it there). */
-        if (fold((__u64)w0 + w1 + w2 + src[3] + dst[3]) != 0xffff)
-            return pass(TR_PASS_CHECKSUM_OR_OTHER);
-        family = TR_FAMILY_IPV4;
-        tos = *(__u8 *)(l3 + 1);
-        ip_word1 = w1;
-        ip_hlen = IPV4_HLEN;
-        udp_len = tot_len - IPV4_HLEN;
+        if (fold((__u64)LOAD32(l3) + LOAD32(l3 + 4) + LOAD32(l3 + 8) + src[3] + dst[3]) != 0xffff)
+            return (TR_PASS_CHECKSUM_OR_OTHER);
+        V.family = TR_FAMILY_IPV4;
+        V.tos = *(__u8 *)(l3 + 1);
+        V.ip_word1 = LOAD32(l3 + 4);
+        V.ip_hlen = IPV4_HLEN;
+        V.udp_len = tot_len - IPV4_HLEN;
         udp = l3 + IPV4_HLEN;
+        FORGET();
     } else if (proto == bpf_htons(ETH_P_IPV6)) {
         if (l3 + IPV6_HLEN > data_end)
-            return pass(TR_PASS_NOT_IP_UDP);
+            return (TR_PASS_NOT_IP_UDP);
         __u32 first = bpf_ntohl(LOAD32(l3));
         if ((first >> 28) != 6)
-            return pass(TR_PASS_NOT_IP_UDP);
+            return (TR_PASS_NOT_IP_UDP);
         __u8 next = *(__u8 *)(l3 + 6);
         if (next != IPPROTO_UDP) {
             switch (next) {
@@ -307,161 +396,210 @@ int turn_router(struct xdp_md *ctx)
             case 140: /* shim6 */
             case 253:
             case 254: /* experimental */
-                return pass(TR_PASS_IPV6_EXTENSION_HEADER);
+                return (TR_PASS_IPV6_EXTENSION_HEADER);
             default:
-                return pass(TR_PASS_NOT_IP_UDP);
+                return (TR_PASS_NOT_IP_UDP);
             }
         }
-        udp_len = bpf_ntohs(LOAD16(l3 + 4));
-        if (udp_len < UDP_HLEN || (__u32)ETH_HLEN_ + IPV6_HLEN + udp_len > frame_len)
-            return pass(TR_PASS_CHECKSUM_OR_OTHER); /* jumbograms (0) included */
+        V.udp_len = bpf_ntohs(LOAD16(l3 + 4));
+        if (V.udp_len < UDP_HLEN || (__u32)ETH_HLEN_ + IPV6_HLEN + V.udp_len > V.frame_len)
+            return (TR_PASS_CHECKSUM_OR_OTHER); /* jumbograms (0) included */
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             src[i] = LOAD32(l3 + 8 + 4 * i);
             dst[i] = LOAD32(l3 + 24 + 4 * i);
         }
-        family = TR_FAMILY_IPV6;
-        tos = (first >> 20) & 0xff;
-        flow = first & 0xfffff;
-        ip_hlen = IPV6_HLEN;
+        V.family = TR_FAMILY_IPV6;
+        V.tos = (first >> 20) & 0xff;
+        V.flow = first & 0xfffff;
+        V.ip_hlen = IPV6_HLEN;
         udp = l3 + IPV6_HLEN;
+        FORGET();
     } else {
-        return pass(TR_PASS_NOT_IP_UDP);
+        return (TR_PASS_NOT_IP_UDP);
     }
 
     if (udp + UDP_HLEN > data_end)
-        return pass(TR_PASS_NOT_IP_UDP);
-    __u32 ports = LOAD32(udp);
-    __be16 sport = (__be16)LOAD16(udp), dport = (__be16)LOAD16(udp + 2);
-    __be16 udp_len_be = LOAD16(udp + 4);
-    __u16 check = LOAD16(udp + 6); /* memory order */
-    if (bpf_ntohs(udp_len_be) != udp_len)
-        return pass(TR_PASS_CHECKSUM_OR_OTHER);
+        return (TR_PASS_NOT_IP_UDP);
+    V.ports = LOAD32(udp);
+    V.sport = (__be16)LOAD16(udp), V.dport = (__be16)LOAD16(udp + 2);
+    V.udp_len_be = LOAD16(udp + 4);
+    V.check = LOAD16(udp + 6); /* memory order */
+    if (bpf_ntohs(V.udp_len_be) != V.udp_len)
+        return (TR_PASS_CHECKSUM_OR_OTHER);
+    FORGET();
 
-    __u32 zero = 0;
-    struct tr_config *cfg = bpf_map_lookup_elem(&tr_config, &zero);
-    if (!cfg)
-        return pass(TR_PASS_NOT_OUR_PORT);
-    __u16 mtu = cfg->mtu ? bpf_ntohs(cfg->mtu) : DEFAULT_MTU;
-    int listener = dport != 0 && (cfg->listener_ports[0] == dport || cfg->listener_ports[1] == dport ||
-                                  cfg->listener_ports[2] == dport || cfg->listener_ports[3] == dport);
-    if (!listener) {
-        __u16 port = bpf_ntohs(dport), min = bpf_ntohs(cfg->relay_port_min), max = bpf_ntohs(cfg->relay_port_max);
+    V.mtu = cfg->mtu ? bpf_ntohs(cfg->mtu) : DEFAULT_MTU;
+    V.listener = V.dport != 0 && (cfg->listener_ports[0] == V.dport || cfg->listener_ports[1] == V.dport ||
+                                  cfg->listener_ports[2] == V.dport || cfg->listener_ports[3] == V.dport);
+    if (!V.listener) {
+        __u16 port = bpf_ntohs(V.dport), min = bpf_ntohs(cfg->relay_port_min), max = bpf_ntohs(cfg->relay_port_max);
         if (min == 0 || port < min || port > max)
-            return pass(TR_PASS_NOT_OUR_PORT);
+            return (TR_PASS_NOT_OUR_PORT);
     }
     /* A GRO/GSO super-packet (generic mode) or a jumbo frame: larger than anything we send. */
-    if ((__u32)ip_hlen + udp_len > mtu)
-        return pass(TR_PASS_OVERSIZED);
-    __u8 out_ttl = cfg->ttl ? cfg->ttl : DEFAULT_TTL;
-    __u8 out_hop_limit = cfg->hop_limit ? cfg->hop_limit : DEFAULT_TTL;
+    if ((__u32)V.ip_hlen + V.udp_len > V.mtu)
+        return (TR_PASS_OVERSIZED);
+    V.out_ttl = cfg->ttl ? cfg->ttl : DEFAULT_TTL;
+    V.out_hop_limit = cfg->hop_limit ? cfg->hop_limit : DEFAULT_TTL;
+    FORGET();
 
     /* Each direction: its checks, its key, its route. */
-    struct out o;
-    __u16 plen = udp_len - UDP_HLEN;
+    struct out *o = &s->out;
+    V.plen = V.udp_len - UDP_HLEN;
     int reason;
-    if (listener)
-        reason = client_route(udp + UDP_HLEN, data_end, plen, cfg->flags & bpf_htonl(TR_CONFIG_RFC5766_CHANNELS),
-                              src, sport, dport, &o);
+    if (V.listener)
+        reason = client_route(s, ctx, udp + UDP_HLEN, data_end, V.plen, cfg->flags & bpf_htonl(TR_CONFIG_RFC5766_CHANNELS),
+                              src, o);
     else
-        reason = peer_route(plen, addrs, sport, dport, &o);
+        reason = peer_route(V.plen, addrs, V.sport, V.dport, o);
     if (reason)
-        return pass(reason);
+        return (reason);
 
+    return 0;
+}
+
+/* Checks the route against the packet, updates the checksum and writes the packet: XDP_TX, or
+ * XDP_PASS counted by reason. */
+static __noinline int rewrite(struct xdp_md *ctx, struct scratch *s)
+{
+    __u32 *src = s->addrs, *dst = s->addrs + 4;
+    struct out *o = &s->out;
+    void *data, *data_end, *l3, *udp;
     /* From here on both directions are the same. */
-    if (o.route_family != family)
-        return pass(TR_PASS_MAP_MISS);
+    if (o->route_family != V.family)
+        return pass(s, TR_PASS_MAP_MISS);
     /* The received addresses, ports and length as the received checksum covered them. */
     __u64 addr_sum = sum_addr(src) + sum_addr(dst);
-    __u64 old_sum = addr_sum + ports + udp_len_be + udp_len_be + o.old_extra;
+    V.old_sum = addr_sum + V.ports + V.udp_len_be + V.udp_len_be + o->old_extra;
     /* A checksum field holding just the folded pseudo-header sum: offloaded (CHECKSUM_PARTIAL). */
-    if (check != 0 && check == fold(addr_sum + bpf_htons(IPPROTO_UDP) + udp_len_be))
-        return pass(TR_PASS_PARTIAL_CHECKSUM);
-    if (same_addr(o.daddr, o.saddr) || same_addr(o.daddr, dst))
-        return pass(TR_PASS_HAIRPIN);
-    if (o.family != TR_FAMILY_IPV4 && o.family != TR_FAMILY_IPV6)
-        return pass(TR_PASS_CHECKSUM_OR_OTHER);
-    __u16 out_hlen = o.family == TR_FAMILY_IPV4 ? IPV4_HLEN : IPV6_HLEN;
-    __u32 out_udp_len = UDP_HLEN + (o.cd_header ? CHANNEL_DATA_HLEN : 0) + (__u32)o.data_len;
-    if (out_hlen + out_udp_len > mtu)
-        return pass(TR_PASS_OVERSIZED);
-    __be16 out_udp_len_be = bpf_htons((__u16)out_udp_len);
+    if (V.check != 0 && V.check == fold(addr_sum + bpf_htons(IPPROTO_UDP) + V.udp_len_be))
+        return pass(s, TR_PASS_PARTIAL_CHECKSUM);
+    FORGET();
+    if (same_addr(o->daddr, o->saddr) || same_addr(o->daddr, dst))
+        return pass(s, TR_PASS_HAIRPIN);
+    FORGET();
+    if (o->family != TR_FAMILY_IPV4 && o->family != TR_FAMILY_IPV6)
+        return pass(s, TR_PASS_CHECKSUM_OR_OTHER);
+    V.out_hlen = o->family == TR_FAMILY_IPV4 ? IPV4_HLEN : IPV6_HLEN;
+    V.out_udp_len = UDP_HLEN + (o->cd_header ? CHANNEL_DATA_HLEN : 0) + (__u32)o->data_len;
+    if (V.out_hlen + V.out_udp_len > V.mtu)
+        return pass(s, TR_PASS_OVERSIZED);
+    V.out_udp_len_be = bpf_htons((__u16)V.out_udp_len);
 
-    __u16 out_check = 0;
-    if (check == 0) {
+    V.out_check = 0;
+    if (V.check == 0) {
         /* IPv6 requires a checksum (RFC 8200 §8.1): the kernel drops a zero one, and so must we. */
-        if (o.family == TR_FAMILY_IPV6 || family == TR_FAMILY_IPV6)
-            return pass(TR_PASS_CHECKSUM_OR_OTHER);
+        if (o->family == TR_FAMILY_IPV6 || V.family == TR_FAMILY_IPV6)
+            return pass(s, TR_PASS_CHECKSUM_OR_OTHER);
     } else {
         /* RFC 1624 eqn. 3: ~(~old + new - old parts); the data bytes cancel out. */
-        __u64 new_sum = sum_addr(o.saddr) + sum_addr(o.daddr) + o.sport + o.dport + out_udp_len_be +
-                        out_udp_len_be + o.cd_header;
-        out_check = ~fold((__u16)~check + (__u64)fold(new_sum) + (__u16)~fold(old_sum));
-        if (out_check == 0)
-            out_check = 0xffff;
+        __u64 new_sum = sum_addr(o->saddr) + sum_addr(o->daddr) + o->sport + o->dport + V.out_udp_len_be +
+                        V.out_udp_len_be + o->cd_header;
+        V.out_check = ~fold((__u16)~V.check + (__u64)fold(new_sum) + (__u16)~fold(V.old_sum));
+        if (V.out_check == 0)
+            V.out_check = 0xffff;
     }
 
+    FORGET();
+    /* The packet pointers again (not kept across the route lookup: a spilled pointer costs a
+     * nospec). This check cannot fail. */
+    data = (void *)(long)ctx->data;
+    data_end = (void *)(long)ctx->data_end;
+    if (data + ETH_HLEN_ > data_end)
+        return pass(s, TR_PASS_NOT_IP_UDP);
     /* The MAC addresses, swapped: the packet goes back to the frame's sender. */
-    __u32 mac_a = LOAD32(data + 6), mac_d = LOAD32(data + 2);
-    __u16 mac_b = LOAD16(data + 10), mac_c = LOAD16(data);
+    V.mac_a = LOAD32(data + 6), V.mac_d = LOAD32(data + 2);
+    V.mac_b = LOAD16(data + 10), V.mac_c = LOAD16(data);
 
     /* The head moves first: it is the step a driver can refuse (too little headroom), and then
      * nothing has changed yet. Shrinking the tail only fails below an Ethernet header. */
-    int delta = (int)ip_hlen + o.delta - (int)out_hlen;
-    int trailing = (int)frame_len - (ETH_HLEN_ + ip_hlen + udp_len) + o.trailing;
-    if (delta != 0 && bpf_xdp_adjust_head(ctx, delta))
-        return pass(TR_PASS_HEADROOM);
-    if (trailing > 0 && bpf_xdp_adjust_tail(ctx, -trailing))
-        return pass(TR_PASS_HEADROOM);
+    V.delta = (int)V.ip_hlen + o->delta - (int)V.out_hlen;
+    V.trailing = (int)V.frame_len - (ETH_HLEN_ + V.ip_hlen + V.udp_len) + o->trailing;
+    if (V.delta != 0 && bpf_xdp_adjust_head(ctx, V.delta))
+        return pass(s, TR_PASS_HEADROOM);
+    if (V.trailing > 0 && bpf_xdp_adjust_tail(ctx, -V.trailing))
+        return pass(s, TR_PASS_HEADROOM);
     data = (void *)(long)ctx->data;
     data_end = (void *)(long)ctx->data_end;
     /* These checks cannot fail after a successful resize, but the verifier wants them. */
     if (data + ETH_HLEN_ + IPV4_HLEN + UDP_HLEN > data_end)
-        return pass(TR_PASS_HEADROOM);
+        return pass(s, TR_PASS_HEADROOM);
 
-    STORE32(data, mac_a);
-    STORE16(data + 4, mac_b);
-    STORE16(data + 6, mac_c);
-    STORE32(data + 8, mac_d);
+    STORE32(data, V.mac_a);
+    STORE16(data + 4, V.mac_b);
+    STORE16(data + 6, V.mac_c);
+    STORE32(data + 8, V.mac_d);
     l3 = data + ETH_HLEN_;
-    if (o.family == TR_FAMILY_IPV4) {
+    if (o->family == TR_FAMILY_IPV4) {
         STORE16(data + 12, bpf_htons(ETH_P_IP));
         /* IPv4 → IPv4 keeps the identification and DF; IPv6 → IPv4: identification 0, DF (as a UDP
          * socket with path MTU discovery sends). */
-        __u32 w0 = W32(W16(0x45, tos), bpf_htons(IPV4_HLEN + out_udp_len));
-        __u32 w1 = family == TR_FAMILY_IPV4 ? ip_word1 : W32(0, bpf_htons(0x4000));
-        __u32 w2 = W32(W16(out_ttl, IPPROTO_UDP), 0);
-        __u16 ip_check = ~fold((__u64)w0 + w1 + w2 + o.saddr[3] + o.daddr[3]);
+        __u32 w0 = W32(W16(0x45, V.tos), bpf_htons(IPV4_HLEN + V.out_udp_len));
+        __u32 w1 = V.family == TR_FAMILY_IPV4 ? V.ip_word1 : W32(0, bpf_htons(0x4000));
+        __u32 w2 = W32(W16(V.out_ttl, IPPROTO_UDP), 0);
+        __u16 ip_check = ~fold((__u64)w0 + w1 + w2 + o->saddr[3] + o->daddr[3]);
         STORE32(l3, w0);
         STORE32(l3 + 4, w1);
-        STORE32(l3 + 8, W32(W16(out_ttl, IPPROTO_UDP), ip_check));
-        STORE32(l3 + 12, o.saddr[3]);
-        STORE32(l3 + 16, o.daddr[3]);
+        STORE32(l3 + 8, W32(W16(V.out_ttl, IPPROTO_UDP), ip_check));
+        STORE32(l3 + 12, o->saddr[3]);
+        STORE32(l3 + 16, o->daddr[3]);
         udp = l3 + IPV4_HLEN;
+        NO_SINK();
     } else {
         if (data + ETH_HLEN_ + IPV6_HLEN + UDP_HLEN > data_end)
-            return pass(TR_PASS_HEADROOM);
+            return pass(s, TR_PASS_HEADROOM);
         STORE16(data + 12, bpf_htons(ETH_P_IPV6));
-        /* IPv6 → IPv6 keeps the flow label; IPv4 → IPv6: flow label 0. */
-        STORE32(l3, bpf_htonl((6u << 28) | ((__u32)tos << 20) | flow));
-        STORE32(l3 + 4, W32(bpf_htons((__u16)out_udp_len), W16(IPPROTO_UDP, out_hop_limit)));
+        /* IPv6 → IPv6 keeps the V.flow label; IPv4 → IPv6: V.flow label 0. */
+        STORE32(l3, bpf_htonl((6u << 28) | ((__u32)V.tos << 20) | V.flow));
+        STORE32(l3 + 4, W32(bpf_htons((__u16)V.out_udp_len), W16(IPPROTO_UDP, V.out_hop_limit)));
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            STORE32(l3 + 8 + 4 * i, o.saddr[i]);
-            STORE32(l3 + 24 + 4 * i, o.daddr[i]);
+            STORE32(l3 + 8 + 4 * i, o->saddr[i]);
+            STORE32(l3 + 24 + 4 * i, o->daddr[i]);
         }
         udp = l3 + IPV6_HLEN;
+        NO_SINK();
     }
     if (udp + UDP_HLEN > data_end)
-        return pass(TR_PASS_HEADROOM);
-    STORE32(udp, W32(o.sport, o.dport));
-    STORE32(udp + 4, W32(out_udp_len_be, out_check));
-    if (o.cd_header) {
+        return pass(s, TR_PASS_HEADROOM);
+    STORE32(udp, W32(o->sport, o->dport));
+    STORE32(udp + 4, W32(V.out_udp_len_be, V.out_check));
+    if (o->cd_header) {
         if (udp + UDP_HLEN + CHANNEL_DATA_HLEN > data_end)
-            return pass(TR_PASS_HEADROOM);
-        STORE32(udp + UDP_HLEN, o.cd_header);
+            return pass(s, TR_PASS_HEADROOM);
+        STORE32(udp + UDP_HLEN, o->cd_header);
     }
-    count(o.relayed_counter, 1);
-    count(o.relayed_counter + 1, o.data_len);
+    count(s, o->relayed_counter, 1);
+    count(s, o->relayed_counter + 1, o->data_len);
     return XDP_TX;
 }
+SEC("xdp")
+int turn_router(struct xdp_md *ctx)
+{
+    struct scratch *s = bpf_map_lookup_elem(&tr_scratch, &tr_zero);
+    if (!s)
+        return XDP_PASS;
+    /* The frame's length from a helper: without CAP_PERFMON the verifier refuses data_end - data
+     * (subtracting pointers) and any packet pointer plus a variable offset (Spectre v1). */
+    V.frame_len = (__u32)bpf_xdp_get_buff_len(ctx);
+    /* A copy of the configuration, so that find_route calls no helper before its route lookup and
+     * keeps no pointer across one (a spilled pointer costs a nospec). No configuration (never, for
+     * an array) reads as all zero: everything passes as not to our port. */
+    struct tr_config *cfg = bpf_map_lookup_elem(&tr_config, &tr_zero);
+    if (cfg) {
+        const __u32 *from = (const __u32 *)cfg; /* map values are 8-byte aligned */
+#pragma unroll
+        for (int i = 0; i < sizeof(s->config) / 4; i++)
+            s->config[i] = from[i];
+    } else {
+#pragma unroll
+        for (int i = 0; i < sizeof(s->config) / 4; i++)
+            s->config[i] = 0;
+    }
+    int reason = find_route(ctx, s);
+    if (reason)
+        return pass(s, reason);
+    return rewrite(ctx, s);
+}
+#undef V

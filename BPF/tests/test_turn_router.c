@@ -4,7 +4,9 @@
  *
  *   test_turn_router OBJECT
  *
- * 1. Loads the object with libbpf (the kernel's verifier runs for real), fills its maps and runs
+ * 1. Loads the object with libbpf with only CAP_BPF and CAP_NET_ADMIN effective, as the systemd
+ *    unit runs it (the kernel's verifier runs for real, and must leave no Spectre v4 `nospec`
+ *    barrier in the program), fills its maps and runs
  *    crafted packets through BPF_PROG_TEST_RUN. Every expected packet is built from scratch by this
  *    file's own packet builder, with checksums from a plain RFC 1071 function; the program's output
  *    must match byte for byte, and every test checks the exact change of every counter.
@@ -32,7 +34,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "turn_router.h"
@@ -1652,15 +1657,51 @@ static void test_map_sizing(const char *path)
 
 /* Opens and loads the object at path (the kernel's verifier runs) and finds its program and maps.
  * Returns 0, or the errno of the failure. */
-static int load_object(struct loaded *l, const char *path, const char *label)
+/* Sets this process's effective capabilities to `effective` (two 32-bit halves) and returns the
+ * ones it had in *saved; the permitted set stays, so they can be raised again. */
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+static int set_effective_capabilities(const uint32_t effective[2], uint32_t saved[2])
+{
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) != 0)
+        return errno;
+    saved[0] = d[0].effective, saved[1] = d[1].effective;
+    d[0].effective = effective[0], d[1].effective = effective[1];
+    return syscall(SYS_capset, &h, d) == 0 ? 0 : errno;
+}
+
+/* Loads an object. With unit_capabilities the load runs with only CAP_BPF and CAP_NET_ADMIN
+ * effective, what packaging/turn-relay.service grants (no CAP_PERFMON, no CAP_SYS_ADMIN): the
+ * verifier then refuses pointer arithmetic it allows with CAP_PERFMON, and it rewrites the program
+ * against Spectre v1/v4 (index masking, `nospec` barriers), so the tests and the bench run the
+ * program as the relay runs it. The capabilities are raised again afterwards. */
+static int load_object(struct loaded *l, const char *path, const char *label, int unit_capabilities)
 {
     memset(l, 0, sizeof *l);
     l->label = label;
     l->obj = bpf_object__open_file(path, NULL);
     if (!l->obj)
         return errno ? errno : EINVAL;
-    if (bpf_object__load(l->obj))
-        return errno ? errno : EINVAL;
+    uint32_t unit[2] = {0, 0}, saved[2];
+    unit[CAP_NET_ADMIN / 32] |= 1u << (CAP_NET_ADMIN % 32);
+    unit[CAP_BPF / 32] |= 1u << (CAP_BPF % 32);
+    if (unit_capabilities) {
+        int e = set_effective_capabilities(unit, saved);
+        if (e) {
+            fprintf(stderr, "capset: %s\n", strerror(e));
+            return e;
+        }
+    }
+    int loaded = bpf_object__load(l->obj), load_errno = errno;
+    if (unit_capabilities && set_effective_capabilities(saved, unit)) {
+        fprintf(stderr, "capset (raising the capabilities again): %s\n", strerror(errno));
+        return EPERM;
+    }
+    if (loaded)
+        return load_errno ? load_errno : EINVAL;
     struct bpf_program *prog = bpf_object__find_program_by_name(l->obj, "turn_router");
     const char *maps[] = {"tr_client_routes", "tr_peer_routes", "tr_config", "tr_counters"};
     int *fds[] = {&l->client_routes, &l->peer_routes, &l->config, &l->counters};
@@ -1678,6 +1719,39 @@ static int load_object(struct loaded *l, const char *path, const char *label)
         *fds[i] = bpf_map__fd(m);
     }
     return 0;
+}
+
+/* The Spectre v4 barriers (`nospec`, an lfence on x86) the verifier put into the loaded program.
+ * Without CAP_PERFMON it puts one after every store to a fresh or spilled stack slot, and each costs
+ * 10 ns or more per packet: the first version that loaded without CAP_PERFMON had 122 and ran 4-5
+ * times slower. Whether clang spills depends on the code around, so this count is what catches a
+ * change that brings them back (BPF/README.md, "Privileges"). Reading the translated instructions
+ * needs root (CAP_SYS_ADMIN/CAP_SYSLOG), which this process has again by then. Returns -1 when the
+ * kernel does not show them. */
+#define NOSPEC_INSN (BPF_ST | 0xc0) /* BPF_NOSPEC, kernel-internal (include/linux/filter.h) */
+static int count_nospec(int prog_fd)
+{
+    struct bpf_prog_info info;
+    __u32 len = sizeof info;
+    memset(&info, 0, sizeof info);
+    if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) || info.xlated_prog_len == 0)
+        return -1;
+    __u32 n = info.xlated_prog_len / sizeof(struct bpf_insn);
+    struct bpf_insn *insns = calloc(n, sizeof *insns);
+    if (!insns)
+        return -1;
+    memset(&info, 0, sizeof info);
+    info.xlated_prog_len = n * sizeof *insns;
+    info.xlated_prog_insns = (__u64)(unsigned long)insns;
+    len = sizeof info;
+    int count = -1;
+    if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) == 0) {
+        count = 0;
+        for (__u32 i = 0; i < n; i++)
+            count += insns[i].code == NOSPEC_INSN;
+    }
+    free(insns);
+    return count;
 }
 
 /* The configuration and the four bindings every crafted-packet test starts from. */
@@ -1716,21 +1790,31 @@ int main(int argc, char **argv)
         printf("SKIP: BPF tests need root (CAP_BPF, CAP_NET_ADMIN); running as uid %d\n", (int)geteuid());
         return 0;
     }
-    int e = load_object(&objects[0], argv[1], "this");
+    int e = load_object(&objects[0], argv[1], "this", 1);
     if (e == EPERM) {
         printf("SKIP: the kernel refuses bpf() (EPERM: no CAP_BPF, a seccomp filter or lockdown)\n");
         return 0;
     }
     if (e) {
-        fprintf(stderr, "FAIL: load %s (the verifier's log is above): %s\n", argv[1], strerror(e));
+        fprintf(stderr, "FAIL: load %s with only CAP_BPF and CAP_NET_ADMIN (the verifier's log is above): %s\n", argv[1], strerror(e));
         return 1;
     }
     nobjects = 1;
-    printf("ok   the verifier accepted turn_router\n");
+    checks++;
+    printf("ok   the verifier accepted turn_router with only CAP_BPF and CAP_NET_ADMIN\n");
+    {
+        current_test = "no Spectre v4 barriers with only CAP_BPF and CAP_NET_ADMIN";
+        int before = failures, nospec = count_nospec(objects[0].prog);
+        CHECK(nospec == 0, "%d nospec barriers in the program as loaded (-1: instructions not readable); "
+              "a store to the stack clang added, see BPF/README.md, \"Privileges\"", nospec);
+        printf("%s the verifier added no Spectre v4 barrier (nospec) to turn_router\n",
+               failures == before ? "ok  " : "FAIL");
+    }
     ncpus = libbpf_num_possible_cpus();
     init_bindings();
     if (against && with_bench) {
-        e = load_object(&objects[1], against, "base");
+        /* The base may need more (main before this change needed CAP_PERFMON): loaded as root. */
+        e = load_object(&objects[1], against, "base", 0);
         if (e) {
             fprintf(stderr, "FAIL: load %s: %s\n", against, strerror(e));
             return 1;

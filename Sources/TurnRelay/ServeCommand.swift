@@ -126,7 +126,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Firezone's name for --xdp-interface (one interface). [env: EBPF_OFFLOADING]")
     var ebpfOffloading: String?
 
-    @Option(help: "Attach the XDP fast path (ChannelData relayed in the kernel) to this interface; repeatable (default: off). Needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; without them the relay warns and serves everything on the io_uring path. [env: XDP_INTERFACE, comma-separated]")
+    @Option(help: "Attach the XDP fast path (ChannelData relayed in the kernel) to this interface; repeatable (default: off). Needs CAP_BPF and CAP_NET_ADMIN; without them the relay warns and serves everything on the io_uring path. [env: XDP_INTERFACE, comma-separated]")
     var xdpInterface: [String] = []
 
     @Option(help: "native (in the driver) or generic (any device, slower) (default native). [env: XDP_MODE, or Firezone's EBPF_ATTACH_MODE: driver or generic]")

@@ -103,11 +103,11 @@ import TestSupport
         #expect(output.contains("--xdp-mode offload is not one of native, generic"), "\(output)")
     }
 
-    /// bpf() refused: root without CAP_BPF, CAP_SYS_ADMIN, CAP_NET_ADMIN and CAP_PERFMON (dropped
+    /// bpf() refused: root without CAP_BPF, CAP_SYS_ADMIN and CAP_NET_ADMIN (dropped
     /// from the bounding set by setpriv, so the relay's exec keeps none of them), and a non-root
     /// uid (65534). The object must exist, so the refusal is the kernel's.
     @Test(.enabled(if: isRoot, "needs root to drop capabilities or switch uid"),
-          arguments: [["--bounding-set", "-bpf,-sys_admin,-net_admin,-perfmon"],
+          arguments: [["--bounding-set", "-bpf,-sys_admin,-net_admin"],
                       ["--reuid", "65534", "--regid", "65534", "--clear-groups"]])
     func bpfRefusedWarnsOnceAndServes(privileges: [String]) throws {
         let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
@@ -122,9 +122,9 @@ import TestSupport
 }
 
 /// The fast path attached by the binary itself, in a lab namespace, as a process holding only
-/// CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (what packaging/turn-relay.service grants; no
-/// CAP_SYS_ADMIN): attached at start, detached on SIGTERM, and detached when the process is
-/// killed (the BPF links die with it), so a crash never leaves the program attached.
+/// CAP_BPF, CAP_NET_ADMIN and CAP_NET_BIND_SERVICE (what packaging/turn-relay.service grants; no
+/// CAP_PERFMON, no CAP_SYS_ADMIN): attached at start, detached on SIGTERM, and detached when the
+/// process is killed (the BPF links die with it), so a crash never leaves the program attached.
 @Suite(.serialized, .dedicatedThread) struct RelayBinaryXDPAttachTests {
     typealias Relay = RelayBinaryPortalTests.Relay
 
@@ -145,7 +145,7 @@ import TestSupport
                 "--xdp-interface", interface, "--xdp-object", object],
                 environment: [:],
                 launcher: ["/usr/sbin/ip", "netns", "exec", lab.relayNamespace,
-                           "/usr/bin/setpriv", "--bounding-set", "-all,+bpf,+net_admin,+perfmon", "--"])
+                           "/usr/bin/setpriv", "--bounding-set", "-all,+bpf,+net_admin,+net_bind_service", "--"])
         }
         for crash in [false, true] {
             let relay = try start()

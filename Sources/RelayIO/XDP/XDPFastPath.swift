@@ -169,9 +169,9 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
     }
 
     /// Which of the capabilities the fast path needs this process lacks (CapEff in
-    /// /proc/self/status): CAP_BPF and CAP_NET_ADMIN to load and attach, CAP_PERFMON because the
-    /// verifier allows the program's packet-pointer subtraction only with it (CAP_SYS_ADMIN
-    /// stands in for CAP_BPF and CAP_PERFMON).
+    /// /proc/self/status): CAP_BPF and CAP_NET_ADMIN to load and attach (CAP_SYS_ADMIN stands in
+    /// for CAP_BPF). The program needs no CAP_PERFMON: it does no pointer arithmetic that the
+    /// verifier reserves for it (BPF/README.md).
     public static func missingCapabilities() -> [String] {
         guard let status = try? String(decoding: readAll("/proc/self/status"), as: UTF8.self),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
@@ -182,7 +182,6 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         var missing: [String] = []
         if !has(39) && !sysAdmin { missing.append("CAP_BPF") }
         if !has(12) { missing.append("CAP_NET_ADMIN") }
-        if !has(38) && !sysAdmin { missing.append("CAP_PERFMON") }
         return missing
     }
 
@@ -203,7 +202,7 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
     static func failure(_ errno: Int32, message: String, settings: XDPSettings, interface: String?) -> XDPFailure {
         let missing = missingCapabilities()
         let privileges = (missing.isEmpty ? "" : "This process lacks \(missing.joined(separator: ", ")). ")
-            + "Run as root, or give the process CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (systemd: AmbientCapabilities=CAP_BPF CAP_NET_ADMIN CAP_PERFMON), and let a seccomp filter allow bpf (SystemCallFilter=bpf)."
+            + "Run as root, or give the process CAP_BPF and CAP_NET_ADMIN (systemd: AmbientCapabilities=CAP_BPF CAP_NET_ADMIN), and let a seccomp filter allow bpf (SystemCallFilter=bpf)."
         if message.hasPrefix("open the BPF object") {
             return XDPFailure(cause: "cannot read the XDP program \(settings.objectPath): \(message)",
                               fix: "Build it with scripts/build-bpf (make run does) or point --xdp-object at turn_router.bpf.o.")
@@ -220,7 +219,7 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
                                   fix: "Use --xdp-mode generic (slower) or a driver with XDP support.")
             default:
                 return XDPFailure(cause: "cannot attach XDP to \(interface): \(message)",
-                                  fix: "Check the kernel log (dmesg); XDP links need Linux 5.9 or later.")
+                                  fix: "Check the kernel log (dmesg); the fast path needs Linux 5.18 or later.")
             }
         }
         switch errno {
@@ -229,13 +228,13 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
             return XDPFailure(cause: "the kernel refused bpf(): \(message)", fix: privileges)
         case EACCES:
             return XDPFailure(cause: "the kernel's verifier refused the XDP program: \(message)",
-                              fix: "Run scripts/test-bpf on this kernel for the verifier's log; Linux 5.9 or later is needed.")
+                              fix: "Run scripts/test-bpf on this kernel for the verifier's log; Linux 5.18 or later is needed.")
         case ENOSYS:
             return XDPFailure(cause: "bpf() is not available: \(message)",
                               fix: "Use a kernel with CONFIG_BPF_SYSCALL, and a seccomp filter that allows bpf.")
         default:
             return XDPFailure(cause: "the kernel did not load the XDP program: \(message)",
-                              fix: "Check the kernel version (5.9+ for XDP links) and the verifier's message above; run scripts/test-bpf for details.")
+                              fix: "Check the kernel version (5.18+: XDP links, bpf_xdp_get_buff_len) and the verifier's message above; run scripts/test-bpf for details.")
         }
     }
 
