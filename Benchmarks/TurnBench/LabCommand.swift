@@ -9,11 +9,13 @@ struct Lab: ParsableCommand {
         abstract: "Relays in a network namespace, the generator in another, over veth: XDP vs io_uring vs coturn (root).",
         discussion: """
         Creates the lab of `scripts/netns-lab up NAME` (relay in NAME-relay on
-        198.18.0.1, clients on 198.18.0.2 and peers on 198.18.0.3 in NAME-out), replaces
+        198.18.0.1, peers on 198.18.0.3 in NAME-out) and adds 200 client addresses
+        198.18.0.10-209 (relays limit 401 challenges per source address); replaces
         xdp_pass on the generator's veth with BPF/bench_sink.bpf.c (counts and drops
-        the benchmark's datagrams in XDP, passes STUN answers), turns on GRO and
-        threaded NAPI on both ends, and switches kernel.bpf_stats_enabled on (restored
-        at the end). Then, round after round, each relay in turn: started in
+        the benchmark's datagrams in XDP, passes STUN answers), runs its NAPI thread at
+        real-time priority (XDP_TX into a veth ring has no back-pressure: a waiting
+        sink would drop), turns on GRO and threaded NAPI on both ends, and switches
+        kernel.bpf_stats_enabled on (restored at the end). Then, round after round, each relay in turn: started in
         NAME-relay, --allocations allocations made with real Allocate/ChannelBind
         requests from sockets in NAME-out, then per workload one trial at --cpu-rate
         and a search for the highest rate at < 1% loss (flat out first, then
@@ -31,11 +33,15 @@ struct Lab: ParsableCommand {
         complete checksums), sent through one AF_PACKET socket with sendmmsg, --batch
         frames per call, paced to the target rate. Arrivals are counted by the sink.
 
-        Per relayed packet (medians over rounds): the relay process's CPU
-        (/proc/PID/stat), the relay plus its veth's NAPI thread, the whole machine
-        (/proc/stat busy) minus the generator process and the sink side's NAPI
-        thread, the relay's XDP program run time (bpf_stats), the generator's CPU per
-        datagram. Files in --out: results.json, results.csv (one line per trial),
+        Per relayed packet (medians over rounds): the relay process's CPU (schedstat
+        of its threads), the relay plus its veth's NAPI thread, the whole machine
+        (/proc/stat busy) minus the generator process, the sink side's NAPI thread
+        and the background of an idle 0.5 s before the trial (left out when other
+        work filled >= 20 % of the machine), the relay's XDP program run time
+        (bpf_stats), the generator's CPU per
+        datagram, and the drop counters that grew (both veths' ethtool -S and link
+        counters, the relay namespace's UDP counters). Files in --out: results.json,
+        results.csv (one line per trial),
         table.md, chart.svg and the servers' logs. The lab is taken down at the end
         and on SIGINT/SIGTERM.
         """
