@@ -36,6 +36,7 @@ struct RelaySettings {
     var maxAllocationsPerUser: Int?
     var maxPermissions: Int
     var maxChannels: Int
+    var challengeRatePerSource: Int
     var allowPeers: [CIDR]
     var denyPeers: [CIDR]
     var logLevel: Logger.Level
@@ -197,6 +198,11 @@ struct RelaySettings {
             ?? Environment.value("MAX_ALLOCATIONS_PER_USER", as: Int.self)
         maxPermissions = try o.maxPermissions ?? Environment.value("MAX_PERMISSIONS", as: Int.self) ?? 128
         maxChannels = try o.maxChannels ?? Environment.value("MAX_CHANNELS", as: Int.self) ?? 128
+        challengeRatePerSource = try o.challengeRatePerSource
+            ?? Environment.value("CHALLENGE_RATE_PER_SOURCE", as: Int.self) ?? 10
+        guard (1...1_000_000).contains(challengeRatePerSource) else {
+            throw ValidationError("--challenge-rate-per-source \(challengeRatePerSource) must be between 1 and 1000000")
+        }
         for (name, value) in [("--max-allocations", maxAllocations), ("--max-allocations-per-user", maxAllocationsPerUser ?? 1),
                               ("--max-permissions", maxPermissions), ("--max-channels", maxChannels)] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
@@ -361,6 +367,7 @@ struct RelaySettings {
         c.maxReservationsPerUsername = maxAllocationsPerUser ?? Self.defaultReservationsPerUser
         c.maxPermissionsPerAllocation = maxPermissions
         c.maxChannelsPerAllocation = maxChannels
+        c.challengesPerSecondPerSource = challengeRatePerSource
         c.rfc5766ChannelNumbers = rfc5766ChannelNumbers
         return c
     }

@@ -72,6 +72,9 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Most channels per allocation (default 128). [env: MAX_CHANNELS]")
     var maxChannels: Int?
 
+    @Option(help: "Unauthenticated error responses (401, 438) per second per source (an IPv4 address or an IPv6 /64), per worker, and their burst (default 10, as coturn). Raise it when many clients share one NAT address; the limit keeps spoofed requests from turning the relay into a reflector. [env: CHALLENGE_RATE_PER_SOURCE]")
+    var challengeRatePerSource: Int?
+
     @Option(help: "Peer CIDR to allow even when denied by default (e.g. 127.0.0.0/8 for local tests); repeatable. [env: ALLOW_PEER, comma-separated]")
     var allowPeer: [String] = []
 
