@@ -124,6 +124,13 @@ import TestSupport
     }
 
     /// Runs the binary with a token and these arguments; returns its exit status and output.
+    /// turn-relay refuses to start (a non-zero exit, not a kill) and says `message`.
+    static func expectRefusedStart(_ arguments: [String], environment: [String: String], message: String) async throws {
+        let (status, output) = try await refusedStart(arguments, token: nil, environment: environment)
+        #expect(status != 0 && status != -1, "\(output)")
+        #expect(output.contains(message), "\(output)")
+    }
+
     static func refusedStart(_ arguments: [String], token: String? = "t", environment extra: [String: String] = [:])
         async throws -> (status: Int32, output: String) {
         var environment = ["FIREZONE_API_URL": "ws://127.0.0.1:9"].merging(extra) { $1 }

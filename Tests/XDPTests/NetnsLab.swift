@@ -3,6 +3,7 @@ import Foundation
 
 #if canImport(Glibc)
 import Glibc
+import Testing
 #endif
 
 /// One `scripts/netns-lab` lab for one test: namespace NAME-relay (interface NAMEr, 198.18.0.1,
@@ -139,5 +140,12 @@ final class NetnsLab: @unchecked Sendable {
             .deletingLastPathComponent()  // XDPTests
             .deletingLastPathComponent()  // Tests
             .deletingLastPathComponent()
+    }
+}
+
+extension Trait where Self == ConditionTrait {
+    /// The lab's suites: root only, skipped with this reason otherwise.
+    static var needsRootForLab: Self {
+        .enabled(if: getuid() == 0, "needs root: it creates network namespaces and veth pairs (and attaches XDP)")
     }
 }

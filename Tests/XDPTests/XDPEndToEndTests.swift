@@ -17,8 +17,7 @@ import TestSupport
 ///
 /// Each test makes its own lab (scripts/netns-lab, a name unique to the process and test) and
 /// relay, and deletes both at its end, failed or not.
-@Suite(.serialized, .dedicatedThread,
-       .enabled(if: getuid() == 0, "needs root: it creates network namespaces and veth pairs (and attaches XDP)"))
+@Suite(.serialized, .dedicatedThread, .needsRootForLab)
 struct XDPEndToEndTests {
     static let messages = 10
 

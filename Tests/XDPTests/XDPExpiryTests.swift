@@ -18,8 +18,7 @@ import TestSupport
 /// Both families.
 ///
 /// Only "eventually within N s" is asserted about time: the expiry is polled for, bounded.
-@Suite(.serialized, .dedicatedThread,
-       .enabled(if: getuid() == 0, "needs root: it creates network namespaces and veth pairs (and attaches XDP)"))
+@Suite(.serialized, .dedicatedThread, .needsRootForLab)
 struct XDPExpiryTests {
     static let messages = 5
     /// The lifetime that runs out in a test, and the one that must not interfere meanwhile.
