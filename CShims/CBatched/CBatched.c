@@ -6,6 +6,7 @@
 #include "CUDPMessage.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <stdlib.h>
@@ -21,11 +22,16 @@
 #define CB_ERROR_COMPLETIONS 512u
 #define CB_POLL_SLACK 8u
 
-enum { CB_NONE = 0, CB_RECEIVE = 1, CB_POLL = 2 };
+enum { CB_NONE = 0, CB_RECEIVE = 1, CB_POLL = 2, CB_ACCEPT = 3, CB_STREAM = 4 };
 
 struct cb_watch_entry {
     uint64_t user_data;
     uint8_t kind;
+    // A stream socket's send that found its send buffer full: retried when the socket is writable.
+    uint8_t send_pending;
+    uint32_t send_length;
+    const void *send_bytes;
+    uint64_t send_user_data;
 };
 
 struct cb_send {
@@ -41,6 +47,8 @@ struct cb_send {
         struct cmsghdr align;
     } control;
 };
+
+static cu_completion *push(cb_loop *l);
 
 struct cb_loop {
     int epfd;
@@ -162,7 +170,19 @@ int cb_poll_in(cb_loop *l, int fd, uint64_t user_data) {
 
 int cb_unwatch(cb_loop *l, int fd) {
     if (fd < 0) return -EBADF;
-    if ((uint32_t)fd < l->watch_cap) l->watches[fd].kind = CB_NONE;
+    if ((uint32_t)fd < l->watch_cap) {
+        struct cb_watch_entry *w = &l->watches[fd];
+        if (w->send_pending) {
+            // The send never completes now: say so, so its bytes can be let go.
+            cu_completion *c = push(l);
+            if (c) {
+                c->user_data = w->send_user_data;
+                c->res = -ECANCELED;
+            }
+            w->send_pending = 0;
+        }
+        w->kind = CB_NONE;
+    }
     if (epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 && errno != ENOENT) return -errno;
     return 0;
 }
@@ -262,6 +282,119 @@ static void flush_sends(cb_loop *l) {
     l->queued = 0;
 }
 
+// MARK: - Streams
+
+int cb_watch_accept(cb_loop *l, int fd, uint64_t user_data) {
+    // Non-blocking, so an accept after readiness never waits (a connection reset in between).
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return -errno;
+    return arm(l, fd, user_data, CB_ACCEPT, EPOLLIN);
+}
+
+int cb_watch_stream(cb_loop *l, int fd, uint64_t user_data) {
+    int rc = ensure_watch(l, fd);
+    if (rc < 0) return rc;
+    uint32_t events = EPOLLIN | (l->watches[fd].send_pending ? EPOLLOUT : 0);
+    return arm(l, fd, user_data, CB_STREAM, events);
+}
+
+static void stream_events(cb_loop *l, int fd, uint32_t events) {
+    struct cb_watch_entry *w = &l->watches[fd];
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | (w->send_pending ? EPOLLOUT : 0);
+    ev.data.fd = fd;
+    epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+int cb_stream_send(cb_loop *l, int fd, const void *bytes, uint32_t length, uint64_t user_data) {
+    int rc = ensure_watch(l, fd);
+    if (rc < 0) return rc;
+    struct cb_watch_entry *w = &l->watches[fd];
+    if (w->send_pending) return -EBUSY;
+    ssize_t n = send(fd, bytes, length, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && w->kind == CB_STREAM) {
+        w->send_pending = 1;
+        w->send_bytes = bytes;
+        w->send_length = length;
+        w->send_user_data = user_data;
+        stream_events(l, fd, 0);
+        return 0;
+    }
+    cu_completion *c = push(l);
+    if (!c) return -EBUSY;
+    c->user_data = user_data;
+    c->res = n < 0 ? -errno : (int32_t)n;
+    return 0;
+}
+
+static void stream_writable(cb_loop *l, int fd) {
+    struct cb_watch_entry *w = &l->watches[fd];
+    if (!w->send_pending) return;
+    ssize_t n = send(fd, w->send_bytes, w->send_length, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    cu_completion *c = push(l);
+    if (!c) return;  // retried on the next readiness
+    c->user_data = w->send_user_data;
+    c->res = n < 0 ? -errno : (int32_t)n;
+    w->send_pending = 0;
+    stream_events(l, fd, 0);
+}
+
+// One recv into a free slot (bytes at offset 0); end of stream and errors end the watch.
+static void stream_receive(cb_loop *l, int fd, uint64_t user_data) {
+    if (l->cq_len >= l->cq_cap) return;
+    if (l->free_count == 0) {
+        cu_completion *c = push(l);
+        c->user_data = user_data;
+        c->res = -ENOBUFS;
+        cb_unwatch(l, fd);
+        return;
+    }
+    uint16_t id = l->free_ids[l->free_count - 1];
+    unsigned char *slot = l->buffers + (size_t)id * l->slot_stride;
+    ssize_t n = recv(fd, slot, l->recv_bytes, MSG_DONTWAIT);
+    l->recvmmsg_calls++;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    cu_completion *c = push(l);
+    c->user_data = user_data;
+    if (n > 0) {
+        c->res = (int32_t)n;
+        c->cqe_flags = CU_CQE_F_MORE;
+        c->payload_length = (uint32_t)n;
+        c->buffer_id = id;
+        c->has_buffer = 1;
+        c->valid = 1;
+        l->free_count--;
+        return;
+    }
+    c->res = n == 0 ? 0 : -errno;
+    uint8_t pending = l->watches[fd].send_pending;
+    if (!pending) {
+        cb_unwatch(l, fd);
+    } else {
+        // Keep the send's watch; stop reading.
+        l->watches[fd].kind = CB_STREAM;
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.events = EPOLLOUT;
+        ev.data.fd = fd;
+        epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev);
+    }
+}
+
+static void accept_ready(cb_loop *l, int fd, uint64_t user_data) {
+    for (int i = 0; i < 16 && l->cq_len < l->cq_cap; i++) {
+        int client = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+        if (client < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+        cu_completion *c = push(l);
+        c->user_data = user_data;
+        c->res = client < 0 ? -errno : client;
+        c->cqe_flags = CU_CQE_F_MORE;
+        if (client < 0) return;
+    }
+}
+
 // Reads datagrams from a ready socket into free slots, one completion each.
 static void receive(cb_loop *l, int fd, uint64_t user_data) {
     for (int round = 0; round < CB_ROUNDS_PER_SOCKET; round++) {
@@ -356,6 +489,12 @@ int cb_submit_and_wait(cb_loop *l, uint64_t timeout_ns) {
             }
         } else if (w.kind == CB_RECEIVE) {
             receive(l, fd, w.user_data);
+        } else if (w.kind == CB_ACCEPT) {
+            accept_ready(l, fd, w.user_data);
+        } else if (w.kind == CB_STREAM) {
+            uint32_t ev = l->events[i].events;
+            if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) stream_writable(l, fd);
+            if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) stream_receive(l, fd, w.user_data);
         }
     }
     return n;

@@ -7,6 +7,7 @@
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <string.h>
@@ -111,4 +112,45 @@ int cu_udp_recv(int fd, void *buf, size_t cap, cu_addr *from, int timeout_ms) {
     if (n < 0) return -errno;
     if (from) cu_addr_from_name(&storage, len, from);
     return (int)n;
+}
+
+// MARK: - Stream sockets
+
+int cu_tcp_listener(const cu_addr *bind_addr, int options, int backlog) {
+    socklen_t len = cu_addr_length(bind_addr);
+    if (len == 0) return -EAFNOSUPPORT;
+    int domain = bind_addr->sa.sa_family;
+    int fd = socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) goto fail;
+    if ((options & CU_SO_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) goto fail;
+    if (domain == AF_INET6 && (options & CU_SO_V6ONLY) &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+        goto fail;
+    if (bind(fd, &bind_addr->sa, len) < 0) goto fail;
+    if (listen(fd, backlog > 0 ? backlog : 1024) < 0) goto fail;
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    return -e;
+}
+
+int cu_peer_address(int fd, cu_addr *out) {
+    memset(out, 0, sizeof(*out));
+    socklen_t len = sizeof(*out);
+    if (getpeername(fd, &out->sa, &len) < 0) return -errno;
+    return 0;
+}
+
+int cu_stream_configure(int fd) {
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) return -errno;
+    return 0;
+}
+
+int cu_stream_close(int fd) {
+    shutdown(fd, SHUT_RDWR);
+    return close(fd) < 0 ? -errno : 0;
 }

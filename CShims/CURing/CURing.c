@@ -207,6 +207,32 @@ int cu_prep_recv_multishot(cu_ring *r, int fd, uint64_t user_data) {
     return 0;
 }
 
+int cu_prep_accept_multishot(cu_ring *r, int fd, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int cu_prep_stream_recv_multishot(cu_ring *r, int fd, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = CU_BUFFER_GROUP;
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int cu_prep_stream_send(cu_ring *r, int fd, const void *bytes, uint32_t length, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_send(sqe, fd, bytes, length, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
 int cu_prep_cancel(cu_ring *r, uint64_t cancel_user_data, uint64_t user_data) {
     struct io_uring_sqe *sqe = next_sqe(r);
     if (!sqe) return -EBUSY;
@@ -341,7 +367,13 @@ uint32_t cu_reap(cu_ring *r, cu_completion *out, uint32_t max) {
             if (cqes[i]->flags & IORING_CQE_F_BUFFER) {
                 c->has_buffer = 1;
                 c->buffer_id = (uint16_t)(cqes[i]->flags >> IORING_CQE_BUFFER_SHIFT);
-                if (c->buffer_id < r->buffer_count && c->res > 0) decode_receive(r, c);
+                if ((c->user_data >> 56) == CU_KIND_STREAM_RECEIVE) {
+                    // A stream receive: the bytes are at offset 0 of the buffer, nothing to decode.
+                    c->payload_length = c->res > 0 ? (uint32_t)c->res : 0;
+                    c->valid = 1;
+                } else if (c->buffer_id < r->buffer_count && c->res > 0) {
+                    decode_receive(r, c);
+                }
             }
         }
         io_uring_cq_advance(&r->ring, got);

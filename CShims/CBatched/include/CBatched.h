@@ -35,6 +35,15 @@ int cb_unwatch(cb_loop *loop, int fd);
 // One-shot readability of `fd` (a wake-up eventfd): one completion, then re-arm. 0 or -errno.
 int cb_poll_in(cb_loop *loop, int fd, uint64_t user_data);
 
+// Streams (TURN over TCP/TLS). cb_watch_accept: completions with res = an accepted fd (or -errno)
+// while `fd` (a listener, made non-blocking here) is watched. cb_watch_stream: one completion per
+// recv into a free slot, bytes at offset 0, payload_length = res; res 0 (end of stream) or an error
+// ends the watch. cb_stream_send: send now, or when the socket is writable again; exactly one
+// completion (bytes sent, -errno, or -ECANCELED after cb_unwatch); -EBUSY while one is pending.
+int cb_watch_accept(cb_loop *loop, int fd, uint64_t user_data);
+int cb_watch_stream(cb_loop *loop, int fd, uint64_t user_data);
+int cb_stream_send(cb_loop *loop, int fd, const void *bytes, uint32_t length, uint64_t user_data);
+
 uint32_t cb_send_slot_count(const cb_loop *loop);
 struct iovec *cb_send_iovecs(cb_loop *loop, uint32_t slot);
 // Queues sendmsg(fd, dest, iovecs of `slot`) (UDP_SEGMENT `gso_size` when != 0); it is sent by the

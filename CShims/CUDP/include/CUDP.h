@@ -95,6 +95,24 @@ int cu_steer_by_source_ip(int fd, int family, uint32_t group_size);
 // The locally bound address of `fd`; 0 or -errno (-EAFNOSUPPORT when it is not an IP socket).
 int cu_local_address(int fd, cu_addr *out);
 int cu_close(int fd);
+
+// MARK: - Stream sockets (TURN over TCP and TLS)
+
+// The user data kind (top byte of a completion's user_data) of a stream receive. Both backends
+// put a stream receive's bytes at offset 0 of the slot (no header, name or control: a stream has
+// none), `payload_length` = res; a receive of 0 bytes is the peer's end of stream.
+#define CU_KIND_STREAM_RECEIVE 6u
+
+// A TCP listening socket bound to `bind_addr` (CU_SO_REUSEPORT: one per worker, the kernel spreads
+// connections across them; CU_SO_V6ONLY), SO_REUSEADDR, listening with `backlog`. fd or -errno.
+int cu_tcp_listener(const cu_addr *bind_addr, int options, int backlog);
+// The remote address of a connected socket (getpeername). 0 or -errno.
+int cu_peer_address(int fd, cu_addr *out);
+// An accepted client connection's options: TCP_NODELAY (a relay forwards each message at once).
+int cu_stream_configure(int fd);
+// Ends a connection for good: shutdown(SHUT_RDWR) wakes any receive or send still pending on it
+// (they complete with end of stream or EPIPE), then close.
+int cu_stream_close(int fd);
 // A non-blocking, close-on-exec eventfd; fd or -errno.
 int cu_eventfd(void);
 // Names the calling thread (first 15 bytes).

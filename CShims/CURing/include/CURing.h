@@ -38,6 +38,14 @@ void cu_buffers_return(cu_ring *ring, const uint16_t *ids, uint32_t count);
 
 // Arms a multishot recvmsg on `fd` drawing from the provided buffer ring.
 int cu_prep_recv_multishot(cu_ring *ring, int fd, uint64_t user_data);
+// Arms a multishot accept on the TCP listener `fd`: one completion per connection, res = its fd.
+int cu_prep_accept_multishot(cu_ring *ring, int fd, uint64_t user_data);
+// Arms a multishot recv on the stream socket `fd` drawing from the provided buffer ring; the bytes
+// land at offset 0 of the buffer (`user_data`'s kind must be CU_KIND_STREAM_RECEIVE so cu_reap
+// does not decode them as a recvmsg).
+int cu_prep_stream_recv_multishot(cu_ring *ring, int fd, uint64_t user_data);
+// send(fd, bytes, length, MSG_NOSIGNAL); `bytes` must stay untouched until the completion.
+int cu_prep_stream_send(cu_ring *ring, int fd, const void *bytes, uint32_t length, uint64_t user_data);
 // Cancels the request carrying `user_data` (its completion arrives with -ECANCELED).
 int cu_prep_cancel(cu_ring *ring, uint64_t cancel_user_data, uint64_t user_data);
 // One-shot POLLIN on `fd` (a wake-up eventfd).

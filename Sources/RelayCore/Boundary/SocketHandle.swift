@@ -2,10 +2,14 @@ import STUN
 
 /// Names a socket between the core and the shell without the core knowing file descriptors.
 ///
-/// `listener(.ipv4)` and `listener(.ipv6)` are the TURN port sockets of one worker. Every other
-/// handle names an allocation (relay) socket; the core chooses these handles itself (a dense index,
-/// so the shell can keep its per-socket state in an array indexed by `allocationIndex`) and asks the
-/// shell to open them with a `SocketRequest`.
+/// `listener(.ipv4)` and `listener(.ipv6)` are the UDP TURN port sockets of one worker.
+/// `connection(index:)` names a client's stream connection (TCP or TLS over TCP, RFC 8656 §3.1)
+/// that the shell accepted: the shell chooses these (a dense index of its own, top bit set) and
+/// hands the core the messages it framed from the stream with that handle as their socket; what
+/// the core sends to that handle the shell writes to the stream. Every other handle names an
+/// allocation (relay) socket; the core chooses these handles itself (a dense index, so the shell
+/// can keep its per-socket state in an array indexed by `allocationIndex`) and asks the shell to
+/// open them with a `SocketRequest`.
 public struct SocketHandle: Hashable, Sendable {
     public var raw: UInt32
 
@@ -19,10 +23,23 @@ public struct SocketHandle: Hashable, Sendable {
         SocketHandle(raw: UInt32(index) + 2)
     }
 
+    /// The top bit marks a stream connection's handle.
+    public static let connectionBit: UInt32 = 0x8000_0000
+
+    @inlinable public static func connection(index: Int) -> SocketHandle {
+        SocketHandle(raw: connectionBit | UInt32(truncatingIfNeeded: index))
+    }
+
     @inlinable public var isListener: Bool { raw < 2 }
 
-    /// The dense index of an allocation socket, or nil for a listener.
-    @inlinable public var allocationIndex: Int? { raw < 2 ? nil : Int(raw - 2) }
+    /// A client's stream connection (TCP or TLS), accepted by the shell.
+    @inlinable public var isConnection: Bool { raw & Self.connectionBit != 0 }
+
+    /// The shell's dense index of a stream connection, or nil.
+    @inlinable public var connectionIndex: Int? { isConnection ? Int(raw & ~Self.connectionBit) : nil }
+
+    /// The dense index of an allocation socket, or nil for a listener or a connection.
+    @inlinable public var allocationIndex: Int? { raw < 2 || raw & Self.connectionBit != 0 ? nil : Int(raw - 2) }
 }
 
 /// What the core asks the shell to do with sockets. The shell answers every `.open` with

@@ -17,7 +17,7 @@ extension Server {
             statistics.drops.malformed &+= 1
             return
         }
-        let client = ClientSocket(datagram.source)
+        let client = ClientSocket(datagram.source, receivedOn: datagram.socket)
         switch message.type.messageClass {
         case .request:
             handleRequest(message, from: client, now: now, out: out)

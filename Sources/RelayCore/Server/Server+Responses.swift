@@ -242,7 +242,7 @@ extension Server {
             return true
         }
         if let maxLength, length > maxLength { return false }
-        out.commitArena(socket: .listener(client.address.family), destination: client.address, length: length)
+        out.commitArena(socket: client.via, destination: client.address, length: length)
         if cache ?? (signer != nil) {
             transactions.insert(TransactionKey(client: client, transactionID: transactionID),
                                 response: UnsafeRawBufferPointer(start: base, count: length), now: now)
@@ -256,7 +256,7 @@ extension Server {
             return
         }
         bytes.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
-        out.commitArena(socket: .listener(client.address.family), destination: client.address, length: bytes.count)
+        out.commitArena(socket: client.via, destination: client.address, length: bytes.count)
     }
 
     /// RFC 8656 §11.3: "If relaying is permitted but no channel is bound to the peer, then the
@@ -294,7 +294,7 @@ extension Server {
         (datagram.bytes + datagram.length).initializeMemory(as: UInt8.self, repeating: 0, count: padding)
         start.storeBytes(of: UInt16(messageLength).bigEndian, toByteOffset: 2, as: UInt16.self)
         let sent = out.append(OutboundDatagram(
-            socket: .listener(client.address.family), destination: client.address, bytes: UnsafeRawPointer(start),
+            socket: client.via, destination: client.address, bytes: UnsafeRawPointer(start),
             length: prefix + datagram.length + padding, origin: .received(bufferID: datagram.bufferID)))
         guard sent else {
             statistics.drops.outputFull &+= 1

@@ -122,6 +122,16 @@ public final class Server {
         handleSocketOpened(handle, result: result, now: now, out: out)
     }
 
+    /// The shell closed (or lost) the stream connection `handle` (TCP or TLS), whose client is at
+    /// `client`. The allocation made over it ends now, with its permissions, channels and relayed
+    /// addresses: RFC 8656 names an allocation by its 5-tuple, whose transport here is that
+    /// connection, so no later request can name it, and nothing could reach the client to relay to.
+    public func connectionClosed(_ handle: SocketHandle, client: TransportAddress, now: Instant, into out: OutboundBatch) {
+        guard handle.isConnection, let id = allocations.id(of: ClientSocket(client, receivedOn: handle)) else { return }
+        deleteAllocation(id, now: now, out: out)
+        statistics.allocationsEndedByConnectionClose &+= 1
+    }
+
     /// Expires allocations, permissions, channels and reservations due at or before `now`.
     public func handleTimeout(now: Instant, into out: OutboundBatch) {
         while let target = timers.popExpired(now: now) {
@@ -217,7 +227,7 @@ public final class Server {
             return
         }
         // One lookup: the channel is keyed by the client's 5-tuple and the channel number.
-        let client = ClientSocket(datagram.source)
+        let client = ClientSocket(datagram.source, receivedOn: datagram.socket)
         guard let channel = peers.channel(ChannelKey(client: client, number: ChannelNumber(frame.channel))), channel.isBound else {
             if allocations.id(of: client) == nil {
                 statistics.drops.noAllocation &+= 1
@@ -284,7 +294,7 @@ public final class Server {
         let header = datagram.bytes - ChannelData.headerLength
         ChannelData.writeHeader(to: header, channel: channel.number.rawValue, payloadLength: UInt16(datagram.length))
         let sent = out.append(OutboundDatagram(
-            socket: .listener(entry.client.address.family), destination: entry.client.address,
+            socket: entry.client.via, destination: entry.client.address,
             bytes: UnsafeRawPointer(header), length: datagram.length + ChannelData.headerLength,
             origin: .received(bufferID: datagram.bufferID)))
         guard sent else {

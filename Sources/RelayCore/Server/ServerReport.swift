@@ -22,7 +22,7 @@ extension MetricFamily {
         help: "Allocations whose relay sockets are open, by relayed address family (a dual-stack allocation counts in both).")
     static let allocationsCreated = MetricFamily("relay_allocations_created_total", .counter, help: "Allocations created.")
     static let allocationsEnded = MetricFamily(
-        "relay_allocations_ended_total", .counter, labels: ["reason"], help: "Allocations ended: expired, or deleted by a Refresh with lifetime 0.")
+        "relay_allocations_ended_total", .counter, labels: ["reason"], help: "Allocations ended: expired, deleted by a Refresh with lifetime 0, or ended with the TCP/TLS connection they were made over.")
     static let bindFailures = MetricFamily(
         "relay_allocation_bind_failures_total", .counter, help: "Allocations refused because no relay port could be bound.")
     static let responses = MetricFamily(
@@ -62,6 +62,7 @@ extension ServerReport {
             F.allocationsCreated.series { $0.statistics.allocationsCreated },
             F.allocationsEnded.series("expired") { $0.statistics.allocationsExpired },
             F.allocationsEnded.series("deleted") { $0.statistics.allocationsDeleted },
+            F.allocationsEnded.series("connection_closed") { $0.statistics.allocationsEndedByConnectionClose },
             F.bindFailures.series { $0.statistics.bindFailures },
 
             F.responses.series("success", "none") { $0.statistics.responses.success },

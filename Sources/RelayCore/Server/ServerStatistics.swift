@@ -113,6 +113,8 @@ public struct ServerStatistics: Sendable, Equatable {
     public var allocationsCreated = 0
     public var allocationsExpired = 0
     public var allocationsDeleted = 0
+    /// Allocations ended because the stream connection (TCP/TLS) they were made over closed.
+    public var allocationsEndedByConnectionClose = 0
     public var bindFailures = 0
     /// Permissions deleted by a reload whose peer policy denies their peer (`Server.reload`).
     public var permissionsRevokedByPolicy = 0

@@ -21,6 +21,11 @@ struct BatchedSyscallBackend: IOBackend {
     @inline(__always) func armReceive(fd: Int32, userData: UInt64) -> Bool { cb_watch(loop, fd, userData) == 0 }
     func cancelReceive(fd: Int32, userData: UInt64) { _ = cb_unwatch(loop, fd) }
     func pollIn(fd: Int32, userData: UInt64) { _ = cb_poll_in(loop, fd, userData) }
+    func armAccept(fd: Int32, userData: UInt64) -> Bool { cb_watch_accept(loop, fd, userData) == 0 }
+    func armStreamReceive(fd: Int32, userData: UInt64) -> Bool { cb_watch_stream(loop, fd, userData) == 0 }
+    func sendStream(fd: Int32, bytes: UnsafeRawPointer, length: Int, userData: UInt64) -> Bool {
+        cb_stream_send(loop, fd, bytes, UInt32(clamping: length), userData) == 0
+    }
     @inline(__always) func sendIovecs(_ slot: Int) -> UnsafeMutablePointer<iovec>? {
         cb_send_iovecs(loop, UInt32(truncatingIfNeeded: slot))
     }

@@ -23,6 +23,18 @@ protocol IOBackend {
     /// One completion carrying `userData` when `fd` becomes readable.
     func pollIn(fd: Int32, userData: UInt64)
 
+    // Streams (TURN over TCP/TLS; the worker's `Streams` part).
+    /// Starts delivering connections accepted on the TCP listener `fd` (res = the new fd) as
+    /// completions carrying `userData`, until one arrives without `CU_CQE_F_MORE`.
+    func armAccept(fd: Int32, userData: UInt64) -> Bool
+    /// Starts delivering what arrives on the stream socket `fd`, each chunk in a receive slot at
+    /// offset 0 (`payload_length` bytes; res 0 is the end of the stream), until a completion
+    /// without `CU_CQE_F_MORE`. `userData`'s kind is `CU_KIND_STREAM_RECEIVE`.
+    func armStreamReceive(fd: Int32, userData: UInt64) -> Bool
+    /// Sends `length` bytes at `bytes` on the stream socket `fd` (untouched until the one
+    /// completion, res = bytes sent or -errno). One at a time per socket.
+    func sendStream(fd: Int32, bytes: UnsafeRawPointer, length: Int, userData: UInt64) -> Bool
+
     func sendIovecs(_ slot: Int) -> UnsafeMutablePointer<iovec>?
     /// Queues sendmsg of `slot`'s first `count` iovecs; false when it cannot be queued.
     func prepareSend(slot: Int, fd: Int32, destination: inout cu_addr, count: Int, segmentSize: UInt16,

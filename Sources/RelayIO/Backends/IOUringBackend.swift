@@ -25,6 +25,13 @@ struct IOUringBackend: IOBackend {
     }
     func cancelReceive(fd: Int32, userData: UInt64) { _ = cu_prep_cancel(ring, userData, UserData.cancel) }
     func pollIn(fd: Int32, userData: UInt64) { _ = cu_prep_poll_in(ring, fd, userData) }
+    func armAccept(fd: Int32, userData: UInt64) -> Bool { cu_prep_accept_multishot(ring, fd, userData) == 0 }
+    func armStreamReceive(fd: Int32, userData: UInt64) -> Bool {
+        cu_prep_stream_recv_multishot(ring, fd, userData) == 0
+    }
+    func sendStream(fd: Int32, bytes: UnsafeRawPointer, length: Int, userData: UInt64) -> Bool {
+        cu_prep_stream_send(ring, fd, bytes, UInt32(clamping: length), userData) == 0
+    }
     @inline(__always) func sendIovecs(_ slot: Int) -> UnsafeMutablePointer<iovec>? {
         cu_send_iovecs(ring, UInt32(truncatingIfNeeded: slot))
     }

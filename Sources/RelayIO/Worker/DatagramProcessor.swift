@@ -1,4 +1,5 @@
 import RelayCore
+import STUN
 
 /// What a worker drives: the TURN core, or (in tests and the benchmark's baseline) a plain forwarder.
 ///
@@ -16,6 +17,10 @@ public protocol DatagramProcessor: AnyObject, SendableMetatype {
     func handleTimeout(now: Instant, into out: OutboundBatch)
     /// The earliest instant `handleTimeout` has work, or nil.
     func nextTimeout() -> Instant?
+    /// The stream connection `handle` (TCP/TLS) closed; `client` was its remote address. Messages
+    /// already received from it have been processed; nothing more will arrive from it, and what is
+    /// sent to it afterwards is dropped.
+    func connectionClosed(_ handle: SocketHandle, client: TransportAddress, now: Instant, into out: OutboundBatch)
     /// Stop accepting new work (allocations); existing work continues. Called once, on SIGTERM/SIGINT.
     func drain(now: Instant, into out: OutboundBatch)
     /// A configuration update posted to the worker's `ReloadMailbox`, on the worker's thread, at
@@ -28,6 +33,7 @@ public protocol DatagramProcessor: AnyObject, SendableMetatype {
 }
 
 extension DatagramProcessor {
+    public func connectionClosed(_ handle: SocketHandle, client: TransportAddress, now: Instant, into out: OutboundBatch) {}
     public func drain(now: Instant, into out: OutboundBatch) {}
     public func report(now: Instant) -> (any Sendable)? { nil }
 }

@@ -13,11 +13,16 @@ extension Worker {
     /// socket, destination and length (the last may be shorter) becomes one sendmsg whose iovecs
     /// point at each datagram where it lies (receive buffers or transmit buffers) with a
     /// UDP_SEGMENT cmsg of that length: the kernel builds one GSO packet and segments it late.
-    func submitSends() {
+    func submitSends(now: Instant) {
         let d = batch.datagrams
         var i = 0
         while i < d.count {
             let first = d[i]
+            if first.socket.isConnection {
+                writeToConnection(first, now: now)
+                i += 1
+                continue
+            }
             var j = i + 1
             if gsoEnabled && first.length > 0 && first.length <= gsoMaxSegment {
                 var total = first.length
@@ -37,6 +42,21 @@ extension Worker {
         }
     }
 
+    /// Copies a datagram into a transmit buffer (arena datagrams, staged stream messages).
+    @inline(__always) func copyToTransmit(_ datagram: OutboundDatagram) -> (UnsafeMutableRawPointer, Int)? {
+        guard datagram.length >= 0, datagram.length <= tx.slotBytes else {
+            statistics.droppedOversize &+= 1
+            return nil
+        }
+        guard let t = tx.take() else {
+            statistics.droppedTransmitBuffersFull &+= 1
+            return nil
+        }
+        let copy = tx.slot(t)
+        copy.copyMemory(from: datagram.bytes, byteCount: datagram.length)
+        return (copy, t)
+    }
+
     func submitRun(_ d: UnsafeBufferPointer<OutboundDatagram>, from: Int, to: Int) {
         let first = d[from]
         let fd = fd(for: first.socket)
@@ -54,6 +74,11 @@ extension Worker {
             let datagram = d[k]
             let reference: UInt32
             switch datagram.origin {
+            case .received(Self.stagedBufferID):
+                // A message framed from a stream: its staging area is reused after this batch.
+                guard let (copy, t) = copyToTransmit(datagram) else { continue }
+                reference = SendTable.transmitBit | UInt32(t)
+                iov[n] = iovec(iov_base: copy, iov_len: datagram.length)
             case .received(let id):
                 let buffer = Int(id)
                 guard buffer < rx.count, rx.holders[buffer] > 0,
@@ -65,16 +90,7 @@ extension Worker {
                 reference = UInt32(buffer)
                 iov[n] = iovec(iov_base: UnsafeMutableRawPointer(mutating: datagram.bytes), iov_len: datagram.length)
             case .arena:
-                guard datagram.length >= 0, datagram.length <= tx.slotBytes else {
-                    statistics.droppedOversize &+= 1
-                    continue
-                }
-                guard let t = tx.take() else {
-                    statistics.droppedTransmitBuffersFull &+= 1
-                    continue
-                }
-                let copy = tx.slot(t)
-                copy.copyMemory(from: datagram.bytes, byteCount: datagram.length)
+                guard let (copy, t) = copyToTransmit(datagram) else { continue }
                 reference = SendTable.transmitBit | UInt32(t)
                 iov[n] = iovec(iov_base: copy, iov_len: datagram.length)
             }

@@ -50,6 +50,22 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
     var drained = false
     var lastPublish: UInt64 = 0
 
+    // Streams (TURN over TCP/TLS, `Worker+Streams`).
+    var streamListeners: [(fd: Int32, transport: StreamTransport, armed: Bool)] = []
+    /// Indexed by `SocketHandle.connectionIndex`.
+    var connections: [StreamConnection] = []
+    var freeConnections: [Int] = []
+    var openConnections = 0
+    var openPerSource: [IPAddress: Int] = [:]
+    var connectionsToFlush: [Int] = []
+    var pendingStreamRearm: [Int] = []
+    var lastStreamSweep: UInt64 = 0
+    /// Framed stream messages waiting for the core (each with headroom and tailroom); emptied
+    /// after every `process` call.
+    let staging: UnsafeMutableRawPointer
+    let stagingCapacity: Int
+    var stagingUsed = 0
+
     struct SocketEntry {
         var fd: Int32 = -1
         var generation: UInt16 = 0
@@ -58,7 +74,8 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
     }
 
     init(configuration: WorkerConfiguration, listeners: [(SocketHandle, Int32)], processor: P, clock: RelayClock,
-         control: WorkerControl, reloads: ReloadMailbox<P.Reload>.Receiver? = nil) throws(RelayIOError) {
+         control: WorkerControl, reloads: ReloadMailbox<P.Reload>.Receiver? = nil,
+         streamListeners: [(fd: Int32, transport: StreamTransport)] = []) throws(RelayIOError) {
         self.configuration = configuration
         self.processor = processor
         self.clock = clock
@@ -87,16 +104,26 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         for (handle, fd) in listeners where handle.raw < 2 {
             sockets[Int(handle.raw)].fd = fd
         }
+        self.streamListeners = streamListeners.map { ($0.fd, $0.transport, false) }
+        stagingCapacity = streamListeners.isEmpty ? 16 : max(256 * 1024, 2 * (configuration.streams.maxMessageBytes + 96))
+        staging = .allocate(byteCount: stagingCapacity, alignment: 16)
     }
 
     deinit {
         for entry in sockets where entry.fd >= 0 { _ = cu_close(entry.fd) }
+        for c in connections where c.fd >= 0 { _ = cu_stream_close(c.fd) }
+        for listener in streamListeners { _ = cu_close(listener.fd) }
         // Tearing the backend down ends every request still using the buffers; only then free them.
         backend.shutdown()
         inbound.deinitialize(count: inboundCount)
         inbound.deallocate()
         heldBuffers.deallocate()
         completions.deallocate()
+        staging.deallocate()
+        for i in connections.indices {
+            connections[i].pending.release()
+            connections[i].sending.release()
+        }
     }
 
     public var currentStatistics: WorkerStatistics {
@@ -114,6 +141,7 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
     func run() {
         armWake()
         for raw in 0..<2 where sockets[raw].fd >= 0 { arm(UInt32(raw)) }
+        armStreamListeners()
         while true {
             let flags = control.flags
             if flags & WorkerControl.stopFlag != 0 { break }
@@ -140,8 +168,14 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
             }
             rx.flushReturns(backend)
             rearmPending()
+            if !streamListeners.isEmpty {
+                rearmStreams()
+                sweepStreams(now: now)
+                flushStreams()
+            }
             publishStatistics(now: now)
         }
+        closeAllConnections(now: clock.now())
         // Collect what already completed so the final statistics show buffers returned.
         _ = backend.submitAndWait(0)
         reapAll()
@@ -186,6 +220,9 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         switch UserData.kind(c.user_data) {
         case UserData.receiveKind: handleReceive(c)
         case UserData.sendKind: handleSendCompletion(c)
+        case UserData.streamReceiveKind: handleStreamReceive(c, now: clock.now())
+        case UserData.streamSendKind: handleStreamSendCompletion(c, now: clock.now())
+        case UserData.acceptKind: handleAccept(c, now: clock.now())
         case UserData.wakeKind:
             var value: UInt64 = 0
             _ = read(control.wakeFD, &value, 8)
@@ -317,9 +354,11 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
             inboundCount = 0
         }
         flushOutbound(now: now)
-        // Sends took their own holds on the buffers they point into; drop the batch's.
+        // Sends took their own holds on the buffers they point into (or copied staged messages);
+        // drop the batch's.
         for i in 0..<heldCount { rx.release(heldBuffers[i]) }
         heldCount = 0
+        stagingUsed = 0
         rx.flushReturns(backend)
     }
 
@@ -341,9 +380,10 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
             }
             i += 1
         }
-        submitSends()
+        submitSends(now: now)
         statistics.droppedBatchFull &+= UInt64(batch.droppedFull)
         batch.reset()
+        flushStreams()
     }
 
     /// Hands `batch.routeChanges[start...]` to the route sink; returns the new end.

@@ -55,6 +55,8 @@ public struct WorkerConfiguration: Sendable {
     /// Where the core's route changes go (the XDP fast path); nil: they are ignored, and the
     /// core is only asked for them (`ServerConfiguration.emitsChannelRoutes`) when this is set.
     public var routeSink: (any ChannelRouteSink)?
+    /// TURN over TCP and TLS: the stream listeners and their connections' bounds (off by default).
+    public var streams = StreamSettings()
     /// SO_NO_CHECK on every socket, which makes the kernel refuse GSO: tests use it to exercise
     /// the fallback to one sendmsg per datagram.
     var disableChecksumsForTesting = false

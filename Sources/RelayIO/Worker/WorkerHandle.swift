@@ -56,9 +56,29 @@ public final class WorkerHandle: Sendable {
                 addresses.append(bound)
             }
         }
+        // Stream listeners (TURN over TCP and TLS), one per worker per address and port, like the
+        // UDP ones (SO_REUSEPORT spreads connections across the workers).
+        var streamListeners: [(fd: Int32, transport: StreamTransport)] = []
+        var streamPorts: [(UInt16, StreamTransport)] = []
+        if let port = configuration.streams.tcpPort { streamPorts.append((port, .tcp)) }
+        if let port = configuration.streams.tlsPort, configuration.streams.tls != nil { streamPorts.append((port, .tls)) }
+        for (port, transport) in streamPorts {
+            for (_, ip) in binds {
+                var address = cu_addr(ip: ip, port: port)
+                let options = Int32(CU_SO_REUSEPORT.rawValue) | Int32(CU_SO_V6ONLY.rawValue)
+                let fd = cu_tcp_listener(&address, options, configuration.streams.backlog)
+                guard fd >= 0 else {
+                    closeAll()
+                    for l in streamListeners { _ = cu_close(l.fd) }
+                    throw .socket(TransportAddress(ip: ip, port: port), errno: -fd)
+                }
+                streamListeners.append((fd, transport))
+            }
+        }
         let wake = cu_eventfd()
         guard wake >= 0 else {
             closeAll()
+            for l in streamListeners { _ = cu_close(l.fd) }
             throw .eventfd(errno: -wake)
         }
         let control = WorkerControl(wakeFD: wake)
@@ -67,6 +87,7 @@ public final class WorkerHandle: Sendable {
         let started = DispatchSemaphore(value: 0)
         let startError = Mutex<RelayIOError?>(nil)
         let sendableListeners = listeners.map { SendableListener(handle: $0.0, fd: $0.1) }
+        let sendableStreamListeners = streamListeners.map { SendableStreamListener(fd: $0.fd, transport: $0.transport) }
         let thread: pthread_t
         do throws(RelayIOError) {
             thread = try spawnThread {
@@ -77,9 +98,11 @@ public final class WorkerHandle: Sendable {
                         worker = try Worker(configuration: configuration,
                                             listeners: sendableListeners.map { ($0.handle, $0.fd) },
                                             processor: makeProcessor(context), clock: clock, control: control,
-                                            reloads: receiver)
+                                            reloads: receiver,
+                                            streamListeners: sendableStreamListeners.map { ($0.fd, $0.transport) })
                     } catch {
                         for l in sendableListeners { _ = cu_close(l.fd) }
+                        for l in sendableStreamListeners { _ = cu_close(l.fd) }
                         startError.withLock { $0 = error }
                         started.signal()
                         return
@@ -94,6 +117,7 @@ public final class WorkerHandle: Sendable {
             }
         } catch {
             closeAll()
+            for l in streamListeners { _ = cu_close(l.fd) }
             throw error
         }
         started.wait()

@@ -47,6 +47,8 @@ public struct WorkerStatistics: Sendable, Equatable {
     public var receiveBuffersInKernel: Int = 0
     public var transmitBuffersFree: Int = 0
     public var sendsInFlight: Int = 0
+    /// TURN over TCP and TLS: connections, bytes, framing, backpressure, TLS handshakes.
+    public var streams = StreamStatistics()
 
     public init() {}
 }
@@ -111,7 +113,7 @@ extension WorkerStatistics {
             F.drops.series("oversize", value: { $0.droppedOversize }),
             F.drops.series("unknown_socket", value: { $0.droppedUnknownSocket }),
             F.drops.series("invalid_outbound", value: { $0.droppedInvalidOutbound }),
-        ]
+        ] + StreamStatistics.metrics
     }()
 
     /// The sum over workers of every series of `family` (e.g. every drop reason).

@@ -6,6 +6,12 @@ struct SendableListener: Sendable {
     var fd: Int32
 }
 
+/// A stream listener's descriptor and transport, handed to the worker thread.
+struct SendableStreamListener: Sendable {
+    let fd: Int32
+    let transport: StreamTransport
+}
+
 final class ThreadBody: @unchecked Sendable {
     let run: @Sendable () -> Void
     init(_ run: @escaping @Sendable () -> Void) { self.run = run }

@@ -1,11 +1,26 @@
 import STUN
 
 /// The client's side of the 5-tuple as the server sees it (RFC 8656 §2: "the client's
-/// server-reflexive transport address"). The server's side is the listener of the same family and
-/// the transport is always UDP, so this address alone names the 5-tuple.
+/// server-reflexive transport address"), and what it reached the server through: `via` is the UDP
+/// listener of the address's family, or the stream connection (TCP/TLS) it arrived on. The
+/// listener's address and the transport follow from `via`, so the pair names the 5-tuple: a
+/// client at the same address and port over UDP and over TCP has two 5-tuples, two allocations.
+/// Everything sent to the client goes to `via`.
 public struct ClientSocket: Hashable, Sendable {
     public var address: TransportAddress
-    @inlinable public init(_ address: TransportAddress) { self.address = address }
+    public var via: SocketHandle
+    /// A client over UDP (the listener of its address's family).
+    @inlinable public init(_ address: TransportAddress) {
+        self.address = address
+        self.via = .listener(address.family)
+    }
+    /// The client of a datagram or stream message received on `socket` from `address`.
+    @inlinable public init(_ address: TransportAddress, receivedOn socket: SocketHandle) {
+        self.address = address
+        self.via = socket.isConnection ? socket : .listener(address.family)
+    }
+    /// True for a client over a stream connection (TCP or TLS).
+    @inlinable public var isStream: Bool { via.isConnection }
 }
 
 /// A peer's transport address, as carried in XOR-PEER-ADDRESS or seen as the source of a datagram

@@ -207,18 +207,19 @@ struct PeerTable {
 
     // MARK: Routes
 
-    /// Whether the kernel fast path may relay `channel`: bound, permitted, not a peer that needs a
-    /// per-datagram check and not one on this host.
+    /// Whether the kernel fast path may relay `channel` of `client`: bound, permitted, not a peer
+    /// that needs a per-datagram check and not one on this host, and a client over UDP (the kernel
+    /// fast path relays datagrams; a client over a stream connection is the shell's to frame).
     @inline(__always)
-    private static func isUsable(_ channel: Channel) -> Bool {
-        channel.isBound && channel.isPermitted && !channel.checksPeer && !channel.peerIsLocal
+    private static func isUsable(_ channel: Channel, client: ClientSocket) -> Bool {
+        channel.isBound && channel.isPermitted && !channel.checksPeer && !channel.peerIsLocal && !client.isStream
     }
 
     /// Brings the route of channel `key` in step with its entry (`nil`: removed): `.up` when it
     /// became usable, `.down` with the value that went up when it stopped, nothing when unchanged.
     private mutating func syncRoute(_ key: ChannelKey, _ channel: Channel?, _ changes: inout [RouteChange]) {
         guard tracksRoutes else { return }
-        if let channel, Self.isUsable(channel) {
+        if let channel, Self.isUsable(channel, client: key.client) {
             guard routes[key] == nil else { return }
             let route = ChannelRoute(client: key.client.address, channel: key.number.rawValue, peer: channel.peer.address,
                                      relaySocket: channel.relayHandle, relayPort: channel.relayPort)
@@ -315,7 +316,7 @@ struct PeerTable {
                 // Routes up == usable bindings, each with the values its `.up` carried.
                 guard tracksRoutes else { continue }
                 let route = routes[ChannelKey(client: entry.client, number: number)]
-                if Self.isUsable(channel) {
+                if Self.isUsable(channel, client: entry.client) {
                     usable += 1
                     let expected = ChannelRoute(client: entry.client.address, channel: number.rawValue, peer: channel.peer.address,
                                                 relaySocket: channel.relayHandle, relayPort: channel.relayPort)
