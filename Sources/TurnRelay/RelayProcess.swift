@@ -158,6 +158,7 @@ struct RelayProcess {
         worker.steerByClientAddress = settings.steerByClientIP
         worker.ioBackend = settings.resolvedIOBackend
         worker.routeSink = xdp
+        worker.streams = settings.streamSettings
         var configured = settings.serverConfiguration
         // The core emits route changes only when something applies them.
         configured.emitsChannelRoutes = xdp != nil
@@ -234,8 +235,13 @@ struct RelayProcess {
         var advertised: [String] = []
         if settings.bindIPv4 != nil, let ip = settings.publicIPv4 { advertised.append(ip.description) }
         if settings.bindIPv6 != nil, let ip = settings.publicIPv6 { advertised.append(ip.description) }
+        let streams = runtime.workers.first?.streamListenerAddresses ?? []
+        let tcp = streams.filter { $0.transport == .tcp }.map(\.address.description)
+        let tls = streams.filter { $0.transport == .tls }.map(\.address.description)
         logger.notice("turn-relay listening", metadata: [
             "udp": "\(listening.joined(separator: ", "))",
+            "tcp": "\(tcp.isEmpty ? "off" : tcp.joined(separator: ", "))",
+            "tls": "\(tls.isEmpty ? "off" : tls.joined(separator: ", "))",
             "relay_addresses": "\(advertised.joined(separator: ", "))",
             "relay_ports": "\(settings.portRange.lowerBound)-\(settings.portRange.upperBound)",
             "workers": "\(runtime.workers.count)",

@@ -57,6 +57,18 @@ struct RelaySettings {
     var xdpObject: String
     var xdpIPv4: IPv4Address?
     var xdpIPv6: IPv6Address?
+    /// TURN over TCP on the listen port, and over TLS when a certificate is given.
+    var tcp: Bool
+    var tlsListenPort: UInt16
+    var tlsCertificate: String?
+    var tlsKey: String?
+    var maxConnections: Int
+    var maxConnectionsPerSource: Int
+    var maxTLSHandshakes: Int
+    var tlsHandshakeTimeout: UInt64
+    var streamMessageTimeout: UInt64
+    var streamIdleTimeout: UInt64
+    var streamWriteBuffer: Int
     var operations: OperationsSettings
     /// Set when a portal token is configured (see `PortalSettings`).
     var portal: PortalSettings?
@@ -237,6 +249,37 @@ struct RelaySettings {
         }
         steerByClientIP = o.steerByClientIp || Environment.flag("STEER_BY_CLIENT_IP")
         rfc5766ChannelNumbers = o.rfc5766ChannelNumbers || Environment.flag("RFC5766_CHANNEL_NUMBERS")
+        tcp = !(o.noTcp || Environment.flag("NO_TCP"))
+        tlsListenPort = try o.tlsListenPort ?? Environment.value("TLS_LISTEN_PORT", as: UInt16.self) ?? 5349
+        tlsCertificate = o.tlsCert ?? Environment.string("TLS_CERT")
+        tlsKey = o.tlsKey ?? Environment.string("TLS_KEY")
+        if (tlsCertificate == nil) != (tlsKey == nil) {
+            throw ValidationError("--tls-cert and --tls-key go together (TURN over TLS needs both)")
+        }
+        if tlsCertificate != nil && tlsListenPort == listenPort && !tcp {
+            // Allowed: TLS alone on the listen port's TCP side.
+        } else if tlsCertificate != nil && tlsListenPort == listenPort {
+            throw ValidationError("--tls-listen-port \(tlsListenPort) is the TCP listen port; choose another or pass --no-tcp")
+        }
+        maxConnections = try o.maxConnections ?? Environment.value("MAX_CONNECTIONS", as: Int.self) ?? 10_000
+        maxConnectionsPerSource = try o.maxConnectionsPerSource
+            ?? Environment.value("MAX_CONNECTIONS_PER_SOURCE", as: Int.self) ?? 100
+        maxTLSHandshakes = try o.maxTlsHandshakes ?? Environment.value("MAX_TLS_HANDSHAKES", as: Int.self) ?? 512
+        tlsHandshakeTimeout = try o.tlsHandshakeTimeout ?? Environment.value("TLS_HANDSHAKE_TIMEOUT", as: UInt64.self) ?? 10
+        streamMessageTimeout = try o.streamMessageTimeout ?? Environment.value("STREAM_MESSAGE_TIMEOUT", as: UInt64.self) ?? 10
+        streamIdleTimeout = try o.streamIdleTimeout ?? Environment.value("STREAM_IDLE_TIMEOUT", as: UInt64.self) ?? 900
+        streamWriteBuffer = try o.streamWriteBuffer ?? Environment.value("STREAM_WRITE_BUFFER", as: Int.self) ?? 262_144
+        for (name, value, bounds) in [("--max-connections", maxConnections, 1...10_000_000),
+                                      ("--max-connections-per-source", maxConnectionsPerSource, 1...10_000_000),
+                                      ("--max-tls-handshakes", maxTLSHandshakes, 1...1_000_000),
+                                      ("--stream-write-buffer", streamWriteBuffer, 4096...(64 << 20))]
+        where !bounds.contains(value) {
+            throw ValidationError("\(name) \(value) must be between \(bounds.lowerBound) and \(bounds.upperBound)")
+        }
+        for (name, value) in [("--tls-handshake-timeout", tlsHandshakeTimeout), ("--stream-message-timeout", streamMessageTimeout),
+                              ("--stream-idle-timeout", streamIdleTimeout)] where !(1...86_400).contains(value) {
+            throw ValidationError("\(name) \(value) must be between 1 and 86400 seconds")
+        }
         let backend = (o.ioBackend ?? Environment.string("IO_BACKEND") ?? "auto").lowercased()
         guard let choice = IOBackendChoice(rawValue: backend) else {
             throw ValidationError("--io-backend \(backend) is not one of auto, io-uring, batched-syscalls")
@@ -343,6 +386,23 @@ struct RelaySettings {
 
     /// Outstanding EVEN-PORT reservations per username when `--max-allocations-per-user` is not given.
     static let defaultReservationsPerUser = 10
+
+    /// The stream listeners and bounds of one worker (the process-wide counts divided among the
+    /// workers); `tls` is set by the caller once the certificate is loaded.
+    var streamSettings: StreamSettings {
+        var s = StreamSettings()
+        s.tcpPort = tcp ? listenPort : nil
+        s.tlsPort = tlsCertificate != nil ? tlsListenPort : nil
+        s.maxConnections = max(1, (maxConnections + workers - 1) / workers)
+        s.maxConnectionsPerSource = maxConnectionsPerSource
+        s.maxHandshakes = max(1, (maxTLSHandshakes + workers - 1) / workers)
+        s.handshakeTimeoutNanoseconds = tlsHandshakeTimeout * 1_000_000_000
+        s.messageTimeoutNanoseconds = streamMessageTimeout * 1_000_000_000
+        s.idleTimeoutNanoseconds = streamIdleTimeout * 1_000_000_000
+        s.writeBufferBytes = streamWriteBuffer
+        s.rfc5766ChannelNumbers = rfc5766ChannelNumbers
+        return s
+    }
 
     /// The core's configuration (one worker's port slice is set by the runtime).
     var serverConfiguration: ServerConfiguration {

@@ -159,6 +159,39 @@ struct ServeCommand: ParsableCommand {
     @Flag(help: "Send all traffic of one client IP address to one worker (one client's allocations then share a worker's caches; spreads worse behind NAT). Quotas and EVEN-PORT reservations are process-wide without it. [env: STEER_BY_CLIENT_IP=1]")
     var steerByClientIp = false
 
+    @Flag(help: "Do not listen for TURN over TCP on the listen port (TCP is on by default, as in coturn). [env: NO_TCP=1]")
+    var noTcp = false
+
+    @Option(help: "TCP port for TURN over TLS (turns:), used when --tls-cert and --tls-key are set (default 5349; operators often use 443). [env: TLS_LISTEN_PORT]")
+    var tlsListenPort: UInt16?
+
+    @Option(help: "PEM certificate chain for TURN over TLS (leaf first); re-read on SIGHUP. [env: TLS_CERT]")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert; re-read on SIGHUP. [env: TLS_KEY]")
+    var tlsKey: String?
+
+    @Option(help: "Most TCP and TLS client connections open at once, all workers together (default 10000). [env: MAX_CONNECTIONS]")
+    var maxConnections: Int?
+
+    @Option(help: "Most TCP and TLS client connections open at once from one IP address, per worker (default 100). [env: MAX_CONNECTIONS_PER_SOURCE]")
+    var maxConnectionsPerSource: Int?
+
+    @Option(help: "Most TLS handshakes in progress at once, all workers together (default 512). [env: MAX_TLS_HANDSHAKES]")
+    var maxTlsHandshakes: Int?
+
+    @Option(help: "Seconds a TLS handshake may take (default 10). [env: TLS_HANDSHAKE_TIMEOUT]")
+    var tlsHandshakeTimeout: UInt64?
+
+    @Option(help: "Seconds a message begun on a TCP/TLS connection may take to arrive whole (slowloris; default 10). [env: STREAM_MESSAGE_TIMEOUT]")
+    var streamMessageTimeout: UInt64?
+
+    @Option(help: "Seconds a TCP/TLS connection may stay without any message (default 900). [env: STREAM_IDLE_TIMEOUT]")
+    var streamIdleTimeout: UInt64?
+
+    @Option(help: "Bytes waiting to be sent to one TCP/TLS client; messages beyond are dropped and counted, and a client whose buffer stays full 30 s is closed (default 262144). [env: STREAM_WRITE_BUFFER]")
+    var streamWriteBuffer: Int?
+
     @Flag(name: .customLong("rfc5766-channel-numbers"), help: "Accept RFC 5766 channel numbers 0x4000-0x7FFF (RFC 8656 allows only 0x4000-0x4FFF), for older clients such as coturn's turnutils_uclient. [env: RFC5766_CHANNEL_NUMBERS=1]")
     var rfc5766ChannelNumbers = false
 

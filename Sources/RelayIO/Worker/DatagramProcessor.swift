@@ -19,7 +19,8 @@ public protocol DatagramProcessor: AnyObject, SendableMetatype {
     func nextTimeout() -> Instant?
     /// The stream connection `handle` (TCP/TLS) closed; `client` was its remote address. Messages
     /// already received from it have been processed; nothing more will arrive from it, and what is
-    /// sent to it afterwards is dropped.
+    /// sent to it afterwards is dropped. No default: a wrapper that forgot it would leave the
+    /// connection's allocation alive.
     func connectionClosed(_ handle: SocketHandle, client: TransportAddress, now: Instant, into out: OutboundBatch)
     /// Stop accepting new work (allocations); existing work continues. Called once, on SIGTERM/SIGINT.
     func drain(now: Instant, into out: OutboundBatch)
@@ -33,7 +34,6 @@ public protocol DatagramProcessor: AnyObject, SendableMetatype {
 }
 
 extension DatagramProcessor {
-    public func connectionClosed(_ handle: SocketHandle, client: TransportAddress, now: Instant, into out: OutboundBatch) {}
     public func drain(now: Instant, into out: OutboundBatch) {}
     public func report(now: Instant) -> (any Sendable)? { nil }
 }

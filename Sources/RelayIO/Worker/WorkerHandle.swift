@@ -16,8 +16,12 @@ public final class WorkerHandle: Sendable {
     let thread: pthread_t
     let joined = Mutex(false)
 
+    /// The stream listeners' bound addresses (TURN over TCP and TLS).
+    public let streamListenerAddresses: [(transport: StreamTransport, address: TransportAddress)]
+
     init(index: Int, listenerAddresses: [TransportAddress], listenerSockets: [(family: AddressFamily, fd: Int32)],
-         control: WorkerControl, thread: pthread_t) {
+         control: WorkerControl, thread: pthread_t, streamListenerAddresses: [(StreamTransport, TransportAddress)] = []) {
+        self.streamListenerAddresses = streamListenerAddresses.map { (transport: $0.0, address: $0.1) }
         self.index = index
         self.listenerAddresses = listenerAddresses
         self.listenerSockets = listenerSockets
@@ -62,8 +66,14 @@ public final class WorkerHandle: Sendable {
         var streamPorts: [(UInt16, StreamTransport)] = []
         if let port = configuration.streams.tcpPort { streamPorts.append((port, .tcp)) }
         if let port = configuration.streams.tlsPort, configuration.streams.tls != nil { streamPorts.append((port, .tls)) }
-        for (port, transport) in streamPorts {
-            for (_, ip) in binds {
+        var streamAddresses: [(StreamTransport, TransportAddress)] = []
+        for (requested, transport) in streamPorts {
+            for (handle, ip) in binds {
+                // TCP on "the listen port": with port 0 (tests), the one the UDP listener got.
+                var port = requested
+                if port == 0 && transport == .tcp, let udp = addresses.first(where: { $0.family == (handle == .listener(.ipv4) ? .ipv4 : .ipv6) }) {
+                    port = udp.port
+                }
                 var address = cu_addr(ip: ip, port: port)
                 let options = Int32(CU_SO_REUSEPORT.rawValue) | Int32(CU_SO_V6ONLY.rawValue)
                 let fd = cu_tcp_listener(&address, options, configuration.streams.backlog)
@@ -73,6 +83,10 @@ public final class WorkerHandle: Sendable {
                     throw .socket(TransportAddress(ip: ip, port: port), errno: -fd)
                 }
                 streamListeners.append((fd, transport))
+                var local = cu_addr()
+                if cu_local_address(fd, &local) == 0, let bound = local.transportAddress {
+                    streamAddresses.append((transport, bound))
+                }
             }
         }
         let wake = cu_eventfd()
@@ -127,7 +141,7 @@ public final class WorkerHandle: Sendable {
         }
         let sockets = listeners.map { (family: $0.0 == .listener(.ipv4) ? AddressFamily.ipv4 : .ipv6, fd: $0.1) }
         return WorkerHandle(index: index, listenerAddresses: addresses, listenerSockets: sockets, control: control,
-                            thread: thread)
+                            thread: thread, streamListenerAddresses: streamAddresses)
     }
 
     /// Stop taking new work (the processor's `drain`); relaying continues.

@@ -1,5 +1,6 @@
 import RelayCore
 import RelayIO
+import STUN
 
 /// A TURN `Server` as a worker's processor, plus the histograms the exporter prints: the size of
 /// every datagram handed to the core and the sizes of its batches. Its `report` (asked for by the
@@ -30,6 +31,10 @@ public final class InstrumentedServer: DatagramProcessor {
 
     public func socketOpened(_ handle: SocketHandle, result: SocketOpenResult, now: Instant, into out: OutboundBatch) {
         server.socketOpened(handle, result: result, now: now, into: out)
+    }
+
+    public func connectionClosed(_ handle: SocketHandle, client: TransportAddress, now: Instant, into out: OutboundBatch) {
+        server.connectionClosed(handle, client: client, now: now, into: out)
     }
 
     public func handleTimeout(now: Instant, into out: OutboundBatch) {

@@ -85,6 +85,10 @@ final class EchoProcessor: DatagramProcessor {
         }
     }
 
+    func connectionClosed(_ handle: SocketHandle, client: TransportAddress, now: Instant, into out: OutboundBatch) {
+        events.append("closed \(handle.raw)")
+    }
+
     func socketOpened(_ handle: SocketHandle, result: SocketOpenResult, now: Instant, into out: OutboundBatch) {
         events.append("opened \(handle.raw) \(result)")
     }
