@@ -97,6 +97,19 @@ extension RealClientTests {
                  ipv4: .atLeast(50)),
     ]
 
+    /// TURN over TCP (-t): the client's messages as a stream, relaying still UDP (RFC 8656 §3.1),
+    /// ChannelData padded to a multiple of 4 both ways (§12.5).
+    static let tcpScenarios: [UclientScenario] = [
+        scenario("over TCP: channels (-t)", ["-t"]),
+        scenario("over TCP: Send and Data indications (-t -s)", ["-t", "-s"]),
+        scenario("over TCP: client to client over channels (-t -y)", ["-t", "-y"], messages: 2 * messagesPerSession,
+                 ipv4: .atLeast(2)),
+        scenario("over TCP: 50 clients over channels (-t -m 50)", ["-t", "-m", "50"], messages: 50 * messagesPerSession,
+                 ipv4: .atLeast(50)),
+        scenario("over TCP: RTP/RTCP port pairs of 10 clients (-t -m 10, no -c)", ["-t", "-m", "10"],
+                 messages: 10 * messagesPerSession, ipv4: .atLeast(10), withoutRTCP: false),
+    ]
+
     static let ipv6RelayScenarios: [UclientScenario] = [
         scenario("IPv6 relay (-x), client over IPv4, peer ::1", ["-x"], peer: "::1", ipv4: .none, ipv6: .atLeast(1)),
         scenario("IPv6 relay (-x), client over ::1, peer ::1", ["-x"], server: "::1", peer: "::1", ipv4: .none,
@@ -107,11 +120,13 @@ extension RealClientTests {
 
     static let dualAllocationScenarios: [UclientScenario] = [
         scenario("dual allocation (-Z), peer ::1", ["-Z"], peer: "::1", ipv4: .atLeast(1), ipv6: .atLeast(1)),
+        scenario("over TCP: IPv6 relay (-t -x), client over ::1, peer ::1", ["-t", "-x"], server: "::1", peer: "::1",
+                 ipv4: .none, ipv6: .atLeast(1)),
     ]
 
     /// Every IPv4 scenario: indications, EVEN-PORT/RESERVATION-TOKEN pairs, client to client, channels.
     @Test("turnutils_uclient relays every message with zero loss",
-          arguments: indicationScenarios + portPairScenarios + clientToClientScenarios + channelScenarios)
+          arguments: indicationScenarios + portPairScenarios + clientToClientScenarios + channelScenarios + tcpScenarios)
     func uclientOverIPv4(_ scenario: UclientScenario) throws {
         try runUclientScenario(scenario)
     }

@@ -122,6 +122,27 @@ import STUN
         #expect(h.server.allocationCount == 1)
     }
 
+    @Test func challengesOverStreamsAreNotRateLimited() throws {
+        // The 401/438 limiter stops reflection towards spoofed UDP sources; a TCP client's address
+        // is proven and it does not retransmit, so every one of 50 connections from one address
+        // gets its challenge at once, where UDP from that address gets the limiter's burst.
+        let h = Harness()
+        let request = message(.allocate, id: transactionID(77)) { $0.appendRequestedTransport(17) }
+        var streamAnswers = 0
+        for i in 0..<50 {
+            let sent = h.receive(request, from: Addr.client, on: .connection(index: 100 + i))
+            if let only = sent.only, errorCode(only.bytes) == 401 { streamAnswers += 1 }
+        }
+        #expect(streamAnswers == 50)
+        var udpAnswers = 0
+        for port in 0..<50 {
+            let source = TransportAddress(ip: Addr.client.ip, port: UInt16(41000 + port))
+            if let only = h.receive(request, from: source).only, errorCode(only.bytes) == 401 { udpAnswers += 1 }
+        }
+        #expect(udpAnswers < 50)
+        #expect(h.server.statistics.drops.challengeRateLimited == UInt64(50 - udpAnswers))
+    }
+
     @Test func handleKinds() {
         let c = SocketHandle.connection(index: 123)
         #expect(c.isConnection && !c.isListener && c.allocationIndex == nil && c.connectionIndex == 123)

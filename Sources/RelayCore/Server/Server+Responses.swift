@@ -74,7 +74,11 @@ extension Server {
     /// holds (`keyProvenByRequest`), and kept small (`unauthenticatedBudget`).
     func respond(to message: STUNMessage, from client: ClientSocket, error: RequestError, signer: ResponseSigner?,
                  now: Instant, out: OutboundBatch) {
-        if error.isChallenge {
+        // Over a stream connection the client's address was proven by the TCP handshake: nothing
+        // can be reflected to a spoofed address, so the limiter (whose purpose that is) does not
+        // apply; clients over TCP/TLS also never retransmit (RFC 8489 §6.2.2), so a dropped
+        // challenge would leave one waiting for good (50 clients behind one address, say).
+        if error.isChallenge && !client.isStream {
             guard challengeLimiter.allow(source: client.address.ip, nowNanoseconds: now.nanoseconds) else {
                 statistics.drops.challengeRateLimited &+= 1
                 return
