@@ -145,7 +145,7 @@ let package = Package(
         // the tests and the benchmark share; STUN only.
         .target(name: "TURNRequests", dependencies: ["STUN"], path: "Tests/TURNRequests"),
         // A small blocking TURN client over real UDP sockets, for the socket and binary tests.
-        .target(name: "TURNTestClient", dependencies: ["RelayIO", "STUN", "TURNRequests", "TestSupport"],
+        .target(name: "TURNTestClient", dependencies: ["RelayIO", "STUN", "TURNRequests", "TestSupport", "SocketAddressing", "CUDP"],
                 path: "Tests/TURNTestClient"),
         // What the operations, portal and binary tests share: a blocking HTTP client and Prometheus
         // text reader, the in-test Phoenix portal (phoenix_portal.py, run with Python), and a driver
@@ -194,7 +194,7 @@ let package = Package(
         // The turn-relay executable as a process: reload, portal mode, Firezone drop-in.
         .testTarget(
             name: "TurnRelayTests",
-            dependencies: ["TestSupport", "OperationsTestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN"],
+            dependencies: ["TestSupport", "OperationsTestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN", "TURNTestClient"],
             exclude: ["deny_bpf.c"]
         ),
         .testTarget(name: "RelayOTelTests", dependencies: ["RelayOTel", "RelayOperations", "OperationsTestSupport"], exclude: ["otlp_receiver.py"]),

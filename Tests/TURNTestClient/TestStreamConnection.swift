@@ -1,0 +1,199 @@
+import CUDP
+import Glibc
+import RelayIO
+import STUN
+import SocketAddressing
+import TURNRequests
+import TestSupport
+
+/// A blocking TCP connection to a TURN server for tests (TURN over TCP, RFC 8656 §3.1): raw
+/// bytes out, framed messages in (the same framing the relay uses, so a test can also send
+/// anything it likes). Every wait is bounded.
+public final class TestStreamConnection {
+    public let fd: Int32
+    private var reassembler = StreamReassembler(maxMessageBytes: 70_000, rfc5766Channels: true)
+    private var received: [[UInt8]] = []
+    public private(set) var closedByServer = false
+
+    public struct ConnectFailed: Error, CustomStringConvertible {
+        public let errno: Int32
+        public var description: String { "connect failed: \(String(cString: strerror(errno)))" }
+    }
+
+    /// Connects to `server`, from `local` when given (e.g. another 127.x address).
+    public init(to server: TransportAddress, from local: TransportAddress? = nil) throws {
+        var address = cu_addr(server)
+        fd = socket(Int32(address.sa.sa_family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ConnectFailed(errno: errno) }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        if let local {
+            var bindAddress = cu_addr(local)
+            let length = cu_addr_length(&bindAddress)
+            let rc = withUnsafePointer(to: &bindAddress) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+            }
+            guard rc == 0 else {
+                let e = errno
+                Glibc.close(fd)
+                throw ConnectFailed(errno: e)
+            }
+        }
+        let length = cu_addr_length(&address)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
+        }
+        guard rc == 0 else {
+            let e = errno
+            Glibc.close(fd)
+            throw ConnectFailed(errno: e)
+        }
+    }
+
+    deinit { Glibc.close(fd) }
+
+    /// The local address (the client's side of the 5-tuple).
+    public var localAddress: TransportAddress? {
+        var a = cu_addr()
+        return cu_local_address(fd, &a) == 0 ? a.transportAddress : nil
+    }
+
+    /// Writes all of `bytes`; false when the connection refused them (closed, reset).
+    @discardableResult
+    public func send(_ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return false }
+            offset += n
+        }
+        return true
+    }
+
+    /// Closes the writing side (FIN), keeping the reading side.
+    public func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
+    /// The next framed message, waiting up to `timeoutMilliseconds`; nil on timeout or when the
+    /// server closed the connection (`closedByServer`).
+    public func receive(timeoutMilliseconds: Int32 = 2000) -> [UInt8]? {
+        let deadline = monotonicMilliseconds() + Int64(timeoutMilliseconds)
+        while received.isEmpty {
+            let left = deadline - monotonicMilliseconds()
+            guard left > 0, !closedByServer else { return nil }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, Int32(left)) > 0 else { return nil }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n <= 0 {
+                closedByServer = true
+                return nil
+            }
+            let result = chunk.withUnsafeBytes { raw in
+                reassembler.consume(UnsafeRawBufferPointer(rebasing: raw[0..<n])) { received.append(Array($0)) }
+            }
+            if result.invalid != nil {
+                received.append(Array(chunk[0..<n]))
+            }
+        }
+        return received.removeFirst()
+    }
+
+    /// Whether the server closes the connection within `timeoutMilliseconds` (reading and
+    /// discarding what it sends meanwhile).
+    public func waitForClose(timeoutMilliseconds: Int32) -> Bool {
+        let deadline = monotonicMilliseconds() + Int64(timeoutMilliseconds)
+        while !closedByServer {
+            let left = deadline - monotonicMilliseconds()
+            guard left > 0 else { return false }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, Int32(left)) > 0 else { return false }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n <= 0 { closedByServer = true }
+        }
+        return true
+    }
+
+    private func monotonicMilliseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+}
+
+/// A TURN client over one `TestStreamConnection`: the 401 dance, Allocate, CreatePermission,
+/// ChannelBind, Refresh, ChannelData (padded to a multiple of 4, RFC 8656 §12.5).
+public final class TestStreamTURNClient {
+    public let connection: TestStreamConnection
+    public let username: String
+    public let password: String
+    public var realm: String?
+    public var nonce: String?
+    public var key: [UInt8]?
+    public var generator: SplitMix64
+
+    public init(server: TransportAddress, username: String, password: String) throws {
+        connection = try TestStreamConnection(to: server)
+        self.username = username
+        self.password = password
+        generator = SplitMix64(seed: username.utf8.reduce(0x57AE_A11) { ($0 &* 31) &+ UInt64($1) })
+    }
+
+    public func request(_ method: STUNMethod, _ attributes: (inout STUNMessageWriter) -> Void = { _ in })
+        -> TestTURNClient.Response? {
+        for _ in 0..<3 {
+            let id = TransactionID(using: &generator)
+            var auth: LongTermAuth?
+            if let realm, let nonce, let key { auth = LongTermAuth(username: username, realm: realm, nonce: nonce, key: key) }
+            guard let message = TURNRequest.bytes(method, transactionID: id, auth: auth, fingerprint: true,
+                                                  capacity: 1500, attributes),
+                  connection.send(message) else { return nil }
+            var response: TestTURNClient.Response?
+            while response == nil {
+                guard let bytes = connection.receive() else { return nil }
+                response = TestTURNClient.parseResponse(bytes, id: id)
+            }
+            guard let response else { return nil }
+            if response.messageClass == .errorResponse, response.errorCode == 401 || response.errorCode == 438,
+               let realm = response.realm, let nonce = response.nonce {
+                let first = key == nil || response.errorCode == 438
+                self.realm = realm
+                self.nonce = nonce
+                key = longTermKey(username: username, realm: realm, password: password, algorithm: .md5)
+                if first { continue }
+            }
+            return response
+        }
+        return nil
+    }
+
+    public func allocate(family: AddressFamily? = nil) -> TestTURNClient.Response? {
+        request(.allocate) { TURNRequest.allocate(&$0, family: family, lifetime: nil) }
+    }
+
+    public func channelBind(_ channel: UInt16, peer: TransportAddress) -> TestTURNClient.Response? {
+        request(.channelBind) { TURNRequest.channelBind(&$0, channel: channel, peer: peer) }
+    }
+
+    public func createPermission(peer: TransportAddress) -> TestTURNClient.Response? {
+        request(.createPermission) { TURNRequest.createPermission(&$0, peers: [peer]) }
+    }
+
+    public func refresh(lifetime: UInt32) -> TestTURNClient.Response? {
+        request(.refresh) { w in w.appendUInt32(.lifetime, lifetime) }
+    }
+
+    /// ChannelData padded to a multiple of 4 (RFC 8656 §12.5).
+    @discardableResult
+    public func sendChannelData(_ channel: UInt16, payload: [UInt8]) -> Bool {
+        let header: [UInt8] = [UInt8(channel >> 8), UInt8(channel & 0xFF),
+                               UInt8(truncatingIfNeeded: payload.count >> 8), UInt8(truncatingIfNeeded: payload.count)]
+        let padding = [UInt8](repeating: 0, count: (4 - payload.count % 4) % 4)
+        return connection.send(header + payload + padding)
+    }
+
+    /// The next ChannelData or Data indication from the server.
+    public func receive(timeoutMilliseconds: Int32 = 2000) -> TestTURNClient.Received? {
+        connection.receive(timeoutMilliseconds: timeoutMilliseconds).map(TestTURNClient.decode)
+    }
+}
