@@ -4,6 +4,7 @@
 #include "CTLS.h"
 
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -489,4 +490,9 @@ int ct_session_test_renegotiate(ct_session *s) {
     }
     ERR_clear_error();
     return 1;
+}
+
+size_t ct_test_heap_in_use(void) {
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks;
 }

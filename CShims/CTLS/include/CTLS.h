@@ -116,4 +116,8 @@ long ct_session_peer_cert_subject(ct_session *s, char *buf, size_t cap);
  * ClientHello into the output). Returns 1, or 0 when OpenSSL refused (TLS 1.3, not finished). */
 int ct_session_test_renegotiate(ct_session *s);
 
+/* Tests only: the heap bytes in use (glibc's mallinfo2().uordblks, all arenas), to measure what an
+ * idle session costs. */
+size_t ct_test_heap_in_use(void);
+
 #endif
