@@ -27,6 +27,7 @@ struct ct_session {
     int state; /* CT_STATE_OPEN, CT_CLOSED, CT_FATAL */
     int shut;  /* ct_session_shutdown was called */
     int renegotiation_refused;
+    int established; /* the first handshake finished (OpenSSL's own flag is reset by a failure) */
     int category;
     char error[128];
 };
@@ -77,7 +78,7 @@ static void session_fail(ct_session *s, int ssl_error) {
     } else if (e != 0 && ERR_GET_LIB(e) == ERR_LIB_SSL && reason >= SSL_AD_REASON_OFFSET) {
         /* SSL_R_SSLV3_ALERT_* / SSL_R_TLSV1_ALERT_*: the peer's alert, description + 1000. */
         s->category = CT_ERROR_ALERT;
-    } else if (!SSL_is_init_finished(s->ssl)) {
+    } else if (!s->established) {
         s->category = CT_ERROR_HANDSHAKE;
     } else {
         s->category = CT_ERROR_OTHER;
@@ -171,12 +172,17 @@ ct_context *ct_server_context_new(const char *cert_chain_pem_path, const char *k
         return NULL;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_pem_path, SSL_FILETYPE_PEM) != 1) {
-        context_error(err, errlen, "loading the private key", key_pem_path);
+        /* OpenSSL compares the key with the certificate already loaded here. */
+        unsigned long e = ERR_peek_error();
+        int mismatch = ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH;
+        context_error(err, errlen,
+                      mismatch ? "the private key does not match the certificate: key" : "loading the private key",
+                      key_pem_path);
         SSL_CTX_free(ctx);
         return NULL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        context_error(err, errlen, "the private key does not match the certificate", key_pem_path);
+        context_error(err, errlen, "the private key does not match the certificate: key", key_pem_path);
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -235,14 +241,20 @@ void ct_context_free(ct_context *c) {
 
 /* ---- sessions -------------------------------------------------------------------------------- */
 
-/* A server refuses a TLS 1.2 renegotiation by sending a no_renegotiation warning alert and going
- * on; this callback sees that alert leave, so the session can fail instead (CT_ERROR_RENEGOTIATION). */
+/* Notes when the first handshake finishes (for the failure category). And a server refuses a TLS 1.2
+ * renegotiation by sending a no_renegotiation warning alert and going on; this callback sees that
+ * alert leave, so the session can fail instead (CT_ERROR_RENEGOTIATION). */
 static void info_callback(const SSL *ssl, int where, int value) {
-    if ((where & SSL_CB_WRITE_ALERT) != 0 && (value & 0xff) == SSL_AD_NO_RENEGOTIATION) {
-        ct_session *s = SSL_get_app_data(ssl);
-        if (s != NULL) {
-            s->renegotiation_refused = 1;
-        }
+    ct_session *s = SSL_get_app_data(ssl);
+    if (s == NULL) {
+        return;
+    }
+    if ((where & SSL_CB_HANDSHAKE_DONE) != 0) {
+        s->established = 1;
+    }
+    if ((where & SSL_CB_ALERT) != 0 && (where & SSL_CB_WRITE) != 0 && SSL_is_server(ssl)
+        && (value & 0xff) == SSL_AD_NO_RENEGOTIATION) {
+        s->renegotiation_refused = 1;
     }
 }
 
