@@ -28,9 +28,17 @@ struct ct_session {
     int shut;  /* ct_session_shutdown was called */
     int renegotiation_refused;
     int established; /* the first handshake finished (OpenSSL's own flag is reset by a failure) */
+    int trimmed;     /* CT_TRIMMED_*: the BIO drained after the handshake was replaced */
     int category;
     char error[128];
 };
+
+/* A drained memory BIO keeps its buffer (BIO_s_mem never shrinks). One whose buffer is bigger than
+ * this is replaced by a fresh, bufferless one once drained, and so is each of the two the first time
+ * they are drained after the handshake (they held its flights): an idle session holds no record-sized
+ * buffers, while a stream of small records reuses its buffers. */
+#define CT_KEEP_BUFFER_MAX 4096
+enum { CT_TRIMMED_READ = 1, CT_TRIMMED_WRITE = 2 };
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 
@@ -241,6 +249,51 @@ void ct_context_free(ct_context *c) {
 
 /* ---- sessions -------------------------------------------------------------------------------- */
 
+static BIO *new_mem_bio(void) {
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b != NULL) {
+        /* An empty memory BIO means "retry later" (WANT_READ), not end of file. */
+        BIO_set_mem_eof_return(b, -1);
+    }
+    return b;
+}
+
+/* Replaces the read (is_write 0) or write BIO when it is empty and its buffer is worth freeing
+ * (CT_KEEP_BUFFER_MAX). Safe when empty: OpenSSL has taken every byte fed, or every byte it wrote
+ * has been taken. Keeps the old one if a new one cannot be made. */
+static void trim_bio(ct_session *s, int is_write) {
+    BIO *b = is_write ? s->wbio : s->rbio;
+    if (BIO_ctrl_pending(b) != 0) {
+        return;
+    }
+    BUF_MEM *m = NULL;
+    BIO_get_mem_ptr(b, &m);
+    size_t capacity = m != NULL ? m->max : 0;
+    int bit = is_write ? CT_TRIMMED_WRITE : CT_TRIMMED_READ;
+    int first_after_handshake = s->established && (s->trimmed & bit) == 0;
+    if (capacity == 0 || (capacity <= CT_KEEP_BUFFER_MAX && !first_after_handshake)) {
+        if (first_after_handshake && capacity == 0) {
+            s->trimmed |= bit;
+        }
+        return;
+    }
+    BIO *fresh = new_mem_bio();
+    if (fresh == NULL) {
+        ERR_clear_error();
+        return;
+    }
+    if (is_write) {
+        SSL_set0_wbio(s->ssl, fresh); /* frees the old one */
+        s->wbio = fresh;
+    } else {
+        SSL_set0_rbio(s->ssl, fresh);
+        s->rbio = fresh;
+    }
+    if (s->established) {
+        s->trimmed |= bit;
+    }
+}
+
 /* Notes when the first handshake finishes (for the failure category). And a server refuses a TLS 1.2
  * renegotiation by sending a no_renegotiation warning alert and going on; this callback sees that
  * alert leave, so the session can fail instead (CT_ERROR_RENEGOTIATION). */
@@ -268,8 +321,8 @@ ct_session *ct_session_new(ct_context *c, int is_server) {
         return NULL;
     }
     s->ssl = SSL_new(c->ctx);
-    s->rbio = BIO_new(BIO_s_mem());
-    s->wbio = BIO_new(BIO_s_mem());
+    s->rbio = new_mem_bio();
+    s->wbio = new_mem_bio();
     if (s->ssl == NULL || s->rbio == NULL || s->wbio == NULL) {
         SSL_free(s->ssl);
         BIO_free(s->rbio);
@@ -278,9 +331,6 @@ ct_session *ct_session_new(ct_context *c, int is_server) {
         ERR_clear_error();
         return NULL;
     }
-    /* An empty memory BIO means "retry later" (WANT_READ), not end of file. */
-    BIO_set_mem_eof_return(s->rbio, -1);
-    BIO_set_mem_eof_return(s->wbio, -1);
     SSL_set_bio(s->ssl, s->rbio, s->wbio); /* the SSL owns both from here */
     if (SSL_set_app_data(s->ssl, s) != 1) {
         SSL_free(s->ssl);
@@ -342,10 +392,20 @@ static long session_result(ct_session *s, int ret) {
     }
 }
 
+static long session_read(ct_session *s, void *plaintext, size_t cap);
+
 long ct_session_read(ct_session *s, void *plaintext, size_t cap) {
     if (s->state != CT_STATE_OPEN) {
         return s->state;
     }
+    long r = session_read(s, plaintext, cap);
+    if (r == 0 && s->state == CT_STATE_OPEN) {
+        trim_bio(s, 0);
+    }
+    return r;
+}
+
+static long session_read(ct_session *s, void *plaintext, size_t cap) {
     ERR_clear_error();
     if (!SSL_is_init_finished(s->ssl)) {
         int ret = SSL_do_handshake(s->ssl);
@@ -407,6 +467,7 @@ long ct_session_take_output(ct_session *s, void *buf, size_t cap) {
         ERR_clear_error();
         return 0;
     }
+    trim_bio(s, 1);
     return (long)got;
 }
 

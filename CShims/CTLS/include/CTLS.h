@@ -4,7 +4,9 @@
  * The caller owns the I/O: it feeds the ciphertext it received (ct_session_feed), reads plaintext
  * (ct_session_read, which also drives the handshake), writes plaintext (ct_session_write) and takes
  * the ciphertext to send (ct_session_take_output: handshake records, application records, alerts).
- * Nothing here touches a socket or a clock.
+ * Nothing here touches a socket or a clock. Idle sessions hold no record buffers: OpenSSL releases
+ * its own (SSL_MODE_RELEASE_BUFFERS), and a drained memory BIO with a large buffer (or the handshake's)
+ * is swapped for a fresh one.
  *
  * The only target that includes OpenSSL's headers and links libssl/libcrypto; this header names no
  * OpenSSL type. A context is shared read-only by all worker threads; a session is used by one
