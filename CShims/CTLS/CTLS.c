@@ -361,6 +361,11 @@ long ct_session_feed(ct_session *s, const void *ciphertext, size_t len) {
     if (len == 0) {
         return 0;
     }
+    if (s->state != CT_STATE_OPEN) {
+        /* Nothing will read it: a peer that goes on sending after close_notify or an alert does
+         * not grow the buffer. */
+        return (long)(len > LONG_MAX ? LONG_MAX : len);
+    }
     ERR_clear_error();
     size_t written = 0;
     if (BIO_write_ex(s->rbio, ciphertext, len, &written) != 1) {

@@ -165,6 +165,23 @@ struct TLSSessionTests {
         #expect(pair.server.takeOutput().first == 0x17)
     }
 
+    /// Sessions of one thread do not see each other's errors: one fails between two steps of
+    /// another's handshake, which then finishes and carries data.
+    @Test func oneSessionsFailureDoesNotReachAnother() throws {
+        let pair = try TLSPair()
+        var buffer = [UInt8](repeating: 0, count: 64)
+        #expect(try pair.client.read(into: &buffer) == .needsInput)
+        try pair.server.feed(pair.client.takeOutput())
+
+        let failing = try TLSSession(context: TLSFixture.serverContext(), role: .server)
+        try failing.feed([0x16, 0x03, 0x01, 0x00, 0x04, 0xff, 0xff, 0xff, 0xff])
+        #expect(throws: TLSError.self) { try failing.read(into: &buffer) }
+
+        try pair.handshake()
+        #expect(try pair.server.write(Array("fine".utf8)))
+        #expect(String(decoding: try pair.exchange().toClient, as: UTF8.self) == "fine")
+    }
+
     /// Bytes that are not TLS at all (a plain HTTP request): a handshake failure; OpenSSL sends no
     /// alert to something that does not speak TLS.
     @Test func notTLSAtAll() throws {
@@ -183,6 +200,9 @@ struct TLSSessionTests {
         try pair.server.feed(pair.client.takeOutput())
         var buffer = [UInt8](repeating: 0, count: 64)
         #expect(try pair.server.read(into: &buffer) == .closed)
+        #expect(try pair.server.read(into: &buffer) == .closed)
+        // Whatever the peer sends after close_notify is dropped, never buffered.
+        try pair.server.feed([UInt8](repeating: 0x17, count: 1000))
         #expect(try pair.server.read(into: &buffer) == .closed)
         #expect(throws: TLSError.closed) { try pair.client.write(Array("late".utf8)) }
     }

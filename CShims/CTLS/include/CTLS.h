@@ -70,7 +70,8 @@ ct_session *ct_session_new(ct_context *ctx, int is_server);
 void ct_session_free(ct_session *s);
 
 /* Hands ciphertext received from the peer to the session. Returns the bytes accepted (all of them,
- * unless out of memory: then fewer, or -1). */
+ * unless out of memory: then fewer, or -1). After CT_CLOSED or CT_FATAL the bytes are dropped (and
+ * counted as accepted): nothing would read them. */
 long ct_session_feed(ct_session *s, const void *ciphertext, size_t len);
 
 /* Drives the handshake and decrypts: > 0 plaintext bytes written to `plaintext` (at most `cap`;
