@@ -205,17 +205,28 @@ ct_context *ct_client_context_new(const char *alpn_or_null, char *err, size_t er
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     if (alpn_or_null != NULL) {
-        size_t len = strlen(alpn_or_null);
-        if (len == 0 || len > 255) {
-            set_message(err, errlen, "an ALPN protocol is 1 to 255 bytes");
-            SSL_CTX_free(ctx);
-            return NULL;
+        /* "a,b,c" → the wire's list of length-prefixed names. */
+        unsigned char wire[512];
+        size_t used = 0;
+        const char *p = alpn_or_null;
+        for (;;) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+            if (len == 0 || len > 255 || used + 1 + len > sizeof(wire)) {
+                set_message(err, errlen, "ALPN: comma-separated protocols of 1 to 255 bytes, 511 bytes in all");
+                SSL_CTX_free(ctx);
+                return NULL;
+            }
+            wire[used] = (unsigned char)len;
+            memcpy(wire + used + 1, p, len);
+            used += 1 + len;
+            if (comma == NULL) {
+                break;
+            }
+            p = comma + 1;
         }
-        unsigned char wire[256];
-        wire[0] = (unsigned char)len;
-        memcpy(wire + 1, alpn_or_null, len);
         /* Returns 0 on success (unlike most of OpenSSL). */
-        if (SSL_CTX_set_alpn_protos(ctx, wire, (unsigned int)(len + 1)) != 0) {
+        if (SSL_CTX_set_alpn_protos(ctx, wire, (unsigned int)used) != 0) {
             context_error(err, errlen, "setting ALPN", NULL);
             SSL_CTX_free(ctx);
             return NULL;

@@ -93,12 +93,16 @@ struct TLSSessionTests {
 
     // MARK: ALPN
 
-    /// "stun.turn" (RFC 7443) offered → selected; only "h2" offered → none selected, the handshake
-    /// still succeeds; no ALPN → none.
+    /// "stun.turn" (RFC 7443) offered → selected, also after another protocol; only "h2" offered →
+    /// none selected, the handshake still succeeds; no ALPN → none. A malformed list is refused.
     @Test func alpn() throws {
         let turn = try TLSPair(client: TLSContext(clientALPN: "stun.turn"))
         try turn.handshake()
         #expect(turn.server.negotiatedALPN == "stun.turn" && turn.client.negotiatedALPN == "stun.turn")
+
+        let both = try TLSPair(client: TLSContext(clientALPN: "h2,stun.turn"))
+        try both.handshake()
+        #expect(both.server.negotiatedALPN == "stun.turn" && both.client.negotiatedALPN == "stun.turn")
 
         let h2 = try TLSPair(client: TLSContext(clientALPN: "h2"))
         try h2.handshake()
@@ -108,6 +112,8 @@ struct TLSSessionTests {
         let none = try TLSPair(client: TLSContext(clientALPN: nil))
         try none.handshake()
         #expect(none.server.negotiatedALPN == nil && none.client.negotiatedALPN == nil)
+
+        #expect(throws: TLSError.self) { try TLSContext(clientALPN: "h2,,stun.turn") }
     }
 
     // MARK: failures

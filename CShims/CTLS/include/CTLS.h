@@ -53,7 +53,8 @@ enum {
 ct_context *ct_server_context_new(const char *cert_chain_pem_path, const char *key_pem_path, char *err, size_t errlen);
 
 /* A client context for tests and the benchmark's load generator: TLS 1.2 to 1.3, the server's
- * certificate is NOT verified. Offers `alpn_or_null` (one protocol) when not NULL. */
+ * certificate is NOT verified. Offers the ALPN protocols of `alpn_or_null` (comma-separated, in
+ * order of preference: "stun.turn", "h2,stun.turn") when not NULL. */
 ct_context *ct_client_context_new(const char *alpn_or_null, char *err, size_t errlen);
 
 /* Restricts the protocol versions of sessions made from now on (CT_TLS1_2, CT_TLS1_3; 0 = the

@@ -70,7 +70,8 @@ public final class TLSContext: @unchecked Sendable {
     }
 
     /// A client context that does NOT verify the server's certificate: for tests and the
-    /// benchmark's load generator. Offers `alpn` when given.
+    /// benchmark's load generator. Offers the ALPN protocols of `alpn` when given (comma-separated,
+    /// in order of preference: "stun.turn", "h2,stun.turn").
     public init(clientALPN alpn: String?, minimumVersion: TLSVersion = .tls12, maximumVersion: TLSVersion = .tls13)
         throws(TLSError)
     {
