@@ -1,6 +1,7 @@
 import CTLS
 import Foundation
 @testable import RelayIO
+import Synchronization
 import TestSupport
 import Testing
 
@@ -292,6 +293,37 @@ struct TLSSessionTests {
         let after = try TLSPair(server: new)
         try after.handshake()
         #expect(after.client.peerCertificateCommonName == "turn2.test")
+    }
+
+    // MARK: threads
+
+    /// One server context and one client context shared by four threads (as by the workers), each
+    /// running its own sessions through the handshake and a message each way.
+    @Test(.dedicatedThread) func oneContextSharedByThreads() throws {
+        let server = try TLSFixture.serverContext()
+        let client = try TLSContext(clientALPN: "stun.turn")
+        let threads = 4
+        let perThread = 100
+        let done = Mutex([Int](repeating: 0, count: threads))
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            var completed = 0
+            for i in 0..<perThread {
+                do {
+                    let pair = try TLSPair(client: client, server: server)
+                    try pair.handshake()
+                    let message = Array("thread \(t) session \(i)".utf8)
+                    guard try pair.client.write(message), try pair.server.write(message) else { continue }
+                    let (toClient, toServer) = try pair.exchange()
+                    if toClient == message && toServer == message && pair.server.negotiatedALPN == "stun.turn" {
+                        completed += 1
+                    }
+                } catch {
+                    Issue.record("thread \(t) session \(i): \(error)")
+                }
+            }
+            done.withLock { $0[t] = completed }
+        }
+        #expect(done.withLock { $0 } == [Int](repeating: perThread, count: threads))
     }
 
     // MARK: memory
