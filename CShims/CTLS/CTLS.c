@@ -274,7 +274,8 @@ static BIO *new_mem_bio(void) {
  * has been taken. Keeps the old one if a new one cannot be made. */
 static void trim_bio(ct_session *s, int is_write) {
     BIO *b = is_write ? s->wbio : s->rbio;
-    if (BIO_ctrl_pending(b) != 0) {
+    /* Only between handshakes: during one, OpenSSL may have its buffering BIO on the write side. */
+    if (BIO_ctrl_pending(b) != 0 || !SSL_is_init_finished(s->ssl)) {
         return;
     }
     BUF_MEM *m = NULL;
