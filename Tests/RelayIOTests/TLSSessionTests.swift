@@ -436,6 +436,8 @@ enum TLSFixture {
         let base = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("tls-session-tests.XXXXXX").path
         var template = Array(base.utf8CString)
         guard let path = mkdtemp(&template) else { return NSTemporaryDirectory() }
+        // Removed when the test process exits.
+        atexit { try? FileManager.default.removeItem(atPath: TLSFixture.directory) }
         return String(cString: path)
     }()
 
