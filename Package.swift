@@ -49,6 +49,13 @@ let package = Package(
             exclude: ["README.md"],
             linkerSettings: [.linkedLibrary("bpf")]
         ),
+        // TLS as a sans-IO layer (OpenSSL memory BIOs) for TURN over TLS: the only target that
+        // includes OpenSSL's headers and links libssl/libcrypto.
+        .target(
+            name: "CTLS",
+            path: "CShims/CTLS",
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
+        ),
         // Wire format: pure, no I/O.
         .target(
             name: "STUN",
@@ -69,7 +76,7 @@ let package = Package(
         .target(
             name: "RelayIO",
             dependencies: [
-                "RelayCore", "SocketAddressing", "CUDP", "CURing", "CBatched", "CXDP",
+                "RelayCore", "SocketAddressing", "CUDP", "CURing", "CBatched", "CXDP", "CTLS",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
