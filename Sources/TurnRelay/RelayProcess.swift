@@ -44,12 +44,22 @@ struct RelayProcess {
                 return 1
             }
         }
+        // TURN over TLS: the certificate must load before anything listens.
+        var certificate: TLSCertificate?
+        if let cert = settings.tlsCertificate, let key = settings.tlsKey {
+            do throws(TLSError) {
+                certificate = try TLSCertificate(certificatePath: cert, keyPath: key)
+            } catch {
+                logger.critical("--tls-cert \(cert) / --tls-key \(key) cannot be used: \(error)")
+                return 1
+            }
+        }
         let operations = RelayOperationsContext(additionalFactories: otlp.map { [$0.factory] } ?? [])
         let xdp = startXDP(settings, operations: operations)
         defer { xdp?.close() }
         let runtime: RelayRuntime
         do {
-            runtime = try start(settings, operations: operations, xdp: xdp)
+            runtime = try start(settings, operations: operations, xdp: xdp, tls: certificate)
         } catch let error as RelayIOError {
             // No IPv6 on this host (or in this container): keep serving IPv4, say so.
             if case .socket(let address, let e) = error, address.family == .ipv6, settings.bindIPv4 != nil,
@@ -58,7 +68,7 @@ struct RelayProcess {
                 settings.bindIPv6 = nil
                 settings.publicIPv6 = nil
                 do {
-                    runtime = try start(settings, operations: operations, xdp: xdp)
+                    runtime = try start(settings, operations: operations, xdp: xdp, tls: certificate)
                 } catch {
                     logger.critical("\(error)")
                     return 1
@@ -89,6 +99,7 @@ struct RelayProcess {
             guard sigwait(&signals, &received) == 0 else { continue }
             if received != SIGHUP { break }
             reload(&settings, operations: operations, portal: portal)
+            reloadCertificate(certificate)
         }
         operations.markDraining()
         logger.notice("received \(received == SIGTERM ? "SIGTERM" : "SIGINT"): draining for \(settings.drainSeconds) s (no new allocations; a second signal stops at once)")
@@ -148,7 +159,19 @@ struct RelayProcess {
         }
     }
 
-    func start(_ settings: RelaySettings, operations: RelayOperationsContext, xdp: XDPFastPath?) throws -> RelayRuntime {
+    /// SIGHUP: the TLS certificate and key are read again; connections open keep theirs.
+    func reloadCertificate(_ certificate: TLSCertificate?) {
+        guard let certificate else { return }
+        do throws(TLSError) {
+            try certificate.reload()
+            logger.notice("SIGHUP: reloaded the TLS certificate \(certificate.certificatePath)")
+        } catch {
+            logger.error("SIGHUP: TLS certificate \(certificate.certificatePath) not reloaded, keeping the previous one: \(error)")
+        }
+    }
+
+    func start(_ settings: RelaySettings, operations: RelayOperationsContext, xdp: XDPFastPath?,
+               tls: TLSCertificate?) throws -> RelayRuntime {
         var worker = WorkerConfiguration(listenIPv4: settings.bindIPv4, listenIPv6: settings.bindIPv6,
                                          listenPort: settings.listenPort)
         worker.receiveBuffers = settings.receiveBuffers
@@ -159,6 +182,7 @@ struct RelayProcess {
         worker.ioBackend = settings.resolvedIOBackend
         worker.routeSink = xdp
         worker.streams = settings.streamSettings
+        worker.streams.tls = tls
         var configured = settings.serverConfiguration
         // The core emits route changes only when something applies them.
         configured.emitsChannelRoutes = xdp != nil
