@@ -47,6 +47,9 @@ final class TurnServerUnderTest: @unchecked Sendable {
     let implementation: Implementation
     let host = "127.0.0.1"
     let port: UInt16
+    /// TURN over TLS (turns:) on this port with `TestCertificate`'s certificate; nil when no
+    /// certificate could be made (`TestCertificate.missing` says why).
+    let tlsPort: UInt16?
     let relayPorts: ClosedRange<UInt16>
     let secret: String
     let realm = "interop.test"
@@ -70,6 +73,14 @@ final class TurnServerUnderTest: @unchecked Sendable {
          extraArguments: [String] = []) throws {
         self.implementation = implementation
         port = try LoopbackPorts.freePort()
+        let certificate = TestCertificate.files
+        var tls: UInt16?
+        if certificate != nil {
+            var candidate = try LoopbackPorts.freePort()
+            while candidate == port { candidate = try LoopbackPorts.freePort() }
+            tls = candidate
+        }
+        tlsPort = tls
         relayPorts = try LoopbackPorts.relayPortRange(count: relayPortCount)
         secret = "interop-secret-\(UInt32.random(in: 0...UInt32.max))"
 
@@ -80,11 +91,19 @@ final class TurnServerUnderTest: @unchecked Sendable {
             executable = try Self.turnRelayBinary()
             arguments = Self.turnRelayArguments(port: port, relayPorts: relayPorts, realm: realm, secret: secret,
                                                 allowLoopbackPeers: allowLoopbackPeers)
-                + (rfc5766ChannelNumbers ? ["--rfc5766-channel-numbers"] : []) + extraArguments
+            if let certificate, let tls {
+                arguments += ["--tls-listen-port", "\(tls)", "--tls-cert", certificate.certificate, "--tls-key", certificate.key]
+            }
+            arguments += (rfc5766ChannelNumbers ? ["--rfc5766-channel-numbers"] : []) + extraArguments
             if let backend = ioBackend ?? Self.selectedIOBackend { arguments += ["--io-backend", backend] }
         case .coturn:
             executable = try ExternalTool.locate("turnserver")
             arguments = Self.coturnArguments(port: port, relayPorts: relayPorts, realm: realm, secret: secret)
+            if let certificate, let tls {
+                arguments += ["--tls-listening-port", "\(tls)", "--cert", certificate.certificate, "--pkey", certificate.key]
+            } else {
+                arguments += ["--no-tls"]
+            }
         }
         if let launcher {
             arguments = [executable.path] + arguments
@@ -234,7 +253,7 @@ final class TurnServerUnderTest: @unchecked Sendable {
             "--use-auth-secret", "--static-auth-secret", secret,
             "--realm", realm,
             "--allow-loopback-peers",
-            "--no-cli", "--no-tls", "--no-dtls", "--no-rfc5780",
+            "--no-cli", "--no-dtls", "--no-rfc5780",
             "--log-file", "stdout",
         ]
         for address in listenAddresses {

@@ -110,6 +110,17 @@ extension RealClientTests {
                  messages: 10 * messagesPerSession, ipv4: .atLeast(10), withoutRTCP: false),
     ]
 
+    /// TURN over TLS (-t -S; -S alone is DTLS): the same scenarios on the TLS port, the relay's
+    /// certificate made by the test.
+    static let tlsScenarios: [UclientScenario] = [
+        scenario("over TLS: channels (-t -S)", ["-t", "-S"]),
+        scenario("over TLS: Send and Data indications (-t -S -s)", ["-t", "-S", "-s"]),
+        scenario("over TLS: client to client over channels (-t -S -y)", ["-t", "-S", "-y"], messages: 2 * messagesPerSession,
+                 ipv4: .atLeast(2)),
+        scenario("over TLS: 50 clients over channels (-t -S -m 50)", ["-t", "-S", "-m", "50"],
+                 messages: 50 * messagesPerSession, ipv4: .atLeast(50)),
+    ]
+
     static let ipv6RelayScenarios: [UclientScenario] = [
         scenario("IPv6 relay (-x), client over IPv4, peer ::1", ["-x"], peer: "::1", ipv4: .none, ipv6: .atLeast(1)),
         scenario("IPv6 relay (-x), client over ::1, peer ::1", ["-x"], server: "::1", peer: "::1", ipv4: .none,
@@ -136,6 +147,12 @@ extension RealClientTests {
           .enabled(if: IPv6Loopback.isAvailable, IPv6Loopback.missing),
           arguments: ipv6RelayScenarios + dualAllocationScenarios)
     func uclientWithIPv6(_ scenario: UclientScenario) throws {
+        try runUclientScenario(scenario)
+    }
+
+    @Test("turnutils_uclient over TLS relays every message with zero loss",
+          .enabled(if: TestCertificate.files != nil, TestCertificate.missing), arguments: tlsScenarios)
+    func uclientOverTLS(_ scenario: UclientScenario) throws {
         try runUclientScenario(scenario)
     }
 
@@ -183,7 +200,9 @@ extension RealClientTests {
         let uclient = try ExternalTool.locate("turnutils_uclient")
         // -v: print the relayed address of every allocation.
         let arguments =
-            ["-v"] + (scenario.withoutRTCP ? ["-c"] : []) + ["-W", server.secret, "-p", "\(server.port)", "-e", scenario.peerHost, "-r", "\(peer.port)",
+            ["-v"] + (scenario.withoutRTCP ? ["-c"] : []) + ["-W", server.secret,
+             "-p", "\(scenario.flags.contains("-S") ? try #require(server.tlsPort) : server.port)",
+             "-e", scenario.peerHost, "-r", "\(peer.port)",
              "-n", "\(Self.messagesPerSession)", "-l", "100"]
             + scenario.flags + [scenario.serverHost]
 
