@@ -25,6 +25,7 @@ struct RelayProcess {
             }
             settings.resolvedIOBackend = kind
         }
+        raiseFileLimit(settings)
         // Signals are taken synchronously by this thread (sigtimedwait); block them before any
         // worker thread exists so every thread inherits the mask.
         var signals = sigset_t()
@@ -156,6 +157,23 @@ struct RelayProcess {
             logger.warning("XDP fast path off: \(failure) Serving everything on the \(settings.resolvedIOBackend) path.")
             operations.noteXDP("failed (\(failure.cause))")
             return nil
+        }
+    }
+
+    /// Every client connection and every relayed address is a file descriptor: the soft limit
+    /// (often 1024) is raised to the hard one, and a limit below what the options allow is named.
+    func raiseFileLimit(_ settings: RelaySettings) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let needed = UInt64(settings.maxConnections) * (settings.tcp || settings.tlsCertificate != nil ? 1 : 0)
+            + UInt64(settings.maxAllocations) * 2 + 256
+        if UInt64(limit.rlim_cur) < needed {
+            logger.warning("open files limit \(limit.rlim_cur) is below what --max-connections and --max-allocations allow (\(needed)); raise it (systemd: LimitNOFILE=) or lower them")
         }
     }
 

@@ -180,7 +180,7 @@ extension Worker {
             case .failed: failure = failure ?? .tlsError
             }
             if let failure {
-                flushStreams()
+                // The alert goes out with closeConnection's last words.
                 closeConnection(index, failure, now: now)
             }
         } else if let failure = frame(index, bytes, now: now) {
@@ -357,6 +357,12 @@ extension Worker {
         flushOutbound(now: now)
         if c.receiveArmed {
             backend.cancelReceive(fd: c.fd, userData: UserData.streamReceive(index, generation: c.generation))
+        }
+        // Last words, best effort and without waiting: a TLS alert (why the handshake failed), or
+        // the answers already produced. Only when nothing is in flight, so the order holds.
+        if reason != .error && reason != .clientClosed && !connections[index].sendInFlight,
+           let base = connections[index].pending.base {
+            _ = send(c.fd, base, connections[index].pending.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
         }
         _ = cu_stream_close(c.fd)
         openConnections -= 1
