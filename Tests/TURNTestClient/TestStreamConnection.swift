@@ -70,6 +70,23 @@ public final class TestStreamConnection {
         return true
     }
 
+    /// Writes bytes as they are (no framing), for TLS records.
+    public func sendRaw(_ bytes: [UInt8]) { _ = send(bytes) }
+
+    /// The next chunk the server sent as it came (no framing), for TLS; nil on timeout or close.
+    public func receiveRaw(timeoutMilliseconds: Int32) -> [UInt8]? {
+        guard !closedByServer else { return nil }
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, timeoutMilliseconds) > 0 else { return nil }
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+        guard n > 0 else {
+            closedByServer = true
+            return nil
+        }
+        return Array(chunk[0..<n])
+    }
+
     /// Closes the writing side (FIN), keeping the reading side.
     public func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 
@@ -124,7 +141,7 @@ public final class TestStreamConnection {
 /// A TURN client over one `TestStreamConnection`: the 401 dance, Allocate, CreatePermission,
 /// ChannelBind, Refresh, ChannelData (padded to a multiple of 4, RFC 8656 §12.5).
 public final class TestStreamTURNClient {
-    public let connection: TestStreamConnection
+    public let connection: any TestMessageStream
     public let username: String
     public let password: String
     public var realm: String?
@@ -132,8 +149,12 @@ public final class TestStreamTURNClient {
     public var key: [UInt8]?
     public var generator: SplitMix64
 
-    public init(server: TransportAddress, username: String, password: String) throws {
-        connection = try TestStreamConnection(to: server)
+    public convenience init(server: TransportAddress, username: String, password: String) throws {
+        try self.init(over: TestStreamConnection(to: server), username: username, password: password)
+    }
+
+    public init(over connection: any TestMessageStream, username: String, password: String) {
+        self.connection = connection
         self.username = username
         self.password = password
         generator = SplitMix64(seed: username.utf8.reduce(0x57AE_A11) { ($0 &* 31) &+ UInt64($1) })
@@ -150,7 +171,7 @@ public final class TestStreamTURNClient {
                   connection.send(message) else { return nil }
             var response: TestTURNClient.Response?
             while response == nil {
-                guard let bytes = connection.receive() else { return nil }
+                guard let bytes = connection.receive(timeoutMilliseconds: 2000) else { return nil }
                 response = TestTURNClient.parseResponse(bytes, id: id)
             }
             guard let response else { return nil }
@@ -195,5 +216,97 @@ public final class TestStreamTURNClient {
     /// The next ChannelData or Data indication from the server.
     public func receive(timeoutMilliseconds: Int32 = 2000) -> TestTURNClient.Received? {
         connection.receive(timeoutMilliseconds: timeoutMilliseconds).map(TestTURNClient.decode)
+    }
+
+    /// The TCP connection's descriptor, when the stream is plain TCP.
+    public var fd: Int32? { (connection as? TestStreamConnection)?.fd }
+}
+
+/// What a stream TURN client talks through: a plain TCP connection or TLS over one.
+public protocol TestMessageStream: AnyObject {
+    @discardableResult func send(_ bytes: [UInt8]) -> Bool
+    func receive(timeoutMilliseconds: Int32) -> [UInt8]?
+    var localAddress: TransportAddress? { get }
+}
+
+extension TestStreamConnection: TestMessageStream {}
+
+/// TLS over a `TestStreamConnection`, with the relay's TLS client (`TLSSession`, certificate not
+/// verified: the tests make their own). Framed messages in, plaintext out.
+public final class TestTLSConnection: TestMessageStream {
+    public let tcp: TestStreamConnection
+    public let session: TLSSession
+    private var reassembler = StreamReassembler(maxMessageBytes: 70_000, rfc5766Channels: true)
+    private var received: [[UInt8]] = []
+    public private(set) var failure: String?
+
+    public struct HandshakeFailed: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Connects and completes the handshake (offering `alpn`), within `timeoutMilliseconds`.
+    public init(to server: TransportAddress, alpn: String? = "stun.turn", from local: TransportAddress? = nil,
+                timeoutMilliseconds: Int32 = 5000) throws {
+        tcp = try TestStreamConnection(to: server, from: local)
+        session = try TLSSession(context: TLSContext(clientALPN: alpn), role: .client)
+        // The first read (no input yet) makes the ClientHello.
+        var scratch = [UInt8](repeating: 0, count: 1024)
+        do {
+            _ = try scratch.withUnsafeMutableBytes { try session.read(into: $0) }
+        } catch {
+            throw HandshakeFailed(description: "\(error)")
+        }
+        flushOutput()
+        var rounds = 0
+        while !session.isHandshakeDone {
+            rounds += 1
+            guard rounds < 100, pump(timeoutMilliseconds: timeoutMilliseconds) else {
+                throw HandshakeFailed(description: failure ?? "no handshake within \(timeoutMilliseconds) ms")
+            }
+        }
+    }
+
+    public var localAddress: TransportAddress? { tcp.localAddress }
+    public var serverCommonName: String? { session.peerCertificateCommonName }
+
+    private func flushOutput() {
+        let out = session.takeOutput()
+        if !out.isEmpty { tcp.sendRaw(out) }
+    }
+
+    /// Reads one chunk of ciphertext and decrypts what it can; false on timeout, close or failure.
+    private func pump(timeoutMilliseconds: Int32) -> Bool {
+        guard let chunk = tcp.receiveRaw(timeoutMilliseconds: timeoutMilliseconds) else { return false }
+        do {
+            try session.feed(chunk)
+            var buffer = [UInt8](repeating: 0, count: 32 * 1024)
+            while true {
+                let result = try buffer.withUnsafeMutableBytes { try session.read(into: $0) }
+                guard case .plaintext(let n) = result else { break }
+                _ = buffer.withUnsafeBytes { raw in
+                    reassembler.consume(UnsafeRawBufferPointer(rebasing: raw[0..<n])) { received.append(Array($0)) }
+                }
+            }
+        } catch {
+            failure = "\(error)"
+            flushOutput()
+            return false
+        }
+        flushOutput()
+        return true
+    }
+
+    @discardableResult
+    public func send(_ bytes: [UInt8]) -> Bool {
+        guard (try? session.write(bytes)) == true else { return false }
+        flushOutput()
+        return true
+    }
+
+    public func receive(timeoutMilliseconds: Int32 = 2000) -> [UInt8]? {
+        while received.isEmpty {
+            guard pump(timeoutMilliseconds: timeoutMilliseconds) else { return nil }
+        }
+        return received.removeFirst()
     }
 }

@@ -17,16 +17,23 @@ import Testing
     final class Server {
         let relay: Relay
         let port: UInt16
+        let tlsPort: UInt16
+        var tlsAddress: TransportAddress { TransportAddress(ip: .v4(.loopback), port: tlsPort) }
         let metrics: TransportAddress
         var address: TransportAddress { TransportAddress(ip: .v4(.loopback), port: port) }
 
-        init(_ extra: [String] = []) async throws {
+        /// With `certificate`, TURN over TLS on `tlsPort` too.
+        init(_ extra: [String] = [], certificate: (certificate: String, key: String)? = nil) async throws {
             port = try RelayBinaryFirezoneTests.freePort()
+            var tls = try RelayBinaryFirezoneTests.freePort()
+            while tls == port { tls = try RelayBinaryFirezoneTests.freePort() }
+            tlsPort = tls
+            let tlsArguments = certificate.map { ["--tls-listen-port", "\(tls)", "--tls-cert", $0.certificate, "--tls-key", $0.key] } ?? []
             relay = try Relay(port: port, arguments: [
                 "serve", "--listen-port", "\(port)", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",
                 "--min-port", "50500", "--max-port", "50540", "--workers", "1", "--health-check-addr", "none",
                 "--metrics-addr", "127.0.0.1:0", "--drain-seconds", "0", "--user", "alice:alice-pw",
-                "--user", "bob:bob-pw", "--allow-peer", "127.0.0.0/8", "--log-format", "json"] + extra,
+                "--user", "bob:bob-pw", "--allow-peer", "127.0.0.0/8", "--log-format", "json"] + tlsArguments + extra,
                 environment: [:])
             let relay = relay
             #expect(await eventually(.seconds(20)) { relay.log.contains("turn-relay listening") }, "\(relay.log)")
@@ -54,11 +61,11 @@ import Testing
         }
 
         /// A Binding request over `connection`, answered?
-        func binds(over connection: TestStreamConnection) -> Bool {
+        func binds(over connection: any TestMessageStream) -> Bool {
             let id = TransactionID([UInt8](repeating: 0x42, count: 11) + [UInt8.random(in: 0...255)])
             var request: [UInt8] = [0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42]
             request += id.bytes
-            guard connection.send(request), let answer = connection.receive() else { return false }
+            guard connection.send(request), let answer = connection.receive(timeoutMilliseconds: 2000) else { return false }
             return TestTURNClient.parseResponse(answer, id: id)?.messageClass == .successResponse
         }
     }
@@ -186,6 +193,103 @@ import Testing
         await server.expectMetric("relay_stream_connections_open{transport=\"tcp\"}", 5)
     }
 
+    // MARK: TLS
+
+    /// A certificate and key for CN `name` in a new temporary directory, made by `openssl req`.
+    static func certificate(_ name: String) throws -> (certificate: String, key: String) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("stream-tests-\(getpid())-\(name)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let certificate = directory.appendingPathComponent("cert.pem").path
+        let key = directory.appendingPathComponent("key.pem").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                             "-days", "1", "-subj", "/CN=\(name)", "-keyout", key, "-out", certificate]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        return (certificate, key)
+    }
+
+    static let hasOpenSSL = FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl")
+
+    /// Relaying over TLS, then a certificate swapped on disk and SIGHUP: the connection already
+    /// open keeps working on the old certificate, a new one gets the new certificate.
+    @Test(.timeLimit(.minutes(2)), .enabled(if: hasOpenSSL, "openssl is not installed (scripts/install-deps installs it)"))
+    func tlsRelaysAndACertificateReloadDropsNoConnection() async throws {
+        let first = try Self.certificate("turn-a.test")
+        let second = try Self.certificate("turn-b.test")
+        // The files the relay reads are copies, replaced before the SIGHUP.
+        let live = try Self.certificate("turn-live.test")
+        for (from, to) in [(first.certificate, live.certificate), (first.key, live.key)] {
+            try FileManager.default.removeItem(atPath: to)
+            try FileManager.default.copyItem(atPath: from, toPath: to)
+        }
+        let server = try await Server(certificate: live)
+        let peer = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0))
+        let before = try TestTLSConnection(to: server.tlsAddress)
+        #expect(before.serverCommonName == "turn-a.test")
+        #expect(before.session.negotiatedALPN == "stun.turn")
+        let alice = TestStreamTURNClient(over: before, username: "alice", password: "alice-pw")
+        let relayed = try #require(alice.allocate()?.xorRelayedAddresses.first)
+        #expect(alice.channelBind(0x4005, peer: peer.localAddress)?.errorCode == nil)
+        alice.sendChannelData(0x4005, payload: [1, 2, 3])
+        #expect(peer.receive(timeoutMilliseconds: 2000)?.0 == [1, 2, 3])
+
+        for (from, to) in [(second.certificate, live.certificate), (second.key, live.key)] {
+            try FileManager.default.removeItem(atPath: to)
+            try FileManager.default.copyItem(atPath: from, toPath: to)
+        }
+        kill(server.relay.process.processIdentifier, SIGHUP)
+        let reloaded = await eventually(.seconds(5)) { server.relay.log.contains("reloaded the TLS certificate") }
+        #expect(reloaded, "\(server.relay.log)")
+        let after = try TestTLSConnection(to: server.tlsAddress)
+        #expect(after.serverCommonName == "turn-b.test")
+        // The old connection still relays, both ways.
+        peer.send([9, 8, 7, 6, 5], to: relayed)
+        #expect(alice.receive() == .channelData(channel: 0x4005, payload: [9, 8, 7, 6, 5]))
+        #expect(alice.refresh(lifetime: 600)?.errorCode == nil)
+        await server.expectMetric("relay_tls_handshakes_total{result=\"completed\"}", 2)
+        await server.expectMetric("relay_stream_connections_open{transport=\"tls\"}", 2)
+    }
+
+    /// A connection that never finishes its handshake is closed after --tls-handshake-timeout;
+    /// beyond --max-tls-handshakes in progress, new ones are closed at once.
+    @Test(.timeLimit(.minutes(2)), .enabled(if: hasOpenSSL, "openssl is not installed (scripts/install-deps installs it)"))
+    func handshakesAreBoundedInTimeAndNumber() async throws {
+        let server = try await Server(["--tls-handshake-timeout", "2", "--max-tls-handshakes", "2"],
+                                      certificate: try Self.certificate("turn-h.test"))
+        let stalled = try (0..<2).map { _ in try TestStreamConnection(to: server.tlsAddress) }
+        await server.expectMetric("relay_tls_handshakes_in_progress", 2)
+        let third = try TestStreamConnection(to: server.tlsAddress)
+        #expect(third.waitForClose(timeoutMilliseconds: 1500), "a third handshake was let in")
+        await server.expectMetric("relay_stream_connections_rejected_total{reason=\"handshake_limit\"}", 1)
+        for c in stalled { #expect(c.waitForClose(timeoutMilliseconds: 5000), "a stalled handshake was kept") }
+        await server.expectMetric("relay_stream_connections_closed_total{transport=\"tls\",reason=\"handshake_timeout\"}", 2)
+        await server.expectMetric("relay_tls_handshakes_in_progress", 0)
+        // Room again: a real client gets through.
+        #expect(try TestTLSConnection(to: server.tlsAddress).serverCommonName == "turn-h.test")
+    }
+
+    /// Plain STUN, an old protocol version, or garbage on the TLS port: that connection fails
+    /// (with an alert where TLS allows one), the others do not notice.
+    @Test(.timeLimit(.minutes(2)), .enabled(if: hasOpenSSL, "openssl is not installed (scripts/install-deps installs it)"))
+    func whatIsNotTLSOnTheTLSPortFailsAlone() async throws {
+        let server = try await Server(certificate: try Self.certificate("turn-g.test"))
+        let good = try TestTLSConnection(to: server.tlsAddress)
+        let plain = try TestStreamConnection(to: server.tlsAddress)
+        plain.send([0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42] + [UInt8](repeating: 3, count: 12))
+        #expect(plain.waitForClose(timeoutMilliseconds: 3000))
+        let garbage = try TestStreamConnection(to: server.tlsAddress)
+        garbage.send([0x16, 0x03, 0x03, 0x00, 0x05, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+        #expect(garbage.waitForClose(timeoutMilliseconds: 3000))
+        await server.expectMetric("relay_stream_connections_closed_total{transport=\"tls\",reason=\"tls_error\"}", 2)
+        await server.expectMetric("relay_tls_handshakes_total{result=\"failed\"}", 2)
+        #expect(server.binds(over: good))
+    }
+
     /// A client that stops reading: what the relay has for it piles up to --stream-write-buffer,
     /// the rest is dropped and counted, and another client's relaying goes on meanwhile.
     @Test(.timeLimit(.minutes(2))) func aClientThatStopsReadingLosesItsOwnTrafficOnly() async throws {
@@ -194,7 +298,7 @@ import Testing
         let silent = try server.client()
         // A small receive buffer, so the kernel's buffers fill soon too.
         var small: Int32 = 4096
-        setsockopt(silent.connection.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(try #require(silent.fd), SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
         let silentRelay = try #require(silent.allocate()?.xorRelayedAddresses.first)
         #expect(silent.channelBind(0x4002, peer: peer.localAddress)?.errorCode == nil)
         let busy = try server.client("bob")
