@@ -143,6 +143,18 @@ import STUN
         #expect(h.server.statistics.drops.challengeRateLimited == UInt64(50 - udpAnswers))
     }
 
+    @Test func responsesAreCountedByTransport() throws {
+        let h = Harness()
+        try allocate(h, over: .connection(index: 1, tls: true))
+        try allocate(h, over: .connection(index: 2), from: Addr.client2, id: 2)
+        try h.allocate(TransportAddress("93.184.216.36:40002")!)
+        let t = h.server.statistics.responses.byTransport
+        // Each Allocate: a 401, then the success.
+        #expect(t[ClientTransport.tls.rawValue].success == 1 && t[ClientTransport.tls.rawValue].error == 1)
+        #expect(t[ClientTransport.tcp.rawValue].success == 1 && t[ClientTransport.tcp.rawValue].error == 1)
+        #expect(t[ClientTransport.udp.rawValue].success == 1 && t[ClientTransport.udp.rawValue].error == 1)
+    }
+
     @Test func handleKinds() {
         let c = SocketHandle.connection(index: 123)
         #expect(c.isConnection && !c.isListener && c.allocationIndex == nil && c.connectionIndex == 123)
@@ -150,5 +162,10 @@ import STUN
         #expect(SocketHandle.listener(.ipv6).connectionIndex == nil)
         #expect(ClientSocket(Addr.client, receivedOn: c).isStream)
         #expect(ClientSocket(Addr.client, receivedOn: .listener(.ipv4)) == ClientSocket(Addr.client))
+        let tls = SocketHandle.connection(index: 123, tls: true)
+        #expect(tls.isTLSConnection && !c.isTLSConnection && tls.connectionIndex == 123 && tls != c)
+        #expect(ClientSocket(Addr.client, receivedOn: tls).transport == .tls)
+        #expect(ClientSocket(Addr.client, receivedOn: c).transport == .tcp)
+        #expect(ClientSocket(Addr.client).transport == .udp)
     }
 }

@@ -23,12 +23,17 @@ public struct SocketHandle: Hashable, Sendable {
         SocketHandle(raw: UInt32(index) + 2)
     }
 
-    /// The top bit marks a stream connection's handle.
+    /// The top bit marks a stream connection's handle; the next one, a connection over TLS.
     public static let connectionBit: UInt32 = 0x8000_0000
+    public static let tlsBit: UInt32 = 0x4000_0000
 
-    @inlinable public static func connection(index: Int) -> SocketHandle {
-        SocketHandle(raw: connectionBit | UInt32(truncatingIfNeeded: index))
+    /// A client connection (TCP, or TLS over TCP with `tls`), index < 2^30.
+    @inlinable public static func connection(index: Int, tls: Bool = false) -> SocketHandle {
+        SocketHandle(raw: connectionBit | (tls ? tlsBit : 0) | (UInt32(truncatingIfNeeded: index) & ~(connectionBit | tlsBit)))
     }
+
+    /// A connection over TLS.
+    @inlinable public var isTLSConnection: Bool { raw & (Self.connectionBit | Self.tlsBit) == Self.connectionBit | Self.tlsBit }
 
     @inlinable public var isListener: Bool { raw < 2 }
 
@@ -36,7 +41,7 @@ public struct SocketHandle: Hashable, Sendable {
     @inlinable public var isConnection: Bool { raw & Self.connectionBit != 0 }
 
     /// The shell's dense index of a stream connection, or nil.
-    @inlinable public var connectionIndex: Int? { isConnection ? Int(raw & ~Self.connectionBit) : nil }
+    @inlinable public var connectionIndex: Int? { isConnection ? Int(raw & ~(Self.connectionBit | Self.tlsBit)) : nil }
 
     /// The dense index of an allocation socket, or nil for a listener or a connection.
     @inlinable public var allocationIndex: Int? { raw < 2 || raw & Self.connectionBit != 0 ? nil : Int(raw - 2) }

@@ -124,7 +124,7 @@ extension Server {
             }
             if sent {
                 statistics.responses.count(errorCode: error.code.code)
-                statistics.responses.count(method: message.type.method, success: false)
+                statistics.responses.count(method: message.type.method, success: false, transport: client.transport)
                 return
             }
         }
@@ -186,7 +186,7 @@ extension Server {
     func sendSuccess(to message: STUNMessage, from client: ClientSocket, signer: ResponseSigner?, now: Instant,
                      out: OutboundBatch, _ body: (inout STUNMessageWriter) -> Void) {
         statistics.responses.success &+= 1
-        statistics.responses.count(method: message.type.method, success: true)
+        statistics.responses.count(method: message.type.method, success: true, transport: client.transport)
         let type = STUNMessageType(method: message.type.method, messageClass: .successResponse)
         encode(type: type, transactionID: message.transactionID, to: client, signer: signer,
                fingerprint: message.hasFingerprint, now: now, out: out, body)
@@ -202,6 +202,7 @@ extension Server {
         guard let allocation = allocations.allocation(id) else { return }
         statistics.responses.success &+= 1
         statistics.responses.allocate.success &+= 1
+        statistics.responses.byTransport[allocation.client.transport.rawValue].success &+= 1
         let type = STUNMessageType(method: .allocate, messageClass: .successResponse)
         encode(type: type, transactionID: transactionID, to: allocation.client, signer: signer,
                fingerprint: signer.fingerprint, now: now, out: out) { writer in

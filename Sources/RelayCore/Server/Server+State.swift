@@ -130,6 +130,7 @@ extension Server {
         guard let allocation = allocations.allocation(id), let pending = allocation.pending else { return }
         statistics.responses.count(errorCode: 508)
         statistics.responses.allocate.error &+= 1
+        statistics.responses.byTransport[allocation.client.transport.rawValue].error &+= 1
         let type = STUNMessageType(method: .allocate, messageClass: .errorResponse)
         encode(type: type, transactionID: pending.transactionID, to: allocation.client, signer: pending.signer,
                fingerprint: pending.signer.fingerprint, now: now, out: out) { writer in

@@ -32,6 +32,9 @@ extension MetricFamily {
     static let challengesBare = MetricFamily(
         "relay_challenges_bare_total", .counter,
         help: "401/438 sent as a bare ERROR-CODE, without REALM and NONCE (request too small for a full challenge within 3× its size).")
+    static let responsesByTransport = MetricFamily(
+        "relay_responses_by_transport_total", .counter, labels: ["transport", "class"],
+        help: "The same responses as relay_responses_by_method_total, by the client's transport: udp, tcp, tls.")
     static let responsesByMethod = MetricFamily(
         "relay_responses_by_method_total", .counter, labels: ["method", "class"],
         help: "The same responses as relay_responses_total (cache replays excepted), by request method and class.")
@@ -91,6 +94,10 @@ extension ServerReport {
         for (method, counts) in methods {
             m.append(F.responsesByMethod.series(method, "success") { counts($0.statistics.responses).success })
             m.append(F.responsesByMethod.series(method, "error") { counts($0.statistics.responses).error })
+        }
+        for transport in ClientTransport.allCases {
+            m.append(F.responsesByTransport.series(transport.label, "success") { $0.statistics.responses.byTransport[transport.rawValue].success })
+            m.append(F.responsesByTransport.series(transport.label, "error") { $0.statistics.responses.byTransport[transport.rawValue].error })
         }
         m += [
             // RFC 8489 §9.2.4: a 401 carries the NONCE a client must use, a 438 a fresh one; both

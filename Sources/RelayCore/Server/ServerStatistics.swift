@@ -67,11 +67,14 @@ public struct ServerStatistics: Sendable, Equatable {
         public var channelBind = ByClass()
         /// Any other method (the server answers those 400).
         public var otherMethod = ByClass()
+        /// The same responses by the client's transport (`ClientTransport`: udp, tcp, tls).
+        public var byTransport = [ByClass](repeating: ByClass(), count: ClientTransport.allCases.count)
 
-        mutating func count(method: STUNMethod, success: Bool) {
+        mutating func count(method: STUNMethod, success: Bool, transport: ClientTransport) {
             func bump(_ counts: inout ByClass) {
                 if success { counts.success &+= 1 } else { counts.error &+= 1 }
             }
+            bump(&byTransport[transport.rawValue])
             switch method {
             case .binding: bump(&binding)
             case .allocate: bump(&allocate)

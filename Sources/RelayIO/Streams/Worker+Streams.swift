@@ -74,7 +74,7 @@ extension Worker {
             index = free
         } else {
             index = connections.count
-            guard index < 1 << 24 else {
+            guard index < 1 << 24 else {  // well inside SocketHandle's 2^30 connection indices
                 statistics.streams.rejected[StreamRejectReason.totalLimit.rawValue] &+= 1
                 _ = cu_stream_close(fd)
                 return
@@ -192,7 +192,7 @@ extension Worker {
     /// connection must close, if it must.
     func frame(_ index: Int, _ bytes: UnsafeRawBufferPointer, now: Instant) -> StreamCloseReason? {
         guard var reassembler = connections[index].reassembler.take() else { return nil }
-        let handle = SocketHandle.connection(index: index)
+        let handle = SocketHandle.connection(index: index, tls: connections[index].transport == .tls)
         let client = connections[index].client
         let result = reassembler.consume(bytes) { message in
             stage(message, from: client, on: handle)
@@ -353,7 +353,7 @@ extension Worker {
         guard connections[index].state == .open else { return }
         let c = connections[index]
         connections[index].state = .closing
-        processor.connectionClosed(.connection(index: index), client: c.client, now: now, into: batch)
+        processor.connectionClosed(.connection(index: index, tls: c.transport == .tls), client: c.client, now: now, into: batch)
         flushOutbound(now: now)
         if c.receiveArmed {
             backend.cancelReceive(fd: c.fd, userData: UserData.streamReceive(index, generation: c.generation))

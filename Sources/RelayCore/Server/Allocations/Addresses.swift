@@ -21,6 +21,10 @@ public struct ClientSocket: Hashable, Sendable {
     }
     /// True for a client over a stream connection (TCP or TLS).
     @inlinable public var isStream: Bool { via.isConnection }
+    /// How the client reaches the server.
+    @inlinable public var transport: ClientTransport {
+        via.isConnection ? (via.isTLSConnection ? .tls : .tcp) : .udp
+    }
 }
 
 /// A peer's transport address, as carried in XOR-PEER-ADDRESS or seen as the source of a datagram
@@ -71,4 +75,10 @@ struct PeerChannelKey: Hashable {
 struct TransactionKey: Hashable {
     var client: ClientSocket
     var transactionID: TransactionID
+}
+
+/// How a client reaches the server (RFC 8656 §3.1): the `transport` label of the responses by transport.
+public enum ClientTransport: Int, Sendable, CaseIterable {
+    case udp = 0, tcp, tls
+    public var label: String { self == .udp ? "udp" : self == .tcp ? "tcp" : "tls" }
 }
