@@ -74,5 +74,7 @@ struct StreamConnection {
         sentOffset = 0
     }
 
-    var buffered: Int { pending.count + sending.count - sentOffset + (reassembler?.bufferedBytes ?? 0) }
+    var buffered: Int {
+        pending.count + sending.count - sentOffset + (reassembler?.bufferedBytes ?? 0)
+    }
 }

@@ -245,27 +245,27 @@ extension Worker {
         let limit = configuration.streams.writeBufferBytes
         // TLS adds a record header and tag per record (29 bytes for TLS 1.3 with AES-GCM).
         let overhead = connections[index].tls == nil ? 0 : 64
-        if connections[index].pending.count + connections[index].sending.count + datagram.length + padding + overhead > limit {
+        let queued = connections[index].pending.count + connections[index].sending.count
+        if queued + datagram.length + padding + overhead > limit {
             statistics.streams.droppedWriteBufferFull &+= 1
             if connections[index].fullSince == 0 { connections[index].fullSince = now.nanoseconds }
             return
         }
         connections[index].fullSince = 0
         if let tls = connections[index].tls {
-            var ok = tls.send(UnsafeRawBufferPointer(start: datagram.bytes, count: datagram.length))
-            if ok && padding > 0 {
-                let zeros: (UInt32) = 0
-                ok = withUnsafeBytes(of: zeros) { tls.send(UnsafeRawBufferPointer(rebasing: $0[0..<padding])) }
+            // One TLS write per message, its padding included (one record, not two).
+            let ok = withUnsafeTemporaryAllocation(byteCount: datagram.length + padding, alignment: 8) { plain in
+                plain.baseAddress!.copyMemory(from: datagram.bytes, byteCount: datagram.length)
+                (plain.baseAddress! + datagram.length).initializeMemory(as: UInt8.self, repeating: 0, count: padding)
+                return tls.send(UnsafeRawBufferPointer(plain))
             }
-            guard ok else {
-                statistics.streams.droppedClosed &+= 1
-                return
-            }
+            if !ok { statistics.streams.droppedClosed &+= 1 }
             collectTLSOutput(index)
+            return
         } else {
             connections[index].pending.append(datagram.bytes, datagram.length, zeros: padding)
-            markForFlush(index)
         }
+        markForFlush(index)
     }
 
     func collectTLSOutput(_ index: Int) {
