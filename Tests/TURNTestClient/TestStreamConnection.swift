@@ -22,28 +22,14 @@ public final class TestStreamConnection {
 
     /// Connects to `server`, from `local` when given (e.g. another 127.x address).
     public init(to server: TransportAddress, from local: TransportAddress? = nil) throws {
-        var address = cu_addr(server)
+        let address = cu_addr(server)
         fd = socket(Int32(address.sa.sa_family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ConnectFailed(errno: errno) }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        if let local {
-            var bindAddress = cu_addr(local)
-            let length = cu_addr_length(&bindAddress)
-            let rc = withUnsafePointer(to: &bindAddress) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-            }
-            guard rc == 0 else {
-                let e = errno
-                Glibc.close(fd)
-                throw ConnectFailed(errno: e)
-            }
-        }
-        let length = cu_addr_length(&address)
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
-        }
-        guard rc == 0 else {
+        let fd = fd
+        let bound = local.map { cu_addr($0).withSockaddr { bind(fd, $0, $1) } } ?? 0
+        guard bound == 0, address.withSockaddr({ connect(fd, $0, $1) }) == 0 else {
             let e = errno
             Glibc.close(fd)
             throw ConnectFailed(errno: e)
@@ -162,30 +148,21 @@ public final class TestStreamTURNClient {
 
     public func request(_ method: STUNMethod, _ attributes: (inout STUNMessageWriter) -> Void = { _ in })
         -> TestTURNClient.Response? {
-        for _ in 0..<3 {
+        var realm = realm, nonce = nonce, key = key
+        defer { (self.realm, self.nonce, self.key) = (realm, nonce, key) }
+        return TestTURNClient.answeringChallenges(username: username, password: password, realm: &realm, nonce: &nonce,
+                                                  key: &key) { realm, nonce, key in
             let id = TransactionID(using: &generator)
             var auth: LongTermAuth?
             if let realm, let nonce, let key { auth = LongTermAuth(username: username, realm: realm, nonce: nonce, key: key) }
             guard let message = TURNRequest.bytes(method, transactionID: id, auth: auth, fingerprint: true,
                                                   capacity: 1500, attributes),
                   connection.send(message) else { return nil }
-            var response: TestTURNClient.Response?
-            while response == nil {
+            while true {
                 guard let bytes = connection.receive(timeoutMilliseconds: 2000) else { return nil }
-                response = TestTURNClient.parseResponse(bytes, id: id)
+                if let response = TestTURNClient.parseResponse(bytes, id: id) { return response }
             }
-            guard let response else { return nil }
-            if response.messageClass == .errorResponse, response.errorCode == 401 || response.errorCode == 438,
-               let realm = response.realm, let nonce = response.nonce {
-                let first = key == nil || response.errorCode == 438
-                self.realm = realm
-                self.nonce = nonce
-                key = longTermKey(username: username, realm: realm, password: password, algorithm: .md5)
-                if first { continue }
-            }
-            return response
         }
-        return nil
     }
 
     public func allocate(family: AddressFamily? = nil) -> TestTURNClient.Response? {

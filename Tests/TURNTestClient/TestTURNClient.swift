@@ -53,14 +53,29 @@ public final class TestTURNClient {
     /// Sends an authenticated request (first learning REALM/NONCE from a 401, and following one
     /// 438 Stale Nonce), and returns the matching response.
     public func request(_ method: STUNMethod, _ attributes: (inout STUNMessageWriter) -> Void = { _ in }) -> Response? {
+        var realm = realm, nonce = nonce, key = key
+        defer { (self.realm, self.nonce, self.key) = (realm, nonce, key) }
+        return Self.answeringChallenges(username: username, password: password, realm: &realm, nonce: &nonce, key: &key) { r, n, k in
+            (self.realm, self.nonce, self.key) = (r, n, k)
+            return transact(method, authenticated: k != nil, attributes)
+        }
+    }
+
+    /// The long-term credential dance (RFC 8489 §9.2): `transact` sends the request with the
+    /// realm, nonce and key known so far (signed when there is a key); a 401 teaches REALM and
+    /// NONCE and the request goes again, once; a 438 brings a fresh NONCE, once. Shared by the UDP
+    /// and the stream test clients.
+    public static func answeringChallenges(username: String, password: String, realm: inout String?, nonce: inout String?,
+                                           key: inout [UInt8]?,
+                                           _ transact: (String?, String?, [UInt8]?) -> Response?) -> Response? {
         for _ in 0..<3 {
-            guard let response = transact(method, authenticated: key != nil, attributes) else { return nil }
+            guard let response = transact(realm, nonce, key) else { return nil }
             if response.messageClass == .errorResponse, response.errorCode == 401 || response.errorCode == 438,
-               let realm = response.realm, let nonce = response.nonce {
+               let newRealm = response.realm, let newNonce = response.nonce {
                 let firstChallenge = key == nil || response.errorCode == 438
-                self.realm = realm
-                self.nonce = nonce
-                key = longTermKey(username: username, realm: realm, password: password, algorithm: .md5)
+                realm = newRealm
+                nonce = newNonce
+                key = longTermKey(username: username, realm: newRealm, password: password, algorithm: .md5)
                 if firstChallenge { continue }
             }
             return response
