@@ -488,6 +488,10 @@ long ct_session_take_output(ct_session *s, void *buf, size_t cap) {
     return (long)got;
 }
 
+int ct_session_input_pending(ct_session *s) {
+    return SSL_has_pending(s->ssl) || BIO_ctrl_pending(s->rbio) > 0;
+}
+
 int ct_session_handshake_done(ct_session *s) {
     return SSL_is_init_finished(s->ssl) ? 1 : 0;
 }

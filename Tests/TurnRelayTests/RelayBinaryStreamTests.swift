@@ -273,6 +273,20 @@ import Testing
         #expect(try TestTLSConnection(to: server.tlsAddress).serverCommonName == "turn-h.test")
     }
 
+    /// A TLS record begun and never finished (a slowloris inside TLS) is closed after the message
+    /// timeout like a partial message; a TLS connection that is merely quiet after its handshake
+    /// is not.
+    @Test(.timeLimit(.minutes(2)), .enabled(if: hasOpenSSL, "openssl is not installed (scripts/install-deps installs it)"))
+    func aTLSRecordThatNeverCompletesIsClosedAfterTheMessageTimeout() async throws {
+        let server = try await Server(["--stream-message-timeout", "1"], certificate: try Self.certificate("turn-s.test"))
+        let quiet = try TestTLSConnection(to: server.tlsAddress)
+        let slow = try TestTLSConnection(to: server.tlsAddress)
+        slow.tcp.sendRaw([0x17, 0x03, 0x03, 0x00, 0x40, 0x01])  // an application-data record, 6 of its 69 bytes
+        #expect(slow.tcp.waitForClose(timeoutMilliseconds: 5000), "a trickled TLS record was kept")
+        await server.expectMetric("relay_stream_connections_closed_total{transport=\"tls\",reason=\"message_timeout\"}", 1)
+        #expect(server.binds(over: quiet), "a quiet TLS connection was closed")
+    }
+
     /// Plain STUN, an old protocol version, or garbage on the TLS port: that connection fails
     /// (with an alert where TLS allows one), the others do not notice.
     @Test(.timeLimit(.minutes(2)), .enabled(if: hasOpenSSL, "openssl is not installed (scripts/install-deps installs it)"))

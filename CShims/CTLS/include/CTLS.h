@@ -94,6 +94,9 @@ long ct_session_take_output(ct_session *s, void *buf, size_t cap);
 
 /* 1 when the handshake has finished, else 0. */
 int ct_session_handshake_done(ct_session *s);
+/* 1 when received ciphertext waits that has not made a whole record yet (bytes in the input BIO
+ * or in OpenSSL's record buffer): a record begun and not finished. */
+int ct_session_input_pending(ct_session *s);
 
 /* The negotiated ALPN protocol copied into `buf` (NUL-terminated): its length, 0 when none was
  * negotiated, -1 when `cap` is too small. */

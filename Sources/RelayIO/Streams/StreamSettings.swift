@@ -55,6 +55,8 @@ public protocol TLSServerSession: AnyObject {
     /// Hands the ciphertext waiting to be sent to `body` and forgets it.
     func takeOutput(_ body: (UnsafeRawBufferPointer) -> Void)
     var handshakeComplete: Bool { get }
+    /// Received ciphertext waits for the rest of its record.
+    var hasPartialRecord: Bool { get }
 }
 
 public enum TLSReceiveOutcome: Equatable, Sendable {

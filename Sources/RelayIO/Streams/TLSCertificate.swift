@@ -94,4 +94,5 @@ final class ServerTLSSession: TLSServerSession {
     }
 
     var handshakeComplete: Bool { session.isHandshakeDone }
+    var hasPartialRecord: Bool { session.hasPartialInput }
 }

@@ -90,6 +90,9 @@ public final class TLSSession {
 
     public var isHandshakeDone: Bool { ct_session_handshake_done(pointer) != 0 }
 
+    /// Ciphertext received that has not made a whole record yet (a record begun, not finished).
+    public var hasPartialInput: Bool { ct_session_input_pending(pointer) != 0 }
+
     /// The negotiated ALPN protocol ("stun.turn"), nil when none.
     public var negotiatedALPN: String? {
         var b = [CChar](repeating: 0, count: 256)

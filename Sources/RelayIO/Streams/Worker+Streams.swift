@@ -167,6 +167,13 @@ extension Worker {
             let outcome = tls.receive(bytes) { plaintext in
                 if failure == nil { failure = frame(index, plaintext, now: now) }
             }
+            // A TLS record begun and not finished after the handshake: a record trickled byte
+            // by byte is a slowloris too, bounded like a partial message.
+            if tls.handshakeComplete && tls.hasPartialRecord {
+                if connections[index].partialSince == 0 { connections[index].partialSince = now.nanoseconds }
+            } else if !(connections[index].reassembler?.hasPartialMessage ?? false) {
+                connections[index].partialSince = 0
+            }
             if !connections[index].handshakeDone && tls.handshakeComplete {
                 connections[index].handshakeDone = true
                 statistics.streams.handshakesInProgress -= 1
