@@ -120,6 +120,17 @@ public final class ServerProcess {
         ChildProcesses.register(process.processIdentifier)
     }
 
+    /// Starts `spec` and waits up to `seconds` for it to answer a Binding request; a server that
+    /// does not is stopped (by PID) and the error names its log.
+    public static func startReady(_ spec: ServerSpec, logDirectory: String, seconds: Double = 10) throws -> ServerProcess {
+        let p = try ServerProcess(spec: spec, logDirectory: logDirectory)
+        guard p.waitReady(seconds: seconds) else {
+            p.stop()
+            throw LoadError.setupFailed("\(spec.name) (\(spec.executable)) did not answer a Binding request on \(spec.listen); see \(logDirectory)/\(spec.name).out")
+        }
+        return p
+    }
+
     /// Waits until the server answers a Binding request sent from `source` (default: the
     /// server's own address, port 0), up to `seconds`.
     public func waitReady(seconds: Double, from source: IPAddress? = nil) -> Bool {

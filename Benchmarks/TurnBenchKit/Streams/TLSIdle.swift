@@ -62,11 +62,8 @@ public enum TLSIdleRunner {
         let progress = ProgressLine(enabled: c.showProgress)
         guard let tlsAddress = c.server.tlsListen else { throw LoadError.setupFailed("\(c.server.name) serves no TLS") }
         let tls = try TLSContext(clientALPN: "stun.turn")
-        let p = try ServerProcess(spec: c.server, logDirectory: c.outputDirectory)
+        let p = try ServerProcess.startReady(c.server, logDirectory: c.outputDirectory)
         defer { p.stop() }
-        guard p.waitReady(seconds: 10) else {
-            throw LoadError.setupFailed("\(c.server.name) did not answer a Binding request on \(c.server.listen)")
-        }
         sleepNanoseconds(500_000_000)
         let rssBefore = ProcessStats.residentBytes(pid: p.pid) ?? 0
         let cpu0 = ProcessStats.preciseCPUSeconds(pid: p.pid)
