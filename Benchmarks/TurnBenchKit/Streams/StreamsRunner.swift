@@ -95,7 +95,7 @@ public enum StreamsRunner {
         for spec in c.servers {
             let p = try ServerProcess.startReady(spec, logDirectory: c.outputDirectory)
             processes.append(p)
-            progress.log("started \(spec.name), PID \(p.pid), on \(spec.listen) (TLS on \(spec.tlsListen.map { "\($0)" } ?? "-"))")
+            if c.showProgress { progress.log("started \(spec.name), PID \(p.pid), on \(spec.listen) (TLS on \(spec.tlsListen.map { "\($0)" } ?? "-"))") }
         }
         for round in 0..<c.rounds {
             for transport in c.transports {
@@ -110,10 +110,10 @@ public enum StreamsRunner {
                         do {
                             let r = try runOne(c, server: p, transport: transport, rate: rate, round: round, tls: tls)
                             report.runs.append(r)
-                            progress.log("\(what): delivered \(Int(r.deliveredPPS)) of \(Int(r.offeredPPS)) pps, loss \(fixed(r.lossRatio * 100, 2))%, relay \(r.relayCPUMicrosPerPacket.map { fixed($0, 2) } ?? "-") µs/pkt, RTT p99 \(fixed(r.roundTrip.p99, 0)) µs")
+                            if c.showProgress { progress.log("\(what): delivered \(Int(r.deliveredPPS)) of \(Int(r.offeredPPS)) pps, loss \(fixed(r.lossRatio * 100, 2))%, relay \(r.relayCPUMicrosPerPacket.map { fixed($0, 2) } ?? "-") µs/pkt, RTT p99 \(fixed(r.roundTrip.p99, 0)) µs") }
                         } catch {
                             report.errors.append("\(what): \(error)")
-                            progress.log("\(what): \(error)")
+                            if c.showProgress { progress.log("\(what): \(error)") }
                         }
                         // Let queues drain and timers settle before the other server's turn.
                         sleepNanoseconds(300_000_000)

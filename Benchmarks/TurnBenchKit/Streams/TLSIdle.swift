@@ -67,7 +67,7 @@ public enum TLSIdleRunner {
         sleepNanoseconds(500_000_000)
         let rssBefore = ProcessStats.residentBytes(pid: p.pid) ?? 0
         let cpu0 = ProcessStats.preciseCPUSeconds(pid: p.pid)
-        progress.log("\(c.server.name), PID \(p.pid): RSS before \(rssBefore / 1024) KiB; opening \(c.connections) TLS connections to \(tlsAddress)")
+        if c.showProgress { progress.log("\(c.server.name), PID \(p.pid): RSS before \(rssBefore / 1024) KiB; opening \(c.connections) TLS connections to \(tlsAddress)") }
         var held: [Int32] = []
         held.reserveCapacity(c.connections)
         defer { for fd in held { close(fd) } }
@@ -105,7 +105,7 @@ public enum TLSIdleRunner {
         let connectSeconds = Double(monotonicNanoseconds() - start) / 1e9
         sleepNanoseconds(1_000_000_000)
         let rssAfter = ProcessStats.residentBytes(pid: p.pid) ?? 0
-        progress.log("\(c.server.name): \(held.count) held, \(failed) failed in \(fixed(connectSeconds, 1)) s; RSS \(rssAfter / 1024) KiB; holding \(fixed(c.holdSeconds, 0)) s")
+        if c.showProgress { progress.log("\(c.server.name): \(held.count) held, \(failed) failed in \(fixed(connectSeconds, 1)) s; RSS \(rssAfter / 1024) KiB; holding \(fixed(c.holdSeconds, 0)) s") }
         sleepNanoseconds(UInt64(c.holdSeconds * 1e9))
         let rssHold = ProcessStats.residentBytes(pid: p.pid) ?? 0
         let cpu1 = ProcessStats.preciseCPUSeconds(pid: p.pid)
