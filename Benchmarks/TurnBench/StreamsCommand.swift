@@ -36,6 +36,9 @@ struct Streams: ParsableCommand {
     @Option(help: "turn-relay executable (default: next to turn-bench). 'none' to leave it out.")
     var relay: String?
 
+    @Option(help: "More turn-relay arguments, space-separated (e.g. '--receive-buffers 256').")
+    var relayExtra: String = ""
+
     @Option(help: "coturn's turnserver executable. 'none' to leave it out.")
     var coturn: String = "/usr/bin/turnserver"
 
@@ -96,7 +99,8 @@ struct Streams: ParsableCommand {
         let relayPath = relay ?? siblingExecutable("turn-relay")
         if relayPath != "none" {
             guard FileManager.default.isExecutableFile(atPath: relayPath) else { throw ValidationError("turn-relay not found at \(relayPath); build it or pass --relay none") }
-            servers.append(ServerSpec.turnRelay(executable: relayPath, template: ServerSpec.defaultTurnRelayTemplate, port: port,
+            let template = ServerSpec.defaultTurnRelayTemplate + relayExtra.split(separator: " ").map(String.init)
+            servers.append(ServerSpec.turnRelay(executable: relayPath, template: template, port: port,
                                                 ports: 20000...24999, common: common)
                 .setting("--max-connections-per-source", String(max(100, clients * 2)))
                 .withTLS(port: port + 2, certificate: cert.certificate, key: cert.key))
