@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RelayIO
 import TurnBenchKit
 
 struct Streams: ParsableCommand {
@@ -63,6 +64,9 @@ struct Streams: ParsableCommand {
     @Option(help: "Flat out: packets each client keeps in flight.")
     var window: Int = 32
 
+    @Option(help: "Highest TLS version the clients offer: 1.3 (each server picks its best; coturn 4.6.1 picks 1.2) or 1.2 (both 1.2).")
+    var tlsMax: String = "1.3"
+
     @Option(help: "Worker threads for turn-relay (--workers) and relay threads for coturn (--relay-threads).")
     var threads: Int = 1
 
@@ -84,6 +88,7 @@ struct Streams: ParsableCommand {
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1...64") }
         guard !parsedRates.isEmpty else { throw ValidationError("--rates: give comma-separated numbers") }
         guard let t = parsedTransports, !t.isEmpty else { throw ValidationError("--transports: udp, tcp, tls") }
+        guard tlsMax == "1.2" || tlsMax == "1.3" else { throw ValidationError("--tls-max: 1.2 or 1.3") }
     }
 
     var parsedRates: [Double] { StreamsArguments.rates(rates) }
@@ -121,6 +126,7 @@ struct Streams: ParsableCommand {
         c.payloadBytes = payload
         c.seconds = seconds
         c.window = window
+        c.tlsMaximumVersion = tlsMax == "1.2" ? .tls12 : .tls13
         c.showProgress = !quiet
         c.command = CommandLine.arguments.joined(separator: " ")
         let report = try StreamsRunner.run(c)

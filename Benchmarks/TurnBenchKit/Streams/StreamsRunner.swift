@@ -15,6 +15,9 @@ public struct StreamsConfiguration: Sendable {
     public var payloadBytes = 100
     public var seconds = 2.0
     public var window = 32
+    /// The highest TLS version the clients offer (1.3: each server picks its best; 1.2: both
+    /// run TLS 1.2, as coturn 4.6.1 does anyway).
+    public var tlsMaximumVersion: TLSVersion = .tls13
     public var secret: String
     public var outputDirectory: String
     public var showProgress = true
@@ -89,7 +92,7 @@ public enum StreamsRunner {
     public static func run(_ c: StreamsConfiguration) throws -> StreamsReport {
         let progress = ProgressLine(enabled: c.showProgress)
         var report = StreamsReport(machine: Machine.current(), command: c.command, servers: c.servers.map(\.name), runs: [], errors: [])
-        let tls = try TLSContext(clientALPN: "stun.turn")
+        let tls = try TLSContext(clientALPN: "stun.turn", maximumVersion: c.tlsMaximumVersion)
         var processes: [ServerProcess] = []
         defer { for p in processes { p.stop() } }
         for spec in c.servers {
