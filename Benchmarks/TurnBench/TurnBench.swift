@@ -21,11 +21,15 @@ struct TurnBench: ParsableCommand {
           lab         (root) relays in a network namespace, generator in another,
                       over veth: turn-relay with XDP, io_uring only, coturn;
                       interleaved and bursty traffic, machine CPU per packet
+          streams     turn-relay and coturn with clients over UDP, TCP and TLS side by
+                      side at fixed loads: delivered pps, loss, CPU per relayed packet
+          tls-idle    hold N idle TURN-over-TLS connections; the relay's RSS per
+                      connection
 
         Traffic goes to loopback only (127.0.0.0/8, ::1), or, for `lab`, to the
         namespaces it creates. Every run is bounded in time. Run `turn-bench help <mode>` for the figures each mode reports.
         """,
-        subcommands: [Load.self, AllocRate.self, Compare.self, Core.self, Lab.self]
+        subcommands: [Load.self, AllocRate.self, Compare.self, Core.self, Lab.self, Streams.self, TLSIdle.self]
     )
 }
 

@@ -49,11 +49,8 @@ public enum CompareRunner {
         var processes: [ServerProcess] = []
         defer { for p in processes { p.stop() } }
         for spec in c.servers {
-            let p = try ServerProcess(spec: spec, logDirectory: c.outputDirectory)
+            let p = try ServerProcess.startReady(spec, logDirectory: c.outputDirectory)
             processes.append(p)
-            guard p.waitReady(seconds: 10) else {
-                throw LoadError.setupFailed("\(spec.name) (\(spec.executable)) did not answer a Binding request on \(spec.listen); see \(c.outputDirectory)/\(spec.name).out")
-            }
             progress.log("started \(spec.name), PID \(p.pid), on \(spec.listen)")
         }
         for round in 0..<c.rounds {

@@ -8,6 +8,13 @@ public struct ServerSpec: Sendable {
     public var executable: String
     public var arguments: [String]
     public var listen: TransportAddress
+    /// Where it serves TURN over TLS, when it does (`withTLS`).
+    public var tlsListen: TransportAddress?
+    public var kind: Kind = .other
+
+    public enum Kind: Sendable {
+        case coturn, turnRelay, other
+    }
 
     public init(name: String, executable: String, arguments: [String], listen: TransportAddress) {
         self.name = name
@@ -33,7 +40,7 @@ public struct ServerSpec: Sendable {
     /// coturn's turnserver on 127.0.0.1:`port`, relay ports `ports`, REST secret, loopback peers
     /// allowed, no TLS/DTLS/CLI, `threads` relay threads.
     public static func coturn(executable: String, port: UInt16, ports: ClosedRange<UInt16>, common: Common) -> ServerSpec {
-        ServerSpec(name: "coturn", executable: executable, arguments: [
+        var spec = ServerSpec(name: "coturn", executable: executable, arguments: [
             "-n", "--listening-ip", "127.0.0.1", "--listening-port", String(port), "--relay-ip", "127.0.0.1",
             "--min-port", String(ports.lowerBound), "--max-port", String(ports.upperBound),
             "--use-auth-secret", "--static-auth-secret", common.secret, "--realm", common.realm,
@@ -41,6 +48,34 @@ public struct ServerSpec: Sendable {
             "--relay-threads", String(common.threads), "--no-software-attribute",
             "--log-file", common.logDirectory + "/coturn.log", "--simple-log",
         ], listen: TransportAddress(ip: .v4(.loopback), port: port))
+        spec.kind = .coturn
+        return spec
+    }
+
+    /// The same server also serving TURN over TLS on 127.0.0.1:`port` with this PEM certificate
+    /// and key (TCP is on by default for both on the listen port).
+    public func withTLS(port: UInt16, certificate: String, key: String) -> ServerSpec {
+        var spec = self
+        switch kind {
+        case .coturn:
+            spec.arguments = arguments.filter { $0 != "--no-tls" }
+                + ["--tls-listening-port", String(port), "--cert", certificate, "--pkey", key]
+        case .turnRelay, .other:
+            spec.arguments += ["--tls-listen-port", String(port), "--tls-cert", certificate, "--tls-key", key]
+        }
+        spec.tlsListen = TransportAddress(ip: listen.ip, port: port)
+        return spec
+    }
+
+    /// `arguments` with the value after `option` replaced (or the pair appended).
+    public func setting(_ option: String, _ value: String) -> ServerSpec {
+        var spec = self
+        if let i = arguments.firstIndex(of: option), i + 1 < arguments.count {
+            spec.arguments[i + 1] = value
+        } else {
+            spec.arguments += [option, value]
+        }
+        return spec
     }
 
     /// turn-relay with the same settings. `template` is its argument list with {port}, {min-port},
@@ -49,8 +84,10 @@ public struct ServerSpec: Sendable {
         let values = ["{port}": String(port), "{min-port}": String(ports.lowerBound), "{max-port}": String(ports.upperBound),
                       "{secret}": common.secret, "{realm}": common.realm, "{threads}": String(common.threads)]
         let args = template.map { arg in values.reduce(arg) { $0.replacingOccurrences(of: $1.key, with: $1.value) } }
-        return ServerSpec(name: "turn-relay", executable: executable, arguments: args,
-                          listen: TransportAddress(ip: .v4(.loopback), port: port))
+        var spec = ServerSpec(name: "turn-relay", executable: executable, arguments: args,
+                              listen: TransportAddress(ip: .v4(.loopback), port: port))
+        spec.kind = .turnRelay
+        return spec
     }
 
     public static let defaultTurnRelayTemplate = [
@@ -81,6 +118,17 @@ public final class ServerProcess {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         ChildProcesses.register(process.processIdentifier)
+    }
+
+    /// Starts `spec` and waits up to `seconds` for it to answer a Binding request; a server that
+    /// does not is stopped (by PID) and the error names its log.
+    public static func startReady(_ spec: ServerSpec, logDirectory: String, seconds: Double = 10) throws -> ServerProcess {
+        let p = try ServerProcess(spec: spec, logDirectory: logDirectory)
+        guard p.waitReady(seconds: seconds) else {
+            p.stop()
+            throw LoadError.setupFailed("\(spec.name) (\(spec.executable)) did not answer a Binding request on \(spec.listen); see \(logDirectory)/\(spec.name).out")
+        }
+        return p
     }
 
     /// Waits until the server answers a Binding request sent from `source` (default: the
