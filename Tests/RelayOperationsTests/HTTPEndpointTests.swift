@@ -170,6 +170,35 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         #expect(try HTTPTestClient.get(server.boundAddress, "/healthz").status == 200)
     }
 
+    /// Scrapers that ask for a large answer and never read it (issue 14's faults): the response
+    /// that does not fit their sockets waits only until the request timeout, and the server thread
+    /// never blocks on it. With the connection cap at 2 and two such scrapers holding both places,
+    /// a third request is answered once the timeout has freed them (never reading, the stuck ones
+    /// cannot see the close themselves: the cap is what shows it).
+    @Test func scrapersThatNeverReadAreCutOffAtTheTimeout() throws {
+        var limits = HTTPEndpointServer.Limits()
+        limits.maxConnections = 2
+        limits.requestTimeoutNanoseconds = 500_000_000
+        let big = String(repeating: "relay_example_series 1\n", count: 400_000)  // 9.2 MB: more than any socket buffer
+        let server = try HTTPEndpointServer(address: loopbackAnyPort, limits: limits) { request in
+            request.path == "/big" ? HTTPResponse(status: 200, body: big) : HTTPResponse(status: 200, body: "ok\n")
+        }
+        defer { server.stop() }
+        var stuck: [Int32] = []
+        defer { for fd in stuck { close(fd) } }
+        for _ in 0..<2 {
+            let fd = try HTTPTestClient.connect(server.boundAddress, timeoutMilliseconds: 3000)
+            var small: Int32 = 4096
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            #expect(HTTPTestClient.send(fd, Array("GET /big HTTP/1.1\r\nHost: x\r\n\r\n".utf8)))
+            stuck.append(fd)
+        }
+        let start = MonotonicClock.nanoseconds()
+        #expect(try HTTPTestClient.get(server.boundAddress, "/healthz").status == 200)
+        let waited = MonotonicClock.nanoseconds() - start
+        #expect(waited < 2_500_000_000, "the third request waited \(waited) ns: the stuck scrapers were kept")
+    }
+
     @Test func stopClosesTheListener() throws {
         let server = try Self.server(.init())
         let address = server.boundAddress
