@@ -1,6 +1,6 @@
 import CUDP
 import Glibc
-import RelayIO
+@testable import RelayIO
 import STUN
 import SocketAddressing
 import TURNRequests
@@ -223,9 +223,9 @@ public final class TestTLSConnection: TestMessageStream {
 
     /// Connects and completes the handshake (offering `alpn`), within `timeoutMilliseconds`.
     public init(to server: TransportAddress, alpn: String? = "stun.turn", from local: TransportAddress? = nil,
-                timeoutMilliseconds: Int32 = 5000) throws {
+                maximumVersion: TLSVersion = .tls13, timeoutMilliseconds: Int32 = 5000) throws {
         tcp = try TestStreamConnection(to: server, from: local)
-        session = try TLSSession(context: TLSContext(clientALPN: alpn), role: .client)
+        session = try TLSSession(context: TLSContext(clientALPN: alpn, maximumVersion: maximumVersion), role: .client)
         // The first read (no input yet) makes the ClientHello.
         var scratch = [UInt8](repeating: 0, count: 1024)
         do {
@@ -269,6 +269,13 @@ public final class TestTLSConnection: TestMessageStream {
             flushOutput()
             return false
         }
+        flushOutput()
+        return true
+    }
+
+    /// TLS 1.2 only: starts a renegotiation (a new ClientHello on the established connection).
+    public func startRenegotiation() -> Bool {
+        guard session.startRenegotiationForTesting() else { return false }
         flushOutput()
         return true
     }

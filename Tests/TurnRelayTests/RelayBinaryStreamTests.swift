@@ -287,6 +287,21 @@ import Testing
         #expect(server.binds(over: quiet), "a quiet TLS connection was closed")
     }
 
+    /// A renegotiation attempt (a TLS 1.2 client's new ClientHello on an established connection)
+    /// is refused and ends that connection; TLS 1.2 itself is served.
+    @Test(.timeLimit(.minutes(2)), .enabled(if: hasOpenSSL, "openssl is not installed (scripts/install-deps installs it)"))
+    func renegotiationIsRefused() async throws {
+        let server = try await Server(certificate: try Self.certificate("turn-r.test"))
+        let other = try TestTLSConnection(to: server.tlsAddress)
+        let tls12 = try TestTLSConnection(to: server.tlsAddress, maximumVersion: .tls12)
+        #expect(tls12.session.protocolVersion == "TLSv1.2")
+        #expect(server.binds(over: tls12))
+        #expect(tls12.startRenegotiation())
+        #expect(tls12.tcp.waitForClose(timeoutMilliseconds: 3000), "a renegotiating connection was kept")
+        await server.expectMetric("relay_stream_connections_closed_total{transport=\"tls\",reason=\"tls_error\"}", 1)
+        #expect(server.binds(over: other))
+    }
+
     /// Plain STUN, an old protocol version, or garbage on the TLS port: that connection fails
     /// (with an alert where TLS allows one), the others do not notice.
     @Test(.timeLimit(.minutes(2)), .enabled(if: hasOpenSSL, "openssl is not installed (scripts/install-deps installs it)"))
