@@ -277,7 +277,8 @@ import STUN
         _ = try h.createPermission(Addr.peer)
         let sent = h.receive(message(.send, .indication) { w in
             w.appendXorAddress(.xorPeerAddress, TransportAddress("8.8.8.8:0")!)
-            w.append(.data, bytes: UnsafeRawBufferPointer(start: [UInt8(1)], count: 1))
+            // (AddressSanitizer found this test passing a pointer to a temporary array here.)
+            [UInt8(1)].withUnsafeBytes { w.append(.data, bytes: $0) }
         }, from: Addr.client)
         #expect(sent.sent.isEmpty)
         #expect(h.server.statistics.drops.peerDenied == 1)
