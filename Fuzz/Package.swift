@@ -29,13 +29,13 @@ let package = Package(
         // What the targets share: a seeded generator, a byte reader over the fuzzer's input, the
         // server harness (clock, buffers, invariants).
         .target(name: "FuzzSupport", dependencies: ["STUN", "RelayCore", "TURNRequests"], path: "Support",
-                swiftSettings: instrumented),
+                swiftSettings: instrumented + [.swiftLanguageMode(.v5)]),
     ] + fuzzTargets.map { name in
         .executableTarget(
             name: "fuzz-\(name)",
-            dependencies: ["FuzzSupport", "STUN", "RelayCore", "TURNRequests"],
+            dependencies: ["FuzzSupport", "STUN", "RelayCore", "TURNRequests", .product(name: "Crypto", package: "swift-crypto")],
             path: "Targets/\(name)",
-            swiftSettings: instrumented + [.unsafeFlags(["-parse-as-library"])],
+            swiftSettings: instrumented + [.unsafeFlags(["-parse-as-library"]), .swiftLanguageMode(.v5)],
             linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]
         )
     }
