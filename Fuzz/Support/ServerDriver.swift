@@ -63,7 +63,7 @@ public struct FuzzDatagram {
 ///   routes equal to the core's;
 /// - no response without a request: every STUN response the server sends answers a request of
 ///   that batch from that destination (or, from `socketOpened`, an earlier Allocate), at most once
-///   per request datagram, on the socket the request came in on;
+///   per request datagram, on the listener of the client's family;
 /// - every datagram forwarded in place lies inside its receive buffer's headroom...tailroom.
 public final class ServerDriver {
     public private(set) var now: Instant
@@ -126,7 +126,6 @@ public final class ServerDriver {
         out.reset()
         var inbound: [InboundDatagram] = []
         var requests: [RequestKey: Int] = [:]
-        var requestSockets: [RequestKey: Set<SocketHandle>] = [:]
         for (i, d) in batch.enumerated() {
             let slot = buffers + i * Self.slotSize
             slot.initializeMemory(as: UInt8.self, repeating: 0xEE, count: Self.slotSize)
@@ -138,7 +137,6 @@ public final class ServerDriver {
                m.type.messageClass == .request {
                 let key = RequestKey(client: d.source, transactionID: m.transactionID)
                 requests[key, default: 0] += 1
-                requestSockets[key, default: []].insert(d.socket)
                 if m.type.method == .allocate { allocateRequests.insert(key) }
             }
         }
@@ -146,7 +144,9 @@ public final class ServerDriver {
         return collect { sent, key in
             guard let n = requests[key], n > 0 else { return "a response to \(key.client) for a request not in the batch" }
             requests[key] = n - 1
-            if !(requestSockets[key]?.contains(sent.socket) ?? false) { return "a response on socket \(sent.socket.raw), not the request's" }
+            // The shell hands the core each source as the family it is (IPv4-mapped sources as
+            // IPv4), so the answer goes out on that family's listener, whichever received it.
+            if sent.socket != .listener(key.client.family) { return "a response to \(key.client) on socket \(sent.socket.raw)" }
             return nil
         }
     }
@@ -170,7 +170,10 @@ public final class ServerDriver {
         now = now.adding(seconds: seconds)
         out.reset()
         server.handleTimeout(now: now, into: out)
-        return collect { _, key in "a response to \(key.client) from handleTimeout" }
+        // A pending Allocate whose sockets did not open in time is answered here (508).
+        return collect { _, key in
+            allocateRequests.contains(key) ? nil : "a response to \(key.client) from handleTimeout for no Allocate"
+        }
     }
 
     @discardableResult
@@ -208,8 +211,10 @@ public final class ServerDriver {
             case .open(let h, let family, let port):
                 pendingOpens.append((h, family, port))
                 if !knownHandles.contains(h) { knownHandles.append(h) }
-            case .close(let h):
-                pendingOpens.removeAll { $0.handle == h }
+            case .close:
+                // The shell still answers an open whose socket the core has since closed (the
+                // core frees that orphaned entry on the answer), so the open stays pending.
+                break
             }
         }
         for change in out.routeChanges {
@@ -235,7 +240,10 @@ public final class ServerDriver {
                   "channels \(s.channels) over \(c.maxChannelsPerAllocation) per allocation (\(s.allocationsByClient))")
         fuzzCheck(s.transactionCache <= c.transactionCacheSize, "transaction cache \(s.transactionCache)")
         fuzzCheck(s.reservations <= c.maxReservations, "reservations \(s.reservations)")
-        fuzzCheck(s.sockets <= 2 * s.allocationsByClient + s.reservations, "sockets \(s.sockets)")
+        // Socket entries: two per allocation at most, one per reserved port, and those orphaned
+        // while opening (kept until the shell answers).
+        fuzzCheck(s.sockets <= 2 * s.allocationsByClient + s.reservations + pendingOpens.count,
+                  "sockets \(s.sockets) for \(s.allocationsByClient) allocations, \(s.reservations) reservations, \(pendingOpens.count) opening")
     }
 
     // MARK: Authenticated client flows
