@@ -126,7 +126,8 @@ import STUN
             }
         }
         // The authenticated handlers saw the mutations: successes and errors after authentication
-        // (the methods' errors less the 401/438 challenges) both moved, by many.
+        // (the methods' errors less the 401/438 challenges) both moved, by many (seed 1234: 3,327
+        // successes, 11,919 errors of which 5,050 are 400s, from 15,000 or so signed requests).
         let after = h.server.statistics.responses
         func authenticated(_ r: ServerStatistics.Responses) -> (success: Int, error: Int) {
             let methods = [r.allocate, r.refresh, r.createPermission, r.channelBind]
@@ -134,7 +135,7 @@ import STUN
         }
         #expect(authenticated(after).success - authenticated(before).success > 1000)
         #expect(authenticated(after).error - authenticated(before).error > 1000)
-        #expect(after.badRequest400 - before.badRequest400 > 100)
+        #expect(after.badRequest400 - before.badRequest400 > 1000)
         let sizes = h.server.tableSizes
         #expect(sizes.permissions <= 8 * sizes.allocations)
         #expect(sizes.channels <= 8 * sizes.allocations)
