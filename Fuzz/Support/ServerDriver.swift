@@ -144,8 +144,9 @@ public final class ServerDriver {
         return collect { sent, key in
             guard let n = requests[key], n > 0 else { return "a response to \(key.client) for a request not in the batch" }
             requests[key] = n - 1
-            // The shell hands the core each source as the family it is (IPv4-mapped sources as
-            // IPv4), so the answer goes out on that family's listener, whichever received it.
+            // The core answers on the listener of the client's family. The shell's listeners are
+            // IPV6_V6ONLY (SocketAddressing), so that is the one the request came in on; the
+            // harness also feeds sources on the other family's listener, which a shell never does.
             if sent.socket != .listener(key.client.family) { return "a response to \(key.client) on socket \(sent.socket.raw)" }
             return nil
         }
