@@ -14,7 +14,8 @@ import STUN
 /// the client's key and a fresh transaction ID, so MESSAGE-INTEGRITY holds and the handlers parse
 /// the mutated attributes. Checked, besides `ServerDriver`'s checks after every call:
 /// - a request signed with valid credentials (no credential attribute among the mutations) is
-///   never answered 401; it is answered (an Allocate may wait for its sockets), and the
+///   never answered 401; it is answered (an Allocate may wait for its sockets; a 438 for a nonce
+///   gone stale may be over the source's challenge budget and dropped), and the
 ///   authenticated success/error counters move by exactly one (a 438 renews the nonce instead);
 /// - a retransmission (same transaction ID) right after gets the same bytes back.
 ///
@@ -196,6 +197,7 @@ struct Run {
     mutating func signedRequest(_ input: inout FuzzInput, client: inout ServerDriver.Client, options: UInt8) {
         guard let request = buildRequest(&input, client: &client, options: options) else { return }
         let before = authenticatedCount(driver.server.statistics)
+        let limitedBefore = driver.server.statistics.drops.challengeRateLimited
         let sent = driver.process([FuzzDatagram(request.bytes, from: client.address)])
         collectTokens(sent)
         let responses = sent.filter { $0.socket.isListener && $0.destination == client.address && isResponse($0.bytes) }
@@ -203,7 +205,12 @@ struct Run {
         last = (request.bytes, client.address, responses.first?.bytes, driver.now)
         guard request.strict else { return }
         guard let response = responses.first else {
-            fuzzCheck(request.method == .allocate, "no response to a signed \(request.method) request")
+            // A stale nonce (the clock moved past its 600 s) is answered 438, and a 438 over the
+            // source's challenge budget (10 a second) is not sent at all: by design.
+            if driver.server.statistics.drops.challengeRateLimited > limitedBefore { return }
+            fuzzCheck(request.method == .allocate, "no response to a signed \(request.method) request "
+                      + "\(request.bytes.map { String($0, radix: 16) }); sent \(sent.map { ($0.destination, $0.socket.raw, $0.bytes.count) }); "
+                      + "drops \(driver.server.statistics.drops)")
             return
         }
         let code = ServerDriver.errorCode(in: response.bytes)
