@@ -1,10 +1,14 @@
 # make run   installs what is missing, builds the release binary and starts turn-relay with its defaults.
 # make test  installs what is missing for the whole suite and runs it (swift test), interop tests included.
+# make fuzz  builds the libFuzzer targets (Fuzz/) and runs each for FUZZ_SECONDS (default 60); see RELIABILITY.md.
 
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: run test deps-run deps-test
+FUZZ_SECONDS ?= 60
+export FUZZ_SECONDS
+
+.PHONY: run test fuzz deps-run deps-test
 
 # Built once; then the binary SwiftPM just built is exec'd (`swift run` would plan and build again).
 # The XDP program (scripts/build-bpf) goes beside the binary, where turn-relay looks for it first
@@ -32,6 +36,11 @@ test: deps-test
 	# without XDP, where the io_uring path must carry everything (root only; skipped otherwise).
 	XDP_E2E_MODE=generic scripts/swift-test-counted --skip-build --filter "XDPEndToEndTests|XDPExpiryTests"
 	XDP_E2E_DATAPATH=userspace scripts/swift-test-counted --skip-build --filter "XDPEndToEndTests|XDPExpiryTests"
+
+# Coverage-guided fuzzing (libFuzzer + AddressSanitizer) of the wire format and the server; prints
+# executions, coverage and crashes per target and fails when a target crashed.
+fuzz:
+	scripts/fuzz
 
 deps-run:
 	scripts/install-deps run

@@ -239,6 +239,32 @@ import STUN
         for _ in 0..<10 { #expect(h.receive(message(.binding), from: Addr.client).sent.count == 1) }
     }
 
+    /// Found by the server-deep fuzz target (RELIABILITY.md, "Fuzzing"): a request signed with
+    /// valid credentials but a nonce gone stale is answered 438, and the 438s share the source's
+    /// challenge budget with the 401s, so past the budget such a request gets no answer at all (a
+    /// client retransmitting with an old nonce cannot make the server answer without limit). After
+    /// the budget refills, the 438 brings a fresh nonce, with which the request authenticates.
+    @Test func staleNonceAnswersShareTheChallengeBudget() throws {
+        let h = Harness { $0.challengesPerSecondPerSource = 3 }
+        let stale = try h.nonce()
+        h.advance(seconds: 700)
+        var answered = 0
+        for i in 0..<6 {
+            if let only = allocate(h, id: UInt8(10 + i), auth: RequestAuth(credentials: .alice, nonce: stale)).only {
+                #expect(errorCode(only.bytes) == 438)
+                answered += 1
+            }
+        }
+        #expect(answered == 3)
+        #expect(h.server.statistics.drops.challengeRateLimited == 3)
+        h.now = h.now.adding(seconds: 1)
+        let response = try #require(allocate(h, id: 20, auth: RequestAuth(credentials: .alice, nonce: stale)).only)
+        #expect(errorCode(response.bytes) == 438)
+        let fresh = try #require(try inspect(response.bytes) { try $0.nonce() })
+        let pending = allocate(h, id: 21, auth: RequestAuth(credentials: .alice, nonce: fresh))
+        #expect(pending.sent.isEmpty && pending.opens.count == 1)
+    }
+
     @Test func bindingIgnoresIntegrity() throws {
         let h = Harness()
         let request = message(.binding, id: transactionID(7), auth: RequestAuth(credentials: Credentials(username: "x", password: "y"), nonce: "n"))
