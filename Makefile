@@ -36,6 +36,8 @@ test: deps-test
 	# without XDP, where the io_uring path must carry everything (root only; skipped otherwise).
 	XDP_E2E_MODE=generic scripts/swift-test-counted --skip-build --filter "XDPEndToEndTests|XDPExpiryTests"
 	XDP_E2E_DATAPATH=userspace scripts/swift-test-counted --skip-build --filter "XDPEndToEndTests|XDPExpiryTests"
+	# The fuzz smoke pass: every libFuzzer target for 5 s (fails on a crash; RELIABILITY.md).
+	FUZZ_SECONDS=5 scripts/fuzz
 
 # Coverage-guided fuzzing (libFuzzer + AddressSanitizer) of the wire format and the server; prints
 # executions, coverage and crashes per target and fails when a target crashed.
