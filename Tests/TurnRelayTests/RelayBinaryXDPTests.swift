@@ -38,7 +38,14 @@ import TestSupport
                 guard let reply = client.receive(timeoutMilliseconds: 300) else { return false }
                 return CoreDriver.outcome(reply.bytes).success
             }
-            return (answered, (try? HTTPTestClient.get(health, "/readyz").body) ?? "")
+            // The operations endpoints start just after the sockets, so a Binding can be answered
+            // a moment before /readyz listens: ask until it does.
+            var ready = ""
+            _ = poll(seconds: 10) {
+                ready = (try? HTTPTestClient.get(health, "/readyz").body) ?? ""
+                return !ready.isEmpty
+            }
+            return (answered, ready)
         }
         let (answered, ready) = try lab.map { try $0.run(in: $0.outNamespace, ask) } ?? ask()
         #expect(answered, "no Binding answer:\n\(relay.log)")
