@@ -168,6 +168,10 @@ int cb_poll_in(cb_loop *l, int fd, uint64_t user_data) {
     return arm(l, fd, user_data, CB_POLL, EPOLLIN | EPOLLONESHOT);
 }
 
+int cb_poll_out(cb_loop *l, int fd, uint64_t user_data) {
+    return arm(l, fd, user_data, CB_POLL, EPOLLOUT | EPOLLONESHOT);
+}
+
 int cb_unwatch(cb_loop *l, int fd) {
     if (fd < 0) return -EBADF;
     if ((uint32_t)fd < l->watch_cap) {

@@ -144,6 +144,35 @@ int cu_peer_address(int fd, cu_addr *out) {
     return 0;
 }
 
+int cu_tcp_connect(const cu_addr *local, const cu_addr *remote, int *in_progress) {
+    *in_progress = 0;
+    socklen_t local_len = cu_addr_length(local), remote_len = cu_addr_length(remote);
+    if (local_len == 0 || remote_len == 0 || local->sa.sa_family != remote->sa.sa_family) return -EAFNOSUPPORT;
+    int fd = socket(local->sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) goto fail;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) goto fail;
+    if (local->sa.sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) goto fail;
+    if (bind(fd, &local->sa, local_len) < 0) goto fail;
+    if (connect(fd, &remote->sa, remote_len) < 0) {
+        if (errno != EINPROGRESS) goto fail;
+        *in_progress = 1;
+    }
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    return -e;
+}
+
+int cu_socket_error(int fd) {
+    int error = 0;
+    socklen_t len = sizeof(error);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0) return errno;
+    return error;
+}
+
 int cu_stream_configure(int fd) {
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) return -errno;

@@ -249,6 +249,14 @@ int cu_prep_poll_in(cu_ring *r, int fd, uint64_t user_data) {
     return 0;
 }
 
+int cu_prep_poll_out(cu_ring *r, int fd, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_poll_add(sqe, fd, POLLOUT);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
 struct iovec *cu_send_iovecs(cu_ring *r, uint32_t slot) {
     if (slot >= r->send_slot_count) return NULL;
     return r->send_slots[slot].iov;

@@ -31,6 +31,8 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable {
     public static let userhash = AttributeType(rawValue: 0x001E)
     public static let xorMappedAddress = AttributeType(rawValue: 0x0020)
     public static let reservationToken = AttributeType(rawValue: 0x0022)
+    /// RFC 6062 §6.2: identifies a peer data connection of a TCP allocation.
+    public static let connectionID = AttributeType(rawValue: 0x002A)
 
     // Comprehension-optional range (0x8000-0xFFFF).
     public static let additionalAddressFamily = AttributeType(rawValue: 0x8000)

@@ -75,6 +75,14 @@ extension STUNMessage {
         return v.readUInt32(at: 0)
     }
 
+    /// CONNECTION-ID (RFC 6062 §6.2): "a 32-bit value that uniquely identifies a peer data
+    /// connection".
+    public func connectionID() throws(STUNAttributeError) -> UInt32? {
+        guard let v = attribute(.connectionID) else { return nil }
+        guard v.count == 4 else { throw .malformed(.connectionID) }
+        return v.readUInt32(at: 0)
+    }
+
     /// CHANNEL-NUMBER (RFC 8656 §18.1): a 16-bit channel number followed by 16 RFFU bits.
     /// Range checking (0x4000-0x4FFF) is the server's job.
     public func channelNumber() throws(STUNAttributeError) -> UInt16? {

@@ -14,6 +14,10 @@ public struct STUNMethod: RawRepresentable, Hashable, Sendable {
     public static let data = STUNMethod(rawValue: 0x007)
     public static let createPermission = STUNMethod(rawValue: 0x008)
     public static let channelBind = STUNMethod(rawValue: 0x009)
+    /// RFC 6062 §6.1 (TCP allocations).
+    public static let connect = STUNMethod(rawValue: 0x00A)
+    public static let connectionBind = STUNMethod(rawValue: 0x00B)
+    public static let connectionAttempt = STUNMethod(rawValue: 0x00C)
 }
 
 extension STUNMethod: CustomStringConvertible {
@@ -26,6 +30,9 @@ extension STUNMethod: CustomStringConvertible {
         case .data: return "Data"
         case .createPermission: return "CreatePermission"
         case .channelBind: return "ChannelBind"
+        case .connect: return "Connect"
+        case .connectionBind: return "ConnectionBind"
+        case .connectionAttempt: return "ConnectionAttempt"
         default: return "Method(0x\(String(rawValue, radix: 16)))"
         }
     }

@@ -86,6 +86,9 @@ public struct StreamReassembler: Sendable {
         public var oversize = 0
         /// Set when the stream lost its framing; nothing after it was looked at. Close the connection.
         public var invalid: StreamFramingError?
+        /// Set when the body asked to stop: the bytes of the chunk consumed up to the end of that
+        /// message. The rest of the chunk was not looked at (it is the caller's).
+        public var stoppedAfter: Int?
 
         public init(messages: Int = 0, oversize: Int = 0, invalid: StreamFramingError? = nil) {
             self.messages = messages
@@ -98,6 +101,17 @@ public struct StreamReassembler: Sendable {
     /// whole in `chunk` is passed without a copy; the bytes passed are valid during `body` only.
     public mutating func consume(_ chunk: UnsafeRawBufferPointer,
                                  _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows -> ConsumeResult {
+        try consume(chunk, stoppingAfter: { message in
+            try body(message)
+            return false
+        })
+    }
+
+    /// `consume`, where `body` returns true to stop after the message it was given (a
+    /// ConnectionBind, after which the stream may stop being STUN: RFC 6062 §5.4). The bytes after
+    /// it stay unread in `chunk` (`ConsumeResult.stoppedAfter`); the reassembler holds nothing.
+    public mutating func consume(_ chunk: UnsafeRawBufferPointer,
+                                 stoppingAfter body: (UnsafeRawBufferPointer) throws -> Bool) rethrows -> ConsumeResult {
         var result = ConsumeResult()
         guard let base = chunk.baseAddress else { return result }
         var at = 0
@@ -129,9 +143,13 @@ public struct StreamReassembler: Sendable {
                         partial.append(contentsOf: rest)
                         return result
                     }
-                    try body(UnsafeRawBufferPointer(start: base + at, count: length))
+                    let stop = try body(UnsafeRawBufferPointer(start: base + at, count: length))
                     result.messages += 1
                     at += consumed
+                    if stop {
+                        result.stoppedAfter = at
+                        return result
+                    }
                 }
             } else {
                 let framed = partial.withUnsafeBytes { StreamFrame.frame($0, rfc5766Channels: rfc5766Channels) }
@@ -156,10 +174,14 @@ public struct StreamReassembler: Sendable {
                     partial.append(contentsOf: UnsafeRawBufferPointer(start: base + at, count: n))
                     at += n
                     guard partial.count == consumed else { return result }
-                    try partial.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+                    let stop = try partial.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
                     result.messages += 1
                     // Nothing kept between messages: an idle connection holds no buffer.
                     partial = []
+                    if stop {
+                        result.stoppedAfter = at
+                        return result
+                    }
                 }
             }
         }

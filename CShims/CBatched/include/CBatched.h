@@ -34,6 +34,8 @@ int cb_watch(cb_loop *loop, int fd, uint64_t user_data);
 int cb_unwatch(cb_loop *loop, int fd);
 // One-shot readability of `fd` (a wake-up eventfd): one completion, then re-arm. 0 or -errno.
 int cb_poll_in(cb_loop *loop, int fd, uint64_t user_data);
+// One completion (res = the epoll events) when `fd` is writable (a non-blocking connect finished).
+int cb_poll_out(cb_loop *loop, int fd, uint64_t user_data);
 
 // Streams (TURN over TCP/TLS). cb_watch_accept: completions with res = an accepted fd (or -errno)
 // while `fd` (a listener, made non-blocking here) is watched. cb_watch_stream: one completion per

@@ -108,6 +108,15 @@ int cu_close(int fd);
 int cu_tcp_listener(const cu_addr *bind_addr, int options, int backlog);
 // The remote address of a connected socket (getpeername). 0 or -errno.
 int cu_peer_address(int fd, cu_addr *out);
+
+// An outgoing TCP connection (a TCP allocation's Connect, RFC 6062 §5.2) from `local` to `remote`,
+// non-blocking. The socket has SO_REUSEADDR and SO_REUSEPORT so that it can share the port of the
+// allocation's listening socket (which has them too). fd with *in_progress = 1 (wait for it to
+// be writable, then cu_socket_error) or 0 (connected already), or -errno.
+int cu_tcp_connect(const cu_addr *local, const cu_addr *remote, int *in_progress);
+
+// SO_ERROR of `fd`: 0, or the errno a non-blocking connect failed with.
+int cu_socket_error(int fd);
 // An accepted client connection's options: TCP_NODELAY (a relay forwards each message at once).
 int cu_stream_configure(int fd);
 // Ends a connection for good: shutdown(SHUT_RDWR) wakes any receive or send still pending on it

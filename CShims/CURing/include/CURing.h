@@ -50,6 +50,8 @@ int cu_prep_stream_send(cu_ring *ring, int fd, const void *bytes, uint32_t lengt
 int cu_prep_cancel(cu_ring *ring, uint64_t cancel_user_data, uint64_t user_data);
 // One-shot POLLIN on `fd` (a wake-up eventfd).
 int cu_prep_poll_in(cu_ring *ring, int fd, uint64_t user_data);
+// One completion (res = revents) when `fd` is writable: a non-blocking connect finished.
+int cu_prep_poll_out(cu_ring *ring, int fd, uint64_t user_data);
 
 // Per-send storage: `cu_send_slot_count` slots, each with room for CU_SEND_MAX_IOV iovecs. The
 // storage stays untouched by the shim until the completion of the send that used it arrives.

@@ -52,8 +52,41 @@ public struct SocketHandle: Hashable, Sendable {
 public enum SocketRequest: Hashable, Sendable {
     /// Bind a UDP socket for an allocation on the relay address of `family`, port `port`.
     case open(SocketHandle, family: AddressFamily, port: UInt16)
+    /// A TCP allocation's relayed transport address (RFC 6062 §5.1: "A TCP relayed transport
+    /// address MUST be allocated instead of a UDP one"): a TCP socket bound to the relay address of
+    /// `family`, port `port`, listening. Answered with `socketOpened` like `.open`. Connections a
+    /// peer makes to it are reported with `Server.peerConnectionAccepted`; nothing is read from
+    /// them until the core splices them.
+    case listen(SocketHandle, family: AddressFamily, port: UInt16)
     /// Close it; no datagram for this handle will be produced after this request.
     case close(SocketHandle)
+    /// RFC 6062 §5.2: "the server MUST initiate an outgoing TCP connection. The local endpoint is
+    /// the relayed transport address associated with the allocation. The remote endpoint is the
+    /// one indicated by the XOR-PEER-ADDRESS attribute." `from` is the allocation's listening
+    /// handle (its address and port). Answered, once, with `Server.peerConnected(attempt:...)`
+    /// unless aborted first.
+    case connect(attempt: UInt32, from: SocketHandle, to: TransportAddress)
+    /// The core gave up `attempt` (timeout, allocation gone): close its socket whatever state it is
+    /// in; no answer follows.
+    case abortConnect(attempt: UInt32)
+    /// RFC 6062 §5.4: "Data received on it MUST be sent as-is to the associated peer data
+    /// connection. Data received on the associated peer data connection MUST be sent as-is on this
+    /// client data connection." From now on the shell moves bytes between the two connections
+    /// without the core; what the client sent after its ConnectionBind goes to the peer first, and
+    /// the ConnectionBind response (in this batch) goes to the client before any peer byte. When
+    /// either closes, the shell reports it with `connectionClosed` and the core closes the other.
+    case splice(client: SocketHandle, peer: SocketHandle)
+    /// Close the stream connection (a peer data connection, or a client data connection); no
+    /// `connectionClosed` follows for it.
+    case closeConnection(SocketHandle)
+}
+
+/// The shell's answer to `SocketRequest.connect`.
+public enum PeerConnectResult: Hashable, Sendable {
+    /// Connected; the connection's handle (a `SocketHandle.connection` of the shell's choosing).
+    case connected(SocketHandle)
+    /// Refused, unreachable, timed out in the kernel: the errno.
+    case failed(errno: Int32)
 }
 
 public enum SocketOpenResult: Hashable, Sendable {

@@ -47,21 +47,31 @@ extension Server {
                 return
             }
             handleBinding(message, from: client, now: now, out: out)
-        case .allocate, .refresh, .createPermission, .channelBind:
+        case .allocate, .refresh, .createPermission, .channelBind, .connect, .connectionBind:
             let auth: Authentication
             do {
-                auth = try authenticate(message, from: client, now: now)
+                auth = try authenticate(message, from: client, now: now, nonceAlsoFor: controlConnectionAddress(of: message))
             } catch {
                 respond(to: message, from: client, error: error, signer: nil, now: now, out: out)
                 return
             }
             do throws(RequestError) {
                 let unknown = message.unknownComprehensionRequired(known: Self.isKnownAttribute)
-                guard unknown.isEmpty else { throw RequestError.unknownAttributes(unknown) }
+                guard unknown.isEmpty else {
+                    // RFC 6062 §5.1: "If the request contains the DONT-FRAGMENT, EVEN-PORT, or
+                    // RESERVATION-TOKEN attribute, the server MUST reject the request with a 400".
+                    if unknown == [.dontFragment], message.type.method == .allocate,
+                       (try? message.requestedTransport()) == Self.tcpTransport {
+                        throw RequestError.badRequest
+                    }
+                    throw RequestError.unknownAttributes(unknown)
+                }
                 switch message.type.method {
                 case .allocate: try handleAllocate(message, from: client, auth: auth, now: now, out: out)
                 case .refresh: try handleRefresh(message, from: client, auth: auth, now: now, out: out)
                 case .createPermission: try handleCreatePermission(message, from: client, auth: auth, now: now, out: out)
+                case .connect: try handleConnect(message, from: client, auth: auth, now: now, out: out)
+                case .connectionBind: try handleConnectionBind(message, from: client, auth: auth, now: now, out: out)
                 default: try handleChannelBind(message, from: client, auth: auth, now: now, out: out)
                 }
             } catch {
@@ -86,7 +96,11 @@ extension Server {
     // MARK: Authentication
 
     /// RFC 8489 §9.2.4, the long-term credential mechanism, server side.
-    func authenticate(_ message: STUNMessage, from client: ClientSocket, now: Instant) throws(RequestError) -> Authentication {
+    ///
+    /// `nonceAlsoFor`: another client address whose nonce is accepted too (a ConnectionBind may
+    /// present the nonce its control connection was given, `controlConnectionAddress(of:)`).
+    func authenticate(_ message: STUNMessage, from client: ClientSocket, now: Instant,
+                      nonceAlsoFor alternate: TransportAddress? = nil) throws(RequestError) -> Authentication {
         // "If the message does not contain a MESSAGE-INTEGRITY or MESSAGE-INTEGRITY-SHA256
         // attribute, the server MUST generate an error response with an error code of 401".
         guard message.hasMessageIntegrity || message.hasMessageIntegritySHA256 else { throw .unauthenticated }
@@ -113,7 +127,12 @@ extension Server {
         guard let nonce = try parsed(message.nonce()) else { throw .unauthenticated }
         // "If the NONCE is no longer valid, the server MUST generate an error response with an
         // error code of 438 (Stale Nonce)." A forged nonce is no more valid than an old one.
-        let nonceCheck = checkNonce(nonce, for: client.address, nowUnixSeconds: now.unixSeconds)
+        var nonceClient = client.address
+        var nonceCheck = checkNonce(nonce, for: nonceClient, nowUnixSeconds: now.unixSeconds)
+        if nonceCheck.validity != .valid, let alternate {
+            nonceClient = alternate
+            nonceCheck = checkNonce(nonce, for: alternate, nowUnixSeconds: now.unixSeconds)
+        }
         guard nonceCheck.validity == .valid else { throw .staleNonce }
         let algorithm = try passwordAlgorithm(of: message, nonce: nonce)
         // RFC 8489 §9.2.4: with both present, MESSAGE-INTEGRITY-SHA256 is the one checked, and
@@ -124,7 +143,7 @@ extension Server {
             // The username's own expiry still applies, as `CredentialStore.lookup` applies it.
             if let expiry = cached.expiry, expiry < nowSeconds { throw .unauthenticated }
             if Self.verify(message, cached.integrity) {
-                rememberNonce(nonce, for: client.address, mintedAt: nonceCheck.toRemember)
+                rememberNonce(nonce, for: nonceClient, mintedAt: nonceCheck.toRemember)
                 return Authentication(username: username, signer: ResponseSigner(
                     integrity: cached.integrity, fingerprint: message.hasFingerprint))
             }
@@ -147,12 +166,24 @@ extension Server {
             guard Self.verify(message, integrity) else { continue }
             let expiry = configuration.credentials.staticUsers[username] == nil ? TimeLimitedUsername(username)?.expiry : nil
             credentialKeys.insert(.init(username: username, algorithm: algorithm, expiry: expiry, integrity: integrity))
-            rememberNonce(nonce, for: client.address, mintedAt: nonceCheck.toRemember)
+            rememberNonce(nonce, for: nonceClient, mintedAt: nonceCheck.toRemember)
             return Authentication(username: username, signer: ResponseSigner(
                 integrity: integrity, fingerprint: message.hasFingerprint))
         }
         // "If the MESSAGE-INTEGRITY ... value is invalid ... 401".
         throw .unauthenticated
+    }
+
+    /// For a ConnectionBind naming a pending connection: the address of the control connection
+    /// that connection belongs to. RFC 6062 §4.4 has the client authenticate the data connection
+    /// "using the same credentials as for the control connection", and clients (coturn's
+    /// turnutils_uclient) present the control connection's NONCE, which this server bound to that
+    /// connection's address and port; the data connection comes from another port. The nonce is
+    /// still checked (minted here, for that client, fresh) and MESSAGE-INTEGRITY still verified.
+    func controlConnectionAddress(of message: STUNMessage) -> TransportAddress? {
+        guard message.type.method == .connectionBind, let id = (try? message.connectionID()) ?? nil,
+              let connection = tcpConnections.connection(id) else { return nil }
+        return allocations.allocation(connection.allocation)?.client.address
     }
 
     /// `NonceAuthority.validate`, answered from `validatedNonces` when the client presents the nonce
@@ -245,7 +276,25 @@ extension Server {
         guard let transport = try parsed(message.requestedTransport()) else {
             throw .badRequest
         }
-        guard transport == 17 else { throw .unsupportedTransport }
+        let relayTransport: RelayTransport
+        switch transport {
+        case Self.udpTransport:
+            relayTransport = .udp
+        case Self.tcpTransport where configuration.tcpAllocations:
+            // RFC 6062 §5.1: "If the client connection transport is not TCP or TLS, the server MUST
+            // reject the request with a 400 (Bad Request) error." "If the request contains the
+            // DONT-FRAGMENT, EVEN-PORT, or RESERVATION-TOKEN attribute, the server MUST reject the
+            // request with a 400 (Bad Request) error." One relayed TCP address: a dual (RFC 8656
+            // ADDITIONAL-ADDRESS-FAMILY) TCP allocation is refused the same way.
+            guard client.isStream, try parsed(message.evenPort()) == nil, try parsed(message.reservationToken()) == nil,
+                  try parsed(message.additionalAddressFamily()) == nil,
+                  try parsed(message.draftAdditionalAddressFamily()) == nil else { throw .badRequest }
+            relayTransport = .tcp
+        default:
+            // RFC 6062 §5.1: "If the REQUESTED-TRANSPORT attribute is included and specifies a
+            // protocol other than UDP or TCP, the server MUST reject the request with a 442".
+            throw .unsupportedTransport
+        }
         // 4. DONT-FRAGMENT: this server does not set DF on relayed datagrams, so it "treats the
         // DONT-FRAGMENT attribute in the Allocate request as an unknown comprehension-required
         // attribute" (420, handled with the other unknown attributes before this handler).
@@ -314,8 +363,14 @@ extension Server {
             allocationQuota.release(username: auth.username)
             throw error
         }
-        createAllocation(plan, now: now, out: out)
+        var tcpPlan = plan
+        tcpPlan.relayTransport = relayTransport
+        createAllocation(tcpPlan, now: now, out: out)
     }
+
+    /// REQUESTED-TRANSPORT values (IANA protocol numbers): RFC 8656 §18.8, RFC 6062 §6.
+    static let udpTransport: UInt8 = 17
+    static let tcpTransport: UInt8 = 6
 
     /// The rest of RFC 8656 §7.2 once the quota admitted the request: the relayed transport
     /// addresses (a reserved port, or chosen ones and possibly a new reservation) and the lifetime.
@@ -479,6 +534,8 @@ extension Server {
     /// RFC 8656 §12.2.
     func handleChannelBind(_ message: STUNMessage, from client: ClientSocket, auth: Authentication, now: Instant, out: OutboundBatch) throws(RequestError) {
         let (id, allocation) = try activeAllocation(of: client, auth: auth)
+        // A TCP allocation has no channels: its data goes over data connections (RFC 6062 §4.3).
+        guard allocation.relayTransport == .udp else { throw .badRequest }
         // "The request contains both a CHANNEL-NUMBER and an XOR-PEER-ADDRESS attribute; The
         // channel number is in the range 0x4000 through 0x4FFF (inclusive)" else 400. With
         // `rfc5766ChannelNumbers`, RFC 5766 §11's "0x4000 through 0x7FFF".
@@ -538,7 +595,7 @@ extension Server {
             statistics.drops.malformed &+= 1
             return
         }
-        guard let relay = allocation.relay(for: peerAddress.family), relay.isOpen else {
+        guard let relay = allocation.relay(for: peerAddress.family), relay.isOpen, allocation.relayTransport == .udp else {
             statistics.drops.malformed &+= 1
             return
         }
@@ -639,7 +696,7 @@ extension Server {
         case .mappedAddress, .username, .messageIntegrity, .errorCode, .unknownAttributes, .channelNumber,
              .lifetime, .xorPeerAddress, .data, .realm, .nonce, .xorRelayedAddress, .requestedAddressFamily,
              .evenPort, .requestedTransport, .messageIntegritySHA256, .passwordAlgorithm, .userhash,
-             .xorMappedAddress, .reservationToken:
+             .xorMappedAddress, .reservationToken, .connectionID:
             return true
         default:
             return false

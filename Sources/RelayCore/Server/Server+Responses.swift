@@ -23,6 +23,7 @@ struct RequestError: Error {
     static let peerAddressFamilyMismatch = RequestError(code: .peerAddressFamilyMismatch)
     static let allocationQuotaReached = RequestError(code: .allocationQuotaReached)
     static let insufficientCapacity = RequestError(code: .insufficientCapacity)
+    static let connectionAlreadyExists = RequestError(code: .connectionAlreadyExists)
 
     static func unknownAttributes(_ types: [AttributeType]) -> RequestError {
         RequestError(code: .unknownAttribute, unknownAttributes: types)

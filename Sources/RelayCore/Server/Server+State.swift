@@ -18,7 +18,8 @@ extension Server {
                 evenPort: plan.evenPort, usesReservedPort: plan.usesReservedPort,
                 timer: timers.schedule(.pendingAllocation(id), at: now.adding(seconds: configuration.socketOpenTimeout)))
             return Allocation(client: plan.client, username: plan.username, ipv4: nil, ipv6: nil,
-                              allocateTransaction: plan.transactionID, lifecycle: .opening(pending))
+                              allocateTransaction: plan.transactionID, lifecycle: .opening(pending),
+                              relayTransport: plan.relayTransport)
         }
         peers.attach(id, client: plan.client)
         for (family, port) in plan.relays {
@@ -28,7 +29,7 @@ extension Server {
                                               portOwner: plan.portOwner)
             // The success response waits for the shell's answer (never optimistic: a port already in
             // use on the host must not produce an allocation that cannot relay).
-            out.socketRequests.append(.open(handle, family: family, port: port))
+            out.socketRequests.append(openRequest(handle, family: family, port: port, plan.relayTransport))
         }
         if let newReservation = plan.newReservation, let family = plan.relays.first?.family {
             // RFC 8656 §7.2: "Port N is used in the current allocation, while the relayed transport
@@ -47,6 +48,7 @@ extension Server {
     /// its place back to the process-wide quota.
     func deleteAllocation(_ id: AllocationID, now: Instant, out: OutboundBatch) {
         guard let allocation = allocations.remove(id) else { return }
+        if allocation.relayTransport == .tcp { endTCPConnections(of: id, client: allocation.client, now: now, out: out) }
         peers.detach(id, timers: &timers, routes: &out.routeChanges)
         if let pending = allocation.pending { timers.cancel(pending.timer) }
         for relay in allocation.relays { closeRelay(relay, now: now, out: out) }
@@ -93,7 +95,7 @@ extension Server {
                let port = choosePort(PortAllocator.Request(families: [family], even: pending.evenPort)) {
                 ports.markUsed(port, family)
                 allocations.rebind(family, of: id, port: port)
-                out.socketRequests.append(.open(handle, family: family, port: port))
+                out.socketRequests.append(openRequest(handle, family: family, port: port, allocation.relayTransport))
                 return
             }
             // No socket exists for this handle: its entry is free now.
@@ -110,6 +112,11 @@ extension Server {
         if allocations[id].relays.allSatisfy(\.isOpen) {
             completePendingAllocation(id, now: now, out: out)
         }
+    }
+
+    /// The request that opens a relayed address: a UDP socket, or a listening TCP socket.
+    func openRequest(_ handle: SocketHandle, family: AddressFamily, port: UInt16, _ transport: RelayTransport) -> SocketRequest {
+        transport == .tcp ? .listen(handle, family: family, port: port) : .open(handle, family: family, port: port)
     }
 
     /// Every socket is open: the allocation becomes active and the success response goes out.
@@ -239,6 +246,8 @@ extension Server {
             guard let reservation = reservations.removeValue(forKey: token) else { return }
             if reservationRegistry.withdraw(token) { ports.release(reservation.port, reservation.family) }
             collectGivenBackPorts()
+        case .tcpConnection(let id):
+            expireTCPConnection(id, now: now, out: out)
         case .giveBackClaimedPorts:
             for (port, family) in claimedPortsToGiveBack { reservationRegistry.giveBack(port: port, family: family) }
             claimedPortsToGiveBack.removeAll()

@@ -41,6 +41,8 @@ public final class Server {
     /// Permissions and channel bindings, with the indices the fast paths read (channels keyed by
     /// the client's 5-tuple and by peer, seeded from `random`: see `KeyedTable`).
     var peers: PeerTable
+    /// The peer data connections of TCP allocations (RFC 6062), by CONNECTION-ID.
+    var tcpConnections = TCPConnectionTable()
     /// The reservations this server made (it owns their ports), by token.
     var reservations: [UInt64: Reservation] = [:]
     /// Where reservation tokens are registered and claimed: shared by the servers of one process
@@ -126,8 +128,10 @@ public final class Server {
     /// `client`. The allocation made over it ends now, with its permissions, channels and relayed
     /// addresses: RFC 8656 names an allocation by its 5-tuple, whose transport here is that
     /// connection, so no later request can name it, and nothing could reach the client to relay to.
+    ///
+    /// A peer or client data connection of a TCP allocation (RFC 6062) ends its pair instead.
     public func connectionClosed(_ handle: SocketHandle, client: TransportAddress, now: Instant, into out: OutboundBatch) {
-        guard handle.isConnection, let id = allocations.id(of: ClientSocket(client, receivedOn: handle)) else { return }
+        guard handle.isConnection, !dataConnectionClosed(handle, out: out), let id = allocations.id(of: ClientSocket(client, receivedOn: handle)) else { return }
         deleteAllocation(id, now: now, out: out)
         statistics.allocationsEndedByConnectionClose &+= 1
     }
@@ -182,6 +186,7 @@ public final class Server {
         sizes.reservations = reservations.count
         sizes.timers = timers.count
         sizes.transactionCache = transactions.count
+        sizes.tcpConnections = tcpConnections.count
         return sizes
     }
 

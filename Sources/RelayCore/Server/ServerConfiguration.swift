@@ -102,6 +102,22 @@ public struct ServerConfiguration: Sendable {
     /// Slots of the fixed-size table behind that limit.
     public var challengeLimiterTableSize: Int = 4096
 
+    // MARK: TCP allocations (RFC 6062)
+
+    /// Serve REQUESTED-TRANSPORT TCP (RFC 6062): a relayed TCP address, Connect, ConnectionBind,
+    /// ConnectionAttempt. Off: such an Allocate gets 442 (Unsupported Transport Protocol), as any
+    /// transport the server does not offer (RFC 6062 §5.1 leaves it to "local policy").
+    public var tcpAllocations: Bool = true
+    /// Peer data connections (connecting, waiting for their ConnectionBind, or bound) per TCP
+    /// allocation; a Connect beyond it gets 508, an incoming peer connection is closed.
+    public var maxTCPConnectionsPerAllocation: Int = 32
+    /// RFC 6062 §5.2: "If the connection attempt fails or times out, the server MUST return a 447
+    /// (Connection Timeout or Failure) error. The timeout value MUST be at least 30 seconds."
+    public var tcpConnectTimeout: UInt64 = 30
+    /// RFC 6062 §5.2/§5.3: "If no ConnectionBind request associated with this peer data
+    /// connection is received after 30 seconds, the peer data connection MUST be closed."
+    public var tcpConnectionBindTimeout: UInt64 = 30
+
     // MARK: Kernel fast path
 
     /// Emit `RouteChange`s in the outbound batch (the shell has attached the XDP fast path).

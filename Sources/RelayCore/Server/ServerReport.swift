@@ -50,6 +50,18 @@ extension MetricFamily {
         "relay_data_indications_sent_total", .counter, help: "Peer datagrams sent to clients as Data indications.")
     static let sendIndicationsRelayed = MetricFamily(
         "relay_send_indications_relayed_total", .counter, help: "Send indications relayed to peers.")
+    static let tcpConnects = MetricFamily(
+        "relay_tcp_connects_total", .counter, labels: ["result"],
+        help: "TCP allocations (RFC 6062): outgoing peer connections for Connect requests, started, succeeded, failed or timed out (447).")
+    static let tcpPeerConnections = MetricFamily(
+        "relay_tcp_peer_connections_total", .counter, labels: ["result"],
+        help: "TCP allocations: incoming peer connections announced with ConnectionAttempt, or refused (no permission, peer policy, per-allocation limit).")
+    static let tcpConnectionsBound = MetricFamily(
+        "relay_tcp_connections_bound_total", .counter, help: "TCP allocations: ConnectionBind requests that joined a client data connection to its peer.")
+    static let tcpBindTimeouts = MetricFamily(
+        "relay_tcp_bind_timeouts_total", .counter, help: "TCP allocations: peer data connections closed because no ConnectionBind came within the timeout (30 s).")
+    static let tcpConnectionsClosed = MetricFamily(
+        "relay_tcp_connections_closed_total", .counter, help: "TCP allocations: peer data connections ended (either side closed, a timeout, the allocation ended).")
     static let permissionsRevokedByPolicy = MetricFamily(
         "relay_permissions_revoked_by_policy_total", .counter,
         help: "Permissions deleted by a reload whose peer policy denies their peer (their channels stay bound but relay nothing).")
@@ -80,6 +92,8 @@ extension ServerReport {
             F.responses.series("error", "441") { $0.statistics.responses.wrongCredentials441 },
             F.responses.series("error", "442") { $0.statistics.responses.unsupportedTransport442 },
             F.responses.series("error", "443") { $0.statistics.responses.peerAddressFamilyMismatch443 },
+            F.responses.series("error", "446") { $0.statistics.responses.connectionAlreadyExists446 },
+            F.responses.series("error", "447") { $0.statistics.responses.connectionFailure447 },
             F.responses.series("error", "486") { $0.statistics.responses.quotaReached486 },
             F.responses.series("error", "500") { $0.statistics.responses.serverError500 },
             F.responses.series("error", "508") { $0.statistics.responses.insufficientCapacity508 },
@@ -89,6 +103,7 @@ extension ServerReport {
         let methods: [(String, @Sendable (ServerStatistics.Responses) -> ServerStatistics.Responses.ByClass)] = [
             ("binding", { $0.binding }), ("allocate", { $0.allocate }), ("refresh", { $0.refresh }),
             ("create_permission", { $0.createPermission }), ("channel_bind", { $0.channelBind }),
+            ("connect", { $0.connect }), ("connection_bind", { $0.connectionBind }),
             ("other", { $0.otherMethod }),
         ]
         for (method, counts) in methods {
@@ -126,6 +141,15 @@ extension ServerReport {
             F.drops.series("output_full") { $0.statistics.drops.outputFull },
 
             F.permissionsRevokedByPolicy.series { $0.statistics.permissionsRevokedByPolicy },
+
+            F.tcpConnects.series("started") { $0.statistics.tcp.connectsStarted },
+            F.tcpConnects.series("succeeded") { $0.statistics.tcp.connectsSucceeded },
+            F.tcpConnects.series("failed") { $0.statistics.tcp.connectsFailed },
+            F.tcpPeerConnections.series("announced") { $0.statistics.tcp.connectionAttemptsSent },
+            F.tcpPeerConnections.series("refused") { $0.statistics.tcp.peerConnectionsRefused },
+            F.tcpConnectionsBound.series { $0.statistics.tcp.connectionsBound },
+            F.tcpBindTimeouts.series { $0.statistics.tcp.bindTimeouts },
+            F.tcpConnectionsClosed.series { $0.statistics.tcp.connectionsClosed },
         ]
         return m
     }()

@@ -43,6 +43,9 @@ public struct ServerStatistics: Sendable, Equatable {
         public var wrongCredentials441 = 0
         public var unsupportedTransport442 = 0
         public var peerAddressFamilyMismatch443 = 0
+        /// RFC 6062 §6.3.
+        public var connectionAlreadyExists446 = 0
+        public var connectionFailure447 = 0
         public var quotaReached486 = 0
         public var serverError500 = 0
         public var insufficientCapacity508 = 0
@@ -65,6 +68,9 @@ public struct ServerStatistics: Sendable, Equatable {
         public var refresh = ByClass()
         public var createPermission = ByClass()
         public var channelBind = ByClass()
+        /// RFC 6062.
+        public var connect = ByClass()
+        public var connectionBind = ByClass()
         /// Any other method (the server answers those 400).
         public var otherMethod = ByClass()
         /// The same responses by the client's transport (`ClientTransport`: udp, tcp, tls).
@@ -81,6 +87,8 @@ public struct ServerStatistics: Sendable, Equatable {
             case .refresh: bump(&refresh)
             case .createPermission: bump(&createPermission)
             case .channelBind: bump(&channelBind)
+            case .connect: bump(&connect)
+            case .connectionBind: bump(&connectionBind)
             default: bump(&otherMethod)
             }
         }
@@ -98,6 +106,8 @@ public struct ServerStatistics: Sendable, Equatable {
             case 441: wrongCredentials441 += 1
             case 442: unsupportedTransport442 += 1
             case 443: peerAddressFamilyMismatch443 += 1
+            case 446: connectionAlreadyExists446 += 1
+            case 447: connectionFailure447 += 1
             case 486: quotaReached486 += 1
             case 508: insufficientCapacity508 += 1
             default: serverError500 += 1
@@ -121,6 +131,28 @@ public struct ServerStatistics: Sendable, Equatable {
     public var bindFailures = 0
     /// Permissions deleted by a reload whose peer policy denies their peer (`Server.reload`).
     public var permissionsRevokedByPolicy = 0
+
+    /// TCP allocations' peer data connections (RFC 6062).
+    public struct TCP: Sendable, Equatable {
+        /// Outgoing connections begun for Connect requests.
+        public var connectsStarted = 0
+        /// ... that connected (Connect success response with CONNECTION-ID).
+        public var connectsSucceeded = 0
+        /// ... that failed or timed out (447).
+        public var connectsFailed = 0
+        /// Incoming peer connections announced with a ConnectionAttempt indication.
+        public var connectionAttemptsSent = 0
+        /// Incoming peer connections closed at once: no permission, the peer policy, the
+        /// per-allocation limit, or no TCP allocation behind the listener.
+        public var peerConnectionsRefused = 0
+        /// ConnectionBind requests that spliced a client data connection to its peer.
+        public var connectionsBound = 0
+        /// Peer data connections closed because no ConnectionBind came in time.
+        public var bindTimeouts = 0
+        /// Peer data connections ended (either side closed, timeouts, allocation end).
+        public var connectionsClosed = 0
+    }
+    public var tcp = TCP()
 }
 
 /// The size of every table the core keeps, for tests and metrics. Everything here is bounded by
@@ -136,9 +168,11 @@ public struct ServerTableSizes: Sendable, Equatable {
     public var reservations = 0
     public var timers = 0
     public var transactionCache = 0
+    /// RFC 6062 peer data connections.
+    public var tcpConnections = 0
 
     public var total: Int {
         allocations + allocationsByClient + usernames + permissions + channels + channelsByPeer
-            + sockets + reservations + timers + transactionCache
+            + sockets + reservations + timers + transactionCache + tcpConnections
     }
 }

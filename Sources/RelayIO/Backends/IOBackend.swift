@@ -22,6 +22,9 @@ protocol IOBackend {
     func cancelReceive(fd: Int32, userData: UInt64)
     /// One completion carrying `userData` when `fd` becomes readable.
     func pollIn(fd: Int32, userData: UInt64)
+    /// One completion carrying `userData` when `fd` becomes writable (a non-blocking connect
+    /// finished, either way). Stopped with `cancelReceive(fd:userData:)`.
+    func pollOut(fd: Int32, userData: UInt64) -> Bool
 
     // Streams (TURN over TCP/TLS; the worker's `Streams` part).
     /// Starts delivering connections accepted on the TCP listener `fd` (res = the new fd) as

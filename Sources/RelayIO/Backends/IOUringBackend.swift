@@ -25,6 +25,7 @@ struct IOUringBackend: IOBackend {
     }
     func cancelReceive(fd: Int32, userData: UInt64) { _ = cu_prep_cancel(ring, userData, UserData.cancel) }
     func pollIn(fd: Int32, userData: UInt64) { _ = cu_prep_poll_in(ring, fd, userData) }
+    func pollOut(fd: Int32, userData: UInt64) -> Bool { cu_prep_poll_out(ring, fd, userData) == 0 }
     func armAccept(fd: Int32, userData: UInt64) -> Bool { cu_prep_accept_multishot(ring, fd, userData) == 0 }
     func armStreamReceive(fd: Int32, userData: UInt64) -> Bool {
         cu_prep_stream_recv_multishot(ring, fd, userData) == 0

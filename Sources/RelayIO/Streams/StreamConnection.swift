@@ -30,10 +30,36 @@ struct StreamBytes {
     }
 }
 
-/// One client connection (TCP or TLS) of a worker.
+/// One stream connection of a worker: a client's (TCP or TLS), or a TCP allocation's peer data
+/// connection (RFC 6062).
 struct StreamConnection {
     enum State { case free, open, closing }
+    /// What the connection is to the relay.
+    enum Role: Equatable {
+        /// A client's connection: STUN and ChannelData framed for the core; after a successful
+        /// ConnectionBind, a client data connection spliced to `partner`.
+        case client
+        /// A TCP allocation's peer data connection (accepted on its relayed address, or connected
+        /// for a Connect): nothing is read until it is spliced to `partner`.
+        case peer
+        /// An outgoing connection for Connect `attempt`, not connected yet.
+        case connecting(attempt: UInt32)
+    }
     var state = State.free
+    var role = Role.client
+    /// The connection this one is spliced to (RFC 6062 §5.4: bytes as-is both ways), or -1.
+    var partner = -1
+    var partnerGeneration: UInt16 = 0
+    /// A ConnectionBind was framed and handed to the core: what the client sent after it waits in
+    /// `held` (unframed) until the core has answered: spliced, the bytes go to the peer; refused,
+    /// they are framed again.
+    var awaitingBindAnswer = false
+    var held = StreamBytes()
+    /// Not reading because `partner`'s write buffer is full (backpressure across the splice).
+    var pausedForPartner = false
+    /// Closing once its output is sent: a data connection whose partner ended first (what the
+    /// peer sent before closing still reaches the client). Not read from meanwhile.
+    var lingering = false
     var fd: Int32 = -1
     var generation: UInt16 = 0
     var transport = StreamTransport.tcp
@@ -75,6 +101,11 @@ struct StreamConnection {
     }
 
     var buffered: Int {
-        pending.count + sending.count - sentOffset + (reassembler?.bufferedBytes ?? 0)
+        pending.count + sending.count - sentOffset + (reassembler?.bufferedBytes ?? 0) + held.count
     }
+
+    /// Bytes waiting to be written (what backpressure is measured by).
+    var queuedOutput: Int { pending.count + sending.count - sentOffset }
+
+    var isSpliced: Bool { partner >= 0 }
 }

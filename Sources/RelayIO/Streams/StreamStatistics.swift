@@ -28,6 +28,9 @@ public enum StreamCloseReason: Int, Sendable, CaseIterable {
     case writeBufferFull
     /// The relay stopped.
     case shutdown
+    /// A client data connection (RFC 6062) closed because its peer data connection closed, or its
+    /// allocation ended.
+    case peerClosed
 
     public var label: String {
         switch self {
@@ -40,6 +43,7 @@ public enum StreamCloseReason: Int, Sendable, CaseIterable {
         case .tlsError: "tls_error"
         case .writeBufferFull: "write_buffer_full"
         case .shutdown: "shutdown"
+        case .peerClosed: "peer_closed"
         }
     }
 }
@@ -89,6 +93,15 @@ public struct StreamStatistics: Sendable, Equatable {
     public var handshakesInProgress = 0
     /// Bytes held for connections now: partial messages and unsent output.
     public var bufferedBytes = 0
+    /// TCP allocations' peer data connections (RFC 6062): open now (gauge), and bytes received
+    /// from and sent to peers.
+    public var peerConnectionsOpen = 0
+    public var peerBytesReceived: UInt64 = 0
+    public var peerBytesSent: UInt64 = 0
+    /// Outgoing peer connections that could not be started (socket, bind, connect refused at once).
+    public var peerConnectErrors: UInt64 = 0
+    /// Times a spliced connection stopped reading because its partner's output was full.
+    public var splicePauses: UInt64 = 0
 
     public init() {}
 
@@ -119,6 +132,18 @@ extension MetricFamily {
         "relay_tls_handshakes_total", .counter, labels: ["result"], help: "TLS handshakes completed and failed.")
     static let streamHandshakesInProgress = MetricFamily(
         "relay_tls_handshakes_in_progress", .gauge, help: "TLS handshakes in progress.")
+    static let peerConnectionsOpen = MetricFamily(
+        "relay_tcp_peer_connections_open", .gauge,
+        help: "TCP allocations (RFC 6062): peer data connections open (connected or accepted, bound or waiting for ConnectionBind).")
+    static let peerBytes = MetricFamily(
+        "relay_tcp_peer_bytes_total", .counter, labels: ["direction"],
+        help: "TCP allocations: bytes received from and sent to peers over peer data connections.")
+    static let peerConnectErrors = MetricFamily(
+        "relay_tcp_peer_connect_errors_total", .counter,
+        help: "TCP allocations: outgoing peer connections that could not even be started (socket, bind or connect refused at once).")
+    static let splicePauses = MetricFamily(
+        "relay_tcp_splice_pauses_total", .counter,
+        help: "TCP allocations: times one side of a data connection pair stopped being read because the other side's write buffer was full.")
     static let streamBuffered = MetricFamily(
         "relay_stream_buffered_bytes", .gauge, help: "Bytes held for client connections: partial messages and unsent output.")
 }
@@ -144,6 +169,11 @@ extension StreamStatistics {
         m.append(F.streamHandshakes.series("failed", value: { $0.streams.handshakeFailures }))
         m.append(F.streamHandshakesInProgress.series(value: { $0.streams.handshakesInProgress }))
         m.append(F.streamBuffered.series(value: { $0.streams.bufferedBytes }))
+        m.append(F.peerConnectionsOpen.series(value: { $0.streams.peerConnectionsOpen }))
+        m.append(F.peerBytes.series("received", value: { $0.streams.peerBytesReceived }))
+        m.append(F.peerBytes.series("sent", value: { $0.streams.peerBytesSent }))
+        m.append(F.peerConnectErrors.series(value: { $0.streams.peerConnectErrors }))
+        m.append(F.splicePauses.series(value: { $0.streams.splicePauses }))
         m.append(F.drops.series("stream_oversize_message", value: { $0.streams.oversizeMessages }))
         m.append(F.drops.series("stream_write_buffer_full", value: { $0.streams.droppedWriteBufferFull }))
         m.append(F.drops.series("stream_closed", value: { $0.streams.droppedClosed }))

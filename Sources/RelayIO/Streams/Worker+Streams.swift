@@ -68,19 +68,12 @@ extension Worker {
             _ = cu_stream_close(fd)
             return
         }
-        _ = cu_stream_configure(fd)
-        let index: Int
-        if let free = freeConnections.popLast() {
-            index = free
-        } else {
-            index = connections.count
-            guard index < 1 << 24 else {  // well inside SocketHandle's 2^30 connection indices
-                statistics.streams.rejected[StreamRejectReason.totalLimit.rawValue] &+= 1
-                _ = cu_stream_close(fd)
-                return
-            }
-            connections.append(StreamConnection())
+        guard let index = newConnectionSlot() else {
+            statistics.streams.rejected[StreamRejectReason.totalLimit.rawValue] &+= 1
+            _ = cu_stream_close(fd)
+            return
         }
+        _ = cu_stream_configure(fd)
         var connection = StreamConnection()
         connection.state = .open
         connection.fd = fd
@@ -101,9 +94,19 @@ extension Worker {
         armConnection(index)
     }
 
+    /// A free index in the connection table (grown when none is free), or nil at the table's limit.
+    func newConnectionSlot() -> Int? {
+        if let free = freeConnections.popLast() { return free }
+        let index = connections.count
+        guard index < 1 << 24 else { return nil }  // well inside SocketHandle's 2^30 connection indices
+        connections.append(StreamConnection())
+        return index
+    }
+
     func armConnection(_ index: Int) {
         let c = connections[index]
-        guard c.state == .open, !c.receiveArmed else { return }
+        guard c.state == .open, !c.receiveArmed, !c.pausedForPartner, c.role != .peer || c.isSpliced else { return }
+        if case .connecting = c.role { return }
         if backend.armStreamReceive(fd: c.fd, userData: UserData.streamReceive(index, generation: c.generation)) {
             connections[index].receiveArmed = true
         } else if !c.awaitingRearm {
@@ -160,12 +163,16 @@ extension Worker {
         guard hasBuffer else { return }
         let length = Int(c.payload_length)
         let transport = connections[index].transport
-        statistics.streams.bytesReceived[transport.rawValue] &+= UInt64(length)
+        if connections[index].role == .peer {
+            statistics.streams.peerBytesReceived &+= UInt64(length)
+        } else {
+            statistics.streams.bytesReceived[transport.rawValue] &+= UInt64(length)
+        }
         let bytes = UnsafeRawBufferPointer(start: rx.slot(buffer), count: length)
         if let tls = connections[index].tls {
             var failure: StreamCloseReason?
             let outcome = tls.receive(bytes) { plaintext in
-                if failure == nil { failure = frame(index, plaintext, now: now) }
+                if failure == nil { failure = deliver(index, plaintext, now: now) }
             }
             // A TLS record begun and not finished after the handshake: a record trickled byte
             // by byte is a slowloris too, bounded like a partial message.
@@ -190,9 +197,26 @@ extension Worker {
                 // The alert goes out with closeConnection's last words.
                 closeConnection(index, failure, now: now)
             }
-        } else if let failure = frame(index, bytes, now: now) {
+        } else if let failure = deliver(index, bytes, now: now) {
             closeConnection(index, failure, now: now)
         }
+    }
+
+    /// Plaintext received on connection `index`: to its partner when spliced (RFC 6062 data
+    /// connections), held while its ConnectionBind is being answered, else framed for the core.
+    func deliver(_ index: Int, _ bytes: UnsafeRawBufferPointer, now: Instant) -> StreamCloseReason? {
+        // Closing once its output is out: what still arrives has nowhere to go.
+        if connections[index].lingering { return nil }
+        if connections[index].isSpliced {
+            forward(bytes, from: index, now: now)
+            return nil
+        }
+        if connections[index].awaitingBindAnswer {
+            if let base = bytes.baseAddress { connections[index].held.append(base, bytes.count) }
+            return nil
+        }
+        guard connections[index].role == .client else { return nil }
+        return frame(index, bytes, now: now)
     }
 
     /// Frames plaintext of connection `index` into messages for the core. Returns why the
@@ -201,10 +225,22 @@ extension Worker {
         guard var reassembler = connections[index].reassembler.take() else { return nil }
         let handle = SocketHandle.connection(index: index, tls: connections[index].transport == .tls)
         let client = connections[index].client
-        let result = reassembler.consume(bytes) { message in
+        let result = reassembler.consume(bytes, stoppingAfter: { message in
             stage(message, from: client, on: handle)
+            return Self.isConnectionBind(message)
+        })
+        if connections[index].state == .open && connections[index].reassembler == nil && !connections[index].isSpliced {
+            connections[index].reassembler = reassembler
         }
-        connections[index].reassembler = reassembler
+        if let stop = result.stoppedAfter, connections[index].state == .open {
+            // RFC 6062 §5.4: after a successful ConnectionBind the connection carries the
+            // peer's bytes as-is. Until the core has answered, what follows is held unframed.
+            connections[index].awaitingBindAnswer = true
+            awaitingBindAnswer.append(index)
+            if stop < bytes.count, let base = bytes.baseAddress {
+                connections[index].held.append(base + stop, bytes.count - stop)
+            }
+        }
         let transport = connections[index].transport.rawValue
         statistics.streams.messagesReceived[transport] &+= UInt64(result.messages)
         statistics.streams.oversizeMessages &+= UInt64(result.oversize)
@@ -338,7 +374,11 @@ extension Worker {
             closeConnection(index, c.res == 0 || c.res == -EPIPE || c.res == -ECONNRESET ? .clientClosed : .error, now: now)
             return
         }
-        statistics.streams.bytesSent[connections[index].transport.rawValue] &+= UInt64(c.res)
+        if connections[index].role == .peer {
+            statistics.streams.peerBytesSent &+= UInt64(c.res)
+        } else {
+            statistics.streams.bytesSent[connections[index].transport.rawValue] &+= UInt64(c.res)
+        }
         connections[index].sentOffset += Int(c.res)
         if connections[index].sentOffset < connections[index].sending.count {
             submitStreamSend(index)
@@ -348,21 +388,32 @@ extension Worker {
         connections[index].sending.release()
         connections[index].sentOffset = 0
         if connections[index].pending.count > 0 { startSend(index) }
+        if connections[index].isSpliced { resumePartner(of: index) }
+        if connections[index].lingering && connections[index].queuedOutput == 0 {
+            closeConnection(index, .peerClosed, now: now, notifyProcessor: false)
+        }
     }
 
     // MARK: Close
 
     /// Ends connection `index`: what it sent before is processed first (an Allocate still in the
-    /// batch must not outlive it), then the core ends its allocation, then the socket closes.
-    func closeConnection(_ index: Int, _ reason: StreamCloseReason, now: Instant) {
+    /// batch must not outlive it), then the core ends its allocation (or, for an RFC 6062 data
+    /// connection, closes its partner), then the socket closes. `notifyProcessor` false: the core
+    /// asked for the close itself (`SocketRequest.closeConnection`), or never knew the connection.
+    func closeConnection(_ index: Int, _ reason: StreamCloseReason, now: Instant, notifyProcessor: Bool = true) {
         guard index < connections.count, connections[index].state == .open else { return }
-        if inboundCount > 0 { runInbound(now: now) }
+        if notifyProcessor && inboundCount > 0 { runInbound(now: now) }
         guard connections[index].state == .open else { return }
         let c = connections[index]
         connections[index].state = .closing
-        processor.connectionClosed(.connection(index: index, tls: c.transport == .tls), client: c.client, now: now, into: batch)
-        flushOutbound(now: now)
-        if c.receiveArmed {
+        if notifyProcessor {
+            processor.connectionClosed(.connection(index: index, tls: c.transport == .tls), client: c.client, now: now, into: batch)
+            flushOutbound(now: now)
+        }
+        if case .connecting(let attempt) = c.role {
+            connectsInProgress[attempt] = nil
+            backend.cancelReceive(fd: c.fd, userData: UserData.connect(index, generation: c.generation))
+        } else if c.receiveArmed {
             backend.cancelReceive(fd: c.fd, userData: UserData.streamReceive(index, generation: c.generation))
         }
         // Last words, best effort and without waiting: a TLS alert (why the handshake failed), or
@@ -373,19 +424,36 @@ extension Worker {
         }
         _ = cu_stream_close(c.fd)
         openConnections -= 1
-        if let n = openPerSource[c.client.ip] {
-            if n <= 1 { openPerSource[c.client.ip] = nil } else { openPerSource[c.client.ip] = n - 1 }
+        if c.role == .client {
+            if let n = openPerSource[c.client.ip] {
+                if n <= 1 { openPerSource[c.client.ip] = nil } else { openPerSource[c.client.ip] = n - 1 }
+            }
+            statistics.streams.open[c.transport.rawValue] -= 1
+            statistics.streams.closed[reason.rawValue][c.transport.rawValue] &+= 1
+            if c.transport == .tls && !c.handshakeDone {
+                statistics.streams.handshakesInProgress -= 1
+                statistics.streams.handshakeFailures &+= 1
+            }
+        } else {
+            statistics.streams.peerConnectionsOpen -= 1
         }
-        statistics.streams.open[c.transport.rawValue] -= 1
-        statistics.streams.closed[reason.rawValue][c.transport.rawValue] &+= 1
-        if c.transport == .tls && !c.handshakeDone {
-            statistics.streams.handshakesInProgress -= 1
-            statistics.streams.handshakeFailures &+= 1
+        // The partner is closed by the core (it learns of this close above), or was closed first.
+        if c.isSpliced, c.partner < connections.count, connections[c.partner].generation == c.partnerGeneration {
+            connections[c.partner].partner = -1
+            if connections[c.partner].pausedForPartner {
+                connections[c.partner].pausedForPartner = false
+                armConnection(c.partner)
+            }
         }
         connections[index].fd = -1
         connections[index].tls = nil
         connections[index].reassembler = nil
         connections[index].pending.release()
+        connections[index].held.release()
+        connections[index].awaitingBindAnswer = false
+        connections[index].partner = -1
+        connections[index].pausedForPartner = false
+        connections[index].lingering = false
         connections[index].receiveArmed = false
         // A send in flight keeps its bytes (and the slot) until its completion.
         if !connections[index].sendInFlight {
@@ -396,6 +464,7 @@ extension Worker {
 
     func freeConnection(_ index: Int) {
         connections[index].state = .free
+        connections[index].role = .client
         connections[index].generation &+= 1
         freeConnections.append(index)
     }
@@ -411,11 +480,15 @@ extension Worker {
         for index in connections.indices where connections[index].state == .open {
             let c = connections[index]
             buffered += c.buffered
-            if c.transport == .tls && !c.handshakeDone && t &- c.openedAt > limits.handshakeTimeoutNanoseconds {
+            if c.lingering {
+                if t &- c.lastMessageAt > limits.messageTimeoutNanoseconds {
+                    closeConnection(index, .peerClosed, now: now, notifyProcessor: false)
+                }
+            } else if c.transport == .tls && !c.handshakeDone && t &- c.openedAt > limits.handshakeTimeoutNanoseconds {
                 closeConnection(index, .handshakeTimeout, now: now)
             } else if c.partialSince != 0 && t &- c.partialSince > limits.messageTimeoutNanoseconds {
                 closeConnection(index, .messageTimeout, now: now)
-            } else if t &- c.lastMessageAt > limits.idleTimeoutNanoseconds {
+            } else if c.role == .client && !c.isSpliced && t &- c.lastMessageAt > limits.idleTimeoutNanoseconds {
                 closeConnection(index, .idleTimeout, now: now)
             } else if c.fullSince != 0 && t &- c.fullSince > limits.writeBufferCloseAfterNanoseconds {
                 closeConnection(index, .writeBufferFull, now: now)
@@ -424,7 +497,8 @@ extension Worker {
         statistics.streams.bufferedBytes = buffered
     }
 
-    /// At stop: every connection closes (its allocation with it).
+    /// At stop: every connection closes (its allocation with it). Peer data connections and
+    /// connects in progress close with their allocations.
     func closeAllConnections(now: Instant) {
         for index in connections.indices where connections[index].state == .open {
             closeConnection(index, .shutdown, now: now)

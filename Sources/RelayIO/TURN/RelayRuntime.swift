@@ -40,9 +40,13 @@ public final class RelayRuntime: Sendable {
                 throw error
             }
         }
-        if configuration.steerByClientAddress && count > 1, let first = started.first {
+        if count > 1, let first = started.first {
             // The program belongs to the whole reuseport group; member i is worker i, the i-th to bind.
-            for (family, fd) in first.listenerSockets {
+            // UDP listeners only with `steerByClientAddress`. The TCP and TLS listeners always: a
+            // client's connections then all land on one worker, so an RFC 6062 data connection
+            // (ConnectionBind) meets its control connection's allocation there.
+            let udp = configuration.steerByClientAddress ? first.listenerSockets : []
+            for (family, fd) in udp + first.streamListenerSockets {
                 let rc = cu_steer_by_source_ip(fd, family == .ipv4 ? 4 : 6, UInt32(count))
                 if rc < 0 {
                     for w in started { w.stop() }

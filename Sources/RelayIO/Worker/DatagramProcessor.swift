@@ -22,6 +22,13 @@ public protocol DatagramProcessor: AnyObject, SendableMetatype {
     /// sent to it afterwards is dropped. No default: a wrapper that forgot it would leave the
     /// connection's allocation alive.
     func connectionClosed(_ handle: SocketHandle, client: TransportAddress, now: Instant, into out: OutboundBatch)
+    /// The answer to a `SocketRequest.connect` (RFC 6062 TCP allocations). No default either: a
+    /// wrapper that forgot it would leave every Connect unanswered.
+    func peerConnected(attempt: UInt32, result: PeerConnectResult, now: Instant, into out: OutboundBatch)
+    /// A peer connected to the TCP allocation listening as `listener`; the shell accepted it as
+    /// `handle` and reads nothing from it until the processor splices it (or closes it).
+    func peerConnectionAccepted(_ handle: SocketHandle, on listener: SocketHandle, from peer: TransportAddress,
+                                now: Instant, into out: OutboundBatch)
     /// Stop accepting new work (allocations); existing work continues. Called once, on SIGTERM/SIGINT.
     func drain(now: Instant, into out: OutboundBatch)
     /// A configuration update posted to the worker's `ReloadMailbox`, on the worker's thread, at

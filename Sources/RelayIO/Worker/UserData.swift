@@ -14,6 +14,11 @@ enum UserData {
     static let streamReceiveKind: UInt64 = UInt64(CU_KIND_STREAM_RECEIVE)
     /// A stream connection's send: connection index and generation.
     static let streamSendKind: UInt64 = 7
+    /// A TCP allocation's listening socket (RFC 6062): its accepts; socket handle and generation
+    /// like a receive.
+    static let relayAcceptKind: UInt64 = 8
+    /// A TCP allocation's outgoing connection became writable: connection index and generation.
+    static let connectKind: UInt64 = 9
 
     @inline(__always) static func kind(_ value: UInt64) -> UInt64 { value >> 56 }
     @inline(__always) static func receive(_ raw: UInt32, generation: UInt16) -> UInt64 {
@@ -26,6 +31,12 @@ enum UserData {
     }
     @inline(__always) static func streamSend(_ index: Int, generation: UInt16) -> UInt64 {
         streamSendKind << 56 | UInt64(generation) << 32 | UInt64(UInt32(truncatingIfNeeded: index))
+    }
+    @inline(__always) static func relayAccept(_ raw: UInt32, generation: UInt16) -> UInt64 {
+        relayAcceptKind << 56 | UInt64(generation) << 32 | UInt64(raw)
+    }
+    @inline(__always) static func connect(_ index: Int, generation: UInt16) -> UInt64 {
+        connectKind << 56 | UInt64(generation) << 32 | UInt64(UInt32(truncatingIfNeeded: index))
     }
     static let cancel: UInt64 = cancelKind << 56
     static let wake: UInt64 = wakeKind << 56

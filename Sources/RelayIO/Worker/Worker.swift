@@ -71,7 +71,15 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         var generation: UInt16 = 0
         var armed = false
         var awaitingRearm = false
+        /// A TCP allocation's listening socket (`SocketRequest.listen`): armed for accepts.
+        var isStreamListener = false
     }
+    /// Outgoing peer connections in progress (RFC 6062 Connect): attempt → connection index.
+    var connectsInProgress: [UInt32: Int] = [:]
+    /// Client connections whose ConnectionBind the core has not answered yet (their later bytes
+    /// are held, unframed).
+    var awaitingBindAnswer: [Int] = []
+    var resolvingBindAnswers = false
 
     init(configuration: WorkerConfiguration, listeners: [(SocketHandle, Int32)], processor: P, clock: RelayClock,
          control: WorkerControl, reloads: ReloadMailbox<P.Reload>.Receiver? = nil,
@@ -213,7 +221,7 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
             for i in 0..<n { handle(completions[i]) }
             if n < Self.completionCapacity { break }
         }
-        if inboundCount > 0 { runInbound(now: clock.now()) }
+        if inboundCount > 0 || !awaitingBindAnswer.isEmpty { runInbound(now: clock.now()) }
     }
 
     func handle(_ c: cu_completion) {
@@ -223,6 +231,8 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         case UserData.streamReceiveKind: handleStreamReceive(c, now: clock.now())
         case UserData.streamSendKind: handleStreamSendCompletion(c, now: clock.now())
         case UserData.acceptKind: handleAccept(c, now: clock.now())
+        case UserData.relayAcceptKind: handleRelayAccept(c, now: clock.now())
+        case UserData.connectKind: handleConnectCompletion(c, now: clock.now())
         case UserData.wakeKind:
             var value: UInt64 = 0
             _ = read(control.wakeFD, &value, 8)
@@ -236,7 +246,10 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
     func arm(_ raw: UInt32) {
         let entry = sockets[Int(raw)]
         guard entry.fd >= 0, !entry.armed else { return }
-        if backend.armReceive(fd: entry.fd, userData: UserData.receive(raw, generation: entry.generation)) {
+        let armed = entry.isStreamListener
+            ? backend.armAccept(fd: entry.fd, userData: UserData.relayAccept(raw, generation: entry.generation))
+            : backend.armReceive(fd: entry.fd, userData: UserData.receive(raw, generation: entry.generation))
+        if armed {
             sockets[Int(raw)].armed = true
         } else if !entry.awaitingRearm {
             sockets[Int(raw)].awaitingRearm = true
@@ -360,6 +373,7 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         heldCount = 0
         stagingUsed = 0
         rx.flushReturns(backend)
+        if !awaitingBindAnswer.isEmpty { resolveBindAnswers(now: now) }
     }
 
     // MARK: - Outbound: route changes, socket requests, then datagrams
@@ -375,8 +389,22 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
                 let result = open(handle, family: family, port: port)
                 processor.socketOpened(handle, result: result, now: now, into: batch)
                 routes = applyRouteChanges(from: routes)
+            case .listen(let handle, let family, let port):
+                let result = listen(handle, family: family, port: port)
+                processor.socketOpened(handle, result: result, now: now, into: batch)
+                routes = applyRouteChanges(from: routes)
             case .close(let handle):
                 close(handle)
+            case .connect(let attempt, let from, let peer):
+                if let result = connectPeer(attempt, from: from, to: peer, now: now) {
+                    processor.peerConnected(attempt: attempt, result: result, now: now, into: batch)
+                }
+            case .abortConnect(let attempt):
+                abortConnect(attempt)
+            case .splice(let client, let peer):
+                splice(client: client, peer: peer, now: now)
+            case .closeConnection(let handle):
+                if let index = handle.connectionIndex { closeAfterFlush(index, now: now) }
             }
             i += 1
         }
@@ -395,26 +423,28 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         return end
     }
 
-    func open(_ handle: SocketHandle, family: AddressFamily, port: UInt16) -> SocketOpenResult {
-        guard let index = handle.allocationIndex, index < 1 << 22 else { return .failed(errno: EINVAL) }
+    /// The relay address of `family` at `port`, to bind an allocation's socket to.
+    func relayBindAddress(_ family: AddressFamily, port: UInt16) -> cu_addr? {
+        switch family {
+        case .ipv4: (configuration.relayBindIPv4 ?? configuration.listenIPv4).map { cu_addr(ip: .v4($0), port: port) }
+        case .ipv6: (configuration.relayBindIPv6 ?? configuration.listenIPv6).map { cu_addr(ip: .v6($0), port: port) }
+        }
+    }
+
+    /// The socket entry for an allocation handle the core asked to open, grown into place; nil
+    /// when the handle is not one or is in use.
+    func freeSocketEntry(_ handle: SocketHandle) -> Int? {
+        guard let index = handle.allocationIndex, index < 1 << 22 else { return nil }
         let raw = Int(handle.raw)
         if raw >= sockets.count {
             sockets.append(contentsOf: repeatElement(SocketEntry(), count: raw + 1 - sockets.count))
         }
-        guard sockets[raw].fd < 0 else { return .failed(errno: EBUSY) }
-        var address: cu_addr
-        switch family {
-        case .ipv4:
-            guard let ip = configuration.relayBindIPv4 ?? configuration.listenIPv4 else {
-                return .failed(errno: EAFNOSUPPORT)
-            }
-            address = cu_addr(ip: .v4(ip), port: port)
-        case .ipv6:
-            guard let ip = configuration.relayBindIPv6 ?? configuration.listenIPv6 else {
-                return .failed(errno: EAFNOSUPPORT)
-            }
-            address = cu_addr(ip: .v6(ip), port: port)
-        }
+        return sockets[raw].fd < 0 ? raw : nil
+    }
+
+    func open(_ handle: SocketHandle, family: AddressFamily, port: UInt16) -> SocketOpenResult {
+        guard let raw = freeSocketEntry(handle) else { return .failed(errno: EBUSY) }
+        guard var address = relayBindAddress(family, port: port) else { return .failed(errno: EAFNOSUPPORT) }
         // No SO_REUSEPORT: an allocation's port must belong to exactly one socket.
         var options: Int32 = family == .ipv6 ? Int32(CU_SO_V6ONLY.rawValue) : 0
         if configuration.enableGRO { options |= Int32(CU_SO_GRO.rawValue) }
@@ -429,6 +459,7 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         sockets[raw].fd = fd
         sockets[raw].generation &+= 1
         sockets[raw].armed = false
+        sockets[raw].isStreamListener = false
         arm(UInt32(raw))
         return .opened
     }
@@ -438,7 +469,9 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         guard handle.allocationIndex != nil, raw < sockets.count, sockets[raw].fd >= 0 else { return }
         let entry = sockets[raw]
         if entry.armed {
-            backend.cancelReceive(fd: entry.fd, userData: UserData.receive(handle.raw, generation: entry.generation))
+            backend.cancelReceive(fd: entry.fd, userData: entry.isStreamListener
+                ? UserData.relayAccept(handle.raw, generation: entry.generation)
+                : UserData.receive(handle.raw, generation: entry.generation))
         }
         _ = cu_close(entry.fd)
         sockets[raw].fd = -1

@@ -12,6 +12,9 @@ public final class WorkerHandle: Sendable {
     public let listenerAddresses: [TransportAddress]
     /// The listener sockets (owned by the worker thread; only used here for group-wide options).
     let listenerSockets: [(family: AddressFamily, fd: Int32)]
+    /// The stream listeners (TCP, TLS), owned by the worker; read only to attach the steering
+    /// program to their reuseport groups.
+    let streamListenerSockets: [(family: AddressFamily, fd: Int32)]
     let control: WorkerControl
     let thread: pthread_t
     let joined = Mutex(false)
@@ -20,7 +23,9 @@ public final class WorkerHandle: Sendable {
     public let streamListenerAddresses: [(transport: StreamTransport, address: TransportAddress)]
 
     init(index: Int, listenerAddresses: [TransportAddress], listenerSockets: [(family: AddressFamily, fd: Int32)],
-         control: WorkerControl, thread: pthread_t, streamListenerAddresses: [(StreamTransport, TransportAddress)] = []) {
+         control: WorkerControl, thread: pthread_t, streamListenerAddresses: [(StreamTransport, TransportAddress)] = [],
+         streamListenerSockets: [(family: AddressFamily, fd: Int32)] = []) {
+        self.streamListenerSockets = streamListenerSockets
         self.streamListenerAddresses = streamListenerAddresses.map { (transport: $0.0, address: $0.1) }
         self.index = index
         self.listenerAddresses = listenerAddresses
@@ -67,6 +72,7 @@ public final class WorkerHandle: Sendable {
         if let port = configuration.streams.tcpPort { streamPorts.append((port, .tcp)) }
         if let port = configuration.streams.tlsPort, configuration.streams.tls != nil { streamPorts.append((port, .tls)) }
         var streamAddresses: [(StreamTransport, TransportAddress)] = []
+        var streamSockets: [(family: AddressFamily, fd: Int32)] = []
         for (requested, transport) in streamPorts {
             for (handle, ip) in binds {
                 // TCP on "the listen port": with port 0 (tests), the one the UDP listener got.
@@ -83,6 +89,7 @@ public final class WorkerHandle: Sendable {
                     throw .socket(TransportAddress(ip: ip, port: port), errno: -fd)
                 }
                 streamListeners.append((fd, transport))
+                streamSockets.append((handle == .listener(.ipv4) ? .ipv4 : .ipv6, fd))
                 var local = cu_addr()
                 if cu_local_address(fd, &local) == 0, let bound = local.transportAddress {
                     streamAddresses.append((transport, bound))
@@ -141,7 +148,7 @@ public final class WorkerHandle: Sendable {
         }
         let sockets = listeners.map { (family: $0.0 == .listener(.ipv4) ? AddressFamily.ipv4 : .ipv6, fd: $0.1) }
         return WorkerHandle(index: index, listenerAddresses: addresses, listenerSockets: sockets, control: control,
-                            thread: thread, streamListenerAddresses: streamAddresses)
+                            thread: thread, streamListenerAddresses: streamAddresses, streamListenerSockets: streamSockets)
     }
 
     /// Stop taking new work (the processor's `drain`); relaying continues.

@@ -37,6 +37,15 @@ public final class InstrumentedServer: DatagramProcessor {
         server.connectionClosed(handle, client: client, now: now, into: out)
     }
 
+    public func peerConnected(attempt: UInt32, result: PeerConnectResult, now: Instant, into out: OutboundBatch) {
+        server.peerConnected(attempt: attempt, result: result, now: now, into: out)
+    }
+
+    public func peerConnectionAccepted(_ handle: SocketHandle, on listener: SocketHandle, from peer: TransportAddress,
+                                       now: Instant, into out: OutboundBatch) {
+        server.peerConnectionAccepted(handle, on: listener, from: peer, now: now, into: out)
+    }
+
     public func handleTimeout(now: Instant, into out: OutboundBatch) {
         server.handleTimeout(now: now, into: out)
     }

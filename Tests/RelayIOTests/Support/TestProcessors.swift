@@ -89,6 +89,16 @@ final class EchoProcessor: DatagramProcessor {
         events.append("closed \(handle.raw)")
     }
 
+    func peerConnected(attempt: UInt32, result: PeerConnectResult, now: Instant, into out: OutboundBatch) {
+        events.append("connected \(attempt) \(result)")
+    }
+
+    func peerConnectionAccepted(_ handle: SocketHandle, on listener: SocketHandle, from peer: TransportAddress,
+                                now: Instant, into out: OutboundBatch) {
+        events.append("accepted \(handle.raw) on \(listener.raw)")
+        out.socketRequests.append(.closeConnection(handle))
+    }
+
     func socketOpened(_ handle: SocketHandle, result: SocketOpenResult, now: Instant, into out: OutboundBatch) {
         events.append("opened \(handle.raw) \(result)")
     }

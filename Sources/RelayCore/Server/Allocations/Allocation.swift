@@ -75,6 +75,9 @@ struct Allocation {
     /// from the transaction cache, or ignored while the sockets are still being opened.
     var allocateTransaction: TransactionID
     var lifecycle: Lifecycle
+    /// UDP (RFC 8656), or TCP (RFC 6062: the relayed addresses listen for and make TCP
+    /// connections; no channels, no Send or Data indications).
+    var relayTransport: RelayTransport = .udp
 
     func relay(for family: AddressFamily) -> RelaySocket? {
         family == .ipv4 ? ipv4 : ipv6
@@ -169,6 +172,7 @@ struct AllocationPlan {
     /// EVEN-PORT with R=1: port N+1 reserved under this token (RFC 8656 §7.2).
     var newReservation: (token: UInt64, port: UInt16)?
     var addressError: (family: AddressFamily, code: Int)?
+    var relayTransport: RelayTransport = .udp
 }
 
 /// Per allocation socket: which allocation it belongs to. Indexed by

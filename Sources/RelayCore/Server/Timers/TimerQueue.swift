@@ -15,6 +15,9 @@ enum TimerTarget: Hashable {
     case giveBackClaimedPorts
     /// An Allocate waiting for the shell to open its sockets.
     case pendingAllocation(AllocationID)
+    /// A TCP allocation's peer data connection (RFC 6062): its outgoing connect, or its wait for a
+    /// ConnectionBind, ran out of time.
+    case tcpConnection(UInt32)
 }
 
 struct TimerID: Hashable {
