@@ -25,6 +25,9 @@ extension RealClientTests {
         /// -c: no RTCP companion allocation. Without it, each client allocates an RTP/RTCP port
         /// pair: EVEN-PORT with the reserve bit, then RESERVATION-TOKEN for the next port.
         var withoutRTCP = true
+        /// TCP allocations (-T, RFC 6062): the data connection pairs uclient must report bound
+        /// ("N connections are completed"; each Connect gives one to each of the two clients).
+        var dataConnections: Int? = nil
 
         var testDescription: String { name }
 
@@ -121,6 +124,26 @@ extension RealClientTests {
                  messages: 50 * messagesPerSession, ipv4: .atLeast(50)),
     ]
 
+    /// TCP allocations (-T, RFC 6062): uclient's clients in pairs (-T implies -y), each Connects
+    /// to every later client's relayed TCP address (relay to relay, on loopback), the other gets a
+    /// ConnectionAttempt; both open a data connection, ConnectionBind it with the control
+    /// connection's credentials, and exchange their messages over it as raw bytes.
+    static let tcpAllocationScenarios: [UclientScenario] = [
+        tcpAllocation("TCP allocation over TCP (-T -t)", ["-T", "-t"], clients: 2),
+        tcpAllocation("TCP allocations of 4 clients over TCP (-T -t -m 4)", ["-T", "-t", "-m", "4"], clients: 4),
+    ]
+
+    static let tcpAllocationTLSScenarios: [UclientScenario] = [
+        tcpAllocation("TCP allocation over TLS (-T -S)", ["-T", "-S"], clients: 2),
+        tcpAllocation("TCP allocations of 4 clients over TLS (-T -S -m 4)", ["-T", "-S", "-m", "4"], clients: 4),
+    ]
+
+    private static func tcpAllocation(_ name: String, _ flags: [String], clients: Int) -> UclientScenario {
+        var s = scenario(name, flags, messages: clients * messagesPerSession, ipv4: .atLeast(clients))
+        s.dataConnections = clients * (clients - 1)
+        return s
+    }
+
     static let ipv6RelayScenarios: [UclientScenario] = [
         scenario("IPv6 relay (-x), client over IPv4, peer ::1", ["-x"], peer: "::1", ipv4: .none, ipv6: .atLeast(1)),
         scenario("IPv6 relay (-x), client over ::1, peer ::1", ["-x"], server: "::1", peer: "::1", ipv4: .none,
@@ -137,7 +160,8 @@ extension RealClientTests {
 
     /// Every IPv4 scenario: indications, EVEN-PORT/RESERVATION-TOKEN pairs, client to client, channels.
     @Test("turnutils_uclient relays every message with zero loss",
-          arguments: indicationScenarios + portPairScenarios + clientToClientScenarios + channelScenarios + tcpScenarios)
+          arguments: indicationScenarios + portPairScenarios + clientToClientScenarios + channelScenarios + tcpScenarios
+            + tcpAllocationScenarios)
     func uclientOverIPv4(_ scenario: UclientScenario) throws {
         try runUclientScenario(scenario)
     }
@@ -151,7 +175,7 @@ extension RealClientTests {
     }
 
     @Test("turnutils_uclient over TLS relays every message with zero loss",
-          .enabled(if: TestCertificate.files != nil, TestCertificate.missing), arguments: tlsScenarios)
+          .enabled(if: TestCertificate.files != nil, TestCertificate.missing), arguments: tlsScenarios + tcpAllocationTLSScenarios)
     func uclientOverTLS(_ scenario: UclientScenario) throws {
         try runUclientScenario(scenario)
     }
@@ -225,6 +249,9 @@ extension RealClientTests {
         #expect(finished.sendDropped == 0)
         #expect(scenario.expectedIPv4Relays.admits(finished.relayedIPv4Allocations), "IPv4 relayed addresses")
         #expect(scenario.expectedIPv6Relays.admits(finished.relayedIPv6Allocations), "IPv6 relayed addresses")
+        if let pairs = scenario.dataConnections {
+            #expect(run.output.contains(" \(pairs) connections are completed"), "RFC 6062 data connections:\n\(tail)")
+        }
         if !scenario.withoutRTCP {
             #expect(finished.hasEvenOddPortPair, "no even/odd relayed port pair among \(finished.relayedPorts.sorted())")
         }

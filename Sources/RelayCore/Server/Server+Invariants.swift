@@ -15,6 +15,24 @@ extension Server {
         for (id, allocation) in live {
             expectedTimers += allocation.relayCount + (allocation.pending == nil ? 0 : 1)
         }
+        // RFC 6062: every peer data connection belongs to a live TCP allocation; one waiting for
+        // its connect or its ConnectionBind has its timer, a bound one none.
+        for (id, connection) in tcpConnections.byID {
+            if case .bound = connection.state {
+                if connection.timer != .none { problems.append("bound TCP connection \(id) has a timer") }
+            } else {
+                expectedTimers += 1
+            }
+            if allocations.allocation(connection.allocation)?.relayTransport != .tcp {
+                problems.append("TCP connection \(id) outlived its TCP allocation")
+            }
+            for handle in connection.handles where tcpConnections.id(of: handle) != id {
+                problems.append("TCP connection \(id)'s handle \(handle.raw) is not indexed")
+            }
+        }
+        if tcpConnections.handleCount != tcpConnections.byID.values.reduce(0, { $0 + $1.handles.count }) {
+            problems.append("TCP connection handle index holds stale handles")
+        }
         if Set(live.map(\.id)) != Set(peers.attached) {
             problems.append("peer table entries \(peers.attached.map(\.index)) != live allocations \(live.map(\.id.index))")
         }

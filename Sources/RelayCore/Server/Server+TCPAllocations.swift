@@ -228,12 +228,14 @@ extension Server {
     }
 
     /// A fresh CONNECTION-ID: "The attribute's value MUST uniquely identify the peer data
-    /// connection" (RFC 6062 §5.2). Random, so that a client cannot name another's connection by
-    /// counting (ConnectionBind also needs the allocation's credentials), and never 0.
+    /// connection" (RFC 6062 §5.2). The top 8 bits name this server's worker
+    /// (`connectionIDWorker`); the low 24 are random, so that a client cannot name another's
+    /// connection by counting (ConnectionBind also needs the allocation's credentials), and never 0.
     func newConnectionID() -> UInt32 {
+        let worker = UInt32(configuration.connectionIDWorker) << 24
         while true {
-            let id = UInt32(truncatingIfNeeded: random.next())
-            if id != 0 && tcpConnections.connection(id) == nil { return id }
+            let low = UInt32(truncatingIfNeeded: random.next()) & 0x00FF_FFFF
+            if low != 0 && tcpConnections.connection(worker | low) == nil { return worker | low }
         }
     }
 }

@@ -117,6 +117,10 @@ public struct ServerConfiguration: Sendable {
     /// RFC 6062 §5.2/§5.3: "If no ConnectionBind request associated with this peer data
     /// connection is received after 30 seconds, the peer data connection MUST be closed."
     public var tcpConnectionBindTimeout: UInt64 = 30
+    /// The top 8 bits of every CONNECTION-ID this server hands out: the worker it runs on, so that
+    /// a ConnectionBind arriving at another worker (its connection was accepted there) is passed
+    /// to the one that holds the peer data connection.
+    public var connectionIDWorker: UInt8 = 0
 
     // MARK: Kernel fast path
 

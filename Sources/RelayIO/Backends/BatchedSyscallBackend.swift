@@ -20,6 +20,7 @@ struct BatchedSyscallBackend: IOBackend {
     var sendSlotCount: Int { Int(cb_send_slot_count(loop)) }
     @inline(__always) func armReceive(fd: Int32, userData: UInt64) -> Bool { cb_watch(loop, fd, userData) == 0 }
     func cancelReceive(fd: Int32, userData: UInt64) { _ = cb_unwatch(loop, fd) }
+    static var receiveStopsAtOnce: Bool { true }
     func pollIn(fd: Int32, userData: UInt64) { _ = cb_poll_in(loop, fd, userData) }
     func pollOut(fd: Int32, userData: UInt64) -> Bool { cb_poll_out(loop, fd, userData) == 0 }
     func armAccept(fd: Int32, userData: UInt64) -> Bool { cb_watch_accept(loop, fd, userData) == 0 }

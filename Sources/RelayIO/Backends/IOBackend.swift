@@ -20,6 +20,9 @@ protocol IOBackend {
     func armReceive(fd: Int32, userData: UInt64) -> Bool
     /// Stops the receive armed with `userData` on `fd` (the socket is closed right after).
     func cancelReceive(fd: Int32, userData: UInt64)
+    /// True when `cancelReceive` stops the receive before it returns (no completion ends it);
+    /// false when a last completion without `CU_CQE_F_MORE` says it has stopped.
+    static var receiveStopsAtOnce: Bool { get }
     /// One completion carrying `userData` when `fd` becomes readable.
     func pollIn(fd: Int32, userData: UInt64)
     /// One completion carrying `userData` when `fd` becomes writable (a non-blocking connect

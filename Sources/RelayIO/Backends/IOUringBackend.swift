@@ -24,6 +24,7 @@ struct IOUringBackend: IOBackend {
         cu_prep_recv_multishot(ring, fd, userData) == 0
     }
     func cancelReceive(fd: Int32, userData: UInt64) { _ = cu_prep_cancel(ring, userData, UserData.cancel) }
+    static var receiveStopsAtOnce: Bool { false }
     func pollIn(fd: Int32, userData: UInt64) { _ = cu_prep_poll_in(ring, fd, userData) }
     func pollOut(fd: Int32, userData: UInt64) -> Bool { cu_prep_poll_out(ring, fd, userData) == 0 }
     func armAccept(fd: Int32, userData: UInt64) -> Bool { cu_prep_accept_multishot(ring, fd, userData) == 0 }

@@ -60,6 +60,13 @@ struct StreamConnection {
     /// Closing once its output is sent: a data connection whose partner ended first (what the
     /// peer sent before closing still reaches the client). Not read from meanwhile.
     var lingering = false
+    /// Moving to worker `handingOffTo` (its ConnectionBind names a connection held there): not
+    /// read from, what still arrives is kept in `held` and moves with it. -1: not moving.
+    var handingOffTo = -1
+    /// Came from another worker; never moves again.
+    var adopted = false
+    /// Messages framed from it so far (only a first-message ConnectionBind moves a connection).
+    var messagesFramed = 0
     var fd: Int32 = -1
     var generation: UInt16 = 0
     var transport = StreamTransport.tcp

@@ -102,6 +102,10 @@ public struct StreamStatistics: Sendable, Equatable {
     public var peerConnectErrors: UInt64 = 0
     /// Times a spliced connection stopped reading because its partner's output was full.
     public var splicePauses: UInt64 = 0
+    /// Client connections passed to another worker (their ConnectionBind names a peer data
+    /// connection there), and taken over from one.
+    public var connectionsMovedOut: UInt64 = 0
+    public var connectionsMovedIn: UInt64 = 0
 
     public init() {}
 
@@ -144,6 +148,9 @@ extension MetricFamily {
     static let splicePauses = MetricFamily(
         "relay_tcp_splice_pauses_total", .counter,
         help: "TCP allocations: times one side of a data connection pair stopped being read because the other side's write buffer was full.")
+    static let streamMoved = MetricFamily(
+        "relay_stream_connections_moved_total", .counter, labels: ["direction"],
+        help: "Client connections moved between workers: an RFC 6062 ConnectionBind naming a peer data connection another worker holds (out), taken over (in).")
     static let streamBuffered = MetricFamily(
         "relay_stream_buffered_bytes", .gauge, help: "Bytes held for client connections: partial messages and unsent output.")
 }
@@ -174,6 +181,8 @@ extension StreamStatistics {
         m.append(F.peerBytes.series("sent", value: { $0.streams.peerBytesSent }))
         m.append(F.peerConnectErrors.series(value: { $0.streams.peerConnectErrors }))
         m.append(F.splicePauses.series(value: { $0.streams.splicePauses }))
+        m.append(F.streamMoved.series("out", value: { $0.streams.connectionsMovedOut }))
+        m.append(F.streamMoved.series("in", value: { $0.streams.connectionsMovedIn }))
         m.append(F.drops.series("stream_oversize_message", value: { $0.streams.oversizeMessages }))
         m.append(F.drops.series("stream_write_buffer_full", value: { $0.streams.droppedWriteBufferFull }))
         m.append(F.drops.series("stream_closed", value: { $0.streams.droppedClosed }))

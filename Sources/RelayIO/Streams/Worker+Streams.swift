@@ -105,7 +105,8 @@ extension Worker {
 
     func armConnection(_ index: Int) {
         let c = connections[index]
-        guard c.state == .open, !c.receiveArmed, !c.pausedForPartner, c.role != .peer || c.isSpliced else { return }
+        guard c.state == .open, !c.receiveArmed, !c.pausedForPartner, c.role != .peer || c.isSpliced,
+              c.handingOffTo < 0 else { return }
         if case .connecting = c.role { return }
         if backend.armStreamReceive(fd: c.fd, userData: UserData.streamReceive(index, generation: c.generation)) {
             connections[index].receiveArmed = true
@@ -139,6 +140,10 @@ extension Worker {
               connections[index].state == .open else { return }
         if c.cqe_flags & CU_CQE_F_MORE == 0 {
             connections[index].receiveArmed = false
+            // Its receive has ended: a connection on its way to another worker can go.
+            if connections[index].handingOffTo >= 0 {
+                handoffsReady.append((index, connections[index].generation))
+            }
         }
         if c.res == 0 {
             closeConnection(index, .clientClosed, now: now)
@@ -207,6 +212,10 @@ extension Worker {
     func deliver(_ index: Int, _ bytes: UnsafeRawBufferPointer, now: Instant) -> StreamCloseReason? {
         // Closing once its output is out: what still arrives has nowhere to go.
         if connections[index].lingering { return nil }
+        if connections[index].handingOffTo >= 0 {
+            if let base = bytes.baseAddress { connections[index].held.append(base, bytes.count) }
+            return nil
+        }
         if connections[index].isSpliced {
             forward(bytes, from: index, now: now)
             return nil
@@ -226,13 +235,29 @@ extension Worker {
         let handle = SocketHandle.connection(index: index, tls: connections[index].transport == .tls)
         let client = connections[index].client
         let result = reassembler.consume(bytes, stoppingAfter: { message in
-            stage(message, from: client, on: handle)
-            return Self.isConnectionBind(message)
+            defer { connections[index].messagesFramed += 1 }
+            guard Self.isConnectionBind(message) else {
+                stage(message, from: client, on: handle)
+                return false
+            }
+            if let owner = handoffTarget(index, message), let base = message.baseAddress {
+                // Not for this worker's core: the message moves with the connection.
+                connections[index].handingOffTo = owner
+                connections[index].held.append(base, message.count)
+            } else {
+                stage(message, from: client, on: handle)
+            }
+            return true
         })
         if connections[index].state == .open && connections[index].reassembler == nil && !connections[index].isSpliced {
             connections[index].reassembler = reassembler
         }
-        if let stop = result.stoppedAfter, connections[index].state == .open {
+        if let stop = result.stoppedAfter, connections[index].state == .open, connections[index].handingOffTo >= 0 {
+            if stop < bytes.count, let base = bytes.baseAddress {
+                connections[index].held.append(base + stop, bytes.count - stop)
+            }
+            beginHandoff(index)
+        } else if let stop = result.stoppedAfter, connections[index].state == .open {
             // RFC 6062 §5.4: after a successful ConnectionBind the connection carries the
             // peer's bytes as-is. Until the core has answered, what follows is held unframed.
             connections[index].awaitingBindAnswer = true
@@ -389,6 +414,9 @@ extension Worker {
         connections[index].sentOffset = 0
         if connections[index].pending.count > 0 { startSend(index) }
         if connections[index].isSpliced { resumePartner(of: index) }
+        if connections[index].handingOffTo >= 0 && connections[index].queuedOutput == 0 && !connections[index].receiveArmed {
+            handoffsReady.append((index, connections[index].generation))
+        }
         if connections[index].lingering && connections[index].queuedOutput == 0 {
             closeConnection(index, .peerClosed, now: now, notifyProcessor: false)
         }
@@ -454,6 +482,9 @@ extension Worker {
         connections[index].partner = -1
         connections[index].pausedForPartner = false
         connections[index].lingering = false
+        connections[index].handingOffTo = -1
+        connections[index].adopted = false
+        connections[index].messagesFramed = 0
         connections[index].receiveArmed = false
         // A send in flight keeps its bytes (and the slot) until its completion.
         if !connections[index].sendInFlight {

@@ -26,6 +26,11 @@ public final class RelayRuntime: Sendable {
         guard slices.count == count else {
             throw .configuration("the relay port range \(portRange) has fewer ports than workers (\(count))")
         }
+        var configuration = configuration
+        if count > 1 && configuration.streamHandoffs == nil {
+            // RFC 6062 data connections reach any worker; they move to the one that holds their peer.
+            configuration.streamHandoffs = StreamHandoffHub(workers: min(count, 64))
+        }
         var started: [WorkerHandle] = []
         for index in 0..<count {
             let slice = slices[index]
@@ -40,13 +45,9 @@ public final class RelayRuntime: Sendable {
                 throw error
             }
         }
-        if count > 1, let first = started.first {
+        if configuration.steerByClientAddress && count > 1, let first = started.first {
             // The program belongs to the whole reuseport group; member i is worker i, the i-th to bind.
-            // UDP listeners only with `steerByClientAddress`. The TCP and TLS listeners always: a
-            // client's connections then all land on one worker, so an RFC 6062 data connection
-            // (ConnectionBind) meets its control connection's allocation there.
-            let udp = configuration.steerByClientAddress ? first.listenerSockets : []
-            for (family, fd) in udp + first.streamListenerSockets {
+            for (family, fd) in first.listenerSockets {
                 let rc = cu_steer_by_source_ip(fd, family == .ipv4 ? 4 : 6, UInt32(count))
                 if rc < 0 {
                     for w in started { w.stop() }

@@ -33,6 +33,7 @@ public struct TURNServerFactory: Sendable {
     public func makeServer(_ context: WorkerContext, portRange slice: ClosedRange<UInt16>) -> Server {
         var own = configuration
         own.portRange = slice
+        own.connectionIDWorker = UInt8(truncatingIfNeeded: context.index)
         return Server(configuration: own, random: SystemRandomNumberGenerator(), now: context.clock.now(),
                       reservationRegistry: reservations, allocationQuota: quota, liveRelayPorts: liveRelayPorts)
     }

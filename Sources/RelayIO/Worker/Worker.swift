@@ -14,6 +14,8 @@ import SocketAddressing
 /// `submitAndWait` (io_uring: submit and wait on the ring; batched syscalls: flush the queued
 /// sendmmsg runs and `epoll_wait`) until a completion or the processor's next timer (≤ 1 s).
 final class Worker<P: DatagramProcessor, B: IOBackend> {
+    /// This worker's number (0...), the top byte of the CONNECTION-IDs its core hands out.
+    let index: Int
     let configuration: WorkerConfiguration
     let processor: P
     let clock: RelayClock
@@ -80,10 +82,13 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
     /// are held, unframed).
     var awaitingBindAnswer: [Int] = []
     var resolvingBindAnswers = false
+    /// Connections ready to move to another worker (index, generation), posted after the reap.
+    var handoffsReady: [(index: Int, generation: UInt16)] = []
 
-    init(configuration: WorkerConfiguration, listeners: [(SocketHandle, Int32)], processor: P, clock: RelayClock,
+    init(index: Int = 0, configuration: WorkerConfiguration, listeners: [(SocketHandle, Int32)], processor: P, clock: RelayClock,
          control: WorkerControl, reloads: ReloadMailbox<P.Reload>.Receiver? = nil,
          streamListeners: [(fd: Int32, transport: StreamTransport)] = []) throws(RelayIOError) {
+        self.index = index
         self.configuration = configuration
         self.processor = processor
         self.clock = clock
@@ -154,6 +159,7 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
             let flags = control.flags
             if flags & WorkerControl.stopFlag != 0 { break }
             applyReload()
+            if let hub = configuration.streamHandoffs { adoptHandoffs(from: hub) }
             if flags & WorkerControl.drainFlag != 0 && !drained {
                 drained = true
                 processor.drain(now: clock.now(), into: batch)
@@ -184,6 +190,7 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
             publishStatistics(now: now)
         }
         closeAllConnections(now: clock.now())
+        closeUnadoptedHandoffs()
         // Collect what already completed so the final statistics show buffers returned.
         _ = backend.submitAndWait(0)
         reapAll()
@@ -222,6 +229,7 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
             if n < Self.completionCapacity { break }
         }
         if inboundCount > 0 || !awaitingBindAnswer.isEmpty { runInbound(now: clock.now()) }
+        if !handoffsReady.isEmpty { finishHandoffs() }
     }
 
     func handle(_ c: cu_completion) {

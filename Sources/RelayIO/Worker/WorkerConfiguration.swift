@@ -57,6 +57,10 @@ public struct WorkerConfiguration: Sendable {
     public var routeSink: (any ChannelRouteSink)?
     /// TURN over TCP and TLS: the stream listeners and their connections' bounds (off by default).
     public var streams = StreamSettings()
+    /// How workers pass client connections to each other (an RFC 6062 ConnectionBind that
+    /// reached another worker than the one holding its peer connection). Set by `RelayRuntime`
+    /// when it starts more than one worker; nil: connections never move.
+    public var streamHandoffs: StreamHandoffHub?
     /// SO_NO_CHECK on every socket, which makes the kernel refuse GSO: tests use it to exercise
     /// the fallback to one sendmsg per datagram.
     var disableChecksumsForTesting = false

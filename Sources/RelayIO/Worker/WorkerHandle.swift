@@ -12,9 +12,6 @@ public final class WorkerHandle: Sendable {
     public let listenerAddresses: [TransportAddress]
     /// The listener sockets (owned by the worker thread; only used here for group-wide options).
     let listenerSockets: [(family: AddressFamily, fd: Int32)]
-    /// The stream listeners (TCP, TLS), owned by the worker; read only to attach the steering
-    /// program to their reuseport groups.
-    let streamListenerSockets: [(family: AddressFamily, fd: Int32)]
     let control: WorkerControl
     let thread: pthread_t
     let joined = Mutex(false)
@@ -23,9 +20,7 @@ public final class WorkerHandle: Sendable {
     public let streamListenerAddresses: [(transport: StreamTransport, address: TransportAddress)]
 
     init(index: Int, listenerAddresses: [TransportAddress], listenerSockets: [(family: AddressFamily, fd: Int32)],
-         control: WorkerControl, thread: pthread_t, streamListenerAddresses: [(StreamTransport, TransportAddress)] = [],
-         streamListenerSockets: [(family: AddressFamily, fd: Int32)] = []) {
-        self.streamListenerSockets = streamListenerSockets
+         control: WorkerControl, thread: pthread_t, streamListenerAddresses: [(StreamTransport, TransportAddress)] = []) {
         self.streamListenerAddresses = streamListenerAddresses.map { (transport: $0.0, address: $0.1) }
         self.index = index
         self.listenerAddresses = listenerAddresses
@@ -72,7 +67,6 @@ public final class WorkerHandle: Sendable {
         if let port = configuration.streams.tcpPort { streamPorts.append((port, .tcp)) }
         if let port = configuration.streams.tlsPort, configuration.streams.tls != nil { streamPorts.append((port, .tls)) }
         var streamAddresses: [(StreamTransport, TransportAddress)] = []
-        var streamSockets: [(family: AddressFamily, fd: Int32)] = []
         for (requested, transport) in streamPorts {
             for (handle, ip) in binds {
                 // TCP on "the listen port": with port 0 (tests), the one the UDP listener got.
@@ -89,7 +83,6 @@ public final class WorkerHandle: Sendable {
                     throw .socket(TransportAddress(ip: ip, port: port), errno: -fd)
                 }
                 streamListeners.append((fd, transport))
-                streamSockets.append((handle == .listener(.ipv4) ? .ipv4 : .ipv6, fd))
                 var local = cu_addr()
                 if cu_local_address(fd, &local) == 0, let bound = local.transportAddress {
                     streamAddresses.append((transport, bound))
@@ -104,6 +97,7 @@ public final class WorkerHandle: Sendable {
         }
         let control = WorkerControl(wakeFD: wake)
         let receiver = reloads?.receiver(worker: index, wake: { control.wake() })
+        configuration.streamHandoffs?.register(worker: index, wake: { control.wake() })
         let context = WorkerContext(index: index, listenerAddresses: addresses, clock: clock)
         let started = DispatchSemaphore(value: 0)
         let startError = Mutex<RelayIOError?>(nil)
@@ -116,7 +110,7 @@ public final class WorkerHandle: Sendable {
                 func serve<B: IOBackend>(_: B.Type) {
                     let worker: Worker<P, B>
                     do throws(RelayIOError) {
-                        worker = try Worker(configuration: configuration,
+                        worker = try Worker(index: index, configuration: configuration,
                                             listeners: sendableListeners.map { ($0.handle, $0.fd) },
                                             processor: makeProcessor(context), clock: clock, control: control,
                                             reloads: receiver,
@@ -148,7 +142,7 @@ public final class WorkerHandle: Sendable {
         }
         let sockets = listeners.map { (family: $0.0 == .listener(.ipv4) ? AddressFamily.ipv4 : .ipv6, fd: $0.1) }
         return WorkerHandle(index: index, listenerAddresses: addresses, listenerSockets: sockets, control: control,
-                            thread: thread, streamListenerAddresses: streamAddresses, streamListenerSockets: streamSockets)
+                            thread: thread, streamListenerAddresses: streamAddresses)
     }
 
     /// Stop taking new work (the processor's `drain`); relaying continues.
