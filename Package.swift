@@ -201,7 +201,8 @@ let package = Package(
         // The turn-relay executable as a process: reload, portal mode, Firezone drop-in.
         .testTarget(
             name: "TurnRelayTests",
-            dependencies: ["TestSupport", "OperationsTestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN", "TURNTestClient"],
+            dependencies: ["TestSupport", "OperationsTestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN", "TURNTestClient",
+                           "CUDP", "SocketAddressing"],
             exclude: ["deny_bpf.c"]
         ),
         .testTarget(name: "RelayOTelTests", dependencies: ["RelayOTel", "RelayOperations", "OperationsTestSupport"], exclude: ["otlp_receiver.py"]),

@@ -29,6 +29,9 @@ struct cb_watch_entry {
     uint8_t kind;
     // A stream socket's send that found its send buffer full: retried when the socket is writable.
     uint8_t send_pending;
+    // A stream socket not read for now (backpressure, or on its way to another worker): its
+    // pending send still completes.
+    uint8_t paused;
     uint32_t send_length;
     const void *send_bytes;
     uint64_t send_user_data;
@@ -298,15 +301,27 @@ int cb_watch_accept(cb_loop *l, int fd, uint64_t user_data) {
 int cb_watch_stream(cb_loop *l, int fd, uint64_t user_data) {
     int rc = ensure_watch(l, fd);
     if (rc < 0) return rc;
+    l->watches[fd].paused = 0;
     uint32_t events = EPOLLIN | (l->watches[fd].send_pending ? EPOLLOUT : 0);
     return arm(l, fd, user_data, CB_STREAM, events);
+}
+
+int cb_pause_stream(cb_loop *l, int fd) {
+    if (fd < 0 || (uint32_t)fd >= l->watch_cap || l->watches[fd].kind != CB_STREAM) return -EBADF;
+    struct cb_watch_entry *w = &l->watches[fd];
+    w->paused = 1;
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = w->send_pending ? EPOLLOUT : 0;
+    ev.data.fd = fd;
+    return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
 }
 
 static void stream_events(cb_loop *l, int fd, uint32_t events) {
     struct cb_watch_entry *w = &l->watches[fd];
     struct epoll_event ev;
     memset(&ev, 0, sizeof(ev));
-    ev.events = EPOLLIN | (w->send_pending ? EPOLLOUT : 0);
+    ev.events = (w->paused ? 0 : EPOLLIN) | (w->send_pending ? EPOLLOUT : 0);
     ev.data.fd = fd;
     epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev);
 }
@@ -498,7 +513,7 @@ int cb_submit_and_wait(cb_loop *l, uint64_t timeout_ns) {
         } else if (w.kind == CB_STREAM) {
             uint32_t ev = l->events[i].events;
             if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) stream_writable(l, fd);
-            if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) stream_receive(l, fd, w.user_data);
+            if (!w.paused && (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))) stream_receive(l, fd, w.user_data);
         }
     }
     return n;

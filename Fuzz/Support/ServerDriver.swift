@@ -209,13 +209,17 @@ public final class ServerDriver {
         }
         for request in out.socketRequests {
             switch request {
-            case .open(let h, let family, let port):
+            case .open(let h, let family, let port), .listen(let h, let family, let port):
                 pendingOpens.append((h, family, port))
                 if !knownHandles.contains(h) { knownHandles.append(h) }
             case .close:
                 // The shell still answers an open whose socket the core has since closed (the
                 // core frees that orphaned entry on the answer), so the open stays pending.
                 break
+            case .connect, .abortConnect, .splice, .closeConnection:
+                // RFC 6062 TCP allocations need a stream client; the datagrams here are UDP, so
+                // the core refuses them (400) and never asks for these.
+                fuzzCheck(false, "a TCP-allocation request from UDP traffic: \(request)")
             }
         }
         for change in out.routeChanges {

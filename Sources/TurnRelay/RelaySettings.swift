@@ -60,6 +60,9 @@ struct RelaySettings {
     /// TURN over TCP on the listen port, and over TLS when a certificate is given.
     var tcp: Bool
     var tlsListenPort: UInt16
+    /// TCP allocations (RFC 6062) and how many peer data connections each may have.
+    var tcpRelay: Bool
+    var maxTCPConnectionsPerAllocation: Int
     var tlsCertificate: String?
     var tlsKey: String?
     var maxConnections: Int
@@ -250,6 +253,9 @@ struct RelaySettings {
         steerByClientIP = o.steerByClientIp || Environment.flag("STEER_BY_CLIENT_IP")
         rfc5766ChannelNumbers = o.rfc5766ChannelNumbers || Environment.flag("RFC5766_CHANNEL_NUMBERS")
         tcp = !(o.noTcp || Environment.flag("NO_TCP"))
+        tcpRelay = !(o.noTcpRelay || Environment.flag("NO_TCP_RELAY"))
+        maxTCPConnectionsPerAllocation = try o.maxTcpConnectionsPerAllocation
+            ?? Environment.value("MAX_TCP_CONNECTIONS_PER_ALLOCATION", as: Int.self) ?? 32
         tlsListenPort = try o.tlsListenPort ?? Environment.value("TLS_LISTEN_PORT", as: UInt16.self) ?? 5349
         tlsCertificate = o.tlsCert ?? Environment.string("TLS_CERT")
         tlsKey = o.tlsKey ?? Environment.string("TLS_KEY")
@@ -272,6 +278,7 @@ struct RelaySettings {
         for (name, value, bounds) in [("--max-connections", maxConnections, 1...10_000_000),
                                       ("--max-connections-per-source", maxConnectionsPerSource, 1...10_000_000),
                                       ("--max-tls-handshakes", maxTLSHandshakes, 1...1_000_000),
+                                      ("--max-tcp-connections-per-allocation", maxTCPConnectionsPerAllocation, 1...10_000),
                                       ("--stream-write-buffer", streamWriteBuffer, 4096...(64 << 20))]
         where !bounds.contains(value) {
             throw ValidationError("\(name) \(value) must be between \(bounds.lowerBound) and \(bounds.upperBound)")
@@ -429,6 +436,8 @@ struct RelaySettings {
         c.maxChannelsPerAllocation = maxChannels
         c.challengesPerSecondPerSource = challengeRatePerSource
         c.rfc5766ChannelNumbers = rfc5766ChannelNumbers
+        c.tcpAllocations = tcpRelay
+        c.maxTCPConnectionsPerAllocation = maxTCPConnectionsPerAllocation
         return c
     }
 

@@ -162,6 +162,12 @@ struct ServeCommand: ParsableCommand {
     @Flag(help: "Do not listen for TURN over TCP on the listen port (TCP is on by default, as in coturn). [env: NO_TCP=1]")
     var noTcp = false
 
+    @Flag(help: "Refuse TCP allocations (RFC 6062: REQUESTED-TRANSPORT TCP, Connect, ConnectionBind); such an Allocate gets 442. [env: NO_TCP_RELAY=1]")
+    var noTcpRelay = false
+
+    @Option(help: "Most peer data connections of one TCP allocation (RFC 6062): connecting, waiting for ConnectionBind, or bound (default 32). [env: MAX_TCP_CONNECTIONS_PER_ALLOCATION]")
+    var maxTcpConnectionsPerAllocation: Int?
+
     @Option(help: "TCP port for TURN over TLS (turns:), used when --tls-cert and --tls-key are set (default 5349; operators often use 443). [env: TLS_LISTEN_PORT]")
     var tlsListenPort: UInt16?
 

@@ -20,13 +20,18 @@ public final class TestStreamConnection {
         public var description: String { "connect failed: \(String(cString: strerror(errno)))" }
     }
 
-    /// Connects to `server`, from `local` when given (e.g. another 127.x address).
-    public init(to server: TransportAddress, from local: TransportAddress? = nil) throws {
+    /// Connects to `server`, from `local` when given (e.g. another 127.x address). With
+    /// `receiveBufferBytes`, the socket's SO_RCVBUF is set first (a small one makes the sender
+    /// feel backpressure early).
+    public init(to server: TransportAddress, from local: TransportAddress? = nil, receiveBufferBytes: Int32? = nil) throws {
         let address = cu_addr(server)
         fd = socket(Int32(address.sa.sa_family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ConnectFailed(errno: errno) }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        if var size = receiveBufferBytes {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         let fd = fd
         let bound = local.map { cu_addr($0).withSockaddr { bind(fd, $0, $1) } } ?? 0
         guard bound == 0, address.withSockaddr({ connect(fd, $0, $1) }) == 0 else {
@@ -34,6 +39,11 @@ public final class TestStreamConnection {
             Glibc.close(fd)
             throw ConnectFailed(errno: e)
         }
+    }
+
+    /// An accepted socket (a test's TCP peer), owned from now on.
+    public init(adopting fd: Int32) {
+        self.fd = fd
     }
 
     deinit { Glibc.close(fd) }
@@ -71,6 +81,17 @@ public final class TestStreamConnection {
             return nil
         }
         return Array(chunk[0..<n])
+    }
+
+    /// Exactly `count` raw bytes (no framing: an RFC 6062 data connection), or fewer when the
+    /// connection closed or nothing came for `timeoutMilliseconds`.
+    public func receiveRaw(count: Int, timeoutMilliseconds: Int32) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(count)
+        while out.count < count, let chunk = receiveRaw(timeoutMilliseconds: timeoutMilliseconds) {
+            out += chunk
+        }
+        return out
     }
 
     /// Closes the writing side (FIN), keeping the reading side.

@@ -44,6 +44,9 @@ int cb_poll_out(cb_loop *loop, int fd, uint64_t user_data);
 // completion (bytes sent, -errno, or -ECANCELED after cb_unwatch); -EBUSY while one is pending.
 int cb_watch_accept(cb_loop *loop, int fd, uint64_t user_data);
 int cb_watch_stream(cb_loop *loop, int fd, uint64_t user_data);
+// Stops reading a watched stream socket (no completion follows); a send waiting for room still
+// completes. cb_watch_stream reads it again.
+int cb_pause_stream(cb_loop *loop, int fd);
 int cb_stream_send(cb_loop *loop, int fd, const void *bytes, uint32_t length, uint64_t user_data);
 
 uint32_t cb_send_slot_count(const cb_loop *loop);

@@ -21,6 +21,8 @@ struct BatchedSyscallBackend: IOBackend {
     @inline(__always) func armReceive(fd: Int32, userData: UInt64) -> Bool { cb_watch(loop, fd, userData) == 0 }
     func cancelReceive(fd: Int32, userData: UInt64) { _ = cb_unwatch(loop, fd) }
     static var receiveStopsAtOnce: Bool { true }
+    func pauseStreamReceive(fd: Int32, userData: UInt64) { _ = cb_pause_stream(loop, fd) }
+    func forgetStream(fd: Int32) { _ = cb_unwatch(loop, fd) }
     func pollIn(fd: Int32, userData: UInt64) { _ = cb_poll_in(loop, fd, userData) }
     func pollOut(fd: Int32, userData: UInt64) -> Bool { cb_poll_out(loop, fd, userData) == 0 }
     func armAccept(fd: Int32, userData: UInt64) -> Bool { cb_watch_accept(loop, fd, userData) == 0 }

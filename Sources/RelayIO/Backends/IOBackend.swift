@@ -20,7 +20,14 @@ protocol IOBackend {
     func armReceive(fd: Int32, userData: UInt64) -> Bool
     /// Stops the receive armed with `userData` on `fd` (the socket is closed right after).
     func cancelReceive(fd: Int32, userData: UInt64)
-    /// True when `cancelReceive` stops the receive before it returns (no completion ends it);
+    /// Stops delivering what arrives on stream socket `fd` (armed with `userData`) without
+    /// touching its send; `armStreamReceive` starts again. Stops at once when
+    /// `receiveStopsAtOnce`, else a last completion without `CU_CQE_F_MORE` says so.
+    func pauseStreamReceive(fd: Int32, userData: UInt64)
+    /// The stream socket `fd` leaves this backend (it moves to another worker): nothing of it is
+    /// in flight any more.
+    func forgetStream(fd: Int32)
+    /// True when `cancelReceive` and `pauseStreamReceive` stop the receive before they return (no completion ends it);
     /// false when a last completion without `CU_CQE_F_MORE` says it has stopped.
     static var receiveStopsAtOnce: Bool { get }
     /// One completion carrying `userData` when `fd` becomes readable.

@@ -25,6 +25,8 @@ struct IOUringBackend: IOBackend {
     }
     func cancelReceive(fd: Int32, userData: UInt64) { _ = cu_prep_cancel(ring, userData, UserData.cancel) }
     static var receiveStopsAtOnce: Bool { false }
+    func pauseStreamReceive(fd: Int32, userData: UInt64) { _ = cu_prep_cancel(ring, userData, UserData.cancel) }
+    func forgetStream(fd: Int32) {}
     func pollIn(fd: Int32, userData: UInt64) { _ = cu_prep_poll_in(ring, fd, userData) }
     func pollOut(fd: Int32, userData: UInt64) -> Bool { cu_prep_poll_out(ring, fd, userData) == 0 }
     func armAccept(fd: Int32, userData: UInt64) -> Bool { cu_prep_accept_multishot(ring, fd, userData) == 0 }

@@ -94,11 +94,7 @@ extension Worker {
 
     /// Stops reading connection `index`; it moves once its receive has ended (`finishHandoffs`).
     func beginHandoff(_ index: Int) {
-        if connections[index].receiveArmed {
-            backend.cancelReceive(fd: connections[index].fd,
-                                  userData: UserData.streamReceive(index, generation: connections[index].generation))
-            if B.receiveStopsAtOnce { connections[index].receiveArmed = false }
-        }
+        pauseReceive(index)
         if !connections[index].receiveArmed { handoffsReady.append((index, connections[index].generation)) }
     }
 
@@ -112,6 +108,7 @@ extension Worker {
                   !c.sendInFlight, c.queuedOutput == 0, let hub = configuration.streamHandoffs else { continue }
             let handoff = StreamHandoff(fd: c.fd, transport: c.transport, client: c.client, tls: c.tls,
                                         handshakeDone: c.handshakeDone, openedAt: c.openedAt, plaintext: c.held)
+            backend.forgetStream(fd: c.fd)
             // Ownership of the socket, the TLS session and the held bytes moves with it.
             connections[index].held = StreamBytes()
             connections[index].tls = nil

@@ -200,11 +200,16 @@ extension Worker {
         if connections[p].queuedOutput >= configuration.streams.writeBufferBytes && !connections[index].pausedForPartner {
             connections[index].pausedForPartner = true
             statistics.streams.splicePauses &+= 1
-            if connections[index].receiveArmed {
-                backend.cancelReceive(fd: connections[index].fd,
-                                      userData: UserData.streamReceive(index, generation: connections[index].generation))
-            }
+            pauseReceive(index)
         }
+    }
+
+    /// Stops reading connection `index` (its sends go on).
+    func pauseReceive(_ index: Int) {
+        guard connections[index].receiveArmed else { return }
+        backend.pauseStreamReceive(fd: connections[index].fd,
+                                   userData: UserData.streamReceive(index, generation: connections[index].generation))
+        if B.receiveStopsAtOnce { connections[index].receiveArmed = false }
     }
 
     /// After a send on spliced connection `index` completed: its partner reads again once the
@@ -230,10 +235,7 @@ extension Worker {
         connections[index].pausedForPartner = true
         connections[index].partner = -1
         connections[index].lastMessageAt = now.nanoseconds
-        if connections[index].receiveArmed {
-            backend.cancelReceive(fd: connections[index].fd,
-                                  userData: UserData.streamReceive(index, generation: connections[index].generation))
-        }
+        pauseReceive(index)
         markForFlush(index)
     }
 

@@ -158,6 +158,11 @@ extension Worker {
                 }
             } else if c.res != -ECANCELED {
                 closeConnection(index, .error, now: now)
+            } else if !connections[index].receiveArmed && !connections[index].awaitingRearm {
+                // A cancelled receive (a splice that paused, then resumed before the cancel
+                // finished): armed again unless it is still paused (`armConnection` decides).
+                connections[index].awaitingRearm = true
+                pendingStreamRearm.append(index)
             }
             return
         }
