@@ -65,10 +65,11 @@ static const char *counter_names[TR_COUNTER_COUNT] = {
     "pass_not_our_port", "pass_not_channel_data", "pass_map_miss", "pass_malformed_channel_data",
     "pass_channel_length_beyond_datagram", "pass_oversized", "pass_headroom",
     "pass_checksum_or_other", "pass_ttl", "pass_partial_checksum", "pass_hairpin",
+    "pass_no_neigh", "pass_no_route", "pass_egress_not_attached",
 };
 
 static struct bpf_object *obj;
-static int prog_fd, client_routes_fd, peer_routes_fd, config_fd, counters_fd, ncpus;
+static int prog_fd, client_routes_fd, peer_routes_fd, config_fd, counters_fd, egress_fd, ncpus;
 
 /* ------------------------------------------------------------------------------------------ */
 /* Independent packet construction                                                             */
@@ -253,11 +254,17 @@ static void hexdump(const char *title, const uint8_t *p, size_t n)
     fprintf(stderr, "\n");
 }
 
+/* The ingress interface test runs give the program (xdp_md.ingress_ifindex, in the current network
+ * namespace); 0: none (the kernel's loopback device). */
+static int run_ifindex;
+
 static int run_packet(const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len)
 {
     uint32_t size_out = 4096;
+    struct xdp_md ctx = {.data_end = (uint32_t)in_len, .ingress_ifindex = (uint32_t)run_ifindex};
     LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in, .data_size_in = (uint32_t)in_len, .data_out = out,
-                .data_size_out = size_out, .repeat = 1);
+                .data_size_out = size_out, .repeat = 1, .ctx_in = run_ifindex ? &ctx : NULL,
+                .ctx_size_in = run_ifindex ? sizeof ctx : 0);
     int err = bpf_prog_test_run_opts(prog_fd, &opts);
     if (err) {
         fprintf(stderr, "bpf_prog_test_run_opts: %s\n", strerror(errno));
@@ -279,8 +286,11 @@ static const char *action_name(int a)
     }
 }
 
-/* Runs `in`; expects XDP_TX with exactly `want`, or (want == NULL) XDP_PASS with the packet
- * untouched. Then checks the counters. */
+/* The action a relayed packet must get (XDP_TX unless a test of TR_CONFIG_FIB says otherwise). */
+static int relay_action = XDP_TX;
+
+/* Runs `in`; expects relay_action (XDP_TX) with exactly `want`, or (want == NULL) XDP_PASS with the
+ * packet untouched. Then checks the counters. */
 static void expect(const uint8_t *in, size_t in_len, const uint8_t *want, size_t want_len,
                    const struct expect_counter *e, size_t n)
 {
@@ -289,7 +299,7 @@ static void expect(const uint8_t *in, size_t in_len, const uint8_t *want, size_t
     uint8_t out[4096];
     size_t out_len = 0;
     int action = run_packet(in, in_len, out, &out_len);
-    int want_action = want ? XDP_TX : XDP_PASS;
+    int want_action = want ? relay_action : XDP_PASS;
     if (!want) {
         want = in;
         want_len = in_len;
@@ -418,9 +428,14 @@ static struct spec spec_from_peer(const struct binding *b, const uint8_t *payloa
                          .dport = b->relay_port, .ttl = ttl, .payload = payload, .plen = plen, .min_frame = 60};
 }
 
+/* The MAC addresses a relayed packet must leave with: NULL, swapped (MAC_R → MAC_A); else, with
+ * TR_CONFIG_FIB, the egress interface's and its neighbour's, set by the test. */
+static const uint8_t *sent_smac, *sent_dmac;
+
 /* The packet the program must send for `in` received through b (towards the peer or the client):
  * fresh TTL / hop limit, TOS kept, IPv4 identification and flags kept from IPv4 (else 0 and DF),
- * IPv6 flow label kept from IPv6 (else 0), MAC addresses swapped, no Ethernet padding. */
+ * IPv6 flow label kept from IPv6 (else 0), MAC addresses swapped (or sent_smac/sent_dmac), no
+ * Ethernet padding. */
 static struct spec spec_sent(const struct binding *b, int to_peer, const struct spec *in, const uint8_t *payload,
                              size_t plen)
 {
@@ -430,7 +445,8 @@ static struct spec spec_sent(const struct binding *b, int to_peer, const struct 
                      .ttl = sent_ttl(family), .tos = in->tos,
                      .flow = in->family == 6 && family == 6 ? in->flow : 0,
                      .ip_id = in->family == 4 ? in->ip_id : 0, .frag = in->family == 4 ? in->frag : 0x4000,
-                     .zero_checksum = in->zero_checksum, .smac = MAC_R, .dmac = MAC_A, .payload = payload,
+                     .zero_checksum = in->zero_checksum, .smac = sent_smac ? sent_smac : MAC_R,
+                     .dmac = sent_dmac ? sent_dmac : MAC_A, .payload = payload,
                      .plen = plen};
     return w;
 }
@@ -987,7 +1003,7 @@ static void test_no_config(void)
 /* ------------------------------------------------------------------------------------------ */
 /* Real attachment: veth pair between two throwaway namespaces                                  */
 
-static char ns_relay[64], ns_outside[64];
+static char ns_relay[64], ns_outside[64], ns_peer[64];
 static int namespaces_made, original_ns = -1;
 
 static int sh(const char *fmt, ...)
@@ -1009,8 +1025,9 @@ static void cleanup_namespaces(void)
         setns(original_ns, CLONE_NEWNET);
     if (namespaces_made) {
         /* deleting the namespaces deletes the veth pair and detaches its programs */
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null", ns_relay, ns_outside);
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null",
+                 ns_relay, ns_outside, ns_peer);
         if (system(cmd) != 0) { /* nothing more to do */
         }
         namespaces_made = 0;
@@ -1046,6 +1063,7 @@ static int make_namespaces(void)
     }
     snprintf(ns_relay, sizeof ns_relay, "trxdp-relay-%s", suffix);
     snprintf(ns_outside, sizeof ns_outside, "trxdp-out-%s", suffix);
+    snprintf(ns_peer, sizeof ns_peer, "trxdp-peer-%s", suffix);
     original_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     namespaces_made = 1;
     atexit(cleanup_namespaces);
@@ -1060,8 +1078,27 @@ static int make_namespaces(void)
         sh("ip -n %s link set lo up", ns_relay) || sh("ip -n %s link set lo up", ns_outside) ||
         sh("ip -n %s link set veth0 up", ns_relay) || sh("ip -n %s link set veth1 up", ns_outside))
         return -1;
+    /* The second leg, for TR_CONFIG_FIB (test_fib): the relay's veth2 to a peer namespace's veth3,
+     * 198.19.0.0/24 and 2001:db8:1::/64. Every interface has a fixed MAC address (MAC_VETH). */
+    if (sh("ip netns add %s", ns_peer) ||
+        sh("ip -n %s link add veth2 type veth peer name veth3 netns %s", ns_relay, ns_peer) ||
+        sh("ip -n %s addr add 198.19.0.1/24 dev veth2", ns_relay) ||
+        sh("ip -n %s addr add 2001:db8:1::1/64 dev veth2 nodad", ns_relay) ||
+        sh("ip -n %s addr add 198.19.0.2/24 dev veth3", ns_peer) ||
+        sh("ip -n %s addr add 2001:db8:1::2/64 dev veth3 nodad", ns_peer) ||
+        sh("ip -n %s link set lo up", ns_peer))
+        return -1;
+    const char *ns_of[4] = {ns_relay, ns_outside, ns_relay, ns_peer};
+    for (int i = 0; i < 4; i++)
+        if (sh("ip -n %s link set veth%d address 02:00:00:00:0%d:0%d", ns_of[i], i, i / 2 + 1, i % 2) ||
+            sh("ip -n %s link set veth%d up", ns_of[i], i))
+            return -1;
     return 0;
 }
+
+/* The fixed MAC address of veth0-veth3 (make_namespaces): 02:00:00:00:0<pair>:0<end>. */
+static const uint8_t MAC_VETH[4][6] = {
+    {0x02, 0, 0, 0, 0x01, 0x00}, {0x02, 0, 0, 0, 0x01, 0x01}, {0x02, 0, 0, 0, 0x02, 0x00}, {0x02, 0, 0, 0, 0x02, 0x01}};
 
 static void test_attach_modes(void)
 {
@@ -1407,7 +1444,7 @@ static int with_bench;
 struct loaded {
     const char *label;
     struct bpf_object *obj;
-    int prog, client_routes, peer_routes, config, counters;
+    int prog, client_routes, peer_routes, config, counters, egress; /* egress: -1 when absent (main) */
 };
 static struct loaded objects[2];
 static int nobjects;
@@ -1421,6 +1458,7 @@ static void use(const struct loaded *l)
     peer_routes_fd = l->peer_routes;
     config_fd = l->config;
     counters_fd = l->counters;
+    egress_fd = l->egress;
 }
 
 struct run_time {
@@ -1590,6 +1628,290 @@ static void bench_veth(int family, int count)
     }
 }
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* TR_CONFIG_FIB: the next hop from the kernel's FIB, XDP_REDIRECT to the other interface       */
+
+/* A second host on veth0's link (198.18.0.3, 2001:db8::3), known only by a neighbour entry. */
+static const uint8_t MAC_NEAR[6] = {0x02, 0, 0, 0, 0x01, 0x03};
+
+/* A binding across the relay's two legs: the client on veth0's link (the outside namespace),
+ * listener 198.18.0.1 / 2001:db8::1 (veth0), the relay address 198.19.0.1 / 2001:db8:1::1 (veth2)
+ * and the peer on veth2's link (the peer namespace). */
+static struct binding fib_binding(int client_family, int peer_family, uint16_t k)
+{
+    struct binding b;
+    memset(&b, 0, sizeof b);
+    b.client_family = client_family, b.peer_family = peer_family;
+    b.client = client_family == 4 ? v4(198, 18, 0, 2) : v6("2001:db8::2");
+    b.listener = client_family == 4 ? v4(198, 18, 0, 1) : v6("2001:db8::1");
+    b.relay = peer_family == 4 ? v4(198, 19, 0, 1) : v6("2001:db8:1::1");
+    b.peer = peer_family == 4 ? v4(198, 19, 0, 2) : v6("2001:db8:1::2");
+    b.client_port = 41000 + k, b.listener_port = 3478, b.relay_port = 51000 + k, b.peer_port = 41500 + k;
+    b.channel = 0x4100 + k;
+    return b;
+}
+
+static int egress_set(int ifindex, int present)
+{
+    uint32_t key = (uint32_t)ifindex, value = (uint32_t)ifindex;
+    return present ? bpf_map_update_elem(egress_fd, &key, &value, BPF_ANY) : bpf_map_delete_elem(egress_fd, &key);
+}
+
+/* One relayed packet through b (client → peer when to_peer), received on `ingress`, which must
+ * leave with `action` and the MAC addresses smac → dmac; everything else as test_relaying expects
+ * it (TTL, TOS, flow label, checksums; byte for byte). */
+static void fib_relay(const char *name, const struct binding *b, int to_peer, int ingress, int action,
+                      const uint8_t *smac, const uint8_t *dmac)
+{
+    current_test = name;
+    run_ifindex = ingress, relay_action = action, sent_smac = smac, sent_dmac = dmac;
+    if (to_peer)
+        relay_client_to_peer(b, 101, 3, 9, 0x28, 0x12345);
+    else
+        relay_peer_to_client(b, 101, 9, 0x28, 0x12345);
+    run_ifindex = 0, relay_action = XDP_TX, sent_smac = sent_dmac = NULL;
+}
+
+/* One packet through b received on `ingress` that must pass, untouched, counted as `reason`. */
+static void fib_pass(const char *name, const struct binding *b, int to_peer, int ingress, int reason)
+{
+    uint8_t pkt[4096], payload[256];
+    size_t n;
+    current_test = name;
+    run_ifindex = ingress;
+    if (to_peer)
+        n = to_listener(pkt, b, payload, channel_data(payload, b->channel, data_bytes, 100, 0, 0), 64);
+    else
+        n = from_peer(pkt, b, 100, 64);
+    expect_pass(pkt, n, reason);
+    run_ifindex = 0;
+}
+
+/* --bench with TR_CONFIG_FIB: client → peer across the two legs (XDP_REDIRECT) with the FIB flag,
+ * and the same packet without it (MAC swap, XDP_TX), each against the base object (which has no
+ * FIB flag and swaps). Runs in the relay namespace, received on veth0. */
+static void bench_fib(const struct binding *b, int ingress, int rounds)
+{
+    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    if (stats_fd < 0)
+        return;
+    for (int o = 1; o < nobjects; o++) {
+        use(&objects[o]);
+        route_up(b);
+    }
+    uint8_t pkt[4096], payload[256];
+    size_t plen = channel_data(payload, b->channel, data_bytes, 100, 0, 0);
+    size_t n = to_listener(pkt, b, payload, plen, 64);
+    run_ifindex = ingress;
+    for (int fib = 1; fib >= 0; fib--) {
+        for (int o = 0; o < nobjects; o++) {
+            use(&objects[o]);
+            set_config(1500, fib ? TR_CONFIG_FIB : 0);
+        }
+        use(&objects[0]);
+        bench_one(fib ? "client->peer v4->v4, 100 B, FIB, other leg" : "client->peer v4->v4, 100 B, no FIB flag",
+                  pkt, n, rounds, nobjects, objects);
+    }
+    run_ifindex = 0;
+    for (int o = 1; o < nobjects; o++) {
+        use(&objects[o]);
+        route_down(b);
+        set_config(1500, 0);
+    }
+    use(&objects[0]);
+    close(stats_fd);
+}
+
+/* End to end across the two legs: the client in the outside namespace sends ChannelData to the
+ * listener on veth0; the program redirects the datagram out of veth2 to the peer in the peer
+ * namespace, whose socket receives it from the relay address; the peer's answer comes in on veth2
+ * and leaves by veth0 to the client as ChannelData. The receiving kernels check the MAC address
+ * (a frame for another MAC is dropped as PACKET_OTHERHOST), the IP header checksum and the UDP
+ * checksum. */
+static void fib_end_to_end(int family, uint32_t mode_flag)
+{
+    char name[160];
+    snprintf(name, sizeof name, "end to end across two interfaces (TR_CONFIG_FIB, XDP_REDIRECT), IPv%d, %s mode",
+             family, mode_flag == XDP_FLAGS_SKB_MODE ? "generic" : "native");
+    current_test = name;
+    struct binding b = fib_binding(family, family, (uint16_t)(0x10 + family + (mode_flag == XDP_FLAGS_SKB_MODE)));
+    route_up(&b);
+    set_config(1500, TR_CONFIG_FIB);
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    int ifs[2] = {(int)if_nametoindex("veth0"), (int)if_nametoindex("veth2")};
+    for (int i = 0; i < 2; i++) {
+        int err = bpf_xdp_attach(ifs[i], prog_fd, mode_flag, NULL);
+        CHECK(err == 0, "attach to veth%d: %s", 2 * i, strerror(-err));
+    }
+    CHECK(enter(ns_peer) == 0, "enter peer namespace");
+    int peer = udp_socket(family, &b.peer, b.peer_port);
+    CHECK(enter(ns_outside) == 0, "enter outside namespace");
+    int client = udp_socket(family, &b.client, b.client_port);
+    CHECK(client >= 0 && peer >= 0, "sockets: %s", strerror(errno));
+    uint64_t before[TR_COUNTER_COUNT], after[TR_COUNTER_COUNT];
+    counters_read(before);
+
+    uint8_t payload[512], buf[2048];
+    uint16_t len = 301;
+    size_t plen = channel_data(payload, b.channel, data_bytes, len, 3, 0);
+    struct a16 from;
+    uint16_t from_port = 0;
+    ssize_t n = -1;
+    for (int attempt = 0; attempt < 3 && n < 0; attempt++) { /* the first may wait for ARP / ND */
+        CHECK(raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen) == 0,
+              "raw send: %s", strerror(errno));
+        n = receive(peer, buf, sizeof buf, &from, &from_port);
+    }
+    CHECK(n == len && memcmp(buf, data_bytes, len) == 0, "peer received %zd bytes, expected the %u data bytes", n,
+          len);
+    CHECK(memcmp(from.b, b.relay.b, 16) == 0 && from_port == b.relay_port,
+          "peer's datagram came from port %u, expected the allocation port %u", from_port, b.relay_port);
+
+    CHECK(enter(ns_peer) == 0, "enter peer namespace");
+    CHECK(raw_send(family, &b.peer, b.peer_port, &b.relay, b.relay_port, data_bytes + 50, 77) == 0, "raw send back");
+    ssize_t m = receive(client, buf, sizeof buf, &from, &from_port);
+    uint8_t want[128];
+    size_t want_len = channel_data(want, b.channel, data_bytes + 50, 77, 0, 0);
+    CHECK(m == (ssize_t)want_len && memcmp(buf, want, want_len) == 0, "client received %zd bytes, expected %zu", m,
+          want_len);
+    CHECK(memcmp(from.b, b.listener.b, 16) == 0 && from_port == b.listener_port,
+          "client's ChannelData came from port %u, expected the listener port %u", from_port, b.listener_port);
+    counters_read(after);
+    CHECK(after[TR_RELAYED_PACKETS_CLIENT_TO_PEER] - before[TR_RELAYED_PACKETS_CLIENT_TO_PEER] >= 1 &&
+              after[TR_RELAYED_PACKETS_PEER_TO_CLIENT] - before[TR_RELAYED_PACKETS_PEER_TO_CLIENT] == 1,
+          "the XDP program's relayed counters did not move");
+    CHECK(after[TR_PASS_NO_NEIGH] == before[TR_PASS_NO_NEIGH] && after[TR_PASS_NO_ROUTE] == before[TR_PASS_NO_ROUTE] &&
+              after[TR_PASS_EGRESS_NOT_ATTACHED] == before[TR_PASS_EGRESS_NOT_ATTACHED],
+          "a FIB pass counter moved");
+
+    if (client >= 0)
+        close(client);
+    if (peer >= 0)
+        close(peer);
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    for (int i = 0; i < 2; i++)
+        CHECK(bpf_xdp_detach(ifs[i], mode_flag, NULL) == 0, "detach veth%d", 2 * i);
+    setns(original_ns, CLONE_NEWNET);
+    route_down(&b);
+    set_config(1500, 0);
+    if (n == len && m == (ssize_t)want_len)
+        printf("ok   %s\n", name);
+}
+
+static void test_fib(void)
+{
+    current_test = "TR_CONFIG_FIB: set up forwarding and the neighbour entries";
+    int before_failures = failures;
+    /* The FIB helper answers "forwarding disabled" unless the ingress interface forwards. The
+     * neighbour entries are permanent, so no test waits for ARP / ND. */
+    if (sh("ip netns exec %s sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1 >/dev/null",
+           ns_relay) ||
+        sh("ip -n %s neigh replace 198.18.0.2 lladdr 02:00:00:00:01:01 dev veth0 nud permanent", ns_relay) ||
+        sh("ip -n %s neigh replace 2001:db8::2 lladdr 02:00:00:00:01:01 dev veth0 nud permanent", ns_relay) ||
+        sh("ip -n %s neigh replace 198.19.0.2 lladdr 02:00:00:00:02:01 dev veth2 nud permanent", ns_relay) ||
+        sh("ip -n %s neigh replace 2001:db8:1::2 lladdr 02:00:00:00:02:01 dev veth2 nud permanent", ns_relay) ||
+        sh("ip -n %s neigh replace 198.18.0.3 lladdr 02:00:00:00:01:03 dev veth0 nud permanent", ns_relay) ||
+        sh("ip -n %s neigh replace 2001:db8::3 lladdr 02:00:00:00:01:03 dev veth0 nud permanent", ns_relay)) {
+        CHECK(0, "could not set up the relay namespace for TR_CONFIG_FIB");
+        return;
+    }
+    CHECK(egress_fd >= 0, "no map tr_egress in the object");
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    int if0 = (int)if_nametoindex("veth0"), if2 = (int)if_nametoindex("veth2");
+    CHECK(egress_set(if0, 1) == 0 && egress_set(if2, 1) == 0, "tr_egress: %s", strerror(errno));
+    set_config(1500, TR_CONFIG_FIB);
+
+    /* Across the two legs, every family pair, both directions: XDP_REDIRECT, the egress
+     * interface's MAC address and its neighbour's. */
+    struct binding fs[4] = {fib_binding(4, 4, 0), fib_binding(6, 6, 1), fib_binding(4, 6, 2), fib_binding(6, 4, 3)};
+    char name[160];
+    for (int i = 0; i < 4; i++) {
+        route_up(&fs[i]);
+        snprintf(name, sizeof name, "FIB: v%d client -> v%d peer, veth0 -> veth2, XDP_REDIRECT", fs[i].client_family,
+                 fs[i].peer_family);
+        fib_relay(name, &fs[i], 1, if0, XDP_REDIRECT, MAC_VETH[2], MAC_VETH[3]);
+        snprintf(name, sizeof name, "FIB: v%d peer -> v%d client, veth2 -> veth0, XDP_REDIRECT", fs[i].peer_family,
+                 fs[i].client_family);
+        fib_relay(name, &fs[i], 0, if2, XDP_REDIRECT, MAC_VETH[0], MAC_VETH[1]);
+    }
+
+    /* A peer on the client's link: the route leaves by the ingress interface, XDP_TX, with the
+     * neighbour's MAC address (not the frame's sender's). */
+    for (int family = 4; family <= 6; family += 2) {
+        struct binding near = fib_binding(family, family, (uint16_t)(4 + family));
+        near.relay = near.listener;
+        near.peer = family == 4 ? v4(198, 18, 0, 3) : v6("2001:db8::3");
+        route_up(&near);
+        snprintf(name, sizeof name, "FIB: IPv%d, the peer on the client's link: XDP_TX to the neighbour's MAC", family);
+        fib_relay(name, &near, 1, if0, XDP_TX, MAC_VETH[0], MAC_NEAR);
+        snprintf(name, sizeof name, "FIB: IPv%d, from a peer on the client's link: XDP_TX to the client's MAC", family);
+        fib_relay(name, &near, 0, if0, XDP_TX, MAC_VETH[0], MAC_VETH[1]);
+        route_down(&near);
+
+        /* No neighbour entry for the next hop (the kernel's path resolves it), and no route to
+         * the peer at all: passed. */
+        const struct {
+            const char *what;
+            struct a16 peer;
+            int reason;
+        } unreachable[] = {
+            {"no neighbour entry for the peer", family == 4 ? v4(198, 19, 0, 3) : v6("2001:db8:1::3"), TR_PASS_NO_NEIGH},
+            {"no route to the peer", family == 4 ? v4(203, 0, 113, 9) : v6("2001:db8:ff::9"), TR_PASS_NO_ROUTE},
+        };
+        for (int u = 0; u < 2; u++) {
+            struct binding b = fib_binding(family, family, (uint16_t)(20 + 10 * u + family));
+            b.peer = unreachable[u].peer;
+            route_up(&b);
+            snprintf(name, sizeof name, "FIB: IPv%d, %s: passed", family, unreachable[u].what);
+            fib_pass(name, &b, 1, if0, unreachable[u].reason);
+            route_down(&b);
+        }
+    }
+
+    /* Forwarding off on the ingress interface: the helper answers "forwarding disabled". */
+    for (int family = 4; family <= 6; family += 2) {
+        const struct binding *b = family == 4 ? &fs[0] : &fs[1];
+        CHECK(sh("ip netns exec %s sysctl -qw net.ipv%d.conf.veth0.forwarding=0 >/dev/null", ns_relay, family) == 0,
+              "sysctl");
+        snprintf(name, sizeof name, "FIB: IPv%d, forwarding disabled on the ingress interface: passed", family);
+        fib_pass(name, b, 1, if0, TR_PASS_NO_ROUTE);
+        CHECK(sh("ip netns exec %s sysctl -qw net.ipv%d.conf.veth0.forwarding=1 >/dev/null", ns_relay, family) == 0,
+              "sysctl");
+    }
+
+    /* The egress interface not in tr_egress: passed; the other direction still redirects. */
+    CHECK(egress_set(if2, 0) == 0, "tr_egress delete");
+    fib_pass("FIB: the egress interface is not in tr_egress: passed", &fs[0], 1, if0, TR_PASS_EGRESS_NOT_ATTACHED);
+    fib_relay("FIB: the other direction, to an interface in tr_egress, still redirects", &fs[0], 0, if2, XDP_REDIRECT,
+              MAC_VETH[0], MAC_VETH[1]);
+    CHECK(egress_set(if2, 1) == 0, "tr_egress add");
+
+    /* Without the flag, the same packet is swapped back out of the ingress interface (XDP_TX). */
+    set_config(1500, 0);
+    fib_relay("no FIB flag: MAC addresses swapped, XDP_TX", &fs[0], 1, if0, XDP_TX, NULL, NULL);
+    if (with_bench)
+        bench_fib(&fs[0], if0, 200000);
+    for (int i = 0; i < 4; i++)
+        route_down(&fs[i]);
+    setns(original_ns, CLONE_NEWNET);
+    printf("%s TR_CONFIG_FIB: next hop from the FIB, XDP_REDIRECT across interfaces, passes counted (test runs)\n",
+           failures == before_failures ? "ok  " : "FAIL");
+
+    /* The far ends need an XDP program for native-mode redirects to reach them (veth1 has one). */
+    int pass_fd = load_pass_program();
+    CHECK(enter(ns_peer) == 0, "enter peer namespace");
+    int err = bpf_xdp_attach((int)if_nametoindex("veth3"), pass_fd, XDP_FLAGS_DRV_MODE, NULL);
+    CHECK(err == 0, "attach the pass program to veth3: %s", strerror(-err));
+    setns(original_ns, CLONE_NEWNET);
+    const uint32_t modes[] = {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+    for (int m = 0; m < 2; m++)
+        for (int family = 4; family <= 6; family += 2)
+            fib_end_to_end(family, modes[m]);
+    if (pass_fd >= 0)
+        close(pass_fd);
+}
+
 static void test_namespaces(void)
 {
     current_test = "namespaces";
@@ -1615,6 +1937,7 @@ static void test_namespaces(void)
     for (int m = 0; m < 2; m++)
         for (int family = 4; family <= 6; family += 2)
             offloaded_checksum_passes(family, modes[m]);
+    test_fib();
     if (with_bench) {
         bench_veth(4, 20000);
         bench_veth(6, 20000);
@@ -1710,6 +2033,8 @@ static int load_object(struct loaded *l, const char *path, const char *label, in
         return ENOENT;
     }
     l->prog = bpf_program__fd(prog);
+    struct bpf_map *egress = bpf_object__find_map_by_name(l->obj, "tr_egress");
+    l->egress = egress ? bpf_map__fd(egress) : -1;
     for (int i = 0; i < 4; i++) {
         struct bpf_map *m = bpf_object__find_map_by_name(l->obj, maps[i]);
         if (!m) {
