@@ -1652,6 +1652,15 @@ static struct binding fib_binding(int client_family, int peer_family, uint16_t k
     return b;
 }
 
+/* A binding whose peer is on the client's link (veth0): 198.18.0.3 or 2001:db8::3. */
+static struct binding same_leg_binding(int family)
+{
+    struct binding b = fib_binding(family, family, (uint16_t)(4 + family));
+    b.relay = b.listener;
+    b.peer = family == 4 ? v4(198, 18, 0, 3) : v6("2001:db8::3");
+    return b;
+}
+
 static int egress_set(int ifindex, int present)
 {
     uint32_t key = (uint32_t)ifindex, value = (uint32_t)ifindex;
@@ -1688,37 +1697,45 @@ static void fib_pass(const char *name, const struct binding *b, int to_peer, int
     run_ifindex = 0;
 }
 
-/* --bench with TR_CONFIG_FIB: client → peer across the two legs (XDP_REDIRECT) with the FIB flag,
- * and the same packet without it (MAC swap, XDP_TX), each against the base object (which has no
- * FIB flag and swaps). Runs in the relay namespace, received on veth0. */
-static void bench_fib(const struct binding *b, int ingress, int rounds)
+/* --bench with TR_CONFIG_FIB, in the relay namespace, received on veth0: client → peer with the FIB
+ * flag across the two legs (XDP_REDIRECT) and to a peer on the same leg (XDP_TX), and the first
+ * without the flag (MAC swap, XDP_TX); each against the base object, which has the same routes
+ * and configuration (main has no FIB flag and swaps). */
+static void bench_fib(const struct binding *other_leg, const struct binding *same_leg, int ingress, int rounds)
 {
     int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
     if (stats_fd < 0)
         return;
-    for (int o = 1; o < nobjects; o++) {
-        use(&objects[o]);
-        route_up(b);
-    }
-    uint8_t pkt[4096], payload[256];
-    size_t plen = channel_data(payload, b->channel, data_bytes, 100, 0, 0);
-    size_t n = to_listener(pkt, b, payload, plen, 64);
+    const struct {
+        const char *what;
+        const struct binding *b;
+        uint32_t flags;
+    } cases[] = {
+        {"client->peer v4->v4, 100 B, FIB, other leg", other_leg, TR_CONFIG_FIB},
+        {"client->peer v4->v4, 100 B, FIB, same leg", same_leg, TR_CONFIG_FIB},
+        {"client->peer v4->v4, 100 B, no FIB flag", other_leg, 0},
+    };
     run_ifindex = ingress;
-    for (int fib = 1; fib >= 0; fib--) {
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         for (int o = 0; o < nobjects; o++) {
             use(&objects[o]);
-            set_config(1500, fib ? TR_CONFIG_FIB : 0);
+            if (o > 0 || c == 1)
+                route_up(cases[c].b);
+            set_config(1500, cases[c].flags);
         }
+        uint8_t pkt[4096], payload[256];
+        size_t plen = channel_data(payload, cases[c].b->channel, data_bytes, 100, 0, 0);
+        size_t n = to_listener(pkt, cases[c].b, payload, plen, 64);
         use(&objects[0]);
-        bench_one(fib ? "client->peer v4->v4, 100 B, FIB, other leg" : "client->peer v4->v4, 100 B, no FIB flag",
-                  pkt, n, rounds, nobjects, objects);
+        bench_one(cases[c].what, pkt, n, rounds, nobjects, objects);
+        for (int o = 0; o < nobjects; o++) {
+            use(&objects[o]);
+            if (o > 0 || c == 1)
+                route_down(cases[c].b);
+            set_config(1500, 0);
+        }
     }
     run_ifindex = 0;
-    for (int o = 1; o < nobjects; o++) {
-        use(&objects[o]);
-        route_down(b);
-        set_config(1500, 0);
-    }
     use(&objects[0]);
     close(stats_fd);
 }
@@ -1839,9 +1856,7 @@ static void test_fib(void)
     /* A peer on the client's link: the route leaves by the ingress interface, XDP_TX, with the
      * neighbour's MAC address (not the frame's sender's). */
     for (int family = 4; family <= 6; family += 2) {
-        struct binding near = fib_binding(family, family, (uint16_t)(4 + family));
-        near.relay = near.listener;
-        near.peer = family == 4 ? v4(198, 18, 0, 3) : v6("2001:db8::3");
+        struct binding near = same_leg_binding(family);
         route_up(&near);
         snprintf(name, sizeof name, "FIB: IPv%d, the peer on the client's link: XDP_TX to the neighbour's MAC", family);
         fib_relay(name, &near, 1, if0, XDP_TX, MAC_VETH[0], MAC_NEAR);
@@ -1890,8 +1905,10 @@ static void test_fib(void)
     /* Without the flag, the same packet is swapped back out of the ingress interface (XDP_TX). */
     set_config(1500, 0);
     fib_relay("no FIB flag: MAC addresses swapped, XDP_TX", &fs[0], 1, if0, XDP_TX, NULL, NULL);
-    if (with_bench)
-        bench_fib(&fs[0], if0, 200000);
+    if (with_bench) {
+        struct binding near = same_leg_binding(4);
+        bench_fib(&fs[0], &near, if0, 200000);
+    }
     for (int i = 0; i < 4; i++)
         route_down(&fs[i]);
     setns(original_ns, CLONE_NEWNET);
