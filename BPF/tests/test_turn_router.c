@@ -38,6 +38,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "turn_router.h"
@@ -1168,13 +1169,10 @@ static int raw_send(int family, const struct a16 *src, uint16_t sport, const str
     return raw_send_n(family, src, sport, dst, dport, payload, plen, 1);
 }
 
-static int raw_send_n(int family, const struct a16 *src, uint16_t sport, const struct a16 *dst, uint16_t dport,
-                      const uint8_t *payload, size_t plen, int count)
+/* The UDP datagram a raw socket sends: header with a complete checksum, then the payload. */
+static uint16_t udp_datagram(uint8_t *dgram, int family, const struct a16 *src, uint16_t sport, const struct a16 *dst,
+                             uint16_t dport, const uint8_t *payload, size_t plen)
 {
-    int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_UDP);
-    if (fd < 0)
-        return -1;
-    uint8_t dgram[2048];
     uint16_t ulen = (uint16_t)(8 + plen);
     dgram[0] = sport >> 8, dgram[1] = sport & 0xff, dgram[2] = dport >> 8, dgram[3] = dport & 0xff;
     dgram[4] = ulen >> 8, dgram[5] = ulen & 0xff, dgram[6] = dgram[7] = 0;
@@ -1193,27 +1191,49 @@ static int raw_send_n(int family, const struct a16 *src, uint16_t sport, const s
     if (c == 0)
         c = 0xffff;
     dgram[6] = c >> 8, dgram[7] = c & 0xff;
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    memset(&ss, 0, sizeof ss);
+    return ulen;
+}
+
+/* A raw UDP socket whose source address is src (bound, so that the kernel's IP header carries the
+ * one in the checksum), and dst as a sockaddr. */
+static int raw_socket(int family, const struct a16 *src, const struct a16 *dst, struct sockaddr_storage *ss,
+                      socklen_t *sl)
+{
+    int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_UDP);
+    if (fd < 0)
+        return -1;
+    memset(ss, 0, sizeof *ss);
     if (family == 4) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
         a->sin_family = AF_INET;
         memcpy(&a->sin_addr, dst->b + 12, 4);
-        sl = sizeof *a;
+        *sl = sizeof *a;
         /* bind the source address so the kernel's IP header carries the one in the checksum */
         struct sockaddr_in b = {.sin_family = AF_INET};
         memcpy(&b.sin_addr, src->b + 12, 4);
         bind(fd, (struct sockaddr *)&b, sizeof b);
     } else {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
         a->sin6_family = AF_INET6;
         memcpy(&a->sin6_addr, dst->b, 16);
-        sl = sizeof *a;
+        *sl = sizeof *a;
         struct sockaddr_in6 b = {.sin6_family = AF_INET6};
         memcpy(&b.sin6_addr, src->b, 16);
         bind(fd, (struct sockaddr *)&b, sizeof b);
     }
+    return fd;
+}
+
+static int raw_send_n(int family, const struct a16 *src, uint16_t sport, const struct a16 *dst, uint16_t dport,
+                      const uint8_t *payload, size_t plen, int count)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int fd = raw_socket(family, src, dst, &ss, &sl);
+    if (fd < 0)
+        return -1;
+    uint8_t dgram[2048];
+    uint16_t ulen = udp_datagram(dgram, family, src, sport, dst, dport, payload, plen);
     int ok = 0;
     for (int i = 0; i < count; i++)
         if (sendto(fd, dgram, ulen, 0, (struct sockaddr *)&ss, sl) == (ssize_t)ulen)
@@ -1929,6 +1949,91 @@ static void test_fib(void)
         close(pass_fd);
 }
 
+
+/* --bench over the veth at a low rate across many flows, the case where the program runs cold (few
+ * packets per NAPI poll, the route maps' entries not in the cache): `flows` channel bindings,
+ * consecutive datagrams from different flows (interleaved), paced to `pps`. Native mode, client →
+ * peer; each object attached in turn for a slice. */
+static void bench_veth_spread(int family, int flows, int pps, int count)
+{
+    struct binding *bs = calloc((size_t)flows, sizeof *bs);
+    uint8_t (*dgrams)[160] = calloc((size_t)flows, sizeof *dgrams);
+    uint16_t *lens = calloc((size_t)flows, sizeof *lens);
+    if (!bs || !dgrams || !lens)
+        return;
+    for (int f = 0; f < flows; f++) {
+        bs[f] = veth_binding(family, (uint16_t)(0x100 + f));
+        uint8_t payload[128];
+        size_t plen = channel_data(payload, bs[f].channel, data_bytes, 100, 0, 0);
+        lens[f] = udp_datagram(dgrams[f], family, &bs[f].client, bs[f].client_port, &bs[f].listener,
+                               bs[f].listener_port, payload, plen);
+        for (int o = 0; o < nobjects; o++) {
+            use(&objects[o]);
+            route_up(&bs[f]);
+        }
+    }
+    struct run_time total[2] = {{0, 0}, {0, 0}};
+    uint64_t relayed[2] = {0, 0};
+    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    int slices = nobjects > 1 ? 4 : 1, per_slice = count / slices;
+    for (int sl = 0; sl < slices; sl++)
+        for (int o = 0; o < nobjects; o++) {
+            use(&objects[o]);
+            if (veth_attach(prog_fd, XDP_FLAGS_DRV_MODE) != 0) {
+                setns(original_ns, CLONE_NEWNET);
+                continue;
+            }
+            struct sockaddr_storage ss;
+            socklen_t len;
+            int fd = raw_socket(family, &bs[0].client, &bs[0].listener, &ss, &len);
+            sendto(fd, dgrams[0], lens[0], 0, (struct sockaddr *)&ss, len); /* ARP / ND */
+            usleep(100000);
+            struct run_time a, z;
+            uint64_t c0[TR_COUNTER_COUNT], c1[TR_COUNTER_COUNT];
+            run_time_read(prog_fd, &a);
+            counters_read(c0);
+            struct timespec t0, next;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (int i = 0; i < per_slice; i++) {
+                int f = i % flows;
+                sendto(fd, dgrams[f], lens[f], 0, (struct sockaddr *)&ss, len);
+                if (i % 10 == 9) { /* paced in steps of 10 datagrams */
+                    uint64_t at = (uint64_t)t0.tv_nsec + (uint64_t)(i + 1) * 1000000000ull / (uint64_t)pps;
+                    next.tv_sec = t0.tv_sec + (time_t)(at / 1000000000ull);
+                    next.tv_nsec = (long)(at % 1000000000ull);
+                    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+                }
+            }
+            usleep(100000);
+            run_time_read(prog_fd, &z);
+            counters_read(c1);
+            total[o].cnt += z.cnt - a.cnt;
+            total[o].ns += z.ns - a.ns;
+            relayed[o] += c1[TR_RELAYED_PACKETS_CLIENT_TO_PEER] - c0[TR_RELAYED_PACKETS_CLIENT_TO_PEER];
+            if (fd >= 0)
+                close(fd);
+            veth_detach(XDP_FLAGS_DRV_MODE);
+        }
+    printf("bench veth native IPv%d client->peer, %d flows interleaved at %d pps: %.1f ns/packet over %llu runs "
+           "(%llu relayed)", family, flows, pps, per_packet(&total[0]), (unsigned long long)total[0].cnt,
+           (unsigned long long)relayed[0]);
+    if (nobjects > 1)
+        printf("   | %s: %.1f ns over %llu runs (%llu relayed) (%+.0f %%)", objects[1].label, per_packet(&total[1]),
+               (unsigned long long)total[1].cnt, (unsigned long long)relayed[1],
+               per_packet(&total[1]) > 0 ? 100.0 * (per_packet(&total[0]) / per_packet(&total[1]) - 1.0) : 0.0);
+    printf("\n");
+    if (stats_fd >= 0)
+        close(stats_fd);
+    for (int o = nobjects - 1; o >= 0; o--) {
+        use(&objects[o]);
+        for (int f = 0; f < flows; f++)
+            route_down(&bs[f]);
+    }
+    free(bs);
+    free(dgrams);
+    free(lens);
+}
+
 static void test_namespaces(void)
 {
     current_test = "namespaces";
@@ -1958,6 +2063,7 @@ static void test_namespaces(void)
     if (with_bench) {
         bench_veth(4, 20000);
         bench_veth(6, 20000);
+        bench_veth_spread(4, 1000, 50000, 20000);
     }
 
     cleanup_namespaces();
