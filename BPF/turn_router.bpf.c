@@ -89,6 +89,13 @@ struct {
     __type(value, __u32);
 } tr_egress SEC(".maps");
 
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, TR_COUNTER_COUNT);
+    __type(key, __u32);
+    __type(value, __u64);
+} tr_counters SEC(".maps");
+
 #define ETH_HLEN_ 14
 #define IPV4_HLEN 20
 #define IPV6_HLEN 40
@@ -187,13 +194,9 @@ struct out {
  * preempted by another run on the same CPU; the paths this project uses, veth and real NICs, receive
  * in softirq.) */
 struct scratch {
-    /* The counters come first: the value of tr_counters starts with struct tr_counters, which the
-     * loader reads. One lookup per packet (this value) serves the counters and the working memory,
-     * and the counters share its cache lines. */
-    struct tr_counters counters;
     __u32 addrs[sizeof(struct tr_peer_key) / 4];       /* received src, dst (tr_peer_key layout) */
     __u32 client_key[sizeof(struct tr_client_key) / 4];
-    __u32 counter_index; /* count()'s index, through memory (see there) */
+    __u32 counter_key;
     __u32 unused;
     __u32 config[sizeof(struct tr_config) / 4]; /* a copy of tr_config's entry */
     struct out out;
@@ -215,7 +218,7 @@ struct {
     __uint(max_entries, 1);
     __type(key, __u32);
     __type(value, struct scratch);
-} tr_counters SEC(".maps");
+} tr_scratch SEC(".maps");
 
 /* The variables in the scratch value of the function's `s`. */
 #define V (s->v)
@@ -223,18 +226,12 @@ struct {
 /* The key of the one-entry maps, in read-only global data rather than on the stack (see above). */
 static const __u32 tr_zero = 0;
 
-/* The index goes through the scratch value, which the verifier does not track: without
- * CAP_PERFMON it refuses a pointer plus an index that is a constant on some paths and another
- * constant or a variable on others ("tried to add from different maps, paths or scalars"), which
- * is what clang makes of the many pass() calls sharing one add. Loaded back it is a bounded
- * variable on every path. */
 static __always_inline void count(struct scratch *s, __u32 index, __u64 amount)
 {
-    s->counter_index = index;
-    FORGET();
-    __u32 i = s->counter_index;
-    if (i < TR_COUNTER_COUNT)
-        s->counters.value[i] += amount;
+    s->counter_key = index;
+    __u64 *counter = bpf_map_lookup_elem(&tr_counters, &s->counter_key);
+    if (counter)
+        *counter += amount;
 }
 
 static __always_inline int pass(struct scratch *s, __u32 reason)
@@ -651,7 +648,7 @@ static __noinline int rewrite(struct xdp_md *ctx, struct scratch *s)
 SEC("xdp")
 int turn_router(struct xdp_md *ctx)
 {
-    struct scratch *s = bpf_map_lookup_elem(&tr_counters, &tr_zero);
+    struct scratch *s = bpf_map_lookup_elem(&tr_scratch, &tr_zero);
     if (!s)
         return XDP_PASS;
     /* The frame's length from a helper: without CAP_PERFMON the verifier refuses data_end - data

@@ -113,13 +113,9 @@ struct tr_config {
 };                                                /* 24 bytes */
 
 /* ---------------------------------------------------------------------------------------------
- * Map "tr_counters": BPF_MAP_TYPE_PERCPU_ARRAY with ONE entry (key 0), whose value starts with
- * struct tr_counters (below: TR_COUNTER_COUNT native __u64, indexed by enum tr_counter). The rest
- * of the value is the program's per-CPU working memory, which the loader ignores: one lookup per
- * packet serves both. The loader reads the entry (possible CPUs × the value size rounded up to 8
- * bytes, bpf_map__value_size) and sums the first TR_COUNTER_COUNT words of each CPU's copy. Bytes
- * count the relayed application data (the ChannelData payload, the peer's UDP payload), as the
- * userspace path's relay_relayed_bytes_total does.
+ * Map "tr_counters": BPF_MAP_TYPE_PERCPU_ARRAY of __u64, TR_COUNTER_COUNT entries; the loader sums
+ * the CPUs. Bytes count the relayed application data (the ChannelData payload, the peer's UDP
+ * payload), as the userspace path's relay_relayed_bytes_total does.
  * ------------------------------------------------------------------------------------------- */
 enum tr_counter {
     TR_RELAYED_PACKETS_CLIENT_TO_PEER = 0,
@@ -165,10 +161,6 @@ enum tr_counter {
                                         * destination, encapsulation, fragmentation needed */
     TR_PASS_EGRESS_NOT_ATTACHED = 20,  /* the route leaves by an interface not in tr_egress */
     TR_COUNTER_COUNT = 21,
-};
-
-struct tr_counters {
-    __u64 value[TR_COUNTER_COUNT]; /* indexed by enum tr_counter */
 };
 
 /* ---------------------------------------------------------------------------------------------

@@ -215,34 +215,14 @@ static size_t channel_data(uint8_t *out, uint16_t channel, const uint8_t *data, 
 /* ------------------------------------------------------------------------------------------ */
 /* Program, maps, counters                                                                      */
 
-/* Sums tr_counters over the CPUs. Its one entry starts with struct tr_counters (the rest is the
- * program's working memory); a base object from before that (--bench-base) has one __u64 entry
- * per counter. */
 static void counters_read(uint64_t out[TR_COUNTER_COUNT])
 {
-    struct bpf_map_info info;
-    uint32_t info_len = sizeof info;
-    memset(&info, 0, sizeof info);
-    memset(out, 0, TR_COUNTER_COUNT * sizeof out[0]);
-    if (bpf_obj_get_info_by_fd(counters_fd, &info, &info_len))
-        return;
-    size_t stride = (info.value_size + 7) & ~(size_t)7;
-    uint8_t *per_cpu = calloc((size_t)ncpus, stride);
-    if (!per_cpu)
-        return;
-    if (info.max_entries == 1) {
-        uint32_t zero = 0;
-        if (bpf_map_lookup_elem(counters_fd, &zero, per_cpu) == 0)
-            for (int c = 0; c < ncpus; c++) {
-                const struct tr_counters *v = (const struct tr_counters *)(per_cpu + (size_t)c * stride);
-                for (int i = 0; i < TR_COUNTER_COUNT; i++)
-                    out[i] += v->value[i];
-            }
-    } else {
-        for (uint32_t i = 0; i < TR_COUNTER_COUNT && i < info.max_entries; i++)
-            if (bpf_map_lookup_elem(counters_fd, &i, per_cpu) == 0)
-                for (int c = 0; c < ncpus; c++)
-                    out[i] += ((const uint64_t *)per_cpu)[c];
+    uint64_t *per_cpu = calloc(ncpus, sizeof(uint64_t));
+    for (uint32_t i = 0; i < TR_COUNTER_COUNT; i++) {
+        out[i] = 0;
+        if (bpf_map_lookup_elem(counters_fd, &i, per_cpu) == 0)
+            for (int c = 0; c < ncpus; c++)
+                out[i] += per_cpu[c];
     }
     free(per_cpu);
 }

@@ -25,7 +25,6 @@ struct cx_fast_path {
     uint32_t route_capacity;
     uint32_t program_id;
     int cpus;
-    uint32_t counters_value_size; /* tr_counters' value: struct tr_counters, then the program's memory */
     int link_fds[CX_MAX_LINKS];
     int links;
 };
@@ -136,7 +135,6 @@ int cx_open(const char *path, uint32_t route_entries, uint32_t egress_entries, c
     fp->egress_fd = map_fd(object, "tr_egress");
     fp->route_capacity = bpf_map__max_entries(bpf_object__find_map_by_name(object, "tr_client_routes"));
     fp->cpus = cpus;
-    fp->counters_value_size = bpf_map__value_size(bpf_object__find_map_by_name(object, "tr_counters"));
     if (fp->client_routes_fd < 0 || fp->peer_routes_fd < 0 || fp->config_fd < 0 || fp->counters_fd < 0 ||
         fp->egress_fd < 0) {
         cx_close(fp);
@@ -229,27 +227,19 @@ int cx_lookup_peer(cx_fast_path *fp, const struct tr_peer_key *key, struct tr_pe
 
 int cx_read_counters(cx_fast_path *fp, uint64_t out[TR_COUNTER_COUNT])
 {
-    /* One entry; each CPU's copy (the value size rounded up to 8 bytes) starts with struct
-     * tr_counters. Per call, not per object: scrapes and exports may read from several threads at
-     * once. */
-    size_t stride = ((size_t)fp->counters_value_size + 7) & ~(size_t)7;
-    for (uint32_t i = 0; i < TR_COUNTER_COUNT; i++)
-        out[i] = 0;
-    if (stride < sizeof(struct tr_counters))
-        return -EINVAL;
-    uint8_t *per_cpu = calloc((size_t)fp->cpus, stride);
+    /* Per call, not per object: scrapes and exports may read from several threads at once. */
+    uint64_t *per_cpu = calloc((size_t)fp->cpus, sizeof(uint64_t));
     if (!per_cpu)
         return -ENOMEM;
-    uint32_t zero = 0;
     int rc = 0;
-    if (bpf_map_lookup_elem(fp->counters_fd, &zero, per_cpu) == 0) {
-        for (int c = 0; c < fp->cpus; c++) {
-            const struct tr_counters *v = (const struct tr_counters *)(per_cpu + (size_t)c * stride);
-            for (uint32_t i = 0; i < TR_COUNTER_COUNT; i++)
-                out[i] += v->value[i];
+    for (uint32_t i = 0; i < TR_COUNTER_COUNT; i++) {
+        out[i] = 0;
+        if (bpf_map_lookup_elem(fp->counters_fd, &i, per_cpu)) {
+            rc = -errno;
+            break;
         }
-    } else {
-        rc = -errno;
+        for (int c = 0; c < fp->cpus; c++)
+            out[i] += per_cpu[c];
     }
     free(per_cpu);
     return rc;
