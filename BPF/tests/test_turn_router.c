@@ -2124,6 +2124,10 @@ static int set_effective_capabilities(const uint32_t effective[2], uint32_t save
  * verifier then refuses pointer arithmetic it allows with CAP_PERFMON, and it rewrites the program
  * against Spectre v1/v4 (index masking, `nospec` barriers), so the tests and the bench run the
  * program as the relay runs it. The capabilities are raised again afterwards. */
+/* --route-entries N: both route maps of every object sized to N before load (the relay's loader
+ * sizes them to its limits); 0 keeps the object's size. */
+static uint32_t route_entries;
+
 static int load_object(struct loaded *l, const char *path, const char *label, int unit_capabilities)
 {
     memset(l, 0, sizeof *l);
@@ -2140,6 +2144,12 @@ static int load_object(struct loaded *l, const char *path, const char *label, in
             fprintf(stderr, "capset: %s\n", strerror(e));
             return e;
         }
+    }
+    const char *route_maps[] = {"tr_client_routes", "tr_peer_routes"};
+    for (int i = 0; i < 2 && route_entries; i++) {
+        struct bpf_map *m = bpf_object__find_map_by_name(l->obj, route_maps[i]);
+        if (!m || bpf_map__set_max_entries(m, route_entries))
+            return m ? errno : ENOENT;
     }
     int loaded = bpf_object__load(l->obj), load_errno = errno;
     if (unit_capabilities && set_effective_capabilities(saved, unit)) {
@@ -2216,7 +2226,8 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
-        fprintf(stderr, "usage: %s turn_router.bpf.o [--no-namespaces] [--bench [--bench-against OTHER.o]]\n",
+        fprintf(stderr, "usage: %s turn_router.bpf.o [--no-namespaces] [--bench [--bench-against OTHER.o]] "
+                        "[--route-entries N]\n",
                 argv[0]);
         return 2;
     }
@@ -2229,6 +2240,8 @@ int main(int argc, char **argv)
             with_bench = 1;
         else if (strcmp(argv[i], "--bench-against") == 0 && i + 1 < argc)
             against = argv[++i];
+        else if (strcmp(argv[i], "--route-entries") == 0 && i + 1 < argc)
+            route_entries = (uint32_t)strtoul(argv[++i], NULL, 10);
         else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;
