@@ -2063,6 +2063,7 @@ static void test_namespaces(void)
     if (with_bench) {
         bench_veth(4, 20000);
         bench_veth(6, 20000);
+        bench_veth_spread(4, 1, 50000, 20000);
         bench_veth_spread(4, 1000, 50000, 20000);
     }
 
