@@ -1303,6 +1303,45 @@ static ssize_t receive(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint1
     return receive_within(fd, buf, cap, from, from_port, 3000);
 }
 
+/* Asks the kernel to report the TTL / hop limit of each datagram fd receives. */
+static int report_ttl(int fd, int family)
+{
+    int on = 1;
+    return family == 4 ? setsockopt(fd, IPPROTO_IP, IP_RECVTTL, &on, sizeof on)
+                       : setsockopt(fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &on, sizeof on);
+}
+
+/* Receives one datagram within 3 s (report_ttl first): its length (-1 on timeout), the source and
+ * the TTL / hop limit it arrived with (-1 when not reported). */
+static ssize_t receive_ttl(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint16_t *from_port, int *ttl)
+{
+    *ttl = -1;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 3000) != 1)
+        return -1;
+    struct sockaddr_storage ss;
+    char control[128];
+    struct iovec iov = {.iov_base = buf, .iov_len = cap};
+    struct msghdr m = {.msg_name = &ss, .msg_namelen = sizeof ss, .msg_iov = &iov, .msg_iovlen = 1,
+                       .msg_control = control, .msg_controllen = sizeof control};
+    ssize_t n = recvmsg(fd, &m, 0);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+        if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL) ||
+            (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT))
+            memcpy(ttl, CMSG_DATA(c), sizeof *ttl);
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        *from = v4(0, 0, 0, 0);
+        memcpy(from->b + 12, &a->sin_addr, 4);
+        *from_port = ntohs(a->sin_port);
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        memcpy(from->b, &a->sin6_addr, 16);
+        *from_port = ntohs(a->sin6_port);
+    }
+    return n;
+}
+
 /* A binding between two sockets in the outside namespace (client and peer there, 198.18.0.2 or
  * 2001:db8::2) and the relay's veth0 addresses (198.18.0.1 or 2001:db8::1). Each test takes its
  * own slot k, so no two tests share ports or a channel. */
@@ -1774,6 +1813,7 @@ static void fib_end_to_end(int family, uint32_t mode_flag)
     current_test = name;
     struct binding b = fib_binding(family, family, (uint16_t)(0x10 + family + (mode_flag == XDP_FLAGS_SKB_MODE)));
     route_up(&b);
+    cfg_ttl = cfg_hop_limit = 77; /* not what the raw sockets send (64), nor 64 - 1 */
     set_config(1500, TR_CONFIG_FIB);
     CHECK(enter(ns_relay) == 0, "enter relay namespace");
     int ifs[2] = {(int)if_nametoindex("veth0"), (int)if_nametoindex("veth2")};
@@ -1786,6 +1826,8 @@ static void fib_end_to_end(int family, uint32_t mode_flag)
     CHECK(enter(ns_outside) == 0, "enter outside namespace");
     int client = udp_socket(family, &b.client, b.client_port);
     CHECK(client >= 0 && peer >= 0, "sockets: %s", strerror(errno));
+    CHECK(report_ttl(client, family) == 0 && report_ttl(peer, family) == 0, "IP_RECVTTL: %s", strerror(errno));
+    int ttl = -1, ttl_back = -1;
     uint64_t before[TR_COUNTER_COUNT], after[TR_COUNTER_COUNT];
     counters_read(before);
 
@@ -1798,16 +1840,19 @@ static void fib_end_to_end(int family, uint32_t mode_flag)
     for (int attempt = 0; attempt < 3 && n < 0; attempt++) { /* the first may wait for ARP / ND */
         CHECK(raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen) == 0,
               "raw send: %s", strerror(errno));
-        n = receive(peer, buf, sizeof buf, &from, &from_port);
+        n = receive_ttl(peer, buf, sizeof buf, &from, &from_port, &ttl);
     }
     CHECK(n == len && memcmp(buf, data_bytes, len) == 0, "peer received %zd bytes, expected the %u data bytes", n,
           len);
     CHECK(memcmp(from.b, b.relay.b, 16) == 0 && from_port == b.relay_port,
           "peer's datagram came from port %u, expected the allocation port %u", from_port, b.relay_port);
+    /* A fresh datagram's TTL (tr_config.ttl), not the client's (the raw socket's 64) or that minus 1. */
+    CHECK(ttl == 77, "the peer's datagram arrived with TTL / hop limit %d, expected 77", ttl);
 
     CHECK(enter(ns_peer) == 0, "enter peer namespace");
     CHECK(raw_send(family, &b.peer, b.peer_port, &b.relay, b.relay_port, data_bytes + 50, 77) == 0, "raw send back");
-    ssize_t m = receive(client, buf, sizeof buf, &from, &from_port);
+    ssize_t m = receive_ttl(client, buf, sizeof buf, &from, &from_port, &ttl_back);
+    CHECK(ttl_back == 77, "the client's datagram arrived with TTL / hop limit %d, expected 77", ttl_back);
     uint8_t want[128];
     size_t want_len = channel_data(want, b.channel, data_bytes + 50, 77, 0, 0);
     CHECK(m == (ssize_t)want_len && memcmp(buf, want, want_len) == 0, "client received %zd bytes, expected %zu", m,
@@ -1831,6 +1876,7 @@ static void fib_end_to_end(int family, uint32_t mode_flag)
         CHECK(bpf_xdp_detach(ifs[i], mode_flag, NULL) == 0, "detach veth%d", 2 * i);
     setns(original_ns, CLONE_NEWNET);
     route_down(&b);
+    cfg_ttl = cfg_hop_limit = 0;
     set_config(1500, 0);
     if (n == len && m == (ssize_t)want_len)
         printf("ok   %s\n", name);
