@@ -1264,6 +1264,21 @@ static int udp_socket(int family, const struct a16 *addr, uint16_t port)
     return fd;
 }
 
+/* A received datagram's source address (IPv4-mapped for IPv4) and port. */
+static void from_sockaddr(const struct sockaddr_storage *ss, struct a16 *from, uint16_t *from_port)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        *from = v4(0, 0, 0, 0);
+        memcpy(from->b + 12, &a->sin_addr, 4);
+        *from_port = ntohs(a->sin_port);
+    } else {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        memcpy(from->b, &a->sin6_addr, 16);
+        *from_port = ntohs(a->sin6_port);
+    }
+}
+
 /* Receives one datagram within `ms`; returns its length (-1 on timeout) and the source. */
 static ssize_t receive_within(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint16_t *from_port, int ms)
 {
@@ -1273,16 +1288,7 @@ static ssize_t receive_within(int fd, uint8_t *buf, size_t cap, struct a16 *from
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     ssize_t n = recvfrom(fd, buf, cap, 0, (struct sockaddr *)&ss, &sl);
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        *from = v4(0, 0, 0, 0);
-        memcpy(from->b + 12, &a->sin_addr, 4);
-        *from_port = ntohs(a->sin_port);
-    } else {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        memcpy(from->b, &a->sin6_addr, 16);
-        *from_port = ntohs(a->sin6_port);
-    }
+    from_sockaddr(&ss, from, from_port);
     return n;
 }
 
@@ -1329,16 +1335,7 @@ static ssize_t receive_ttl(int fd, uint8_t *buf, size_t cap, struct a16 *from, u
         if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL) ||
             (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT))
             memcpy(ttl, CMSG_DATA(c), sizeof *ttl);
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        *from = v4(0, 0, 0, 0);
-        memcpy(from->b + 12, &a->sin_addr, 4);
-        *from_port = ntohs(a->sin_port);
-    } else {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        memcpy(from->b, &a->sin6_addr, 16);
-        *from_port = ntohs(a->sin6_port);
-    }
+    from_sockaddr(&ss, from, from_port);
     return n;
 }
 
