@@ -1609,6 +1609,44 @@ static void bench(int rounds)
     close(stats_fd);
 }
 
+/* The veth benches' sums: each object's run time and relayed datagrams over its slices. */
+struct veth_tally {
+    struct run_time total[2];
+    uint64_t relayed[2];
+};
+
+/* Before a slice's datagrams: the attached program's run time and the counters so far. */
+static void slice_start(struct run_time *a, uint64_t c0[TR_COUNTER_COUNT])
+{
+    run_time_read(prog_fd, a);
+    counters_read(c0);
+}
+
+/* After them (100 ms for the last ones to arrive): adds the slice to object o's sums. */
+static void slice_end(struct veth_tally *t, int o, const struct run_time *a, const uint64_t c0[TR_COUNTER_COUNT])
+{
+    struct run_time z;
+    uint64_t c1[TR_COUNTER_COUNT];
+    usleep(100000);
+    run_time_read(prog_fd, &z);
+    counters_read(c1);
+    t->total[o].cnt += z.cnt - a->cnt;
+    t->total[o].ns += z.ns - a->ns;
+    t->relayed[o] += c1[TR_RELAYED_PACKETS_CLIENT_TO_PEER] - c0[TR_RELAYED_PACKETS_CLIENT_TO_PEER];
+}
+
+static void veth_report(const char *what, const struct veth_tally *t)
+{
+    printf("bench veth %s: %.1f ns/packet over %llu runs (%llu relayed)", what, per_packet(&t->total[0]),
+           (unsigned long long)t->total[0].cnt, (unsigned long long)t->relayed[0]);
+    if (nobjects > 1)
+        printf("   | %s: %.1f ns over %llu runs (%llu relayed) (%+.0f %%)", objects[1].label,
+               per_packet(&t->total[1]), (unsigned long long)t->total[1].cnt, (unsigned long long)t->relayed[1],
+               per_packet(&t->total[1]) > 0 ? 100.0 * (per_packet(&t->total[0]) / per_packet(&t->total[1]) - 1.0)
+                                             : 0.0);
+    printf("\n");
+}
+
 /* --bench over the veth: the program's run time per packet on real receives (native mode),
  * ChannelData from the outside namespace relayed by XDP_TX. With two objects, each is attached in
  * turn for a slice of the datagrams. */
@@ -1621,8 +1659,8 @@ static void bench_veth(int family, int count)
     }
     uint8_t payload[256];
     size_t plen = channel_data(payload, b.channel, data_bytes, 100, 0, 0);
-    struct run_time total[2] = {{0, 0}, {0, 0}};
-    uint64_t relayed[2] = {0, 0};
+    struct veth_tally t;
+    memset(&t, 0, sizeof t);
     int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
     int slices = nobjects > 1 ? 4 : 1;
     for (int s = 0; s < slices; s++)
@@ -1635,27 +1673,18 @@ static void bench_veth(int family, int count)
             int peer = udp_socket(family, &b.peer, b.peer_port); /* the relayed datagrams' sink */
             raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen); /* ND/ARP */
             usleep(100000);
-            struct run_time a, z;
-            uint64_t c0[TR_COUNTER_COUNT], c1[TR_COUNTER_COUNT];
-            run_time_read(prog_fd, &a);
-            counters_read(c0);
+            struct run_time a;
+            uint64_t c0[TR_COUNTER_COUNT];
+            slice_start(&a, c0);
             raw_send_n(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen, count / slices);
-            usleep(100000);
-            run_time_read(prog_fd, &z);
-            counters_read(c1);
-            total[o].cnt += z.cnt - a.cnt;
-            total[o].ns += z.ns - a.ns;
-            relayed[o] += c1[TR_RELAYED_PACKETS_CLIENT_TO_PEER] - c0[TR_RELAYED_PACKETS_CLIENT_TO_PEER];
+            slice_end(&t, o, &a, c0);
             if (peer >= 0)
                 close(peer);
             veth_detach(XDP_FLAGS_DRV_MODE);
         }
-    printf("bench veth native IPv%d client->peer, 100 B: %.1f ns/packet over %llu runs (%llu relayed)", family,
-           per_packet(&total[0]), (unsigned long long)total[0].cnt, (unsigned long long)relayed[0]);
-    if (nobjects > 1)
-        printf("   | %s: %.1f ns over %llu runs (%llu relayed)", objects[1].label, per_packet(&total[1]),
-               (unsigned long long)total[1].cnt, (unsigned long long)relayed[1]);
-    printf("\n");
+    char what[96];
+    snprintf(what, sizeof what, "native IPv%d client->peer, 100 B", family);
+    veth_report(what, &t);
     /* The floor on this path: the empty program receiving the same datagrams (it passes them to
      * the stack, where no socket takes them). */
     int empty = load_pass_program();
@@ -2015,8 +2044,8 @@ static void bench_veth_spread(int family, int flows, int pps, int count)
             route_up(&bs[f]);
         }
     }
-    struct run_time total[2] = {{0, 0}, {0, 0}};
-    uint64_t relayed[2] = {0, 0};
+    struct veth_tally t;
+    memset(&t, 0, sizeof t);
     int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
     int slices = nobjects > 1 ? 4 : 1, per_slice = count / slices;
     for (int sl = 0; sl < slices; sl++)
@@ -2031,10 +2060,9 @@ static void bench_veth_spread(int family, int flows, int pps, int count)
             int fd = raw_socket(family, &bs[0].client, &bs[0].listener, &ss, &len);
             sendto(fd, dgrams[0], lens[0], 0, (struct sockaddr *)&ss, len); /* ARP / ND */
             usleep(100000);
-            struct run_time a, z;
-            uint64_t c0[TR_COUNTER_COUNT], c1[TR_COUNTER_COUNT];
-            run_time_read(prog_fd, &a);
-            counters_read(c0);
+            struct run_time a;
+            uint64_t c0[TR_COUNTER_COUNT];
+            slice_start(&a, c0);
             struct timespec t0, next;
             clock_gettime(CLOCK_MONOTONIC, &t0);
             for (int i = 0; i < per_slice; i++) {
@@ -2047,24 +2075,14 @@ static void bench_veth_spread(int family, int flows, int pps, int count)
                     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
                 }
             }
-            usleep(100000);
-            run_time_read(prog_fd, &z);
-            counters_read(c1);
-            total[o].cnt += z.cnt - a.cnt;
-            total[o].ns += z.ns - a.ns;
-            relayed[o] += c1[TR_RELAYED_PACKETS_CLIENT_TO_PEER] - c0[TR_RELAYED_PACKETS_CLIENT_TO_PEER];
+            slice_end(&t, o, &a, c0);
             if (fd >= 0)
                 close(fd);
             veth_detach(XDP_FLAGS_DRV_MODE);
         }
-    printf("bench veth native IPv%d client->peer, %d flows interleaved at %d pps: %.1f ns/packet over %llu runs "
-           "(%llu relayed)", family, flows, pps, per_packet(&total[0]), (unsigned long long)total[0].cnt,
-           (unsigned long long)relayed[0]);
-    if (nobjects > 1)
-        printf("   | %s: %.1f ns over %llu runs (%llu relayed) (%+.0f %%)", objects[1].label, per_packet(&total[1]),
-               (unsigned long long)total[1].cnt, (unsigned long long)relayed[1],
-               per_packet(&total[1]) > 0 ? 100.0 * (per_packet(&total[0]) / per_packet(&total[1]) - 1.0) : 0.0);
-    printf("\n");
+    char what[96];
+    snprintf(what, sizeof what, "native IPv%d client->peer, %d flows interleaved at %d pps", family, flows, pps);
+    veth_report(what, &t);
     if (stats_fd >= 0)
         close(stats_fd);
     for (int o = nobjects - 1; o >= 0; o--) {
