@@ -19,6 +19,13 @@
  * received one, so the data bytes are never read. A received UDP checksum of 0 (IPv4 "no checksum")
  * stays 0 towards IPv4 and is passed towards IPv6 (which requires one).
  *
+ * Next hop: the MAC addresses are swapped and the packet leaves by the interface it came in by
+ * (XDP_TX). With TR_CONFIG_FIB (the loader sets it when attached to several interfaces) the kernel's
+ * FIB and neighbour table give the egress interface and both MAC addresses (bpf_fib_lookup, as for a
+ * packet forwarded from the ingress interface): XDP_TX when that is the ingress interface, else
+ * XDP_REDIRECT through tr_egress; no neighbour entry, no route (forwarding disabled included) or an
+ * egress interface not in tr_egress passes the packet untouched.
+ *
  * The program never drops: whatever it does not fully own is XDP_PASS, counted by reason in
  * tr_counters (see turn_router.h for the maps' contract).
  *
