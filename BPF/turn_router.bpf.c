@@ -19,6 +19,13 @@
  * received one, so the data bytes are never read. A received UDP checksum of 0 (IPv4 "no checksum")
  * stays 0 towards IPv4 and is passed towards IPv6 (which requires one).
  *
+ * Next hop: the MAC addresses are swapped and the packet leaves by the interface it came in by
+ * (XDP_TX). With TR_CONFIG_FIB (the loader sets it when attached to several interfaces) the kernel's
+ * FIB and neighbour table give the egress interface and both MAC addresses (bpf_fib_lookup, as for a
+ * packet forwarded from the ingress interface): XDP_TX when that is the ingress interface, else
+ * XDP_REDIRECT through tr_egress; no neighbour entry, no route (forwarding disabled included) or an
+ * egress interface not in tr_egress passes the packet untouched.
+ *
  * The program never drops: whatever it does not fully own is XDP_PASS, counted by reason in
  * tr_counters (see turn_router.h for the maps' contract).
  *
@@ -81,6 +88,14 @@ struct {
     __type(value, struct tr_config);
 } tr_config SEC(".maps");
 
+/* The interfaces a packet may be redirected to (TR_CONFIG_FIB): key = value = ifindex. */
+struct {
+    __uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+    __uint(max_entries, TR_EGRESS_DEFAULT_ENTRIES);
+    __type(key, __u32);
+    __type(value, __u32);
+} tr_egress SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, TR_COUNTER_COUNT);
@@ -95,6 +110,8 @@ struct {
 #define CHANNEL_DATA_HLEN 4
 #define DEFAULT_MTU 1500
 #define DEFAULT_TTL 64
+#define AF_INET_ 2
+#define AF_INET6_ 10
 
 /* Words in memory order. W16(a, b): the 16-bit word whose first byte in memory is a; W32(x, y):
  * the 32-bit word whose first two bytes in memory are the 16-bit word x. */
@@ -190,12 +207,13 @@ struct scratch {
     __u32 unused;
     __u32 config[sizeof(struct tr_config) / 4]; /* a copy of tr_config's entry */
     struct out out;
+    struct bpf_fib_lookup fib; /* next_hop's question and answer (TR_CONFIG_FIB) */
     /* find_route's and rewrite's variables (V.name): kept here, clang loads them again after a
      * helper call or FORGET() instead of spilling them to the stack (each spill: a nospec). */
     struct {
         __u64 old_sum;
         __u32 frame_len, ip_word1, flow, ports, out_udp_len, mac_a, mac_d;
-        int listener, delta, trailing;
+        int listener, delta, trailing, action;
         __u16 ip_hlen, udp_len, check, mtu, plen, out_hlen, out_check, mac_b, mac_c;
         __be16 sport, dport, udp_len_be, out_udp_len_be;
         __u8 family, tos, out_ttl, out_hop_limit;
@@ -459,8 +477,58 @@ static __noinline int find_route(struct xdp_md *ctx, struct scratch *s)
     return 0;
 }
 
-/* Checks the route against the packet, updates the checksum and writes the packet: XDP_TX, or
- * XDP_PASS counted by reason. */
+/* TR_CONFIG_FIB: the next hop of the packet to send, from the kernel's FIB and neighbour table,
+ * as a forwarded packet that came in by ctx's interface would take it. 0 with V.mac_* (the new
+ * destination and source MAC addresses) and V.action (XDP_TX when the route leaves by the ingress
+ * interface, else XDP_REDIRECT with bpf_redirect_map's target set), or the pass reason. Nothing in
+ * the packet has changed yet when it returns a reason. */
+static __noinline int next_hop(struct xdp_md *ctx, struct scratch *s)
+{
+    struct out *o = &s->out;
+    struct bpf_fib_lookup *f = &s->fib;
+    if (o->family == TR_FAMILY_IPV4) {
+        f->family = AF_INET_;
+        f->rt_metric = 0;
+        f->tos = V.tos;
+        f->ipv4_src = o->saddr[3];
+        f->ipv4_dst = o->daddr[3];
+    } else {
+        f->family = AF_INET6_;
+        f->flowinfo = bpf_htonl(((__u32)V.tos << 20) | (V.family == TR_FAMILY_IPV6 ? V.flow : 0));
+        copy_addr(f->ipv6_src, o->saddr);
+        copy_addr(f->ipv6_dst, o->daddr);
+    }
+    f->l4_protocol = IPPROTO_UDP;
+    f->sport = o->sport;
+    f->dport = o->dport;
+    f->tot_len = V.out_hlen + V.out_udp_len;
+    f->ifindex = ctx->ingress_ifindex;
+    f->tbid = 0;
+    long rc = bpf_fib_lookup(ctx, f, sizeof(*f), 0);
+    if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+        return TR_PASS_NO_NEIGH;
+    if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+        return TR_PASS_NO_ROUTE;
+    FORGET();
+    /* The frame's first 12 bytes in the words rewrite stores: dmac[0..4), dmac[4..6), smac[0..2),
+     * smac[2..6). */
+    V.mac_a = W32(LOAD16(f->dmac), LOAD16(f->dmac + 2));
+    V.mac_b = LOAD16(f->dmac + 4);
+    V.mac_c = LOAD16(f->smac);
+    V.mac_d = W32(LOAD16(f->smac + 2), LOAD16(f->smac + 4));
+    V.action = XDP_TX;
+    if (f->ifindex != ctx->ingress_ifindex) {
+        /* Records the target for when the program returns XDP_REDIRECT; an interface that is not
+         * in tr_egress answers XDP_PASS, and the packet passes untouched. */
+        if (bpf_redirect_map(&tr_egress, f->ifindex, XDP_PASS) != XDP_REDIRECT)
+            return TR_PASS_EGRESS_NOT_ATTACHED;
+        V.action = XDP_REDIRECT;
+    }
+    return 0;
+}
+
+/* Checks the route against the packet, updates the checksum and writes the packet: XDP_TX (or
+ * XDP_REDIRECT, TR_CONFIG_FIB), or XDP_PASS counted by reason. */
 static __noinline int rewrite(struct xdp_md *ctx, struct scratch *s)
 {
     __u32 *src = s->addrs, *dst = s->addrs + 4;
@@ -502,15 +570,25 @@ static __noinline int rewrite(struct xdp_md *ctx, struct scratch *s)
     }
 
     FORGET();
+    V.action = 0;
+    if (((struct tr_config *)s->config)->flags & bpf_htonl(TR_CONFIG_FIB)) {
+        int reason = next_hop(ctx, s);
+        if (reason)
+            return pass(s, reason);
+    }
+    FORGET();
     /* The packet pointers again (not kept across the route lookup: a spilled pointer costs a
      * nospec). This check cannot fail. */
     data = (void *)(long)ctx->data;
     data_end = (void *)(long)ctx->data_end;
     if (data + ETH_HLEN_ > data_end)
         return pass(s, TR_PASS_NOT_IP_UDP);
-    /* The MAC addresses, swapped: the packet goes back to the frame's sender. */
-    V.mac_a = LOAD32(data + 6), V.mac_d = LOAD32(data + 2);
-    V.mac_b = LOAD16(data + 10), V.mac_c = LOAD16(data);
+    if (!V.action) {
+        /* The MAC addresses, swapped: the packet goes back to the frame's sender. */
+        V.mac_a = LOAD32(data + 6), V.mac_d = LOAD32(data + 2);
+        V.mac_b = LOAD16(data + 10), V.mac_c = LOAD16(data);
+        V.action = XDP_TX;
+    }
 
     /* The head moves first: it is the step a driver can refuse (too little headroom), and then
      * nothing has changed yet. Shrinking the tail only fails below an Ethernet header. */
@@ -572,7 +650,7 @@ static __noinline int rewrite(struct xdp_md *ctx, struct scratch *s)
     }
     count(s, o->relayed_counter, 1);
     count(s, o->relayed_counter + 1, o->data_len);
-    return XDP_TX;
+    return V.action;
 }
 SEC("xdp")
 int turn_router(struct xdp_md *ctx)

@@ -86,6 +86,14 @@ struct tr_peer_value {
 
 /* flags */
 #define TR_CONFIG_RFC5766_CHANNELS 0x1u /* accept channel numbers 0x5000-0x7FFF (RFC 5766 §11) */
+#define TR_CONFIG_FIB 0x2u              /* next hop from the kernel's FIB (bpf_fib_lookup): the MAC
+                                         * addresses from the route's neighbour entry, and a packet
+                                         * whose route leaves by another interface is redirected
+                                         * there (XDP_REDIRECT through tr_egress). Needs IP
+                                         * forwarding on the attached interfaces (the helper answers
+                                         * "forwarding disabled" otherwise: every such packet
+                                         * passes). Without it: the MAC addresses are swapped and
+                                         * the packet leaves by the interface it came in on. */
 
 struct tr_config {
     __be16 listener_ports[TR_MAX_LISTENER_PORTS]; /* [0,8)   listener UDP ports; 0 = unused slot */
@@ -145,8 +153,23 @@ enum tr_counter {
                                         * (the packet's destination or the route's new source):
                                         * XDP_TX would send it out of the interface, so the loader
                                         * should not install such routes; the program passes them */
-    TR_COUNTER_COUNT = 18,
+    /* TR_CONFIG_FIB only: bpf_fib_lookup did not give a next hop */
+    TR_PASS_NO_NEIGH = 18,             /* the next hop has no resolved neighbour entry (ARP/ND):
+                                        * the kernel's path resolves it, later packets relay */
+    TR_PASS_NO_ROUTE = 19,             /* any other answer: forwarding disabled on the ingress
+                                        * interface, unreachable, blackhole, prohibit, a local
+                                        * destination, encapsulation, fragmentation needed */
+    TR_PASS_EGRESS_NOT_ATTACHED = 20,  /* the route leaves by an interface not in tr_egress */
+    TR_COUNTER_COUNT = 21,
 };
+
+/* ---------------------------------------------------------------------------------------------
+ * Map "tr_egress": BPF_MAP_TYPE_DEVMAP_HASH, key = value = ifindex (__u32, native byte order):
+ * the interfaces a packet may be redirected to (TR_CONFIG_FIB), i.e. those the program is
+ * attached to. The loader sizes it (bpf_map__set_max_entries before load) and adds each
+ * interface it attaches to.
+ * ------------------------------------------------------------------------------------------- */
+#define TR_EGRESS_DEFAULT_ENTRIES 64
 
 /* The layout above is a contract: any change must show here first. */
 #define TR_LAYOUT_CHECK(cond) _Static_assert(cond, #cond)

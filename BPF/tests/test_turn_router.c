@@ -38,6 +38,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "turn_router.h"
@@ -65,10 +66,11 @@ static const char *counter_names[TR_COUNTER_COUNT] = {
     "pass_not_our_port", "pass_not_channel_data", "pass_map_miss", "pass_malformed_channel_data",
     "pass_channel_length_beyond_datagram", "pass_oversized", "pass_headroom",
     "pass_checksum_or_other", "pass_ttl", "pass_partial_checksum", "pass_hairpin",
+    "pass_no_neigh", "pass_no_route", "pass_egress_not_attached",
 };
 
 static struct bpf_object *obj;
-static int prog_fd, client_routes_fd, peer_routes_fd, config_fd, counters_fd, ncpus;
+static int prog_fd, client_routes_fd, peer_routes_fd, config_fd, counters_fd, egress_fd, ncpus;
 
 /* ------------------------------------------------------------------------------------------ */
 /* Independent packet construction                                                             */
@@ -253,11 +255,17 @@ static void hexdump(const char *title, const uint8_t *p, size_t n)
     fprintf(stderr, "\n");
 }
 
+/* The ingress interface test runs give the program (xdp_md.ingress_ifindex, in the current network
+ * namespace); 0: none (the kernel's loopback device). */
+static int run_ifindex;
+
 static int run_packet(const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len)
 {
     uint32_t size_out = 4096;
+    struct xdp_md ctx = {.data_end = (uint32_t)in_len, .ingress_ifindex = (uint32_t)run_ifindex};
     LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in, .data_size_in = (uint32_t)in_len, .data_out = out,
-                .data_size_out = size_out, .repeat = 1);
+                .data_size_out = size_out, .repeat = 1, .ctx_in = run_ifindex ? &ctx : NULL,
+                .ctx_size_in = run_ifindex ? sizeof ctx : 0);
     int err = bpf_prog_test_run_opts(prog_fd, &opts);
     if (err) {
         fprintf(stderr, "bpf_prog_test_run_opts: %s\n", strerror(errno));
@@ -279,8 +287,11 @@ static const char *action_name(int a)
     }
 }
 
-/* Runs `in`; expects XDP_TX with exactly `want`, or (want == NULL) XDP_PASS with the packet
- * untouched. Then checks the counters. */
+/* The action a relayed packet must get (XDP_TX unless a test of TR_CONFIG_FIB says otherwise). */
+static int relay_action = XDP_TX;
+
+/* Runs `in`; expects relay_action (XDP_TX) with exactly `want`, or (want == NULL) XDP_PASS with the
+ * packet untouched. Then checks the counters. */
 static void expect(const uint8_t *in, size_t in_len, const uint8_t *want, size_t want_len,
                    const struct expect_counter *e, size_t n)
 {
@@ -289,7 +300,7 @@ static void expect(const uint8_t *in, size_t in_len, const uint8_t *want, size_t
     uint8_t out[4096];
     size_t out_len = 0;
     int action = run_packet(in, in_len, out, &out_len);
-    int want_action = want ? XDP_TX : XDP_PASS;
+    int want_action = want ? relay_action : XDP_PASS;
     if (!want) {
         want = in;
         want_len = in_len;
@@ -418,9 +429,14 @@ static struct spec spec_from_peer(const struct binding *b, const uint8_t *payloa
                          .dport = b->relay_port, .ttl = ttl, .payload = payload, .plen = plen, .min_frame = 60};
 }
 
+/* The MAC addresses a relayed packet must leave with: NULL, swapped (MAC_R → MAC_A); else, with
+ * TR_CONFIG_FIB, the egress interface's and its neighbour's, set by the test. */
+static const uint8_t *sent_smac, *sent_dmac;
+
 /* The packet the program must send for `in` received through b (towards the peer or the client):
  * fresh TTL / hop limit, TOS kept, IPv4 identification and flags kept from IPv4 (else 0 and DF),
- * IPv6 flow label kept from IPv6 (else 0), MAC addresses swapped, no Ethernet padding. */
+ * IPv6 flow label kept from IPv6 (else 0), MAC addresses swapped (or sent_smac/sent_dmac), no
+ * Ethernet padding. */
 static struct spec spec_sent(const struct binding *b, int to_peer, const struct spec *in, const uint8_t *payload,
                              size_t plen)
 {
@@ -430,7 +446,8 @@ static struct spec spec_sent(const struct binding *b, int to_peer, const struct 
                      .ttl = sent_ttl(family), .tos = in->tos,
                      .flow = in->family == 6 && family == 6 ? in->flow : 0,
                      .ip_id = in->family == 4 ? in->ip_id : 0, .frag = in->family == 4 ? in->frag : 0x4000,
-                     .zero_checksum = in->zero_checksum, .smac = MAC_R, .dmac = MAC_A, .payload = payload,
+                     .zero_checksum = in->zero_checksum, .smac = sent_smac ? sent_smac : MAC_R,
+                     .dmac = sent_dmac ? sent_dmac : MAC_A, .payload = payload,
                      .plen = plen};
     return w;
 }
@@ -987,7 +1004,7 @@ static void test_no_config(void)
 /* ------------------------------------------------------------------------------------------ */
 /* Real attachment: veth pair between two throwaway namespaces                                  */
 
-static char ns_relay[64], ns_outside[64];
+static char ns_relay[64], ns_outside[64], ns_peer[64];
 static int namespaces_made, original_ns = -1;
 
 static int sh(const char *fmt, ...)
@@ -1009,8 +1026,9 @@ static void cleanup_namespaces(void)
         setns(original_ns, CLONE_NEWNET);
     if (namespaces_made) {
         /* deleting the namespaces deletes the veth pair and detaches its programs */
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null", ns_relay, ns_outside);
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null",
+                 ns_relay, ns_outside, ns_peer);
         if (system(cmd) != 0) { /* nothing more to do */
         }
         namespaces_made = 0;
@@ -1046,6 +1064,7 @@ static int make_namespaces(void)
     }
     snprintf(ns_relay, sizeof ns_relay, "trxdp-relay-%s", suffix);
     snprintf(ns_outside, sizeof ns_outside, "trxdp-out-%s", suffix);
+    snprintf(ns_peer, sizeof ns_peer, "trxdp-peer-%s", suffix);
     original_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     namespaces_made = 1;
     atexit(cleanup_namespaces);
@@ -1060,8 +1079,27 @@ static int make_namespaces(void)
         sh("ip -n %s link set lo up", ns_relay) || sh("ip -n %s link set lo up", ns_outside) ||
         sh("ip -n %s link set veth0 up", ns_relay) || sh("ip -n %s link set veth1 up", ns_outside))
         return -1;
+    /* The second leg, for TR_CONFIG_FIB (test_fib): the relay's veth2 to a peer namespace's veth3,
+     * 198.19.0.0/24 and 2001:db8:1::/64. Every interface has a fixed MAC address (MAC_VETH). */
+    if (sh("ip netns add %s", ns_peer) ||
+        sh("ip -n %s link add veth2 type veth peer name veth3 netns %s", ns_relay, ns_peer) ||
+        sh("ip -n %s addr add 198.19.0.1/24 dev veth2", ns_relay) ||
+        sh("ip -n %s addr add 2001:db8:1::1/64 dev veth2 nodad", ns_relay) ||
+        sh("ip -n %s addr add 198.19.0.2/24 dev veth3", ns_peer) ||
+        sh("ip -n %s addr add 2001:db8:1::2/64 dev veth3 nodad", ns_peer) ||
+        sh("ip -n %s link set lo up", ns_peer))
+        return -1;
+    const char *ns_of[4] = {ns_relay, ns_outside, ns_relay, ns_peer};
+    for (int i = 0; i < 4; i++)
+        if (sh("ip -n %s link set veth%d address 02:00:00:00:0%d:0%d", ns_of[i], i, i / 2 + 1, i % 2) ||
+            sh("ip -n %s link set veth%d up", ns_of[i], i))
+            return -1;
     return 0;
 }
+
+/* The fixed MAC address of veth0-veth3 (make_namespaces): 02:00:00:00:0<pair>:0<end>. */
+static const uint8_t MAC_VETH[4][6] = {
+    {0x02, 0, 0, 0, 0x01, 0x00}, {0x02, 0, 0, 0, 0x01, 0x01}, {0x02, 0, 0, 0, 0x02, 0x00}, {0x02, 0, 0, 0, 0x02, 0x01}};
 
 static void test_attach_modes(void)
 {
@@ -1131,13 +1169,10 @@ static int raw_send(int family, const struct a16 *src, uint16_t sport, const str
     return raw_send_n(family, src, sport, dst, dport, payload, plen, 1);
 }
 
-static int raw_send_n(int family, const struct a16 *src, uint16_t sport, const struct a16 *dst, uint16_t dport,
-                      const uint8_t *payload, size_t plen, int count)
+/* The UDP datagram a raw socket sends: header with a complete checksum, then the payload. */
+static uint16_t udp_datagram(uint8_t *dgram, int family, const struct a16 *src, uint16_t sport, const struct a16 *dst,
+                             uint16_t dport, const uint8_t *payload, size_t plen)
 {
-    int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_UDP);
-    if (fd < 0)
-        return -1;
-    uint8_t dgram[2048];
     uint16_t ulen = (uint16_t)(8 + plen);
     dgram[0] = sport >> 8, dgram[1] = sport & 0xff, dgram[2] = dport >> 8, dgram[3] = dport & 0xff;
     dgram[4] = ulen >> 8, dgram[5] = ulen & 0xff, dgram[6] = dgram[7] = 0;
@@ -1156,27 +1191,49 @@ static int raw_send_n(int family, const struct a16 *src, uint16_t sport, const s
     if (c == 0)
         c = 0xffff;
     dgram[6] = c >> 8, dgram[7] = c & 0xff;
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    memset(&ss, 0, sizeof ss);
+    return ulen;
+}
+
+/* A raw UDP socket whose source address is src (bound, so that the kernel's IP header carries the
+ * one in the checksum), and dst as a sockaddr. */
+static int raw_socket(int family, const struct a16 *src, const struct a16 *dst, struct sockaddr_storage *ss,
+                      socklen_t *sl)
+{
+    int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_UDP);
+    if (fd < 0)
+        return -1;
+    memset(ss, 0, sizeof *ss);
     if (family == 4) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
         a->sin_family = AF_INET;
         memcpy(&a->sin_addr, dst->b + 12, 4);
-        sl = sizeof *a;
+        *sl = sizeof *a;
         /* bind the source address so the kernel's IP header carries the one in the checksum */
         struct sockaddr_in b = {.sin_family = AF_INET};
         memcpy(&b.sin_addr, src->b + 12, 4);
         bind(fd, (struct sockaddr *)&b, sizeof b);
     } else {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
         a->sin6_family = AF_INET6;
         memcpy(&a->sin6_addr, dst->b, 16);
-        sl = sizeof *a;
+        *sl = sizeof *a;
         struct sockaddr_in6 b = {.sin6_family = AF_INET6};
         memcpy(&b.sin6_addr, src->b, 16);
         bind(fd, (struct sockaddr *)&b, sizeof b);
     }
+    return fd;
+}
+
+static int raw_send_n(int family, const struct a16 *src, uint16_t sport, const struct a16 *dst, uint16_t dport,
+                      const uint8_t *payload, size_t plen, int count)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int fd = raw_socket(family, src, dst, &ss, &sl);
+    if (fd < 0)
+        return -1;
+    uint8_t dgram[2048];
+    uint16_t ulen = udp_datagram(dgram, family, src, sport, dst, dport, payload, plen);
     int ok = 0;
     for (int i = 0; i < count; i++)
         if (sendto(fd, dgram, ulen, 0, (struct sockaddr *)&ss, sl) == (ssize_t)ulen)
@@ -1207,6 +1264,21 @@ static int udp_socket(int family, const struct a16 *addr, uint16_t port)
     return fd;
 }
 
+/* A received datagram's source address (IPv4-mapped for IPv4) and port. */
+static void from_sockaddr(const struct sockaddr_storage *ss, struct a16 *from, uint16_t *from_port)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        *from = v4(0, 0, 0, 0);
+        memcpy(from->b + 12, &a->sin_addr, 4);
+        *from_port = ntohs(a->sin_port);
+    } else {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        memcpy(from->b, &a->sin6_addr, 16);
+        *from_port = ntohs(a->sin6_port);
+    }
+}
+
 /* Receives one datagram within `ms`; returns its length (-1 on timeout) and the source. */
 static ssize_t receive_within(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint16_t *from_port, int ms)
 {
@@ -1216,16 +1288,7 @@ static ssize_t receive_within(int fd, uint8_t *buf, size_t cap, struct a16 *from
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     ssize_t n = recvfrom(fd, buf, cap, 0, (struct sockaddr *)&ss, &sl);
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        *from = v4(0, 0, 0, 0);
-        memcpy(from->b + 12, &a->sin_addr, 4);
-        *from_port = ntohs(a->sin_port);
-    } else {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        memcpy(from->b, &a->sin6_addr, 16);
-        *from_port = ntohs(a->sin6_port);
-    }
+    from_sockaddr(&ss, from, from_port);
     return n;
 }
 
@@ -1244,6 +1307,36 @@ static ssize_t plain_send(int fd, int family, const struct a16 *dst, uint16_t dp
 static ssize_t receive(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint16_t *from_port)
 {
     return receive_within(fd, buf, cap, from, from_port, 3000);
+}
+
+/* Asks the kernel to report the TTL / hop limit of each datagram fd receives. */
+static int report_ttl(int fd, int family)
+{
+    int on = 1;
+    return family == 4 ? setsockopt(fd, IPPROTO_IP, IP_RECVTTL, &on, sizeof on)
+                       : setsockopt(fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &on, sizeof on);
+}
+
+/* Receives one datagram within 3 s (report_ttl first): its length (-1 on timeout), the source and
+ * the TTL / hop limit it arrived with (-1 when not reported). */
+static ssize_t receive_ttl(int fd, uint8_t *buf, size_t cap, struct a16 *from, uint16_t *from_port, int *ttl)
+{
+    *ttl = -1;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 3000) != 1)
+        return -1;
+    struct sockaddr_storage ss;
+    char control[128];
+    struct iovec iov = {.iov_base = buf, .iov_len = cap};
+    struct msghdr m = {.msg_name = &ss, .msg_namelen = sizeof ss, .msg_iov = &iov, .msg_iovlen = 1,
+                       .msg_control = control, .msg_controllen = sizeof control};
+    ssize_t n = recvmsg(fd, &m, 0);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+        if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL) ||
+            (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT))
+            memcpy(ttl, CMSG_DATA(c), sizeof *ttl);
+    from_sockaddr(&ss, from, from_port);
+    return n;
 }
 
 /* A binding between two sockets in the outside namespace (client and peer there, 198.18.0.2 or
@@ -1407,7 +1500,7 @@ static int with_bench;
 struct loaded {
     const char *label;
     struct bpf_object *obj;
-    int prog, client_routes, peer_routes, config, counters;
+    int prog, client_routes, peer_routes, config, counters, egress; /* egress: -1 when absent (main) */
 };
 static struct loaded objects[2];
 static int nobjects;
@@ -1421,6 +1514,7 @@ static void use(const struct loaded *l)
     peer_routes_fd = l->peer_routes;
     config_fd = l->config;
     counters_fd = l->counters;
+    egress_fd = l->egress;
 }
 
 struct run_time {
@@ -1515,6 +1609,44 @@ static void bench(int rounds)
     close(stats_fd);
 }
 
+/* The veth benches' sums: each object's run time and relayed datagrams over its slices. */
+struct veth_tally {
+    struct run_time total[2];
+    uint64_t relayed[2];
+};
+
+/* Before a slice's datagrams: the attached program's run time and the counters so far. */
+static void slice_start(struct run_time *a, uint64_t c0[TR_COUNTER_COUNT])
+{
+    run_time_read(prog_fd, a);
+    counters_read(c0);
+}
+
+/* After them (100 ms for the last ones to arrive): adds the slice to object o's sums. */
+static void slice_end(struct veth_tally *t, int o, const struct run_time *a, const uint64_t c0[TR_COUNTER_COUNT])
+{
+    struct run_time z;
+    uint64_t c1[TR_COUNTER_COUNT];
+    usleep(100000);
+    run_time_read(prog_fd, &z);
+    counters_read(c1);
+    t->total[o].cnt += z.cnt - a->cnt;
+    t->total[o].ns += z.ns - a->ns;
+    t->relayed[o] += c1[TR_RELAYED_PACKETS_CLIENT_TO_PEER] - c0[TR_RELAYED_PACKETS_CLIENT_TO_PEER];
+}
+
+static void veth_report(const char *what, const struct veth_tally *t)
+{
+    printf("bench veth %s: %.1f ns/packet over %llu runs (%llu relayed)", what, per_packet(&t->total[0]),
+           (unsigned long long)t->total[0].cnt, (unsigned long long)t->relayed[0]);
+    if (nobjects > 1)
+        printf("   | %s: %.1f ns over %llu runs (%llu relayed) (%+.0f %%)", objects[1].label,
+               per_packet(&t->total[1]), (unsigned long long)t->total[1].cnt, (unsigned long long)t->relayed[1],
+               per_packet(&t->total[1]) > 0 ? 100.0 * (per_packet(&t->total[0]) / per_packet(&t->total[1]) - 1.0)
+                                             : 0.0);
+    printf("\n");
+}
+
 /* --bench over the veth: the program's run time per packet on real receives (native mode),
  * ChannelData from the outside namespace relayed by XDP_TX. With two objects, each is attached in
  * turn for a slice of the datagrams. */
@@ -1527,8 +1659,8 @@ static void bench_veth(int family, int count)
     }
     uint8_t payload[256];
     size_t plen = channel_data(payload, b.channel, data_bytes, 100, 0, 0);
-    struct run_time total[2] = {{0, 0}, {0, 0}};
-    uint64_t relayed[2] = {0, 0};
+    struct veth_tally t;
+    memset(&t, 0, sizeof t);
     int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
     int slices = nobjects > 1 ? 4 : 1;
     for (int s = 0; s < slices; s++)
@@ -1541,27 +1673,18 @@ static void bench_veth(int family, int count)
             int peer = udp_socket(family, &b.peer, b.peer_port); /* the relayed datagrams' sink */
             raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen); /* ND/ARP */
             usleep(100000);
-            struct run_time a, z;
-            uint64_t c0[TR_COUNTER_COUNT], c1[TR_COUNTER_COUNT];
-            run_time_read(prog_fd, &a);
-            counters_read(c0);
+            struct run_time a;
+            uint64_t c0[TR_COUNTER_COUNT];
+            slice_start(&a, c0);
             raw_send_n(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen, count / slices);
-            usleep(100000);
-            run_time_read(prog_fd, &z);
-            counters_read(c1);
-            total[o].cnt += z.cnt - a.cnt;
-            total[o].ns += z.ns - a.ns;
-            relayed[o] += c1[TR_RELAYED_PACKETS_CLIENT_TO_PEER] - c0[TR_RELAYED_PACKETS_CLIENT_TO_PEER];
+            slice_end(&t, o, &a, c0);
             if (peer >= 0)
                 close(peer);
             veth_detach(XDP_FLAGS_DRV_MODE);
         }
-    printf("bench veth native IPv%d client->peer, 100 B: %.1f ns/packet over %llu runs (%llu relayed)", family,
-           per_packet(&total[0]), (unsigned long long)total[0].cnt, (unsigned long long)relayed[0]);
-    if (nobjects > 1)
-        printf("   | %s: %.1f ns over %llu runs (%llu relayed)", objects[1].label, per_packet(&total[1]),
-               (unsigned long long)total[1].cnt, (unsigned long long)relayed[1]);
-    printf("\n");
+    char what[96];
+    snprintf(what, sizeof what, "native IPv%d client->peer, 100 B", family);
+    veth_report(what, &t);
     /* The floor on this path: the empty program receiving the same datagrams (it passes them to
      * the stack, where no socket takes them). */
     int empty = load_pass_program();
@@ -1590,6 +1713,388 @@ static void bench_veth(int family, int count)
     }
 }
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* TR_CONFIG_FIB: the next hop from the kernel's FIB, XDP_REDIRECT to the other interface       */
+
+/* A second host on veth0's link (198.18.0.3, 2001:db8::3), known only by a neighbour entry. */
+static const uint8_t MAC_NEAR[6] = {0x02, 0, 0, 0, 0x01, 0x03};
+
+/* A binding across the relay's two legs: the client on veth0's link (the outside namespace),
+ * listener 198.18.0.1 / 2001:db8::1 (veth0), the relay address 198.19.0.1 / 2001:db8:1::1 (veth2)
+ * and the peer on veth2's link (the peer namespace). */
+static struct binding fib_binding(int client_family, int peer_family, uint16_t k)
+{
+    struct binding b;
+    memset(&b, 0, sizeof b);
+    b.client_family = client_family, b.peer_family = peer_family;
+    b.client = client_family == 4 ? v4(198, 18, 0, 2) : v6("2001:db8::2");
+    b.listener = client_family == 4 ? v4(198, 18, 0, 1) : v6("2001:db8::1");
+    b.relay = peer_family == 4 ? v4(198, 19, 0, 1) : v6("2001:db8:1::1");
+    b.peer = peer_family == 4 ? v4(198, 19, 0, 2) : v6("2001:db8:1::2");
+    b.client_port = 41000 + k, b.listener_port = 3478, b.relay_port = 51000 + k, b.peer_port = 41500 + k;
+    b.channel = 0x4100 + k;
+    return b;
+}
+
+/* A binding whose peer is on the client's link (veth0): 198.18.0.3 or 2001:db8::3. */
+static struct binding same_leg_binding(int family)
+{
+    struct binding b = fib_binding(family, family, (uint16_t)(4 + family));
+    b.relay = b.listener;
+    b.peer = family == 4 ? v4(198, 18, 0, 3) : v6("2001:db8::3");
+    return b;
+}
+
+static int egress_set(int ifindex, int present)
+{
+    uint32_t key = (uint32_t)ifindex, value = (uint32_t)ifindex;
+    return present ? bpf_map_update_elem(egress_fd, &key, &value, BPF_ANY) : bpf_map_delete_elem(egress_fd, &key);
+}
+
+/* One relayed packet through b (client → peer when to_peer), received on `ingress`, which must
+ * leave with `action` and the MAC addresses smac → dmac; everything else as test_relaying expects
+ * it (TTL, TOS, flow label, checksums; byte for byte). */
+static void fib_relay(const char *name, const struct binding *b, int to_peer, int ingress, int action,
+                      const uint8_t *smac, const uint8_t *dmac)
+{
+    current_test = name;
+    run_ifindex = ingress, relay_action = action, sent_smac = smac, sent_dmac = dmac;
+    if (to_peer)
+        relay_client_to_peer(b, 101, 3, 9, 0x28, 0x12345);
+    else
+        relay_peer_to_client(b, 101, 9, 0x28, 0x12345);
+    run_ifindex = 0, relay_action = XDP_TX, sent_smac = sent_dmac = NULL;
+}
+
+/* One packet through b received on `ingress` that must pass, untouched, counted as `reason`. */
+static void fib_pass(const char *name, const struct binding *b, int to_peer, int ingress, int reason)
+{
+    uint8_t pkt[4096], payload[256];
+    size_t n;
+    current_test = name;
+    run_ifindex = ingress;
+    if (to_peer)
+        n = to_listener(pkt, b, payload, channel_data(payload, b->channel, data_bytes, 100, 0, 0), 64);
+    else
+        n = from_peer(pkt, b, 100, 64);
+    expect_pass(pkt, n, reason);
+    run_ifindex = 0;
+}
+
+/* --bench with TR_CONFIG_FIB, in the relay namespace, received on veth0: client → peer with the FIB
+ * flag across the two legs (XDP_REDIRECT) and to a peer on the same leg (XDP_TX), and the first
+ * without the flag (MAC swap, XDP_TX); each against the base object, which has the same routes
+ * and configuration (main has no FIB flag and swaps). */
+static void bench_fib(const struct binding *other_leg, const struct binding *same_leg, int ingress, int rounds)
+{
+    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    if (stats_fd < 0)
+        return;
+    const struct {
+        const char *what;
+        const struct binding *b;
+        uint32_t flags;
+    } cases[] = {
+        {"client->peer v4->v4, 100 B, FIB, other leg", other_leg, TR_CONFIG_FIB},
+        {"client->peer v4->v4, 100 B, FIB, same leg", same_leg, TR_CONFIG_FIB},
+        {"client->peer v4->v4, 100 B, no FIB flag", other_leg, 0},
+    };
+    run_ifindex = ingress;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int o = 0; o < nobjects; o++) {
+            use(&objects[o]);
+            if (o > 0 || c == 1)
+                route_up(cases[c].b);
+            set_config(1500, cases[c].flags);
+        }
+        uint8_t pkt[4096], payload[256];
+        size_t plen = channel_data(payload, cases[c].b->channel, data_bytes, 100, 0, 0);
+        size_t n = to_listener(pkt, cases[c].b, payload, plen, 64);
+        use(&objects[0]);
+        bench_one(cases[c].what, pkt, n, rounds, nobjects, objects);
+        for (int o = 0; o < nobjects; o++) {
+            use(&objects[o]);
+            if (o > 0 || c == 1)
+                route_down(cases[c].b);
+            set_config(1500, 0);
+        }
+    }
+    run_ifindex = 0;
+    use(&objects[0]);
+    close(stats_fd);
+}
+
+/* End to end across the two legs: the client in the outside namespace sends ChannelData to the
+ * listener on veth0; the program redirects the datagram out of veth2 to the peer in the peer
+ * namespace, whose socket receives it from the relay address; the peer's answer comes in on veth2
+ * and leaves by veth0 to the client as ChannelData. The receiving kernels check the MAC address
+ * (a frame for another MAC is dropped as PACKET_OTHERHOST), the IP header checksum and the UDP
+ * checksum. */
+static void fib_end_to_end(int family, uint32_t mode_flag)
+{
+    char name[160];
+    snprintf(name, sizeof name, "end to end across two interfaces (TR_CONFIG_FIB, XDP_REDIRECT), IPv%d, %s mode",
+             family, mode_flag == XDP_FLAGS_SKB_MODE ? "generic" : "native");
+    current_test = name;
+    struct binding b = fib_binding(family, family, (uint16_t)(0x10 + family + (mode_flag == XDP_FLAGS_SKB_MODE)));
+    route_up(&b);
+    cfg_ttl = cfg_hop_limit = 77; /* not what the raw sockets send (64), nor 64 - 1 */
+    set_config(1500, TR_CONFIG_FIB);
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    int ifs[2] = {(int)if_nametoindex("veth0"), (int)if_nametoindex("veth2")};
+    for (int i = 0; i < 2; i++) {
+        int err = bpf_xdp_attach(ifs[i], prog_fd, mode_flag, NULL);
+        CHECK(err == 0, "attach to veth%d: %s", 2 * i, strerror(-err));
+    }
+    CHECK(enter(ns_peer) == 0, "enter peer namespace");
+    int peer = udp_socket(family, &b.peer, b.peer_port);
+    CHECK(enter(ns_outside) == 0, "enter outside namespace");
+    int client = udp_socket(family, &b.client, b.client_port);
+    CHECK(client >= 0 && peer >= 0, "sockets: %s", strerror(errno));
+    CHECK(report_ttl(client, family) == 0 && report_ttl(peer, family) == 0, "IP_RECVTTL: %s", strerror(errno));
+    int ttl = -1, ttl_back = -1;
+    uint64_t before[TR_COUNTER_COUNT], after[TR_COUNTER_COUNT];
+    counters_read(before);
+
+    uint8_t payload[512], buf[2048];
+    uint16_t len = 301;
+    size_t plen = channel_data(payload, b.channel, data_bytes, len, 3, 0);
+    struct a16 from;
+    uint16_t from_port = 0;
+    ssize_t n = -1;
+    for (int attempt = 0; attempt < 3 && n < 0; attempt++) { /* the first may wait for ARP / ND */
+        CHECK(raw_send(family, &b.client, b.client_port, &b.listener, b.listener_port, payload, plen) == 0,
+              "raw send: %s", strerror(errno));
+        n = receive_ttl(peer, buf, sizeof buf, &from, &from_port, &ttl);
+    }
+    CHECK(n == len && memcmp(buf, data_bytes, len) == 0, "peer received %zd bytes, expected the %u data bytes", n,
+          len);
+    CHECK(memcmp(from.b, b.relay.b, 16) == 0 && from_port == b.relay_port,
+          "peer's datagram came from port %u, expected the allocation port %u", from_port, b.relay_port);
+    /* A fresh datagram's TTL (tr_config.ttl), not the client's (the raw socket's 64) or that minus 1. */
+    CHECK(ttl == 77, "the peer's datagram arrived with TTL / hop limit %d, expected 77", ttl);
+
+    CHECK(enter(ns_peer) == 0, "enter peer namespace");
+    CHECK(raw_send(family, &b.peer, b.peer_port, &b.relay, b.relay_port, data_bytes + 50, 77) == 0, "raw send back");
+    ssize_t m = receive_ttl(client, buf, sizeof buf, &from, &from_port, &ttl_back);
+    CHECK(ttl_back == 77, "the client's datagram arrived with TTL / hop limit %d, expected 77", ttl_back);
+    uint8_t want[128];
+    size_t want_len = channel_data(want, b.channel, data_bytes + 50, 77, 0, 0);
+    CHECK(m == (ssize_t)want_len && memcmp(buf, want, want_len) == 0, "client received %zd bytes, expected %zu", m,
+          want_len);
+    CHECK(memcmp(from.b, b.listener.b, 16) == 0 && from_port == b.listener_port,
+          "client's ChannelData came from port %u, expected the listener port %u", from_port, b.listener_port);
+    counters_read(after);
+    CHECK(after[TR_RELAYED_PACKETS_CLIENT_TO_PEER] - before[TR_RELAYED_PACKETS_CLIENT_TO_PEER] >= 1 &&
+              after[TR_RELAYED_PACKETS_PEER_TO_CLIENT] - before[TR_RELAYED_PACKETS_PEER_TO_CLIENT] == 1,
+          "the XDP program's relayed counters did not move");
+    CHECK(after[TR_PASS_NO_NEIGH] == before[TR_PASS_NO_NEIGH] && after[TR_PASS_NO_ROUTE] == before[TR_PASS_NO_ROUTE] &&
+              after[TR_PASS_EGRESS_NOT_ATTACHED] == before[TR_PASS_EGRESS_NOT_ATTACHED],
+          "a FIB pass counter moved");
+
+    if (client >= 0)
+        close(client);
+    if (peer >= 0)
+        close(peer);
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    for (int i = 0; i < 2; i++)
+        CHECK(bpf_xdp_detach(ifs[i], mode_flag, NULL) == 0, "detach veth%d", 2 * i);
+    setns(original_ns, CLONE_NEWNET);
+    route_down(&b);
+    cfg_ttl = cfg_hop_limit = 0;
+    set_config(1500, 0);
+    if (n == len && m == (ssize_t)want_len)
+        printf("ok   %s\n", name);
+}
+
+static void test_fib(void)
+{
+    current_test = "TR_CONFIG_FIB: set up forwarding and the neighbour entries";
+    int before_failures = failures;
+    /* The FIB helper answers "forwarding disabled" unless the ingress interface forwards. The
+     * neighbour entries are permanent, so no test waits for ARP / ND. */
+    if (sh("ip netns exec %s sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1 >/dev/null",
+           ns_relay) ||
+        sh("ip -n %s neigh replace 198.18.0.2 lladdr 02:00:00:00:01:01 dev veth0 nud permanent", ns_relay) ||
+        sh("ip -n %s neigh replace 2001:db8::2 lladdr 02:00:00:00:01:01 dev veth0 nud permanent", ns_relay) ||
+        sh("ip -n %s neigh replace 198.19.0.2 lladdr 02:00:00:00:02:01 dev veth2 nud permanent", ns_relay) ||
+        sh("ip -n %s neigh replace 2001:db8:1::2 lladdr 02:00:00:00:02:01 dev veth2 nud permanent", ns_relay) ||
+        sh("ip -n %s neigh replace 198.18.0.3 lladdr 02:00:00:00:01:03 dev veth0 nud permanent", ns_relay) ||
+        sh("ip -n %s neigh replace 2001:db8::3 lladdr 02:00:00:00:01:03 dev veth0 nud permanent", ns_relay)) {
+        CHECK(0, "could not set up the relay namespace for TR_CONFIG_FIB");
+        return;
+    }
+    CHECK(egress_fd >= 0, "no map tr_egress in the object");
+    CHECK(enter(ns_relay) == 0, "enter relay namespace");
+    int if0 = (int)if_nametoindex("veth0"), if2 = (int)if_nametoindex("veth2");
+    CHECK(egress_set(if0, 1) == 0 && egress_set(if2, 1) == 0, "tr_egress: %s", strerror(errno));
+    set_config(1500, TR_CONFIG_FIB);
+
+    /* Across the two legs, every family pair, both directions: XDP_REDIRECT, the egress
+     * interface's MAC address and its neighbour's. */
+    struct binding fs[4] = {fib_binding(4, 4, 0), fib_binding(6, 6, 1), fib_binding(4, 6, 2), fib_binding(6, 4, 3)};
+    char name[160];
+    for (int i = 0; i < 4; i++) {
+        route_up(&fs[i]);
+        snprintf(name, sizeof name, "FIB: v%d client -> v%d peer, veth0 -> veth2, XDP_REDIRECT", fs[i].client_family,
+                 fs[i].peer_family);
+        fib_relay(name, &fs[i], 1, if0, XDP_REDIRECT, MAC_VETH[2], MAC_VETH[3]);
+        snprintf(name, sizeof name, "FIB: v%d peer -> v%d client, veth2 -> veth0, XDP_REDIRECT", fs[i].peer_family,
+                 fs[i].client_family);
+        fib_relay(name, &fs[i], 0, if2, XDP_REDIRECT, MAC_VETH[0], MAC_VETH[1]);
+    }
+
+    /* A peer on the client's link: the route leaves by the ingress interface, XDP_TX, with the
+     * neighbour's MAC address (not the frame's sender's). */
+    for (int family = 4; family <= 6; family += 2) {
+        struct binding near = same_leg_binding(family);
+        route_up(&near);
+        snprintf(name, sizeof name, "FIB: IPv%d, the peer on the client's link: XDP_TX to the neighbour's MAC", family);
+        fib_relay(name, &near, 1, if0, XDP_TX, MAC_VETH[0], MAC_NEAR);
+        snprintf(name, sizeof name, "FIB: IPv%d, from a peer on the client's link: XDP_TX to the client's MAC", family);
+        fib_relay(name, &near, 0, if0, XDP_TX, MAC_VETH[0], MAC_VETH[1]);
+        route_down(&near);
+
+        /* No neighbour entry for the next hop (the kernel's path resolves it), and no route to
+         * the peer at all: passed. */
+        const struct {
+            const char *what;
+            struct a16 peer;
+            int reason;
+        } unreachable[] = {
+            {"no neighbour entry for the peer", family == 4 ? v4(198, 19, 0, 3) : v6("2001:db8:1::3"), TR_PASS_NO_NEIGH},
+            {"no route to the peer", family == 4 ? v4(203, 0, 113, 9) : v6("2001:db8:ff::9"), TR_PASS_NO_ROUTE},
+        };
+        for (int u = 0; u < 2; u++) {
+            struct binding b = fib_binding(family, family, (uint16_t)(20 + 10 * u + family));
+            b.peer = unreachable[u].peer;
+            route_up(&b);
+            snprintf(name, sizeof name, "FIB: IPv%d, %s: passed", family, unreachable[u].what);
+            fib_pass(name, &b, 1, if0, unreachable[u].reason);
+            route_down(&b);
+        }
+    }
+
+    /* Forwarding off on the ingress interface: the helper answers "forwarding disabled". */
+    for (int family = 4; family <= 6; family += 2) {
+        const struct binding *b = family == 4 ? &fs[0] : &fs[1];
+        CHECK(sh("ip netns exec %s sysctl -qw net.ipv%d.conf.veth0.forwarding=0 >/dev/null", ns_relay, family) == 0,
+              "sysctl");
+        snprintf(name, sizeof name, "FIB: IPv%d, forwarding disabled on the ingress interface: passed", family);
+        fib_pass(name, b, 1, if0, TR_PASS_NO_ROUTE);
+        CHECK(sh("ip netns exec %s sysctl -qw net.ipv%d.conf.veth0.forwarding=1 >/dev/null", ns_relay, family) == 0,
+              "sysctl");
+    }
+
+    /* The egress interface not in tr_egress: passed; the other direction still redirects. */
+    CHECK(egress_set(if2, 0) == 0, "tr_egress delete");
+    fib_pass("FIB: the egress interface is not in tr_egress: passed", &fs[0], 1, if0, TR_PASS_EGRESS_NOT_ATTACHED);
+    fib_relay("FIB: the other direction, to an interface in tr_egress, still redirects", &fs[0], 0, if2, XDP_REDIRECT,
+              MAC_VETH[0], MAC_VETH[1]);
+    CHECK(egress_set(if2, 1) == 0, "tr_egress add");
+
+    /* Without the flag, the same packet is swapped back out of the ingress interface (XDP_TX). */
+    set_config(1500, 0);
+    fib_relay("no FIB flag: MAC addresses swapped, XDP_TX", &fs[0], 1, if0, XDP_TX, NULL, NULL);
+    if (with_bench) {
+        struct binding near = same_leg_binding(4);
+        bench_fib(&fs[0], &near, if0, 200000);
+    }
+    for (int i = 0; i < 4; i++)
+        route_down(&fs[i]);
+    setns(original_ns, CLONE_NEWNET);
+    printf("%s TR_CONFIG_FIB: next hop from the FIB, XDP_REDIRECT across interfaces, passes counted (test runs)\n",
+           failures == before_failures ? "ok  " : "FAIL");
+
+    /* The far ends need an XDP program for native-mode redirects to reach them (veth1 has one). */
+    int pass_fd = load_pass_program();
+    CHECK(enter(ns_peer) == 0, "enter peer namespace");
+    int err = bpf_xdp_attach((int)if_nametoindex("veth3"), pass_fd, XDP_FLAGS_DRV_MODE, NULL);
+    CHECK(err == 0, "attach the pass program to veth3: %s", strerror(-err));
+    setns(original_ns, CLONE_NEWNET);
+    const uint32_t modes[] = {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+    for (int m = 0; m < 2; m++)
+        for (int family = 4; family <= 6; family += 2)
+            fib_end_to_end(family, modes[m]);
+    if (pass_fd >= 0)
+        close(pass_fd);
+}
+
+
+/* --bench over the veth at a low rate across many flows, the case where the program runs cold (few
+ * packets per NAPI poll, the route maps' entries not in the cache): `flows` channel bindings,
+ * consecutive datagrams from different flows (interleaved), paced to `pps`. Native mode, client →
+ * peer; each object attached in turn for a slice. */
+static void bench_veth_spread(int family, int flows, int pps, int count)
+{
+    struct binding *bs = calloc((size_t)flows, sizeof *bs);
+    uint8_t (*dgrams)[160] = calloc((size_t)flows, sizeof *dgrams);
+    uint16_t *lens = calloc((size_t)flows, sizeof *lens);
+    if (!bs || !dgrams || !lens)
+        return;
+    for (int f = 0; f < flows; f++) {
+        bs[f] = veth_binding(family, (uint16_t)(0x100 + f));
+        uint8_t payload[128];
+        size_t plen = channel_data(payload, bs[f].channel, data_bytes, 100, 0, 0);
+        lens[f] = udp_datagram(dgrams[f], family, &bs[f].client, bs[f].client_port, &bs[f].listener,
+                               bs[f].listener_port, payload, plen);
+        for (int o = 0; o < nobjects; o++) {
+            use(&objects[o]);
+            route_up(&bs[f]);
+        }
+    }
+    struct veth_tally t;
+    memset(&t, 0, sizeof t);
+    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    int slices = nobjects > 1 ? 4 : 1, per_slice = count / slices;
+    for (int sl = 0; sl < slices; sl++)
+        for (int o = 0; o < nobjects; o++) {
+            use(&objects[o]);
+            if (veth_attach(prog_fd, XDP_FLAGS_DRV_MODE) != 0) {
+                setns(original_ns, CLONE_NEWNET);
+                continue;
+            }
+            struct sockaddr_storage ss;
+            socklen_t len;
+            int fd = raw_socket(family, &bs[0].client, &bs[0].listener, &ss, &len);
+            sendto(fd, dgrams[0], lens[0], 0, (struct sockaddr *)&ss, len); /* ARP / ND */
+            usleep(100000);
+            struct run_time a;
+            uint64_t c0[TR_COUNTER_COUNT];
+            slice_start(&a, c0);
+            struct timespec t0, next;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (int i = 0; i < per_slice; i++) {
+                int f = i % flows;
+                sendto(fd, dgrams[f], lens[f], 0, (struct sockaddr *)&ss, len);
+                if (i % 10 == 9) { /* paced in steps of 10 datagrams */
+                    uint64_t at = (uint64_t)t0.tv_nsec + (uint64_t)(i + 1) * 1000000000ull / (uint64_t)pps;
+                    next.tv_sec = t0.tv_sec + (time_t)(at / 1000000000ull);
+                    next.tv_nsec = (long)(at % 1000000000ull);
+                    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+                }
+            }
+            slice_end(&t, o, &a, c0);
+            if (fd >= 0)
+                close(fd);
+            veth_detach(XDP_FLAGS_DRV_MODE);
+        }
+    char what[96];
+    snprintf(what, sizeof what, "native IPv%d client->peer, %d flows interleaved at %d pps", family, flows, pps);
+    veth_report(what, &t);
+    if (stats_fd >= 0)
+        close(stats_fd);
+    for (int o = nobjects - 1; o >= 0; o--) {
+        use(&objects[o]);
+        for (int f = 0; f < flows; f++)
+            route_down(&bs[f]);
+    }
+    free(bs);
+    free(dgrams);
+    free(lens);
+}
+
 static void test_namespaces(void)
 {
     current_test = "namespaces";
@@ -1615,9 +2120,12 @@ static void test_namespaces(void)
     for (int m = 0; m < 2; m++)
         for (int family = 4; family <= 6; family += 2)
             offloaded_checksum_passes(family, modes[m]);
+    test_fib();
     if (with_bench) {
         bench_veth(4, 20000);
         bench_veth(6, 20000);
+        bench_veth_spread(4, 1, 50000, 20000);
+        bench_veth_spread(4, 1000, 50000, 20000);
     }
 
     cleanup_namespaces();
@@ -1678,6 +2186,10 @@ static int set_effective_capabilities(const uint32_t effective[2], uint32_t save
  * verifier then refuses pointer arithmetic it allows with CAP_PERFMON, and it rewrites the program
  * against Spectre v1/v4 (index masking, `nospec` barriers), so the tests and the bench run the
  * program as the relay runs it. The capabilities are raised again afterwards. */
+/* --route-entries N: both route maps of every object sized to N before load (the relay's loader
+ * sizes them to its limits); 0 keeps the object's size. */
+static uint32_t route_entries;
+
 static int load_object(struct loaded *l, const char *path, const char *label, int unit_capabilities)
 {
     memset(l, 0, sizeof *l);
@@ -1695,6 +2207,12 @@ static int load_object(struct loaded *l, const char *path, const char *label, in
             return e;
         }
     }
+    const char *route_maps[] = {"tr_client_routes", "tr_peer_routes"};
+    for (int i = 0; i < 2 && route_entries; i++) {
+        struct bpf_map *m = bpf_object__find_map_by_name(l->obj, route_maps[i]);
+        if (!m || bpf_map__set_max_entries(m, route_entries))
+            return m ? errno : ENOENT;
+    }
     int loaded = bpf_object__load(l->obj), load_errno = errno;
     if (unit_capabilities && set_effective_capabilities(saved, unit)) {
         fprintf(stderr, "capset (raising the capabilities again): %s\n", strerror(errno));
@@ -1710,6 +2228,8 @@ static int load_object(struct loaded *l, const char *path, const char *label, in
         return ENOENT;
     }
     l->prog = bpf_program__fd(prog);
+    struct bpf_map *egress = bpf_object__find_map_by_name(l->obj, "tr_egress");
+    l->egress = egress ? bpf_map__fd(egress) : -1;
     for (int i = 0; i < 4; i++) {
         struct bpf_map *m = bpf_object__find_map_by_name(l->obj, maps[i]);
         if (!m) {
@@ -1768,7 +2288,8 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
-        fprintf(stderr, "usage: %s turn_router.bpf.o [--no-namespaces] [--bench [--bench-against OTHER.o]]\n",
+        fprintf(stderr, "usage: %s turn_router.bpf.o [--no-namespaces] [--bench [--bench-against OTHER.o]] "
+                        "[--route-entries N]\n",
                 argv[0]);
         return 2;
     }
@@ -1781,6 +2302,8 @@ int main(int argc, char **argv)
             with_bench = 1;
         else if (strcmp(argv[i], "--bench-against") == 0 && i + 1 < argc)
             against = argv[++i];
+        else if (strcmp(argv[i], "--route-entries") == 0 && i + 1 < argc)
+            route_entries = (uint32_t)strtoul(argv[++i], NULL, 10);
         else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;

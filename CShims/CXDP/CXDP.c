@@ -21,6 +21,7 @@ struct cx_fast_path {
     int peer_routes_fd;
     int config_fd;
     int counters_fd;
+    int egress_fd;
     uint32_t route_capacity;
     uint32_t program_id;
     int cpus;
@@ -77,7 +78,8 @@ static int map_fd(struct bpf_object *object, const char *name)
     return map ? bpf_map__fd(map) : -1;
 }
 
-int cx_open(const char *path, uint32_t route_entries, cx_fast_path **out, char *message, size_t message_len)
+int cx_open(const char *path, uint32_t route_entries, uint32_t egress_entries, cx_fast_path **out, char *message,
+            size_t message_len)
 {
     pthread_once(&print_once, install_print);
     last_libbpf_message[0] = 0;
@@ -100,6 +102,16 @@ int cx_open(const char *path, uint32_t route_entries, cx_fast_path **out, char *
             return fail(e, "size the route maps", message, message_len);
         }
     }
+    struct bpf_map *egress = bpf_object__find_map_by_name(object, "tr_egress");
+    if (!egress) {
+        bpf_object__close(object);
+        return fail(ENOENT, "find the map tr_egress in the object", message, message_len);
+    }
+    if (egress_entries && bpf_map__set_max_entries(egress, egress_entries)) {
+        int e = errno;
+        bpf_object__close(object);
+        return fail(e, "size the map tr_egress", message, message_len);
+    }
     if (bpf_object__load(object)) {
         int e = errno;
         bpf_object__close(object);
@@ -120,9 +132,11 @@ int cx_open(const char *path, uint32_t route_entries, cx_fast_path **out, char *
     fp->peer_routes_fd = map_fd(object, "tr_peer_routes");
     fp->config_fd = map_fd(object, "tr_config");
     fp->counters_fd = map_fd(object, "tr_counters");
+    fp->egress_fd = map_fd(object, "tr_egress");
     fp->route_capacity = bpf_map__max_entries(bpf_object__find_map_by_name(object, "tr_client_routes"));
     fp->cpus = cpus;
-    if (fp->client_routes_fd < 0 || fp->peer_routes_fd < 0 || fp->config_fd < 0 || fp->counters_fd < 0) {
+    if (fp->client_routes_fd < 0 || fp->peer_routes_fd < 0 || fp->config_fd < 0 || fp->counters_fd < 0 ||
+        fp->egress_fd < 0) {
         cx_close(fp);
         return fail(ENOENT, "find the maps tr_config and tr_counters", message, message_len);
     }
@@ -145,8 +159,22 @@ int cx_attach(cx_fast_path *fp, int ifindex, int mode, char *message, size_t mes
     if (fd < 0)
         return fail(errno, mode == CX_MODE_GENERIC ? "attach in generic (skb) mode" : "attach in native (driver) mode",
                     message, message_len);
+    uint32_t key = (uint32_t)ifindex, value = (uint32_t)ifindex;
+    if (bpf_map_update_elem(fp->egress_fd, &key, &value, BPF_ANY)) {
+        int e = errno;
+        close(fd);
+        return fail(e, "add the interface to tr_egress", message, message_len);
+    }
     fp->link_fds[fp->links++] = fd;
     return 0;
+}
+
+int cx_egress_contains(cx_fast_path *fp, int ifindex)
+{
+    uint32_t key = (uint32_t)ifindex, value = 0;
+    if (bpf_map_lookup_elem(fp->egress_fd, &key, &value) == 0)
+        return value == key;
+    return errno == ENOENT ? 0 : -errno;
 }
 
 int cx_attached_count(const cx_fast_path *fp) { return fp ? fp->links : 0; }

@@ -77,6 +77,7 @@ import TestSupport
         #expect(try Self.attached(lab, [lab.relayInterface]) == [fastPath.programID] && fastPath.programID != 0)
         #expect(fastPath.counters.interfacesAttached == 1)
         #expect(fastPath.status == "attached on \(lab.relayInterface) (native mode)")
+        #expect(fastPath.attached.map { fastPath.redirects(to: $0) } == [true])
         fastPath.close()
         #expect(try Self.attached(lab, [lab.relayInterface]) == [0], "still attached after close")
     }
@@ -91,8 +92,23 @@ import TestSupport
         #expect(try Self.attached(lab, interfaces) == [fastPath.programID, fastPath.programID])
         #expect(fastPath.counters.interfacesAttached == 2)
         #expect(fastPath.status == "attached on \(lab.relayInterface), lo (generic mode)")
+        // Each is a place TR_CONFIG_FIB may redirect to (tr_egress).
+        #expect(fastPath.attached.map { fastPath.redirects(to: $0) } == [true, true])
         fastPath.close()
         #expect(try Self.attached(lab, interfaces) == [0, 0])
+    }
+
+    /// The next hop: with one interface the program swaps the MAC addresses and sends back out
+    /// (XDP_TX); with several, a route may leave by another one, so it asks the kernel's FIB
+    /// (TR_CONFIG_FIB) and redirects there. The RFC 5766 flag is independent of it.
+    @Test func fibOnlyWithSeveralInterfaces() {
+        var s = XDPSettings(interfaces: ["eth0"], objectPath: "/nonexistent", listenerPort: 3478,
+                            relayPorts: 50000...50100, listenIPv4: Self.relay4, listenIPv6: nil)
+        #expect(XDPFastPath.configFlags(s, interfaceCount: 1) == 0)
+        #expect(XDPFastPath.configFlags(s, interfaceCount: 2) == UInt32(TR_CONFIG_FIB))
+        s.rfc5766Channels = true
+        #expect(XDPFastPath.configFlags(s, interfaceCount: 1) == UInt32(TR_CONFIG_RFC5766_CHANNELS))
+        #expect(XDPFastPath.configFlags(s, interfaceCount: 3) == UInt32(TR_CONFIG_RFC5766_CHANNELS) | UInt32(TR_CONFIG_FIB))
     }
 
     /// All or nothing: when one interface refuses (loopback has no native XDP), the others are

@@ -25,13 +25,19 @@ enum { CX_MODE_NATIVE = 0, CX_MODE_GENERIC = 1 };
  * channel stays on the userspace path. Distinct from every -errno. */
 #define CX_ROUTE_MAP_FULL 1
 
-/* Opens `path`, sizes both route maps to `route_entries` (0 keeps the object's size), loads it.
- * On success *out owns the object; free it with cx_close. */
-int cx_open(const char *path, uint32_t route_entries, cx_fast_path **out, char *message, size_t message_len);
+/* Opens `path`, sizes both route maps to `route_entries` and tr_egress to `egress_entries` (the
+ * number of interfaces to attach; 0 keeps the object's size), loads it. On success *out owns the
+ * object; free it with cx_close. */
+int cx_open(const char *path, uint32_t route_entries, uint32_t egress_entries, cx_fast_path **out, char *message,
+            size_t message_len);
 
-/* Attaches the program to `ifindex` through a BPF link in `mode`. The link lives as long as this
- * process holds its fd: a crash detaches it. Returns 0 or -errno. */
+/* Attaches the program to `ifindex` through a BPF link in `mode`, and adds the interface to
+ * tr_egress (where TR_CONFIG_FIB may redirect packets to). The link lives as long as this process
+ * holds its fd: a crash detaches it. Returns 0 or -errno. */
 int cx_attach(cx_fast_path *fp, int ifindex, int mode, char *message, size_t message_len);
+
+/* Whether `ifindex` is in tr_egress: 1, 0, or -errno (tests, diagnostics). */
+int cx_egress_contains(cx_fast_path *fp, int ifindex);
 
 /* Number of interfaces attached. */
 int cx_attached_count(const cx_fast_path *fp);

@@ -38,6 +38,9 @@ public struct XDPCounters: Sendable, Equatable {
         ("checksum_or_other", TR_PASS_CHECKSUM_OR_OTHER),
         ("partial_checksum", TR_PASS_PARTIAL_CHECKSUM),
         ("hairpin", TR_PASS_HAIRPIN),
+        ("no_neigh", TR_PASS_NO_NEIGH),
+        ("no_route", TR_PASS_NO_ROUTE),
+        ("egress_not_attached", TR_PASS_EGRESS_NOT_ATTACHED),
     ]
 }
 

@@ -122,7 +122,8 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         }
         var message = [CChar](repeating: 0, count: 512)
         var fastPath: OpaquePointer?
-        var rc = cx_open(settings.objectPath, settings.routeEntries, &fastPath, &message, message.count)
+        var rc = cx_open(settings.objectPath, settings.routeEntries, UInt32(interfaces.count), &fastPath, &message,
+                         message.count)
         guard rc == 0, let fastPath else {
             return .failure(failure(-rc, message: text(message), settings: settings, interface: nil))
         }
@@ -140,13 +141,31 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         config.relay_port_min = settings.relayPorts.lowerBound.bigEndian
         config.relay_port_max = settings.relayPorts.upperBound.bigEndian
         config.mtu = UInt16(clamping: interfaces.map(\.mtu).min() ?? 1500).bigEndian
-        config.flags = (settings.rfc5766Channels ? UInt32(TR_CONFIG_RFC5766_CHANNELS) : 0).bigEndian
+        config.flags = configFlags(settings, interfaceCount: interfaces.count).bigEndian
         rc = cx_set_config(fastPath, &config, &message, message.count)
         if rc != 0 {
             cx_close(fastPath)
             return .failure(failure(-rc, message: text(message), settings: settings, interface: nil))
         }
         return .success(XDPFastPath(settings: settings, fastPath: fastPath, encoding: encoding, attached: interfaces))
+    }
+
+    /// `tr_config.flags` (host order): the RFC 5766 channel numbers when asked for, and
+    /// `TR_CONFIG_FIB` when the program is attached to more than one interface, where a route may
+    /// leave by another interface than the packet came in by. The program then takes the next hop
+    /// from the kernel's FIB and redirects there; with one interface it swaps the MAC addresses and
+    /// sends the packet back out, which costs less than half as much (BPF/README.md, "Next hop").
+    static func configFlags(_ s: XDPSettings, interfaceCount: Int) -> UInt32 {
+        (s.rfc5766Channels ? UInt32(TR_CONFIG_RFC5766_CHANNELS) : 0) | (interfaceCount > 1 ? UInt32(TR_CONFIG_FIB) : 0)
+    }
+
+    /// Whether the program may redirect to `interface` (it is in `tr_egress`); nil when unknown.
+    public func redirects(to interface: XDPInterfaces.Interface) -> Bool? {
+        state.withLock { state in
+            guard let fastPath = state.fastPath else { return nil }
+            let rc = cx_egress_contains(fastPath, interface.index)
+            return rc < 0 ? nil : rc == 1
+        }
     }
 
     /// The relay's addresses on the wire: `wireIPv4`/`wireIPv6` when given, else the bound ones,
