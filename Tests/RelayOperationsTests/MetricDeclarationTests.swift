@@ -105,8 +105,10 @@ import Testing
         #expect(RelaySeries.families.first { $0.name == "relay_allocations_active" }?.kind == .gauge)
         #expect(RelaySeries.families.first { $0.name == "relay_io_allocation_sockets_open" }?.kind == .gauge)
         // Allocations active, allocation sockets open, stream connections open, TLS handshakes in
-        // progress, bytes buffered for stream connections (the XDP gauges are declared apart).
-        #expect(RelaySeries.families.filter { $0.kind == .gauge }.count == 7)
+        // progress, bytes buffered for stream connections, TCP allocations' peer data connections
+        // open (the XDP gauges are declared apart).
+        #expect(RelaySeries.families.filter { $0.kind == .gauge }.count == 8)
+        #expect(RelaySeries.families.first { $0.name == "relay_tcp_peer_connections_open" }?.kind == .gauge)
     }
 
     /// The relayed packets and bytes keep their `direction` and gain `datapath`: the core's
