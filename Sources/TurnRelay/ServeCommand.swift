@@ -180,7 +180,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Most TCP and TLS client connections open at once, all workers together (default 10000). [env: MAX_CONNECTIONS]")
     var maxConnections: Int?
 
-    @Option(help: "Most TCP and TLS client connections open at once from one IP address, per worker (default 100). [env: MAX_CONNECTIONS_PER_SOURCE]")
+    @Option(help: "Most TCP and TLS client connections open at once from one IP address, all workers together (default 100). [env: MAX_CONNECTIONS_PER_SOURCE]")
     var maxConnectionsPerSource: Int?
 
     @Option(help: "Most TLS handshakes in progress at once, all workers together (default 512). [env: MAX_TLS_HANDSHAKES]")

@@ -98,7 +98,12 @@ import STUN
     @Test func requestedTransportMissingIs400AndNotUDPIs442() throws {
         let h = Harness()
         expectError(h.receive(try allocateRequest(h, transport: nil), from: Addr.client), .badRequest)
-        expectError(h.receive(try allocateRequest(h, id: 2, transport: 6), from: Addr.client), .unsupportedTransportProtocol, id: 2)
+        // RFC 6062 §5.1: "If the REQUESTED-TRANSPORT attribute is included and specifies a protocol
+        // other than UDP or TCP, the server MUST reject the request with a 442".
+        expectError(h.receive(try allocateRequest(h, id: 2, transport: 132), from: Addr.client), .unsupportedTransportProtocol, id: 2)
+        // TCP over UDP: "If the client connection transport is not TCP or TLS, the server MUST
+        // reject the request with a 400 (Bad Request) error." (ServerTCPAllocationTests has the rest.)
+        expectError(h.receive(try allocateRequest(h, id: 3, transport: 6), from: Addr.client), .badRequest, id: 3)
         #expect(h.server.allocationCount == 0)
     }
 

@@ -128,12 +128,36 @@ func temporaryDirectory(_ name: String) throws -> String {
     return dir
 }
 
+/// `count` consecutive ports free for UDP and TCP on 127.0.0.1, below the kernel's ephemeral range
+/// (32768+, where other tests' client sockets come and go), so a relay started on them can bind.
+func freeBenchPorts(_ count: UInt16) throws -> UInt16 {
+    func free(_ port: UInt16, _ type: Int32) -> Bool {
+        let fd = socket(AF_INET, type, 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        a.sin_addr = in_addr(s_addr: UInt32(0x7F00_0001).bigEndian)
+        return withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+    for _ in 0..<200 {
+        let first = UInt16.random(in: 20000...32000) & ~(count - 1)
+        if (first..<first + count).allSatisfy({ free($0, Int32(SOCK_DGRAM.rawValue)) && free($0, Int32(SOCK_STREAM.rawValue)) }) {
+            return first
+        }
+    }
+    throw CocoaError(.fileNoSuchFile)
+}
+
 @Test(.timeLimit(.minutes(1))) func tinyStreamsRunDeliversOverEveryTransport() throws {
     let dir = try temporaryDirectory("streams")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let cert = try makeBenchCertificate(in: dir)
     let common = ServerSpec.Common(secret: "test-secret", realm: "bench", threads: 1, logDirectory: dir)
-    let port = UInt16.random(in: 40000...44000) & ~3
+    let port = try freeBenchPorts(4)
     let spec = ServerSpec.turnRelay(executable: try benchRelayBinary(), template: ServerSpec.defaultTurnRelayTemplate, port: port,
                                     ports: 45000...45999, common: common)
         .withTLS(port: port + 2, certificate: cert.certificate, key: cert.key)
@@ -162,7 +186,7 @@ func temporaryDirectory(_ name: String) throws -> String {
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let cert = try makeBenchCertificate(in: dir)
     let common = ServerSpec.Common(secret: "test-secret", realm: "bench", threads: 1, logDirectory: dir)
-    let port = UInt16.random(in: 46000...50000) & ~7
+    let port = try freeBenchPorts(8)
     let metrics = TransportAddress(ip: .v4(.loopback), port: port + 4)
     let spec = ServerSpec.turnRelay(executable: try benchRelayBinary(), template: ServerSpec.defaultTurnRelayTemplate, port: port,
                                     ports: 51000...51999, common: common)

@@ -193,6 +193,22 @@ import Testing
         await server.expectMetric("relay_stream_connections_open{transport=\"tcp\"}", 5)
     }
 
+    /// The kernel spreads one address's connections over every worker's listener; the limit per
+    /// source is counted across the workers, so two workers still keep exactly the limit.
+    @Test(.timeLimit(.minutes(2))) func connectionsPerSourceAreCountedAcrossWorkers() async throws {
+        let server = try await Server(["--workers", "2", "--max-connections-per-source", "3"])
+        let connections = try (0..<8).map { _ in try TestStreamConnection(to: server.address) }
+        let kept = connections.filter { server.binds(over: $0) }
+        #expect(kept.count == 3, "\(kept.count) connections from one address kept with a limit of 3 on 2 workers")
+        await server.expectMetric("relay_stream_connections_rejected_total{reason=\"per_source_limit\"}", 5)
+        // Closing one makes room for one more, whichever worker takes it.
+        kept[0].shutdownWrite()
+        #expect(kept[0].waitForClose(timeoutMilliseconds: 3000))
+        await server.expectMetric("relay_stream_connections_open{transport=\"tcp\"}", 2)
+        let again = try TestStreamConnection(to: server.address)
+        #expect(server.binds(over: again), "no room after a connection from the address closed")
+    }
+
     // MARK: TLS
 
     /// A certificate and key for CN `name` in a new temporary directory, made by `openssl req`.

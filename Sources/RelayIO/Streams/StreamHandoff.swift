@@ -117,6 +117,7 @@ extension Worker {
                 var lost = handoff
                 lost.release()
                 _ = cu_stream_close(c.fd)
+                configuration.streams.sourceCounts.release(c.client.ip)
                 forgetMovedConnection(index, c)
                 continue
             }
@@ -128,10 +129,8 @@ extension Worker {
     /// This worker's bookkeeping of a connection that left (or was lost on the way): no close is
     /// counted, the socket is not closed here.
     private func forgetMovedConnection(_ index: Int, _ c: StreamConnection) {
+        // The connection stays counted against its source address (process-wide): it is still open.
         openConnections -= 1
-        if let n = openPerSource[c.client.ip] {
-            if n <= 1 { openPerSource[c.client.ip] = nil } else { openPerSource[c.client.ip] = n - 1 }
-        }
         statistics.streams.open[c.transport.rawValue] -= 1
         connections[index].reassembler = nil
         connections[index].pending.release()
@@ -150,11 +149,9 @@ extension Worker {
         let limits = configuration.streams
         for var handoff in arrived {
             defer { handoff.release() }
-            guard openConnections < limits.maxConnections,
-                  openPerSource[handoff.client.ip, default: 0] < limits.maxConnectionsPerSource,
-                  let slot = newConnectionSlot() else {
-                let reason: StreamRejectReason = openConnections < limits.maxConnections ? .perSourceLimit : .totalLimit
-                statistics.streams.rejected[reason.rawValue] &+= 1
+            guard openConnections < limits.maxConnections, let slot = newConnectionSlot() else {
+                statistics.streams.rejected[StreamRejectReason.totalLimit.rawValue] &+= 1
+                limits.sourceCounts.release(handoff.client.ip)
                 _ = cu_stream_close(handoff.fd)
                 continue
             }
@@ -173,7 +170,6 @@ extension Worker {
             connection.adopted = true
             connections[slot] = connection
             openConnections += 1
-            openPerSource[handoff.client.ip, default: 0] += 1
             statistics.streams.open[handoff.transport.rawValue] += 1
             statistics.streams.connectionsMovedIn &+= 1
             if let base = handoff.plaintext.base,
@@ -191,6 +187,7 @@ extension Worker {
         guard let hub = configuration.streamHandoffs else { return }
         for var handoff in hub.drain(worker: index) {
             _ = cu_stream_close(handoff.fd)
+            configuration.streams.sourceCounts.release(handoff.client.ip)
             handoff.release()
         }
     }

@@ -1,7 +1,10 @@
+import STUN
+import Synchronization
 /// TURN over TCP and TLS (RFC 8656 §3.1): which stream listeners a worker has and the bounds on
-/// its connections. Every bound is per worker (each worker has its own listeners on the shared
-/// ports, `SO_REUSEPORT`, and its own connections); `RelaySettings` divides the process-wide
-/// options by the number of workers.
+/// its connections. The bounds are per worker (each worker has its own listeners on the shared
+/// ports, `SO_REUSEPORT`, and its own connections; `RelaySettings` divides the process-wide
+/// options by the number of workers), except connections per source address, counted across the
+/// workers in `sourceCounts`.
 public struct StreamSettings: Sendable {
     /// The TCP listener's port on every listen address (usually the UDP port, 3478); nil: none.
     public var tcpPort: UInt16?
@@ -12,8 +15,11 @@ public struct StreamSettings: Sendable {
     public var tls: (any TLSServerSessionFactory)?
     /// Connections open at once (TCP and TLS together).
     public var maxConnections = 5_000
-    /// Connections open at once from one IP address.
+    /// Connections open at once from one IP address, all workers together (`sourceCounts`).
     public var maxConnectionsPerSource = 100
+    /// The open client connections per IP address of the whole process: one object, shared by
+    /// every copy of these settings (every worker), touched at accept and close only.
+    public var sourceCounts = StreamSourceCounts()
     /// TLS handshakes in progress at once.
     public var maxHandshakes = 256
     /// A TLS handshake must finish within this.
@@ -40,6 +46,35 @@ public struct StreamSettings: Sendable {
     public init() {}
 
     public var enabled: Bool { tcpPort != nil || (tlsPort != nil && tls != nil) }
+}
+
+/// Client connections open per source IP address, across the workers of one process (the kernel
+/// spreads one address's connections over every worker's listener, so a per-worker count would
+/// let an address open N × the limit).
+public final class StreamSourceCounts: Sendable {
+    private let counts = Mutex<[IPAddress: Int]>([:])
+
+    public init() {}
+
+    /// Counts one more connection from `ip` unless it has `limit` open already.
+    func acquire(_ ip: IPAddress, limit: Int) -> Bool {
+        counts.withLock { counts in
+            let open = counts[ip, default: 0]
+            guard open < limit else { return false }
+            counts[ip] = open + 1
+            return true
+        }
+    }
+
+    func release(_ ip: IPAddress) {
+        counts.withLock { counts in
+            guard let open = counts[ip] else { return }
+            counts[ip] = open <= 1 ? nil : open - 1
+        }
+    }
+
+    /// Open connections from `ip` (tests).
+    public func open(_ ip: IPAddress) -> Int { counts.withLock { $0[ip, default: 0] } }
 }
 
 /// A TLS server session as the worker drives it (sans-IO): ciphertext in, plaintext out;

@@ -53,8 +53,6 @@ extension Worker {
         var reject: StreamRejectReason?
         if openConnections >= limits.maxConnections {
             reject = .totalLimit
-        } else if openPerSource[client.ip, default: 0] >= limits.maxConnectionsPerSource {
-            reject = .perSourceLimit
         } else if transport == .tls && statistics.streams.handshakesInProgress >= limits.maxHandshakes {
             reject = .handshakeLimit
         }
@@ -63,12 +61,17 @@ extension Worker {
             tls = limits.tls?.makeSession()
             if tls == nil { reject = .noCertificate }
         }
+        // Last, since it counts the connection in (process-wide) when it admits it.
+        if reject == nil && !limits.sourceCounts.acquire(client.ip, limit: limits.maxConnectionsPerSource) {
+            reject = .perSourceLimit
+        }
         if let reject {
             statistics.streams.rejected[reject.rawValue] &+= 1
             _ = cu_stream_close(fd)
             return
         }
         guard let index = newConnectionSlot() else {
+            limits.sourceCounts.release(client.ip)
             statistics.streams.rejected[StreamRejectReason.totalLimit.rawValue] &+= 1
             _ = cu_stream_close(fd)
             return
@@ -87,7 +90,6 @@ extension Worker {
         connection.lastMessageAt = now.nanoseconds
         connections[index] = connection
         openConnections += 1
-        openPerSource[client.ip, default: 0] += 1
         statistics.streams.accepted[transport.rawValue] &+= 1
         statistics.streams.open[transport.rawValue] += 1
         if transport == .tls { statistics.streams.handshakesInProgress += 1 }
@@ -458,9 +460,7 @@ extension Worker {
         _ = cu_stream_close(c.fd)
         openConnections -= 1
         if c.role == .client {
-            if let n = openPerSource[c.client.ip] {
-                if n <= 1 { openPerSource[c.client.ip] = nil } else { openPerSource[c.client.ip] = n - 1 }
-            }
+            configuration.streams.sourceCounts.release(c.client.ip)
             statistics.streams.open[c.transport.rawValue] -= 1
             statistics.streams.closed[reason.rawValue][c.transport.rawValue] &+= 1
             if c.transport == .tls && !c.handshakeDone {

@@ -58,7 +58,6 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
     var connections: [StreamConnection] = []
     var freeConnections: [Int] = []
     var openConnections = 0
-    var openPerSource: [IPAddress: Int] = [:]
     var connectionsToFlush: [Int] = []
     var pendingStreamRearm: [Int] = []
     var lastStreamSweep: UInt64 = 0
