@@ -101,6 +101,29 @@ import Testing
         await server.expectMetric("relay_stream_messages_received_total{transport=\"tcp\"}", 10)
     }
 
+    /// ChannelData over a stream may carry up to 65,535 bytes (RFC 8656 §12.4's 16-bit length),
+    /// more than a transmit buffer: such a message still reaches the UDP peer whole, and a large
+    /// datagram from the peer reaches the client whole.
+    @Test(.timeLimit(.minutes(2))) func largeChannelDataCrossesBetweenTheStreamAndUDP() async throws {
+        let server = try await Server()
+        let peer = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0))
+        let alice = try server.client()
+        let relayed = try #require(alice.allocate()?.xorRelayedAddresses.first)
+        #expect(alice.channelBind(0x4001, peer: peer.localAddress)?.errorCode == nil)
+        for length in [4097, 8000, 30_001] {
+            let payload = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) }
+            #expect(alice.sendChannelData(0x4001, payload: payload))
+            let (got, from) = try #require(peer.receive(timeoutMilliseconds: 2000), "\(length) bytes not relayed")
+            let intact = got == payload
+            #expect(intact && from == relayed, "\(length) bytes: got \(got.count)")
+            peer.send(Array(payload.reversed()), to: relayed)
+            let back = alice.receive(timeoutMilliseconds: 2000)
+            let backIntact = back == .channelData(channel: 0x4001, payload: payload.reversed())
+            #expect(backIntact, "\(length) bytes back to the client")
+        }
+        #expect(server.metric("relay_drops_total{reason=\"oversize\"}") <= 0)
+    }
+
     /// An allocation made over a connection belongs to the connection's 5-tuple; when the
     /// connection closes nothing can reach the client any more, so the allocation ends with it.
     @Test(.timeLimit(.minutes(2))) func anAllocationEndsWithItsConnection() async throws {

@@ -6,6 +6,8 @@ final class SendTable {
     static let maxSegments = Int(CU_SEND_MAX_IOV)
     /// A reference names a receive buffer (its id) or, with this bit, a transmit buffer.
     static let transmitBit: UInt32 = 0x8000_0000
+    /// ... or, with this bit, a large transmit copy (`LargeTransmitBuffers`).
+    static let largeBit: UInt32 = 0x4000_0000
 
     let count: Int
     let free: UnsafeMutablePointer<UInt32>

@@ -76,6 +76,16 @@ extension Worker {
             switch datagram.origin {
             case .received(Self.stagedBufferID):
                 // A message framed from a stream: its staging area is reused after this batch.
+                if datagram.length > tx.slotBytes {
+                    // Larger than a transmit buffer (ChannelData over TCP carries up to 64 KiB).
+                    guard let (copy, t) = largeTransmit.take(copying: datagram.bytes, length: datagram.length) else {
+                        statistics.droppedOversize &+= 1
+                        continue
+                    }
+                    reference = SendTable.largeBit | UInt32(t)
+                    iov[n] = iovec(iov_base: copy, iov_len: datagram.length)
+                    break
+                }
                 guard let (copy, t) = copyToTransmit(datagram) else { continue }
                 reference = SendTable.transmitBit | UInt32(t)
                 iov[n] = iovec(iov_base: copy, iov_len: datagram.length)
@@ -220,6 +230,8 @@ extension Worker {
     @inline(__always) func release(_ reference: UInt32) {
         if reference & SendTable.transmitBit != 0 {
             tx.give(Int(reference & ~SendTable.transmitBit))
+        } else if reference & SendTable.largeBit != 0 {
+            largeTransmit.give(Int(reference & ~SendTable.largeBit))
         } else {
             rx.release(Int(reference))
         }

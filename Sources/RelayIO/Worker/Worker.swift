@@ -25,6 +25,8 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
     let backend: B
     let rx: ReceiveBufferPool
     let tx: TransmitBufferPool
+    /// Copies of stream messages larger than a transmit buffer, while their sends are in flight.
+    let largeTransmit = LargeTransmitBuffers(capacity: 64)
     let batch: OutboundBatch
 
     let inbound: UnsafeMutablePointer<InboundDatagram>
