@@ -37,6 +37,10 @@ public struct ControlJob {
 public final class ControlPipeline {
     public let server: TransportAddress
     public var retransmitNanoseconds: UInt64 = 250_000_000
+    /// Doubles the wait after each send of a request (RFC 8489 §6.2.1: RTO, 2 RTO, 4 RTO ...), up
+    /// to `maxRetransmitNanoseconds`; false: a fixed `retransmitNanoseconds`.
+    public var retransmitBackoff = false
+    public var maxRetransmitNanoseconds: UInt64 = 8_000_000_000
     public var maxAttempts = 6
     /// Request → final answer, nanoseconds, for requests that succeeded.
     public private(set) var latency = LatencyHistogram.make()
@@ -112,7 +116,7 @@ public final class ControlPipeline {
                 }
                 if keep {
                     let t = monotonicNanoseconds()
-                    if t - slots[i].lastSent >= retransmitNanoseconds {
+                    if t - slots[i].lastSent >= wait(afterAttempts: slots[i].attempts) {
                         if slots[i].attempts >= maxAttempts {
                             fail(slots[i], "timeout")
                             keep = false
@@ -130,6 +134,11 @@ public final class ControlPipeline {
                 }
             }
         }
+    }
+
+    private func wait(afterAttempts attempts: Int) -> UInt64 {
+        guard retransmitBackoff else { return retransmitNanoseconds }
+        return min(retransmitNanoseconds << UInt64(min(max(attempts - 1, 0), 20)), maxRetransmitNanoseconds)
     }
 
     private func start(_ f: inout InFlight) -> Bool {
