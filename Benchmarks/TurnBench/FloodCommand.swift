@@ -64,6 +64,9 @@ struct Flood: ParsableCommand {
     @Option(help: "unauth: Allocates from one address after the distinct ones.")
     var oneAddressRequests: Int = 20_000
 
+    @Option(help: "unauth: Allocates per second in both floods (0: flat out).")
+    var floodRate: Double = 0
+
     @Option(help: "nat: clients behind one address.")
     var clients: Int = 1_000
 
@@ -97,7 +100,7 @@ struct Flood: ParsableCommand {
         guard (1...1_000_000).contains(sources), (1...(1 << 20)).contains(addresses) else {
             throw ValidationError("--sources must be 1...1000000 and --addresses 1...1048576")
         }
-        guard (0...1_000_000).contains(oneAddressRequests) else { throw ValidationError("--one-address-requests must be 0...1000000") }
+        guard floodRate >= 0, (0...1_000_000).contains(oneAddressRequests) else { throw ValidationError("--flood-rate must be ≥ 0, --one-address-requests 0...1000000") }
         guard (1...20_000).contains(clients) else { throw ValidationError("--clients must be 1...20000") }
         guard natDeadline > 0 && natDeadline <= 1_800 else { throw ValidationError("--nat-deadline must be in (0, 1800]") }
         guard (1...1_000).contains(exhaustPorts) else { throw ValidationError("--exhaust-ports must be 1...1000") }
@@ -118,6 +121,7 @@ struct Flood: ParsableCommand {
         c.sources = sources
         c.addresses = addresses
         c.oneAddressRequests = oneAddressRequests
+        c.floodPerSecond = floodRate
         c.clients = clients
         c.natDeadlineSeconds = natDeadline
         c.exhaustPorts = exhaustPorts

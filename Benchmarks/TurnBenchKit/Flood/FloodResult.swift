@@ -32,6 +32,8 @@ public struct FloodConfiguration: Sendable {
     public var sources = 100_000
     public var addresses = 100_000
     public var oneAddressRequests = 20_000
+    /// unauth: Allocates per second in both floods (0: flat out).
+    public var floodPerSecond: Double = 0
     /// nat: clients behind one address, and how long to wait for all of them.
     public var clients = 1_000
     public var natDeadlineSeconds: Double = 300

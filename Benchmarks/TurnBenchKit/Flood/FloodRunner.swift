@@ -52,14 +52,14 @@ public enum FloodRunner {
         // 1. Distinct pairs: address i % addresses over 127.128.0.0/12 ... and a port per round.
         let addresses = max(1, min(c.addresses, 1 << 20))
         progress.update("unauth: \(c.sources) Allocates from \(addresses) addresses")
-        let distinct = sendUnauthenticated(to: relay.listen, count: c.sources, deadline: deadline) { i in
+        let distinct = sendUnauthenticated(to: relay.listen, count: c.sources, perSecond: c.floodPerSecond, deadline: deadline) { i in
             let a = i % addresses, round = i / addresses
             return TransportAddress(ip: .v4(IPv4Address(127 << 24 | 128 << 16 | UInt32(a))), port: UInt16(40_000 + (a + round) % 20_000))
         }
         let afterDistinct = relay.settledSample()
         // 2. One address, distinct ports: the per-source limit.
         progress.update("unauth: \(c.oneAddressRequests) Allocates from one address")
-        let one = sendUnauthenticated(to: relay.listen, count: c.oneAddressRequests, deadline: deadline) { i in
+        let one = sendUnauthenticated(to: relay.listen, count: c.oneAddressRequests, perSecond: c.floodPerSecond, deadline: deadline) { i in
             TransportAddress(ip: .v4(IPv4Address(127, 200, 0, 1)), port: UInt16(40_000 + i % 20_000))
         }
         let afterOne = relay.settledSample()
@@ -96,8 +96,8 @@ public enum FloodRunner {
 
     /// Sends one unauthenticated Allocate from each of `count` sockets bound to `source(i)` (port
     /// 0 when that pair cannot be bound), reads what came back to the previous batch, closes it;
-    /// stops at `deadline`.
-    static func sendUnauthenticated(to server: TransportAddress, count: Int, deadline: UInt64,
+    /// `perSecond` of them (0: flat out), until `deadline`.
+    static func sendUnauthenticated(to server: TransportAddress, count: Int, perSecond: Double, deadline: UInt64,
                                     source: (Int) -> TransportAddress) -> UnauthFlood {
         var r = UnauthFlood()
         let start = monotonicNanoseconds()
@@ -117,6 +117,10 @@ public enum FloodRunner {
         }
         var i = 0
         while i < count && monotonicNanoseconds() < deadline {
+            if perSecond > 0 {
+                let due = start + UInt64(Double(i) / perSecond * 1e9), t = monotonicNanoseconds()
+                if due > t { sleepNanoseconds(due - t) }
+            }
             let wanted = source(i)
             i += 1
             var fd = try? openUDPSocket(bindTo: wanted, bufferBytes: 4096)
