@@ -37,7 +37,7 @@ struct Flood: ParsableCommand {
     @Argument(help: "Scenarios: \(FloodScenario.allCases.map(\.rawValue).joined(separator: ", ")).")
     var scenarios: [FloodScenario]
 
-    @Option(help: "Relay arguments for one run of every scenario, e.g. \"--challenge-burst-per-source 10\"; repeatable ('' for the defaults). Default: one run with the defaults.")
+    @Option(help: "Relay arguments for one run of every scenario, written --setting=\"--challenge-burst-per-source 10\" (with '=': the value starts with --); repeatable; 'defaults' for none. Default: one run with the defaults.")
     var setting: [String] = []
 
     @Option(help: "turn-relay executable (default: next to turn-bench).")

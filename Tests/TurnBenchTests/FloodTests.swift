@@ -8,7 +8,7 @@ import Testing
 
 @Test func floodSettingsAndRelayArguments() {
     #expect(FloodRelay.settings([]) == [[]])
-    #expect(FloodRelay.settings(["", "--challenge-burst-per-source 10"]) == [[], ["--challenge-burst-per-source", "10"]])
+    #expect(FloodRelay.settings(["", "defaults", "--challenge-burst-per-source 10"]) == [[], [], ["--challenge-burst-per-source", "10"]])
     let common = ServerSpec.Common(secret: "s", realm: "r", threads: 1, logDirectory: "/tmp")
     let spec = ServerSpec.turnRelay(executable: "/bin/turn-relay", template: ServerSpec.defaultTurnRelayTemplate, port: 4000,
                                     ports: 45000...45010, common: common)
@@ -25,12 +25,14 @@ import Testing
     let s0 = FloodSample(seconds: 0, rssKiB: 20_000, fds: 12, metrics: ["allocations": 0, "created": 0, "drop_no_channel": 0])
     let s1 = FloodSample(seconds: 1, rssKiB: 21_000, fds: 40, metrics: ["allocations": 28, "created": 1_500, "drop_no_channel": 0])
     let s2 = FloodSample(seconds: 2, rssKiB: 20_100, fds: 12, metrics: ["allocations": 0, "created": 3_500, "drop_no_channel": 7])
-    let r = FloodResult(scenario: .churn, setting: "--workers 1", figures: [FloodFigure("completed", "allocations set up and deleted", 1_234_567)],
+    let r = FloodResult(scenario: .churn, setting: "--workers 1", figures: [FloodFigure("completed", "allocations set up and deleted", 1_234_567),
+                                                                            FloodFigure("never", "seconds until all", .nan, digits: 1)],
                         before: s0, peak: s1, after: s2, samples: [s0, s1, s2])
     #expect(r["completed"] == 1_234_567 && r["nothing"] == nil)
     let md = r.render()
     #expect(md.contains("### churn (`--workers 1`)"))
     #expect(md.contains("| allocations set up and deleted | 1,234,567 |"))
+    #expect(md.contains("| seconds until all | - |"))
     #expect(md.contains("| relay RSS before → peak → after, KiB | 20,000 → 21,000 → 20,100 |"))
     #expect(md.contains("| relay open fds before → peak → after | 12 → 40 → 12 |"))
     #expect(md.contains("no_channel 7"))
@@ -39,7 +41,9 @@ import Testing
     let svg = r.chart(title: "churn").render()
     #expect(svg.contains("Relay resident memory") && svg.contains("created per second"))
     let report = FloodReport(machine: Machine.current(), command: "turn-bench flood churn", results: [r], errors: [])
-    let decoded = try JSONResults.decode(FloodReport.self, from: try JSONResults.encode(report))
+    let json = try JSONResults.encode(report)
+    #expect(String(decoding: json, as: UTF8.self).contains("\"value\" : null"))
+    let decoded = try JSONResults.decode(FloodReport.self, from: json)
     #expect(decoded == report)
     #expect(group(-1234.5, 1) == "-1,234.5" && group(999, 0) == "999" && group(.nan, 0) == "-")
 }

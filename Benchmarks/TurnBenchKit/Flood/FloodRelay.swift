@@ -70,9 +70,10 @@ public final class FloodRelay {
         return spec
     }
 
-    /// `--setting` texts as argument lists; none given means one run with the defaults.
+    /// `--setting` texts as argument lists ("defaults" or "" for none); none given means one run
+    /// with the defaults.
     public static func settings(_ texts: [String]) -> [[String]] {
-        texts.isEmpty ? [[]] : texts.map { $0.split(separator: " ").map(String.init) }
+        texts.isEmpty ? [[]] : texts.map { $0 == "defaults" ? [] : $0.split(separator: " ").map(String.init) }
     }
 
     /// The counters of /metrics the scenarios report, by short name: `allocations` (active, all

@@ -68,6 +68,30 @@ public struct FloodFigure: Codable, Sendable, Equatable {
         self.value = value
         self.digits = digits
     }
+
+    enum CodingKeys: String, CodingKey { case key, label, value, digits }
+
+    /// JSON has no NaN (a figure that was never reached, e.g. "seconds until all" when some
+    /// never got there): it is written as null and read back as NaN.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(key, forKey: .key)
+        try c.encode(label, forKey: .label)
+        try c.encode(value.isFinite ? value : nil, forKey: .value)
+        try c.encode(digits, forKey: .digits)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        key = try c.decode(String.self, forKey: .key)
+        label = try c.decode(String.self, forKey: .label)
+        value = try c.decodeIfPresent(Double.self, forKey: .value) ?? .nan
+        digits = try c.decode(Int.self, forKey: .digits)
+    }
+
+    public static func == (a: FloodFigure, b: FloodFigure) -> Bool {
+        a.key == b.key && a.label == b.label && a.digits == b.digits && (a.value == b.value || (a.value.isNaN && b.value.isNaN))
+    }
 }
 
 /// What one scenario measured with one relay setting.

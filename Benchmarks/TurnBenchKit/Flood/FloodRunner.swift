@@ -47,6 +47,8 @@ public enum FloodRunner {
     static func unauth(_ c: FloodConfiguration, _ relay: FloodRelay, _ before: FloodSample, _ progress: ProgressLine) throws -> FloodResult {
         let legit = try LegitTraffic(relay: relay, c, seconds: c.seconds)
         legit.start(allocating: true)
+        // The relay warmed up by the legitimate traffic alone (its receive buffers touched).
+        let warm = relay.settledSample()
         let start = monotonicNanoseconds()
         let deadline = start + UInt64(c.seconds * 1e9)
         // 1. Distinct pairs: address i % addresses over 127.128.0.0/12 ... and a port per round.
@@ -71,16 +73,19 @@ public enum FloodRunner {
             FloodFigure("distinct_addresses", "flood 1: distinct source addresses (127.128.0.0/12)", Double(min(addresses, distinct.sent))),
             FloodFigure("distinct_seconds", "flood 1: seconds", distinct.seconds, digits: 2),
             FloodFigure("distinct_401_received", "flood 1: 401s received by the flooders", Double(distinct.answered401)),
-            FloodFigure("distinct_401_sent", "flood 1: relay 401s sent (relay_responses_total{code=\"401\"})", afterDistinct.metric("401") - before.metric("401")),
-            FloodFigure("distinct_rate_limited", "flood 1: relay 401s withheld (relay_challenges_rate_limited_total)", afterDistinct.metric("rate_limited") - before.metric("rate_limited")),
+            FloodFigure("distinct_401_sent", "flood 1: relay 401s sent (relay_responses_total{code=\"401\"}; the legitimate clients' included)", afterDistinct.metric("401") - warm.metric("401")),
+            FloodFigure("distinct_rate_limited", "flood 1: relay 401s withheld (relay_challenges_rate_limited_total)", afterDistinct.metric("rate_limited") - warm.metric("rate_limited")),
             FloodFigure("one_sent", "flood 2: unauthenticated Allocates from one address (127.200.0.1), distinct ports", Double(one.sent)),
             FloodFigure("one_seconds", "flood 2: seconds", one.seconds, digits: 2),
             FloodFigure("one_401_received", "flood 2: 401s received by the flooder", Double(one.answered401)),
-            FloodFigure("one_401_sent", "flood 2: relay 401s sent", afterOne.metric("401") - afterDistinct.metric("401")),
+            FloodFigure("one_401_sent", "flood 2: relay 401s sent (the legitimate clients' included)", afterOne.metric("401") - afterDistinct.metric("401")),
             FloodFigure("one_rate_limited", "flood 2: relay 401s withheld", afterOne.metric("rate_limited") - afterDistinct.metric("rate_limited")),
             FloodFigure("flood_allocations", "allocations the floods created (relay_allocations_created_total, less the legitimate ones)",
                         after.metric("created") - before.metric("created") - Double(legit.allocationsCreated)),
-            FloodFigure("rss_delta_kib", "relay RSS after − before, KiB", Double(after.rssKiB) - Double(before.rssKiB)),
+            FloodFigure("rss_warm_kib", "relay RSS with the legitimate traffic alone, before the floods, KiB", Double(warm.rssKiB)),
+            FloodFigure("rss_distinct_kib", "relay RSS after flood 1, KiB", Double(afterDistinct.rssKiB)),
+            FloodFigure("rss_one_kib", "relay RSS after flood 2, KiB", Double(afterOne.rssKiB)),
+            FloodFigure("rss_delta_kib", "relay RSS after flood 2 − before the floods, KiB", Double(afterOne.rssKiB) - Double(warm.rssKiB)),
         ]
         f += legit.figures(load: load, allocating: allocating)
         return FloodResult(scenario: .unauth, setting: "", figures: f, before: before, after: after)
