@@ -73,6 +73,9 @@ struct Flood: ParsableCommand {
     @Option(help: "nat: seconds to wait for all clients.")
     var natDeadline: Double = 300
 
+    @Option(help: "nat: retransmission waits scaled by a random factor 1 ± this (0: all clients in lockstep; at most 0.9).")
+    var natJitter: Double = 0
+
     @Option(help: "exhaust: relay ports.")
     var exhaustPorts: Int = 50
 
@@ -103,6 +106,7 @@ struct Flood: ParsableCommand {
         guard floodRate >= 0, (0...1_000_000).contains(oneAddressRequests) else { throw ValidationError("--flood-rate must be ≥ 0, --one-address-requests 0...1000000") }
         guard (1...20_000).contains(clients) else { throw ValidationError("--clients must be 1...20000") }
         guard natDeadline > 0 && natDeadline <= 1_800 else { throw ValidationError("--nat-deadline must be in (0, 1800]") }
+        guard (0...0.9).contains(natJitter) else { throw ValidationError("--nat-jitter must be 0...0.9") }
         guard (1...1_000).contains(exhaustPorts) else { throw ValidationError("--exhaust-ports must be 1...1000") }
         guard (0...10_000).contains(reloads) else { throw ValidationError("--reloads must be 0...10000") }
         guard (1...1_000).contains(legitAllocations) else { throw ValidationError("--legit-allocations must be 1...1000") }
@@ -124,6 +128,7 @@ struct Flood: ParsableCommand {
         c.floodPerSecond = floodRate
         c.clients = clients
         c.natDeadlineSeconds = natDeadline
+        c.natJitter = natJitter
         c.exhaustPorts = exhaustPorts
         c.reloads = reloads
         c.legitAllocations = legitAllocations

@@ -37,6 +37,8 @@ public struct FloodConfiguration: Sendable {
     /// nat: clients behind one address, and how long to wait for all of them.
     public var clients = 1_000
     public var natDeadlineSeconds: Double = 300
+    /// nat: retransmission waits scaled by a random 1 ± this (0: all clients in lockstep).
+    public var natJitter = 0.0
     /// exhaust: relay ports in the small range.
     public var exhaustPorts = 50
     /// reload: SIGHUPs during the second phase.

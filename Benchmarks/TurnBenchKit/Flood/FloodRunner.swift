@@ -165,8 +165,9 @@ public enum FloodRunner {
             clients.append(ControlClient(index: i, fd: fd, username: cr.username, password: cr.password))
         }
         // All join at once. Each Allocate transaction retransmits as RFC 8489 §6.2.1 says (500 ms,
-        // doubling, here capped at 8 s; 7 sends, then it fails after 31.5 s); a client whose
-        // transaction failed starts a new one, as an application would, until the deadline.
+        // doubling, here capped at 8 s; 7 sends, then it fails after 31.5 s), each wait scaled by
+        // 1 ± natJitter; a client whose transaction failed starts a new one, as an application
+        // would, once the round's others are done, until the deadline.
         var allocatedAt = [Double?](repeating: nil, count: clients.count)
         var pending = clients
         var failedTransactions = 0
@@ -180,6 +181,7 @@ public enum FloodRunner {
             p.retransmitBackoff = true
             p.maxRetransmitNanoseconds = 8_000_000_000
             p.maxAttempts = 7
+            p.retransmitJitter = c.natJitter
             var next = 0
             var failed: [ControlClient] = []
             var lastProgress = start
@@ -216,7 +218,8 @@ public enum FloodRunner {
             FloodFigure("seconds_50", "seconds until half had an allocation", quantile(0.5), digits: 1),
             FloodFigure("seconds_90", "seconds until 90% had one", quantile(0.9), digits: 1),
             FloodFigure("seconds_all", "seconds until all had one", quantile(1), digits: 1),
-            FloodFigure("failed_transactions", "Allocate transactions that timed out (31.5 s each; the client saw an error and tried again)", Double(failedTransactions)),
+            FloodFigure("jitter_percent", "retransmission waits scaled by 1 ± this, %", c.natJitter * 100),
+            FloodFigure("failed_transactions", "Allocate transactions that timed out (31.5 s each without jitter; the client saw an error and tried again)", Double(failedTransactions)),
             FloodFigure("rounds", "attempts of the slowest client", Double(rounds)),
             FloodFigure("401_sent", "relay 401s sent", after.metric("401") - before.metric("401")),
             FloodFigure("rate_limited", "relay 401s withheld (rate limited)", after.metric("rate_limited") - before.metric("rate_limited")),
