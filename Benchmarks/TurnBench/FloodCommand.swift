@@ -88,6 +88,9 @@ struct Flood: ParsableCommand {
     @Option(help: "Their packets per second in all (0: flat out).")
     var legitPPS: Double = 4_000
 
+    @Flag(help: "junk: leave out the oversize datagrams.")
+    var noOversize = false
+
     @Option(help: "churn: allocations in flight.")
     var churnWindow: Int = 32
 
@@ -134,6 +137,7 @@ struct Flood: ParsableCommand {
         c.legitAllocations = legitAllocations
         c.legitPPS = legitPPS
         c.churnWindow = churnWindow
+        c.junkOversize = !noOversize
         c.settleSeconds = settleSeconds
         c.showProgress = !quiet
         return c

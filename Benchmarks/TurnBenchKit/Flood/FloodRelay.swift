@@ -78,8 +78,9 @@ public final class FloodRelay {
 
     /// The counters of /metrics the scenarios report, by short name: `allocations` (active, all
     /// families), `created`, `success`, `401`, `438`, `508`, `rate_limited`, `c2p`, `p2c`
-    /// (relayed packets), `sockets` (allocation sockets open), and `drop_<reason>` for each
-    /// relay_drops_total reason.
+    /// (relay_relayed_packets_total: the core's count, which leaves out what the workers forward
+    /// on channel routes), `io_sent` (datagrams the workers sent, all of them), `sockets`
+    /// (allocation sockets open), and `drop_<reason>` for each relay_drops_total reason.
     public static func counters(_ text: String) -> [String: Double] {
         var m: [String: Double] = [:]
         m["allocations"] = PrometheusText.samples(text, name: "relay_allocations_active").reduce(0) { $0 + $1.1 }
@@ -92,6 +93,7 @@ public final class FloodRelay {
         m["c2p"] = PrometheusText.value(text, name: "relay_relayed_packets_total", labels: ["direction": "client_to_peer"])
         m["p2c"] = PrometheusText.value(text, name: "relay_relayed_packets_total", labels: ["direction": "peer_to_client"])
         m["sockets"] = PrometheusText.samples(text, name: "relay_io_allocation_sockets_open").reduce(0) { $0 + $1.1 }
+        m["io_sent"] = PrometheusText.samples(text, name: "relay_io_datagrams_sent_total").reduce(0) { $0 + $1.1 }
         for (labels, v) in PrometheusText.samples(text, name: "relay_drops_total") {
             if let r = labels["reason"] { m["drop_" + r, default: 0] += v }
         }

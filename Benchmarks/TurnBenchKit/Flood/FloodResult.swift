@@ -46,6 +46,8 @@ public struct FloodConfiguration: Sendable {
     /// Legitimate relaying alongside the floods: allocations, and packets per second in all.
     public var legitAllocations = 8
     public var legitPPS: Double = 4_000
+    /// junk: include the oversize datagrams (9,000 and 65,000 bytes).
+    public var junkOversize = true
     /// churn: allocations in flight, and the idle time sampled after it.
     public var churnWindow = 32
     public var settleSeconds: Double = 10

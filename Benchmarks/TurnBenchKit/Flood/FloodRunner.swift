@@ -382,7 +382,7 @@ public enum FloodRunner {
                     if targets[round % targets.count].withSockaddr({ sendto(fd, p.baseAddress, 100, 0, $0, $1) }) > 0 { counts.stranger += 1 }
                 }
                 let size = round % 2 == 0 ? 9_000 : 65_000
-                if server.withSockaddr({ sendto(oversize, p.baseAddress, size, 0, $0, $1) }) > 0 { counts.oversize += 1 }
+                if c.junkOversize, server.withSockaddr({ sendto(oversize, p.baseAddress, size, 0, $0, $1) }) > 0 { counts.oversize += 1 }
                 for _ in 0..<8 where stalledTarget.withSockaddr({ sendto(stalledPeer, p.baseAddress, 1_000, 0, $0, $1) }) > 0 {
                     counts.stalled += 1
                 }
@@ -399,8 +399,8 @@ public enum FloodRunner {
             FloodFigure("junk_stranger", "phase 2: datagrams from peers without a permission to the legitimate relayed addresses", Double(counts.stranger)),
             FloodFigure("junk_oversize", "phase 2: oversize datagrams to the TURN port (9,000 and 65,000 bytes, alternating)", Double(counts.oversize)),
             FloodFigure("junk_stalled", "phase 2: 1,000-byte datagrams from a peer to a client that never reads", Double(counts.stalled)),
-            FloodFigure("stalled_relayed", "phase 2: of those, relayed to the client (relay_relayed_packets_total{peer_to_client} less the legitimate)",
-                        after.metric("p2c") - middle.metric("p2c") - Double(loud?.directions.first { $0.direction == .peerToClient }?.sent ?? 0)),
+            FloodFigure("stalled_relayed", "phase 2: of those, sent on by the relay (relay_io_datagrams_sent_total less the legitimate packets delivered)",
+                        after.metric("io_sent") - middle.metric("io_sent") - Double(loud?.received ?? 0)),
         ]
         if let loud {
             f += [FloodFigure("loud_sent", "phase 2: legitimate packets sent", Double(loud.sent)),
