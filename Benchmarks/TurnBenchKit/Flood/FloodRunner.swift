@@ -262,26 +262,23 @@ public enum FloodRunner {
             let cr = relay.credentials.credentials(index: i, nowUnixSeconds: now)
             clients.append(ControlClient(index: i, fd: fd, username: cr.username, password: cr.password))
         }
-        let p = ControlPipeline(server: relay.listen)
-        p.maxAttempts = 4
-        var next = 0
-        p.run(window: 8, deadline: monotonicNanoseconds() + 60_000_000_000) {
-            guard next < clients.count else { return nil }
-            defer { next += 1 }
-            return ControlJob(client: clients[next], steps: [.allocate()])
-        }
-        return (clients, p.completedJobs)
+        return (clients, each(relay, clients, .allocate()))
     }
 
     /// Deletes the clients' allocations (Refresh, LIFETIME 0); how many succeeded.
     static func delete(_ relay: FloodRelay, _ clients: [ControlClient]) -> Int {
+        each(relay, clients, .refresh(lifetime: 0))
+    }
+
+    /// One `request` from each client, 8 at a time, within a minute; how many succeeded.
+    static func each(_ relay: FloodRelay, _ clients: [ControlClient], _ request: ControlRequest) -> Int {
         let p = ControlPipeline(server: relay.listen)
         p.maxAttempts = 4
         var next = 0
         p.run(window: 8, deadline: monotonicNanoseconds() + 60_000_000_000) {
             guard next < clients.count else { return nil }
             defer { next += 1 }
-            return ControlJob(client: clients[next], steps: [.refresh(lifetime: 0)])
+            return ControlJob(client: clients[next], steps: [request])
         }
         return p.completedJobs
     }
