@@ -395,8 +395,9 @@ struct RelaySettings {
 
     /// 401/438 burst per source when `--challenge-burst-per-source` is not given: 1,000 clients behind
     /// one NAT address get their challenges at once (`turn-bench flood nat`: all had allocations
-    /// within 0.1 s; at a burst of 10, 640 of them after 5 minutes); the sustained rate stays 10 per
-    /// second (RELIABILITY.md, Floods).
+    /// within 0.1 s; at a burst of 10, 640 of them after 5 minutes, or all after 2 minutes when
+    /// their retransmissions were jittered); the sustained rate stays 10 per second
+    /// (RELIABILITY.md, Floods).
     static let defaultChallengeBurstPerSource = 1000
 
     /// The stream listeners and bounds of one worker (the process-wide counts divided among the
