@@ -25,11 +25,13 @@ struct TurnBench: ParsableCommand {
                       side at fixed loads: delivered pps, loss, CPU per relayed packet
           tls-idle    hold N idle TURN-over-TLS connections; the relay's RSS per
                       connection
+          flood       floods and exhaustion against a turn-relay it starts: unauth,
+                      nat, exhaust, reload, junk, churn (RSS, fds, legitimate success)
 
         Traffic goes to loopback only (127.0.0.0/8, ::1), or, for `lab`, to the
         namespaces it creates. Every run is bounded in time. Run `turn-bench help <mode>` for the figures each mode reports.
         """,
-        subcommands: [Load.self, AllocRate.self, Compare.self, Core.self, Lab.self, Streams.self, TLSIdle.self]
+        subcommands: [Load.self, AllocRate.self, Compare.self, Core.self, Lab.self, Streams.self, TLSIdle.self, Flood.self]
     )
 }
 

@@ -37,6 +37,7 @@ struct RelaySettings {
     var maxPermissions: Int
     var maxChannels: Int
     var challengeRatePerSource: Int
+    var challengeBurstPerSource: Int
     var allowPeers: [CIDR]
     var denyPeers: [CIDR]
     var logLevel: Logger.Level
@@ -218,6 +219,11 @@ struct RelaySettings {
         guard (1...1_000_000).contains(challengeRatePerSource) else {
             throw ValidationError("--challenge-rate-per-source \(challengeRatePerSource) must be between 1 and 1000000")
         }
+        challengeBurstPerSource = try o.challengeBurstPerSource
+            ?? Environment.value("CHALLENGE_BURST_PER_SOURCE", as: Int.self) ?? Self.defaultChallengeBurstPerSource
+        guard (1...1_000_000).contains(challengeBurstPerSource) else {
+            throw ValidationError("--challenge-burst-per-source \(challengeBurstPerSource) must be between 1 and 1000000")
+        }
         for (name, value) in [("--max-allocations", maxAllocations), ("--max-allocations-per-user", maxAllocationsPerUser ?? 1),
                               ("--max-permissions", maxPermissions), ("--max-channels", maxChannels)] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
@@ -394,6 +400,13 @@ struct RelaySettings {
     /// Outstanding EVEN-PORT reservations per username when `--max-allocations-per-user` is not given.
     static let defaultReservationsPerUser = 10
 
+    /// 401/438 burst per source when `--challenge-burst-per-source` is not given: 1,000 clients behind
+    /// one NAT address get their challenges at once (`turn-bench flood nat`: all had allocations
+    /// within 0.1 s; at a burst of 10, 640 of them after 5 minutes, or all after 2 minutes when
+    /// their retransmissions were jittered); the sustained rate stays 10 per second
+    /// (RELIABILITY.md, Floods).
+    static let defaultChallengeBurstPerSource = 1000
+
     /// The stream listeners and bounds of one worker (the process-wide counts divided among the
     /// workers); `tls` is set by the caller once the certificate is loaded.
     var streamSettings: StreamSettings {
@@ -435,6 +448,7 @@ struct RelaySettings {
         c.maxPermissionsPerAllocation = maxPermissions
         c.maxChannelsPerAllocation = maxChannels
         c.challengesPerSecondPerSource = challengeRatePerSource
+        c.challengeBurstPerSource = challengeBurstPerSource
         c.rfc5766ChannelNumbers = rfc5766ChannelNumbers
         c.tcpAllocations = tcpRelay
         c.maxTCPConnectionsPerAllocation = maxTCPConnectionsPerAllocation

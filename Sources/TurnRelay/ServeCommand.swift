@@ -72,8 +72,11 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Most channels per allocation (default 128). [env: MAX_CHANNELS]")
     var maxChannels: Int?
 
-    @Option(help: "Unauthenticated error responses (401, 438) per second per source (an IPv4 address or an IPv6 /64), per worker, and their burst (default 10, as coturn). Raise it when many clients share one NAT address; the limit keeps spoofed requests from turning the relay into a reflector. [env: CHALLENGE_RATE_PER_SOURCE]")
+    @Option(help: "Unauthenticated error responses (401, 438) per second per source (an IPv4 address or an IPv6 /64), per worker, sustained (default 10, as coturn). The limit keeps spoofed requests from turning the relay into a reflector. [env: CHALLENGE_RATE_PER_SOURCE]")
     var challengeRatePerSource: Int?
+
+    @Option(help: "401/438 responses a quiet source may receive at once before --challenge-rate-per-source applies, per worker (default 1000: an office of 1,000 clients behind one NAT address joining together; the budget refills at the rate). [env: CHALLENGE_BURST_PER_SOURCE]")
+    var challengeBurstPerSource: Int?
 
     @Option(help: "Peer CIDR to allow even when denied by default (e.g. 127.0.0.0/8 for local tests); repeatable. [env: ALLOW_PEER, comma-separated]")
     var allowPeer: [String] = []

@@ -116,3 +116,52 @@ private func expectBurst(_ limiter: inout ChallengeRateLimiter, _ source: IPAddr
     _ = burst(&normal, a, count: 20, at: UInt64.max - 1)
     #expect(normal.memoryFootprintEntries == 4096)
 }
+
+/// An office behind one NAT address: 1,000 clients join at once, each first Allocate answered 401.
+/// With a burst of 1,000 all get their challenge at once; afterwards the address is held to the
+/// sustained rate again, and the budget takes burst / rate seconds to refill.
+@Test func aLargerBurstServesANATOfficeAtOnceAndKeepsTheSustainedRate() {
+    let office = v4(203, 0, 113, 50)
+    var old = ChallengeRateLimiter(perSecond: 10)
+    expectBurst(&old, office, count: 1_000, at: t0, allowed: 10, "burst = rate: 990 clients wait")
+    var limiter = ChallengeRateLimiter(perSecond: 10, burst: 1_000)
+    expectBurst(&limiter, office, count: 1_000, at: t0, allowed: 1_000)
+    expectBurst(&limiter, office, count: 100, at: t0, allowed: 0, "the burst is spent")
+    // Then 10 a second, as before.
+    expectBurst(&limiter, office, count: 100, at: t0 + second, allowed: 10)
+    expectBurst(&limiter, office, count: 100, at: t0 + 2 * second, allowed: 10)
+    // A flood from the address: over 10 more seconds at most 10 × 10 = 100 more.
+    var flood = 0
+    for ms in stride(from: 0, to: 10_000, by: 1) { flood += burst(&limiter, office, count: 1, at: t0 + 2 * second + UInt64(ms + 1) * millisecond) }
+    #expect(flood == 100)
+    // Quiet for 100 s (1,000 / 10 per second): the whole burst is back.
+    expectBurst(&limiter, office, count: 2_000, at: t0 + 112 * second + 1, allowed: 1_000)
+}
+
+@Test func burstDefaultsToTheRateAndIsClamped() {
+    let a = v4(198, 51, 100, 1)
+    var defaulted = ChallengeRateLimiter(perSecond: 7, burst: nil)
+    expectBurst(&defaulted, a, count: 20, at: t0, allowed: 7)
+    var one = ChallengeRateLimiter(perSecond: 10, burst: 0)
+    expectBurst(&one, a, count: 5, at: t0, allowed: 1, "burst below 1 counts as 1")
+    expectBurst(&one, a, count: 5, at: t0 + 100 * millisecond, allowed: 1)
+    var huge = ChallengeRateLimiter(perSecond: Int.max, burst: Int.max, tableSize: 4)
+    expectBurst(&huge, a, count: 100, at: t0, allowed: 100, "overflow saturates")
+}
+
+/// The victim of a reflection attempt behind spoofed traffic gets at most burst + rate × time,
+/// and the table stays fixed, with the larger burst too.
+@Test(.dedicatedThread) func largerBurstStillBoundsAReflectionVictim() {
+    var limiter = ChallengeRateLimiter(perSecond: 10, burst: 1_000, tableSize: 4096, seed: 0x5EED)
+    let victim = v4(192, 0, 2, 77)
+    var victimAllowed = 0
+    // 200,000 spoofed sources over 2 s; every 10th packet carries the victim's address.
+    for i in 0 ..< 200_000 {
+        let now = t0 + UInt64(i) * 10_000
+        _ = limiter.allow(source: .v4(IPv4Address(0x0B00_0000 &+ UInt32(i))), nowNanoseconds: now)
+        if i % 10 == 0 && limiter.allow(source: victim, nowNanoseconds: now) { victimAllowed += 1 }
+    }
+    #expect(limiter.memoryFootprintEntries == 4096)
+    // Burst plus at most 20 refills in two seconds; spoofed sources sharing its slot spend some of it.
+    #expect(victimAllowed >= 900 && victimAllowed <= 1_000 + 20, "victim got \(victimAllowed)")
+}

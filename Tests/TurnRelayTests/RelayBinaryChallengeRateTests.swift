@@ -6,10 +6,12 @@ import STUN
 import Testing
 @testable import OperationsTestSupport
 
-/// `--challenge-rate-per-source` (env CHALLENGE_RATE_PER_SOURCE): how many unauthenticated error
-/// answers (401) one source address gets per second, and in one burst. The default, 10 as coturn,
-/// keeps a spoofed-source flood from turning the relay into a reflector (hardening notes §4.1);
-/// many clients behind one NAT address need more. One worker, so one limiter sees every request.
+/// `--challenge-rate-per-source` and `--challenge-burst-per-source` (env CHALLENGE_RATE_PER_SOURCE,
+/// CHALLENGE_BURST_PER_SOURCE): how many unauthenticated error answers (401) one source address
+/// gets per second, and in one burst. The sustained 10 a second, as coturn, keeps a spoofed-source
+/// flood from turning the relay into a reflector (hardening notes §4.1); the burst of 1,000 lets
+/// many clients behind one NAT address join at once (`turn-bench flood nat`). One worker, so one
+/// limiter sees every request.
 @Suite(.serialized, .dedicatedThread) struct RelayBinaryChallengeRateTests {
     typealias Relay = RelayBinaryPortalTests.Relay
     static let requests = 40
@@ -40,18 +42,23 @@ import Testing
         return (answered, relay.log)
     }
 
-    @Test(.timeLimit(.minutes(2))) func theDefaultLimitsOneSourceAndTheOptionRaisesIt() async throws {
-        // Default: a burst of 10, then 10 per second; the 40 requests leave in far less than 3 s.
-        let limited = try await Self.challengesAnswered(extra: [])
+    @Test(.timeLimit(.minutes(2))) func theBurstLimitsOneSourceAndTheOptionsSetIt() async throws {
+        // Default: a burst of 1,000: all 40 requests are answered.
+        let defaults = try await Self.challengesAnswered(extra: [])
+        #expect(defaults.answered == Self.requests, "answered \(defaults.answered)\n\(defaults.log)")
+        // A burst of 10, then 10 per second; the 40 requests leave in far less than 3 s.
+        let limited = try await Self.challengesAnswered(extra: ["--challenge-burst-per-source", "10"])
         #expect(limited.answered >= 10 && limited.answered < Self.requests, "answered \(limited.answered)\n\(limited.log)")
-        // Raised above the burst: every request is answered.
-        let raised = try await Self.challengesAnswered(extra: ["--challenge-rate-per-source", "100"])
+        // Rate and burst raised above the requests: every request is answered.
+        let raised = try await Self.challengesAnswered(extra: ["--challenge-rate-per-source", "100", "--challenge-burst-per-source", "100"])
         #expect(raised.answered == Self.requests, "answered \(raised.answered)\n\(raised.log)")
     }
 
     @Test(.timeLimit(.minutes(2)), arguments: [
         (["--challenge-rate-per-source", "0"], [:], "--challenge-rate-per-source 0 must be between 1 and 1000000"),
         ([], ["CHALLENGE_RATE_PER_SOURCE": "2000000"], "--challenge-rate-per-source 2000000 must be between 1 and 1000000"),
+        (["--challenge-burst-per-source", "0"], [:], "--challenge-burst-per-source 0 must be between 1 and 1000000"),
+        ([], ["CHALLENGE_BURST_PER_SOURCE": "2000000"], "--challenge-burst-per-source 2000000 must be between 1 and 1000000"),
     ] as [([String], [String: String], String)])
     func outOfBoundsIsRefused(arguments: [String], environment: [String: String], message: String) async throws {
         try await RelayBinaryFirezoneTests.expectRefusedStart(arguments, environment: environment, message: message)

@@ -105,37 +105,17 @@ public enum AllocationRate {
         }
         let teardownSeconds = Double(monotonicNanoseconds() - teardownStart) / 1e9
         for (k, v) in teardown.failures { failures["teardown: " + k, default: 0] += v }
-        // 2. Churn: each job opens a fresh socket (a new 5-tuple: servers may keep a deleted
-        // allocation's 5-tuple for a while), allocates and deletes, then closes it. It offers the
-        // last realm/nonce seen, as a client would; a server whose nonces are bound to the client
-        // address answers 401 first.
-        let churn = ControlPipeline(server: c.server)
-        churn.maxAttempts = 3
-        let churnCredentials = c.credentials.credentials(index: 0, nowUnixSeconds: now)
-        var lastAuth: ControlAuth?
-        var openError: SocketError?
-        var opened = 0
+        // 2. Churn (`churn` below).
         let churnStart = monotonicNanoseconds()
-        let churnEnd = churnStart + UInt64(c.churnSeconds * 1e9)
         lastProgress = churnStart
-        churn.run(window: c.churnWindow, deadline: churnEnd + 2_000_000_000, next: {
+        let churn = try Self.churn(server: c.server, credentials: c.credentials, window: c.churnWindow,
+                                   until: churnStart + UInt64(c.churnSeconds * 1e9)) { done in
             let t = monotonicNanoseconds()
-            if t >= churnEnd || openError != nil { return nil }
             if t - lastProgress > 500_000_000 {
-                progress.update("[\(c.label)] churn \(fixed(Double(t - churnStart) / 1e9, 1)) s: \(churn.completedJobs) allocations set up and deleted")
+                progress.update("[\(c.label)] churn \(fixed(Double(t - churnStart) / 1e9, 1)) s: \(done) allocations set up and deleted")
                 lastProgress = t
             }
-            let fd: Int32
-            do { fd = try openUDPSocket(bindTo: sourceAddress(subnet: UInt8(truncatingIfNeeded: 1 + (opened >> 16) % 100), index: opened, family: c.server.family), bufferBytes: 64 << 10) } catch let e as SocketError { openError = e; return nil } catch { return nil }
-            opened += 1
-            let client = ControlClient(index: opened, fd: fd, username: churnCredentials.username, password: churnCredentials.password)
-            client.auth = lastAuth
-            return ControlJob(client: client, steps: [.allocate(family: requestedFamily(c.server)), .refresh(lifetime: 0)])
-        }, finished: { job, _ in
-            if let a = job.client.auth { lastAuth = a }
-            close(job.client.fd)
-        })
-        if let openError { throw .socket(openError) }
+        }
         let churnSeconds = Double(monotonicNanoseconds() - churnStart) / 1e9
         for (k, v) in churn.failures { failures["churn: " + k, default: 0] += v }
 
@@ -156,6 +136,38 @@ public enum AllocationRate {
             relayCPUMicrosPerSetup: cpuPerSetup,
             benchCPUMicrosPerSetup: setup.completedJobs > 0 ? (ownCPU1 - ownCPU0) * 1e6 / Double(setup.completedJobs) : nil,
             failures: failures)
+    }
+}
+
+extension AllocationRate {
+    /// Allocation churn until `end` (monotonic ns): each job opens a fresh socket (a new 5-tuple:
+    /// servers may keep a deleted allocation's 5-tuple for a while), allocates and deletes
+    /// (Refresh, LIFETIME 0), then closes it; `window` jobs in flight. It offers the last
+    /// realm/nonce seen, as a client would; a server whose nonces are bound to the client address
+    /// answers 401 first. `tick` is called before each new job with the jobs completed so far.
+    public static func churn(server: TransportAddress, credentials: CredentialSource, window: Int, until end: UInt64,
+                             tick: (Int) -> Void = { _ in }) throws(LoadError) -> ControlPipeline {
+        let churn = ControlPipeline(server: server)
+        churn.maxAttempts = 3
+        let churnCredentials = credentials.credentials(index: 0, nowUnixSeconds: unixSeconds())
+        var lastAuth: ControlAuth?
+        var openError: SocketError?
+        var opened = 0
+        churn.run(window: window, deadline: end + 2_000_000_000, next: {
+            if monotonicNanoseconds() >= end || openError != nil { return nil }
+            tick(churn.completedJobs)
+            let fd: Int32
+            do { fd = try openUDPSocket(bindTo: sourceAddress(subnet: UInt8(truncatingIfNeeded: 1 + (opened >> 16) % 100), index: opened, family: server.family), bufferBytes: 64 << 10) } catch let e as SocketError { openError = e; return nil } catch { return nil }
+            opened += 1
+            let client = ControlClient(index: opened, fd: fd, username: churnCredentials.username, password: churnCredentials.password)
+            client.auth = lastAuth
+            return ControlJob(client: client, steps: [.allocate(family: requestedFamily(server)), .refresh(lifetime: 0)])
+        }, finished: { job, _ in
+            if let a = job.client.auth { lastAuth = a }
+            close(job.client.fd)
+        })
+        if let openError { throw .socket(openError) }
+        return churn
     }
 }
 

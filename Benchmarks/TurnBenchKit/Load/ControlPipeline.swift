@@ -37,6 +37,13 @@ public struct ControlJob {
 public final class ControlPipeline {
     public let server: TransportAddress
     public var retransmitNanoseconds: UInt64 = 250_000_000
+    /// Doubles the wait after each send of a request (RFC 8489 §6.2.1: RTO, 2 RTO, 4 RTO ...), up
+    /// to `maxRetransmitNanoseconds`; false: a fixed `retransmitNanoseconds`.
+    public var retransmitBackoff = false
+    public var maxRetransmitNanoseconds: UInt64 = 8_000_000_000
+    /// Each wait is scaled by a random factor in 1 ± this (0: exact), so that clients that
+    /// started together do not retransmit in lockstep.
+    public var retransmitJitter = 0.0
     public var maxAttempts = 6
     /// Request → final answer, nanoseconds, for requests that succeeded.
     public private(set) var latency = LatencyHistogram.make()
@@ -61,6 +68,8 @@ public final class ControlPipeline {
         var lastSent: UInt64
         var attempts: Int
         var authRetries: Int
+        /// How long after `lastSent` to retransmit.
+        var wait: UInt64 = 0
     }
 
     public init(server: TransportAddress) {
@@ -112,7 +121,7 @@ public final class ControlPipeline {
                 }
                 if keep {
                     let t = monotonicNanoseconds()
-                    if t - slots[i].lastSent >= retransmitNanoseconds {
+                    if t - slots[i].lastSent >= slots[i].wait {
                         if slots[i].attempts >= maxAttempts {
                             fail(slots[i], "timeout")
                             keep = false
@@ -132,6 +141,11 @@ public final class ControlPipeline {
         }
     }
 
+    private func wait(afterAttempts attempts: Int) -> UInt64 {
+        guard retransmitBackoff else { return retransmitNanoseconds }
+        return min(retransmitNanoseconds << UInt64(min(max(attempts - 1, 0), 20)), maxRetransmitNanoseconds)
+    }
+
     private func start(_ f: inout InFlight) -> Bool {
         f.transactionID = (0..<12).map { _ in UInt8.random(in: 0...255, using: &generator) }
         f.attempts = 0
@@ -148,6 +162,10 @@ public final class ControlPipeline {
         if fresh { f.firstSent = now; requests += 1 }
         f.lastSent = now
         f.attempts += 1
+        f.wait = wait(afterAttempts: f.attempts)
+        if retransmitJitter > 0 {
+            f.wait = UInt64(Double(f.wait) * (1 + Double.random(in: -retransmitJitter...retransmitJitter, using: &generator)))
+        }
         let rc = serverAddress.withSockaddr { sendto(f.job.client.fd, sendBuffer.baseAddress, n, 0, $0, $1) }
         if rc < 0 && errno != EAGAIN && errno != ENOBUFS {
             fail(f, "sendto errno \(errno)")

@@ -56,4 +56,9 @@ public enum ProcessStats {
               let kib = residentKiB(statusText: text) else { return nil }
         return kib * 1024
     }
+
+    /// Open file descriptors of `pid` (entries of /proc/PID/fd), nil if unreadable.
+    public static func openFileDescriptors(pid: Int32) -> Int? {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
+    }
 }

@@ -7,8 +7,13 @@ import STUN
 /// Memory is a fixed table of `tableSize` slots allocated once; nothing grows with the number of
 /// sources. Each slot holds one source bucket (an IPv4 address, or an IPv6 /64, since one host
 /// owns a whole /64) and its generic cell rate algorithm state: the "theoretical arrival time"
-/// of the next response. A source may send a burst of `perSecond` responses, then one every
-/// `1/perSecond` seconds.
+/// of the next response. A source may receive a burst of `burst` responses, then one every
+/// `1/perSecond` seconds; the budget refills at `perSecond`, so over any span of T seconds a
+/// source gets at most `burst + perSecond × T`.
+///
+/// The burst is what many clients behind one NAT address need when they join at once (an office
+/// of 1,000 opening one meeting: each client's first Allocate is answered 401); the sustained
+/// rate is what a spoofed-source flood meets once the burst is spent.
 ///
 /// When two sources hash to the same slot, the newcomer takes the slot over only if the
 /// occupant's budget is full again (it has been quiet); otherwise the newcomer is charged to the
@@ -26,14 +31,17 @@ public struct ChallengeRateLimiter: Sendable {
     private let seed: UInt64
 
     /// - Parameters:
-    ///   - perSecond: responses per second per source, and the burst size. Values below 1 count as 1.
+    ///   - perSecond: responses per second per source, sustained. Values below 1 count as 1.
+    ///   - burst: responses a quiet source may receive at once; nil means `perSecond`. Values
+    ///     below 1 count as 1.
     ///   - tableSize: number of slots. Values below 1 count as 1.
     ///   - seed: hash key for slot selection.
-    public init(perSecond: Int = 10, tableSize: Int = 4096, seed: UInt64 = 0) {
+    public init(perSecond: Int = 10, burst: Int? = nil, tableSize: Int = 4096, seed: UInt64 = 0) {
         let rate = UInt64(max(perSecond, 1))
         let size = max(tableSize, 1)
         interval = 1_000_000_000 / rate
-        let (tolerance, overflow) = interval.multipliedReportingOverflow(by: rate - 1)
+        let depth = UInt64(max(burst ?? perSecond, 1))
+        let (tolerance, overflow) = interval.multipliedReportingOverflow(by: depth - 1)
         burstTolerance = overflow ? .max : tolerance
         families = [UInt8](repeating: 0, count: size)
         buckets = [UInt64](repeating: 0, count: size)

@@ -102,6 +102,7 @@ public final class Server {
         nonces = NonceAuthority(key: key, lifetimeSeconds: configuration.nonceLifetime,
                                 advertisePasswordAlgorithms: configuration.advertisePasswordAlgorithms)
         challengeLimiter = ChallengeRateLimiter(perSecond: configuration.challengesPerSecondPerSource,
+                                                burst: configuration.challengeBurstPerSource,
                                                 tableSize: configuration.challengeLimiterTableSize,
                                                 seed: self.random.next())
         peerPolicy = Self.effectivePolicy(configuration)

@@ -99,6 +99,9 @@ public struct ServerConfiguration: Sendable {
     public var transactionCacheSize: Int = 4096
     /// 401/438 responses per source IP per second; above it requests are dropped silently.
     public var challengesPerSecondPerSource: Int = 10
+    /// 401/438 responses a quiet source may receive at once before that rate applies (many
+    /// clients behind one NAT address joining together); nil: the rate per second.
+    public var challengeBurstPerSource: Int? = nil
     /// Slots of the fixed-size table behind that limit.
     public var challengeLimiterTableSize: Int = 4096
 
