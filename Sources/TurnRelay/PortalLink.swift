@@ -29,7 +29,7 @@ final class PortalLink: Sendable {
         self.operations = operations
         self.logger = logger
         let connection = self.connection
-        operations.readiness.set("portal") { connection.isConnected }
+        operations.attachPortal { connection.isConnected }
     }
 
     var gaveUp: Bool { gaveUpFlag.load(ordering: .acquiring) }

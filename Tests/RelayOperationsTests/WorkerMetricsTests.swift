@@ -83,10 +83,17 @@ private let loopbackAnyPort = TransportAddress(ip: .v4(.loopback), port: 0)
         // Reports keep coming while idle (the heartbeat): a limit of a few intervals still holds.
         usleep(200_000)
         #expect(operations.board.allWorkersAlive(maxAge: 200_000_000))
+        // The same judgement as a gauge (relay_workers_not_publishing, read by an alert).
+        #expect(operations.board.workersNotPublishing(maxAge: operations.stalenessLimit) == 0)
+        #expect(operations.metrics.update()[try #require(RelaySeries("relay_workers_not_publishing"))] == 0)
         runtime.stop()
         runtime.join()
         let stopped = runtime.reports.map { $0.stopped }
         #expect(stopped == [true, true])
         #expect(!operations.board.allWorkersAlive(maxAge: operations.stalenessLimit))
+        #expect(operations.board.workersNotPublishing(maxAge: operations.stalenessLimit) == 2)
+        #expect(operations.metrics.update()[try #require(RelaySeries("relay_workers_not_publishing"))] == 2)
+        // No portal in this process: configured 0.
+        #expect(operations.metrics.update()[try #require(RelaySeries("relay_portal_configured"))] == 0)
     }
 }

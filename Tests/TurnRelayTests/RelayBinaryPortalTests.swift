@@ -65,6 +65,7 @@ import TestSupport
             "EBPF_INT6_ADDR", "PERMISSION_LIFETIME", "CHANNEL_LIFETIME", "CHALLENGE_RATE_PER_SOURCE",
             "NO_TCP", "TLS_LISTEN_PORT", "TLS_CERT", "TLS_KEY", "MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_SOURCE",
             "MAX_TLS_HANDSHAKES", "TLS_HANDSHAKE_TIMEOUT", "STREAM_MESSAGE_TIMEOUT", "STREAM_IDLE_TIMEOUT", "STREAM_WRITE_BUFFER",
+            "NO_TCP_RELAY", "MAX_TCP_CONNECTIONS_PER_ALLOCATION", "CHALLENGE_BURST_PER_SOURCE",
         ]
 
         deinit { stopChild(process, removing: logURL) }
@@ -86,13 +87,21 @@ import TestSupport
     @Test(.timeLimit(.minutes(2))) func noRelayingBeforeInitThenStampSecretCredentialsAndReconnects() async throws {
         // The portal pushes init and drops the connection when the test says so: no timing windows.
         let portal = try await PhoenixPortal.start(["--init-on-command", "--token", "relay-token-1"])
-        let relay = try Relay(portalPort: portal.port)
+        let relay = try Relay(portalPort: portal.port, extra: ["--metrics-addr", "127.0.0.1:0"])
 
         var health: TransportAddress?
         _ = await eventually(.seconds(20)) {
             health = RelayBinaryReloadTests.address(after: "health=", in: relay.log)
             return health != nil
         }
+        let metrics = try #require(RelayBinaryReloadTests.address(after: "metrics=", in: relay.log), "\(relay.log)")
+        // /metrics says whether the portal is connected (the PortalDisconnected alert reads it).
+        func portalGauges() -> (configured: Double?, connected: Double?) {
+            let scrape = try? scrapeMetrics(metrics)
+            return (scrape?["relay_portal_configured"], scrape?["relay_portal_connected"])
+        }
+        #expect(portalGauges().configured == 1)
+        #expect(portalGauges().connected == 0, "connected before init")
         let healthAddress = try #require(health, "no endpoints line in the relay's log:\n\(relay.log)")
         #expect(await eventually { !portal.frames(event: "phx_join").isEmpty }, "\(relay.log)")
         let connect = portal.events(kind: "connect").first ?? [:]
@@ -119,6 +128,7 @@ import TestSupport
         #expect(await eventually { !portal.events(kind: "init-sent").isEmpty })
         #expect(try await eventually(.seconds(5)) { try HTTPTestClient.get(healthAddress, "/readyz").status == 200 },
                 "\(relay.log)")
+        #expect(portalGauges().connected == 1)
         #expect(try await eventually(.seconds(5)) {
             try RelayBinaryReloadTests.allocate(address, user: credentials.user, password: credentials.password, id: 3) == 0
         })
@@ -132,6 +142,7 @@ import TestSupport
         portal.send("drop")
         #expect(await eventually(.seconds(20)) { !portal.events(kind: "dropping").isEmpty })
         #expect(try await eventually(.seconds(5)) { try HTTPTestClient.get(healthAddress, "/readyz").status == 503 })
+        #expect(portalGauges().connected == 0, "connected while the portal is away")
         #expect(try RelayBinaryReloadTests.allocate(address, user: credentials.user, password: credentials.password, id: 7) == 0)
         #expect(await eventually { portal.frames(event: "phx_join").contains { $0.connection == 2 } }, "\(relay.log)")
         let rejoin = portal.frames(event: "phx_join").first { $0.connection == 2 }?.frame ?? []

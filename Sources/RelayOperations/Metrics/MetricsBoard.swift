@@ -27,6 +27,18 @@ public final class MetricsBoard: Sendable {
         reports().map(RelaySnapshot.init)
     }
 
+    /// Workers of the attached runtimes that have not published within `maxAge` nanoseconds, or
+    /// have stopped.
+    public func workersNotPublishing(maxAge: UInt64) -> Int {
+        runtimes.withLock { $0 }.reduce(0) { total, runtime in
+            let now = runtime.clock.now()
+            return total + runtime.reports.filter { report in
+                guard let at = report.publishedAt, !report.stopped else { return true }
+                return now.nanoseconds &- at.nanoseconds > maxAge
+            }.count
+        }
+    }
+
     /// True when every worker has published within `maxAge` nanoseconds and none has stopped: each
     /// publishes every statistics interval even when idle, so a silent worker is stuck or dead.
     public func allWorkersAlive(maxAge: UInt64) -> Bool {

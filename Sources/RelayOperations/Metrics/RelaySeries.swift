@@ -4,7 +4,7 @@ import RelayIO
 /// One counter or gauge the relay exports: a position in every `RelaySnapshot`, so publishing and
 /// summing never hash a name. The list is not written here: it is the core's declarations
 /// (`ServerReport.metrics`) followed by a worker's (`WorkerStatistics.metrics`) and the XDP fast
-/// path's (`XDPCounters.metrics`); a new counter is
+/// path's (`XDPCounters.metrics`) and the process's own (`ProcessHealth.metrics`); a new counter is
 /// declared once, next to the field that counts it, and appears here, in `/metrics`, in OTLP and
 /// in the README table (checked by a test).
 public struct RelaySeries: Sendable, Hashable, CustomStringConvertible {
@@ -57,11 +57,13 @@ public struct RelaySeries: Sendable, Hashable, CustomStringConvertible {
     static let coreOffset = 0
     static let workerOffset = ServerReport.metrics.count
     static let xdpOffset = workerOffset + WorkerStatistics.metrics.count
+    static let healthOffset = xdpOffset + XDPCounters.metrics.count
 
     static let catalog: [Entry] = {
         let entries = ServerReport.metrics.map { datapathLabelled(Entry(family: $0.family, labelValues: $0.labelValues)) }
             + WorkerStatistics.metrics.map { Entry(family: $0.family, labelValues: $0.labelValues) }
             + XDPCounters.metrics.map { Entry(family: $0.family, labelValues: $0.labelValues) }
+            + ProcessHealth.metrics.map { Entry(family: $0.family, labelValues: $0.labelValues) }
         // One kind and one label schema per name, and no series declared twice (Prometheus wants both).
         var families: [String: MetricFamily] = [:]
         var keys: Set<[String]> = []

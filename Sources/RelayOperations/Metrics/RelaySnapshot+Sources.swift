@@ -20,6 +20,12 @@ extension RelaySnapshot {
         fill(counters, XDPCounters.metrics, at: RelaySeries.xdpOffset)
     }
 
+    /// The process's own gauges under their exported names (`ProcessHealth.metrics`).
+    public init(_ health: ProcessHealth) {
+        self.init()
+        fill(health, ProcessHealth.metrics, at: RelaySeries.healthOffset)
+    }
+
     /// Everything one worker reported: its own counters plus its processor's (a `ServerReport`
     /// from a plain `Server`, a whole `RelaySnapshot` from an `InstrumentedServer`).
     public init(_ report: WorkerReport) {

@@ -16,6 +16,8 @@ public final class RelayOperationsContext: Sendable {
     /// A worker that has not published for this long is considered stuck (not ready).
     public let stalenessLimit: UInt64
     private let draining = DrainFlag()
+    /// Whether the portal is connected, once a portal link registers (`attachPortal`).
+    private let portalConnected = PortalCheck()
 
     /// - Parameter statisticsIntervalNanoseconds: the workers' `WorkerConfiguration.statisticsIntervalNanoseconds`;
     ///   a worker silent for five intervals (at least 5 s) is not ready.
@@ -23,6 +25,12 @@ public final class RelayOperationsContext: Sendable {
         metrics = RelayMetrics(additionalFactories: additionalFactories)
         stalenessLimit = max(5_000_000_000, statisticsIntervalNanoseconds * 5)
         metrics.addSource(board)
+        metrics.addSource { [board, stalenessLimit, portalConnected] in
+            let portal = portalConnected.check
+            return [RelaySnapshot(ProcessHealth(
+                workersNotPublishing: board.workersNotPublishing(maxAge: stalenessLimit),
+                portalConfigured: portal == nil ? 0 : 1, portalConnected: portal?() == true ? 1 : 0))]
+        }
         readiness.set("workers") { [board, stalenessLimit] in board.allWorkersAlive(maxAge: stalenessLimit) }
         readiness.set("not draining") { [draining] in !draining.isSet }
     }
@@ -42,12 +50,27 @@ public final class RelayOperationsContext: Sendable {
         readiness.note("xdp", xdp.status)
     }
 
+    /// A portal link: `/readyz` checks it ("portal") and `/metrics` reports it
+    /// (`relay_portal_configured`, `relay_portal_connected`).
+    public func attachPortal(isConnected: @escaping @Sendable () -> Bool) {
+        portalConnected.check = isConnected
+        readiness.set("portal", isConnected)
+    }
+
     /// /readyz's `xdp:` line when the fast path is off or failed (e.g. "off", "failed: ...").
     public func noteXDP(_ status: String) { readiness.note("xdp", status) }
 
     /// From now on `/readyz` answers 503: a load balancer or orchestrator stops sending new
     /// clients while existing allocations drain.
     public func markDraining() { draining.set() }
+}
+
+private final class PortalCheck: Sendable {
+    private let value = Mutex<(@Sendable () -> Bool)?>(nil)
+    var check: (@Sendable () -> Bool)? {
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
+    }
 }
 
 private final class DrainFlag: Sendable {
