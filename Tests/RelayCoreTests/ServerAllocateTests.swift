@@ -98,7 +98,10 @@ import STUN
     @Test func requestedTransportMissingIs400AndNotUDPIs442() throws {
         let h = Harness()
         expectError(h.receive(try allocateRequest(h, transport: nil), from: Addr.client), .badRequest)
-        expectError(h.receive(try allocateRequest(h, id: 2, transport: 6), from: Addr.client), .unsupportedTransportProtocol, id: 2)
+        // Neither UDP nor TCP (132: SCTP) is 442; TCP over a UDP client connection is RFC 6062's
+        // 400 ("If the client connection transport is not TCP or TLS").
+        expectError(h.receive(try allocateRequest(h, id: 2, transport: 132), from: Addr.client), .unsupportedTransportProtocol, id: 2)
+        expectError(h.receive(try allocateRequest(h, id: 3, transport: 6), from: Addr.client), .badRequest, id: 3)
         #expect(h.server.allocationCount == 0)
     }
 
