@@ -1,6 +1,8 @@
 # make run   installs what is missing, builds the release binary and starts turn-relay with its defaults.
 # make test  installs what is missing for the whole suite and runs it (swift test), interop tests included.
 # make fuzz  builds the libFuzzer targets (Fuzz/) and runs each for FUZZ_SECONDS (default 60); see RELIABILITY.md.
+# make test-sanitizers  builds .build-tsan and .build-asan and runs the threaded and RFC 6062 suites under
+#            ThreadSanitizer and AddressSanitizer; fails on a test failure or any report (RELIABILITY.md).
 
 PYTHON ?= python3
 export PYTHON
@@ -8,7 +10,7 @@ export PYTHON
 FUZZ_SECONDS ?= 60
 export FUZZ_SECONDS
 
-.PHONY: run test fuzz deps-run deps-test
+.PHONY: run test fuzz test-sanitizers deps-run deps-test
 
 # Built once; then the binary SwiftPM just built is exec'd (`swift run` would plan and build again).
 # The XDP program (scripts/build-bpf) goes beside the binary, where turn-relay looks for it first
@@ -43,6 +45,10 @@ test: deps-test
 # executions, coverage and crashes per target and fails when a target crashed.
 fuzz:
 	scripts/fuzz
+
+# Not part of `make test` or CI: two more full builds and slow, instrumented runs.
+test-sanitizers: deps-test
+	scripts/test-sanitizers
 
 deps-run:
 	scripts/install-deps run

@@ -112,7 +112,12 @@ final class TurnServerUnderTest: @unchecked Sendable {
         let started = ContinuousClock.now
         // Only PATH from the test's environment: turn-relay reads its options from environment
         // variables too (REALM, USERS, ...), and a stray one must not change the server under test.
-        let environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        // The sanitizers' options too, so that a sanitizer build's reports (`make test-sanitizers`)
+        // go where the run asked for them.
+        var environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        for name in ["ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"] {
+            if let value = ProcessInfo.processInfo.environment[name] { environment[name] = value }
+        }
         let process = try ChildProcess(
             executable: executable, arguments: arguments, name: implementation.rawValue, environment: environment)
         self.process = process

@@ -203,7 +203,9 @@ import TestSupport
             moved = server.metric("relay_stream_connections_moved_total{direction=\"out\"}")
         }
         #expect(moved >= 1, "20 data connections all reached the peer's worker (p = 2^-20), or none moved")
-        #expect(server.metric("relay_stream_connections_moved_total{direction=\"in\"}") == moved)
+        // Each worker publishes its own counters: the adopting worker's "in" can come a
+        // publication later than the posting worker's "out" (seen under ThreadSanitizer).
+        await server.expectMetric("relay_stream_connections_moved_total{direction=\"in\"}", moved)
     }
 }
 
