@@ -52,7 +52,8 @@ import Testing
 @Suite(.serialized) struct FloodRunTests {
     static func configuration(_ name: String) throws -> FloodConfiguration {
         var c = FloodConfiguration(relayExecutable: try benchRelayBinary(), outputDirectory: try temporaryDirectory("flood-\(name)"))
-        c.port = UInt16.random(in: 36000...39000) & ~7
+        // Outside the relay port range below (a listen port inside it is refused at start-up).
+        c.port = try freeBenchPorts(8, in: 30_100...32_000)
         let low = UInt16.random(in: 0...9) * 500 + 25_000
         c.relayPorts = low...(low + 499)
         c.seconds = 2

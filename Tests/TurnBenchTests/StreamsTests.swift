@@ -130,7 +130,7 @@ func temporaryDirectory(_ name: String) throws -> String {
 
 /// `count` consecutive ports free for UDP and TCP on 127.0.0.1, below the kernel's ephemeral range
 /// (32768+, where other tests' client sockets come and go), so a relay started on them can bind.
-func freeBenchPorts(_ count: UInt16) throws -> UInt16 {
+func freeBenchPorts(_ count: UInt16, in range: ClosedRange<UInt16> = 20000...32000) throws -> UInt16 {
     func free(_ port: UInt16, _ type: Int32) -> Bool {
         let fd = socket(AF_INET, type, 0)
         guard fd >= 0 else { return false }
@@ -144,7 +144,8 @@ func freeBenchPorts(_ count: UInt16) throws -> UInt16 {
         } == 0
     }
     for _ in 0..<200 {
-        let first = UInt16.random(in: 20000...32000) & ~(count - 1)
+        let first = UInt16.random(in: range) & ~(count - 1)
+        guard first >= range.lowerBound else { continue }
         if (first..<first + count).allSatisfy({ free($0, Int32(SOCK_DGRAM.rawValue)) && free($0, Int32(SOCK_STREAM.rawValue)) }) {
             return first
         }
