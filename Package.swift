@@ -202,7 +202,7 @@ let package = Package(
         .testTarget(
             name: "TurnRelayTests",
             dependencies: ["TestSupport", "OperationsTestSupport", "RelayOperations", "RelayCore", "RelayIO", "STUN", "TURNTestClient",
-                           "CUDP", "SocketAddressing"],
+                           "CUDP", "SocketAddressing", "TURNRequests"],
             exclude: ["deny_bpf.c"]
         ),
         .testTarget(name: "RelayOTelTests", dependencies: ["RelayOTel", "RelayOperations", "OperationsTestSupport"], exclude: ["otlp_receiver.py"]),

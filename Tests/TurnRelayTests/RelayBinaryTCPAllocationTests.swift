@@ -5,6 +5,7 @@ import RelayCore
 import RelayIO
 import STUN
 import SocketAddressing
+import TURNRequests
 import TURNTestClient
 import Testing
 import TestSupport
@@ -179,6 +180,35 @@ import TestSupport
         await server.expectMetric("relay_tcp_connects_total{result=\"failed\"}", 1)
     }
 
+    /// A client controls the CONNECTION-ID and what follows it: made-up ids (this worker's, the
+    /// other worker's, a worker that does not exist, 0), each the first message of a new
+    /// connection and followed in the same write by a Binding. Each ConnectionBind gets an error
+    /// (the connection may move to the worker its id names first), and the Binding behind it is
+    /// still answered: refused, the held bytes are framed again, on whichever worker holds it.
+    @Test(.timeLimit(.minutes(2))) func madeUpConnectionIDsAreRefusedAndTheConnectionGoesOn() async throws {
+        let server = try await Server(["--workers", "2"])
+        let (control, _) = try Self.tcpAllocation(server)
+        let auth = try LongTermAuth(username: "alice", realm: #require(control.realm), nonce: #require(control.nonce),
+                                    key: #require(control.key))
+        var random = SplitMix64(seed: 6062)
+        for id: UInt32 in [0x0000_0001, 0x0100_0001, 0xFF00_0001, 0, 0x01FF_FFFF] {
+            let connection = try TestStreamConnection(to: server.address)
+            let bindID = TransactionID(using: &random), bindingID = TransactionID(using: &random)
+            let bind = try #require(TURNRequest.bytes(.connectionBind, transactionID: bindID, auth: auth, fingerprint: true) {
+                $0.appendUInt32(.connectionID, id)
+            })
+            let binding = try #require(TURNRequest.bytes(.binding, transactionID: bindingID))
+            #expect(connection.send(bind + binding))
+            let refused = connection.receive(timeoutMilliseconds: 3000).flatMap { TestTURNClient.parseResponse($0, id: bindID) }
+            #expect(refused?.messageClass == .errorResponse, "CONNECTION-ID \(id): \(String(describing: refused?.errorCode))")
+            let answered = connection.receive(timeoutMilliseconds: 3000).flatMap { TestTURNClient.parseResponse($0, id: bindingID) }
+            #expect(answered?.messageClass == .successResponse, "the Binding after CONNECTION-ID \(id) was not answered")
+            #expect(server.binds(over: connection), "the connection stopped working after CONNECTION-ID \(id)")
+        }
+        await server.expectMetric("relay_tcp_connections_bound_total", 0)
+        #expect(control.refresh(lifetime: 600)?.errorCode == nil, "the control connection was disturbed")
+    }
+
     @Test(.timeLimit(.minutes(2))) func noTCPRelayRefusesTCPAllocations() async throws {
         let server = try await Server(["--no-tcp-relay"])
         let control = try server.client()
@@ -229,7 +259,6 @@ final class TestTCPListener {
         var local = cu_addr()
         _ = cu_local_address(fd, &local)
         self.address = try #require(local.transportAddress)
-        _ = address
     }
 
     deinit { Glibc.close(fd) }
