@@ -241,21 +241,17 @@ int cu_prep_cancel(cu_ring *r, uint64_t cancel_user_data, uint64_t user_data) {
     return 0;
 }
 
-int cu_prep_poll_in(cu_ring *r, int fd, uint64_t user_data) {
+static int prep_poll(cu_ring *r, int fd, unsigned mask, uint64_t user_data) {
     struct io_uring_sqe *sqe = next_sqe(r);
     if (!sqe) return -EBUSY;
-    io_uring_prep_poll_add(sqe, fd, POLLIN);
+    io_uring_prep_poll_add(sqe, fd, mask);
     io_uring_sqe_set_data64(sqe, user_data);
     return 0;
 }
 
-int cu_prep_poll_out(cu_ring *r, int fd, uint64_t user_data) {
-    struct io_uring_sqe *sqe = next_sqe(r);
-    if (!sqe) return -EBUSY;
-    io_uring_prep_poll_add(sqe, fd, POLLOUT);
-    io_uring_sqe_set_data64(sqe, user_data);
-    return 0;
-}
+int cu_prep_poll_in(cu_ring *r, int fd, uint64_t user_data) { return prep_poll(r, fd, POLLIN, user_data); }
+
+int cu_prep_poll_out(cu_ring *r, int fd, uint64_t user_data) { return prep_poll(r, fd, POLLOUT, user_data); }
 
 struct iovec *cu_send_iovecs(cu_ring *r, uint32_t slot) {
     if (slot >= r->send_slot_count) return NULL;

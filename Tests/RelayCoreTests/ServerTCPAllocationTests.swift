@@ -25,7 +25,7 @@ import STUN
         #expect(pending.opens.isEmpty, "no UDP socket for a TCP allocation")
         let listens = pending.listens
         let listen = try #require(listens.only)
-        let answered = h.answerListens(listens)
+        let answered = h.answer(listens)
         let response = try #require(answered.only)
         #expect(response.socket == socket && errorCode(response.bytes) == nil)
         let relayed = try #require(try inspect(response.bytes) { try $0.xorRelayedAddresses() }.first)
@@ -240,7 +240,7 @@ import STUN
 
     @Test func incomingPeerConnectionsNeedAPermission() throws {
         let h = Harness()
-        let (relay, port, nonce) = try allocateTCP(h)
+        let (relay, _, nonce) = try allocateTCP(h)
         // "If no permission for this peer has been installed for this allocation, the server
         // MUST close the connection with the peer immediately after it has been accepted."
         let stranger = h.peerAccepted(Self.peerConnection, on: relay, from: Addr.peer)
@@ -270,7 +270,6 @@ import STUN
         let late = h.receive(signed(.connectionBind, id: 81, nonce: nonce) { $0.appendUInt32(.connectionID, connectionID) },
                              from: Addr.client, on: Self.data)
         #expect(errorCode(try #require(late.only).bytes) == 400)
-        _ = port
     }
 
     @Test func connectionBindRules() throws {
@@ -363,7 +362,7 @@ import STUN
         let retry = h.collect()
         let second = try #require(retry.listens.only)
         #expect(second.port != first.port && retry.opens.isEmpty)
-        #expect(errorCode(try #require(h.answerListens(retry.listens).only).bytes) == nil)
+        #expect(errorCode(try #require(h.answer(retry.listens).only).bytes) == nil)
     }
 }
 
@@ -382,11 +381,6 @@ extension Array {
 }
 
 extension Harness {
-    @discardableResult
-    func answerListens(_ listens: [(handle: SocketHandle, family: AddressFamily, port: UInt16)]) -> Outputs {
-        answer(listens)
-    }
-
     @discardableResult
     func peerConnected(_ attempt: UInt32, _ result: PeerConnectResult) -> Outputs {
         out.reset()

@@ -20,8 +20,6 @@ final class LargeTransmitBuffers {
         for block in blocks { Glibc.free(block) }
     }
 
-    var inUse: Int { capacity - free.count }
-
     /// A copy of `length` bytes at `bytes` and its index, or nil when all are in use.
     func take(copying bytes: UnsafeRawPointer, length: Int) -> (UnsafeMutableRawPointer, Int)? {
         guard let index = free.popLast() else { return nil }

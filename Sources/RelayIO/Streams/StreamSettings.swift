@@ -73,8 +73,6 @@ public final class StreamSourceCounts: Sendable {
         }
     }
 
-    /// Open connections from `ip` (tests).
-    public func open(_ ip: IPAddress) -> Int { counts.withLock { $0[ip, default: 0] } }
 }
 
 /// A TLS server session as the worker drives it (sans-IO): ciphertext in, plaintext out;

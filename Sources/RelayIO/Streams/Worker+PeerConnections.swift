@@ -27,18 +27,7 @@ extension Worker {
         guard var address = relayBindAddress(family, port: port) else { return .failed(errno: EAFNOSUPPORT) }
         var options = Int32(CU_SO_REUSEPORT.rawValue)
         if family == .ipv6 { options |= Int32(CU_SO_V6ONLY.rawValue) }
-        let fd = cu_tcp_listener(&address, options, Int32(Self.peerListenBacklog))
-        guard fd >= 0 else {
-            statistics.allocationSocketsFailed &+= 1
-            return .failed(errno: -fd)
-        }
-        statistics.allocationSocketsOpened &+= 1
-        sockets[raw].fd = fd
-        sockets[raw].generation &+= 1
-        sockets[raw].armed = false
-        sockets[raw].isStreamListener = true
-        arm(UInt32(raw))
-        return .opened
+        return install(cu_tcp_listener(&address, options, Int32(Self.peerListenBacklog)), at: raw, streamListener: true)
     }
 
     /// Peers connecting at once to one allocation, before the worker accepts them.

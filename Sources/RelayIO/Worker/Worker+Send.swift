@@ -228,12 +228,12 @@ extension Worker {
     }
 
     @inline(__always) func release(_ reference: UInt32) {
-        if reference & SendTable.transmitBit != 0 {
-            tx.give(Int(reference & ~SendTable.transmitBit))
-        } else if reference & SendTable.largeBit != 0 {
-            largeTransmit.give(Int(reference & ~SendTable.largeBit))
-        } else {
+        if reference & (SendTable.transmitBit | SendTable.largeBit) == 0 {
             rx.release(Int(reference))
+        } else if reference & SendTable.transmitBit != 0 {
+            tx.give(Int(reference & ~SendTable.transmitBit))
+        } else {
+            largeTransmit.give(Int(reference & ~SendTable.largeBit))
         }
     }
 }

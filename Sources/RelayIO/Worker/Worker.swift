@@ -460,6 +460,12 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         if configuration.disableChecksumsForTesting { options |= Int32(CU_SO_NO_CHECK.rawValue) }
         var gro: Int32 = 0
         let fd = cu_udp_socket(&address, options, Int32(clamping: configuration.socketBufferBytes), &gro)
+        return install(fd, at: raw, streamListener: false)
+    }
+
+    /// Puts a socket the core asked for (`fd`, or -errno) in its entry and arms it: receives for a
+    /// UDP socket, accepts for a TCP allocation's listener.
+    func install(_ fd: Int32, at raw: Int, streamListener: Bool) -> SocketOpenResult {
         guard fd >= 0 else {
             statistics.allocationSocketsFailed &+= 1
             return .failed(errno: -fd)
@@ -468,7 +474,7 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         sockets[raw].fd = fd
         sockets[raw].generation &+= 1
         sockets[raw].armed = false
-        sockets[raw].isStreamListener = false
+        sockets[raw].isStreamListener = streamListener
         arm(UInt32(raw))
         return .opened
     }
