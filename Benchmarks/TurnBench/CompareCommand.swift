@@ -32,6 +32,9 @@ struct Compare: ParsableCommand {
     @Option(help: "turn-relay executable (default: next to turn-bench). 'none' to leave it out.")
     var relay: String?
 
+    @Option(help: "A second turn-relay executable (e.g. a build of the previous commit), run with the same --relay-backends entry as B beside --relay as A: a before/after comparison of a change in one run.")
+    var relayB: String?
+
     @Option(help: "turn-relay I/O backends to run side by side, comma-separated: io-uring, batched-syscalls (each its own server in the same alternation; the first two servers form the table's A and B). An entry may add turn-relay arguments after a colon, to compare settings of one backend: 'io-uring,io-uring:--batch-wait-us 0'.")
     var relayBackends: String = "io-uring"
 
@@ -81,18 +84,26 @@ struct Compare: ParsableCommand {
         if relayPath != "none" {
             guard FileManager.default.isExecutableFile(atPath: relayPath) else { throw ValidationError("turn-relay not found at \(relayPath); build it or pass --relay none") }
             let variants = relayBackends.split(separator: ",").map { RelayVariant(String($0)) }
+            if let relayB {
+                guard FileManager.default.isExecutableFile(atPath: relayB) else { throw ValidationError("--relay-b: no executable at \(relayB)") }
+                guard variants.count == 1 else { throw ValidationError("--relay-b takes one --relay-backends entry (it runs that entry on both executables)") }
+            }
             guard !variants.isEmpty, variants.count <= 2,
                   variants.allSatisfy({ $0.backend == "io-uring" || $0.backend == "batched-syscalls" }) else {
                 throw ValidationError("--relay-backends: one or two of io-uring, batched-syscalls (each optionally followed by :arguments)")
             }
             let template = relayArgs.split(separator: " ").map(String.init)
-            for (i, variant) in variants.enumerated() {
+            let executables = relayB.map { [(relayPath, "a-"), ($0, "b-")] } ?? variants.map { _ in (relayPath, "") }
+            let entries = relayB == nil ? variants : [variants[0], variants[0]]
+            for (i, (variant, (executable, prefix))) in zip(entries, executables).enumerated() {
                 // Each server its own port and relay port range (20000-24999, 25000-29999).
                 let base = UInt16(20000 + i * 5000)
-                var spec = ServerSpec.turnRelay(executable: relayPath,
+                var spec = ServerSpec.turnRelay(executable: executable,
                                                 template: template + ["--io-backend", variant.backend] + variant.arguments,
                                                 port: port + UInt16(i) * 2, ports: base...(base + 4999), common: common)
-                if variants.count > 1 || variant.backend != "io-uring" || !variant.arguments.isEmpty { spec.name = variant.name }
+                if entries.count > 1 || variant.backend != "io-uring" || !variant.arguments.isEmpty {
+                    spec.name = prefix.isEmpty ? variant.name : "turn-relay-" + prefix + variant.name.dropFirst("turn-relay-".count)
+                }
                 servers.append(spec)
             }
         }

@@ -22,8 +22,8 @@ int cu_udp_socket(const cu_addr *bind_addr, int options, int buffer_bytes, int *
     socklen_t len = cu_addr_length(bind_addr);
     if (len == 0) return -EAFNOSUPPORT;
     int domain = bind_addr->sa.sa_family;
-    // Blocking: io_uring arms a poll when a send or receive would block; the batched backend passes
-    // MSG_DONTWAIT.
+    // Blocking: io_uring arms a poll when a receive would block; both backends send with
+    // MSG_DONTWAIT (a full send buffer drops the datagram instead of stalling the worker).
     int fd = socket(domain, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     int one = 1;

@@ -59,6 +59,8 @@ struct cu_ring {
     uint32_t send_slot_count;
     // Whether the kernel takes a batch wait (min_wait_usec in io_uring_getevents_arg, 6.12+).
     int min_timeout_supported;
+    // cu_reap calls that found IORING_SQ_CQ_OVERFLOW set (see cu_ring_overflow).
+    uint64_t overflowed_reaps;
 };
 
 static int ring_init(struct io_uring *ring, uint32_t entries, int *mode) {
@@ -273,7 +275,11 @@ int cu_prep_send(cu_ring *r, uint32_t slot, int fd, const cu_addr *dest, uint32_
     s->msg.msg_iov = s->iov;
     s->msg.msg_iovlen = iov_count;
     if (gso_size != 0) cu_msg_set_segment_size(&s->msg, s->control.bytes, sizeof(s->control), gso_size);
-    io_uring_prep_sendmsg(sqe, fd, &s->msg, 0);
+    // MSG_DONTWAIT: a full socket send buffer (the egress queue toward that peer backed up) fails
+    // the send with EAGAIN at once. Without it io_uring would wait for room, and every send in
+    // flight holds a send slot and a receive buffer the worker's other sockets share: one
+    // congested peer would stall the whole worker.
+    io_uring_prep_sendmsg(sqe, fd, &s->msg, MSG_DONTWAIT);
     io_uring_sqe_set_data64(sqe, user_data);
     return 0;
 }
@@ -357,6 +363,8 @@ static void decode_receive(cu_ring *r, cu_completion *c) {
 
 uint32_t cu_reap(cu_ring *r, cu_completion *out, uint32_t max) {
     uint32_t n = 0;
+    // io_uring_peek_batch_cqe flushes the kernel's overflow list when the CQ is empty; counted here.
+    if (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW) r->overflowed_reaps++;
     struct io_uring_cqe *cqes[256];
     while (n < max) {
         unsigned want = max - n < 256 ? max - n : 256;
@@ -383,6 +391,11 @@ uint32_t cu_reap(cu_ring *r, cu_completion *out, uint32_t max) {
         io_uring_cq_advance(&r->ring, got);
     }
     return n;
+}
+
+void cu_ring_overflow(const cu_ring *r, uint64_t *overflowed_reaps, uint32_t *lost) {
+    *overflowed_reaps = r->overflowed_reaps;
+    *lost = IO_URING_READ_ONCE(*r->ring.cq.koverflow);
 }
 
 // MARK: - Probe

@@ -182,6 +182,49 @@ struct WorkerDataPathTests {
         #expect(stats.receiveRearms >= 1)
     }
 
+    /// A worker held in `process` for longer than its completion queue covers: when it enters the
+    /// kernel again, the receives waiting in the socket do not fit the CQ (4 × 8 entries here, with
+    /// 256 receive buffers the kernel may fill). The kernel keeps what does not fit on its overflow
+    /// list and ends the multishot receive whose completion did not fit (io_uring_enter(2),
+    /// "IORING_SETUP_CQSIZE"; a multishot request "will terminate" when its CQE cannot be posted).
+    /// The worker must flush that list, re-arm the receive, lose no datagram and no buffer, and say
+    /// so on its counters. io_uring only: the batched-syscall backend has no kernel completion queue.
+    @Test func aWorkerHeldLongerThanItsCompletionQueueCoversRecoversAndCountsTheOverflow() throws {
+        let gate = Gate()
+        let f = try WorkerFixture(backend: .ioUring, gate: gate) {
+            $0.ringEntries = 8
+            $0.receiveBuffers = 256
+        }
+        let held = 100
+        // A first byte EchoProcessor takes as no command: each of these is echoed once.
+        func datagram(_ i: Int) -> [UInt8] { [0x42] + payload(i, length: 49) }
+        f.client.send(datagram(0), to: f.listener)
+        #expect(gate.entered.wait(timeout: .now() + .seconds(5)) == .success)
+        for i in 1...held { f.client.send(datagram(i), to: f.listener) }
+        gate.release.signal()
+        // The echoes of the burst (8 send slots: some are dropped and counted as such), until quiet.
+        var echoed = Set<[UInt8]>()
+        while let r = f.client.receive(timeoutMilliseconds: 500) { echoed.insert(r.bytes) }
+        // The worker still serves its socket afterwards.
+        let probe = [0x42] + payload(held + 1, length: 59)
+        f.client.send(probe, to: f.listener)
+        var answered = false
+        for _ in 0..<10 {
+            guard let r = f.client.receive() else { break }
+            if r.bytes == probe { answered = true; break }
+        }
+        #expect(answered)
+        let stats = f.stop()
+        #expect(stats.datagramsReceived == UInt64(held + 2), "every datagram of the burst reached the worker")
+        #expect(stats.completionQueueOverflows >= 1)
+        #expect(stats.completionsLost == 0)
+        #expect(stats.receiveRearms >= 1, "the multishot receive the overflow ended was re-armed")
+        #expect(stats.receiveBuffersInKernel == 256, "no receive buffer leaked")
+        #expect(stats.sendsInFlight == 0)
+        #expect(UInt64(echoed.count) + stats.droppedSendQueueFull + stats.droppedSocketBufferFull + stats.droppedTransmitBuffersFull
+                    == UInt64(held + 1), "each datagram of the burst was echoed or its drop counted")
+    }
+
     @Test(arguments: IOBackendKind.allCases) func coalescedReceiveIsSplitAndEachSegmentHasItsOwnHeadroom(backend: IOBackendKind) throws {
         let f = try WorkerFixture(backend: backend, tag: true)
         // 10 segments of 100 bytes and a last one of 37, in one GSO send: loopback hands the

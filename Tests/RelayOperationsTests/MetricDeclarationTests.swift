@@ -88,6 +88,8 @@ import Testing
         #"relay_io_receive_rearms_total"#,
         #"relay_io_receive_buffers_exhausted_total"#,
         #"relay_io_receive_errors_total"#,
+        #"relay_io_completion_queue_overflows_total"#,
+        #"relay_io_completions_lost_total"#,
         #"relay_io_send_errors_total"#,
         #"relay_io_segmentation_fallbacks_total"#,
         #"relay_io_gso_fallbacks_total{cause="gso_refused"}"#,

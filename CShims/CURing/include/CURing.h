@@ -80,6 +80,14 @@ int cu_submit(cu_ring *ring);
 // Copies up to `max` completions into `out` and consumes them. Never blocks.
 uint32_t cu_reap(cu_ring *ring, cu_completion *out, uint32_t max);
 
+// Completion-queue overflow, as the kernel reports it. `overflowed_reaps`: cu_reap calls that found
+// the kernel holding completions the CQ had no room for (IORING_SQ_CQ_OVERFLOW; they are kept on
+// the kernel's overflow list and flushed as room frees, and a multishot receive whose completion
+// did not fit ends and is re-armed). `lost`: completions the kernel dropped because it could not
+// even keep them on that list (the CQ ring's overflow counter); each one leaks what it carried
+// (a receive buffer, a send slot).
+void cu_ring_overflow(const cu_ring *ring, uint64_t *overflowed_reaps, uint32_t *lost);
+
 // MARK: - Probe
 
 // Sets up a small ring, checks RECVMSG/SENDMSG/POLL/ASYNC_CANCEL support and registers a buffer

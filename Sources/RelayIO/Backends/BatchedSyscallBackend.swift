@@ -18,6 +18,7 @@ struct BatchedSyscallBackend: IOBackend {
 
     func shutdown() { cb_loop_destroy(loop) }
     var sendSlotCount: Int { Int(cb_send_slot_count(loop)) }
+    var completionOverflow: (overflowedReaps: UInt64, lost: UInt64) { (0, 0) }
     @inline(__always) func armReceive(fd: Int32, userData: UInt64) -> Bool { cb_watch(loop, fd, userData) == 0 }
     func cancelReceive(fd: Int32, userData: UInt64) { _ = cb_unwatch(loop, fd) }
     static var receiveStopsAtOnce: Bool { true }

@@ -15,6 +15,10 @@ protocol IOBackend {
     func shutdown()
 
     var sendSlotCount: Int { get }
+    /// Completion-queue overflow so far: reaps that found completions the kernel could not post
+    /// for want of room (kept by the kernel and posted later), and completions it dropped.
+    /// Always zero for a backend whose completions are not a kernel queue.
+    var completionOverflow: (overflowedReaps: UInt64, lost: UInt64) { get }
     /// Starts delivering `fd`'s datagrams as completions carrying `userData` (until one arrives
     /// without `CU_CQE_F_MORE`). False when it could not be armed now.
     func armReceive(fd: Int32, userData: UInt64) -> Bool

@@ -20,6 +20,12 @@ struct IOUringBackend: IOBackend {
 
     func shutdown() { cu_ring_destroy(ring) }
     var sendSlotCount: Int { Int(cu_send_slot_count(ring)) }
+    var completionOverflow: (overflowedReaps: UInt64, lost: UInt64) {
+        var reaps: UInt64 = 0
+        var lost: UInt32 = 0
+        cu_ring_overflow(ring, &reaps, &lost)
+        return (reaps, UInt64(lost))
+    }
     @inline(__always) func armReceive(fd: Int32, userData: UInt64) -> Bool {
         cu_prep_recv_multishot(ring, fd, userData) == 0
     }

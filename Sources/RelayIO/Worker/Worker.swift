@@ -147,6 +147,7 @@ final class Worker<P: DatagramProcessor, B: IOBackend> {
         s.receiveBuffersInKernel = rx.inRing
         s.transmitBuffersFree = tx.freeCount
         s.sendsInFlight = sends.count - sends.freeCount
+        (s.completionQueueOverflows, s.completionsLost) = backend.completionOverflow
         return s
     }
 

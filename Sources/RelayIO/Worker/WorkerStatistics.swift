@@ -29,6 +29,11 @@ public struct WorkerStatistics: Sendable, Equatable {
     public var sendErrors: UInt64 = 0
     public var lastSendErrno: Int32 = 0
     public var receiveErrors: UInt64 = 0
+    /// io_uring: reaps that found the kernel holding completions the completion queue had no room
+    /// for (a worker that fell behind by more than the queue holds), and completions the kernel
+    /// dropped outright (each leaks a receive buffer or a send slot). Read from the ring.
+    public var completionQueueOverflows: UInt64 = 0
+    public var completionsLost: UInt64 = 0
     /// GSO sends the kernel refused and that were re-sent one datagram per sendmsg.
     public var segmentationFallbacks: UInt64 = 0
     /// What each refused GSO send showed, from its first single re-send: the kernel refuses GSO
@@ -67,6 +72,8 @@ extension MetricFamily {
     static let ioReceiveRearms = io("receive_rearms", "Multishot receives re-armed after they ended.")
     static let ioReceiveBuffersExhausted = io("receive_buffers_exhausted", "Multishot receives that ended because every receive buffer was held.")
     static let ioReceiveErrors = io("receive_errors", "Receive completions and waits that failed.")
+    static let ioCompletionQueueOverflows = io("completion_queue_overflows", "io_uring: reaps that found completions the completion queue had no room for (the worker fell behind; the kernel kept them and multishot receives that did not fit were re-armed).")
+    static let ioCompletionsLost = io("completions_lost", "io_uring: completions the kernel dropped on completion-queue overflow (each leaks a receive buffer or send slot).")
     static let ioSendErrors = io("send_errors", "Sends the kernel refused (other than a full socket buffer).")
     static let ioSegmentationFallbacks = io("segmentation_fallbacks", "GSO sends the kernel refused and that were re-sent one datagram per sendmsg.")
     static let ioGSOFallbacks = MetricFamily(
@@ -94,6 +101,8 @@ extension WorkerStatistics {
             F.ioReceiveRearms.series(value: { $0.receiveRearms }),
             F.ioReceiveBuffersExhausted.series(value: { $0.receiveBuffersExhausted }),
             F.ioReceiveErrors.series(value: { $0.receiveErrors }),
+            F.ioCompletionQueueOverflows.series(value: { $0.completionQueueOverflows }),
+            F.ioCompletionsLost.series(value: { $0.completionsLost }),
             F.ioSendErrors.series(value: { $0.sendErrors }),
             F.ioSegmentationFallbacks.series(value: { $0.segmentationFallbacks }),
             F.ioGSOFallbacks.series("gso_refused", value: { $0.gsoFallbackDisabled }),
