@@ -162,6 +162,52 @@ import TestSupport
         await server.expectMetric("relay_tcp_peer_connections_open", 0)
     }
 
+    /// RFC 6062 on an IPv6 relayed address, asked for with REQUESTED-ADDRESS-FAMILY (RFC 8656
+    /// §7.1) over an IPv4 control connection: a peer connecting to the relayed address
+    /// (ConnectionAttempt) and Connect to an IPv6 peer from it, bytes both ways; an IPv4 peer is
+    /// 443 ("Peer Address Family Mismatch", RFC 8656 §12.2's rule, which Connect follows here).
+    @Test(.timeLimit(.minutes(2)), .enabled(if: IPv6Loopback.isAvailable, IPv6Loopback.missing))
+    func tcpAllocationsWorkOnIPv6RelayedAddresses() async throws {
+        let server = try await Server(["--bind-ip6", "::1", "--allow-peer", "::1/128"])
+        let loopback6 = try #require(IPAddress("::1"))
+        let control = try server.client()
+        let allocated = try #require(control.request(.allocate) {
+            $0.appendRequestedTransport(6)
+            $0.appendAddressFamily(.requestedAddressFamily, .ipv6)
+        })
+        #expect(allocated.errorCode == nil, "Allocate TCP on IPv6: \(String(describing: allocated.errorCode))")
+        let relayed = try #require(allocated.xorRelayedAddresses.first)
+        #expect(relayed.ip == loopback6)
+        #expect(control.createPermission(peer: TransportAddress(ip: loopback6, port: 1))?.errorCode == nil)
+
+        let incoming = try TestStreamConnection(to: relayed)
+        let (attemptID, announced) = try #require(Self.connectionAttempt(on: control), "no ConnectionAttempt")
+        #expect(announced == incoming.localAddress)
+        let (inbound, inboundBound) = try Self.bind(server, attemptID)
+        #expect(inboundBound?.messageClass == .successResponse)
+        let up = Self.pattern(10_000, seed: 6)
+        #expect(incoming.send(up))
+        #expect(inbound.receiveRaw(count: up.count, timeoutMilliseconds: 3000) == up)
+
+        let listener = try TestTCPListener(ip: loopback6)
+        let connected = try #require(control.request(.connect) { $0.appendXorAddress(.xorPeerAddress, listener.address) })
+        #expect(connected.messageClass == .successResponse, "Connect: \(String(describing: connected.errorCode))")
+        let connectID = try #require(try connected.bytes.withUnsafeBytes { try STUNMessage.parse($0).connectionID() })
+        let peer = try #require(listener.accept(timeoutMilliseconds: 3000))
+        #expect(peer.remote == relayed)
+        let (outbound, outboundBound) = try Self.bind(server, connectID)
+        #expect(outboundBound?.messageClass == .successResponse)
+        let down = Self.pattern(10_000, seed: 7)
+        #expect(peer.connection.send(down))
+        #expect(outbound.receiveRaw(count: down.count, timeoutMilliseconds: 3000) == down)
+
+        let v4 = try #require(control.request(.connect) {
+            $0.appendXorAddress(.xorPeerAddress, TransportAddress(ip: .v4(.loopback), port: listener.address.port))
+        })
+        #expect(v4.errorCode == 443, "Connect to an IPv4 peer from an IPv6 allocation: \(String(describing: v4.errorCode))")
+        await server.expectMetric("relay_tcp_peer_connections_open", 2)
+    }
+
     /// The peer policy on Connect (coturn's CVE-2026-73212 was an SSRF on this path): the relay's
     /// own listener, port 0 and a private address are 403; a port nobody listens on is 447.
     @Test(.timeLimit(.minutes(2))) func connectObeysThePeerPolicy() async throws {
@@ -249,9 +295,10 @@ final class TestTCPListener {
         let remote: TransportAddress
     }
 
-    init() throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = cu_addr(TransportAddress(ip: .v4(.loopback), port: 0))
+    init(ip: IPAddress = .v4(.loopback)) throws {
+        let family = if case .v4 = ip { AF_INET } else { AF_INET6 }
+        fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var address = cu_addr(TransportAddress(ip: ip, port: 0))
         let fd = fd
         guard fd >= 0, address.withSockaddr({ Glibc.bind(fd, $0, $1) }) == 0, listen(fd, 16) == 0 else {
             throw RelayIOError.configuration("test listener: \(String(cString: strerror(errno)))")
