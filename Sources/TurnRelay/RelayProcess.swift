@@ -58,6 +58,7 @@ struct RelayProcess {
         let operations = RelayOperationsContext(additionalFactories: otlp.map { [$0.factory] } ?? [])
         let xdp = startXDP(settings, operations: operations)
         defer { xdp?.close() }
+        warnIfTheListenPortIsShared(settings)
         let runtime: RelayRuntime
         do {
             runtime = try start(settings, operations: operations, xdp: xdp, tls: certificate)
@@ -185,6 +186,18 @@ struct RelayProcess {
             logger.notice("SIGHUP: reloaded the TLS certificate \(certificate.certificatePath)")
         } catch {
             logger.error("SIGHUP: TLS certificate \(certificate.certificatePath) not reloaded, keeping the previous one: \(error)")
+        }
+    }
+
+    /// Another socket on the listen port (a relay left running, or the one being drained during an
+    /// upgrade): SO_REUSEPORT lets this relay bind anyway and the kernel shares the port's traffic
+    /// between the two, so say so once.
+    func warnIfTheListenPortIsShared(_ settings: RelaySettings) {
+        var addresses: [TransportAddress] = []
+        if let ip = settings.bindIPv4 { addresses.append(TransportAddress(ip: .v4(ip), port: settings.listenPort)) }
+        if let ip = settings.bindIPv6 { addresses.append(TransportAddress(ip: .v6(ip), port: settings.listenPort)) }
+        for address in ListenPortProbe.held(addresses) {
+            logger.warning("UDP \(address) is already bound by another socket: another turn-relay (one being drained, or one left running) shares this port's traffic with this one (SO_REUSEPORT) until it exits. Stop the other process if it is not an upgrade by drain.")
         }
     }
 
