@@ -95,6 +95,52 @@ public struct PortalRejection: Equatable, Sendable {
     }
 }
 
+/// What the channel has counted since it started: every connection (or attempt) it lost, by cause,
+/// and every frame it received and did not act on, by kind. The channel decides both; its driver
+/// only reads them (for `/metrics`). Counters only grow.
+public struct PortalStatistics: Sendable, Equatable {
+    /// Why a connection, or an attempt at one, ended without the relay giving up for good.
+    public enum Loss: String, CaseIterable, Sendable {
+        /// The attempt never became a WebSocket: refused, an HTTP error on the upgrade (a
+        /// `Retry-After` included), no answer within the connect timeout.
+        case connectFailed = "connect_failed"
+        /// The portal (or the network) closed an open connection.
+        case closed
+        /// The WebSocket layer refused what the portal sent (a frame over the size limit, a text
+        /// frame that is not UTF-8, a broken frame) and closed the connection.
+        case frameRejected = "frame_rejected"
+        /// No join reply or no `init` within the join timeout.
+        case joinTimeout = "join_timeout"
+        /// More than `maxMissedHeartbeats` heartbeats unanswered: the portal stalled.
+        case heartbeatTimeout = "heartbeat_timeout"
+        /// The portal sent `phx_error` or `phx_close` on the relay topic.
+        case channelError = "channel_error"
+    }
+
+    /// Why a received frame was not acted on.
+    public enum Discard: String, CaseIterable, Sendable {
+        /// Not a Phoenix v2 frame: not JSON, not a five-element array, or elements of the wrong type.
+        case malformed
+        /// A well-formed frame the channel has no use for: an unknown topic or event, a reply to
+        /// nothing it asked, a `disconnect` for another reason than `token_expired`, an `init`
+        /// once initialised on this connection.
+        case ignored
+        /// A binary frame (the portal only sends text).
+        case binary
+    }
+
+    public private(set) var losses: [Loss: Int] = [:]
+    public private(set) var discarded: [Discard: Int] = [:]
+
+    public init() {}
+
+    public subscript(loss: Loss) -> Int { losses[loss, default: 0] }
+    public subscript(discard: Discard) -> Int { discarded[discard, default: 0] }
+
+    mutating func count(_ loss: Loss) { losses[loss, default: 0] += 1 }
+    mutating func count(_ discard: Discard) { discarded[discard, default: 0] += 1 }
+}
+
 /// Sans-IO Phoenix channel client for the relay's portal connection: no sockets, no clock,
 /// no randomness of its own. Time is a `Duration` since an arbitrary origin, supplied by the
 /// caller; jitter comes from the injected generator.
@@ -121,6 +167,8 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
     public private(set) var hasBeenInitialized = false
     /// A join has succeeded at least once: from then on the long retry policy applies.
     public private(set) var hasJoined = false
+    /// Connections lost and frames discarded, by cause.
+    public private(set) var statistics = PortalStatistics()
     private var rng: RNG
     private var nextConnectionID = 0
     private var nextRef = 0
@@ -166,10 +214,13 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
         return [.send(id: id, text: join.encode())]
     }
 
-    /// Connection `id` failed to open or was closed by the peer.
-    public mutating func disconnected(id: Int, now: Duration, reason: String) -> [PortalAction] {
+    /// Connection `id` failed to open or was closed by the peer; `frameRejected` when the WebSocket
+    /// layer closed it because of what the portal sent (an over-size or broken frame).
+    public mutating func disconnected(id: Int, now: Duration, reason: String, frameRejected: Bool = false) -> [PortalAction] {
         guard let current = currentConnectionID, current == id else { return [] }
-        return fail(now: now, reason: reason, close: false)
+        let loss: PortalStatistics.Loss
+        if case .connecting = state { loss = .connectFailed } else { loss = frameRejected ? .frameRejected : .closed }
+        return fail(now: now, reason: reason, loss: loss, close: false)
     }
 
     /// The portal answered connection `id`'s WebSocket upgrade with an HTTP error. 401 is fatal
@@ -190,25 +241,42 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
         }
         let summary = "HTTP \(rejection.status)\(rejection.problemCode.map { " \($0)" } ?? "")"
         if let wait = rejection.retryAfter {
+            statistics.count(.connectFailed)
             state = .waitingToReconnect(until: now + wait)
             nextHeartbeat = nil
             pendingHeartbeats = []
             return []
         }
-        return fail(now: now, reason: summary, close: false)
+        return fail(now: now, reason: summary, loss: .connectFailed, close: false)
     }
 
-    /// A text frame arrived on connection `id`.
+    /// A binary frame arrived on connection `id`: the portal speaks text only; counted, ignored.
+    public mutating func receivedBinary(id: Int, now: Duration) -> [PortalAction] {
+        guard let current = currentConnectionID, current == id else { return [] }
+        statistics.count(.binary)
+        return []
+    }
+
+    /// A text frame arrived on connection `id`. Whatever it is not acted on is counted
+    /// (`statistics.discarded`) and changes nothing: garbage is never an `init` or a `disconnect`.
     public mutating func received(id: Int, text: String, now: Duration) -> [PortalAction] {
         guard let current = currentConnectionID, current == id else { return [] }
-        guard let frame = PhoenixFrame.decode(text) else { return [] }
+        guard let frame = PhoenixFrame.decode(text) else {
+            statistics.count(.malformed)
+            return []
+        }
         if frame.topic == "phoenix" && frame.event == "phx_reply" {
             if let ref = frame.ref, let index = pendingHeartbeats.firstIndex(of: ref) {
                 pendingHeartbeats.remove(at: index)
+            } else {
+                statistics.count(.ignored)
             }
             return []
         }
-        guard frame.topic == Self.topic else { return [] }
+        guard frame.topic == Self.topic else {
+            statistics.count(.ignored)
+            return []
+        }
         switch (state, frame.event) {
         case (.joining(_, let joinRef, let deadline), "phx_reply") where frame.ref == joinRef:
             guard frame.replyStatus == "ok" else {
@@ -233,14 +301,18 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
             ready = true
             return [.initialized, .readinessChanged(true)]
         case (_, "phx_error"), (_, "phx_close"):
-            return fail(now: now, reason: "channel \(frame.event)", close: true)
+            return fail(now: now, reason: "channel \(frame.event)", loss: .channelError, close: true)
         case (_, "disconnect"):
             // The portal's word that the token is no longer valid: fatal, as in Firezone's
             // `phoenix-channel` (`DisconnectReason::TokenExpired` → `InvalidToken`). It knows no
             // other reason and skips such a message; so does this.
-            guard frame.payload["reason"]?.stringValue == "token_expired" else { return [] }
+            guard frame.payload["reason"]?.stringValue == "token_expired" else {
+                statistics.count(.ignored)
+                return []
+            }
             return stop(reason: "the portal disconnected the relay: token_expired", close: true)
         default:
+            statistics.count(.ignored)
             return []
         }
     }
@@ -253,9 +325,11 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
         case .waitingToReconnect(let until):
             return now >= until ? openConnection(now: now) : []
         case .connecting(_, let deadline):
-            return now >= deadline ? fail(now: now, reason: "connect timeout", close: true) : []
+            return now >= deadline ? fail(now: now, reason: "connect timeout", loss: .connectFailed, close: true) : []
         case .joining(_, _, let deadline), .awaitingInit(_, let deadline):
-            if now >= deadline { return fail(now: now, reason: "no join reply or init in time", close: true) }
+            if now >= deadline {
+                return fail(now: now, reason: "no join reply or init in time", loss: .joinTimeout, close: true)
+            }
             return heartbeatIfDue(now: now)
         case .ready:
             return heartbeatIfDue(now: now)
@@ -288,7 +362,8 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
         guard let id = currentConnectionID, let due = nextHeartbeat, now >= due else { return [] }
         // Study §4: "more than 3 unanswered → reconnect".
         if pendingHeartbeats.count > configuration.maxMissedHeartbeats {
-            return fail(now: now, reason: "\(pendingHeartbeats.count) heartbeats unanswered", close: true)
+            return fail(now: now, reason: "\(pendingHeartbeats.count) heartbeats unanswered", loss: .heartbeatTimeout,
+                        close: true)
         }
         let ref = makeRef()
         pendingHeartbeats.append(ref)
@@ -318,7 +393,8 @@ public struct PortalChannel<RNG: RandomNumberGenerator> {
         return actions
     }
 
-    private mutating func fail(now: Duration, reason: String, close: Bool) -> [PortalAction] {
+    private mutating func fail(now: Duration, reason: String, loss: PortalStatistics.Loss, close: Bool) -> [PortalAction] {
+        statistics.count(loss)
         var actions = dropConnection(close: close)
         failedAttempts += 1
         let start = outageStart ?? now

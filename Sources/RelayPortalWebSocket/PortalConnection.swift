@@ -1,5 +1,6 @@
 import HTTPTypes
 import Logging
+import NIOCore
 import RelayPortal
 import Synchronization
 import WSClient
@@ -15,6 +16,7 @@ public final class PortalConnection: Sendable {
     private let logger: Logger
     private let connectedFlag = Atomic<Bool>(false)
     private let initializedFlag = Atomic<Bool>(false)
+    private let statisticsBox = Mutex(PortalStatistics())
 
     /// - Parameters:
     ///   - url: the full login URL (see `PortalLoginURL`).
@@ -34,11 +36,15 @@ public final class PortalConnection: Sendable {
     public var isConnected: Bool { connectedFlag.load(ordering: .acquiring) }
     /// `init` has been received at least once since start (gates relaying).
     public var hasBeenInitialized: Bool { initializedFlag.load(ordering: .acquiring) }
+    /// What the channel counted so far (connections lost, frames discarded), as of its last event.
+    public var statistics: PortalStatistics { statisticsBox.withLock { $0 } }
 
     private enum Event: Sendable {
         case connected(Int)
         case received(Int, String)
-        case disconnected(Int, String)
+        case receivedBinary(Int)
+        /// The connection ended; `frameRejected` when the WebSocket layer refused what the portal sent.
+        case disconnected(Int, String, frameRejected: Bool)
         case rejected(Int, PortalRejection)
         case tick
     }
@@ -97,6 +103,14 @@ public final class PortalConnection: Sendable {
                     result = reason
                 }
             }
+            let counted = channel.statistics
+            let before = statisticsBox.withLock { box in
+                defer { box = counted }
+                return box
+            }
+            for loss in PortalStatistics.Loss.allCases where counted[loss] > before[loss] {
+                logger.notice("portal connection lost: \(loss.rawValue)")
+            }
             if result != nil { return result }
             timer?.cancel()
             timer = nil
@@ -113,11 +127,13 @@ public final class PortalConnection: Sendable {
                 actions = channel.connected(id: id, now: now())
             case .received(let id, let text):
                 actions = channel.received(id: id, text: text, now: now())
-            case .disconnected(let id, let reason):
+            case .receivedBinary(let id):
+                actions = channel.receivedBinary(id: id, now: now())
+            case .disconnected(let id, let reason, let frameRejected):
                 outbound.removeValue(forKey: id)?.finish()
                 connections.removeValue(forKey: id)
                 logger.notice("portal connection closed: \(reason)")
-                actions = channel.disconnected(id: id, now: now(), reason: reason)
+                actions = channel.disconnected(id: id, now: now(), reason: reason, frameRejected: frameRejected)
             case .rejected(let id, let rejection):
                 outbound.removeValue(forKey: id)?.finish()
                 connections.removeValue(forKey: id)
@@ -139,10 +155,11 @@ public final class PortalConnection: Sendable {
         headers[.authorization] = "Bearer \(token)"
         let url = self.url
         let logger = self.logger
+        let rejected = FrameRejection()
         return Task {
             let socket: PortalWebSocketChannel
             do {
-                socket = try PortalWebSocketChannel(url: url, headers: headers, maxFrameSize: 1 << 16) {
+                socket = try PortalWebSocketChannel(url: url, headers: headers, maxFrameSize: 1 << 16, rejected: rejected) {
                     inbound, writer, _ in
                     sink.yield(.connected(id))
                     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -151,23 +168,40 @@ public final class PortalConnection: Sendable {
                             // The channel closed this connection (or the task ends): close it.
                             try? await writer.close(.normalClosure, reason: nil)
                         }
-                        for try await message in inbound.messages(maxSize: 1 << 20) {
-                            if case .text(let text) = message { sink.yield(.received(id, text)) }
+                        do {
+                            for try await message in inbound.messages(maxSize: 1 << 20) {
+                                switch message {
+                                case .text(let text): sink.yield(.received(id, text))
+                                case .binary: sink.yield(.receivedBinary(id))
+                                }
+                            }
+                        } catch let error as IOError {
+                            throw error
+                        } catch let error as ChannelError {
+                            throw error
+                        } catch is CancellationError {
+                            throw CancellationError()
+                        } catch {
+                            // WSCore's own refusals: a message over 1 MiB, a text frame not UTF-8.
+                            rejected.record("\(error)")
+                            throw error
                         }
                         group.cancelAll()
                     }
                 }
             } catch {
-                sink.yield(.disconnected(id, "\(error)"))
+                sink.yield(.disconnected(id, "\(error)", frameRejected: false))
                 return
             }
             do {
                 _ = try await ClientConnection(socket, address: .hostname(socket.host, port: socket.port), logger: logger).run()
-                sink.yield(.disconnected(id, "closed"))
+                let why = rejected.value
+                sink.yield(.disconnected(id, why.map { "a frame was refused: \($0)" } ?? "closed", frameRejected: why != nil))
             } catch let refused as PortalUpgradeRefused {
                 sink.yield(.rejected(id, refused.rejection))
             } catch {
-                sink.yield(.disconnected(id, "\(error)"))
+                let why = rejected.value
+                sink.yield(.disconnected(id, why.map { "a frame was refused: \($0)" } ?? "\(error)", frameRejected: why != nil))
             }
         }
     }

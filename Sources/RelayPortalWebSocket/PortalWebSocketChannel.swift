@@ -7,6 +7,7 @@ import NIOPosix
 import NIOSSL
 import NIOWebSocket
 import RelayPortal
+import Synchronization
 import WSClient
 @_spi(WSInternal) import WSCore
 
@@ -42,10 +43,15 @@ struct PortalWebSocketChannel: ClientConnectionChannel {
     let maxFrameSize: Int
     let sslContext: NIOSSLContext?
     let handler: WebSocketDataHandler<PortalWebSocketContext>
+    /// Set when the WebSocket layer refused what the portal sent (`FrameErrorObserver`): NIO's
+    /// frame decoder then closes the connection itself (close code 1009 for a frame over
+    /// `maxFrameSize`) and the data handler only sees its inbound stream end.
+    let rejected: FrameRejection
 
     /// `url` is ws:// or wss://.
-    init(url: String, headers: HTTPFields, maxFrameSize: Int,
+    init(url: String, headers: HTTPFields, maxFrameSize: Int, rejected: FrameRejection = FrameRejection(),
          handler: @escaping WebSocketDataHandler<PortalWebSocketContext>) throws {
+        self.rejected = rejected
         guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty,
               let scheme = components.scheme?.lowercased(), scheme == "ws" || scheme == "wss"
         else { throw WebSocketClientError.invalidURL }
@@ -70,6 +76,7 @@ struct PortalWebSocketChannel: ClientConnectionChannel {
             channel.eventLoop.makeCompletedFuture {
                 // Upgraded: the collector must not see WebSocket frames.
                 _ = channel.pipeline.syncOperations.removeHandler(collector)
+                try channel.pipeline.syncOperations.addHandler(FrameErrorObserver(rejected: rejected))
                 return .websocket(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
             }
         }
@@ -160,5 +167,29 @@ private final class RefusalCollector: ChannelInboundHandler, RemovableChannelHan
         done = true
         let retryAfter = head.headers.first(name: "retry-after").flatMap { PortalRejection.retryAfter($0) }
         promise.succeed(PortalRejection(status: Int(head.status.code), retryAfter: retryAfter, body: body))
+    }
+}
+
+/// Whether the WebSocket layer refused a frame of this connection, and why.
+final class FrameRejection: Sendable {
+    private let reason = Mutex<String?>(nil)
+    var value: String? { reason.withLock { $0 } }
+    func record(_ text: String) { reason.withLock { $0 = $0 ?? text } }
+}
+
+/// Sits after NIO's WebSocket frame decoder and its protocol error handler: notes a
+/// `NIOWebSocketError` (a frame over the size limit, a fragmented or over-long control frame, ...)
+/// on its way to the async channel, which ends the inbound stream without saying why.
+private final class FrameErrorObserver: ChannelInboundHandler, Sendable {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+
+    let rejected: FrameRejection
+
+    init(rejected: FrameRejection) { self.rejected = rejected }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? NIOWebSocketError { rejected.record("\(error)") }
+        context.fireErrorCaught(error)
     }
 }

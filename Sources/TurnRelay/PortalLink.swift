@@ -29,7 +29,7 @@ final class PortalLink: Sendable {
         self.operations = operations
         self.logger = logger
         let connection = self.connection
-        operations.attachPortal { connection.isConnected }
+        operations.attachPortal(isConnected: { connection.isConnected }, statistics: { connection.statistics })
     }
 
     var gaveUp: Bool { gaveUpFlag.load(ordering: .acquiring) }

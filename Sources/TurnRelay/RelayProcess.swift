@@ -38,8 +38,10 @@ struct RelayProcess {
         var otlp: OTLPMetricsExporter?
         if let endpoint = settings.operations.otlpEndpoint {
             do {
-                otlp = try OTLPMetricsExporter(.init(endpoint: endpoint, serviceInstanceID: settings.operations.serviceInstanceID),
-                                               logger: logger)
+                let timing = ["OTEL_METRIC_EXPORT_INTERVAL", "OTEL_METRIC_EXPORT_TIMEOUT"]
+                    .reduce(into: [String: String]()) { $0[$1] = Environment.string($1) }
+                otlp = try OTLPMetricsExporter(.init(endpoint: endpoint, serviceInstanceID: settings.operations.serviceInstanceID,
+                                                     environment: timing), logger: logger)
             } catch {
                 logger.critical("OTLP export to \(endpoint) cannot be set up: \(error)")
                 return 1
@@ -56,6 +58,7 @@ struct RelayProcess {
             }
         }
         let operations = RelayOperationsContext(additionalFactories: otlp.map { [$0.factory] } ?? [])
+        if let otlp { operations.attachOTLP { otlp.failedExports } }
         let xdp = startXDP(settings, operations: operations)
         defer { xdp?.close() }
         warnIfTheListenPortIsShared(settings)

@@ -20,7 +20,7 @@ final class PhoenixPortal: @unchecked Sendable {
 
     let process = Process()
     let logURL: URL
-    /// The portal's stdin: commands (`init`, `disconnect REASON`, `drop`), one a line.
+    /// The portal's stdin: commands (`init`, `disconnect REASON`, `drop`, `stall`, `garbage KIND`), one a line.
     private let commands = Pipe()
     private(set) var port = 0
 
@@ -63,7 +63,9 @@ final class PhoenixPortal: @unchecked Sendable {
     }
 
     /// Tells the portal to act now: `init` (push init to every joined connection that has not had
-    /// one), `disconnect token_expired`, `drop`. The portal logs what it did ("init-sent", ...).
+    /// one), `disconnect token_expired`, `drop`, `stall` (keep every open connection but read and
+    /// answer nothing on it), `garbage malformed|ignored|binary|oversize` (see phoenix_portal.py).
+    /// The portal logs what it did ("init-sent", "stalled", "garbage-sent", ...).
     func send(_ command: String) {
         commands.fileHandleForWriting.write(Data((command + "\n").utf8))
     }

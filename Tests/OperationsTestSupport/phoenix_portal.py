@@ -7,8 +7,8 @@ Usage: phoenix_portal.py LOGFILE [--init-delay S | --init-on-command] [--drop-af
 Writes one JSON object per line to LOGFILE (each with "t", a monotonic time in seconds):
 {"kind": "listening", "port": P} first, then
 "connect" (path, headers), "frame" (the decoded frame), "init-sent", "dropping", "refused",
-"unauthorized", "rate-limited", "missing-ip", "join-error", "disconnect-sent" and "idle-timeout"
-events.
+"unauthorized", "rate-limited", "missing-ip", "join-error", "disconnect-sent", "idle-timeout",
+"stalled", "stalled-closed", "garbage-sent" and "closed" (a connection's handler ended) events.
 
 It behaves as Firezone's portal does for a relay (elixir/lib/portal_api: endpoint.ex,
 sockets.ex, relay/socket.ex, relay/channel.ex):
@@ -29,7 +29,12 @@ sockets.ex, relay/socket.ex, relay/channel.ex):
 
 Commands on stdin, one a line: `init` (push init on every open connection that has not had one,
 once it has joined), `disconnect REASON` (push `disconnect` with that reason, then close, as the portal does
-for `token_expired`), `drop` (abort every connection without a closing handshake).
+for `token_expired`), `drop` (abort every connection without a closing handshake), `stall` (every
+open connection stays open but the portal stops reading it and sends nothing more on it: no heartbeat
+replies, no pushes, no closing handshake; connections opened later are served as usual; once the relay
+closes a stalled connection, which the portal sees as the socket's TCP state turning CLOSE_WAIT or
+CLOSE, it logs "stalled-closed" and aborts it), `garbage KIND` (send on every open connection the
+frames of KIND, then log "garbage-sent" with their count; see GARBAGE).
 
 --drop-after-heartbeats N aborts the first connection (TCP reset, no closing handshake) at the
 N-th heartbeat after its init. --refuse answers every connect with 403. It exits by itself
@@ -39,6 +44,7 @@ import argparse
 import asyncio
 import http
 import json
+import socket
 import sys
 import threading
 import time
@@ -48,6 +54,9 @@ import websockets
 from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
+
+TCP_CLOSE = 7
+TCP_CLOSE_WAIT = 8
 
 
 def problem(status, code, detail, extra_headers=()):
@@ -59,6 +68,51 @@ def problem(status, code, detail, extra_headers=()):
     for name, value in extra_headers:
         headers[name] = value
     return Response(status, http.HTTPStatus(status).phrase, headers, body)
+
+
+def garbage_frames(kind, join_ref):
+    """What `garbage KIND` sends: text frames (str) and binary frames (bytes).
+
+    malformed: not a Phoenix v2 frame (not JSON, JSON of the wrong shape, wrong element types);
+    several of them would be an init or a disconnect if the relay read them loosely.
+    ignored: well-formed v2 frames of unknown events and topics, a heartbeat reply to a ref never
+    sent, a disconnect with another reason than token_expired, a join reply nobody asked for.
+    binary: binary frames (the portal only ever sends text).
+    oversize: one text frame of 70,000 bytes (beyond the relay's 64 KiB frame limit), itself a
+    well-formed init.
+    """
+    if kind == "malformed":
+        return [
+            "hello, relay",
+            "",
+            "[",
+            '{"topic": "relay", "event": "init", "payload": {}}',
+            "[1, 2, 3, 4, 5]",
+            '[null, null, "relay", "init"]',
+            '[null, null, "relay", "init", [], 6]',
+            f'["{join_ref}", null, "relay", "init", []]',
+            f'["{join_ref}", null, "relay", "init", "payload"]',
+            '[null, null, 7, "init", {}]',
+            '[null, null, "relay", null, {}]',
+            '[null, null, "relay", "disconnect", null]',
+            '"init"',
+            "null",
+        ]
+    if kind == "ignored":
+        return [
+            json.dumps([join_ref, None, "relay", "surprise", {"x": 1}]),
+            json.dumps([None, None, "elsewhere", "init", {}]),
+            json.dumps([None, None, "phoenix", "init", {}]),
+            json.dumps([join_ref, None, "relay", "disconnect", {"reason": "maintenance"}]),
+            json.dumps([join_ref, None, "relay", "disconnect", {"reason": 5}]),
+            json.dumps([None, "999999", "phoenix", "phx_reply", {"status": "ok", "response": {}}]),
+            json.dumps([join_ref, "999998", "relay", "phx_reply", {"status": "error", "response": {}}]),
+        ]
+    if kind == "binary":
+        return [b"\x00\x01\x02", json.dumps([join_ref, None, "relay", "init", {}]).encode()]
+    if kind == "oversize":
+        return [json.dumps([join_ref, None, "relay", "init", {"pad": "x" * 70000}])]
+    raise ValueError(kind)
 
 
 def main():
@@ -115,7 +169,7 @@ def main():
 
     async def push_init(number):
         entry = live.get(number)
-        if entry is None or entry["join_ref"] is None or entry["initialized"]:
+        if entry is None or entry["join_ref"] is None or entry["initialized"] or entry["stalled"]:
             return
         entry["initialized"] = True
         # Logged before it is sent: a test that sees no "init-sent" knows the relay has not
@@ -134,7 +188,7 @@ def main():
                 await push_init(number)
         elif words[0] == "disconnect":
             reason = words[1] if len(words) > 1 else "token_expired"
-            for number, entry in list(live.items()):
+            for number, entry in [(n, e) for n, e in live.items() if not e["stalled"]]:
                 record(kind="disconnect-sent", connection=number, reason=reason)
                 await entry["ws"].send(json.dumps([entry["join_ref"], None, "relay", "disconnect",
                                                    {"reason": reason}]))
@@ -143,11 +197,44 @@ def main():
             for number, entry in list(live.items()):
                 record(kind="dropping", connection=number)
                 entry["ws"].transport.abort()
+        elif words[0] == "stall":
+            for number, entry in list(live.items()):
+                if entry["stalled"]:
+                    continue
+                entry["stalled"] = True
+                # Nothing is read any more: no heartbeat is seen or answered, no close frame either.
+                entry["ws"].transport.pause_reading()
+                record(kind="stalled", connection=number)
+                asyncio.ensure_future(watch_stalled(number, entry))
+        elif words[0] == "garbage":
+            kind = words[1] if len(words) > 1 else "malformed"
+            for number, entry in list(live.items()):
+                if entry["stalled"]:
+                    continue
+                frames = garbage_frames(kind, entry["join_ref"])
+                for frame in frames:
+                    await entry["ws"].send(frame)
+                record(kind="garbage-sent", connection=number, garbage=kind, count=len(frames))
+
+    async def watch_stalled(number, entry):
+        """Until the relay closes the stalled connection: its socket's TCP state (the first byte of
+        TCP_INFO) turns CLOSE_WAIT (the relay's FIN arrived) or CLOSE (reset)."""
+        sock = entry["ws"].transport.get_extra_info("socket")
+        while True:
+            try:
+                state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+            except OSError:
+                state = TCP_CLOSE
+            if state in (TCP_CLOSE_WAIT, TCP_CLOSE):
+                record(kind="stalled-closed", connection=number, tcp_state=state)
+                entry["ws"].transport.abort()
+                return
+            await asyncio.sleep(0.05)
 
     async def handler(ws):
         state["count"] += 1
         number = state["count"]
-        entry = {"ws": ws, "join_ref": None, "initialized": False, "init_wanted": False}
+        entry = {"ws": ws, "join_ref": None, "initialized": False, "init_wanted": False, "stalled": False}
         live[number] = entry
         heartbeats_after_init = 0
         init_task = None
@@ -156,9 +243,14 @@ def main():
                 try:
                     text = await asyncio.wait_for(ws.recv(), timeout=args.idle_timeout)
                 except asyncio.TimeoutError:
+                    if entry["stalled"]:
+                        continue
                     record(kind="idle-timeout", connection=number)
                     await ws.close()
                     return
+                if entry["stalled"]:
+                    # Read before the stall (websockets had already buffered it): not answered.
+                    continue
                 try:
                     frame = json.loads(text)
                 except ValueError:
@@ -201,6 +293,7 @@ def main():
         except websockets.ConnectionClosed:
             pass
         finally:
+            record(kind="closed", connection=number)
             live.pop(number, None)
             if init_task is not None:
                 init_task.cancel()
@@ -213,7 +306,9 @@ def main():
                 asyncio.run_coroutine_threadsafe(command(line), loop)
 
         threading.Thread(target=read_commands, daemon=True).start()
-        async with serve(handler, "127.0.0.1", 0, process_request=process_request) as server:
+        async with serve(handler, "127.0.0.1", 0, process_request=process_request,
+                         # No keepalive pings of its own: a stalled connection must send nothing.
+                         ping_interval=None) as server:
             port = server.sockets[0].getsockname()[1]
             record(kind="listening", port=port)
             await asyncio.sleep(args.lifetime)

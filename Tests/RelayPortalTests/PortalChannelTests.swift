@@ -303,6 +303,101 @@ private func s(_ seconds: Double) -> Duration { .milliseconds(Int64(seconds * 10
         }
         #expect(now > .seconds(15))
     }
+
+    @Test func garbageIsCountedAndNeverTakenForInitOrDisconnect() {
+        var channel = PortalChannel(stampSecret: "x", rng: SplitMix(state: 14))
+        _ = channel.start(now: .zero)
+        let join = sentFrames(channel.connected(id: 1, now: .zero))
+        let ref = join.first?.ref ?? ""
+        _ = channel.received(id: 1, text: "[\"\(ref)\",\"\(ref)\",\"relay\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]", now: .zero)
+        #expect(channel.statistics == PortalStatistics())
+        // Not Phoenix v2 frames, several of them an init or a disconnect if read loosely.
+        let malformed = ["hello", "", "[", #"{"topic":"relay","event":"init","payload":{}}"#, "[1,2,3,4,5]",
+                         #"[null,null,"relay","init"]"#, #"[null,null,"relay","init",{},6]"#, "[\"\(ref)\",null,\"relay\",\"init\",[]]",
+                         #"[null,null,7,"init",{}]"#, #"[null,null,"relay",null,{}]"#,
+                         #"[null,null,"relay","disconnect",null]"#, #""init""#, "null"]
+        // Well-formed, of no use: unknown events and topics, replies to nothing asked, other disconnects.
+        let ignored = [#"[null,null,"relay","surprise",{}]"#, #"[null,null,"elsewhere","init",{}]"#,
+                       #"[null,null,"phoenix","init",{}]"#, #"[null,null,"relay","disconnect",{"reason":"maintenance"}]"#,
+                       #"[null,null,"relay","disconnect",{"reason":5}]"#, #"[null,"999","phoenix","phx_reply",{"status":"ok"}]"#,
+                       #"[null,"998","relay","phx_reply",{"status":"error"}]"#]
+        for text in malformed + ignored { #expect(channel.received(id: 1, text: text, now: s(0.1)).isEmpty, "\(text)") }
+        #expect(channel.receivedBinary(id: 1, now: s(0.1)).isEmpty)
+        #expect(!channel.isReady && !channel.hasBeenInitialized)
+        #expect(channel.state == .awaitingInit(id: 1, deadline: .seconds(5)))
+        #expect(channel.statistics[.malformed] == malformed.count)
+        #expect(channel.statistics[.ignored] == ignored.count)
+        #expect(channel.statistics[.binary] == 1)
+        // Frames on another connection id are not the portal's: not counted.
+        #expect(channel.received(id: 7, text: "junk", now: s(0.1)).isEmpty)
+        #expect(channel.receivedBinary(id: 7, now: s(0.1)).isEmpty)
+        #expect(channel.statistics[.malformed] == malformed.count && channel.statistics[.binary] == 1)
+
+        // Initialised, the same garbage changes nothing either; a second init is ignored too.
+        #expect(channel.received(id: 1, text: "[\"\(ref)\",null,\"relay\",\"init\",{}]", now: s(0.2)) == [.initialized, .readinessChanged(true)])
+        for text in malformed + ignored + ["[\"\(ref)\",null,\"relay\",\"init\",{}]"] {
+            #expect(channel.received(id: 1, text: text, now: s(0.3)).isEmpty, "\(text)")
+        }
+        #expect(channel.isReady)
+        #expect(channel.state == .ready(id: 1))
+        #expect(channel.statistics[.malformed] == 2 * malformed.count)
+        #expect(channel.statistics[.ignored] == 2 * ignored.count + 1)
+        #expect(channel.statistics.losses.isEmpty)
+    }
+
+    @Test func everyLostConnectionIsCountedByItsCause() {
+        var config = PortalConfiguration()
+        config.jitter = 0
+        config.heartbeatInterval = .seconds(1)
+        config.initialConnectMaxElapsed = .seconds(3600)   // no giving up before the first join here
+        var channel = PortalChannel(configuration: config, stampSecret: "x", rng: SplitMix(state: 15))
+        var now = Duration.zero
+        _ = channel.start(now: now)
+        // Refused at once, then a refused upgrade, then one with Retry-After, then no answer in time.
+        _ = channel.disconnected(id: 1, now: now, reason: "connection refused")
+        now += .seconds(1); _ = channel.tick(now: now)
+        _ = channel.rejected(id: 2, now: now, rejection: PortalRejection(status: 500))
+        now += .seconds(1); _ = channel.tick(now: now)
+        _ = channel.rejected(id: 3, now: now, rejection: PortalRejection(status: 503, retryAfter: .seconds(1)))
+        now += .seconds(1); _ = channel.tick(now: now)
+        now += config.connectTimeout; _ = channel.tick(now: now)
+        #expect(channel.statistics[.connectFailed] == 4)
+        // Connected, joined: no init within the join timeout.
+        now += .seconds(1); _ = channel.tick(now: now)
+        _ = channel.connected(id: 5, now: now)
+        now += config.joinTimeout; _ = channel.tick(now: now)
+        #expect(channel.statistics[.joinTimeout] == 1)
+
+        // Ready, then: the portal stops answering heartbeats (more than 3 unanswered).
+        func ready(_ id: Int) {
+            now += .seconds(60); _ = channel.tick(now: now)
+            joinAndInit(&channel, id: id, now: now)
+            #expect(channel.state == .ready(id: id))
+        }
+        ready(6)
+        var lost: [PortalAction] = []
+        for _ in 1...5 {
+            now += config.heartbeatInterval
+            lost = channel.tick(now: now)
+        }
+        #expect(lost == [.close(id: 6), .readinessChanged(false)])
+        #expect(channel.statistics[.heartbeatTimeout] == 1)
+        // The portal closes the connection; the WebSocket layer refuses a frame; phx_error.
+        ready(7)
+        _ = channel.disconnected(id: 7, now: now, reason: "closed")
+        #expect(channel.statistics[.closed] == 1)
+        ready(8)
+        _ = channel.disconnected(id: 8, now: now, reason: "invalidFrameLength", frameRejected: true)
+        #expect(channel.statistics[.frameRejected] == 1)
+        ready(9)
+        #expect(channel.received(id: 9, text: #"[null,null,"relay","phx_error",{}]"#, now: now) == [.close(id: 9), .readinessChanged(false)])
+        #expect(channel.statistics[.channelError] == 1)
+        // Events for connections already given up are not counted again.
+        _ = channel.disconnected(id: 9, now: now, reason: "closed")
+        #expect(channel.statistics[.closed] == 1)
+        #expect(channel.statistics.losses.values.reduce(0, +) == 9)
+        #expect(channel.statistics.discarded.isEmpty)
+    }
 }
 
 /// Connection `id` opens, joins (reply ok) and gets `init`.

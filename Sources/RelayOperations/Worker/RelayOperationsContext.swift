@@ -1,6 +1,7 @@
 import CoreMetrics
 import RelayCore
 import RelayIO
+import RelayPortal
 import Synchronization
 
 /// Everything the operations side shares with the workers of one relay process: the board that
@@ -16,8 +17,11 @@ public final class RelayOperationsContext: Sendable {
     /// A worker that has not published for this long is considered stuck (not ready).
     public let stalenessLimit: UInt64
     private let draining = DrainFlag()
-    /// Whether the portal is connected, once a portal link registers (`attachPortal`).
-    private let portalConnected = PortalCheck()
+    /// Whether the portal is connected and what its channel counted, once a portal link
+    /// registers (`attachPortal`).
+    private let portalConnected = Registered<(isConnected: @Sendable () -> Bool, statistics: @Sendable () -> PortalStatistics)>()
+    /// The OTLP exporter's failed exports, once it registers (`attachOTLP`).
+    private let otlpFailures = Registered<@Sendable () -> Int>()
 
     /// - Parameter statisticsIntervalNanoseconds: the workers' `WorkerConfiguration.statisticsIntervalNanoseconds`;
     ///   a worker silent for five intervals (at least 5 s) is not ready.
@@ -25,11 +29,12 @@ public final class RelayOperationsContext: Sendable {
         metrics = RelayMetrics(additionalFactories: additionalFactories)
         stalenessLimit = max(5_000_000_000, statisticsIntervalNanoseconds * 5)
         metrics.addSource(board)
-        metrics.addSource { [board, stalenessLimit, portalConnected] in
+        metrics.addSource { [board, stalenessLimit, portalConnected, otlpFailures] in
             let portal = portalConnected.check
             return [RelaySnapshot(ProcessHealth(
                 workersNotPublishing: board.workersNotPublishing(maxAge: stalenessLimit),
-                portalConfigured: portal == nil ? 0 : 1, portalConnected: portal?() == true ? 1 : 0))]
+                portalConfigured: portal == nil ? 0 : 1, portalConnected: portal?.isConnected() == true ? 1 : 0,
+                portal: portal?.statistics() ?? PortalStatistics(), otlpExportFailures: otlpFailures.check?() ?? 0))]
         }
         readiness.set("workers") { [board, stalenessLimit] in board.allWorkersAlive(maxAge: stalenessLimit) }
         readiness.set("not draining") { [draining] in !draining.isSet }
@@ -51,10 +56,17 @@ public final class RelayOperationsContext: Sendable {
     }
 
     /// A portal link: `/readyz` checks it ("portal") and `/metrics` reports it
-    /// (`relay_portal_configured`, `relay_portal_connected`).
-    public func attachPortal(isConnected: @escaping @Sendable () -> Bool) {
-        portalConnected.check = isConnected
+    /// (`relay_portal_configured`, `relay_portal_connected`, and what its channel counted:
+    /// `relay_portal_connection_losses_total`, `relay_portal_frames_discarded_total`).
+    public func attachPortal(isConnected: @escaping @Sendable () -> Bool,
+                             statistics: @escaping @Sendable () -> PortalStatistics) {
+        portalConnected.check = (isConnected, statistics)
         readiness.set("portal", isConnected)
+    }
+
+    /// An OTLP exporter: `/metrics` (and OTLP) report its failed exports (`relay_otlp_export_failures_total`).
+    public func attachOTLP(failedExports: @escaping @Sendable () -> Int) {
+        otlpFailures.check = failedExports
     }
 
     /// /readyz's `xdp:` line when the fast path is off or failed (e.g. "off", "failed: ...").
@@ -65,9 +77,10 @@ public final class RelayOperationsContext: Sendable {
     public func markDraining() { draining.set() }
 }
 
-private final class PortalCheck: Sendable {
-    private let value = Mutex<(@Sendable () -> Bool)?>(nil)
-    var check: (@Sendable () -> Bool)? {
+/// A reader registered once the component it reads exists (the portal link, the OTLP exporter).
+private final class Registered<Reader: Sendable>: Sendable {
+    private let value = Mutex<Reader?>(nil)
+    var check: Reader? {
         get { value.withLock { $0 } }
         set { value.withLock { $0 = newValue } }
     }
