@@ -156,11 +156,29 @@ struct RelayProcess {
                 "relay_ipv6": "\(fastPath.encoding.relayIPv6?.description ?? "none")",
             ])
             operations.attach(xdp: fastPath)
+            warnIfForwardingIsOff(xdp)
             return fastPath
         case .failure(let failure):
             logger.warning("XDP fast path off: \(failure) Serving everything on the \(settings.resolvedIOBackend) path.")
             operations.noteXDP("failed (\(failure.cause))")
             return nil
+        }
+    }
+
+    /// On several interfaces the program picks each packet's next hop with bpf_fib_lookup, which
+    /// finds no route on an interface whose IP forwarding is off: what must leave by another
+    /// interface then passes to the io_uring path (reason `no_route`). Named once at start.
+    func warnIfForwardingIsOff(_ xdp: XDPSettings) {
+        guard xdp.interfaces.count > 1 else { return }
+        for family in ["ipv4", "ipv6"] {
+            let off = xdp.interfaces.filter { name in
+                let path = "/proc/sys/net/\(family)/conf/\(name)/forwarding"
+                guard let file = fopen(path, "r") else { return false }
+                defer { fclose(file) }
+                return fgetc(file) == Int32(UInt8(ascii: "0"))
+            }
+            guard !off.isEmpty else { continue }
+            logger.warning("XDP on \(xdp.interfaces.count) interfaces: \(family) forwarding is off on \(off.joined(separator: ", ")), so packets the XDP program would send out by another interface find no route and are relayed by the userspace path instead (relay_xdp_passed_packets_total{reason=\"no_route\"}). To relay them in XDP: sysctl -w net.\(family).conf.all.forwarding=1 (and per interface).")
         }
     }
 
