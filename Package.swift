@@ -206,7 +206,7 @@ let package = Package(
             exclude: ["deny_bpf.c", "otlp_faulty_collector.py"]
         ),
         .testTarget(name: "RelayOTelTests", dependencies: ["RelayOTel", "RelayOperations", "OperationsTestSupport"], exclude: ["otlp_receiver.py"]),
-        .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit", "TURNRequests"]),
+        .testTarget(name: "TurnBenchTests", dependencies: ["TurnBenchKit", "TURNRequests", "TestSupport"]),
         .testTarget(name: "RelayPortalTests", dependencies: ["RelayPortal"]),
         .testTarget(
             name: "RelayPortalWebSocketTests",

@@ -23,7 +23,7 @@ enum LoopbackPorts {
         for _ in 0..<200 {
             let port = UInt16.random(in: 20000...32000)
             guard canBind(ipv6: false, port: port) else { continue }
-            if !ipv6Available || canBind(ipv6: true, port: port) { return port }
+            if !ipv6Available || canBind(ipv6: true, port: port), ListenPortClaims.claim(port) { return port }
         }
         throw NoFreePort(what: "a free UDP port on loopback")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import STUN
 import Testing
+import TestSupport
 @testable import TurnBenchKit
 
 // `streams` and `tls-idle`: arguments, server settings, figures and tables, and a tiny run of
@@ -146,7 +147,9 @@ func freeBenchPorts(_ count: UInt16, in range: ClosedRange<UInt16> = 20000...320
     for _ in 0..<200 {
         let first = UInt16.random(in: range) & ~(count - 1)
         guard first >= range.lowerBound else { continue }
-        if (first..<first + count).allSatisfy({ free($0, Int32(SOCK_DGRAM.rawValue)) && free($0, Int32(SOCK_STREAM.rawValue)) }) {
+        // Once per test process (ListenPortClaims): suites run side by side.
+        if (first..<first + count).allSatisfy({ free($0, Int32(SOCK_DGRAM.rawValue)) && free($0, Int32(SOCK_STREAM.rawValue)) }),
+           ListenPortClaims.claim(first...(first + count - 1)) {
             return first
         }
     }

@@ -20,7 +20,9 @@ import TestSupport
     static func freePort() throws -> UInt16 {
         for _ in 0..<200 {
             let port = UInt16.random(in: 20000...32000)
-            if (try? BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.any), port: port))) != nil { return port }
+            // Once per test process (ListenPortClaims): suites run side by side.
+            if (try? BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.any), port: port))) != nil,
+               ListenPortClaims.claim(port) { return port }
         }
         throw RelayIOError.configuration("no free UDP port in 20000-32000")
     }
