@@ -98,6 +98,14 @@ func streamResult(_ server: String, _ transport: ClientTransport, round: Int, ta
     #expect(PrometheusText.value(text, name: "relay_stream_connections_open", labels: ["transport": "udp"]) == nil)
     #expect(PrometheusText.samples(text, name: "relay_stream_connections_open").count == 2)
     #expect(PrometheusText.samples(text, name: "relay_tls_handshakes_total").count == 2)
+    // A figure over several series (one per datapath) is their sum, whichever comes first.
+    let relayed = """
+    relay_relayed_packets_total{datapath="xdp",direction="client_to_peer"} 0
+    relay_relayed_packets_total{datapath="userspace",direction="client_to_peer"} 80000
+    relay_relayed_packets_total{datapath="userspace",direction="peer_to_client"} 5
+    """
+    #expect(PrometheusText.value(relayed, name: "relay_relayed_packets_total", labels: ["direction": "client_to_peer"]) == 80000)
+    #expect(PrometheusText.value(relayed, name: "relay_relayed_packets_total") == 80005)
 }
 
 @Test func tlsIdleTable() {

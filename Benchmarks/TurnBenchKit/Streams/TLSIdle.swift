@@ -197,9 +197,12 @@ public enum PrometheusText {
         return out
     }
 
-    /// The value of the sample of `name` whose labels include `labels`.
+    /// The sum of the samples of `name` whose labels include `labels` (nil when there is none):
+    /// `relay_relayed_packets_total{direction="client_to_peer"}` is one series per `datapath`, and
+    /// the first of them alone was 0 whenever the `xdp` one came first.
     public static func value(_ text: String, name: String, labels: [String: String] = [:]) -> Double? {
-        samples(text, name: name).first { s in labels.allSatisfy { s.0[$0.key] == $0.value } }?.1
+        let matching = samples(text, name: name).filter { s in labels.allSatisfy { s.0[$0.key] == $0.value } }
+        return matching.isEmpty ? nil : matching.reduce(0) { $0 + $1.1 }
     }
 }
 
