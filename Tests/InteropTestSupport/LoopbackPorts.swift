@@ -16,21 +16,17 @@ enum LoopbackPorts {
     /// skipped without it (`IPv6Loopback`).
     static var ipv6Available: Bool { IPv6Loopback.isAvailable }
 
-    /// A UDP port that is free on 127.0.0.1 (and on ::1 when that exists) right now, below the
-    /// kernel's ephemeral range and so outside turn-relay's default relay range (49152–65535),
-    /// which it refuses as a listen port.
+    /// A port free for UDP and TCP on 127.0.0.1 (and on ::1 when that exists) right now and never
+    /// handed out before in this process (`ListenPortClaims`), below the kernel's ephemeral range
+    /// and so outside turn-relay's default relay range (49152–65535), which it refuses as a listen port.
     static func freePort() throws -> UInt16 {
-        for _ in 0..<200 {
-            let port = UInt16.random(in: 20000...32000)
-            guard canBind(ipv6: false, port: port) else { continue }
-            if !ipv6Available || canBind(ipv6: true, port: port), ListenPortClaims.claim(port) { return port }
-        }
-        throw NoFreePort(what: "a free UDP port on loopback")
+        try ListenPortClaims.freePort()
     }
 
     /// A window of `count` consecutive UDP ports for relayed addresses, outside the kernel's
     /// ephemeral range (32768–60999 by default) so that client sockets do not land in it.
-    /// Windows handed out within one test process never overlap.
+    /// Windows are handed out in turn (22 of 200 ports), so relays running at the same time get
+    /// different windows unless more than 22 of them run at once.
     static func relayPortRange(count: Int = 200) throws -> ClosedRange<UInt16> {
         let first = 61_000
         let last = 65_400

@@ -110,7 +110,7 @@ struct RelayIntegrationTests {
     }
 
     @Test(arguments: IOBackendKind.allCases) func exhaustedPortRangeAnswers508(backend: IOBackendKind) throws {
-        let free = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+        let free = try ListenPortClaims.freePort()
         let relay = try RelayFixture(backend: backend) { $0.portRange = free...free }
         let first = try relay.client(id: "first")
         let allocated = try #require(first.allocate())

@@ -22,7 +22,7 @@ import TestSupport
     }
 
     @Test(arguments: IOBackendKind.allCases) func workersShareTheTURNPortThroughReusePort(backend: IOBackendKind) throws {
-        let port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+        let port = try ListenPortClaims.freePort()
         let runtime = try RelayRuntime.start(
             workers: 2, configuration: { var c = WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: port)
                 c.ioBackend = backend
@@ -40,7 +40,7 @@ import TestSupport
     }
 
     @Test(arguments: IOBackendKind.allCases) func steeringByClientAddressSendsEverySocketOfAHostToOneWorker(backend: IOBackendKind) throws {
-        let port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+        let port = try ListenPortClaims.freePort()
         var configuration = WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: port)
         configuration.ioBackend = backend
         configuration.steerByClientAddress = true

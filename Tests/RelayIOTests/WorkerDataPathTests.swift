@@ -300,7 +300,7 @@ struct WorkerDataPathTests {
     @Test(arguments: IOBackendKind.allCases) func allocationSocketsOpenRelayAndClose(backend: IOBackendKind) throws {
         let f = try WorkerFixture(backend: backend)
         // A free port: bind, read, release.
-        let port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+        let port = try ListenPortClaims.freePort()
         f.client.send([0x0E, UInt8(port >> 8), UInt8(port & 0xFF)], to: f.listener)
         let relay = TransportAddress(ip: .v4(.loopback), port: port)
         let peer = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0))

@@ -25,7 +25,7 @@ import TestSupport
         let sink = RecordingSink()
         let fixture = try WorkerFixture(backend: backend) { $0.routeSink = sink }
         // A free port for the allocation socket.
-        let port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+        let port = try ListenPortClaims.freePort()
         fixture.client.send([0x0E, UInt8(port >> 8), UInt8(port & 0xFF)], to: fixture.listener)
         #expect(within(seconds: 5) { fixture.events.all.contains("opened 2 opened") }, "\(fixture.events.all)")
         fixture.client.send([0x0D, UInt8(port >> 8), UInt8(port & 0xFF)], to: fixture.listener)

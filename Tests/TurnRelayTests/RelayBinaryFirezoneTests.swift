@@ -18,13 +18,7 @@ import TestSupport
     /// A free UDP port below the kernel's ephemeral range, so it is never inside the default relay
     /// range (49152–65535), which the relay refuses as a listen port.
     static func freePort() throws -> UInt16 {
-        for _ in 0..<200 {
-            let port = UInt16.random(in: 20000...32000)
-            // Once per test process (ListenPortClaims): suites run side by side.
-            if (try? BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.any), port: port))) != nil,
-               ListenPortClaims.claim(port) { return port }
-        }
-        throw RelayIOError.configuration("no free UDP port in 20000-32000")
+        try ListenPortClaims.freePort()
     }
 
     /// A JSON log line's metadata value, e.g. `"health":"127.0.0.1:41234"`.

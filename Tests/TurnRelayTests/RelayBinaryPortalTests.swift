@@ -20,7 +20,7 @@ import TestSupport
         let port: UInt16
 
         convenience init(portalPort: Int, extra: [String] = [], token: String = "relay-token-1") throws {
-            let port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+            let port = try ListenPortClaims.freePort()
             // The token comes from the environment, as in a deployment.
             try self.init(port: port, arguments: [
                 "serve", "--listen-port", "\(port)", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",

@@ -21,7 +21,7 @@ import TestSupport
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let log = try FileHandle(forWritingTo: logURL)
 
-        let port = try BlockingUDPSocket(bindTo: TransportAddress(ip: .v4(.loopback), port: 0)).localAddress.port
+        let port = try ListenPortClaims.freePort()
         let process = Process()
         process.executableURL = binary
         process.arguments = ["serve", "--listen-port", "\(port)", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",
