@@ -117,6 +117,47 @@ import TestSupport
         #expect(control.refresh(lifetime: 600)?.errorCode == nil, "the control connection's allocation is gone")
     }
 
+    /// `--max-tcp-connections-per-allocation`: one allocation cannot hold more peer connections
+    /// than that, whether peers connect to its relayed address (the one over the cap is closed at
+    /// once, announced to no one) or the client asks for them with Connect (508, as for a full
+    /// relay port range). Another allocation of the same relay is not affected.
+    @Test(.timeLimit(.minutes(2))) func peerConnectionsPerAllocationAreCapped() async throws {
+        let server = try await Server(["--max-tcp-connections-per-allocation", "2"])
+        let (control, relayed) = try Self.tcpAllocation(server)
+        var peers: [TestStreamConnection] = []
+        var connectionIDs: [UInt32] = []
+        for n in 1...2 {
+            let peer = try TestStreamConnection(to: relayed)
+            let attempt = try #require(Self.connectionAttempt(on: control), "peer \(n): no ConnectionAttempt")
+            #expect(attempt.1 == peer.localAddress)
+            peers.append(peer)
+            connectionIDs.append(attempt.0)
+        }
+        await server.expectMetric("relay_tcp_peer_connections_open", 2)
+        let third = try TestStreamConnection(to: relayed)
+        #expect(third.waitForClose(timeoutMilliseconds: 5000), "the connection over the cap stayed open")
+        #expect(control.connection.receive(timeoutMilliseconds: 500) == nil, "the connection over the cap was announced")
+        let listener = try TestTCPListener()
+        let refused = try #require(control.request(.connect) { $0.appendXorAddress(.xorPeerAddress, listener.address) })
+        #expect(refused.errorCode == 508, "Connect over the cap: \(String(describing: refused.errorCode))")
+        #expect(listener.accept(timeoutMilliseconds: 300) == nil, "the relay connected to the peer anyway")
+
+        // One of the two, bound and then closed by its peer, frees a place (§5.5).
+        let (data, bound) = try Self.bind(server, connectionIDs[0])
+        #expect(bound?.messageClass == .successResponse, "ConnectionBind: \(String(describing: bound?.errorCode))")
+        peers[0].shutdownWrite()
+        #expect(data.waitForClose(timeoutMilliseconds: 5000), "the client data connection stayed open")
+        await server.expectMetric("relay_tcp_peer_connections_open", 1)
+        let again = try #require(control.request(.connect) { $0.appendXorAddress(.xorPeerAddress, listener.address) })
+        #expect(again.messageClass == .successResponse, "Connect after one ended: \(String(describing: again.errorCode))")
+        #expect(listener.accept(timeoutMilliseconds: 3000) != nil)
+
+        // Another allocation has its own two.
+        let (otherControl, otherRelayed) = try Self.tcpAllocation(server)
+        let otherPeer = try TestStreamConnection(to: otherRelayed)
+        #expect(Self.connectionAttempt(on: otherControl)?.1 == otherPeer.localAddress)
+    }
+
     /// §5.3: "If no permission for this peer has been installed for this allocation, the server
     /// MUST close the connection with the peer immediately after it has been accepted."
     @Test(.timeLimit(.minutes(2))) func aPeerWithoutPermissionIsClosedAtOnce() async throws {
