@@ -158,6 +158,27 @@ import TestSupport
         #expect(Self.connectionAttempt(on: otherControl)?.1 == otherPeer.localAddress)
     }
 
+    /// RFC 6062 §5.3: "If no ConnectionBind request associated with this peer data connection is
+    /// received after 30 seconds, the peer data connection MUST be closed." A peer that connects
+    /// and a client that never binds: the relay closes the peer's connection after 30 s (counted),
+    /// the CONNECTION-ID is then unknown, and the allocation goes on.
+    @Test(.timeLimit(.minutes(2))) func aPeerConnectionNeverBoundIsClosedAfterThirtySeconds() async throws {
+        let server = try await Server()
+        let (control, relayed) = try Self.tcpAllocation(server)
+        let peer = try TestStreamConnection(to: relayed)
+        let (connectionID, _) = try #require(Self.connectionAttempt(on: control), "no ConnectionAttempt")
+        let connectedAt = ContinuousClock.now
+        #expect(!peer.waitForClose(timeoutMilliseconds: 25_000), "closed before 30 s")
+        #expect(peer.waitForClose(timeoutMilliseconds: 15_000), "still open 40 s after the ConnectionAttempt")
+        let closedAfter = ContinuousClock.now - connectedAt
+        print("tcp-allocations: a never-bound peer connection was closed \(closedAfter) after its ConnectionAttempt")
+        await server.expectMetric("relay_tcp_bind_timeouts_total", 1)
+        await server.expectMetric("relay_tcp_peer_connections_open", 0)
+        let (_, late) = try Self.bind(server, connectionID)
+        #expect(late?.errorCode == 400, "ConnectionBind after the timeout: \(String(describing: late?.errorCode))")
+        #expect(control.refresh(lifetime: 600)?.errorCode == nil, "the allocation is gone")
+    }
+
     /// §5.3: "If no permission for this peer has been installed for this allocation, the server
     /// MUST close the connection with the peer immediately after it has been accepted."
     @Test(.timeLimit(.minutes(2))) func aPeerWithoutPermissionIsClosedAtOnce() async throws {
