@@ -150,7 +150,13 @@ import TURNTestClient
             let (after, rssAfter) = (failures() ?? 0, Self.residentKiB(relay.process.processIdentifier) ?? 0)
             #expect(after - before >= 10, "failed exports \(before) → \(after)")
             // Nothing queued per failed export: a generous bound (the relay's RSS is about 40 MiB).
-            #expect(rssAfter - rssBefore < 16 * 1024, "VmRSS \(rssBefore) → \(rssAfter) KiB")
+            // Not under AddressSanitizer (`make test-sanitizers`): its quarantine keeps freed memory
+            // resident (256 MiB by default), so RSS grows with any allocation churn.
+            if ProcessInfo.processInfo.environment["ASAN_OPTIONS"] != nil {
+                print("otlp \(mode): RSS bound not checked: the relay runs under AddressSanitizer (ASAN_OPTIONS is set)")
+            } else {
+                #expect(rssAfter - rssBefore < 16 * 1024, "VmRSS \(rssBefore) → \(rssAfter) KiB")
+            }
             #expect(relay.log.contains("Failed to export metrics."))
             print("otlp \(mode): failed exports \(before) → \(after) over 8 s, VmRSS \(rssBefore) → \(rssAfter) KiB")
         }
