@@ -115,7 +115,9 @@ final class TurnServerUnderTest: @unchecked Sendable {
         // The sanitizers' options too, so that a sanitizer build's reports (`make test-sanitizers`)
         // go where the run asked for them.
         var environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
-        for name in ["ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"] {
+        // LD_PRELOAD: the ThreadSanitizer run's Mutex shim (scripts/tsan-swift-mutex.c), without
+        // which the relay's contended Mutexes are reported as races.
+        for name in ["ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS", "LD_PRELOAD"] {
             if let value = ProcessInfo.processInfo.environment[name] { environment[name] = value }
         }
         let process = try ChildProcess(
