@@ -41,7 +41,7 @@ struct AllocationQuotaTests {
         // whichever worker either lands on, and the one after that is refused again.
         // RFC 8656 §8.3: "If the client receives a 437 (Allocation Mismatch) error response to a
         // request to delete the allocation, then the allocation no longer exists and it should
-        // consider its request as having succeeded" (a retransmission answered after the first).
+        // consider its request as having effectively succeeded" (a retransmission answered after the first).
         let deleted = clients[0].refresh(lifetime: 0)
         #expect(deleted != nil && (deleted?.errorCode == nil || deleted?.errorCode == 437))
         let next = try Self.client(server, credential, 17)
