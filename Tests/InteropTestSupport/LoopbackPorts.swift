@@ -16,13 +16,6 @@ enum LoopbackPorts {
     /// skipped without it (`IPv6Loopback`).
     static var ipv6Available: Bool { IPv6Loopback.isAvailable }
 
-    /// A port free for UDP and TCP on 127.0.0.1 (and on ::1 when that exists) right now and never
-    /// handed out before in this process (`ListenPortClaims`), below the kernel's ephemeral range
-    /// and so outside turn-relay's default relay range (49152–65535), which it refuses as a listen port.
-    static func freePort() throws -> UInt16 {
-        try ListenPortClaims.freePort()
-    }
-
     /// A window of `count` consecutive UDP ports for relayed addresses, outside the kernel's
     /// ephemeral range (32768–60999 by default) so that client sockets do not land in it.
     /// Windows are handed out in turn (22 of 200 ports), so relays running at the same time get

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -72,12 +73,12 @@ final class TurnServerUnderTest: @unchecked Sendable {
          ioBackend: String? = nil, launcher: URL? = nil, allowLoopbackPeers: Bool = true,
          extraArguments: [String] = []) throws {
         self.implementation = implementation
-        port = try LoopbackPorts.freePort()
+        port = try ListenPortClaims.freePort()
         let certificate = TestCertificate.files
         var tls: UInt16?
         if certificate != nil {
-            var candidate = try LoopbackPorts.freePort()
-            while candidate == port { candidate = try LoopbackPorts.freePort() }
+            var candidate = try ListenPortClaims.freePort()
+            while candidate == port { candidate = try ListenPortClaims.freePort() }
             tls = candidate
         }
         tlsPort = tls
@@ -114,12 +115,8 @@ final class TurnServerUnderTest: @unchecked Sendable {
         // variables too (REALM, USERS, ...), and a stray one must not change the server under test.
         // The sanitizers' options too, so that a sanitizer build's reports (`make test-sanitizers`)
         // go where the run asked for them.
-        var environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
-        // LD_PRELOAD: the ThreadSanitizer run's Mutex shim (scripts/tsan-swift-mutex.c), without
-        // which the relay's contended Mutexes are reported as races.
-        for name in ["ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS", "LD_PRELOAD"] {
-            if let value = ProcessInfo.processInfo.environment[name] { environment[name] = value }
-        }
+        let environment = SanitizerEnvironment.passedOn(
+            to: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"])
         let process = try ChildProcess(
             executable: executable, arguments: arguments, name: implementation.rawValue, environment: environment)
         self.process = process
@@ -307,7 +304,7 @@ final class TurnutilsPeer: @unchecked Sendable {
     private let process: ChildProcess
 
     init() throws {
-        port = try LoopbackPorts.freePort()
+        port = try ListenPortClaims.freePort()
         var arguments = ["-p", "\(port)", "-L", LoopbackPorts.peerIPv4]
         if LoopbackPorts.ipv6Available { arguments += ["-L", "::1"] }
         process = try ChildProcess(

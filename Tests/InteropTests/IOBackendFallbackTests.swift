@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -80,7 +81,7 @@ extension RealClientTests {
     func forcedIOUringUnderSeccompExitsWithCauseAndFix() throws {
         let launcher = try Self.buildSeccompLauncher()
         let relay = try TurnServerUnderTest.turnRelayBinary()
-        let port = try LoopbackPorts.freePort()
+        let port = try ListenPortClaims.freePort()
         let run = try ChildProcess.run(
             launcher,
             [relay.path, "serve", "--io-backend", "io-uring", "--listen-port", "\(port)", "--bind-ip4", "127.0.0.1",

@@ -33,12 +33,21 @@ public enum ListenPortClaims {
     /// kernel's ephemeral range (32768+), where other tests' client sockets come and go and a port
     /// found with bind-to-0 is the next client's.
     public static func freePort(in range: ClosedRange<UInt16> = 20000...32000) throws -> UInt16 {
+        try freePorts(1, in: range)
+    }
+
+    /// The first of `count` consecutive such ports (a relay that listens on several).
+    public static func freePorts(_ count: UInt16, in range: ClosedRange<UInt16> = 20000...32000) throws -> UInt16 {
+        precondition(count >= 1 && Int(count) <= range.count)
         for _ in 0..<500 {
-            let port = UInt16.random(in: range)
-            let free = [SOCK_DGRAM, SOCK_STREAM].allSatisfy { type in
-                bindable(AF_INET, Int32(type.rawValue), port) == true && bindable(AF_INET6, Int32(type.rawValue), port) != false
+            let first = UInt16.random(in: range.lowerBound...(range.upperBound - (count - 1)))
+            let ports = first...(first + (count - 1))
+            let free = ports.allSatisfy { port in
+                [SOCK_DGRAM, SOCK_STREAM].allSatisfy { type in
+                    bindable(AF_INET, Int32(type.rawValue), port) == true && bindable(AF_INET6, Int32(type.rawValue), port) != false
+                }
             }
-            if free, claim(port) { return port }
+            if free, claim(ports) { return first }
         }
         throw NoFreePort(range: range)
     }

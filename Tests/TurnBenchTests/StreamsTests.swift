@@ -137,31 +137,9 @@ func temporaryDirectory(_ name: String) throws -> String {
     return dir
 }
 
-/// `count` consecutive ports free for UDP and TCP on 127.0.0.1, below the kernel's ephemeral range
-/// (32768+, where other tests' client sockets come and go), so a relay started on them can bind.
+/// `count` consecutive ports for a relay under test (`ListenPortClaims.freePorts`).
 func freeBenchPorts(_ count: UInt16, in range: ClosedRange<UInt16> = 20000...32000) throws -> UInt16 {
-    func free(_ port: UInt16, _ type: Int32) -> Bool {
-        let fd = socket(AF_INET, type, 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = port.bigEndian
-        a.sin_addr = in_addr(s_addr: UInt32(0x7F00_0001).bigEndian)
-        return withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        } == 0
-    }
-    for _ in 0..<200 {
-        let first = UInt16.random(in: range) & ~(count - 1)
-        guard first >= range.lowerBound else { continue }
-        // Once per test process (ListenPortClaims): suites run side by side.
-        if (first..<first + count).allSatisfy({ free($0, Int32(SOCK_DGRAM.rawValue)) && free($0, Int32(SOCK_STREAM.rawValue)) }),
-           ListenPortClaims.claim(first...(first + count - 1)) {
-            return first
-        }
-    }
-    throw CocoaError(.fileNoSuchFile)
+    try ListenPortClaims.freePorts(count, in: range)
 }
 
 @Test(.timeLimit(.minutes(1))) func tinyStreamsRunDeliversOverEveryTransport() throws {

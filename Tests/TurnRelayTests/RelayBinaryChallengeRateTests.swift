@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Glibc
 import RelayCore
 import RelayIO
@@ -19,7 +20,7 @@ import Testing
     /// Sends `requests` unauthenticated Allocate requests from one socket as fast as it can and
     /// counts the 401 answers that arrive within 2 s of the last one.
     static func challengesAnswered(extra: [String]) async throws -> (answered: Int, log: String) {
-        let port = try RelayBinaryFirezoneTests.freePort()
+        let port = try ListenPortClaims.freePort()
         let relay = try Relay(port: port, arguments: [
             "serve", "--listen-port", "\(port)", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",
             "--min-port", "50480", "--max-port", "50490", "--workers", "1", "--health-check-addr", "none",

@@ -15,12 +15,6 @@ import TestSupport
 @Suite(.serialized, .dedicatedThread) struct RelayBinaryFirezoneTests {
     typealias Relay = RelayBinaryPortalTests.Relay
 
-    /// A free UDP port below the kernel's ephemeral range, so it is never inside the default relay
-    /// range (49152–65535), which the relay refuses as a listen port.
-    static func freePort() throws -> UInt16 {
-        try ListenPortClaims.freePort()
-    }
-
     /// A JSON log line's metadata value, e.g. `"health":"127.0.0.1:41234"`.
     static func jsonField(_ key: String, in log: String) -> String? {
         for line in log.split(separator: "\n") {
@@ -33,7 +27,7 @@ import TestSupport
 
     @Test(.timeLimit(.minutes(2))) func startsWithOnlyFirezoneEnvironmentNames() async throws {
         let portal = try await PhoenixPortal.start(["--init-on-command", "--token", "fz-token"])
-        let port = try Self.freePort()
+        let port = try ListenPortClaims.freePort()
         // What a Firezone compose file sets; nothing of ours, no arguments. The token as read from
         // a secrets file, with its trailing newline.
         let relay = try Relay(port: port, arguments: [], environment: [
@@ -159,7 +153,7 @@ import TestSupport
         #expect(slow.output.contains("--portal-heartbeat-ms"), "\(slow.output)")
 
         // Without a token the same defaults only warn, and the relay runs.
-        let port = try Self.freePort()
+        let port = try ListenPortClaims.freePort()
         let standalone = try Relay(port: port, arguments: ["serve", "--listen-port", "\(port)", "--bind-ip6", "none",
                                                            "--health-check-addr", "none", "--metrics-addr", "none",
                                                            "--drain-seconds", "0"], environment: [:])

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Glibc
 import Testing
 @testable import OperationsTestSupport
@@ -24,7 +25,7 @@ import Testing
 
     @Test(.timeLimit(.minutes(2))) func nonStandardValuesAreSaidAtStartAndTheRFCsAreNot() async throws {
         func start(_ extra: [String], environment: [String: String] = [:]) async throws -> String {
-            let port = try RelayBinaryFirezoneTests.freePort()
+            let port = try ListenPortClaims.freePort()
             let relay = try Relay(port: port, arguments: [
                 "serve", "--listen-port", "\(port)", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",
                 "--min-port", "50460", "--max-port", "50470", "--workers", "1", "--health-check-addr", "none",

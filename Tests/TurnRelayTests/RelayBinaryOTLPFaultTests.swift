@@ -105,7 +105,7 @@ import TURNTestClient
     @Test(.timeLimit(.minutes(2)), arguments: ["hang", "silent", "closed", "answering"])
     func aCollectorThatNeverAnswersCostsNothingButCountedFailures(collector mode: String) async throws {
         let collector = try Collector(mode)
-        let port = try RelayBinaryFirezoneTests.freePort()
+        let port = try ListenPortClaims.freePort()
         let relay = try Relay(port: port, arguments: [
             "serve", "--listen-port", "\(port)", "--bind-ip4", "127.0.0.1", "--bind-ip6", "none",
             "--min-port", "50580", "--max-port", "50590", "--workers", "1", "--realm", "example.org",

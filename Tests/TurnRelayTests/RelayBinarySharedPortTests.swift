@@ -20,7 +20,7 @@ import TestSupport
     }
 
     @Test(.timeLimit(.minutes(1))) func aSecondRelayOnAHeldPortWarnsAtStart() async throws {
-        let port = try RelayBinaryFirezoneTests.freePort()
+        let port = try ListenPortClaims.freePort()
         let first = try Relay(port: port, arguments: Self.arguments(port: port, minPort: 50460), environment: [:])
         #expect(await eventually(.seconds(20)) { first.log.contains("turn-relay listening") }, "\(first.log)")
         let second = try Relay(port: port, arguments: Self.arguments(port: port, minPort: 50475), environment: [:])

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Glibc
 import RelayCore
 import RelayIO
@@ -24,9 +25,9 @@ import Testing
 
         /// With `certificate`, TURN over TLS on `tlsPort` too.
         init(_ extra: [String] = [], certificate: (certificate: String, key: String)? = nil) async throws {
-            port = try RelayBinaryFirezoneTests.freePort()
-            var tls = try RelayBinaryFirezoneTests.freePort()
-            while tls == port { tls = try RelayBinaryFirezoneTests.freePort() }
+            port = try ListenPortClaims.freePort()
+            var tls = try ListenPortClaims.freePort()
+            while tls == port { tls = try ListenPortClaims.freePort() }
             tlsPort = tls
             let tlsArguments = certificate.map { ["--tls-listen-port", "\(tls)", "--tls-cert", $0.certificate, "--tls-key", $0.key] } ?? []
             relay = try Relay(port: port, arguments: [

@@ -280,7 +280,7 @@ import TestSupport
             let refused = try #require(control.request(.connect) { $0.appendXorAddress(.xorPeerAddress, forbidden) })
             #expect(refused.errorCode == 403, "Connect to \(forbidden): \(String(describing: refused.errorCode))")
         }
-        let closedPort = try RelayBinaryFirezoneTests.freePort()
+        let closedPort = try ListenPortClaims.freePort()
         let nobody = try #require(control.request(.connect) {
             $0.appendXorAddress(.xorPeerAddress, TransportAddress(ip: .v4(.loopback), port: closedPort))
         })

@@ -20,7 +20,7 @@ import TestSupport
     static func serve(_ extra: [String], environment: [String: String] = [:], launcher: [String] = [],
                       in lab: XDPLab? = nil) throws -> String {
         let ip: IPAddress = lab == nil ? .v4(.loopback) : .v4(IPv4Address(198, 18, 0, 1))
-        let port = lab == nil ? try RelayBinaryFirezoneTests.freePort() : 3478
+        let port = lab == nil ? try ListenPortClaims.freePort() : 3478
         let health = TransportAddress(ip: ip, port: lab == nil ? port + 1 : 8080)
         let relay = try Relay(port: port, arguments: [
             "serve", "--listen-port", "\(port)", "--bind-ip4", "\(ip)", "--bind-ip6", "none",

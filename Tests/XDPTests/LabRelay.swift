@@ -1,6 +1,7 @@
 import Foundation
 @testable import InteropTestSupport
 @testable import OperationsTestSupport
+import TestSupport
 import RelayCore
 import STUN
 
@@ -68,11 +69,9 @@ final class LabRelay: @unchecked Sendable {
         let started = ContinuousClock.now
         // Only PATH: turn-relay reads its options from environment variables too (REALM, USERS,
         // XDP_INTERFACE, ...), and a stray one must not change the relay under test.
-        var environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"]
-        // A sanitizer run's options and the ThreadSanitizer run's Mutex shim (`make test-sanitizers`).
-        for name in ["ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS", "LD_PRELOAD"] {
-            if let value = ProcessInfo.processInfo.environment[name] { environment[name] = value }
-        }
+        // With a sanitizer run's variables (`make test-sanitizers`).
+        let environment = SanitizerEnvironment.passedOn(
+            to: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"])
         let process = try lab.process(in: lab.relayNamespace, try TurnServerUnderTest.turnRelayBinary(), arguments,
                                       name: "turn-relay", environment: environment)
         self.process = process
