@@ -2,6 +2,7 @@ import Glibc
 @testable import RelayIO
 import RelayCore
 import STUN
+import Synchronization
 import Testing
 import TestSupport
 
@@ -83,5 +84,43 @@ import TestSupport
         #expect(seccomp.contains("seccomp") && seccomp.contains("io_uring_setup"))
         let old = IOUringProbe.explain(errno: EINVAL, stage: 4, opcode: -1, disabledSetting: nil)
         #expect(old.contains("multishot recvmsg") && old.contains("Linux ≥ 6.0"))
+    }
+}
+
+/// Every worker's listener joins the SO_REUSEPORT group before any worker serves: the kernel picks
+/// a group member by hashing the client's address over the members bound *now*, so a worker that
+/// answered while the next was still binding would see its clients' later requests hashed to
+/// another worker, which holds no allocation for them and answers 437 (seen in full test runs on a
+/// loaded machine, where the second worker bound tens of milliseconds after the first answered).
+@Suite(.dedicatedThread) struct RelayRuntimeStartupTests {
+    /// UDP sockets bound to `port` in this network namespace, from /proc/net/udp (IPv4).
+    static func udpSocketsBound(port: UInt16) -> Int {
+        guard let file = fopen("/proc/net/udp", "r") else { return -1 }
+        defer { fclose(file) }
+        var count = 0
+        var line = [CChar](repeating: 0, count: 512)
+        let hex = String(port, radix: 16, uppercase: true)
+        let suffix = ":" + String(repeating: "0", count: 4 - hex.count) + hex
+        while fgets(&line, Int32(line.count), file) != nil {
+            let fields = String(cString: line).split(separator: " ", omittingEmptySubsequences: true)
+            if fields.count > 1, fields[1].hasSuffix(suffix) { count += 1 }
+        }
+        return count
+    }
+
+    @Test(arguments: IOBackendKind.allCases) func everyWorkersListenerIsBoundBeforeAnyWorkerServes(backend: IOBackendKind) throws {
+        let port = try ListenPortClaims.freePort()
+        var configuration = WorkerConfiguration(listenIPv4: .loopback, listenIPv6: nil, listenPort: port)
+        configuration.ioBackend = backend
+        let seen = Mutex<[Int: Int]>([:])
+        // The processor is made on the worker's thread just before it starts serving.
+        let runtime = try RelayRuntime.start(workers: 3, configuration: configuration, portRange: 50000...50011) { context, _ in
+            let bound = Self.udpSocketsBound(port: port)
+            seen.withLock { $0[context.index] = bound }
+            return EchoProcessor(events: EventLog())
+        }
+        runtime.stop()
+        runtime.join()
+        #expect(seen.withLock { $0 } == [0: 3, 1: 3, 2: 3])
     }
 }

@@ -31,29 +31,41 @@ public final class RelayRuntime: Sendable {
             // RFC 6062 data connections reach any worker; they move to the one that holds their peer.
             configuration.streamHandoffs = StreamHandoffHub(workers: min(count, 64))
         }
+        // Every worker's listeners join their SO_REUSEPORT groups before any worker serves, so the
+        // kernel's choice of worker for a client address never changes after the client is answered.
+        var opened: [WorkerListeners] = []
+        for _ in 0..<count {
+            do throws(RelayIOError) {
+                opened.append(try WorkerListeners.open(configuration))
+            } catch {
+                for l in opened { l.close() }
+                throw error
+            }
+        }
+        if configuration.steerByClientAddress && count > 1, let first = opened.first {
+            // The program belongs to the whole reuseport group; member i is worker i, the i-th to bind.
+            for listener in first.udp {
+                let rc = cu_steer_by_source_ip(listener.fd, listener.handle == .listener(.ipv4) ? 4 : 6, UInt32(count))
+                if rc < 0 {
+                    for l in opened { l.close() }
+                    throw .configuration("cannot attach the client-address steering program: \(RelayIOError.text(-rc))")
+                }
+            }
+        }
         var started: [WorkerHandle] = []
         for index in 0..<count {
             let slice = slices[index]
             do throws(RelayIOError) {
-                started.append(try WorkerHandle.start(index: index, configuration: configuration, clock: clock,
-                                                             reloads: reloads) {
+                started.append(try WorkerHandle.start(index: index, configuration: configuration, listeners: opened[index],
+                                                      clock: clock, reloads: reloads) {
                     makeProcessor($0, slice)
                 })
             } catch {
+                // Worker `index` closed its own listeners; the later ones were never handed over.
+                for l in opened[(index + 1)...] { l.close() }
                 for w in started { w.stop() }
                 for w in started { w.join() }
                 throw error
-            }
-        }
-        if configuration.steerByClientAddress && count > 1, let first = started.first {
-            // The program belongs to the whole reuseport group; member i is worker i, the i-th to bind.
-            for (family, fd) in first.listenerSockets {
-                let rc = cu_steer_by_source_ip(fd, family == .ipv4 ? 4 : 6, UInt32(count))
-                if rc < 0 {
-                    for w in started { w.stop() }
-                    for w in started { w.join() }
-                    throw .configuration("cannot attach the client-address steering program: \(RelayIOError.text(-rc))")
-                }
             }
         }
         return RelayRuntime(workers: started, clock: clock)

@@ -30,69 +30,30 @@ public final class WorkerHandle: Sendable {
     }
 
     /// Opens the listener sockets on the calling thread (so bind errors surface here), then starts
-    /// the worker thread, which creates its ring (or epoll loop) there (a SINGLE_ISSUER ring belongs to the thread
-    /// that made it) and its processor via `makeProcessor`.
+    /// the worker on them (`start(index:listeners:...)`).
     public static func start<P: DatagramProcessor>(
         index: Int, configuration: WorkerConfiguration, clock: RelayClock,
         reloads: ReloadMailbox<P.Reload>? = nil,
         makeProcessor: @escaping @Sendable (WorkerContext) -> P
     ) throws(RelayIOError) -> WorkerHandle {
-        var listeners: [(SocketHandle, Int32)] = []
-        var addresses: [TransportAddress] = []
-        func closeAll() { for (_, fd) in listeners { _ = cu_close(fd) } }
-        var binds: [(SocketHandle, IPAddress)] = []
-        if let ip = configuration.listenIPv4 { binds.append((.listener(.ipv4), .v4(ip))) }
-        if let ip = configuration.listenIPv6 { binds.append((.listener(.ipv6), .v6(ip))) }
-        for (handle, ip) in binds {
-            var address = cu_addr(ip: ip, port: configuration.listenPort)
-            var options = Int32(CU_SO_REUSEPORT.rawValue) | Int32(CU_SO_V6ONLY.rawValue)
-            if configuration.enableGRO { options |= Int32(CU_SO_GRO.rawValue) }
-            if configuration.disableChecksumsForTesting { options |= Int32(CU_SO_NO_CHECK.rawValue) }
-            var gro: Int32 = 0
-            let fd = cu_udp_socket(&address, options, Int32(clamping: configuration.socketBufferBytes), &gro)
-            guard fd >= 0 else {
-                closeAll()
-                throw .socket(TransportAddress(ip: ip, port: configuration.listenPort), errno: -fd)
-            }
-            listeners.append((handle, fd))
-            var local = cu_addr()
-            if cu_local_address(fd, &local) == 0, let bound = local.transportAddress {
-                addresses.append(bound)
-            }
-        }
-        // Stream listeners (TURN over TCP and TLS), one per worker per address and port, like the
-        // UDP ones (SO_REUSEPORT spreads connections across the workers).
-        var streamListeners: [(fd: Int32, transport: StreamTransport)] = []
-        var streamPorts: [(UInt16, StreamTransport)] = []
-        if let port = configuration.streams.tcpPort { streamPorts.append((port, .tcp)) }
-        if let port = configuration.streams.tlsPort, configuration.streams.tls != nil { streamPorts.append((port, .tls)) }
-        var streamAddresses: [(StreamTransport, TransportAddress)] = []
-        for (requested, transport) in streamPorts {
-            for (handle, ip) in binds {
-                // TCP on "the listen port": with port 0 (tests), the one the UDP listener got.
-                var port = requested
-                if port == 0 && transport == .tcp, let udp = addresses.first(where: { $0.family == (handle == .listener(.ipv4) ? .ipv4 : .ipv6) }) {
-                    port = udp.port
-                }
-                var address = cu_addr(ip: ip, port: port)
-                let options = Int32(CU_SO_REUSEPORT.rawValue) | Int32(CU_SO_V6ONLY.rawValue)
-                let fd = cu_tcp_listener(&address, options, configuration.streams.backlog)
-                guard fd >= 0 else {
-                    closeAll()
-                    for l in streamListeners { _ = cu_close(l.fd) }
-                    throw .socket(TransportAddress(ip: ip, port: port), errno: -fd)
-                }
-                streamListeners.append((fd, transport))
-                var local = cu_addr()
-                if cu_local_address(fd, &local) == 0, let bound = local.transportAddress {
-                    streamAddresses.append((transport, bound))
-                }
-            }
-        }
+        try start(index: index, configuration: configuration, listeners: WorkerListeners.open(configuration),
+                  clock: clock, reloads: reloads, makeProcessor: makeProcessor)
+    }
+
+    /// Starts the worker thread on `listeners` (it owns them from here, failure included), which
+    /// creates its ring (or epoll loop) there (a SINGLE_ISSUER ring belongs to the thread that
+    /// made it) and its processor via `makeProcessor`.
+    public static func start<P: DatagramProcessor>(
+        index: Int, configuration: WorkerConfiguration, listeners opened: WorkerListeners, clock: RelayClock,
+        reloads: ReloadMailbox<P.Reload>? = nil,
+        makeProcessor: @escaping @Sendable (WorkerContext) -> P
+    ) throws(RelayIOError) -> WorkerHandle {
+        let addresses = opened.udpAddresses
+        let streamAddresses = opened.streamAddresses.map { ($0.transport, $0.address) }
+        func closeAll() { opened.close() }
         let wake = cu_eventfd()
         guard wake >= 0 else {
             closeAll()
-            for l in streamListeners { _ = cu_close(l.fd) }
             throw .eventfd(errno: -wake)
         }
         let control = WorkerControl(wakeFD: wake)
@@ -101,8 +62,8 @@ public final class WorkerHandle: Sendable {
         let context = WorkerContext(index: index, listenerAddresses: addresses, clock: clock)
         let started = DispatchSemaphore(value: 0)
         let startError = Mutex<RelayIOError?>(nil)
-        let sendableListeners = listeners.map { SendableListener(handle: $0.0, fd: $0.1) }
-        let sendableStreamListeners = streamListeners.map { SendableStreamListener(fd: $0.fd, transport: $0.transport) }
+        let sendableListeners = opened.udp
+        let sendableStreamListeners = opened.streams
         let thread: pthread_t
         do throws(RelayIOError) {
             thread = try spawnThread {
@@ -132,7 +93,6 @@ public final class WorkerHandle: Sendable {
             }
         } catch {
             closeAll()
-            for l in streamListeners { _ = cu_close(l.fd) }
             throw error
         }
         started.wait()
@@ -140,7 +100,7 @@ public final class WorkerHandle: Sendable {
             pthread_join(thread, nil)
             throw error
         }
-        let sockets = listeners.map { (family: $0.0 == .listener(.ipv4) ? AddressFamily.ipv4 : .ipv6, fd: $0.1) }
+        let sockets = opened.udp.map { (family: $0.handle == .listener(.ipv4) ? AddressFamily.ipv4 : .ipv6, fd: $0.fd) }
         return WorkerHandle(index: index, listenerAddresses: addresses, listenerSockets: sockets, control: control,
                             thread: thread, streamListenerAddresses: streamAddresses)
     }
