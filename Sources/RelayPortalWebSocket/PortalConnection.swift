@@ -131,7 +131,14 @@ public final class PortalConnection: Sendable {
                 actions = channel.receivedBinary(id: id, now: now())
             case .disconnected(let id, let reason, let frameRejected):
                 outbound.removeValue(forKey: id)?.finish()
-                connections.removeValue(forKey: id)
+                if let task = connections.removeValue(forKey: id), frameRejected {
+                    // Told on the refusal, before the closing handshake (1007, 1009): a portal that
+                    // never answers it does not keep the connection beyond a few seconds.
+                    Task {
+                        try? await Task.sleep(for: .seconds(5))
+                        task.cancel()
+                    }
+                }
                 logger.notice("portal connection closed: \(reason)")
                 actions = channel.disconnected(id: id, now: now(), reason: reason, frameRejected: frameRejected)
             case .rejected(let id, let rejection):
@@ -165,8 +172,9 @@ public final class PortalConnection: Sendable {
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
                             for await text in stream { try await writer.write(.text(text)) }
-                            // The channel closed this connection (or the task ends): close it.
-                            try? await writer.close(.normalClosure, reason: nil)
+                            // The channel closed this connection: close it. Not when the reader
+                            // refused a message: the WebSocket layer closes with the refusal's code.
+                            if !rejected.hasBeenTold { try? await writer.close(.normalClosure, reason: nil) }
                         }
                         do {
                             for try await message in inbound.messages(maxSize: 1 << 20) {
@@ -183,7 +191,12 @@ public final class PortalConnection: Sendable {
                             throw CancellationError()
                         } catch {
                             // WSCore's own refusals: a message over 1 MiB, a text frame not UTF-8.
+                            // Told to the channel now: the closing handshake that follows can take
+                            // longer than the heartbeats' patience, and the loss is this refusal.
                             rejected.record("\(error)")
+                            rejected.markTold()
+                            group.cancelAll()
+                            sink.yield(.disconnected(id, "a frame was refused: \(error)", frameRejected: true))
                             throw error
                         }
                         group.cancelAll()
@@ -195,11 +208,13 @@ public final class PortalConnection: Sendable {
             }
             do {
                 _ = try await ClientConnection(socket, address: .hostname(socket.host, port: socket.port), logger: logger).run()
+                if rejected.hasBeenTold { return }
                 let why = rejected.value
                 sink.yield(.disconnected(id, why.map { "a frame was refused: \($0)" } ?? "closed", frameRejected: why != nil))
             } catch let refused as PortalUpgradeRefused {
                 sink.yield(.rejected(id, refused.rejection))
             } catch {
+                if rejected.hasBeenTold { return }
                 let why = rejected.value
                 sink.yield(.disconnected(id, why.map { "a frame was refused: \($0)" } ?? "\(error)", frameRejected: why != nil))
             }

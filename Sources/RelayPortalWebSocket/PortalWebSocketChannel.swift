@@ -173,8 +173,12 @@ private final class RefusalCollector: ChannelInboundHandler, RemovableChannelHan
 /// Whether the WebSocket layer refused a frame of this connection, and why.
 final class FrameRejection: Sendable {
     private let reason = Mutex<String?>(nil)
+    private let told = Mutex(false)
     var value: String? { reason.withLock { $0 } }
     func record(_ text: String) { reason.withLock { $0 = $0 ?? text } }
+    /// The channel has been told (once, on the refusal itself); later reports are skipped.
+    var hasBeenTold: Bool { told.withLock { $0 } }
+    func markTold() { told.withLock { $0 = true } }
 }
 
 /// Sits after NIO's WebSocket frame decoder and its protocol error handler: notes a

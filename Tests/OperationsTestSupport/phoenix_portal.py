@@ -8,7 +8,8 @@ Writes one JSON object per line to LOGFILE (each with "t", a monotonic time in s
 {"kind": "listening", "port": P} first, then
 "connect" (path, headers), "frame" (the decoded frame), "init-sent", "dropping", "refused",
 "unauthorized", "rate-limited", "missing-ip", "join-error", "disconnect-sent", "idle-timeout",
-"stalled", "stalled-closed", "garbage-sent" and "closed" (a connection's handler ended) events.
+"stalled", "stalled-closed", "garbage-sent" and "closed" (a connection's handler ended; "code": the
+closing handshake's status code, null without one) events.
 
 It behaves as Firezone's portal does for a relay (elixir/lib/portal_api: endpoint.ex,
 sockets.ex, relay/socket.ex, relay/channel.ex):
@@ -80,6 +81,11 @@ def garbage_frames(kind, join_ref):
     binary: binary frames (the portal only ever sends text).
     oversize: one text frame of 70,000 bytes (beyond the relay's 64 KiB frame limit), itself a
     well-formed init.
+    invalid-utf8: one text frame whose bytes are not UTF-8, otherwise a well-formed init.
+    fragmented: a well-formed init sent as one text message in four frames (RFC 6455 §5.4).
+    fragmented-oversize: a well-formed init of 1,200,000 bytes in 60,000-byte frames (each frame
+    within the relay's frame limit, the message beyond its 1 MiB message limit).
+    A message in fragments is a Fragments, a text frame of raw bytes a TextBytes.
     """
     if kind == "malformed":
         return [
@@ -112,7 +118,34 @@ def garbage_frames(kind, join_ref):
         return [b"\x00\x01\x02", json.dumps([join_ref, None, "relay", "init", {}]).encode()]
     if kind == "oversize":
         return [json.dumps([join_ref, None, "relay", "init", {"pad": "x" * 70000}])]
+    if kind == "invalid-utf8":
+        return [TextBytes(json.dumps([join_ref, None, "relay", "init", {"pad": "@@"}]).encode()
+                          .replace(b"@@", b"\xff\xfe"))]
+    if kind == "fragmented":
+        text = json.dumps([join_ref, None, "relay", "init", {}])
+        step = max(1, len(text) // 4 + 1)
+        return [Fragments([text[i:i + step] for i in range(0, len(text), step)])]
+    if kind == "fragmented-oversize":
+        text = json.dumps([join_ref, None, "relay", "init", {"pad": "x" * 1200000}])
+        return [Fragments([text[i:i + 60000] for i in range(0, len(text), 60000)])]
     raise ValueError(kind)
+
+
+class Fragments(list):
+    """One text message sent as these fragments, each in its own frame."""
+
+
+class TextBytes(bytes):
+    """A text frame carrying exactly these bytes (not checked for UTF-8)."""
+
+
+async def send_garbage(ws, frame):
+    if isinstance(frame, Fragments):
+        await ws.send(list(frame))
+    elif isinstance(frame, TextBytes):
+        await ws.send(bytes(frame), text=True)
+    else:
+        await ws.send(frame)
 
 
 def main():
@@ -213,7 +246,10 @@ def main():
                     continue
                 frames = garbage_frames(kind, entry["join_ref"])
                 for frame in frames:
-                    await entry["ws"].send(frame)
+                    try:
+                        await send_garbage(entry["ws"], frame)
+                    except websockets.ConnectionClosed:
+                        break
                 record(kind="garbage-sent", connection=number, garbage=kind, count=len(frames))
 
     async def watch_stalled(number, entry):
@@ -293,7 +329,7 @@ def main():
         except websockets.ConnectionClosed:
             pass
         finally:
-            record(kind="closed", connection=number)
+            record(kind="closed", connection=number, code=ws.close_code)
             live.pop(number, None)
             if init_task is not None:
                 init_task.cancel()

@@ -9,8 +9,9 @@ import TURNTestClient
 
 /// The `turn-relay` binary against a portal that misbehaves (`PhoenixPortal`'s `stall` and
 /// `garbage` commands): a portal that keeps the connection open and answers nothing, and one that
-/// sends what is not a Phoenix frame, frames of no use, binary frames and a frame over the relay's
-/// size limit. Each is survived, counted on /metrics, and relaying goes on throughout.
+/// sends what is not a Phoenix frame, frames of no use, binary frames, a frame over the relay's
+/// size limit, a text frame not UTF-8, an init in fragments and a fragmented message over the
+/// message limit. Each is survived, counted on /metrics, and relaying goes on throughout.
 @Suite(.serialized, .dedicatedThread) struct RelayBinaryPortalFaultTests {
     typealias Relay = RelayBinaryPortalTests.Relay
 
@@ -203,6 +204,63 @@ import TURNTestClient
         #expect(allocation.relays(4))
         // The oversize frame never reached the channel: nothing more discarded.
         #expect(r.discarded("malformed") == 2 * malformed && r.discarded("binary") == 4, "\(counts())")
+        await r.stop()
+    }
+
+    /// WebSocket framing from the portal that RFC 6455 defines: a text message in fragments ("An
+    /// intermediary might coalesce and/or split frames", §5.4) is one message, here the init that
+    /// opens relaying; a text frame that is not UTF-8 fails the connection (§8.1: "When an
+    /// endpoint is to interpret a byte stream as UTF-8 but finds that the byte stream is not, in
+    /// fact, a valid UTF-8 stream, that endpoint MUST _Fail the WebSocket Connection_"), and so
+    /// does a message in frames each within the 64 KiB frame limit but beyond the 1 MiB message
+    /// limit (memory per connection stays bounded). Neither is taken for the init it spells; each
+    /// is counted as `frame_rejected`, the relay reconnects and rejoins, relaying goes on.
+    @Test(.timeLimit(.minutes(2))) func fragmentedInitOpensRelayingAndInvalidUTF8OrAnOversizeMessageCostsTheConnection() async throws {
+        let r = try await Portalled()
+        let portal = r.portal
+        func sendGarbage(_ kind: String) async {
+            let before = portal.events(kind: "garbage-sent").count
+            portal.send("garbage \(kind)")
+            _ = await eventually { portal.events(kind: "garbage-sent").count > before }
+        }
+        /// The status code of connection `n`'s closing handshake as the portal saw it.
+        func closeCode(_ n: Int) -> Int? {
+            portal.events(kind: "closed").first { $0["connection"] as? Int == n }?["code"] as? Int
+        }
+        let credentials = RelayBinaryPortalTests.firezoneCredentials(secret: r.secret)
+
+        // Before init: an init whose text frame is not UTF-8 closes the connection, opens nothing.
+        await sendGarbage("invalid-utf8")
+        #expect(await eventually(.seconds(10)) { portal.events(kind: "closed").contains { $0["connection"] as? Int == 1 } },
+                "\(r.relay.log)")
+        // RFC 6455 §7.4.1: "1007 indicates that an endpoint is terminating the connection because it
+        // has received data within a message that was not consistent with the type of the message
+        // (e.g., non-UTF-8 [RFC3629] data within a text message)."
+        #expect(closeCode(1) == 1007)
+        #expect(await eventually(.seconds(10)) { r.losses("frame_rejected") == 1 }, "\(r.allLosses())\n\(r.relay.log)")
+        #expect(try !r.ready())
+        #expect(try RelayBinaryReloadTests.allocate(r.address, user: credentials.user, password: credentials.password, id: 1) == 401,
+                "a non-UTF-8 init opened relaying")
+
+        // The relay rejoins; an init in four fragments is an init.
+        #expect(await eventually(.seconds(20)) { portal.frames(event: "phx_join").contains { $0.connection == 2 } }, "\(r.relay.log)")
+        await sendGarbage("fragmented")
+        #expect(try await eventually(.seconds(20)) { try r.ready() }, "\(r.relay.log)")
+        let allocation = try r.allocation()
+        #expect(allocation.relays(1))
+
+        // A 1.2 MB message in 60,000-byte frames: the connection goes; relaying does not.
+        await sendGarbage("fragmented-oversize")
+        #expect(await eventually(.seconds(10)) { portal.events(kind: "closed").contains { $0["connection"] as? Int == 2 } },
+                "\(r.relay.log)")
+        // RFC 6455 §7.4.1: "1009 indicates that an endpoint is terminating the connection because it
+        // has received a message that is too big for it to process."
+        #expect(closeCode(2) == 1009)
+        #expect(await eventually(.seconds(10)) { r.losses("frame_rejected") == 2 }, "\(r.allLosses())\n\(r.relay.log)")
+        #expect(allocation.relays(2), "relaying after the portal connection was dropped")
+        try await r.rejoinAndInit(after: 2)
+        #expect(allocation.relays(3))
+        #expect(r.losses("closed") == 0 && r.losses("channel_error") == 0, "\(r.allLosses())")
         await r.stop()
     }
 }
