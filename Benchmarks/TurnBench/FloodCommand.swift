@@ -28,9 +28,13 @@ struct Flood: ParsableCommand {
           churn    allocate/delete at the highest rate for --seconds, then --settle-seconds
                    idle; RSS, open fds and allocations sampled every second to
                    churn.csv and churn.svg
+          soak     --legit-allocations relaying at --legit-pps for --seconds while fresh
+                   clients allocate and delete, then --settle-seconds idle; sampled every
+                   second to soak.csv and soak.svg (lifetimes raised past 240 s: the
+                   generator never refreshes)
 
         Every load goes to loopback and is bounded by --seconds (nat by --nat-deadline).
-        Files in --output: flood.json, flood.md, churn*.csv/svg, the relay's log.
+        Files in --output: flood.json, flood.md, churn*/soak*.csv/svg, the relay's log.
         """
     )
 
@@ -158,10 +162,11 @@ struct Flood: ParsableCommand {
                     let r = try FloodRunner.run(scenario, c, setting: s)
                     results.append(r)
                     print(r.render() + "\n")
-                    if scenario == .churn {
-                        let name = "churn" + (settings.count > 1 ? "-\(results.count)" : "")
+                    if scenario == .churn || scenario == .soak {
+                        let name = scenario.rawValue + (settings.count > 1 ? "-\(results.count)" : "")
                         try Data(r.csv().utf8).write(to: URL(fileURLWithPath: "\(outPath)/\(name).csv"), options: .atomic)
-                        let chart = r.chart(title: "turn-relay under allocation churn (\(fixed(r["seconds"] ?? 0, 0)) s, then idle)")
+                        let what = scenario == .churn ? "allocation churn" : "relaying (soak)"
+                        let chart = r.chart(title: "turn-relay under \(what) (\(fixed(r["seconds"] ?? 0, 0)) s, then idle)")
                         try Data(chart.render().utf8).write(to: URL(fileURLWithPath: "\(outPath)/\(name).svg"), options: .atomic)
                     }
                 } catch {

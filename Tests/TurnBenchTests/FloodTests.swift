@@ -18,7 +18,7 @@ import Testing
     #expect(merged.arguments[merged.arguments.firstIndex(of: "--min-port")! + 1] == "46000")
     #expect(merged.arguments.suffix(3) == ["--challenge-burst-per-source", "10", "--verbose"])
     #expect(FloodScenario(rawValue: "churn") == .churn && FloodScenario(rawValue: "flood") == nil)
-    #expect(FloodScenario.allCases.map(\.rawValue) == ["unauth", "nat", "exhaust", "reload", "junk", "churn"])
+    #expect(FloodScenario.allCases.map(\.rawValue) == ["unauth", "nat", "exhaust", "reload", "junk", "churn", "soak"])
 }
 
 @Test func floodReportRendersFiguresAndChurnSamples() throws {
@@ -141,5 +141,20 @@ import Testing
         #expect(r.samples.count >= 2)
         #expect(r.after.metric("allocations") == 0, "\(r.render())")
         #expect(r.csv().split(separator: "\n").count == r.samples.count + 1)
+    }
+
+    @Test(.timeLimit(.minutes(1))) func soakRelaysIsSampledAndKeepsRFCLifetimesWhenShort() throws {
+        var c = try Self.configuration("soak")
+        defer { try? FileManager.default.removeItem(atPath: c.outputDirectory) }
+        c.settleSeconds = 1
+        let r = try FloodRunner.run(.soak, c)
+        #expect((r["legit_sent"] ?? 0) > 0, "\(r.render())")
+        #expect((r["legit_loss_percent"] ?? 100) < 100, "legitimate packets arrive: \(r.render())")
+        #expect((r["legit_allocations_tried"] ?? 0) > 0, "\(r.render())")
+        #expect(r.samples.count >= 2)
+        // The generator's two allocations stay (it deletes them only when it is torn down).
+        #expect((r["max_allocations"] ?? 0) >= 2, "\(r.render())")
+        // 2 s: the RFC's lifetimes are kept, and nothing says otherwise.
+        #expect(r.notes.isEmpty, "\(r.notes)")
     }
 }

@@ -16,6 +16,9 @@ public enum FloodScenario: String, CaseIterable, Codable, Sendable {
     case junk
     /// Allocation churn at the highest rate, sampled every second.
     case churn
+    /// Relaying at a fixed rate for a long time while fresh clients allocate and delete, sampled
+    /// every second.
+    case soak
 }
 
 public struct FloodConfiguration: Sendable {
@@ -181,7 +184,7 @@ func group(_ v: Double, _ digits: Int) -> String {
 }
 
 extension FloodResult {
-    /// churn: one line per sample (seconds, RSS KiB, fds, allocations active, allocations created).
+    /// churn and soak: one line per sample (seconds, RSS KiB, fds, allocations active, allocations created).
     public func csv() -> String {
         var l = ["seconds,rss_kib,open_fds,allocations_active,allocations_created,allocation_sockets"]
         for s in samples {
@@ -190,7 +193,7 @@ extension FloodResult {
         return l.joined(separator: "\n") + "\n"
     }
 
-    /// churn: RSS, open descriptors, and allocations active and set up per second, over time.
+    /// churn and soak: RSS, open descriptors, and allocations active and set up per second, over time.
     public func chart(title: String) -> SVGChart {
         func series(_ name: String, _ color: String, _ y: (FloodSample) -> Double) -> SVGChart.Series {
             SVGChart.Series(name: name, color: color, points: samples.map { (x: $0.seconds, y: y($0)) })

@@ -22,6 +22,15 @@ public enum FloodRunner {
             try Data("auth-secret = reload-\(UInt32.random(in: 0...UInt32.max))\nallow-peer = 127.0.0.0/8\n".utf8)
                 .write(to: URL(fileURLWithPath: file), options: .atomic)
             extra = ["--credentials-file", file] + setting
+        case .soak:
+            // The load generator binds its channels once and never refreshes them: for a soak
+            // longer than the RFC's permission lifetime (300 s) every lifetime is raised to cover
+            // it (non-standard, said in the result) so that relaying, not expiry, is measured.
+            if c.seconds > 240 {
+                let lifetime = "\(Int(min(3600, c.seconds + c.settleSeconds + 120)))"
+                extra = ["--permission-lifetime", lifetime, "--channel-lifetime", lifetime,
+                         "--default-lifetime", lifetime, "--max-lifetime", lifetime] + setting
+            }
         case .unauth, .nat, .junk, .churn:
             break
         }
@@ -37,6 +46,7 @@ public enum FloodRunner {
         case .reload: result = try reload(c, relay, before, progress)
         case .junk: result = try junk(c, relay, before, progress)
         case .churn: result = try churn(c, relay, before, progress)
+        case .soak: result = try soak(c, relay, before, progress, lifetimes: extra.first == "--permission-lifetime" ? extra[1] : nil)
         }
         result.setting = setting.joined(separator: " ")
         return result
@@ -444,6 +454,53 @@ public enum FloodRunner {
         ]
         let notes = churn.failures.isEmpty ? [] : ["failures: " + churn.failures.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")]
         return FloodResult(scenario: .churn, setting: "", figures: f, before: before, peak: peak, after: after, samples: samples, notes: notes)
+    }
+}
+
+extension FloodRunner {
+    // MARK: soak
+
+    /// `legitAllocations` allocations relaying at `legitPPS` for `seconds` while fresh clients
+    /// allocate and delete (about 40 a second), then `settleSeconds` idle; RSS, open fds and
+    /// allocations sampled every second.
+    static func soak(_ c: FloodConfiguration, _ relay: FloodRelay, _ before: FloodSample, _ progress: ProgressLine,
+                     lifetimes: String?) throws -> FloodResult {
+        let legit = try LegitTraffic(relay: relay, c, seconds: c.seconds)
+        let sampler = FloodSampler(relay: relay, maxSeconds: c.seconds + c.settleSeconds + 120)
+        let start = monotonicNanoseconds()
+        legit.start(allocating: true)
+        let end = start + UInt64(c.seconds * 1e9)
+        while monotonicNanoseconds() < end {
+            progress.update("soak \(fixed(Double(monotonicNanoseconds() - start) / 1e9, 0))/\(fixed(c.seconds, 0)) s")
+            sleepNanoseconds(min(1_000_000_000, end - min(end, monotonicNanoseconds())))
+        }
+        let (load, allocating) = legit.finish()
+        let soakSeconds = Double(monotonicNanoseconds() - start) / 1e9
+        progress.update("soak done; \(fixed(c.settleSeconds, 0)) s idle")
+        sleepNanoseconds(UInt64(c.settleSeconds * 1e9))
+        let samples = sampler.stop()
+        progress.finish()
+        let after = relay.settledSample()
+        let peak = samples.max { $0.rssKiB < $1.rssKiB }
+        // The RSS once the relay has warmed up (its first minute, or the first third of a short run).
+        let warm = samples.first { $0.seconds >= min(60, soakSeconds / 3) }
+        var f = [FloodFigure("seconds", "soak seconds", soakSeconds, digits: 1)]
+        f += legit.figures(load: load, allocating: allocating)
+        f += [
+            FloodFigure("max_fds", "relay open fds, highest sample", Double(samples.map(\.fds).max() ?? 0)),
+            FloodFigure("max_allocations", "relay allocations active, highest sample", samples.map { $0.metric("allocations") }.max() ?? 0),
+            FloodFigure("rss_warm_kib", "relay RSS after its first minute (or third) of the soak, KiB", Double(warm?.rssKiB ?? 0)),
+            FloodFigure("rss_peak_kib", "relay RSS, highest sample, KiB", Double(peak?.rssKiB ?? 0)),
+            FloodFigure("rss_end_delta_kib", "relay RSS after \(fixed(c.settleSeconds, 0)) s idle − after the first minute (or third), KiB",
+                        Double(after.rssKiB) - Double(warm?.rssKiB ?? after.rssKiB)),
+            FloodFigure("rss_delta_kib", "relay RSS after − before, KiB", Double(after.rssKiB) - Double(before.rssKiB)),
+            FloodFigure("samples", "samples (one a second)", Double(samples.count)),
+        ]
+        var notes: [String] = []
+        if let lifetimes {
+            notes.append("permission, channel and allocation lifetimes raised to \(lifetimes) s (non-standard): the load generator never refreshes")
+        }
+        return FloodResult(scenario: .soak, setting: "", figures: f, before: before, peak: peak, after: after, samples: samples, notes: notes)
     }
 }
 
