@@ -461,7 +461,7 @@ extension FloodRunner {
     // MARK: soak
 
     /// `legitAllocations` allocations relaying at `legitPPS` for `seconds` while fresh clients
-    /// allocate and delete (about 40 a second), then `settleSeconds` idle; RSS, open fds and
+    /// allocate and delete (`LegitTraffic`; about 20 a second in the 20-minute run), then `settleSeconds` idle; RSS, open fds and
     /// allocations sampled every second.
     static func soak(_ c: FloodConfiguration, _ relay: FloodRelay, _ before: FloodSample, _ progress: ProgressLine,
                      lifetimes: String?) throws -> FloodResult {
