@@ -298,20 +298,22 @@ final class TurnServerUnderTest: @unchecked Sendable {
     }
 }
 
-/// coturn's `turnutils_peer`: a UDP echo peer on its own port on 127.0.0.2 (and ::1 when present).
+/// coturn's `turnutils_peer`: a UDP echo peer on 127.0.0.2 (and ::1 when present). It binds `port`
+/// and `port + 1` (the RTCP peer that `turnutils_uclient` sends to without `-c`), so both are
+/// claimed: another test handed `port + 1` would take the RTCP flow's peer away.
 final class TurnutilsPeer: @unchecked Sendable {
     let port: UInt16
     private let process: ChildProcess
 
     init() throws {
-        port = try ListenPortClaims.freePort()
+        port = try ListenPortClaims.freePorts(2)
         var arguments = ["-p", "\(port)", "-L", LoopbackPorts.peerIPv4]
         if LoopbackPorts.ipv6Available { arguments += ["-L", "::1"] }
         process = try ChildProcess(
             executable: try ExternalTool.locate("turnutils_peer"), arguments: arguments, name: "turnutils_peer")
-        // Ready once its port is taken (a bind by us then fails).
+        // Ready once both ports are taken (a bind by us then fails).
         let deadline = ContinuousClock.now + .seconds(5)
-        while LoopbackPorts.canBind(ipv6: false, port: port, ipv4Address: LoopbackPorts.peerIPv4),
+        while [port, port + 1].contains(where: { LoopbackPorts.canBind(ipv6: false, port: $0, ipv4Address: LoopbackPorts.peerIPv4) }),
             ContinuousClock.now < deadline
         {
             usleep(20_000)

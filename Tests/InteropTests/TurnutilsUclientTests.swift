@@ -244,7 +244,8 @@ extension RealClientTests {
         #expect(run.status == 0, "turnutils_uclient exit status \(run.status.map(String.init) ?? "killed at timeout"):\n\(tail)")
         let finished = try #require(report, "turnutils_uclient printed no final statistics:\n\(tail)")
         #expect(finished.sentMessages == scenario.expectedMessages)
-        #expect(finished.receivedMessages == finished.sentMessages)
+        #expect(finished.receivedMessages == finished.sentMessages,
+                "turnutils_uclient:\n\(tail)\nturnutils_peer:\n\(peer.output.suffix(2000))\n\(server.implementation):\n\(server.output.suffix(4000))")
         #expect(finished.lostPackets == 0)
         #expect(finished.sendDropped == 0)
         #expect(scenario.expectedIPv4Relays.admits(finished.relayedIPv4Allocations), "IPv4 relayed addresses")
