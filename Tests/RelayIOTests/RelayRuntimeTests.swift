@@ -93,19 +93,29 @@ import TestSupport
 /// another worker, which holds no allocation for them and answers 437 (seen in full test runs on a
 /// loaded machine, where the second worker bound tens of milliseconds after the first answered).
 @Suite(.dedicatedThread) struct RelayRuntimeStartupTests {
-    /// UDP sockets bound to `port` in this network namespace, from /proc/net/udp (IPv4).
+    /// UDP sockets bound to 127.0.0.1:`port` in this network namespace, from /proc/net/udp. Only
+    /// that address: other tests' sockets may hold the same port number on 127.0.0.2 and others
+    /// (relay port ranges overlap the listen ports' range); none can hold 127.0.0.1:`port` beside
+    /// the listeners, which bind it with SO_REUSEPORT.
     static func udpSocketsBound(port: UInt16) -> Int {
-        guard let file = fopen("/proc/net/udp", "r") else { return -1 }
-        defer { fclose(file) }
-        var count = 0
-        var line = [CChar](repeating: 0, count: 512)
+        // One read() for the whole file: read in pieces (stdio's 4 KiB), the kernel resumes each
+        // piece by position, so sockets that other tests open or close meanwhile make lines skip
+        // or repeat. Within one read the port's hash bucket is walked under its lock. Counted by
+        // inode all the same.
+        let fd = open("/proc/net/udp", O_RDONLY)
+        guard fd >= 0 else { return -1 }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 8 << 20)
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return -1 }
         let hex = String(port, radix: 16, uppercase: true)
-        let suffix = ":" + String(repeating: "0", count: 4 - hex.count) + hex
-        while fgets(&line, Int32(line.count), file) != nil {
-            let fields = String(cString: line).split(separator: " ", omittingEmptySubsequences: true)
-            if fields.count > 1, fields[1].hasSuffix(suffix) { count += 1 }
+        let local = "0100007F:" + String(repeating: "0", count: 4 - hex.count) + hex
+        var inodes = Set<Substring>()
+        for line in String(decoding: bytes[0..<n], as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if fields.count > 9, fields[1] == local { inodes.insert(fields[9]) }
         }
-        return count
+        return inodes.count
     }
 
     @Test(arguments: IOBackendKind.allCases) func everyWorkersListenerIsBoundBeforeAnyWorkerServes(backend: IOBackendKind) throws {
