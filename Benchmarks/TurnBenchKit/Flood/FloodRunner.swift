@@ -435,12 +435,7 @@ public enum FloodRunner {
             }
         }
         let churnSeconds = Double(monotonicNanoseconds() - start) / 1e9
-        progress.update("churn done; \(fixed(c.settleSeconds, 0)) s idle")
-        sleepNanoseconds(UInt64(c.settleSeconds * 1e9))
-        let samples = sampler.stop()
-        progress.finish()
-        let after = relay.settledSample()
-        let peak = samples.max { $0.rssKiB < $1.rssKiB }
+        let (samples, after, peak) = settle("churn", c, relay, sampler, progress)
         let f = [
             FloodFigure("seconds", "churn seconds (window \(c.churnWindow))", churnSeconds, digits: 1),
             FloodFigure("completed", "allocations set up and deleted", Double(churn.completedJobs)),
@@ -458,6 +453,17 @@ public enum FloodRunner {
 }
 
 extension FloodRunner {
+    /// After a sampled run: `settleSeconds` idle, then the samples, the settled sample and the
+    /// sample with the highest RSS.
+    static func settle(_ name: String, _ c: FloodConfiguration, _ relay: FloodRelay, _ sampler: FloodSampler,
+                       _ progress: ProgressLine) -> (samples: [FloodSample], after: FloodSample, peak: FloodSample?) {
+        progress.update("\(name) done; \(fixed(c.settleSeconds, 0)) s idle")
+        sleepNanoseconds(UInt64(c.settleSeconds * 1e9))
+        let samples = sampler.stop()
+        progress.finish()
+        return (samples, relay.settledSample(), samples.max { $0.rssKiB < $1.rssKiB })
+    }
+
     // MARK: soak
 
     /// `legitAllocations` allocations relaying at `legitPPS` for `seconds` while fresh clients
@@ -476,12 +482,7 @@ extension FloodRunner {
         }
         let (load, allocating) = legit.finish()
         let soakSeconds = Double(monotonicNanoseconds() - start) / 1e9
-        progress.update("soak done; \(fixed(c.settleSeconds, 0)) s idle")
-        sleepNanoseconds(UInt64(c.settleSeconds * 1e9))
-        let samples = sampler.stop()
-        progress.finish()
-        let after = relay.settledSample()
-        let peak = samples.max { $0.rssKiB < $1.rssKiB }
+        let (samples, after, peak) = settle("soak", c, relay, sampler, progress)
         // The RSS once the relay has warmed up (its first minute, or the first third of a short run).
         let warm = samples.first { $0.seconds >= min(60, soakSeconds / 3) }
         var f = [FloodFigure("seconds", "soak seconds", soakSeconds, digits: 1)]

@@ -50,10 +50,9 @@ public final class WorkerHandle: Sendable {
     ) throws(RelayIOError) -> WorkerHandle {
         let addresses = opened.udpAddresses
         let streamAddresses = opened.streamAddresses.map { ($0.transport, $0.address) }
-        func closeAll() { opened.close() }
         let wake = cu_eventfd()
         guard wake >= 0 else {
-            closeAll()
+            opened.close()
             throw .eventfd(errno: -wake)
         }
         let control = WorkerControl(wakeFD: wake)
@@ -92,7 +91,7 @@ public final class WorkerHandle: Sendable {
                 }
             }
         } catch {
-            closeAll()
+            opened.close()
             throw error
         }
         started.wait()
