@@ -148,6 +148,9 @@ func simulate(capacity: Double, ceiling: Double, lossFloor: Double = 0, trials: 
     #expect(ProcessStats.runNanoseconds(schedstatText: "72938035 27666993 407\n") == 72_938_035)
     #expect(ProcessStats.runNanoseconds(schedstatText: "") == nil)
     #expect(ProcessStats.runNanoseconds(schedstatText: "x 1 2") == nil)
+    #expect(ProcessStats.timesScheduled(schedstatText: "72938035 27666993 407\n") == 407)
+    #expect(ProcessStats.timesScheduled(schedstatText: "72938035 27666993") == nil)
+    #expect(ProcessStats.timesScheduled(pid: getpid()).map { $0 > 0 } == true)
 }
 
 @Test func machineFigureOnlyOnAQuietMachine() {

@@ -38,6 +38,26 @@ public enum ProcessStats {
         return UInt64(first.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
+    /// Times the thread was put on a CPU, from the text of /proc/PID/task/TID/schedstat (its third
+    /// field, the scheduler's pcount): for a thread that sleeps when idle, its wake-ups.
+    public static func timesScheduled(schedstatText: String) -> UInt64? {
+        let fields = schedstatText.split(separator: " ")
+        guard fields.count >= 3 else { return nil }
+        return UInt64(fields[2].trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// The sum of `timesScheduled` over all of `pid`'s threads, nil if unreadable.
+    public static func timesScheduled(pid: Int32) -> UInt64? {
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return nil }
+        var total: UInt64 = 0
+        for t in tasks {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(t)/schedstat", encoding: .utf8),
+                  let n = timesScheduled(schedstatText: text) else { return nil }
+            total &+= n
+        }
+        return total
+    }
+
     /// CPU seconds of all of `pid`'s threads to the nanosecond (schedstat), where /proc/PID/stat
     /// counts in clock ticks (10 ms); falls back to `cpuSeconds` when schedstat is missing.
     public static func preciseCPUSeconds(pid: Int32) -> Double? {

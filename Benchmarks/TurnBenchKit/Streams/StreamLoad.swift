@@ -50,6 +50,8 @@ public struct StreamLoadResult: Codable, Sendable, Equatable {
     /// Messages the clients could not hand to the socket (full buffer): not counted as sent.
     public var clientDropped: UInt64
     public var relayCPUSeconds: Double?
+    /// Times the relay's threads were put on a CPU over the window (schedstat): its wake-ups.
+    public var relayTimesScheduled: UInt64?
     public var benchCPUSeconds: Double
     /// Round trip client → peer → client.
     public var roundTrip: LatencySummary
@@ -64,6 +66,12 @@ public struct StreamLoadResult: Codable, Sendable, Equatable {
         let relayed = peerReceived + clientReceived
         guard let cpu = relayCPUSeconds, relayed > 0 else { return nil }
         return cpu * 1e6 / Double(relayed)
+    }
+    /// The relay's wake-ups per relayed packet: below 1 only where one wake-up serves several.
+    public var relayWakeUpsPerPacket: Double? {
+        let relayed = peerReceived + clientReceived
+        guard let n = relayTimesScheduled, relayed > 0 else { return nil }
+        return Double(n) / Double(relayed)
     }
 
     /// The row `ComparisonTable` aggregates (server named as in the table).
@@ -183,6 +191,7 @@ public final class StreamLoad {
         let durationNs = UInt64(c.seconds * 1e9)
         let drainNs = UInt64(c.drainSeconds * 1e9)
         let relayCPU0 = c.relayPID.flatMap(ProcessStats.preciseCPUSeconds(pid:))
+        let relayScheduled0 = c.relayPID.flatMap(ProcessStats.timesScheduled(pid:))
         let ownCPU0 = ownCPUSeconds()
         let start = monotonicNanoseconds()
         let end = start + durationNs
@@ -251,6 +260,7 @@ public final class StreamLoad {
         peer.counting.store(false, ordering: .relaxed)
         peer.finish()
         let relayCPU1 = c.relayPID.flatMap(ProcessStats.preciseCPUSeconds(pid:))
+        let relayScheduled1 = c.relayPID.flatMap(ProcessStats.timesScheduled(pid:))
         let ownCPU1 = ownCPUSeconds()
         var dropped1: UInt64 = 0
         for cl in clients { dropped1 += cl.connection.dropped }
@@ -260,7 +270,9 @@ public final class StreamLoad {
                                 payloadBytes: payload, targetPPS: c.targetPPS ?? 0, seconds: Double(sendEnd - start) / 1e9,
                                 clientSent: sent.reduce(0, +), peerReceived: peer.received, peerEchoed: peer.echoed,
                                 clientReceived: received.reduce(0, +), clientDropped: dropped1 - dropped0,
-                                relayCPUSeconds: relayCPU, benchCPUSeconds: ownCPU1 - ownCPU0,
+                                relayCPUSeconds: relayCPU,
+                                relayTimesScheduled: relayScheduled0.flatMap { a in relayScheduled1.map { $0 &- a } },
+                                benchCPUSeconds: ownCPU1 - ownCPU0,
                                 roundTrip: LatencySummary(nanoseconds: histogram))
     }
 

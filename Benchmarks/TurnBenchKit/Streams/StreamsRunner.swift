@@ -113,7 +113,7 @@ public enum StreamsRunner {
                         do {
                             let r = try runOne(c, server: p, transport: transport, rate: rate, round: round, tls: tls)
                             report.runs.append(r)
-                            if c.showProgress { progress.log("\(what): delivered \(Int(r.deliveredPPS)) of \(Int(r.offeredPPS)) pps, loss \(fixed(r.lossRatio * 100, 2))%, relay \(r.relayCPUMicrosPerPacket.map { fixed($0, 2) } ?? "-") µs/pkt, RTT p99 \(fixed(r.roundTrip.p99, 0)) µs") }
+                            if c.showProgress { progress.log("\(what): delivered \(Int(r.deliveredPPS)) of \(Int(r.offeredPPS)) pps, loss \(fixed(r.lossRatio * 100, 2))%, relay \(r.relayCPUMicrosPerPacket.map { fixed($0, 2) } ?? "-") µs/pkt, \(r.relayWakeUpsPerPacket.map { fixed($0, 2) } ?? "-") wake-ups/pkt, RTT p99 \(fixed(r.roundTrip.p99, 0)) µs") }
                         } catch {
                             report.errors.append("\(what): \(error)")
                             if c.showProgress { progress.log("\(what): \(error)") }

@@ -71,6 +71,8 @@ int cu_submit_and_wait(cu_ring *ring, uint64_t timeout_ns);
 // as soon as at least one is there (so a quiet socket costs one wake-up per min_wait_us at most,
 // not one per datagram), and until `timeout_ns` for the first. Falls back to cu_submit_and_wait
 // when the kernel lacks IORING_FEAT_MIN_TIMEOUT (before 6.12) or batch <= 1 or min_wait_us == 0.
+// Returns at once, without waiting, when completions are already there after the submit (sends
+// complete inside it): the caller reaps those first, so a wait starts with an empty queue.
 int cu_submit_and_wait_batch(cu_ring *ring, uint64_t timeout_ns, uint32_t batch, uint32_t min_wait_us);
 // 1 when the kernel takes the batch wait above.
 int cu_min_timeout_supported(const cu_ring *ring);
