@@ -134,6 +134,7 @@ struct RelayProcess {
             "allocation_sockets_failed": "\(total(\.allocationSocketsFailed))",
             // Every drop reason a worker counts (`WorkerStatistics.metrics`), summed over workers.
             "dropped": "\(WorkerStatistics.total(.drops, over: stats))",
+            "dropped_by_reason": "\(WorkerStatistics.nonZero(.drops, over: stats))",
             "send_errors": "\(total(\.sendErrors))",
             "receive_buffer_exhaustions": "\(total(\.receiveBuffersExhausted))",
         ])

@@ -156,7 +156,7 @@ struct ServeCommand: ParsableCommand {
     @Flag(help: "Do not coalesce receives with UDP_GRO. [env: DISABLE_GRO=1]")
     var disableGro = false
 
-    @Option(help: "io_uring on Linux 6.12+: microseconds a worker waits to gather up to 64 completions before it handles what has come (default 0: wake on the first completion; see BENCHMARKS.md before raising it). [env: BATCH_WAIT_US]")
+    @Option(help: "io_uring on Linux 6.12+: microseconds a worker waits to gather up to 64 completions before it handles what has come (default 0: wake on the first completion). Trades latency for CPU: 1000 roughly halved the CPU per packet at 20k-100k pps and added about 3 ms to the round trip; see BENCHMARKS.md before raising it. [env: BATCH_WAIT_US]")
     var batchWaitUs: Int?
 
     @Flag(help: "Send all traffic of one client IP address to one worker (one client's allocations then share a worker's caches; spreads worse behind NAT). Quotas and EVEN-PORT reservations are process-wide without it. [env: STEER_BY_CLIENT_IP=1]")

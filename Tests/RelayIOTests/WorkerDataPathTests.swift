@@ -1,6 +1,8 @@
+import CUDP
 import Dispatch
 import Glibc
 import RelayCore
+import SocketAddressing
 @testable import RelayIO
 import STUN
 import Testing
@@ -54,6 +56,42 @@ struct WorkerDataPathTests {
         let stats = f.stop()
         #expect(stats.datagramsReceived == 50)
         #expect(stats.datagramsSent == 50)
+    }
+
+    /// A batch wait never begins with completions already in the queue. A send completes inside
+    /// the submit, and `min_wait` counts any completion there as "at least one has come": waited
+    /// on, it ends the window in a wake-up that brings nothing else (one extra wake-up per batch of
+    /// sends; BENCHMARKS.md, "TURN over TCP and TLS", run 3). With a 3 s window, a batch of 64 and
+    /// nothing to receive, the call must return the send's completion at once, not after 3 s.
+    @Test(.enabled(if: KernelFeatures.ioUringMinTimeout, KernelFeatures.ioUringMinTimeoutMissing))
+    func batchWaitReturnsCompletionsAlreadyQueuedWithoutWaiting() throws {
+        var configuration = WorkerConfiguration()
+        configuration.batchWaitMicroseconds = 3_000_000
+        configuration.batchWaitCompletions = 64
+        let rx = try #require(ReceiveBufferPool(count: 16, payloadCapacity: 2048, maxSegments: 1))
+        let backend = try IOUringBackend(configuration: configuration, receiveBuffers: rx)
+        defer { backend.shutdown() }
+        let loopback = try #require(TransportAddress("127.0.0.1:0"))
+        let sender = try BlockingUDPSocket(bindTo: loopback)
+        let receiver = try BlockingUDPSocket(bindTo: loopback)
+        let byte = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
+        defer { byte.deallocate() }
+        byte.storeBytes(of: 0x2A, as: UInt8.self)
+        let iov = try #require(backend.sendIovecs(0))
+        iov[0] = iovec(iov_base: byte, iov_len: 1)
+        var destination = cu_addr(receiver.localAddress)
+        #expect(backend.prepareSend(slot: 0, fd: sender.fd, destination: &destination, count: 1, segmentSize: 0, userData: 42))
+        let start = DispatchTime.now().uptimeNanoseconds
+        #expect(backend.submitAndWait(10_000_000_000) >= 0)
+        let waited = DispatchTime.now().uptimeNanoseconds - start
+        // Before the fix this call returned after the 3 s window; the bound leaves room for a slow machine.
+        #expect(waited < 1_500_000_000, "waited \(waited / 1_000_000) ms with the send's completion already queued")
+        let completions = UnsafeMutablePointer<cu_completion>.allocate(capacity: 4)
+        defer { completions.deallocate() }
+        let n = backend.reap(into: completions, max: 4)
+        #expect(n == 1)
+        #expect(n >= 1 && completions[0].user_data == 42 && completions[0].res == 1)
+        #expect(receiver.receive(timeoutMilliseconds: 2000)?.bytes == [0x2A])
     }
 
     /// The worker's one way in (a reload posted to its mailbox wakes it and runs on its thread,

@@ -162,6 +162,8 @@ import Testing
         let total: Int = s.values.reduce(0, +)
         #expect(total == 65)
         #expect(WorkerStatistics.total(.drops, over: [w, w]) == 2 * (11 + 12))
+        #expect(WorkerStatistics.nonZero(.drops, over: [w, w]) == "truncated=22 batch_full=24")
+        #expect(WorkerStatistics.nonZero(.drops, over: [WorkerStatistics()]) == "none")
     }
 
     /// README's metrics table is the declarations printed (`RelaySeries.markdownTable()`): every

@@ -54,6 +54,33 @@ func streamResult(_ server: String, _ transport: ClientTransport, round: Int, ta
     let row = r.row(server: "A")
     #expect(row.server == "A" && row.targetPPS == 1000 && row.p99Micros == 90)
     #expect(streamResult("x", .udp, round: 0, target: 0, cpu: nil).relayCPUMicrosPerPacket == nil)
+    #expect(r.relayWakeUpsPerPacket == nil, "not measured")
+    var woken = r
+    woken.relayTimesScheduled = 394
+    #expect(abs(woken.relayWakeUpsPerPacket! - 0.2) < 1e-12, "394 wake-ups for 1,970 relayed packets")
+}
+
+@Test func streamsReportShowsWakeUpsAndTheMedianRoundTripPerRate() {
+    var runs: [StreamLoadResult] = []
+    for round in 0..<3 {
+        for target in [20000.0, 0, 5000] {
+            var relay = streamResult("turn-relay", .tls, round: round, target: target, cpu: 0.01)
+            relay.relayTimesScheduled = round == 0 ? 5000 : UInt64(197 * round)  // rounds 1, 2: 0.1, 0.2
+            relay.roundTrip.p50 = Double(1000 * round)
+            runs.append(relay)
+            runs.append(streamResult("coturn", .tls, round: round, target: target, cpu: 0.02))
+        }
+    }
+    let machine = Machine(processors: 2, kernel: "Linux", cpuModel: "test", loadAverage: "0 0 0")
+    let md = StreamsReport(machine: machine, command: "c", servers: ["turn-relay", "coturn"], runs: runs, errors: []).render()
+    let table = md.components(separatedBy: "| target pps | server | wake-ups per relayed packet | RTT p50 µs |")
+    #expect(table.count == 2)
+    let rows = table.last!.split(separator: "\n").filter { $0.hasPrefix("| ") && !$0.hasPrefix("|---") }.prefix(6)
+    #expect(Array(rows) == [
+        "| 5000 | turn-relay | 0.150 | 1500 |", "| 5000 | coturn | - | 50 |",
+        "| 20000 | turn-relay | 0.150 | 1500 |", "| 20000 | coturn | - | 50 |",
+        "| flat out | turn-relay | 0.150 | 1500 |", "| flat out | coturn | - | 50 |",
+    ], "paced rates ascending, flat out last; the warm-up round left out")
 }
 
 @Test func streamsTableHasOneSectionPerTransportAndTheTLSRatio() throws {

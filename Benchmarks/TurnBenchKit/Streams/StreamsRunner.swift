@@ -67,6 +67,8 @@ public struct StreamsReport: Codable, Sendable, Equatable {
             out.append("### Client transport: \(t.rawValue)")
             out.append("")
             out.append(table.render())
+            out.append("")
+            out.append(wakeUpTable(t, firstKeptRound: firstKeptRound))
         }
         if let tls = tables(firstKeptRound: firstKeptRound).first(where: { $0.transport == .tls })?.table {
             out.append("")
@@ -81,6 +83,29 @@ public struct StreamsReport: Codable, Sendable, Equatable {
             out += errors.map { "- " + $0 }
         }
         return out.joined(separator: "\n") + "\n"
+    }
+}
+
+extension StreamsReport {
+    /// Per rate and server (medians over the kept rounds): the relay's wake-ups per relayed
+    /// packet (times its threads were put on a CPU, schedstat) and the round trip's median, the
+    /// two sides of waiting to batch (`--batch-wait-us`).
+    func wakeUpTable(_ transport: ClientTransport, firstKeptRound: Int) -> String {
+        let kept = runs.filter { $0.transport == transport && $0.round >= firstKeptRound }
+        var lines = ["| target pps | server | wake-ups per relayed packet | RTT p50 µs |", "|---:|---|---:|---:|"]
+        // Paced rates ascending, flat out (0) last.
+        func order(_ rate: Double) -> Double { rate == 0 ? Double.infinity : rate }
+        let rates: [Double] = Set(kept.map { $0.targetPPS }).sorted { order($0) < order($1) }
+        for rate in rates {
+            for server in servers {
+                let these = kept.filter { $0.targetPPS == rate && $0.server == server }
+                guard !these.isEmpty else { continue }
+                let wakeUps = Summary.median(these.compactMap { $0.relayWakeUpsPerPacket }).map { fixed($0, 3) } ?? "-"
+                let p50 = Summary.median(these.map { $0.roundTrip.p50 }).map { fixed($0, 0) } ?? "-"
+                lines.append("| \(rate == 0 ? "flat out" : String(Int(rate))) | \(server) | \(wakeUps) | \(p50) |")
+            }
+        }
+        return lines.joined(separator: "\n")
     }
 }
 

@@ -25,9 +25,10 @@ public struct WorkerConfiguration: Sendable {
     public var enableGRO: Bool = true
     /// io_uring only, kernels with IORING_FEAT_MIN_TIMEOUT (6.12+): a wait for completions asks
     /// for `batchWaitCompletions` and gives up on the batch after `batchWaitMicroseconds` (then it
-    /// returns with whatever has come, at least one). Fewer wake-ups per packet at low and medium
-    /// rates in principle, at most that much added latency. 0 µs (the default): wake on the first
-    /// completion. On the machine of BENCHMARKS.md 50 µs cost more CPU per packet, not less.
+    /// returns with whatever has come, at least one). Fewer wake-ups per packet, up to that much
+    /// added latency per pass. 0 µs (the default): wake on the first completion. On the machine of
+    /// BENCHMARKS.md 1000 µs halved the CPU per packet at 20k-100k pps and added 2-4 ms to a round
+    /// trip through the relay; 50 µs cost more CPU at 5k pps than no wait.
     public var batchWaitMicroseconds: Int = 0
     public var batchWaitCompletions: Int = 64
     public var enableGSO: Bool = true

@@ -131,4 +131,15 @@ extension WorkerStatistics {
             workers.reduce(sum) { $0 &+ series.value($1) }
         }
     }
+
+    /// The series of `family` whose sum over workers is not zero, as `label=sum` (label values
+    /// joined by `/`) in declaration order, space-separated; "none" when every one is zero. The
+    /// exit line says which drops a run had, not only how many.
+    public static func nonZero(_ family: MetricFamily, over workers: [WorkerStatistics]) -> String {
+        let parts = metrics.filter { $0.family == family }.compactMap { series -> String? in
+            let sum = workers.reduce(0) { $0 &+ series.value($1) }
+            return sum == 0 ? nil : "\(series.labelValues.joined(separator: "/"))=\(sum)"
+        }
+        return parts.isEmpty ? "none" : parts.joined(separator: " ")
+    }
 }
