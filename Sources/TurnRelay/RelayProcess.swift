@@ -153,6 +153,7 @@ struct RelayProcess {
         case .success(let fastPath):
             logger.notice("XDP fast path \(fastPath.status)", metadata: [
                 "object": "\(xdp.objectPath)", "route_entries": "\(fastPath.routeCapacity)",
+                "next_hop": "\(xdp.nextHop.usesFIB(interfaceCount: xdp.interfaces.count) ? "fib" : "swap")",
                 "relay_ipv4": "\(fastPath.encoding.relayIPv4?.description ?? "none")",
                 "relay_ipv6": "\(fastPath.encoding.relayIPv6?.description ?? "none")",
             ])
@@ -166,11 +167,11 @@ struct RelayProcess {
         }
     }
 
-    /// On several interfaces the program picks each packet's next hop with bpf_fib_lookup, which
-    /// finds no route on an interface whose IP forwarding is off: what must leave by another
-    /// interface then passes to the io_uring path (reason `no_route`). Named once at start.
+    /// With the next hop from the FIB (several interfaces, or `--xdp-next-hop fib`) the program
+    /// asks bpf_fib_lookup, which finds no route on an interface whose IP forwarding is off: those
+    /// packets then pass to the io_uring path (reason `no_route`). Named once at start.
     func warnIfForwardingIsOff(_ xdp: XDPSettings) {
-        guard xdp.interfaces.count > 1 else { return }
+        guard xdp.nextHop.usesFIB(interfaceCount: xdp.interfaces.count) else { return }
         for family in ["ipv4", "ipv6"] {
             let off = xdp.interfaces.filter { name in
                 let path = "/proc/sys/net/\(family)/conf/\(name)/forwarding"
@@ -179,7 +180,7 @@ struct RelayProcess {
                 return fgetc(file) == Int32(UInt8(ascii: "0"))
             }
             guard !off.isEmpty else { continue }
-            logger.warning("XDP on \(xdp.interfaces.count) interfaces: \(family) forwarding is off on \(off.joined(separator: ", ")), so packets the XDP program would send out by another interface find no route and are relayed by the userspace path instead (relay_xdp_passed_packets_total{reason=\"no_route\"}). To relay them in XDP: sysctl -w net.\(family).conf.all.forwarding=1 (and per interface).")
+            logger.warning("XDP next hop from the FIB (\(xdp.interfaces.count) interface\(xdp.interfaces.count == 1 ? "" : "s"), --xdp-next-hop \(xdp.nextHop.rawValue)): \(family) forwarding is off on \(off.joined(separator: ", ")), so the packets the XDP program would relay find no route and are relayed by the userspace path instead (relay_xdp_passed_packets_total{reason=\"no_route\"}). To relay them in XDP: sysctl -w net.\(family).conf.all.forwarding=1 (and per interface).")
         }
     }
 

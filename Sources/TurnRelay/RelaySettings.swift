@@ -55,6 +55,7 @@ struct RelaySettings {
     /// Interfaces the XDP fast path attaches to (empty: off), how, and the program's object file.
     var xdpInterfaces: [String]
     var xdpMode: XDPMode
+    var xdpNextHop: XDPNextHop
     var xdpObject: String
     var xdpIPv4: IPv4Address?
     var xdpIPv6: IPv6Address?
@@ -318,6 +319,14 @@ struct RelaySettings {
         case "generic": xdpMode = .generic
         default: throw ValidationError("--xdp-mode \(mode) is not one of native, generic (Firezone's EBPF_ATTACH_MODE: driver, generic)")
         }
+        let nextHop = (o.xdpNextHop ?? Environment.string("XDP_NEXT_HOP") ?? "auto").lowercased()
+        guard let hop = XDPNextHop(rawValue: nextHop) else {
+            throw ValidationError("--xdp-next-hop \(nextHop) is not one of auto, fib, swap")
+        }
+        if hop == .swap && xdpInterfaces.count > 1 {
+            throw ValidationError("--xdp-next-hop swap sends every packet back out of the interface it came in by; with \(xdpInterfaces.count) XDP interfaces use fib (or auto)")
+        }
+        xdpNextHop = hop
         xdpObject = o.xdpObject ?? Environment.string("XDP_OBJECT") ?? Self.defaultXDPObject()
         if let text = o.xdpIp4 ?? Environment.string("XDP_IP4", firezone: "EBPF_INT4_ADDR") {
             guard let ip = IPv4Address(text) else { throw ValidationError("--xdp-ip4 \(text) is not an IPv4 address") }
@@ -375,6 +384,7 @@ struct RelaySettings {
                             relayPorts: portRange, listenIPv4: bindIPv4, listenIPv6: bindIPv6)
         x.rfc5766Channels = rfc5766ChannelNumbers
         x.wireIPv4 = xdpIPv4
+        x.nextHop = xdpNextHop
         x.wireIPv6 = xdpIPv6
         x.routeEntries = XDPSettings.routeEntries(allocations: maxAllocations, channels: maxChannels)
         return x

@@ -109,6 +109,14 @@ import TestSupport
         s.rfc5766Channels = true
         #expect(XDPFastPath.configFlags(s, interfaceCount: 1) == UInt32(TR_CONFIG_RFC5766_CHANNELS))
         #expect(XDPFastPath.configFlags(s, interfaceCount: 3) == UInt32(TR_CONFIG_RFC5766_CHANNELS) | UInt32(TR_CONFIG_FIB))
+        // --xdp-next-hop fib: the FIB on one interface too (clients and peers behind different
+        // next hops on one link); swap: never.
+        s.rfc5766Channels = false
+        s.nextHop = .fib
+        #expect(XDPFastPath.configFlags(s, interfaceCount: 1) == UInt32(TR_CONFIG_FIB))
+        #expect(XDPFastPath.configFlags(s, interfaceCount: 2) == UInt32(TR_CONFIG_FIB))
+        s.nextHop = .swap
+        #expect(XDPFastPath.configFlags(s, interfaceCount: 1) == 0)
     }
 
     /// All or nothing: when one interface refuses (loopback has no native XDP), the others are

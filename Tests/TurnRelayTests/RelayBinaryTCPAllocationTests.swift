@@ -360,7 +360,7 @@ final class TestTCPListener {
     init(ip: IPAddress = .v4(.loopback)) throws {
         let family = if case .v4 = ip { AF_INET } else { AF_INET6 }
         fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = cu_addr(TransportAddress(ip: ip, port: 0))
+        let address = cu_addr(TransportAddress(ip: ip, port: 0))
         let fd = fd
         guard fd >= 0, address.withSockaddr({ Glibc.bind(fd, $0, $1) }) == 0, listen(fd, 16) == 0 else {
             throw RelayIOError.configuration("test listener: \(String(cString: strerror(errno)))")

@@ -110,6 +110,20 @@ import TestSupport
         #expect(output.contains("--xdp-mode offload is not one of native, generic"), "\(output)")
     }
 
+    /// `--xdp-next-hop`: only auto, fib and swap; swap (back out of the interface the frame came
+    /// in by) cannot serve several interfaces, where a route may leave by another one.
+    @Test func anUnknownNextHopAndSwapOnSeveralInterfacesAreRefused() async throws {
+        let (status, output) = try await RelayBinaryFirezoneTests.refusedStart(["--xdp-interface", "lo"], token: nil,
+                                                                                environment: ["XDP_NEXT_HOP": "arp"])
+        #expect(status != 0)
+        #expect(output.contains("--xdp-next-hop arp is not one of auto, fib, swap"), "\(output)")
+        let (status2, output2) = try await RelayBinaryFirezoneTests.refusedStart(
+            ["--xdp-interface", "lo", "--xdp-interface", "nosuchif1", "--xdp-next-hop", "swap"], token: nil, environment: [:])
+        #expect(status2 != 0)
+        #expect(output2.contains("--xdp-next-hop swap sends every packet back out of the interface it came in by; with 2 XDP interfaces use fib"),
+                "\(output2)")
+    }
+
     /// bpf() refused: root without CAP_BPF, CAP_SYS_ADMIN and CAP_NET_ADMIN (dropped
     /// from the bounding set by setpriv, so the relay's exec keeps none of them), and a non-root
     /// uid (65534). The object must exist, so the refusal is the kernel's.

@@ -469,15 +469,7 @@ struct XDPEndToEndTests {
     /// given), each checked intact.
     func exchange(_ client: TestTURNClient, channel: UInt16, peer: BlockingUDPSocket, relayed: TransportAddress,
                   count: Int = 0, rounds: Range<Int>? = nil) throws {
-        for i in rounds ?? 0..<count {
-            let out = Array("to-peer-\(i)".utf8)
-            client.sendChannelData(channel, payload: out)
-            let received = peer.receive(timeoutMilliseconds: 2000)
-            #expect(received?.bytes == out && received?.from == relayed, "datagram \(i) at the peer: \(String(describing: received))")
-            let back = Array("to-client-\(i)".utf8)
-            _ = peer.send(back, to: relayed)
-            #expect(client.receive() == .channelData(channel: channel, payload: back), "datagram \(i) back at the client")
-        }
+        exchangeChannelData(client, channel: channel, peer: peer, relayed: relayed, rounds: rounds ?? 0..<count)
     }
 
     /// Once a channel is dead (its allocation or permission gone): `messages` ChannelData from

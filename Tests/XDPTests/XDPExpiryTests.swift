@@ -124,15 +124,7 @@ struct XDPExpiryTests {
                 #expect(routes.mentions(peerIP: peerIP), "no route for the bound channel: \(routes)")
             }
             let before = try relay.metrics()
-            for i in 0..<XDPExpiryTests.messages {
-                let out = Array("to-peer-\(i)".utf8)
-                client.sendChannelData(channel, payload: out)
-                let received = peer.receive(timeoutMilliseconds: 2000)
-                #expect(received?.bytes == out && received?.from == relayed, "datagram \(i) at the peer: \(String(describing: received))")
-                let back = Array("to-client-\(i)".utf8)
-                _ = peer.send(back, to: relayed)
-                #expect(client.receive() == .channelData(channel: channel, payload: back), "datagram \(i) back at the client")
-            }
+            exchangeChannelData(client, channel: channel, peer: peer, relayed: relayed, rounds: 0..<XDPExpiryTests.messages)
             let relayedBefore = ContinuousClock.now - bound
             if relayedBefore >= .seconds(XDPExpiryTests.expiring) {
                 Issue.record("relaying took \(relayedBefore), past the \(XDPExpiryTests.expiring) s lifetime: the machine is too busy for this test")

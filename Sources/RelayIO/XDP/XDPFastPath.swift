@@ -17,11 +17,34 @@ public enum XDPMode: String, Sendable, CaseIterable {
     case generic
 }
 
+/// How the XDP program picks the Ethernet next hop of a packet it relays.
+public enum XDPNextHop: String, Sendable, CaseIterable {
+    /// `fib` on several interfaces (a route may leave by another one), `swap` on one.
+    case auto
+    /// The kernel's FIB and neighbour table (bpf_fib_lookup): right for any topology; about twice
+    /// the program's run time (BPF/README.md, "Run time"); needs IP forwarding on the interfaces.
+    case fib
+    /// The received frame's MAC addresses swapped, sent back out of the interface it came in by:
+    /// right only where clients and peers are reached through the same next hop (a cloud host
+    /// behind its gateway); one interface only.
+    case swap
+
+    /// Whether the program takes the next hop from the FIB, attached to `interfaceCount` interfaces.
+    public func usesFIB(interfaceCount: Int) -> Bool {
+        switch self {
+        case .auto: interfaceCount > 1
+        case .fib: true
+        case .swap: false
+        }
+    }
+}
+
 /// What the fast path is started with.
 public struct XDPSettings: Sendable, Equatable {
     /// Interface names; each gets the same program (one set of maps for all).
     public var interfaces: [String]
     public var mode: XDPMode = .native
+    public var nextHop: XDPNextHop = .auto
     /// The compiled BPF/turn_router.bpf.c.
     public var objectPath: String
     /// Entries of each route map (one per channel binding).
@@ -151,12 +174,15 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
     }
 
     /// `tr_config.flags` (host order): the RFC 5766 channel numbers when asked for, and
-    /// `TR_CONFIG_FIB` when the program is attached to more than one interface, where a route may
-    /// leave by another interface than the packet came in by. The program then takes the next hop
-    /// from the kernel's FIB and redirects there; with one interface it swaps the MAC addresses and
-    /// sends the packet back out, which costs less than half as much (BPF/README.md, "Next hop").
+    /// `TR_CONFIG_FIB` when the next hop comes from the FIB (`XDPNextHop`): by default when the
+    /// program is attached to more than one interface, where a route may leave by another interface
+    /// than the packet came in by. The program then takes the next hop from the kernel's FIB and
+    /// redirects there; without it it swaps the MAC addresses and sends the packet back out, which
+    /// costs less than half as much (BPF/README.md, "Next hop") but is right only where clients
+    /// and peers sit behind the same next hop.
     static func configFlags(_ s: XDPSettings, interfaceCount: Int) -> UInt32 {
-        (s.rfc5766Channels ? UInt32(TR_CONFIG_RFC5766_CHANNELS) : 0) | (interfaceCount > 1 ? UInt32(TR_CONFIG_FIB) : 0)
+        (s.rfc5766Channels ? UInt32(TR_CONFIG_RFC5766_CHANNELS) : 0)
+            | (s.nextHop.usesFIB(interfaceCount: interfaceCount) ? UInt32(TR_CONFIG_FIB) : 0)
     }
 
     /// Whether the program may redirect to `interface` (it is in `tr_egress`); nil when unknown.
