@@ -45,6 +45,8 @@ struct XDPForwardingWarningTests {
             } else {
                 #expect(relay.output.contains("ipv4 forwarding is off on \(lab.relayInterface), trfwd0")
                     && relay.output.contains("sysctl -w net.ipv4.conf.all.forwarding=1"), "no forwarding warning:\n\(relay.output)")
+                #expect(relay.output.contains("ipv6 forwarding is off on \(lab.relayInterface), trfwd0")
+                    && relay.output.contains("sysctl -w net.ipv6.conf.all.forwarding=1"), "no IPv6 forwarding warning:\n\(relay.output)")
             }
             #expect(relay.stop() == 0, "turn-relay did not exit with status 0 on SIGTERM:\n\(relay.output.suffix(3000))")
         }
@@ -80,6 +82,7 @@ struct XDPForwardingWarningTests {
             #expect(readiness.body.contains(lab.relayInterface), "XDP not attached: \(readiness.body)\n\(relay.output)")
             #expect(relay.output.contains("next_hop=fib"), "the start-up line does not say the next hop:\n\(relay.output)")
             let warned = relay.output.contains("ipv4 forwarding is off on \(lab.relayInterface)")
+                && relay.output.contains("ipv6 forwarding is off on \(lab.relayInterface)")
             #expect(warned == !forwarding, "forwarding \(forwarding ? "on" : "off"), warning \(warned ? "given" : "missing"):\n\(relay.output)")
             if forwarding {
                 let credential = relay.credential(id: "fib1")
