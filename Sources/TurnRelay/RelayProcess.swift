@@ -159,6 +159,11 @@ struct RelayProcess {
             ])
             operations.attach(xdp: fastPath)
             warnIfForwardingIsOff(xdp)
+            let logger = logger
+            let links = fastPath.attached.map(\.name).joined(separator: ", ")
+            fastPath.warnOnce { route in
+                logger.warning("XDP swaps MAC addresses (--xdp-next-hop \(xdp.nextHop.rawValue) on one interface), and the channel from client \(route.client.ip) to peer \(route.peer.ip) has an end on \(links)'s own subnet. If they are different hosts on that link, the program sends each one's datagrams back to the MAC address they came from, and they are lost. For such links: --xdp-next-hop fib (with IP forwarding on). Said once.")
+            }
             return fastPath
         case .failure(let failure):
             logger.warning("XDP fast path off: \(failure) Serving everything on the \(settings.resolvedIOBackend) path.")

@@ -119,6 +119,30 @@ import TestSupport
         #expect(XDPFastPath.configFlags(s, interfaceCount: 1) == 0)
     }
 
+    /// The loader's on-link check (said once at the first such route while swapping MAC
+    /// addresses): a client or peer inside a prefix of an attached link, with the other end at
+    /// another address. Clients and peers behind the link's router are not on it.
+    @Test func swappingIsFlaggedForHostsOnTheAttachedLink() throws {
+        let link = [try #require(CIDR("198.18.0.0/24")), try #require(CIDR("2001:db8::/64"))]
+        func route(_ client: String, _ peer: String) throws -> ChannelRoute {
+            ChannelRoute(client: try #require(TransportAddress(client)), channel: 0x4000,
+                         peer: try #require(TransportAddress(peer)), relaySocket: SocketHandle(raw: 2), relayPort: 50000)
+        }
+        #expect(XDPFastPath.swapMaySendToTheWrongHost(try route("198.18.0.2:4000", "198.18.0.77:5000"), onLink: link))
+        #expect(XDPFastPath.swapMaySendToTheWrongHost(try route("203.0.113.5:4000", "198.18.0.77:5000"), onLink: link))
+        #expect(XDPFastPath.swapMaySendToTheWrongHost(try route("[2001:db8::2]:4000", "[2001:db8:1::9]:5000"), onLink: link))
+        #expect(!XDPFastPath.swapMaySendToTheWrongHost(try route("203.0.113.5:4000", "198.51.100.7:5000"), onLink: link),
+                "both behind the link's router: the swap sends back to it")
+        #expect(!XDPFastPath.swapMaySendToTheWrongHost(try route("198.18.0.2:4000", "198.18.0.2:5000"), onLink: link),
+                "one host: its own MAC address is right both ways")
+        #expect(!XDPFastPath.swapMaySendToTheWrongHost(try route("198.18.0.2:4000", "198.18.0.77:5000"), onLink: []),
+                "next hop from the FIB: nothing to flag")
+        // The prefixes come from the interface's netmasks.
+        #expect(HostAddresses.connectedPrefixes(interface: "lo").contains(try #require(CIDR("127.0.0.0/8"))))
+        #expect(HostAddresses.prefixLength(of: .v4(try #require(IPv4Address("255.255.240.0")))) == 20)
+        #expect(HostAddresses.prefixLength(of: .v6(try #require(IPv6Address("ffff:ffff:ffff:ffff:ff00::")))) == 72)
+    }
+
     /// All or nothing: when one interface refuses (loopback has no native XDP), the others are
     /// detached again, and the failure names the cause and the fix.
     @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))

@@ -113,7 +113,17 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         var installed: Set<ChannelRoute> = []
         var routeMapFull: UInt64 = 0
         var routesNotInstalled: UInt64 = 0
+        /// Told once: a route installed while the MAC addresses are swapped, whose client or peer
+        /// is on an attached link (`onLinkPrefixes`).
+        var onLinkWarning: (@Sendable (ChannelRoute) -> Void)?
+        var onLinkWarned = false
     }
+
+    /// With the MAC addresses swapped (no `TR_CONFIG_FIB`): the prefixes on the attached links.
+    /// A client or peer inside one is a host on the link, reached through no router; if the
+    /// other end of its channel is another host, the swap sends to the wrong one. Empty when the
+    /// next hop comes from the FIB.
+    let onLinkPrefixes: [CIDR]
 
     private let state: Mutex<State>
 
@@ -124,6 +134,7 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         self.attached = attached
         routeCapacity = cx_route_capacity(fastPath)
         programID = cx_program_id(fastPath)
+        onLinkPrefixes = settings.nextHop.usesFIB(interfaceCount: attached.count) ? [] : attached.flatMap(\.prefixes)
         state = Mutex(State(fastPath: fastPath))
     }
 
@@ -291,27 +302,49 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
     // MARK: - Routes
 
     public func apply(_ change: RouteChange) {
-        state.withLock { state in
-            guard let fastPath = state.fastPath else { return }
+        let warning: (@Sendable (ChannelRoute) -> Void)? = state.withLock { state in
+            guard let fastPath = state.fastPath else { return nil }
             switch change {
             case .up(let route):
                 guard case .success(var e) = encoding.entries(for: route) else {
                     state.routesNotInstalled &+= 1
-                    return
+                    return nil
                 }
                 let rc = cx_route_add(fastPath, &e.clientKey, &e.clientValue, &e.peerKey, &e.peerValue)
                 if rc == 0 {
                     state.installed.insert(route)
+                    if !state.onLinkWarned && Self.swapMaySendToTheWrongHost(route, onLink: onLinkPrefixes) {
+                        state.onLinkWarned = true
+                        return state.onLinkWarning
+                    }
                 } else if rc == CX_ROUTE_MAP_FULL {
                     state.routeMapFull &+= 1
                 } else {
                     state.routesNotInstalled &+= 1
                 }
             case .down(let route):
-                guard state.installed.remove(route) != nil, case .success(var e) = encoding.entries(for: route) else { return }
+                guard state.installed.remove(route) != nil, case .success(var e) = encoding.entries(for: route) else { return nil }
                 _ = cx_route_delete(fastPath, &e.clientKey, &e.peerKey)
             }
+            return nil
         }
+        if let warning, case .up(let route) = change { warning(route) }
+    }
+
+    /// Whether a channel's client or peer is a host on an attached link (inside `onLink`), and
+    /// the other end has another address: swapping the MAC addresses then sends each one's
+    /// datagrams to the MAC address they came from, which is right only if both addresses live
+    /// on one host (or behind one router). The loader cannot tell which; it says so once.
+    static func swapMaySendToTheWrongHost(_ route: ChannelRoute, onLink: [CIDR]) -> Bool {
+        guard !onLink.isEmpty, route.client.ip != route.peer.ip else { return false }
+        return onLink.contains { $0.contains(route.client.ip) || $0.contains(route.peer.ip) }
+    }
+
+    /// Called once, on the thread that applies the route, for the first route installed whose
+    /// client or peer is on an attached link while the MAC addresses are swapped (see
+    /// `swapMaySendToTheWrongHost`).
+    public func warnOnce(whenSwappingOnLink handler: @escaping @Sendable (ChannelRoute) -> Void) {
+        state.withLock { $0.onLinkWarning = handler }
     }
 
     /// The two map entries installed for `route`, as their bytes (tests, diagnostics): the

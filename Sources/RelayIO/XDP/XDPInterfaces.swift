@@ -1,6 +1,7 @@
 import CUDP
 import CXDP
 import Glibc
+import RelayCore
 import STUN
 
 /// The interfaces the fast path attaches to, by name: index, MTU and addresses.
@@ -11,6 +12,8 @@ public enum XDPInterfaces {
         /// The link MTU (the largest IP packet the program may send out of it).
         public var mtu: Int
         public var addresses: [IPAddress]
+        /// The prefixes on the link itself (each address with its netmask).
+        public var prefixes: [CIDR] = []
     }
 
     public enum LookupError: Error, Equatable, CustomStringConvertible {
@@ -27,7 +30,8 @@ public enum XDPInterfaces {
         let index = if_nametoindex(name)
         guard index != 0 else { return .failure(.unknown(name)) }
         return .success(Interface(name: name, index: Int32(index), mtu: mtu(of: name) ?? 1500,
-                                  addresses: HostAddresses.current(interface: name)))
+                                  addresses: HostAddresses.current(interface: name),
+                                  prefixes: HostAddresses.connectedPrefixes(interface: name)))
     }
 
     /// The id of the XDP program attached to `name` in this thread's network namespace (any

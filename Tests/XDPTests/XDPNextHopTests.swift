@@ -1,0 +1,101 @@
+import Foundation
+@testable import InteropTestSupport
+@testable import OperationsTestSupport
+import RelayIO
+import STUN
+import TURNTestClient
+import Testing
+import TestSupport
+
+/// Why `--xdp-next-hop fib` exists, on a link where it matters: the peer is another host on the
+/// relay's link (its own MAC address: a macvlan on the lab's veth, moved into a namespace of its
+/// own), the client another. Swapping the received frame's MAC addresses sends a client's
+/// datagram back to the client's MAC, whose host does not hold the peer's address (forwarding
+/// off): it is lost, and the peer's answers go back to the peer. With the next hop from the FIB
+/// (the kernel's neighbour entry for each destination) every datagram arrives, relayed by the
+/// program. The first datagram to the peer passes once (`no_neigh`: the relay's namespace has not
+/// resolved the peer yet) and userspace relays it, which resolves it.
+@Suite(.serialized, .dedicatedThread, .needsRootForLab)
+struct XDPNextHopTests {
+    static let peerIPv4 = "198.18.0.77"
+
+    @Test(arguments: ["swap", "fib"])
+    func aPeerBehindAnotherMACOnTheLink(nextHop: String) throws {
+        guard Datapath.binaryHasXDPFlags else {
+            print("XDPNextHopTests: skipped: this turn-relay has no XDP flags")
+            return
+        }
+        let lab = try NetnsLab()
+        let ip = try ExternalTool.locate("ip", hint: NetnsLab.iproute2Hint)
+        let peerNamespace = "\(lab.relayNamespace)-p"
+        func run(_ arguments: [String]) throws {
+            let result = try ChildProcess.run(ip, arguments, name: "ip", timeout: .seconds(20))
+            try #require(result.status == 0, "ip \(arguments.joined(separator: " ")): \(result.output)")
+        }
+        try run(["netns", "add", peerNamespace])
+        defer { _ = try? ChildProcess.run(ip, ["netns", "del", peerNamespace], name: "ip", timeout: .seconds(20)) }
+        for command in [["-n", lab.outNamespace, "link", "add", "link", lab.outInterface, "name", "trpeer0", "type", "macvlan", "mode", "bridge"],
+                        ["-n", lab.outNamespace, "link", "set", "trpeer0", "netns", peerNamespace],
+                        ["-n", peerNamespace, "addr", "add", "\(Self.peerIPv4)/24", "dev", "trpeer0"],
+                        ["-n", peerNamespace, "link", "set", "trpeer0", "up"],
+                        ["-n", peerNamespace, "link", "set", "lo", "up"]] {
+            try run(command)
+        }
+        // The FIB lookup needs forwarding on the interface it is asked about.
+        let sysctl = try ExternalTool.locate("sysctl", hint: "It comes with Debian's procps package.")
+        let enabled = try lab.run(in: lab.relayNamespace, sysctl, ["-w", "net.ipv4.conf.all.forwarding=1"], name: "sysctl", timeout: .seconds(20))
+        try #require(enabled.status == 0, "sysctl: \(enabled.output)")
+
+        let mode: String = { if case .success(.xdp(let m)) = Datapath.selected { return m }; return "native" }()
+        let relay = try LabRelay(lab: lab, datapath: .xdp(mode: mode), extraArguments: ["--xdp-next-hop", nextHop])
+        #expect(relay.output.contains("next_hop=\(nextHop)"), "\(relay.output)")
+        let credential = relay.credential(id: "nexthop-\(nextHop)")
+        let client = try lab.inOut {
+            try TestTURNClient(server: TransportAddress(ip: IPAddress(lab.relayIPv4)!, port: relay.port),
+                               username: credential.username, password: credential.password,
+                               bind: TransportAddress(ip: IPAddress(lab.clientIPv4)!, port: 0))
+        }
+        let peer = try NetworkNamespace.run(in: peerNamespace) {
+            try BlockingUDPSocket(bindTo: TransportAddress(ip: IPAddress(Self.peerIPv4)!, port: 0))
+        }
+        let allocated = try #require(client.allocate(), "no answer to Allocate")
+        let relayed = try #require(allocated.xorRelayedAddresses.first, "no XOR-RELAYED-ADDRESS")
+        let channel: UInt16 = 0x4005
+        #expect(client.channelBind(channel, peer: peer.localAddress)?.errorCode == nil)
+        // The channel's route must be in the maps before the first datagram: a ChannelBind answer
+        // means the core emitted it, and the shell applies it before the answer goes out.
+        let messages = nextHop == "fib" ? 10 : 4
+        var atPeer = 0, atClient = 0
+        for i in 0..<messages {
+            let out = Array("next-hop-\(i)".utf8)
+            client.sendChannelData(channel, payload: out)
+            if let received = peer.receive(timeoutMilliseconds: nextHop == "fib" ? 2000 : 500),
+               received.bytes == out, received.from == relayed {
+                atPeer += 1
+            }
+            let back = Array("next-hop-back-\(i)".utf8)
+            _ = peer.send(back, to: relayed)
+            if client.receive(timeoutMilliseconds: nextHop == "fib" ? 2000 : 500) == .channelData(channel: channel, payload: back) {
+                atClient += 1
+            }
+        }
+        let metrics = try relay.metrics()
+        let xdpOut = metrics.relayed("client_to_peer", datapath: "xdp")
+        let xdpBack = metrics.relayed("peer_to_client", datapath: "xdp")
+        print("xdp-next-hop[\(nextHop)]: \(atPeer) of \(messages) at the peer, \(atClient) back at the client; "
+            + "program relayed \(xdpOut) and \(xdpBack); passed no_neigh \(metrics.total("relay_xdp_passed_packets_total", ["reason": "no_neigh"]))")
+        if nextHop == "fib" {
+            #expect(atPeer == messages && atClient == messages, "fib: \(atPeer) and \(atClient) of \(messages) arrived")
+            #expect(xdpOut >= messages - 1 && xdpBack >= messages - 1, "the program relayed \(xdpOut) and \(xdpBack)")
+        } else {
+            // The hazard the option is for: the program relays them (it cannot know), to the wrong host.
+            #expect(atPeer == 0 && atClient == 0, "swap delivered \(atPeer) and \(atClient): the topology does not show the hazard")
+            #expect(xdpOut == messages && xdpBack == messages, "the program relayed \(xdpOut) and \(xdpBack)")
+        }
+        // Swapping with a peer on the link: the relay said so once, at the channel's route.
+        let warnings = relay.output.components(separatedBy: "XDP swaps MAC addresses").count - 1
+        #expect(warnings == (nextHop == "swap" ? 1 : 0), "\(warnings) on-link warnings:\n\(relay.output)")
+        #expect(relay.output.contains("client \(lab.clientIPv4) to peer \(Self.peerIPv4)") == (nextHop == "swap"))
+        #expect(relay.stop() == 0, "turn-relay did not exit with status 0 on SIGTERM:\n\(relay.output.suffix(3000))")
+    }
+}
