@@ -49,26 +49,27 @@ public enum ProcessStats {
     /// The sum of `timesScheduled` over all of `pid`'s threads, nil if unreadable.
     public static func timesScheduled(pid: Int32) -> UInt64? {
         guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return nil }
-        var total: UInt64 = 0
-        for t in tasks {
-            guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(t)/schedstat", encoding: .utf8),
-                  let n = timesScheduled(schedstatText: text) else { return nil }
-            total &+= n
-        }
-        return total
+        return sumOfSchedstat(pid: pid, tasks: tasks, timesScheduled(schedstatText:))
     }
 
     /// CPU seconds of all of `pid`'s threads to the nanosecond (schedstat), where /proc/PID/stat
     /// counts in clock ticks (10 ms); falls back to `cpuSeconds` when schedstat is missing.
     public static func preciseCPUSeconds(pid: Int32) -> Double? {
         guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return nil }
+        guard let total = sumOfSchedstat(pid: pid, tasks: tasks, runNanoseconds) else { return cpuSeconds(pid: pid) }
+        return Double(total) / 1e9
+    }
+
+    /// One field of /proc/PID/task/TID/schedstat (read by `field`) summed over `tasks`; nil when
+    /// one cannot be read.
+    static func sumOfSchedstat(pid: Int32, tasks: [String], _ field: (String) -> UInt64?) -> UInt64? {
         var total: UInt64 = 0
         for t in tasks {
             guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(t)/schedstat", encoding: .utf8),
-                  let ns = runNanoseconds(schedstatText: text) else { return cpuSeconds(pid: pid) }
-            total &+= ns
+                  let n = field(text) else { return nil }
+            total &+= n
         }
-        return Double(total) / 1e9
+        return total
     }
 
     public static func residentBytes(pid: Int32) -> UInt64? {
