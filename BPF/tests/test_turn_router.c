@@ -2189,8 +2189,13 @@ static int set_effective_capabilities(const uint32_t effective[2], uint32_t save
 /* --route-entries N: both route maps of every object sized to N before load (the relay's loader
  * sizes them to its limits); 0 keeps the object's size. */
 static uint32_t route_entries;
+/* --against-route-entries N: the --bench-against object's route maps sized to N instead (e.g. the
+ * same object at two sizes, to measure what the size costs); it is then loaded with the same
+ * capabilities as this one. */
+static uint32_t against_route_entries;
 
-static int load_object(struct loaded *l, const char *path, const char *label, int unit_capabilities)
+static int load_object(struct loaded *l, const char *path, const char *label, int unit_capabilities,
+                       uint32_t entries)
 {
     memset(l, 0, sizeof *l);
     l->label = label;
@@ -2208,9 +2213,9 @@ static int load_object(struct loaded *l, const char *path, const char *label, in
         }
     }
     const char *route_maps[] = {"tr_client_routes", "tr_peer_routes"};
-    for (int i = 0; i < 2 && route_entries; i++) {
+    for (int i = 0; i < 2 && entries; i++) {
         struct bpf_map *m = bpf_object__find_map_by_name(l->obj, route_maps[i]);
-        if (!m || bpf_map__set_max_entries(m, route_entries))
+        if (!m || bpf_map__set_max_entries(m, entries))
             return m ? errno : ENOENT;
     }
     int loaded = bpf_object__load(l->obj), load_errno = errno;
@@ -2289,7 +2294,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
         fprintf(stderr, "usage: %s turn_router.bpf.o [--no-namespaces] [--bench [--bench-against OTHER.o]] "
-                        "[--route-entries N]\n",
+                        "[--route-entries N] [--against-route-entries N]\n",
                 argv[0]);
         return 2;
     }
@@ -2304,6 +2309,8 @@ int main(int argc, char **argv)
             against = argv[++i];
         else if (strcmp(argv[i], "--route-entries") == 0 && i + 1 < argc)
             route_entries = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--against-route-entries") == 0 && i + 1 < argc)
+            against_route_entries = (uint32_t)strtoul(argv[++i], NULL, 10);
         else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;
@@ -2313,7 +2320,7 @@ int main(int argc, char **argv)
         printf("SKIP: BPF tests need root (CAP_BPF, CAP_NET_ADMIN); running as uid %d\n", (int)geteuid());
         return 0;
     }
-    int e = load_object(&objects[0], argv[1], "this", 1);
+    int e = load_object(&objects[0], argv[1], "this", 1, route_entries);
     if (e == EPERM) {
         printf("SKIP: the kernel refuses bpf() (EPERM: no CAP_BPF, a seccomp filter or lockdown)\n");
         return 0;
@@ -2337,7 +2344,8 @@ int main(int argc, char **argv)
     init_bindings();
     if (against && with_bench) {
         /* The base may need more (main before this change needed CAP_PERFMON): loaded as root. */
-        e = load_object(&objects[1], against, "base", 0);
+        e = against_route_entries ? load_object(&objects[1], against, "base", 1, against_route_entries)
+                                  : load_object(&objects[1], against, "base", 0, route_entries);
         if (e) {
             fprintf(stderr, "FAIL: load %s: %s\n", against, strerror(e));
             return 1;

@@ -15,6 +15,7 @@
 #define CX_MAX_LINKS 64
 
 struct cx_fast_path {
+    char *path; /* the object file, opened again by cx_resize_routes */
     struct bpf_object *object;
     int program_fd;
     int client_routes_fd;
@@ -78,11 +79,15 @@ static int map_fd(struct bpf_object *object, const char *name)
     return map ? bpf_map__fd(map) : -1;
 }
 
-int cx_open(const char *path, uint32_t route_entries, uint32_t egress_entries, cx_fast_path **out, char *message,
-            size_t message_len)
+/* The maps a resized program shares with the one it replaces: everything but the route maps. */
+static const char *const shared_maps[] = {"tr_config", "tr_counters", "tr_egress", "tr_scratch"};
+
+/* Opens and loads the object at `path` with both route maps sized to `route_entries` (0: the
+ * object's size) and tr_egress to `egress_entries` (0: the object's). With `reuse`, the maps in
+ * shared_maps are that object's (same configuration, counters and egress set). */
+static int load_object(const char *path, uint32_t route_entries, uint32_t egress_entries, struct bpf_object *reuse,
+                       struct bpf_object **out, char *message, size_t message_len)
 {
-    pthread_once(&print_once, install_print);
-    last_libbpf_message[0] = 0;
     *out = NULL;
     if (access(path, R_OK) != 0)
         return fail(errno, "open the BPF object", message, message_len);
@@ -112,40 +117,181 @@ int cx_open(const char *path, uint32_t route_entries, uint32_t egress_entries, c
         bpf_object__close(object);
         return fail(e, "size the map tr_egress", message, message_len);
     }
+    for (size_t i = 0; reuse && i < sizeof shared_maps / sizeof shared_maps[0]; i++) {
+        struct bpf_map *map = bpf_object__find_map_by_name(object, shared_maps[i]);
+        int fd = map_fd(reuse, shared_maps[i]);
+        if (!map || fd < 0 || bpf_map__reuse_fd(map, fd)) {
+            int e = map ? errno : ENOENT;
+            bpf_object__close(object);
+            return fail(e, "share the maps with the running program", message, message_len);
+        }
+    }
     if (bpf_object__load(object)) {
         int e = errno;
         bpf_object__close(object);
         return fail(e, "load the BPF program (bpf())", message, message_len);
     }
+    *out = object;
+    return 0;
+}
+
+/* Points fp's descriptors at `object` (loaded by load_object). 0, or -ENOENT when a map or the
+ * program is missing. */
+static int adopt(cx_fast_path *fp, struct bpf_object *object)
+{
     struct bpf_program *program = bpf_object__find_program_by_name(object, "turn_router");
-    cx_fast_path *fp = calloc(1, sizeof *fp);
-    int cpus = libbpf_num_possible_cpus();
-    if (!program || !fp || cpus <= 0) {
-        free(fp);
-        bpf_object__close(object);
-        return fail(!program ? ENOENT : cpus < 0 ? -cpus : ENOMEM, "find the program turn_router", message,
-                    message_len);
-    }
+    struct bpf_map *client_routes = bpf_object__find_map_by_name(object, "tr_client_routes");
+    if (!program || !client_routes)
+        return -ENOENT;
+    int program_fd = bpf_program__fd(program);
+    int client_fd = map_fd(object, "tr_client_routes"), peer_fd = map_fd(object, "tr_peer_routes");
+    int config_fd = map_fd(object, "tr_config"), counters_fd = map_fd(object, "tr_counters");
+    int egress_fd = map_fd(object, "tr_egress");
+    if (program_fd < 0 || client_fd < 0 || peer_fd < 0 || config_fd < 0 || counters_fd < 0 || egress_fd < 0)
+        return -ENOENT;
     fp->object = object;
-    fp->program_fd = bpf_program__fd(program);
-    fp->client_routes_fd = map_fd(object, "tr_client_routes");
-    fp->peer_routes_fd = map_fd(object, "tr_peer_routes");
-    fp->config_fd = map_fd(object, "tr_config");
-    fp->counters_fd = map_fd(object, "tr_counters");
-    fp->egress_fd = map_fd(object, "tr_egress");
-    fp->route_capacity = bpf_map__max_entries(bpf_object__find_map_by_name(object, "tr_client_routes"));
-    fp->cpus = cpus;
-    if (fp->client_routes_fd < 0 || fp->peer_routes_fd < 0 || fp->config_fd < 0 || fp->counters_fd < 0 ||
-        fp->egress_fd < 0) {
-        cx_close(fp);
-        return fail(ENOENT, "find the maps tr_config and tr_counters", message, message_len);
-    }
+    fp->program_fd = program_fd;
+    fp->client_routes_fd = client_fd;
+    fp->peer_routes_fd = peer_fd;
+    fp->config_fd = config_fd;
+    fp->counters_fd = counters_fd;
+    fp->egress_fd = egress_fd;
+    fp->route_capacity = bpf_map__max_entries(client_routes);
     struct bpf_prog_info info;
     uint32_t info_len = sizeof info;
     memset(&info, 0, sizeof info);
-    if (bpf_obj_get_info_by_fd(fp->program_fd, &info, &info_len) == 0)
-        fp->program_id = info.id;
+    fp->program_id = bpf_obj_get_info_by_fd(program_fd, &info, &info_len) == 0 ? info.id : 0;
+    return 0;
+}
+
+int cx_open(const char *path, uint32_t route_entries, uint32_t egress_entries, cx_fast_path **out, char *message,
+            size_t message_len)
+{
+    pthread_once(&print_once, install_print);
+    last_libbpf_message[0] = 0;
+    *out = NULL;
+    struct bpf_object *object;
+    int rc = load_object(path, route_entries, egress_entries, NULL, &object, message, message_len);
+    if (rc)
+        return rc;
+    cx_fast_path *fp = calloc(1, sizeof *fp);
+    int cpus = libbpf_num_possible_cpus();
+    if (!fp || cpus <= 0 || !(fp->path = strdup(path))) {
+        free(fp);
+        bpf_object__close(object);
+        return fail(cpus < 0 ? -cpus : ENOMEM, "set up the loader", message, message_len);
+    }
+    fp->cpus = cpus;
+    if (adopt(fp, object)) {
+        fp->object = object;
+        cx_close(fp);
+        return fail(ENOENT, "find the program turn_router and its maps", message, message_len);
+    }
     *out = fp;
+    return 0;
+}
+
+/* Copies every entry of map `from` into map `to` in chunks (BPF_MAP_LOOKUP_BATCH and
+ * BPF_MAP_UPDATE_BATCH: a syscall per few thousand routes, not two per route). 0 or -errno. */
+static int copy_entries_batched(int from, int to, size_t key_size, size_t value_size)
+{
+    enum { CHUNK = 4096 };
+    unsigned char in_token[64], out_token[64];
+    void *keys = malloc(CHUNK * key_size), *values = malloc(CHUNK * value_size);
+    int rc = 0;
+    if (!keys || !values || key_size > sizeof in_token) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (int first = 1;; first = 0) {
+        __u32 count = CHUNK;
+        int failed = bpf_map_lookup_batch(from, first ? NULL : in_token, out_token, keys, values, &count, NULL);
+        int done = failed && errno == ENOENT;
+        if (failed && !done) {
+            rc = -errno;
+            break;
+        }
+        if (count) {
+            __u32 n = count;
+            if (bpf_map_update_batch(to, keys, values, &n, NULL)) {
+                rc = -errno;
+                break;
+            }
+        }
+        if (done)
+            break;
+        memcpy(in_token, out_token, sizeof in_token);
+    }
+out:
+    free(keys);
+    free(values);
+    return rc;
+}
+
+/* Copies every entry of map `from` into map `to` (same key and value sizes): in chunks, or one by
+ * one where the kernel has no batch operations for the map. 0 or -errno. */
+static int copy_entries(int from, int to, size_t key_size, size_t value_size)
+{
+    if (copy_entries_batched(from, to, key_size, value_size) == 0)
+        return 0;
+    unsigned char key[64], next[64], value[64];
+    if (key_size > sizeof key || value_size > sizeof value)
+        return -EINVAL;
+    void *previous = NULL;
+    while (bpf_map_get_next_key(from, previous, next) == 0) {
+        memcpy(key, next, key_size);
+        previous = key;
+        if (bpf_map_lookup_elem(from, key, value)) {
+            if (errno == ENOENT)
+                continue;
+            return -errno;
+        }
+        if (bpf_map_update_elem(to, key, value, BPF_ANY))
+            return -errno;
+    }
+    return errno == ENOENT ? 0 : -errno;
+}
+
+int cx_resize_routes(cx_fast_path *fp, uint32_t route_entries, char *message, size_t message_len)
+{
+    last_libbpf_message[0] = 0;
+    struct bpf_map *egress = bpf_object__find_map_by_name(fp->object, "tr_egress");
+    struct bpf_object *object;
+    int rc = load_object(fp->path, route_entries, egress ? bpf_map__max_entries(egress) : 0, fp->object, &object,
+                         message, message_len);
+    if (rc)
+        return rc;
+    int client_fd = map_fd(object, "tr_client_routes"), peer_fd = map_fd(object, "tr_peer_routes");
+    struct bpf_program *program = bpf_object__find_program_by_name(object, "turn_router");
+    if (client_fd < 0 || peer_fd < 0 || !program) {
+        bpf_object__close(object);
+        return fail(ENOENT, "find the resized maps", message, message_len);
+    }
+    rc = copy_entries(fp->client_routes_fd, client_fd, sizeof(struct tr_client_key), sizeof(struct tr_client_value));
+    if (!rc)
+        rc = copy_entries(fp->peer_routes_fd, peer_fd, sizeof(struct tr_peer_key), sizeof(struct tr_peer_value));
+    if (rc) {
+        bpf_object__close(object);
+        return fail(-rc, "copy the routes into the resized maps", message, message_len);
+    }
+    /* Swap the program on every link; the old one runs until its link is switched, on the same
+     * routes. Undo on a failure, so that every interface runs one program. */
+    int new_fd = bpf_program__fd(program);
+    for (int i = 0; i < fp->links; i++) {
+        if (bpf_link_update(fp->link_fds[i], new_fd, NULL)) {
+            int e = errno;
+            for (int j = 0; j < i; j++)
+                bpf_link_update(fp->link_fds[j], fp->program_fd, NULL);
+            bpf_object__close(object);
+            return fail(e, "replace the program on its links (bpf_link_update)", message, message_len);
+        }
+    }
+    struct bpf_object *old = fp->object;
+    if (adopt(fp, object)) { /* cannot happen: checked above */
+        bpf_object__close(object);
+        return fail(ENOENT, "adopt the resized object", message, message_len);
+    }
+    bpf_object__close(old);
     return 0;
 }
 
@@ -265,5 +411,6 @@ void cx_close(cx_fast_path *fp)
     fp->links = 0;
     if (fp->object)
         bpf_object__close(fp->object);
+    free(fp->path);
     free(fp);
 }

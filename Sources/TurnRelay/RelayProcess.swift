@@ -152,7 +152,7 @@ struct RelayProcess {
         switch XDPFastPath.start(xdp) {
         case .success(let fastPath):
             logger.notice("XDP fast path \(fastPath.status)", metadata: [
-                "object": "\(xdp.objectPath)", "route_entries": "\(fastPath.routeCapacity)",
+                "object": "\(xdp.objectPath)", "route_entries": "\(fastPath.routeCapacity)", "route_entries_max": "\(fastPath.mostRouteCapacity)",
                 "next_hop": "\(xdp.nextHop.usesFIB(interfaceCount: xdp.interfaces.count) ? "fib" : "swap")",
                 "relay_ipv4": "\(fastPath.encoding.relayIPv4?.description ?? "none")",
                 "relay_ipv6": "\(fastPath.encoding.relayIPv6?.description ?? "none")",
@@ -161,6 +161,13 @@ struct RelayProcess {
             warnIfForwardingIsOff(xdp)
             let logger = logger
             let links = fastPath.attached.map(\.name).joined(separator: ", ")
+            fastPath.onRouteMapResize { resize in
+                if let failure = resize.failure {
+                    logger.warning("XDP route maps not resized from \(resize.from) to \(resize.to) entries at \(resize.routes) routes: \(failure). They keep their size; channels beyond it stay on the io_uring path (relay_xdp_route_map_full_total).")
+                } else {
+                    logger.info("XDP route maps resized from \(resize.from) to \(resize.to) entries at \(resize.routes) routes")
+                }
+            }
             fastPath.warnOnce { route in
                 logger.warning("XDP swaps MAC addresses (--xdp-next-hop \(xdp.nextHop.rawValue) on one interface), and the channel from client \(route.client.ip) to peer \(route.peer.ip) has an end on \(links)'s own subnet. If they are different hosts on that link, the program sends each one's datagrams back to the MAC address they came from, and they are lost. For such links: --xdp-next-hop fib (with IP forwarding on). Said once.")
             }

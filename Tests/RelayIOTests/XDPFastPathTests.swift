@@ -4,6 +4,7 @@ import Glibc
 import RelayCore
 @testable import RelayIO
 import STUN
+import Synchronization
 import Testing
 import TestSupport
 
@@ -30,7 +31,7 @@ import TestSupport
 
     /// A lab, and what starting the fast path on its relay end (plus `extra` interfaces of that
     /// namespace) gave. The caller takes the lab down.
-    static func launch(_ mode: XDPMode, extra: [String] = [], routeEntries: UInt32? = nil)
+    static func launch(_ mode: XDPMode, extra: [String] = [], routeEntries: UInt32? = nil, initialRouteEntries: UInt32? = nil)
         throws -> (XDPLab, [String], Result<XDPFastPath, XDPFailure>) {
         let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
         let lab = try XDPLab(prefix: "shx")
@@ -39,6 +40,7 @@ import TestSupport
                                    listenerPort: listenerPort, relayPorts: 50000...50100,
                                    listenIPv4: relay4, listenIPv6: relay6)
         if let routeEntries { settings.routeEntries = routeEntries }
+        if let initialRouteEntries { settings.initialRouteEntries = initialRouteEntries }
         do {
             return (lab, interfaces, try lab.run(in: lab.relayNamespace) { [settings] in XDPFastPath.start(settings) })
         } catch {
@@ -48,8 +50,9 @@ import TestSupport
     }
 
     /// A lab and the fast path attached to its relay end.
-    static func start(_ mode: XDPMode, routeEntries: UInt32? = nil) throws -> (XDPLab, XDPFastPath) {
-        let (lab, _, result) = try launch(mode, routeEntries: routeEntries)
+    static func start(_ mode: XDPMode, routeEntries: UInt32? = nil, initialRouteEntries: UInt32? = nil)
+        throws -> (XDPLab, XDPFastPath) {
+        let (lab, _, result) = try launch(mode, routeEntries: routeEntries, initialRouteEntries: initialRouteEntries)
         do {
             return (lab, try result.get())
         } catch {
@@ -215,6 +218,104 @@ import TestSupport
         c = fastPath.counters
         #expect(c.routesInstalled == 4 && c.routeMapFull == 1)
         #expect(fastPath.installedValues(for: routes[4]).client != nil)
+    }
+
+    /// The route maps follow the routes: they start small (the program's lookups miss the caches
+    /// less), grow fourfold when a route would fill more than three quarters, shrink when under a
+    /// sixteenth are used. A resize loads the program again with maps of the new size, copies
+    /// every route, and swaps the program on the link: routes, counters and traffic carry on.
+    @Test func routeCapacityGrowsAtThreeQuartersAndShrinksUnderASixteenth() {
+        func next(_ installed: Int, adding: Bool, _ capacity: UInt32) -> UInt32? {
+            XDPSettings.resizedRouteCapacity(installed: installed, adding: adding, capacity: capacity, least: 4096, most: 262_144)
+        }
+        #expect(next(3071, adding: true, 4096) == nil) // the 3,072nd route: exactly three quarters
+        #expect(next(3072, adding: true, 4096) == 16_384)
+        #expect(next(65_536 * 3 / 4, adding: true, 65_536) == 262_144)
+        #expect(next(262_143, adding: true, 262_144) == nil) // the most: the map fills, counted as full
+        #expect(next(1023, adding: false, 16_384) == 4096) // under a sixteenth
+        #expect(next(1024, adding: false, 16_384) == nil)
+        #expect(next(0, adding: false, 4096) == nil) // never under the least
+        #expect(XDPSettings.resizedRouteCapacity(installed: 5, adding: false, capacity: 262_144, least: 4096, most: 262_144) == 65_536)
+        // A most below the least (tiny --max-allocations): the maps stay as they start.
+        #expect(XDPSettings.resizedRouteCapacity(installed: 3, adding: true, capacity: 4, least: 4, most: 4) == nil)
+    }
+
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func routeMapsGrowAndShrinkWithTheRoutesWhileRelaying() throws {
+        let (lab, fastPath) = try Self.start(.native, routeEntries: 64, initialRouteEntries: 8)
+        defer { lab.down(); fastPath.close() }
+        let events = Mutex<[XDPFastPath.RouteMapResize]>([])
+        fastPath.onRouteMapResize { event in events.withLock { $0.append(event) } }
+        let routes = (0..<7).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        /// One ChannelData to the peer of routes[0] and one datagram back, in the lab.
+        func exchange() throws -> Exchange {
+            let r = routes[0]
+            return try lab.run(in: lab.outNamespace) { () throws -> Exchange in
+                let client = try BlockingUDPSocket(bindTo: r.client)
+                let peer = try BlockingUDPSocket(bindTo: r.peer)
+                var e = Exchange()
+                _ = client.send([0x40, 0x01, 0x00, 0x04] + Array("ping".utf8), to: TransportAddress(ip: .v4(Self.relay4), port: Self.listenerPort))
+                e.atPeer = peer.receive(timeoutMilliseconds: 3000)
+                _ = peer.send(Array("pong".utf8), to: TransportAddress(ip: .v4(Self.relay4), port: r.relayPort))
+                e.atClient = client.receive(timeoutMilliseconds: 3000)
+                return e
+            }
+        }
+        for r in routes.prefix(6) { fastPath.apply(.up(r)) }
+        #expect(fastPath.routeCapacity == 8)
+        let firstProgram = fastPath.programID
+        var e = try exchange()
+        #expect(e.atPeer?.bytes == Array("ping".utf8) && e.atClient?.bytes == [0x40, 0x01, 0x00, 0x04] + Array("pong".utf8))
+        #expect(fastPath.counters[TR_RELAYED_PACKETS_CLIENT_TO_PEER] == 1)
+
+        let clock = ContinuousClock()
+        let growth = clock.measure { fastPath.apply(.up(routes[6])) } // 7 of 8: more than three quarters
+        print("xdp-resize: 8 → 32 entries took \(growth) in the applying thread")
+        #expect(fastPath.routeCapacity == 32)
+        #expect(fastPath.programID != firstProgram)
+        #expect(try Self.attached(lab, [lab.relayInterface]) == [fastPath.programID], "the link runs the resized program")
+        for r in routes { #expect(fastPath.installedValues(for: r).client != nil && fastPath.installedValues(for: r).peer != nil) }
+        // The counters are the same map: what the first program counted is still there.
+        #expect(fastPath.counters[TR_RELAYED_PACKETS_CLIENT_TO_PEER] == 1)
+        e = try exchange()
+        #expect(e.atPeer?.bytes == Array("ping".utf8) && e.atClient?.bytes == [0x40, 0x01, 0x00, 0x04] + Array("pong".utf8))
+        var c = fastPath.counters
+        #expect(c[TR_RELAYED_PACKETS_CLIENT_TO_PEER] == 2 && c[TR_RELAYED_PACKETS_PEER_TO_CLIENT] == 2, "relayed by the resized program")
+
+        for r in routes.dropFirst() { fastPath.apply(.down(r)) } // 1 of 32: under a sixteenth
+        #expect(fastPath.routeCapacity == 8)
+        for r in routes.dropFirst() { #expect(fastPath.installedValues(for: r).client == nil) }
+        e = try exchange()
+        #expect(e.atPeer?.bytes == Array("ping".utf8) && e.atClient?.bytes == [0x40, 0x01, 0x00, 0x04] + Array("pong".utf8))
+        c = fastPath.counters
+        #expect(c[TR_RELAYED_PACKETS_CLIENT_TO_PEER] == 3 && c[TR_RELAYED_PACKETS_PEER_TO_CLIENT] == 3)
+        #expect(c.routeMapResizes == 2 && c.routeMapResizeFailures == 0 && c.routeCapacity == 8 && c.routesInstalled == 1)
+        #expect(events.withLock { $0 } == [XDPFastPath.RouteMapResize(from: 8, to: 32, routes: 6),
+                                           XDPFastPath.RouteMapResize(from: 32, to: 8, routes: 1)])
+        fastPath.close()
+        #expect(try Self.attached(lab, [lab.relayInterface]) == [0], "the resized program is detached on close")
+    }
+
+    /// At the relay's sizes: 12,300 routes from the first 4,096 entries grow the maps twice
+    /// (16,384 at the 3,073rd, 65,536 at the 12,289th; that copy spans several chunks of the
+    /// batched copy), every route is in both maps after; taking all but 100 down shrinks them
+    /// twice (16,384 under 4,096 routes, 4,096 under 1,024), the 100 left still in place.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func thousandsOfRoutesSurviveEveryResize() throws {
+        let (lab, fastPath) = try Self.start(.native, routeEntries: 262_144)
+        defer { lab.down(); fastPath.close() }
+        #expect(fastPath.routeCapacity == 4096)
+        let routes = (0..<12_300).map { Self.route(clientPort: 10000 + UInt16($0), peerPort: 10000 + UInt16($0)) }
+        for r in routes { fastPath.apply(.up(r)) }
+        var c = fastPath.counters
+        #expect(c.routeCapacity == 65_536 && c.routesInstalled == 12_300 && c.routeMapResizes == 2 && c.routeMapFull == 0)
+        let missing = routes.filter { fastPath.installedValues(for: $0).client == nil || fastPath.installedValues(for: $0).peer == nil }
+        #expect(missing.isEmpty, "\(missing.count) routes missing after growing")
+        for r in routes.dropFirst(100) { fastPath.apply(.down(r)) }
+        c = fastPath.counters
+        #expect(c.routeCapacity == 4096 && c.routesInstalled == 100 && c.routeMapResizes == 4 && c.routeMapResizeFailures == 0)
+        #expect(routes.prefix(100).allSatisfy { fastPath.installedValues(for: $0).client != nil && fastPath.installedValues(for: $0).peer != nil })
+        #expect(routes[100...].allSatisfy { fastPath.installedValues(for: $0).client == nil })
     }
 
     struct Exchange: Sendable {

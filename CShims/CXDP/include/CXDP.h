@@ -31,6 +31,13 @@ enum { CX_MODE_NATIVE = 0, CX_MODE_GENERIC = 1 };
 int cx_open(const char *path, uint32_t route_entries, uint32_t egress_entries, cx_fast_path **out, char *message,
             size_t message_len);
 
+/* Replaces the program with one whose route maps hold `route_entries` each: loads the object
+ * again (sharing tr_config, tr_counters, tr_egress and tr_scratch with the running one), copies
+ * every route, swaps the program on every link (bpf_link_update), frees the old one. On failure
+ * the running program and its maps are left as they were. The caller must not change routes
+ * meanwhile. 0 or -errno. */
+int cx_resize_routes(cx_fast_path *fp, uint32_t route_entries, char *message, size_t message_len);
+
 /* Attaches the program to `ifindex` through a BPF link in `mode`, and adds the interface to
  * tr_egress (where TR_CONFIG_FIB may redirect packets to). The link lives as long as this process
  * holds its fd: a crash detaches it. Returns 0 or -errno. */
@@ -60,10 +67,10 @@ int cx_lookup_peer(cx_fast_path *fp, const struct tr_peer_key *key, struct tr_pe
 /* Sums tr_counters over every possible CPU into out[0..TR_COUNTER_COUNT). 0 or -errno. */
 int cx_read_counters(cx_fast_path *fp, uint64_t out[TR_COUNTER_COUNT]);
 
-/* The route maps' size as loaded. */
+/* The route maps' size (as last loaded or resized). */
 uint32_t cx_route_capacity(const cx_fast_path *fp);
 
-/* The program's kernel id (what `ip link` / bpftool show), 0 if unknown. */
+/* The running program's kernel id (what `ip link` / bpftool show; it changes with a resize), 0 if unknown. */
 uint32_t cx_program_id(const cx_fast_path *fp);
 
 /* The XDP program id attached to ifindex (any mode), 0 when none; -errno on failure. */

@@ -11,8 +11,14 @@ public struct XDPCounters: Sendable, Equatable {
     /// Route changes the maps refused for another reason, or that could not be encoded (no
     /// address on the wire for a family, a hairpin route): those channels stay on the io_uring path.
     public var routesNotInstalled: UInt64 = 0
+    /// Times the route maps were resized to follow the routes, and resizes that failed (the maps
+    /// then kept their size).
+    public var routeMapResizes: UInt64 = 0
+    public var routeMapResizeFailures: UInt64 = 0
     /// Gauges.
     public var routesInstalled: Int = 0
+    /// Entries each route map holds now.
+    public var routeCapacity: Int = 0
     public var interfacesAttached: Int = 0
 
     public init() {}
@@ -62,6 +68,11 @@ extension MetricFamily {
     static let xdpRoutesNotInstalled = MetricFamily(
         "relay_xdp_routes_not_installed_total", .counter,
         help: "Channel routes not installed for another reason (no relay address on the wire for the family, a hairpin route, a map error).")
+    static let xdpRouteMapResizes = MetricFamily(
+        "relay_xdp_route_map_resizes_total", .counter, labels: ["outcome"],
+        help: "Times the XDP route maps were resized to follow the number of routes (outcome ok), or a resize failed and they kept their size (failed).")
+    static let xdpRouteCapacity = MetricFamily(
+        "relay_xdp_route_capacity", .gauge, help: "Entries each XDP route map holds now (it grows and shrinks with the routes).")
     static let xdpRoutesInstalled = MetricFamily(
         "relay_xdp_routes_installed", .gauge, help: "Channel routes installed in the XDP maps.")
     static let xdpInterfacesAttached = MetricFamily(
@@ -84,7 +95,10 @@ extension XDPCounters {
         m += [
             F.xdpRouteMapFull.series { $0.routeMapFull },
             F.xdpRoutesNotInstalled.series { $0.routesNotInstalled },
+            F.xdpRouteMapResizes.series("ok") { $0.routeMapResizes },
+            F.xdpRouteMapResizes.series("failed") { $0.routeMapResizeFailures },
             F.xdpRoutesInstalled.series { $0.routesInstalled },
+            F.xdpRouteCapacity.series { $0.routeCapacity },
             F.xdpInterfacesAttached.series { $0.interfacesAttached },
         ]
         return m

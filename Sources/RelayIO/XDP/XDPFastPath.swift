@@ -47,8 +47,13 @@ public struct XDPSettings: Sendable, Equatable {
     public var nextHop: XDPNextHop = .auto
     /// The compiled BPF/turn_router.bpf.c.
     public var objectPath: String
-    /// Entries of each route map (one per channel binding).
+    /// The most entries each route map may grow to (one per channel binding).
     public var routeEntries: UInt32 = UInt32(TR_ROUTES_DEFAULT_ENTRIES)
+    /// Entries each route map starts with (at most `routeEntries`). The maps grow fourfold when
+    /// three quarters are used, and shrink back when a sixteenth is (`resizedRouteCapacity`):
+    /// the program's lookups miss the caches less in small maps (BENCHMARKS.md, "XDP program run
+    /// time"), and the kernel memory they pin follows the routes.
+    public var initialRouteEntries: UInt32 = 4096
     public var listenerPort: UInt16
     public var relayPorts: ClosedRange<UInt16>
     /// Accept RFC 5766 channel numbers 0x5000-0x7FFF, as the core does with the same option.
@@ -79,6 +84,22 @@ public struct XDPSettings: Sendable, Equatable {
         self.relayBindIPv6 = relayBindIPv6
     }
 
+    /// The capacity the route maps should have for `installed` routes, one more about to be added
+    /// (`adding`), when it is not `capacity`; nil to keep it. Grows fourfold once the maps would be
+    /// more than three quarters full, up to `most`; shrinks fourfold once under a sixteenth full,
+    /// down to `least` (so a shrunk map is under a quarter full, far from growing again).
+    public static func resizedRouteCapacity(installed: Int, adding: Bool, capacity: UInt32, least: UInt32,
+                                            most: UInt32) -> UInt32? {
+        let wanted = installed + (adding ? 1 : 0)
+        if adding, UInt64(wanted) * 4 > UInt64(capacity) * 3, capacity < most {
+            return UInt32(min(UInt64(most), UInt64(capacity) * 4))
+        }
+        if !adding, UInt64(installed) * 16 < UInt64(capacity), capacity > least {
+            return max(least, capacity / 4)
+        }
+        return nil
+    }
+
     /// Route map entries for `allocations` × `channels` bindings, between 1,024 and 262,144.
     public static func routeEntries(allocations: Int, channels: Int) -> UInt32 {
         let wanted = allocations.multipliedReportingOverflow(by: channels)
@@ -103,9 +124,13 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
     public let settings: XDPSettings
     public let encoding: XDPRouteEncoding
     public let attached: [XDPInterfaces.Interface]
-    public let routeCapacity: UInt32
-    /// The loaded program's kernel id (`bpftool prog show id N`).
-    public let programID: UInt32
+    /// Entries each route map holds now (it grows and shrinks with the routes).
+    public var routeCapacity: UInt32 { state.withLock { $0.fastPath.map(cx_route_capacity) ?? 0 } }
+    /// The running program's kernel id (`bpftool prog show id N`); a resize loads a new one.
+    public var programID: UInt32 { state.withLock { $0.fastPath.map(cx_program_id) ?? 0 } }
+    /// What each route map starts with, and the most it grows to.
+    public let leastRouteCapacity: UInt32
+    public let mostRouteCapacity: UInt32
 
     private struct State: @unchecked Sendable {
         // @unchecked: the C object pointer is only used under the Mutex that holds this state.
@@ -113,6 +138,10 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         var installed: Set<ChannelRoute> = []
         var routeMapFull: UInt64 = 0
         var routesNotInstalled: UInt64 = 0
+        var routeMapResizes: UInt64 = 0
+        var routeMapResizeFailures: UInt64 = 0
+        /// Told of each resize of the route maps, and of each failed one (with the loader's message).
+        var onResize: (@Sendable (RouteMapResize) -> Void)?
         /// Told once: a route installed while the MAC addresses are swapped, whose client or peer
         /// is on an attached link (`onLinkPrefixes`).
         var onLinkWarning: (@Sendable (ChannelRoute) -> Void)?
@@ -132,8 +161,8 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         self.settings = settings
         self.encoding = encoding
         self.attached = attached
-        routeCapacity = cx_route_capacity(fastPath)
-        programID = cx_program_id(fastPath)
+        leastRouteCapacity = cx_route_capacity(fastPath)
+        mostRouteCapacity = max(settings.routeEntries, leastRouteCapacity)
         onLinkPrefixes = settings.nextHop.usesFIB(interfaceCount: attached.count) ? [] : attached.flatMap(\.prefixes)
         state = Mutex(State(fastPath: fastPath))
     }
@@ -156,8 +185,8 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         }
         var message = [CChar](repeating: 0, count: 512)
         var fastPath: OpaquePointer?
-        var rc = cx_open(settings.objectPath, settings.routeEntries, UInt32(interfaces.count), &fastPath, &message,
-                         message.count)
+        var rc = cx_open(settings.objectPath, min(settings.initialRouteEntries, settings.routeEntries),
+                         UInt32(interfaces.count), &fastPath, &message, message.count)
         guard rc == 0, let fastPath else {
             return .failure(failure(-rc, message: text(message), settings: settings, interface: nil))
         }
@@ -301,21 +330,32 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
 
     // MARK: - Routes
 
+    /// A change of the route maps' size: from, to, and the loader's message when it failed (the
+    /// maps then stay as they were).
+    public struct RouteMapResize: Sendable, Equatable {
+        public var from: UInt32
+        public var to: UInt32
+        public var routes: Int
+        public var failure: String?
+    }
+
     public func apply(_ change: RouteChange) {
-        let warning: (@Sendable (ChannelRoute) -> Void)? = state.withLock { state in
-            guard let fastPath = state.fastPath else { return nil }
+        let (warning, resize): ((@Sendable (ChannelRoute) -> Void)?, (@Sendable () -> Void)?) = state.withLock { state in
+            guard let fastPath = state.fastPath else { return (nil, nil) }
+            var resized: (@Sendable () -> Void)?
             switch change {
             case .up(let route):
                 guard case .success(var e) = encoding.entries(for: route) else {
                     state.routesNotInstalled &+= 1
-                    return nil
+                    return (nil, nil)
                 }
+                if !state.installed.contains(route) { resized = resizeIfDue(&state, fastPath, adding: true) }
                 let rc = cx_route_add(fastPath, &e.clientKey, &e.clientValue, &e.peerKey, &e.peerValue)
                 if rc == 0 {
                     state.installed.insert(route)
                     if !state.onLinkWarned && Self.swapMaySendToTheWrongHost(route, onLink: onLinkPrefixes) {
                         state.onLinkWarned = true
-                        return state.onLinkWarning
+                        return (state.onLinkWarning, resized)
                     }
                 } else if rc == CX_ROUTE_MAP_FULL {
                     state.routeMapFull &+= 1
@@ -323,12 +363,40 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
                     state.routesNotInstalled &+= 1
                 }
             case .down(let route):
-                guard state.installed.remove(route) != nil, case .success(var e) = encoding.entries(for: route) else { return nil }
+                guard state.installed.remove(route) != nil, case .success(var e) = encoding.entries(for: route) else { return (nil, nil) }
                 _ = cx_route_delete(fastPath, &e.clientKey, &e.peerKey)
+                resized = resizeIfDue(&state, fastPath, adding: false)
             }
-            return nil
+            return (nil, resized)
         }
         if let warning, case .up(let route) = change { warning(route) }
+        resize?()
+    }
+
+    /// Grows or shrinks the route maps when `resizedRouteCapacity` says so (under the lock: no
+    /// route changes meanwhile); returns the notification to send once the lock is released.
+    private func resizeIfDue(_ state: inout State, _ fastPath: OpaquePointer, adding: Bool) -> (@Sendable () -> Void)? {
+        let capacity = cx_route_capacity(fastPath)
+        guard let wanted = XDPSettings.resizedRouteCapacity(installed: state.installed.count, adding: adding, capacity: capacity,
+                                                     least: leastRouteCapacity, most: mostRouteCapacity) else { return nil }
+        var message = [CChar](repeating: 0, count: 512)
+        let rc = cx_resize_routes(fastPath, wanted, &message, message.count)
+        var event = RouteMapResize(from: capacity, to: wanted, routes: state.installed.count)
+        if rc == 0 {
+            state.routeMapResizes &+= 1
+        } else {
+            state.routeMapResizeFailures &+= 1
+            event.failure = Self.text(message)
+        }
+        guard let handler = state.onResize else { return nil }
+        let told = event
+        return { handler(told) }
+    }
+
+    /// Called after each resize of the route maps (and each failed one), on the thread that
+    /// applied the route change.
+    public func onRouteMapResize(_ handler: @escaping @Sendable (RouteMapResize) -> Void) {
+        state.withLock { $0.onResize = handler }
     }
 
     /// Whether a channel's client or peer is a host on an attached link (inside `onLink`), and
@@ -372,8 +440,11 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
             var c = XDPCounters()
             c.routeMapFull = state.routeMapFull
             c.routesNotInstalled = state.routesNotInstalled
+            c.routeMapResizes = state.routeMapResizes
+            c.routeMapResizeFailures = state.routeMapResizeFailures
             c.routesInstalled = state.installed.count
             guard let fastPath = state.fastPath else { return c }
+            c.routeCapacity = Int(cx_route_capacity(fastPath))
             c.interfacesAttached = Int(cx_attached_count(fastPath))
             _ = c.program.withUnsafeMutableBufferPointer { cx_read_counters(fastPath, $0.baseAddress!) }
             return c
