@@ -154,6 +154,7 @@ struct RelayProcess {
             logger.notice("XDP fast path \(fastPath.status)", metadata: [
                 "object": "\(xdp.objectPath)", "route_entries": "\(fastPath.routeCapacity)", "route_entries_max": "\(fastPath.mostRouteCapacity)",
                 "next_hop": "\(xdp.nextHop.usesFIB(interfaceCount: xdp.interfaces.count) ? "fib" : "swap")",
+                "on_link_channels": "\(xdp.nextHop.usesFIB(interfaceCount: xdp.interfaces.count) ? "xdp" : xdp.nextHop.leavesOnLinkChannelsToUserspace(interfaceCount: xdp.interfaces.count) ? "userspace" : "xdp-swapped")",
                 "relay_ipv4": "\(fastPath.encoding.relayIPv4?.description ?? "none")",
                 "relay_ipv6": "\(fastPath.encoding.relayIPv6?.description ?? "none")",
             ])
@@ -168,7 +169,12 @@ struct RelayProcess {
                     logger.info("XDP route maps resized from \(resize.from) to \(resize.to) entries at \(resize.routes) routes")
                 }
             }
+            let leftOut = xdp.nextHop.leavesOnLinkChannelsToUserspace(interfaceCount: xdp.interfaces.count)
             fastPath.warnOnce { route in
+                if leftOut {
+                    logger.notice("XDP leaves the channel from client \(route.client.ip) to peer \(route.peer.ip) on the io_uring path, and every channel with an end on \(links)'s own subnet: it would swap MAC addresses (--xdp-next-hop auto on one interface), which sends each one's datagrams back to the MAC address they came from, wrong if they are different hosts on that link. To relay them in XDP: --xdp-next-hop fib (with IP forwarding on), or swap if every client and peer on that link is reached through one MAC address. Counted in relay_xdp_routes_on_link_total; said once.")
+                    return
+                }
                 logger.warning("XDP swaps MAC addresses (--xdp-next-hop \(xdp.nextHop.rawValue) on one interface), and the channel from client \(route.client.ip) to peer \(route.peer.ip) has an end on \(links)'s own subnet. If they are different hosts on that link, the program sends each one's datagrams back to the MAC address they came from, and they are lost. For such links: --xdp-next-hop fib (with IP forwarding on). Said once.")
             }
             return fastPath

@@ -138,7 +138,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "native (in the driver) or generic (any device, slower) (default native). [env: XDP_MODE, or Firezone's EBPF_ATTACH_MODE: driver or generic]")
     var xdpMode: String?
 
-    @Option(help: "How the XDP program picks a relayed packet's next hop: fib (the kernel's routes and neighbours; needs IP forwarding on the interface; about twice the program's run time), swap (back to the sender of the received frame: right only where clients and peers are reached through the same next hop, e.g. a cloud host behind its gateway; one interface only) or auto (fib on several interfaces, swap on one) (default auto). [env: XDP_NEXT_HOP]")
+    @Option(help: "How the XDP program picks a relayed packet's next hop: fib (the kernel's routes and neighbours; needs IP forwarding on the interface; about twice the program's run time), swap (back to the sender of the received frame: right only where clients and peers are reached through the same next hop, e.g. a cloud host behind its gateway; one interface only) or auto (fib on several interfaces; on one, swap for channels whose client and peer are both off its link, the others left on the io_uring path) (default auto). [env: XDP_NEXT_HOP]")
     var xdpNextHop: String?
 
     @Option(help: "The XDP interface's IPv4 address on the wire, when it is not --bind-ip4 (default: --bind-ip4 if specific, else the interface's first IPv4 address). [env: XDP_IP4, or Firezone's EBPF_INT4_ADDR]")

@@ -40,6 +40,9 @@ import TestSupport
                                    listenerPort: listenerPort, relayPorts: 50000...50100,
                                    listenIPv4: relay4, listenIPv6: relay6)
         if let routeEntries { settings.routeEntries = routeEntries }
+        // The lab's clients and peers are one host on the relay's link: the MAC swap is right for
+        // them (auto would leave their routes out); several interfaces take the FIB.
+        if extra.isEmpty { settings.nextHop = .swap }
         if let initialRouteEntries { settings.initialRouteEntries = initialRouteEntries }
         do {
             return (lab, interfaces, try lab.run(in: lab.relayNamespace) { [settings] in XDPFastPath.start(settings) })
@@ -218,6 +221,36 @@ import TestSupport
         c = fastPath.counters
         #expect(c.routesInstalled == 4 && c.routeMapFull == 1)
         #expect(fastPath.installedValues(for: routes[4]).client != nil)
+    }
+
+    /// `auto` on one interface swaps MAC addresses, which is wrong for a client or peer on the
+    /// attached link that is another host: such a channel's route is not installed (userspace
+    /// relays it) and is counted; the handler is told once. A route with both ends off the link
+    /// (behind the gateway, as on a cloud host) is installed.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func autoLeavesChannelsWithAnEndOnTheLinkToUserspace() throws {
+        let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
+        let lab = try XDPLab(prefix: "shx")
+        defer { lab.down() }
+        let settings = XDPSettings(interfaces: [lab.relayInterface], objectPath: object, listenerPort: Self.listenerPort,
+                                   relayPorts: 50000...50100, listenIPv4: Self.relay4, listenIPv6: Self.relay6)
+        #expect(settings.nextHop == .auto)
+        let fastPath = try lab.run(in: lab.relayNamespace) { XDPFastPath.start(settings) }.get()
+        defer { fastPath.close() }
+        let told = Mutex<[ChannelRoute]>([])
+        fastPath.warnOnce { route in told.withLock { $0.append(route) } }
+        let onLink = Self.route() // client 198.18.0.2, peer 198.18.0.3: the lab's link
+        var offLink = Self.route(clientPort: 40001, peer: .v4(IPv4Address(203, 0, 113, 9)), relayPort: 50002)
+        offLink.client.ip = .v4(IPv4Address(192, 0, 2, 7))
+        let oneEnd = Self.route(clientPort: 40002, peer: .v4(IPv4Address(203, 0, 113, 10)), relayPort: 50003)
+        for r in [onLink, offLink, oneEnd] { fastPath.apply(.up(r)) }
+        #expect(fastPath.installedValues(for: onLink).client == nil && fastPath.installedValues(for: oneEnd).client == nil)
+        #expect(fastPath.installedValues(for: offLink).client != nil && fastPath.installedValues(for: offLink).peer != nil)
+        let c = fastPath.counters
+        #expect(c.routesLeftOnLink == 2 && c.routesInstalled == 1 && c.routesNotInstalled == 0)
+        #expect(told.withLock { $0 } == [onLink])
+        fastPath.apply(.down(onLink)) // never installed: nothing to do
+        #expect(fastPath.counters.routesInstalled == 1)
     }
 
     /// The route maps follow the routes: they start small (the program's lookups miss the caches

@@ -64,6 +64,13 @@ final class LabRelay: @unchecked Sendable {
         ]
         if case .xdp(let mode) = datapath {
             arguments += ["--xdp-interface", lab.relayInterface, "--xdp-mode", mode]
+            // The lab's clients and peers are addresses of one host on the relay's link (the out
+            // namespace's end of the veth): the MAC swap is right for them, and `auto` would leave
+            // their channels on the io_uring path. A test that chooses the next hop, or attaches
+            // to more interfaces (where swap is refused), says so itself.
+            if !extraArguments.contains("--xdp-next-hop") && !extraArguments.contains("--xdp-interface") {
+                arguments += ["--xdp-next-hop", "swap"]
+            }
         }
         arguments += extraArguments
         let started = ContinuousClock.now

@@ -14,12 +14,14 @@ import TestSupport
 /// off): it is lost, and the peer's answers go back to the peer. With the next hop from the FIB
 /// (the kernel's neighbour entry for each destination) every datagram arrives, relayed by the
 /// program. The first datagram to the peer passes once (`no_neigh`: the relay's namespace has not
-/// resolved the peer yet) and userspace relays it, which resolves it.
+/// resolved the peer yet) and userspace relays it, which resolves it. By default (`auto`, one
+/// interface: the swap) the relay does not install that channel's route at all, since its peer is
+/// on the attached link: userspace relays every datagram, and the relay says why once.
 @Suite(.serialized, .dedicatedThread, .needsRootForLab)
 struct XDPNextHopTests {
     static let peerIPv4 = "198.18.0.77"
 
-    @Test(arguments: ["swap", "fib"])
+    @Test(arguments: ["swap", "fib", "auto"])
     func aPeerBehindAnotherMACOnTheLink(nextHop: String) throws {
         guard Datapath.binaryHasXDPFlags else {
             print("XDPNextHopTests: skipped: this turn-relay has no XDP flags")
@@ -48,7 +50,7 @@ struct XDPNextHopTests {
 
         let mode: String = { if case .success(.xdp(let m)) = Datapath.selected { return m }; return "native" }()
         let relay = try LabRelay(lab: lab, datapath: .xdp(mode: mode), extraArguments: ["--xdp-next-hop", nextHop])
-        #expect(relay.output.contains("next_hop=\(nextHop)"), "\(relay.output)")
+        #expect(relay.output.contains("next_hop=\(nextHop == "auto" ? "swap" : nextHop)"), "\(relay.output)")
         let credential = relay.credential(id: "nexthop-\(nextHop)")
         let client = try lab.inOut {
             try TestTURNClient(server: TransportAddress(ip: IPAddress(lab.relayIPv4)!, port: relay.port),
@@ -64,18 +66,18 @@ struct XDPNextHopTests {
         #expect(client.channelBind(channel, peer: peer.localAddress)?.errorCode == nil)
         // The channel's route must be in the maps before the first datagram: a ChannelBind answer
         // means the core emitted it, and the shell applies it before the answer goes out.
-        let messages = nextHop == "fib" ? 10 : 4
+        let messages = nextHop == "swap" ? 4 : 10
         var atPeer = 0, atClient = 0
         for i in 0..<messages {
             let out = Array("next-hop-\(i)".utf8)
             client.sendChannelData(channel, payload: out)
-            if let received = peer.receive(timeoutMilliseconds: nextHop == "fib" ? 2000 : 500),
+            if let received = peer.receive(timeoutMilliseconds: nextHop == "swap" ? 500 : 2000),
                received.bytes == out, received.from == relayed {
                 atPeer += 1
             }
             let back = Array("next-hop-back-\(i)".utf8)
             _ = peer.send(back, to: relayed)
-            if client.receive(timeoutMilliseconds: nextHop == "fib" ? 2000 : 500) == .channelData(channel: channel, payload: back) {
+            if client.receive(timeoutMilliseconds: nextHop == "swap" ? 500 : 2000) == .channelData(channel: channel, payload: back) {
                 atClient += 1
             }
         }
@@ -84,18 +86,36 @@ struct XDPNextHopTests {
         let xdpBack = metrics.relayed("peer_to_client", datapath: "xdp")
         print("xdp-next-hop[\(nextHop)]: \(atPeer) of \(messages) at the peer, \(atClient) back at the client; "
             + "program relayed \(xdpOut) and \(xdpBack); passed no_neigh \(metrics.total("relay_xdp_passed_packets_total", ["reason": "no_neigh"]))")
+        let onLink = metrics.total("relay_xdp_routes_on_link_total")
         if nextHop == "fib" {
             #expect(atPeer == messages && atClient == messages, "fib: \(atPeer) and \(atClient) of \(messages) arrived")
             #expect(xdpOut >= messages - 1 && xdpBack >= messages - 1, "the program relayed \(xdpOut) and \(xdpBack)")
+            #expect(onLink == 0)
+        } else if nextHop == "auto" {
+            // Not installed: userspace relays all of it, the program none.
+            #expect(atPeer == messages && atClient == messages, "auto: \(atPeer) and \(atClient) of \(messages) arrived")
+            #expect(xdpOut == 0 && xdpBack == 0, "the program relayed \(xdpOut) and \(xdpBack)")
+            // The workers publish their counters once a second: wait for them.
+            let published = try relay.metrics(until: {
+                $0.relayed("client_to_peer", datapath: "userspace") >= messages && $0.relayed("peer_to_client", datapath: "userspace") >= messages
+            })
+            #expect(published.relayed("client_to_peer", datapath: "userspace") == messages
+                    && published.relayed("peer_to_client", datapath: "userspace") == messages)
+            #expect(onLink == 1 && metrics.total("relay_xdp_routes_installed") == 0)
+            #expect(try XDPRouteMaps.read(lab).clientRoutes.isEmpty)
         } else {
             // The hazard the option is for: the program relays them (it cannot know), to the wrong host.
             #expect(atPeer == 0 && atClient == 0, "swap delivered \(atPeer) and \(atClient): the topology does not show the hazard")
             #expect(xdpOut == messages && xdpBack == messages, "the program relayed \(xdpOut) and \(xdpBack)")
+            #expect(onLink == 0)
         }
-        // Swapping with a peer on the link: the relay said so once, at the channel's route.
+        // Swapping with a peer on the link: the relay said so once, at the channel's route (a
+        // warning when it installed it, a notice when it left it out).
         let warnings = relay.output.components(separatedBy: "XDP swaps MAC addresses").count - 1
         #expect(warnings == (nextHop == "swap" ? 1 : 0), "\(warnings) on-link warnings:\n\(relay.output)")
-        #expect(relay.output.contains("client \(lab.clientIPv4) to peer \(Self.peerIPv4)") == (nextHop == "swap"))
+        let notices = relay.output.components(separatedBy: "XDP leaves the channel from client").count - 1
+        #expect(notices == (nextHop == "auto" ? 1 : 0), "\(notices) on-link notices:\n\(relay.output)")
+        #expect(relay.output.contains("client \(lab.clientIPv4) to peer \(Self.peerIPv4)") == (nextHop != "fib"))
         #expect(relay.stop() == 0, "turn-relay did not exit with status 0 on SIGTERM:\n\(relay.output.suffix(3000))")
     }
 }

@@ -330,7 +330,11 @@ public final class LabRunner {
                         "--auth-secret", secret, "--allow-peer", "198.18.0.0/15", "--max-allocations", "20000",
                         "--max-allocations-per-user", "20000", "--drain-seconds", "0", "--log-level", "notice",
                         "--health-check-addr", "127.0.0.1:\(Self.healthPort)", "--metrics-addr", "none", "--io-backend", "io-uring"]
-            if kind == .xdp { args += ["--xdp-interface", net.relayInterface, "--xdp-mode", "native", "--xdp-object", c.xdpObject] }
+            if kind == .xdp {
+                // The lab's clients and peers are one host on the relay's link: the MAC swap is right
+                // (auto would leave on-link channels on the io_uring path).
+                args += ["--xdp-interface", net.relayInterface, "--xdp-mode", "native", "--xdp-next-hop", "swap", "--xdp-object", c.xdpObject]
+            }
             return ServerSpec(name: name, executable: net.ip, arguments: wrap + [c.relayExecutable] + args, listen: listen)
         }
     }

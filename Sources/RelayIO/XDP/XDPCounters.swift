@@ -11,6 +11,9 @@ public struct XDPCounters: Sendable, Equatable {
     /// Route changes the maps refused for another reason, or that could not be encoded (no
     /// address on the wire for a family, a hairpin route): those channels stay on the io_uring path.
     public var routesNotInstalled: UInt64 = 0
+    /// Route ups left on the io_uring path because the MAC addresses are swapped by default
+    /// (`XDPNextHop.auto` on one interface) and the client or the peer is on an attached link.
+    public var routesLeftOnLink: UInt64 = 0
     /// Times the route maps were resized to follow the routes, and resizes that failed (the maps
     /// then kept their size).
     public var routeMapResizes: UInt64 = 0
@@ -68,6 +71,9 @@ extension MetricFamily {
     static let xdpRoutesNotInstalled = MetricFamily(
         "relay_xdp_routes_not_installed_total", .counter,
         help: "Channel routes not installed for another reason (no relay address on the wire for the family, a hairpin route, a map error).")
+    static let xdpRoutesLeftOnLink = MetricFamily(
+        "relay_xdp_routes_on_link_total", .counter,
+        help: "Channel routes left on the io_uring path because the XDP program would swap MAC addresses (--xdp-next-hop auto on one interface) and the client or the peer is on an attached link, where that could send to the wrong host.")
     static let xdpRouteMapResizes = MetricFamily(
         "relay_xdp_route_map_resizes_total", .counter, labels: ["outcome"],
         help: "Times the XDP route maps were resized to follow the number of routes (outcome ok), or a resize failed and they kept their size (failed).")
@@ -95,6 +101,7 @@ extension XDPCounters {
         m += [
             F.xdpRouteMapFull.series { $0.routeMapFull },
             F.xdpRoutesNotInstalled.series { $0.routesNotInstalled },
+            F.xdpRoutesLeftOnLink.series { $0.routesLeftOnLink },
             F.xdpRouteMapResizes.series("ok") { $0.routeMapResizes },
             F.xdpRouteMapResizes.series("failed") { $0.routeMapResizeFailures },
             F.xdpRoutesInstalled.series { $0.routesInstalled },

@@ -19,15 +19,25 @@ public enum XDPMode: String, Sendable, CaseIterable {
 
 /// How the XDP program picks the Ethernet next hop of a packet it relays.
 public enum XDPNextHop: String, Sendable, CaseIterable {
-    /// `fib` on several interfaces (a route may leave by another one), `swap` on one.
+    /// `fib` on several interfaces (a route may leave by another one); on one, `swap` for the
+    /// channels whose client and peer are both off the attached link (reached through a router,
+    /// as from a cloud host behind its gateway), while a channel with an end on the link (another
+    /// host there may have its own MAC address) stays on the io_uring path.
     case auto
     /// The kernel's FIB and neighbour table (bpf_fib_lookup): right for any topology; about twice
     /// the program's run time (BPF/README.md, "Run time"); needs IP forwarding on the interfaces.
     case fib
     /// The received frame's MAC addresses swapped, sent back out of the interface it came in by:
     /// right only where clients and peers are reached through the same next hop (a cloud host
-    /// behind its gateway); one interface only.
+    /// behind its gateway, or one host on the link); one interface only. Every channel's route is
+    /// installed: the operator says the swap is right for all of them.
     case swap
+
+    /// Whether a channel with its client or peer on an attached link is left on the io_uring path:
+    /// `auto` swapping (one interface).
+    public func leavesOnLinkChannelsToUserspace(interfaceCount: Int) -> Bool {
+        self == .auto && !usesFIB(interfaceCount: interfaceCount)
+    }
 
     /// Whether the program takes the next hop from the FIB, attached to `interfaceCount` interfaces.
     public func usesFIB(interfaceCount: Int) -> Bool {
@@ -138,6 +148,7 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         var installed: Set<ChannelRoute> = []
         var routeMapFull: UInt64 = 0
         var routesNotInstalled: UInt64 = 0
+        var routesLeftOnLink: UInt64 = 0
         var routeMapResizes: UInt64 = 0
         var routeMapResizeFailures: UInt64 = 0
         /// Told of each resize of the route maps, and of each failed one (with the loader's message).
@@ -153,6 +164,8 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
     /// other end of its channel is another host, the swap sends to the wrong one. Empty when the
     /// next hop comes from the FIB.
     let onLinkPrefixes: [CIDR]
+    /// `XDPNextHop.auto` swapping: routes that `swapMaySendToTheWrongHost` flags are not installed.
+    let leavesOnLinkRoutesOut: Bool
 
     private let state: Mutex<State>
 
@@ -164,6 +177,7 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         leastRouteCapacity = cx_route_capacity(fastPath)
         mostRouteCapacity = max(settings.routeEntries, leastRouteCapacity)
         onLinkPrefixes = settings.nextHop.usesFIB(interfaceCount: attached.count) ? [] : attached.flatMap(\.prefixes)
+        leavesOnLinkRoutesOut = settings.nextHop.leavesOnLinkChannelsToUserspace(interfaceCount: attached.count)
         state = Mutex(State(fastPath: fastPath))
     }
 
@@ -349,11 +363,18 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
                     state.routesNotInstalled &+= 1
                     return (nil, nil)
                 }
+                let onLink = Self.swapMaySendToTheWrongHost(route, onLink: onLinkPrefixes)
+                if onLink && leavesOnLinkRoutesOut {
+                    state.routesLeftOnLink &+= 1
+                    guard !state.onLinkWarned else { return (nil, nil) }
+                    state.onLinkWarned = true
+                    return (state.onLinkWarning, nil)
+                }
                 if !state.installed.contains(route) { resized = resizeIfDue(&state, fastPath, adding: true) }
                 let rc = cx_route_add(fastPath, &e.clientKey, &e.clientValue, &e.peerKey, &e.peerValue)
                 if rc == 0 {
                     state.installed.insert(route)
-                    if !state.onLinkWarned && Self.swapMaySendToTheWrongHost(route, onLink: onLinkPrefixes) {
+                    if !state.onLinkWarned && onLink {
                         state.onLinkWarned = true
                         return (state.onLinkWarning, resized)
                     }
@@ -408,9 +429,9 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         return onLink.contains { $0.contains(route.client.ip) || $0.contains(route.peer.ip) }
     }
 
-    /// Called once, on the thread that applies the route, for the first route installed whose
-    /// client or peer is on an attached link while the MAC addresses are swapped (see
-    /// `swapMaySendToTheWrongHost`).
+    /// Called once, on the thread that applies the route, for the first route whose client or
+    /// peer is on an attached link while the MAC addresses are swapped (see
+    /// `swapMaySendToTheWrongHost`): installed with `XDPNextHop.swap`, left out with `.auto`.
     public func warnOnce(whenSwappingOnLink handler: @escaping @Sendable (ChannelRoute) -> Void) {
         state.withLock { $0.onLinkWarning = handler }
     }
@@ -440,6 +461,7 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
             var c = XDPCounters()
             c.routeMapFull = state.routeMapFull
             c.routesNotInstalled = state.routesNotInstalled
+            c.routesLeftOnLink = state.routesLeftOnLink
             c.routeMapResizes = state.routeMapResizes
             c.routeMapResizeFailures = state.routeMapResizeFailures
             c.routesInstalled = state.installed.count
