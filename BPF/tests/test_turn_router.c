@@ -1158,6 +1158,26 @@ static int load_pass_program(void)
     return bpf_prog_load(BPF_PROG_TYPE_XDP, "xdp_pass", "GPL", insns, 2, NULL);
 }
 
+/* A floor for the low-rate bench: reads the packet's first 48 bytes (Ethernet, IPv4 or the start
+ * of IPv6, UDP and the ChannelData header over IPv4), as any program that looks at the datagram
+ * must, and passes it. Ten instructions, no object file needed. */
+static int load_touch_program(void)
+{
+    struct bpf_insn insns[] = {
+        {.code = BPF_LDX | BPF_MEM | BPF_W, .dst_reg = BPF_REG_2, .src_reg = BPF_REG_1, .off = 0}, /* data */
+        {.code = BPF_LDX | BPF_MEM | BPF_W, .dst_reg = BPF_REG_3, .src_reg = BPF_REG_1, .off = 4}, /* data_end */
+        {.code = BPF_ALU64 | BPF_MOV | BPF_X, .dst_reg = BPF_REG_4, .src_reg = BPF_REG_2},
+        {.code = BPF_ALU64 | BPF_ADD | BPF_K, .dst_reg = BPF_REG_4, .imm = 48},
+        {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = XDP_PASS},
+        {.code = BPF_JMP | BPF_JGT | BPF_X, .dst_reg = BPF_REG_4, .src_reg = BPF_REG_3, .off = 3},
+        {.code = BPF_LDX | BPF_MEM | BPF_DW, .dst_reg = BPF_REG_4, .src_reg = BPF_REG_2, .off = 0},
+        {.code = BPF_LDX | BPF_MEM | BPF_DW, .dst_reg = BPF_REG_5, .src_reg = BPF_REG_2, .off = 40},
+        {.code = BPF_ALU64 | BPF_ADD | BPF_X, .dst_reg = BPF_REG_4, .src_reg = BPF_REG_5},
+        {.code = BPF_JMP | BPF_EXIT},
+    };
+    return bpf_prog_load(BPF_PROG_TYPE_XDP, "xdp_touch", "GPL", insns, sizeof insns / sizeof insns[0], NULL);
+}
+
 /* Sends a UDP datagram through a raw socket (IPPROTO_UDP), UDP header and checksum computed here,
  * so the kernel passes it on as complete (no checksum offload left to do). */
 static int raw_send_n(int family, const struct a16 *src, uint16_t sport, const struct a16 *dst, uint16_t dport,
@@ -2083,6 +2103,47 @@ static void bench_veth_spread(int family, int flows, int pps, int count)
     char what[96];
     snprintf(what, sizeof what, "native IPv%d client->peer, %d flows interleaved at %d pps", family, flows, pps);
     veth_report(what, &t);
+    /* The floors at the same pace and flows: an empty program, and one that only reads the
+     * headers. What the relaying program costs above them is its own work and its misses. */
+    struct {
+        const char *label;
+        int fd;
+    } floors[] = {{"an empty XDP program (pass)", load_pass_program()},
+                  {"a program that reads the first 48 bytes (pass)", load_touch_program()}};
+    for (int k = 0; k < 2; k++) {
+        if (floors[k].fd < 0 || veth_attach(floors[k].fd, XDP_FLAGS_DRV_MODE) != 0) {
+            printf("bench veth native IPv%d, %d flows at %d pps, floor: %s: not loaded (%s)\n", family, flows, pps,
+                   floors[k].label, strerror(errno));
+            setns(original_ns, CLONE_NEWNET);
+            continue;
+        }
+        struct sockaddr_storage ss;
+        socklen_t len;
+        int fd = raw_socket(family, &bs[0].client, &bs[0].listener, &ss, &len);
+        usleep(100000);
+        struct run_time a, z;
+        run_time_read(floors[k].fd, &a);
+        struct timespec t0, next;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int i = 0; i < per_slice; i++) {
+            sendto(fd, dgrams[i % flows], lens[i % flows], 0, (struct sockaddr *)&ss, len);
+            if (i % 10 == 9) {
+                uint64_t at = (uint64_t)t0.tv_nsec + (uint64_t)(i + 1) * 1000000000ull / (uint64_t)pps;
+                next.tv_sec = t0.tv_sec + (time_t)(at / 1000000000ull);
+                next.tv_nsec = (long)(at % 1000000000ull);
+                clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+            }
+        }
+        usleep(100000);
+        run_time_read(floors[k].fd, &z);
+        struct run_time d = {z.cnt - a.cnt, z.ns - a.ns};
+        printf("bench veth native IPv%d, %d flows at %d pps, floor: %s: %.1f ns/packet over %llu runs\n", family, flows,
+               pps, floors[k].label, per_packet(&d), (unsigned long long)d.cnt);
+        if (fd >= 0)
+            close(fd);
+        veth_detach(XDP_FLAGS_DRV_MODE);
+        close(floors[k].fd);
+    }
     if (stats_fd >= 0)
         close(stats_fd);
     for (int o = nobjects - 1; o >= 0; o--) {
