@@ -29,7 +29,8 @@ struct Flood: ParsableCommand {
                    idle; RSS, open fds and allocations sampled every second to
                    churn.csv and churn.svg
           soak     --legit-allocations relaying at --legit-pps for --seconds while fresh
-                   clients allocate and delete, then --settle-seconds idle; sampled every
+                   clients allocate and delete (about 40 a second, the whole time), then
+                   --settle-seconds idle; sampled every
                    second to soak.csv and soak.svg (lifetimes raised past 240 s: the
                    generator never refreshes)
 

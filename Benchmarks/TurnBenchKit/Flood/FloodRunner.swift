@@ -515,6 +515,8 @@ final class LegitTraffic: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private var load: LoadResult?
     private var allocating: (tried: Int, ok: Int, failures: [String: Int])?
+    /// How long the relaying runs; the allocating clients stop a minute after it at the latest.
+    private let seconds: Double
 
     init(relay: FloodRelay, _ c: FloodConfiguration, seconds: Double) throws {
         var lc = LoadConfiguration(label: "legit", server: relay.listen, credentials: relay.credentials)
@@ -524,6 +526,7 @@ final class LegitTraffic: @unchecked Sendable {
         lc.relayPID = relay.pid
         lc.showProgress = false
         self.relay = relay
+        self.seconds = seconds
         generator = try LoadGenerator(configuration: lc)
         try generator.setUp()
     }
@@ -551,8 +554,9 @@ final class LegitTraffic: @unchecked Sendable {
         p.maxAttempts = 7
         let now = unixSeconds()
         var i = 0
-        // Bounded: until stopped, at most 10 minutes.
-        let end = monotonicNanoseconds() + 600_000_000_000
+        // Bounded: until stopped, at most the relaying's length plus a minute (a soak churns for
+        // its whole length).
+        let end = monotonicNanoseconds() + UInt64((max(0, seconds) + 60) * 1e9)
         while !stopping.load(ordering: .relaxed) && monotonicNanoseconds() < end {
             guard let fd = try? openUDPSocket(bindTo: TransportAddress(ip: .v4(IPv4Address(127 << 24 | 61 << 16 | UInt32(i & 0xFFFF))), port: 0),
                                               bufferBytes: 64 << 10) else { break }
