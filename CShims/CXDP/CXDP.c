@@ -200,7 +200,7 @@ static int copy_entries_batched(int from, int to, size_t key_size, size_t value_
     void *keys = malloc(CHUNK * key_size), *values = malloc(CHUNK * value_size);
     int rc = 0;
     if (!keys || !values || key_size > sizeof in_token) {
-        rc = -ENOMEM;
+        rc = !keys || !values ? -ENOMEM : -EINVAL;
         goto out;
     }
     for (int first = 1;; first = 0) {
@@ -261,24 +261,23 @@ int cx_resize_routes(cx_fast_path *fp, uint32_t route_entries, char *message, si
                          message, message_len);
     if (rc)
         return rc;
-    int client_fd = map_fd(object, "tr_client_routes"), peer_fd = map_fd(object, "tr_peer_routes");
-    struct bpf_program *program = bpf_object__find_program_by_name(object, "turn_router");
-    if (client_fd < 0 || peer_fd < 0 || !program) {
+    /* The loader's state for the new object, taken over only once its program runs on the links. */
+    cx_fast_path next = *fp;
+    if (adopt(&next, object)) {
         bpf_object__close(object);
-        return fail(ENOENT, "find the resized maps", message, message_len);
+        return fail(ENOENT, "find the program turn_router and its maps", message, message_len);
     }
-    rc = copy_entries(fp->client_routes_fd, client_fd, sizeof(struct tr_client_key), sizeof(struct tr_client_value));
+    rc = copy_entries(fp->client_routes_fd, next.client_routes_fd, sizeof(struct tr_client_key), sizeof(struct tr_client_value));
     if (!rc)
-        rc = copy_entries(fp->peer_routes_fd, peer_fd, sizeof(struct tr_peer_key), sizeof(struct tr_peer_value));
+        rc = copy_entries(fp->peer_routes_fd, next.peer_routes_fd, sizeof(struct tr_peer_key), sizeof(struct tr_peer_value));
     if (rc) {
         bpf_object__close(object);
         return fail(-rc, "copy the routes into the resized maps", message, message_len);
     }
     /* Swap the program on every link; the old one runs until its link is switched, on the same
      * routes. Undo on a failure, so that every interface runs one program. */
-    int new_fd = bpf_program__fd(program);
     for (int i = 0; i < fp->links; i++) {
-        if (bpf_link_update(fp->link_fds[i], new_fd, NULL)) {
+        if (bpf_link_update(fp->link_fds[i], next.program_fd, NULL)) {
             int e = errno;
             for (int j = 0; j < i; j++)
                 bpf_link_update(fp->link_fds[j], fp->program_fd, NULL);
@@ -287,10 +286,7 @@ int cx_resize_routes(cx_fast_path *fp, uint32_t route_entries, char *message, si
         }
     }
     struct bpf_object *old = fp->object;
-    if (adopt(fp, object)) { /* cannot happen: checked above */
-        bpf_object__close(object);
-        return fail(ENOENT, "adopt the resized object", message, message_len);
-    }
+    *fp = next;
     bpf_object__close(old);
     return 0;
 }

@@ -31,7 +31,8 @@ import TestSupport
 
     /// A lab, and what starting the fast path on its relay end (plus `extra` interfaces of that
     /// namespace) gave. The caller takes the lab down.
-    static func launch(_ mode: XDPMode, extra: [String] = [], routeEntries: UInt32? = nil, initialRouteEntries: UInt32? = nil)
+    static func launch(_ mode: XDPMode, extra: [String] = [], routeEntries: UInt32? = nil, initialRouteEntries: UInt32? = nil,
+                       routeResizeInterval: Duration? = nil)
         throws -> (XDPLab, [String], Result<XDPFastPath, XDPFailure>) {
         let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
         let lab = try XDPLab(prefix: "shx")
@@ -44,6 +45,7 @@ import TestSupport
         // them (auto would leave their routes out); several interfaces take the FIB.
         if extra.isEmpty { settings.nextHop = .swap }
         if let initialRouteEntries { settings.initialRouteEntries = initialRouteEntries }
+        if let routeResizeInterval { settings.routeResizeInterval = routeResizeInterval }
         do {
             return (lab, interfaces, try lab.run(in: lab.relayNamespace) { [settings] in XDPFastPath.start(settings) })
         } catch {
@@ -53,9 +55,10 @@ import TestSupport
     }
 
     /// A lab and the fast path attached to its relay end.
-    static func start(_ mode: XDPMode, routeEntries: UInt32? = nil, initialRouteEntries: UInt32? = nil)
-        throws -> (XDPLab, XDPFastPath) {
-        let (lab, _, result) = try launch(mode, routeEntries: routeEntries, initialRouteEntries: initialRouteEntries)
+    static func start(_ mode: XDPMode, routeEntries: UInt32? = nil, initialRouteEntries: UInt32? = nil,
+                      routeResizeInterval: Duration? = nil) throws -> (XDPLab, XDPFastPath) {
+        let (lab, _, result) = try launch(mode, routeEntries: routeEntries, initialRouteEntries: initialRouteEntries,
+                                          routeResizeInterval: routeResizeInterval)
         do {
             return (lab, try result.get())
         } catch {
@@ -275,7 +278,7 @@ import TestSupport
 
     @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
     func routeMapsGrowAndShrinkWithTheRoutesWhileRelaying() throws {
-        let (lab, fastPath) = try Self.start(.native, routeEntries: 64, initialRouteEntries: 8)
+        let (lab, fastPath) = try Self.start(.native, routeEntries: 64, initialRouteEntries: 8, routeResizeInterval: .zero)
         defer { lab.down(); fastPath.close() }
         let events = Mutex<[XDPFastPath.RouteMapResize]>([])
         fastPath.onRouteMapResize { event in events.withLock { $0.append(event) } }
@@ -335,7 +338,7 @@ import TestSupport
     /// twice (16,384 under 4,096 routes, 4,096 under 1,024), the 100 left still in place.
     @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
     func thousandsOfRoutesSurviveEveryResize() throws {
-        let (lab, fastPath) = try Self.start(.native, routeEntries: 262_144)
+        let (lab, fastPath) = try Self.start(.native, routeEntries: 262_144, routeResizeInterval: .zero)
         defer { lab.down(); fastPath.close() }
         #expect(fastPath.routeCapacity == 4096)
         let routes = (0..<12_300).map { Self.route(clientPort: 10000 + UInt16($0), peerPort: 10000 + UInt16($0)) }
@@ -349,6 +352,24 @@ import TestSupport
         #expect(c.routeCapacity == 4096 && c.routesInstalled == 100 && c.routeMapResizes == 4 && c.routeMapResizeFailures == 0)
         #expect(routes.prefix(100).allSatisfy { fastPath.installedValues(for: $0).client != nil && fastPath.installedValues(for: $0).peer != nil })
         #expect(routes[100...].allSatisfy { fastPath.installedValues(for: $0).client == nil })
+    }
+
+    /// Hostile churn: a user who binds channels past three quarters and drops them again, over
+    /// and over, would make the relay load the program twice per cycle. After a resize the maps
+    /// do not shrink for `routeResizeInterval` (growing stays immediate), so the cycle costs one
+    /// load per interval at most.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func churnAroundTheThresholdsDoesNotReloadTheProgramEachTime() throws {
+        let (lab, fastPath) = try Self.start(.native, routeEntries: 64, initialRouteEntries: 8, routeResizeInterval: .seconds(3600))
+        defer { lab.down(); fastPath.close() }
+        let routes = (0..<7).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        for _ in 0..<5 {
+            for r in routes { fastPath.apply(.up(r)) }
+            #expect(fastPath.routeCapacity == 32)
+            for r in routes { fastPath.apply(.down(r)) }
+        }
+        let c = fastPath.counters
+        #expect(c.routeMapResizes == 1 && c.routeCapacity == 32 && c.routesInstalled == 0, "\(c.routeMapResizes) resizes")
     }
 
     struct Exchange: Sendable {

@@ -64,6 +64,11 @@ public struct XDPSettings: Sendable, Equatable {
     /// the program's lookups miss the caches less in small maps (BENCHMARKS.md, "XDP program run
     /// time"), and the kernel memory they pin follows the routes.
     public var initialRouteEntries: UInt32 = 4096
+    /// After a resize, how long the maps wait before they may shrink, and after a failed one
+    /// before any other try. Each resize loads the program (the verifier runs, the applying
+    /// worker waits), so clients that bind and drop channels around the thresholds must not
+    /// make the relay reload it over and over; growing after a success is never delayed.
+    public var routeResizeInterval: Duration = .seconds(60)
     public var listenerPort: UInt16
     public var relayPorts: ClosedRange<UInt16>
     /// Accept RFC 5766 channel numbers 0x5000-0x7FFF, as the core does with the same option.
@@ -151,6 +156,8 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         var routesLeftOnLink: UInt64 = 0
         var routeMapResizes: UInt64 = 0
         var routeMapResizeFailures: UInt64 = 0
+        /// The last resize tried, and whether it failed (`XDPSettings.routeResizeInterval`).
+        var lastResize: (at: ContinuousClock.Instant, failed: Bool)?
         /// Told of each resize of the route maps, and of each failed one (with the loader's message).
         var onResize: (@Sendable (RouteMapResize) -> Void)?
         /// Told once: a route installed while the MAC addresses are swapped, whose client or peer
@@ -400,8 +407,11 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         let capacity = cx_route_capacity(fastPath)
         guard let wanted = XDPSettings.resizedRouteCapacity(installed: state.installed.count, adding: adding, capacity: capacity,
                                                      least: leastRouteCapacity, most: mostRouteCapacity) else { return nil }
+        let now = ContinuousClock.now
+        if let last = state.lastResize, now - last.at < settings.routeResizeInterval, !adding || last.failed { return nil }
         var message = [CChar](repeating: 0, count: 512)
         let rc = cx_resize_routes(fastPath, wanted, &message, message.count)
+        state.lastResize = (now, rc != 0)
         var event = RouteMapResize(from: capacity, to: wanted, routes: state.installed.count)
         if rc == 0 {
             state.routeMapResizes &+= 1
