@@ -15,7 +15,10 @@
 #define CX_MAX_LINKS 64
 
 struct cx_fast_path {
-    char *path; /* the object file, opened again by cx_resize_routes */
+    /* The object file as read at cx_open: cx_resize_routes loads this very image again, never the
+     * file, which a package upgrade may have replaced (or removed) by then. */
+    void *image;
+    size_t image_len;
     struct bpf_object *object;
     int program_fd;
     int client_routes_fd;
@@ -27,6 +30,7 @@ struct cx_fast_path {
     uint32_t program_id;
     int cpus;
     int link_fds[CX_MAX_LINKS];
+    int link_ifindex[CX_MAX_LINKS]; /* the interface each link was attached to */
     int links;
 };
 
@@ -82,16 +86,55 @@ static int map_fd(struct bpf_object *object, const char *name)
 /* The maps a resized program shares with the one it replaces: everything but the route maps. */
 static const char *const shared_maps[] = {"tr_config", "tr_counters", "tr_egress", "tr_scratch"};
 
-/* Opens and loads the object at `path` with both route maps sized to `route_entries` (0: the
+/* Reads the whole file at `path` into a new buffer. 0 or -errno. */
+static int read_image(const char *path, void **image, size_t *image_len)
+{
+    *image = NULL;
+    *image_len = 0;
+    FILE *file = fopen(path, "rb");
+    if (!file)
+        return -errno;
+    size_t capacity = 64 * 1024, len = 0;
+    unsigned char *buffer = malloc(capacity);
+    int rc = buffer ? 0 : -ENOMEM;
+    while (!rc) {
+        if (len == capacity) {
+            /* An object of tens of kilobytes; 64 MiB is far beyond any, and not worth reading. */
+            unsigned char *larger = capacity < 64u * 1024 * 1024 ? realloc(buffer, capacity * 2) : NULL;
+            if (!larger) {
+                rc = capacity < 64u * 1024 * 1024 ? -ENOMEM : -EFBIG;
+                break;
+            }
+            buffer = larger;
+            capacity *= 2;
+        }
+        size_t n = fread(buffer + len, 1, capacity - len, file);
+        len += n;
+        if (n == 0) {
+            if (ferror(file))
+                rc = -EIO;
+            break;
+        }
+    }
+    fclose(file);
+    if (rc) {
+        free(buffer);
+        return rc;
+    }
+    *image = buffer;
+    *image_len = len;
+    return 0;
+}
+
+/* Opens and loads the object in `image` with both route maps sized to `route_entries` (0: the
  * object's size) and tr_egress to `egress_entries` (0: the object's). With `reuse`, the maps in
  * shared_maps are that object's (same configuration, counters and egress set). */
-static int load_object(const char *path, uint32_t route_entries, uint32_t egress_entries, struct bpf_object *reuse,
-                       struct bpf_object **out, char *message, size_t message_len)
+static int load_object(const void *image, size_t image_len, uint32_t route_entries, uint32_t egress_entries,
+                       struct bpf_object *reuse, struct bpf_object **out, char *message, size_t message_len)
 {
     *out = NULL;
-    if (access(path, R_OK) != 0)
-        return fail(errno, "open the BPF object", message, message_len);
-    struct bpf_object *object = bpf_object__open_file(path, NULL);
+    LIBBPF_OPTS(bpf_object_open_opts, open_opts, .object_name = "turn_router");
+    struct bpf_object *object = bpf_object__open_mem(image, image_len, &open_opts);
     if (!object)
         return fail(errno, "open the BPF object", message, message_len);
     const char *route_maps[] = {"tr_client_routes", "tr_peer_routes"};
@@ -170,17 +213,27 @@ int cx_open(const char *path, uint32_t route_entries, uint32_t egress_entries, c
     pthread_once(&print_once, install_print);
     last_libbpf_message[0] = 0;
     *out = NULL;
-    struct bpf_object *object;
-    int rc = load_object(path, route_entries, egress_entries, NULL, &object, message, message_len);
+    void *image;
+    size_t image_len;
+    int rc = read_image(path, &image, &image_len);
     if (rc)
+        return fail(-rc, "open the BPF object", message, message_len);
+    struct bpf_object *object;
+    rc = load_object(image, image_len, route_entries, egress_entries, NULL, &object, message, message_len);
+    if (rc) {
+        free(image);
         return rc;
+    }
     cx_fast_path *fp = calloc(1, sizeof *fp);
     int cpus = libbpf_num_possible_cpus();
-    if (!fp || cpus <= 0 || !(fp->path = strdup(path))) {
+    if (!fp || cpus <= 0) {
         free(fp);
+        free(image);
         bpf_object__close(object);
         return fail(cpus < 0 ? -cpus : ENOMEM, "set up the loader", message, message_len);
     }
+    fp->image = image;
+    fp->image_len = image_len;
     fp->cpus = cpus;
     if (adopt(fp, object)) {
         fp->object = object;
@@ -257,8 +310,8 @@ int cx_resize_routes(cx_fast_path *fp, uint32_t route_entries, char *message, si
     last_libbpf_message[0] = 0;
     struct bpf_map *egress = bpf_object__find_map_by_name(fp->object, "tr_egress");
     struct bpf_object *object;
-    int rc = load_object(fp->path, route_entries, egress ? bpf_map__max_entries(egress) : 0, fp->object, &object,
-                         message, message_len);
+    int rc = load_object(fp->image, fp->image_len, route_entries, egress ? bpf_map__max_entries(egress) : 0, fp->object,
+                         &object, message, message_len);
     if (rc)
         return rc;
     /* The loader's state for the new object, taken over only once its program runs on the links. */
@@ -275,19 +328,38 @@ int cx_resize_routes(cx_fast_path *fp, uint32_t route_entries, char *message, si
         return fail(-rc, "copy the routes into the resized maps", message, message_len);
     }
     /* Swap the program on every link; the old one runs until its link is switched, on the same
-     * routes. Undo on a failure, so that every interface runs one program. */
+     * routes. A link whose interface was deleted since (the kernel released it: ENOLINK) carries
+     * nothing and is dropped, not a failure: it would fail every later resize, too. Any other
+     * failure is undone, so that every interface runs one program. */
+    int gone[CX_MAX_LINKS] = {0};
     for (int i = 0; i < fp->links; i++) {
-        if (bpf_link_update(fp->link_fds[i], next.program_fd, NULL)) {
-            int e = errno;
-            for (int j = 0; j < i; j++)
-                bpf_link_update(fp->link_fds[j], fp->program_fd, NULL);
-            bpf_object__close(object);
-            return fail(e, "replace the program on its links (bpf_link_update)", message, message_len);
+        if (bpf_link_update(fp->link_fds[i], next.program_fd, NULL) == 0)
+            continue;
+        int e = errno;
+        if (e == ENOLINK) {
+            gone[i] = 1;
+            continue;
         }
+        for (int j = 0; j < i; j++)
+            if (!gone[j])
+                bpf_link_update(fp->link_fds[j], fp->program_fd, NULL);
+        bpf_object__close(object);
+        return fail(e, "replace the program on its links (bpf_link_update)", message, message_len);
     }
     struct bpf_object *old = fp->object;
     *fp = next;
     bpf_object__close(old);
+    int kept = 0;
+    for (int i = 0; i < fp->links; i++) {
+        if (gone[i]) {
+            close(fp->link_fds[i]);
+            continue;
+        }
+        fp->link_fds[kept] = fp->link_fds[i];
+        fp->link_ifindex[kept] = fp->link_ifindex[i];
+        kept++;
+    }
+    fp->links = kept;
     return 0;
 }
 
@@ -307,6 +379,7 @@ int cx_attach(cx_fast_path *fp, int ifindex, int mode, char *message, size_t mes
         close(fd);
         return fail(e, "add the interface to tr_egress", message, message_len);
     }
+    fp->link_ifindex[fp->links] = ifindex;
     fp->link_fds[fp->links++] = fd;
     return 0;
 }
@@ -320,6 +393,8 @@ int cx_egress_contains(cx_fast_path *fp, int ifindex)
 }
 
 int cx_attached_count(const cx_fast_path *fp) { return fp ? fp->links : 0; }
+
+int cx_attached_ifindex(const cx_fast_path *fp, int i) { return fp && i >= 0 && i < fp->links ? fp->link_ifindex[i] : 0; }
 
 int cx_set_config(cx_fast_path *fp, const struct tr_config *config, char *message, size_t message_len)
 {
@@ -407,6 +482,6 @@ void cx_close(cx_fast_path *fp)
     fp->links = 0;
     if (fp->object)
         bpf_object__close(fp->object);
-    free(fp->path);
+    free(fp->image);
     free(fp);
 }

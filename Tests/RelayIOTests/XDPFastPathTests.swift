@@ -32,11 +32,18 @@ import TestSupport
     /// A lab, and what starting the fast path on its relay end (plus `extra` interfaces of that
     /// namespace) gave. The caller takes the lab down.
     static func launch(_ mode: XDPMode, extra: [String] = [], routeEntries: UInt32? = nil, initialRouteEntries: UInt32? = nil,
-                       routeResizeInterval: Duration? = nil)
+                       routeResizeInterval: Duration? = nil, nextHop: XDPNextHop? = nil, objectPath: String? = nil,
+                       prepare: (XDPLab) throws -> [String] = { _ in [] })
         throws -> (XDPLab, [String], Result<XDPFastPath, XDPFailure>) {
-        let object = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
+        let built = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
+        let object = objectPath ?? built
         let lab = try XDPLab(prefix: "shx")
-        let interfaces = [lab.relayInterface] + extra
+        let prepared: [String]
+        do { prepared = try prepare(lab) } catch {
+            lab.down()
+            throw error
+        }
+        let interfaces = [lab.relayInterface] + extra + prepared
         var settings = XDPSettings(interfaces: interfaces, mode: mode, objectPath: object,
                                    listenerPort: listenerPort, relayPorts: 50000...50100,
                                    listenIPv4: relay4, listenIPv6: relay6)
@@ -44,6 +51,7 @@ import TestSupport
         // The lab's clients and peers are one host on the relay's link: the MAC swap is right for
         // them (auto would leave their routes out); several interfaces take the FIB.
         if extra.isEmpty { settings.nextHop = .swap }
+        if let nextHop { settings.nextHop = nextHop }
         if let initialRouteEntries { settings.initialRouteEntries = initialRouteEntries }
         if let routeResizeInterval { settings.routeResizeInterval = routeResizeInterval }
         do {
@@ -283,20 +291,7 @@ import TestSupport
         let events = Mutex<[XDPFastPath.RouteMapResize]>([])
         fastPath.onRouteMapResize { event in events.withLock { $0.append(event) } }
         let routes = (0..<7).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
-        /// One ChannelData to the peer of routes[0] and one datagram back, in the lab.
-        func exchange() throws -> Exchange {
-            let r = routes[0]
-            return try lab.run(in: lab.outNamespace) { () throws -> Exchange in
-                let client = try BlockingUDPSocket(bindTo: r.client)
-                let peer = try BlockingUDPSocket(bindTo: r.peer)
-                var e = Exchange()
-                _ = client.send([0x40, 0x01, 0x00, 0x04] + Array("ping".utf8), to: TransportAddress(ip: .v4(Self.relay4), port: Self.listenerPort))
-                e.atPeer = peer.receive(timeoutMilliseconds: 3000)
-                _ = peer.send(Array("pong".utf8), to: TransportAddress(ip: .v4(Self.relay4), port: r.relayPort))
-                e.atClient = client.receive(timeoutMilliseconds: 3000)
-                return e
-            }
-        }
+        func exchange() throws -> Exchange { try Self.exchange(lab, routes[0]) }
         for r in routes.prefix(6) { fastPath.apply(.up(r)) }
         #expect(fastPath.routeCapacity == 8)
         let firstProgram = fastPath.programID
@@ -370,6 +365,181 @@ import TestSupport
         }
         let c = fastPath.counters
         #expect(c.routeMapResizes == 1 && c.routeCapacity == 32 && c.routesInstalled == 0, "\(c.routeMapResizes) resizes")
+    }
+
+    /// One ChannelData from `r`'s client to its peer and one datagram back, in the lab.
+    static func exchange(_ lab: XDPLab, _ r: ChannelRoute) throws -> Exchange {
+        try lab.run(in: lab.outNamespace) { () throws -> Exchange in
+            let client = try BlockingUDPSocket(bindTo: r.client)
+            let peer = try BlockingUDPSocket(bindTo: r.peer)
+            var e = Exchange()
+            _ = client.send([0x40, 0x01, 0x00, 0x04] + Array("ping".utf8), to: TransportAddress(ip: .v4(Self.relay4), port: Self.listenerPort))
+            e.atPeer = peer.receive(timeoutMilliseconds: 3000)
+            _ = peer.send(Array("pong".utf8), to: TransportAddress(ip: .v4(Self.relay4), port: r.relayPort))
+            e.atClient = client.receive(timeoutMilliseconds: 3000)
+            return e
+        }
+    }
+
+    static func relayedBothWays(_ e: Exchange) -> Bool {
+        e.atPeer?.bytes == Array("ping".utf8) && e.atClient?.bytes == [0x40, 0x01, 0x00, 0x04] + Array("pong".utf8)
+    }
+
+    /// A resize the kernel refuses (route maps of 2^30 entries: more buckets than the kernel
+    /// allows a hash map) changes nothing: the same program keeps running on the link with the
+    /// same maps and routes and relays, the failure is counted and reported with the kernel's
+    /// error, and the policy does not try again within `routeResizeInterval`, so a route that
+    /// would have grown the maps goes in at their old size and the one after that, which does
+    /// not fit, is left to the io_uring path and counted as map-full.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func aResizeTheKernelRefusesLeavesTheRunningProgramAndItsRoutes() throws {
+        let (lab, fastPath) = try Self.start(.native, routeEntries: 64, initialRouteEntries: 8, routeResizeInterval: .seconds(3600))
+        defer { lab.down(); fastPath.close() }
+        let events = Mutex<[XDPFastPath.RouteMapResize]>([])
+        fastPath.onRouteMapResize { event in events.withLock { $0.append(event) } }
+        let routes = (0..<9).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        for r in routes.prefix(6) { fastPath.apply(.up(r)) }
+        let program = fastPath.programID
+        #expect(Self.relayedBothWays(try Self.exchange(lab, routes[0])))
+
+        let refused = try #require(fastPath.resizeRoutes(to: 1 << 30))
+        print("xdp-resize: a resize to 2^30 entries: \(refused.failure ?? "no failure")")
+        #expect(refused.failure?.contains("load the BPF program") == true, "\(refused)")
+        #expect(fastPath.programID == program && fastPath.routeCapacity == 8)
+        #expect(try Self.attached(lab, [lab.relayInterface]) == [program], "the link still runs the program it ran")
+        for r in routes.prefix(6) { #expect(fastPath.installedValues(for: r).client != nil && fastPath.installedValues(for: r).peer != nil) }
+        #expect(Self.relayedBothWays(try Self.exchange(lab, routes[0])))
+
+        // 7 and 8 routes would grow the maps, but the last resize failed within the interval.
+        fastPath.apply(.up(routes[6]))
+        fastPath.apply(.up(routes[7]))
+        fastPath.apply(.up(routes[8])) // the ninth does not fit in 8 entries
+        let c = fastPath.counters
+        #expect(c.routeMapResizes == 0 && c.routeMapResizeFailures == 1 && c.routeCapacity == 8, "\(c.routeMapResizes) resizes, \(c.routeMapResizeFailures) failed")
+        #expect(c.routesInstalled == 8 && c.routeMapFull == 1)
+        #expect(fastPath.installedValues(for: routes[8]).client == nil && fastPath.installedValues(for: routes[8]).peer == nil,
+                "no half route left behind")
+        #expect(Self.relayedBothWays(try Self.exchange(lab, routes[7])), "a route installed after the failure is relayed")
+        #expect(events.withLock { $0.count } == 1 && events.withLock { $0.first?.failure } != nil)
+    }
+
+    /// An attached interface deleted while the relay runs (a container's veth, a removed NIC):
+    /// the kernel releases its link, and swapping the program on it fails with ENOLINK. The
+    /// resize drops that link instead of failing (it would fail every later resize too, and the
+    /// maps could never grow again), says which interface it dropped, and relays on the others.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func aDeletedInterfaceIsDroppedAtTheNextResize() throws {
+        let (lab, interfaces, result) = try Self.launch(.native, routeEntries: 64, initialRouteEntries: 8,
+                                                        routeResizeInterval: .zero, nextHop: .swap) { lab in
+            let (a, b) = (lab.name + "x", lab.name + "y")
+            guard lab.ip("-n", lab.relayNamespace, "link", "add", a, "type", "veth", "peer", "name", b) == 0,
+                  lab.ip("-n", lab.relayNamespace, "link", "set", a, "up") == 0,
+                  lab.ip("-n", lab.relayNamespace, "link", "set", b, "up") == 0
+            else { throw XDPLab.LabError(text: "cannot add the veth pair \(a)/\(b)") }
+            return [a]
+        }
+        defer { lab.down() }
+        let fastPath = try result.get()
+        defer { fastPath.close() }
+        let events = Mutex<[XDPFastPath.RouteMapResize]>([])
+        fastPath.onRouteMapResize { event in events.withLock { $0.append(event) } }
+        let deleted = interfaces[1]
+        #expect(try Self.attached(lab, interfaces) == [fastPath.programID, fastPath.programID])
+        let routes = (0..<7).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        for r in routes.prefix(6) { fastPath.apply(.up(r)) }
+        #expect(Self.relayedBothWays(try Self.exchange(lab, routes[0])))
+
+        #expect(lab.ip("-n", lab.relayNamespace, "link", "del", deleted) == 0)
+        fastPath.apply(.up(routes[6])) // 7 of 8: grows to 32
+        let c = fastPath.counters
+        #expect(c.routeMapResizes == 1 && c.routeMapResizeFailures == 0 && c.routeCapacity == 32,
+                "\(c.routeMapResizes) resizes, \(c.routeMapResizeFailures) failed: \(events.withLock { $0 })")
+        #expect(c.interfacesAttached == 1)
+        #expect(events.withLock { $0 } == [XDPFastPath.RouteMapResize(from: 8, to: 32, routes: 6, detached: [deleted])])
+        #expect(try Self.attached(lab, [lab.relayInterface]) == [fastPath.programID], "the remaining link runs the resized program")
+        #expect(Self.relayedBothWays(try Self.exchange(lab, routes[6])))
+        // The next resize has nothing left to drop.
+        for r in routes.dropFirst() { fastPath.apply(.down(r)) }
+        #expect(fastPath.counters.routeMapResizes == 2 && fastPath.counters.routeCapacity == 8)
+        #expect(events.withLock { $0.last } == XDPFastPath.RouteMapResize(from: 32, to: 8, routes: 1))
+        #expect(Self.relayedBothWays(try Self.exchange(lab, routes[0])))
+    }
+
+    /// The object file is read once, at start: a resize loads that image again, not the file,
+    /// which a package upgrade may have replaced or removed since (a newer program's maps need
+    /// not match the running one's, whose maps the new program shares).
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func aResizeLoadsTheObjectReadAtStartNotTheFile() throws {
+        let built = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("turn_router-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).bpf.o").path
+        try FileManager.default.copyItem(atPath: built, toPath: copy)
+        let (lab, _, result) = try Self.launch(.native, routeEntries: 64, initialRouteEntries: 8, routeResizeInterval: .zero,
+                                               objectPath: copy)
+        defer { lab.down() }
+        let fastPath = try result.get()
+        defer { fastPath.close() }
+        // The file is gone, and another one (not a BPF object) is in its place.
+        try FileManager.default.removeItem(atPath: copy)
+        #expect(FileManager.default.createFile(atPath: copy, contents: Data("not an ELF file".utf8)))
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        let routes = (0..<7).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        for r in routes { fastPath.apply(.up(r)) } // the 7th grows the maps to 32
+        let c = fastPath.counters
+        #expect(c.routeMapResizes == 1 && c.routeMapResizeFailures == 0 && c.routeCapacity == 32)
+        #expect(Self.relayedBothWays(try Self.exchange(lab, routes[0])))
+    }
+
+    /// Swapping the program loses nothing: ChannelData sent without pause on one route while the
+    /// maps grow and shrink again and again (each time a new program loaded, every route copied and
+    /// the program replaced on the link) all reaches the peer, relayed by XDP (nothing else in the
+    /// lab would deliver it: no process listens on the relay side).
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func noDatagramIsLostWhileTheProgramIsSwapped() throws {
+        let (lab, fastPath) = try Self.start(.native, routeEntries: 128, initialRouteEntries: 8, routeResizeInterval: .zero)
+        defer { lab.down(); fastPath.close() }
+        let routes = (0..<100).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        fastPath.apply(.up(routes[0]))
+        let total = 3000
+        let outcome = Mutex<Result<Set<UInt32>, any Error>?>(nil)
+        let sender = Thread {
+            let r = routes[0]
+            let received = Result {
+                try lab.run(in: lab.outNamespace) { () throws -> Set<UInt32> in
+                    let client = try BlockingUDPSocket(bindTo: r.client)
+                    let peer = try BlockingUDPSocket(bindTo: r.peer)
+                    var seen = Set<UInt32>()
+                    let listener = TransportAddress(ip: .v4(Self.relay4), port: Self.listenerPort)
+                    for n in 0..<UInt32(total) {
+                        let sequence: [UInt8] = [UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)]
+                        _ = client.send([0x40, 0x01, 0x00, 0x04] + sequence, to: listener)
+                        while let d = peer.receive(timeoutMilliseconds: 0), d.bytes.count == 4 {
+                            seen.insert(UInt32(d.bytes[0]) << 24 | UInt32(d.bytes[1]) << 16 | UInt32(d.bytes[2]) << 8 | UInt32(d.bytes[3]))
+                        }
+                        usleep(400)
+                    }
+                    while seen.count < total, let d = peer.receive(timeoutMilliseconds: 500), d.bytes.count == 4 {
+                        seen.insert(UInt32(d.bytes[0]) << 24 | UInt32(d.bytes[1]) << 16 | UInt32(d.bytes[2]) << 8 | UInt32(d.bytes[3]))
+                    }
+                    return seen
+                }
+            }
+            outcome.withLock { $0 = received }
+        }
+        sender.start()
+        // Up to 100 routes and down to 1, over and over: 8 → 32 → 128 and back (4 swaps a cycle).
+        var cycles = 0
+        while outcome.withLock({ $0 == nil }) && cycles < 500 {
+            for r in routes.dropFirst() { fastPath.apply(.up(r)) }
+            for r in routes.dropFirst() { fastPath.apply(.down(r)) }
+            cycles += 1
+        }
+        while outcome.withLock({ $0 == nil }) { usleep(10_000) }
+        let seen = try #require(outcome.withLock { $0 }).get()
+        let c = fastPath.counters
+        print("xdp-resize: \(total) datagrams sent during \(c.routeMapResizes) swaps of the program (\(cycles) cycles), \(seen.count) arrived")
+        #expect(c.routeMapResizes >= 8 && c.routeMapResizeFailures == 0, "\(c.routeMapResizes) resizes")
+        #expect(seen.count == total, "\(total - seen.count) of \(total) lost")
+        #expect(c[TR_RELAYED_PACKETS_CLIENT_TO_PEER] == UInt64(total))
     }
 
     struct Exchange: Sendable {

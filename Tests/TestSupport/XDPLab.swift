@@ -36,10 +36,20 @@ public final class XDPLab: Sendable {
         guard status == 0 else { throw LabError(text: "scripts/netns-lab up \(name) failed (status \(status))") }
     }
 
-    public struct LabError: Error, CustomStringConvertible { public var text: String; public var description: String { text } }
+    public struct LabError: Error, CustomStringConvertible {
+        public var text: String
+        public var description: String { text }
+        public init(text: String) { self.text = text }
+    }
 
     public func down() {
         _ = Self.run(XDPTestObject.root.appendingPathComponent("scripts/netns-lab").path, ["down", name])
+    }
+
+    /// Runs `ip` with `arguments` (e.g. `-n`, a namespace of this lab, `link`, ...); its status.
+    @discardableResult
+    public func ip(_ arguments: String...) -> Int32 {
+        Self.run("/usr/bin/env", ["ip"] + arguments)
     }
 
     /// Runs `body` on a thread of its own that has entered the namespace `namespace` (sockets it

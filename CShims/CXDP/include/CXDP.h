@@ -25,17 +25,18 @@ enum { CX_MODE_NATIVE = 0, CX_MODE_GENERIC = 1 };
  * channel stays on the userspace path. Distinct from every -errno. */
 #define CX_ROUTE_MAP_FULL 1
 
-/* Opens `path`, sizes both route maps to `route_entries` and tr_egress to `egress_entries` (the
- * number of interfaces to attach; 0 keeps the object's size), loads it. On success *out owns the
- * object; free it with cx_close. */
+/* Reads the object file at `path` (kept in memory for cx_resize_routes), sizes both route maps to
+ * `route_entries` and tr_egress to `egress_entries` (the number of interfaces to attach; 0 keeps
+ * the object's size), loads it. On success *out owns the object; free it with cx_close. */
 int cx_open(const char *path, uint32_t route_entries, uint32_t egress_entries, cx_fast_path **out, char *message,
             size_t message_len);
 
 /* Replaces the program with one whose route maps hold `route_entries` each: loads the object
- * again (sharing tr_config, tr_counters, tr_egress and tr_scratch with the running one), copies
- * every route, swaps the program on every link (bpf_link_update), frees the old one. On failure
- * the running program and its maps are left as they were. The caller must not change routes
- * meanwhile. 0 or -errno. */
+ * again (the image read by cx_open, not the file; sharing tr_config, tr_counters, tr_egress and
+ * tr_scratch with the running one), copies every route, swaps the program on every link
+ * (bpf_link_update), frees the old one. A link whose interface has been deleted is dropped
+ * (cx_attached_count and cx_attached_ifindex then leave it out). On failure the running program
+ * and its maps are left as they were. The caller must not change routes meanwhile. 0 or -errno. */
 int cx_resize_routes(cx_fast_path *fp, uint32_t route_entries, char *message, size_t message_len);
 
 /* Attaches the program to `ifindex` through a BPF link in `mode`, and adds the interface to
@@ -46,8 +47,9 @@ int cx_attach(cx_fast_path *fp, int ifindex, int mode, char *message, size_t mes
 /* Whether `ifindex` is in tr_egress: 1, 0, or -errno (tests, diagnostics). */
 int cx_egress_contains(cx_fast_path *fp, int ifindex);
 
-/* Number of interfaces attached. */
+/* Number of interfaces attached, and the ifindex of the i-th (0 <= i < count; 0 otherwise). */
 int cx_attached_count(const cx_fast_path *fp);
+int cx_attached_ifindex(const cx_fast_path *fp, int i);
 
 /* Writes the one configuration entry. */
 int cx_set_config(cx_fast_path *fp, const struct tr_config *config, char *message, size_t message_len);

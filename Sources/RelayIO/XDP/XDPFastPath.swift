@@ -352,12 +352,15 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
     // MARK: - Routes
 
     /// A change of the route maps' size: from, to, and the loader's message when it failed (the
-    /// maps then stay as they were).
+    /// maps then stay as they were). `detached`: attached interfaces found deleted while the
+    /// program was swapped (the kernel had released their links); the program no longer counts
+    /// them as attached.
     public struct RouteMapResize: Sendable, Equatable {
         public var from: UInt32
         public var to: UInt32
         public var routes: Int
         public var failure: String?
+        public var detached: [String] = []
     }
 
     public func apply(_ change: RouteChange) {
@@ -409,19 +412,42 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
                                                      least: leastRouteCapacity, most: mostRouteCapacity) else { return nil }
         let now = ContinuousClock.now
         if let last = state.lastResize, now - last.at < settings.routeResizeInterval, !adding || last.failed { return nil }
+        let event = resize(&state, fastPath, to: wanted, at: now)
+        guard let handler = state.onResize else { return nil }
+        return { handler(event) }
+    }
+
+    /// Resizes the route maps to `entries` and counts the outcome (under the lock).
+    private func resize(_ state: inout State, _ fastPath: OpaquePointer, to entries: UInt32,
+                        at now: ContinuousClock.Instant) -> RouteMapResize {
+        let linked = (0..<cx_attached_count(fastPath)).map { cx_attached_ifindex(fastPath, $0) }
         var message = [CChar](repeating: 0, count: 512)
-        let rc = cx_resize_routes(fastPath, wanted, &message, message.count)
+        let capacity = cx_route_capacity(fastPath)
+        let rc = cx_resize_routes(fastPath, entries, &message, message.count)
         state.lastResize = (now, rc != 0)
-        var event = RouteMapResize(from: capacity, to: wanted, routes: state.installed.count)
+        var event = RouteMapResize(from: capacity, to: entries, routes: state.installed.count)
         if rc == 0 {
             state.routeMapResizes &+= 1
+            let still = Set((0..<cx_attached_count(fastPath)).map { cx_attached_ifindex(fastPath, $0) })
+            event.detached = linked.filter { !still.contains($0) }.map { index in
+                attached.first { $0.index == index }?.name ?? "ifindex \(index)"
+            }
         } else {
             state.routeMapResizeFailures &+= 1
             event.failure = Self.text(message)
         }
-        guard let handler = state.onResize else { return nil }
-        let told = event
-        return { handler(told) }
+        return event
+    }
+
+    /// Resizes the route maps to `entries` now, whatever the policy says (tests: a size the
+    /// kernel refuses). The outcome is counted and reported like any resize.
+    func resizeRoutes(to entries: UInt32) -> RouteMapResize? {
+        let (event, handler) = state.withLock { state -> (RouteMapResize?, (@Sendable (RouteMapResize) -> Void)?) in
+            guard let fastPath = state.fastPath else { return (nil, nil) }
+            return (resize(&state, fastPath, to: entries, at: .now), state.onResize)
+        }
+        if let event { handler?(event) }
+        return event
     }
 
     /// Called after each resize of the route maps (and each failed one), on the thread that
