@@ -169,6 +169,7 @@ struct RelayProcess {
                     logger.info("XDP route maps resized from \(resize.from) to \(resize.to) entries at \(resize.routes) routes")
                 }
                 if !resize.detached.isEmpty {
+                    operations.noteXDP(fastPath.status)
                     logger.warning("XDP is no longer attached to \(resize.detached.joined(separator: ", ")): the interface was deleted while the relay ran (relay_xdp_interfaces_attached counts the rest). Traffic on an interface created again under that name is served by the io_uring path until the relay restarts.")
                 }
             }

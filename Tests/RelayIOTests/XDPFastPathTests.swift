@@ -445,6 +445,7 @@ import TestSupport
         fastPath.onRouteMapResize { event in events.withLock { $0.append(event) } }
         let deleted = interfaces[1]
         #expect(try Self.attached(lab, interfaces) == [fastPath.programID, fastPath.programID])
+        #expect(fastPath.status == "attached on \(lab.relayInterface), \(deleted) (native mode)")
         let routes = (0..<7).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
         for r in routes.prefix(6) { fastPath.apply(.up(r)) }
         #expect(Self.relayedBothWays(try Self.exchange(lab, routes[0])))
@@ -455,6 +456,7 @@ import TestSupport
         #expect(c.routeMapResizes == 1 && c.routeMapResizeFailures == 0 && c.routeCapacity == 32,
                 "\(c.routeMapResizes) resizes, \(c.routeMapResizeFailures) failed: \(events.withLock { $0 })")
         #expect(c.interfacesAttached == 1)
+        #expect(fastPath.status == "attached on \(lab.relayInterface) (native mode)")
         #expect(events.withLock { $0 } == [XDPFastPath.RouteMapResize(from: 8, to: 32, routes: 6, detached: [deleted])])
         #expect(try Self.attached(lab, [lab.relayInterface]) == [fastPath.programID], "the remaining link runs the resized program")
         #expect(Self.relayedBothWays(try Self.exchange(lab, routes[6])))

@@ -344,9 +344,14 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         }
     }
 
-    /// "attached on eth0, eth1 (native mode)".
+    /// "attached on eth0, eth1 (native mode)": the interfaces of `attached` whose link the
+    /// program still holds (an interface deleted since is dropped at the next resize).
     public var status: String {
-        "attached on \(attached.map(\.name).joined(separator: ", ")) (\(settings.mode.rawValue) mode)"
+        let linked = state.withLock { state -> Set<Int32>? in
+            state.fastPath.map { fp in Set((0..<cx_attached_count(fp)).map { cx_attached_ifindex(fp, $0) }) }
+        }
+        let names = attached.filter { linked?.contains($0.index) ?? true }.map(\.name)
+        return "attached on \(names.isEmpty ? "no interface (every one was deleted)" : names.joined(separator: ", ")) (\(settings.mode.rawValue) mode)"
     }
 
     // MARK: - Routes
