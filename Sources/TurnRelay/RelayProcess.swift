@@ -154,7 +154,7 @@ struct RelayProcess {
             logger.notice("XDP fast path \(fastPath.status)", metadata: [
                 "object": "\(xdp.objectPath)", "route_entries": "\(fastPath.routeCapacity)", "route_entries_max": "\(fastPath.mostRouteCapacity)",
                 "next_hop": "\(xdp.nextHop.usesFIB(interfaceCount: xdp.interfaces.count) ? "fib" : "swap")",
-                "on_link_channels": "\(xdp.nextHop.usesFIB(interfaceCount: xdp.interfaces.count) ? "xdp" : xdp.nextHop.leavesOnLinkChannelsToUserspace(interfaceCount: xdp.interfaces.count) ? "userspace" : "xdp-swapped")",
+                "on_link_channels": "\(xdp.nextHop.onLinkChannels(interfaceCount: xdp.interfaces.count))",
                 "relay_ipv4": "\(fastPath.encoding.relayIPv4?.description ?? "none")",
                 "relay_ipv6": "\(fastPath.encoding.relayIPv6?.description ?? "none")",
             ])

@@ -118,6 +118,15 @@ import TestSupport
     /// The next hop: with one interface the program swaps the MAC addresses and sends back out
     /// (XDP_TX); with several, a route may leave by another one, so it asks the kernel's FIB
     /// (TR_CONFIG_FIB) and redirects there. The RFC 5766 flag is independent of it.
+    /// What the start-up log's `on_link_channels` says for each next hop and interface count.
+    @Test func onLinkChannelsAreRelayedAsTheNextHopAllows() {
+        #expect(XDPNextHop.auto.onLinkChannels(interfaceCount: 1) == "userspace")
+        #expect(XDPNextHop.auto.onLinkChannels(interfaceCount: 2) == "xdp")
+        #expect(XDPNextHop.fib.onLinkChannels(interfaceCount: 1) == "xdp")
+        #expect(XDPNextHop.swap.onLinkChannels(interfaceCount: 1) == "xdp-swapped")
+        #expect(XDPNextHop.swap.onLinkChannels(interfaceCount: 2) == "xdp-swapped")
+    }
+
     @Test func fibOnlyWithSeveralInterfaces() {
         var s = XDPSettings(interfaces: ["eth0"], objectPath: "/nonexistent", listenerPort: 3478,
                             relayPorts: 50000...50100, listenIPv4: Self.relay4, listenIPv6: nil)

@@ -47,6 +47,14 @@ public enum XDPNextHop: String, Sendable, CaseIterable {
         case .swap: false
         }
     }
+
+    /// Who relays a channel with an end on an attached link's own subnet, as the start-up log
+    /// says it: `xdp` (next hop from the FIB), `userspace` (left out, `auto` on one interface) or
+    /// `xdp-swapped` (installed with the MAC addresses swapped, `swap`).
+    public func onLinkChannels(interfaceCount: Int) -> String {
+        if usesFIB(interfaceCount: interfaceCount) { return "xdp" }
+        return leavesOnLinkChannelsToUserspace(interfaceCount: interfaceCount) ? "userspace" : "xdp-swapped"
+    }
 }
 
 /// What the fast path is started with.
