@@ -164,9 +164,9 @@ struct RelayProcess {
             let links = fastPath.attached.map(\.name).joined(separator: ", ")
             fastPath.onRouteMapResize { resize in
                 if let failure = resize.failure {
-                    logger.warning("XDP route maps not resized from \(resize.from) to \(resize.to) entries at \(resize.routes) routes: \(failure). They keep their size; channels beyond it stay on the io_uring path (relay_xdp_route_map_full_total).")
+                    logger.warning("XDP route maps not resized from \(resize.from) to \(resize.to) entries at \(resize.routes) routes (\(resize.durationMilliseconds) ms): \(failure). They keep their size; channels beyond it stay on the io_uring path (relay_xdp_route_map_full_total).")
                 } else {
-                    logger.info("XDP route maps resized from \(resize.from) to \(resize.to) entries at \(resize.routes) routes")
+                    logger.info("XDP route maps resized from \(resize.from) to \(resize.to) entries at \(resize.routes) routes in \(resize.durationMilliseconds) ms")
                 }
                 if !resize.detached.isEmpty {
                     operations.noteXDP(fastPath.status)

@@ -344,6 +344,7 @@ import TestSupport
     func thousandsOfRoutesSurviveEveryResize() throws {
         let (lab, fastPath) = try Self.start(.native, routeEntries: 262_144, routeResizeInterval: .zero)
         defer { lab.down(); fastPath.close() }
+        fastPath.onRouteMapResize { print("xdp-resize: \($0.from) → \($0.to) entries at \($0.routes) routes took \($0.duration)") }
         #expect(fastPath.routeCapacity == 4096)
         let routes = (0..<12_300).map { Self.route(clientPort: 10000 + UInt16($0), peerPort: 10000 + UInt16($0)) }
         for r in routes { fastPath.apply(.up(r)) }

@@ -374,6 +374,18 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         public var routes: Int
         public var failure: String?
         public var detached: [String] = []
+        /// How long the resize held the route changes up (load, copy, swap), failed or not.
+        public var duration: Duration = .zero
+        /// `duration` in whole milliseconds, rounded up (for the log).
+        public var durationMilliseconds: Int64 {
+            let c = duration.components
+            return c.seconds * 1000 + (c.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+        }
+
+        /// Equal when the sizes, routes, failure and detached interfaces are (not the duration).
+        public static func == (a: Self, b: Self) -> Bool {
+            a.from == b.from && a.to == b.to && a.routes == b.routes && a.failure == b.failure && a.detached == b.detached
+        }
     }
 
     public func apply(_ change: RouteChange) {
@@ -436,9 +448,12 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         let linked = (0..<cx_attached_count(fastPath)).map { cx_attached_ifindex(fastPath, $0) }
         var message = [CChar](repeating: 0, count: 512)
         let capacity = cx_route_capacity(fastPath)
+        let clock = ContinuousClock()
+        let started = clock.now
         let rc = cx_resize_routes(fastPath, entries, &message, message.count)
         state.lastResize = (now, rc != 0)
         var event = RouteMapResize(from: capacity, to: entries, routes: state.installed.count)
+        event.duration = clock.now - started
         if rc == 0 {
             state.routeMapResizes &+= 1
             let still = Set((0..<cx_attached_count(fastPath)).map { cx_attached_ifindex(fastPath, $0) })
