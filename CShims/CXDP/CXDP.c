@@ -305,53 +305,101 @@ static int copy_entries(int from, int to, size_t key_size, size_t value_size)
     return errno == ENOENT ? 0 : -errno;
 }
 
-int cx_resize_routes(cx_fast_path *fp, uint32_t route_entries, char *message, size_t message_len)
+struct cx_resize {
+    struct bpf_object *object; /* the new object until adopted, then the old one (freed by finish) */
+    cx_fast_path next;         /* fp's descriptors as they will be once adopted */
+    int gone[CX_MAX_LINKS];    /* links found released by cx_resize_swap_links (ENOLINK) */
+};
+
+int cx_resize_prepare(cx_fast_path *fp, uint32_t route_entries, cx_resize **out, char *message, size_t message_len)
 {
     last_libbpf_message[0] = 0;
+    *out = NULL;
     struct bpf_map *egress = bpf_object__find_map_by_name(fp->object, "tr_egress");
     struct bpf_object *object;
     int rc = load_object(fp->image, fp->image_len, route_entries, egress ? bpf_map__max_entries(egress) : 0, fp->object,
                          &object, message, message_len);
     if (rc)
         return rc;
-    /* The loader's state for the new object, taken over only once its program runs on the links. */
-    cx_fast_path next = *fp;
-    if (adopt(&next, object)) {
+    cx_resize *r = calloc(1, sizeof *r);
+    if (!r) {
         bpf_object__close(object);
+        return fail(ENOMEM, "set up the resize", message, message_len);
+    }
+    r->object = object;
+    r->next = *fp;
+    if (adopt(&r->next, object)) {
+        cx_resize_finish(r);
         return fail(ENOENT, "find the program turn_router and its maps", message, message_len);
     }
-    rc = copy_entries(fp->client_routes_fd, next.client_routes_fd, sizeof(struct tr_client_key), sizeof(struct tr_client_value));
+    /* The routes as they are now; what changes from here on the caller replays
+     * (cx_resize_route_add / _delete). A route added or deleted while a chunk is copied may be
+     * copied or not: the replay settles it. */
+    rc = copy_entries(fp->client_routes_fd, r->next.client_routes_fd, sizeof(struct tr_client_key),
+                      sizeof(struct tr_client_value));
     if (!rc)
-        rc = copy_entries(fp->peer_routes_fd, next.peer_routes_fd, sizeof(struct tr_peer_key), sizeof(struct tr_peer_value));
+        rc = copy_entries(fp->peer_routes_fd, r->next.peer_routes_fd, sizeof(struct tr_peer_key), sizeof(struct tr_peer_value));
     if (rc) {
-        bpf_object__close(object);
+        cx_resize_finish(r);
         return fail(-rc, "copy the routes into the resized maps", message, message_len);
     }
-    /* Swap the program on every link; the old one runs until its link is switched, on the same
-     * routes. A link whose interface was deleted since (the kernel released it: ENOLINK) carries
-     * nothing and is dropped, not a failure: it would fail every later resize, too. Any other
+    *out = r;
+    return 0;
+}
+
+int cx_resize_route_add(cx_resize *r, const struct tr_client_key *ck, const struct tr_client_value *cv,
+                        const struct tr_peer_key *pk, const struct tr_peer_value *pv)
+{
+    return cx_route_add(&r->next, ck, cv, pk, pv);
+}
+
+int cx_resize_route_delete(cx_resize *r, const struct tr_client_key *ck, const struct tr_peer_key *pk)
+{
+    return cx_route_delete(&r->next, ck, pk);
+}
+
+uint32_t cx_resize_capacity(const cx_resize *r) { return r->next.route_capacity; }
+
+int cx_resize_swap_links(cx_fast_path *fp, cx_resize *r, char *message, size_t message_len)
+{
+    last_libbpf_message[0] = 0;
+    /* The old program runs until its link is switched, on routes the same as the new maps'. A
+     * link whose interface was deleted since (the kernel released it: ENOLINK) carries nothing
+     * and is dropped at adopt, not a failure: it would fail every later resize, too. Any other
      * failure is undone, so that every interface runs one program. */
-    int gone[CX_MAX_LINKS] = {0};
+    memset(r->gone, 0, sizeof r->gone);
     for (int i = 0; i < fp->links; i++) {
-        if (bpf_link_update(fp->link_fds[i], next.program_fd, NULL) == 0)
+        if (bpf_link_update(fp->link_fds[i], r->next.program_fd, NULL) == 0)
             continue;
         int e = errno;
         if (e == ENOLINK) {
-            gone[i] = 1;
+            r->gone[i] = 1;
             continue;
         }
         for (int j = 0; j < i; j++)
-            if (!gone[j])
+            if (!r->gone[j])
                 bpf_link_update(fp->link_fds[j], fp->program_fd, NULL);
-        bpf_object__close(object);
         return fail(e, "replace the program on its links (bpf_link_update)", message, message_len);
     }
+    return 0;
+}
+
+void cx_resize_adopt(cx_fast_path *fp, cx_resize *r)
+{
     struct bpf_object *old = fp->object;
-    *fp = next;
-    bpf_object__close(old);
+    fp->object = r->object;
+    fp->program_fd = r->next.program_fd;
+    fp->client_routes_fd = r->next.client_routes_fd;
+    fp->peer_routes_fd = r->next.peer_routes_fd;
+    fp->config_fd = r->next.config_fd;
+    fp->counters_fd = r->next.counters_fd;
+    fp->egress_fd = r->next.egress_fd;
+    fp->route_capacity = r->next.route_capacity;
+    fp->program_id = r->next.program_id;
+    r->object = old;
     int kept = 0;
     for (int i = 0; i < fp->links; i++) {
-        if (gone[i]) {
+        if (r->gone[i]) {
             close(fp->link_fds[i]);
             continue;
         }
@@ -360,7 +408,28 @@ int cx_resize_routes(cx_fast_path *fp, uint32_t route_entries, char *message, si
         kept++;
     }
     fp->links = kept;
-    return 0;
+}
+
+void cx_resize_finish(cx_resize *r)
+{
+    if (!r)
+        return;
+    if (r->object)
+        bpf_object__close(r->object);
+    free(r);
+}
+
+int cx_resize_routes(cx_fast_path *fp, uint32_t route_entries, char *message, size_t message_len)
+{
+    cx_resize *r;
+    int rc = cx_resize_prepare(fp, route_entries, &r, message, message_len);
+    if (rc)
+        return rc;
+    rc = cx_resize_swap_links(fp, r, message, message_len);
+    if (!rc)
+        cx_resize_adopt(fp, r);
+    cx_resize_finish(r);
+    return rc;
 }
 
 int cx_attach(cx_fast_path *fp, int ifindex, int mode, char *message, size_t message_len)

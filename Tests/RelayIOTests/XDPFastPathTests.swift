@@ -308,9 +308,11 @@ import TestSupport
         #expect(e.atPeer?.bytes == Array("ping".utf8) && e.atClient?.bytes == [0x40, 0x01, 0x00, 0x04] + Array("pong".utf8))
         #expect(fastPath.counters[TR_RELAYED_PACKETS_CLIENT_TO_PEER] == 1)
 
-        let clock = ContinuousClock()
-        let growth = clock.measure { fastPath.apply(.up(routes[6])) } // 7 of 8: more than three quarters
-        print("xdp-resize: 8 → 32 entries took \(growth) in the applying thread")
+        fastPath.apply(.up(routes[6])) // 7 of 8: more than three quarters
+        fastPath.settle() // the resize runs on a thread of its own
+        if let e = events.withLock({ $0.first }) {
+            print("xdp-resize: 8 → 32 entries took \(e.duration), route changes waited \(e.blocking) of it")
+        }
         #expect(fastPath.routeCapacity == 32)
         #expect(fastPath.programID != firstProgram)
         #expect(try Self.attached(lab, [lab.relayInterface]) == [fastPath.programID], "the link runs the resized program")
@@ -323,6 +325,7 @@ import TestSupport
         #expect(c[TR_RELAYED_PACKETS_CLIENT_TO_PEER] == 2 && c[TR_RELAYED_PACKETS_PEER_TO_CLIENT] == 2, "relayed by the resized program")
 
         for r in routes.dropFirst() { fastPath.apply(.down(r)) } // 1 of 32: under a sixteenth
+        fastPath.settle()
         #expect(fastPath.routeCapacity == 8)
         for r in routes.dropFirst() { #expect(fastPath.installedValues(for: r).client == nil) }
         e = try exchange()
@@ -344,15 +347,17 @@ import TestSupport
     func thousandsOfRoutesSurviveEveryResize() throws {
         let (lab, fastPath) = try Self.start(.native, routeEntries: 262_144, routeResizeInterval: .zero)
         defer { lab.down(); fastPath.close() }
-        fastPath.onRouteMapResize { print("xdp-resize: \($0.from) → \($0.to) entries at \($0.routes) routes took \($0.duration)") }
+        fastPath.onRouteMapResize { print("xdp-resize: \($0.from) → \($0.to) entries at \($0.routes) routes took \($0.duration), route changes waited \($0.blocking)") }
         #expect(fastPath.routeCapacity == 4096)
         let routes = (0..<12_300).map { Self.route(clientPort: 10000 + UInt16($0), peerPort: 10000 + UInt16($0)) }
         for r in routes { fastPath.apply(.up(r)) }
+        fastPath.settle()
         var c = fastPath.counters
         #expect(c.routeCapacity == 65_536 && c.routesInstalled == 12_300 && c.routeMapResizes == 2 && c.routeMapFull == 0)
         let missing = routes.filter { fastPath.installedValues(for: $0).client == nil || fastPath.installedValues(for: $0).peer == nil }
         #expect(missing.isEmpty, "\(missing.count) routes missing after growing")
         for r in routes.dropFirst(100) { fastPath.apply(.down(r)) }
+        fastPath.settle()
         c = fastPath.counters
         #expect(c.routeCapacity == 4096 && c.routesInstalled == 100 && c.routeMapResizes == 4 && c.routeMapResizeFailures == 0)
         #expect(routes.prefix(100).allSatisfy { fastPath.installedValues(for: $0).client != nil && fastPath.installedValues(for: $0).peer != nil })
@@ -370,6 +375,7 @@ import TestSupport
         let routes = (0..<7).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
         for _ in 0..<5 {
             for r in routes { fastPath.apply(.up(r)) }
+            fastPath.settle()
             #expect(fastPath.routeCapacity == 32)
             for r in routes { fastPath.apply(.down(r)) }
         }
@@ -462,6 +468,7 @@ import TestSupport
 
         #expect(lab.ip("-n", lab.relayNamespace, "link", "del", deleted) == 0)
         fastPath.apply(.up(routes[6])) // 7 of 8: grows to 32
+        fastPath.settle()
         let c = fastPath.counters
         #expect(c.routeMapResizes == 1 && c.routeMapResizeFailures == 0 && c.routeCapacity == 32,
                 "\(c.routeMapResizes) resizes, \(c.routeMapResizeFailures) failed: \(events.withLock { $0 })")
@@ -472,6 +479,7 @@ import TestSupport
         #expect(Self.relayedBothWays(try Self.exchange(lab, routes[6])))
         // The next resize has nothing left to drop.
         for r in routes.dropFirst() { fastPath.apply(.down(r)) }
+        fastPath.settle()
         #expect(fastPath.counters.routeMapResizes == 2 && fastPath.counters.routeCapacity == 8)
         #expect(events.withLock { $0.last } == XDPFastPath.RouteMapResize(from: 32, to: 8, routes: 1))
         #expect(Self.relayedBothWays(try Self.exchange(lab, routes[0])))
@@ -496,9 +504,47 @@ import TestSupport
         defer { try? FileManager.default.removeItem(atPath: copy) }
         let routes = (0..<7).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
         for r in routes { fastPath.apply(.up(r)) } // the 7th grows the maps to 32
+        fastPath.settle()
         let c = fastPath.counters
         #expect(c.routeMapResizes == 1 && c.routeMapResizeFailures == 0 && c.routeCapacity == 32)
         #expect(Self.relayedBothWays(try Self.exchange(lab, routes[0])))
+    }
+
+    /// Route changes go on while a resize loads the program and copies the routes (workers apply
+    /// them in their loops and must not wait for that: a fifth of a second for 49,152 routes).
+    /// The resizing thread is held between its copy and its swap while one route goes up and
+    /// another down; both take effect on the running maps at once, and both reach the new maps.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func routeChangesDuringAResizeReachTheNewMaps() throws {
+        let (lab, fastPath) = try Self.start(.native, routeEntries: 64, initialRouteEntries: 8, routeResizeInterval: .zero)
+        defer { lab.down(); fastPath.close() }
+        let routes = (0..<8).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        for r in routes.prefix(6) { fastPath.apply(.up(r)) }
+        let copied = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let heldUntilReleased = Mutex(false)
+        fastPath.beforeResizeCommits {
+            copied.signal()
+            let inTime = release.wait(timeout: .now() + 20) == .success
+            heldUntilReleased.withLock { $0 = inTime }
+        }
+        fastPath.apply(.up(routes[6])) // 7 of 8: the resize starts
+        #expect(copied.wait(timeout: .now() + 20) == .success, "the resize never reached its swap")
+        fastPath.apply(.up(routes[7])) // 8 of 8 in the running maps
+        fastPath.apply(.down(routes[1]))
+        #expect(fastPath.routeCapacity == 8, "not swapped yet")
+        #expect(fastPath.installedValues(for: routes[7]).client != nil && fastPath.installedValues(for: routes[1]).client == nil,
+                "the changes apply to the running maps at once")
+        release.signal()
+        fastPath.settle()
+        #expect(heldUntilReleased.withLock { $0 }, "the route changes waited for the resize")
+        let c = fastPath.counters
+        #expect(c.routeMapResizes == 1 && c.routeMapResizeFailures == 0 && c.routeCapacity == 32 && c.routesInstalled == 7)
+        for r in routes where r != routes[1] {
+            #expect(fastPath.installedValues(for: r).client != nil && fastPath.installedValues(for: r).peer != nil, "\(r.client.port)")
+        }
+        #expect(fastPath.installedValues(for: routes[1]).client == nil && fastPath.installedValues(for: routes[1]).peer == nil)
+        #expect(Self.relayedBothWays(try Self.exchange(lab, routes[7])), "the route added meanwhile is relayed by the new program")
+        #expect(try Self.exchange(lab, routes[1]).atPeer == nil, "the route removed meanwhile is not")
     }
 
     /// Swapping the program loses nothing: ChannelData sent without pause on one route while the
@@ -542,7 +588,9 @@ import TestSupport
         var cycles = 0
         while outcome.withLock({ $0 == nil }) && cycles < 500 {
             for r in routes.dropFirst() { fastPath.apply(.up(r)) }
+            fastPath.settle()
             for r in routes.dropFirst() { fastPath.apply(.down(r)) }
+            fastPath.settle()
             cycles += 1
         }
         while outcome.withLock({ $0 == nil }) { usleep(10_000) }

@@ -31,12 +31,37 @@ enum { CX_MODE_NATIVE = 0, CX_MODE_GENERIC = 1 };
 int cx_open(const char *path, uint32_t route_entries, uint32_t egress_entries, cx_fast_path **out, char *message,
             size_t message_len);
 
-/* Replaces the program with one whose route maps hold `route_entries` each: loads the object
- * again (the image read by cx_open, not the file; sharing tr_config, tr_counters, tr_egress and
- * tr_scratch with the running one), copies every route, swaps the program on every link
- * (bpf_link_update), frees the old one. A link whose interface has been deleted is dropped
- * (cx_attached_count and cx_attached_ifindex then leave it out). On failure the running program
- * and its maps are left as they were. The caller must not change routes meanwhile. 0 or -errno. */
+/* Resizing the route maps: the program loaded again with route maps of another size, sharing
+ * tr_config, tr_counters, tr_egress and tr_scratch with the running one, every route copied, then
+ * swapped onto every link. In steps, so that the slow ones (load and copy: a fifth of a second for
+ * 49,152 routes; the swap) need not hold up route changes:
+ *
+ * 1. cx_resize_prepare loads the object again (the image read by cx_open, not the file) with
+ *    route maps of `route_entries` and copies every route of fp's maps into them. fp's routes may
+ *    change meanwhile (cx_route_add / _delete from other threads): the caller records each change
+ *    made after prepare began and
+ * 2. replays it on the new maps with cx_resize_route_add / _delete (same results as
+ *    cx_route_add / _delete) while no route changes. From then on it makes each route change on
+ *    both fp's maps and the new ones, until adopt.
+ * 3. cx_resize_swap_links swaps the program on every link (bpf_link_update); on a failure it
+ *    swaps back the links it had swapped and the running program and its maps stay as they were.
+ *    A link whose interface has been deleted (ENOLINK) is no failure: adopt drops it.
+ * 4. cx_resize_adopt (after a successful swap) makes the new object fp's; cx_attached_count and
+ *    cx_attached_ifindex then leave out dropped links.
+ * 5. cx_resize_finish frees the resize and the object it holds: the old one after adopt, else
+ *    the new one (any step may stop here).
+ * Nothing else may use fp's object meanwhile (cx_close, another resize). 0 or -errno. */
+typedef struct cx_resize cx_resize;
+int cx_resize_prepare(cx_fast_path *fp, uint32_t route_entries, cx_resize **out, char *message, size_t message_len);
+int cx_resize_route_add(cx_resize *r, const struct tr_client_key *ck, const struct tr_client_value *cv,
+                        const struct tr_peer_key *pk, const struct tr_peer_value *pv);
+int cx_resize_route_delete(cx_resize *r, const struct tr_client_key *ck, const struct tr_peer_key *pk);
+uint32_t cx_resize_capacity(const cx_resize *r);
+int cx_resize_swap_links(cx_fast_path *fp, cx_resize *r, char *message, size_t message_len);
+void cx_resize_adopt(cx_fast_path *fp, cx_resize *r);
+void cx_resize_finish(cx_resize *r);
+
+/* All the steps at once (the caller must not change routes meanwhile). 0 or -errno. */
 int cx_resize_routes(cx_fast_path *fp, uint32_t route_entries, char *message, size_t message_len);
 
 /* Attaches the program to `ifindex` through a BPF link in `mode`, and adds the interface to

@@ -166,6 +166,16 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         var routeMapResizeFailures: UInt64 = 0
         /// The last resize tried, and whether it failed (`XDPSettings.routeResizeInterval`).
         var lastResize: (at: ContinuousClock.Instant, failed: Bool)?
+        /// The resize in flight on its own thread, if any (one at a time).
+        var resizing: Resizing?
+        var lastResizeEvent: RouteMapResize?
+        /// Set by `close`: no resize starts, one in flight is abandoned at its commit.
+        var closing = false
+        /// Tests: run by the resizing thread after the copy, before it takes the lock to replay.
+        var beforeCommit: (@Sendable () -> Void)?
+        /// The new maps of a resize whose program is being swapped onto the links: route changes
+        /// are made on them too.
+        var dualWrite: SendablePointer?
         /// Told of each resize of the route maps, and of each failed one (with the loader's message).
         var onResize: (@Sendable (RouteMapResize) -> Void)?
         /// Told once: a route installed while the MAC addresses are swapped, whose client or peer
@@ -183,6 +193,27 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
     let leavesOnLinkRoutesOut: Bool
 
     private let state: Mutex<State>
+
+    /// A resize in flight: what it goes from and to, and the route changes applied to the
+    /// running maps since its copy began, replayed onto the new maps before the swap.
+    struct Resizing {
+        var from: UInt32
+        var to: UInt32
+        var routes: Int
+        var journal: [RouteChange] = []
+        /// Recording into `journal` (while the routes are copied); once replayed, changes go to
+        /// both maps (`State.dualWrite`) until the swap is done.
+        var journaling = true
+        /// More changes than `journalLimit` came meanwhile: the resize is abandoned (and counted
+        /// as failed) rather than holding them all.
+        var overflowed = false
+        static let journalLimit = 1 << 18
+
+        mutating func record(_ change: RouteChange) {
+            guard journaling else { return }
+            if journal.count < Self.journalLimit { journal.append(change) } else { overflowed = true }
+        }
+    }
 
     private init(settings: XDPSettings, fastPath: OpaquePointer, encoding: XDPRouteEncoding,
                  attached: [XDPInterfaces.Interface]) {
@@ -374,8 +405,12 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         public var routes: Int
         public var failure: String?
         public var detached: [String] = []
-        /// How long the resize held the route changes up (load, copy, swap), failed or not.
+        /// How long the resize took (load, copy, swap), failed or not; route changes went on
+        /// meanwhile on the running program's maps.
         public var duration: Duration = .zero
+        /// How long of it route changes waited: replaying those made meanwhile onto the new maps
+        /// and swapping the program.
+        public var blocking: Duration = .zero
         /// `duration` in whole milliseconds, rounded up (for the log).
         public var durationMilliseconds: Int64 {
             let c = duration.components
@@ -407,8 +442,17 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
                 }
                 if !state.installed.contains(route) { resized = resizeIfDue(&state, fastPath, adding: true) }
                 let rc = cx_route_add(fastPath, &e.clientKey, &e.clientValue, &e.peerKey, &e.peerValue)
-                if rc == 0 {
+                if rc == 0, let resize = state.dualWrite,
+                   cx_resize_route_add(resize.pointer, &e.clientKey, &e.clientValue, &e.peerKey, &e.peerValue) != 0 {
+                    // Not in the maps about to replace these (a shrink the routes outgrew): take it
+                    // out of both, and leave the channel on the io_uring path, counted.
+                    _ = cx_route_delete(fastPath, &e.clientKey, &e.peerKey)
+                    _ = cx_resize_route_delete(resize.pointer, &e.clientKey, &e.peerKey)
+                    state.installed.remove(route)
+                    state.routeMapFull &+= 1
+                } else if rc == 0 {
                     state.installed.insert(route)
+                    state.resizing?.record(change)
                     if !state.onLinkWarned && onLink {
                         state.onLinkWarned = true
                         return (state.onLinkWarning, resized)
@@ -421,6 +465,8 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
             case .down(let route):
                 guard state.installed.remove(route) != nil, case .success(var e) = encoding.entries(for: route) else { return (nil, nil) }
                 _ = cx_route_delete(fastPath, &e.clientKey, &e.peerKey)
+                if let resize = state.dualWrite { _ = cx_resize_route_delete(resize.pointer, &e.clientKey, &e.peerKey) }
+                state.resizing?.record(change)
                 resized = resizeIfDue(&state, fastPath, adding: false)
             }
             return (nil, resized)
@@ -429,53 +475,160 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         resize?()
     }
 
-    /// Grows or shrinks the route maps when `resizedRouteCapacity` says so (under the lock: no
-    /// route changes meanwhile); returns the notification to send once the lock is released.
+    /// Starts growing or shrinking the route maps when `resizedRouteCapacity` says so (under the
+    /// lock), unless one is in flight. Returns what to call once the lock is released: the
+    /// notification of a resize that could not start.
     private func resizeIfDue(_ state: inout State, _ fastPath: OpaquePointer, adding: Bool) -> (@Sendable () -> Void)? {
+        guard state.resizing == nil, !state.closing else { return nil }
         let capacity = cx_route_capacity(fastPath)
         guard let wanted = XDPSettings.resizedRouteCapacity(installed: state.installed.count, adding: adding, capacity: capacity,
                                                      least: leastRouteCapacity, most: mostRouteCapacity) else { return nil }
         let now = ContinuousClock.now
         if let last = state.lastResize, now - last.at < settings.routeResizeInterval, !adding || last.failed { return nil }
-        let event = resize(&state, fastPath, to: wanted, at: now)
-        guard let handler = state.onResize else { return nil }
-        return { handler(event) }
+        return startResize(&state, fastPath, to: wanted, at: now)
     }
 
-    /// Resizes the route maps to `entries` and counts the outcome (under the lock).
-    private func resize(_ state: inout State, _ fastPath: OpaquePointer, to entries: UInt32,
-                        at now: ContinuousClock.Instant) -> RouteMapResize {
-        let linked = (0..<cx_attached_count(fastPath)).map { cx_attached_ifindex(fastPath, $0) }
-        var message = [CChar](repeating: 0, count: 512)
+    /// Starts a resize to `entries` on a thread of its own (under the lock): loading the program
+    /// and copying the routes take long (a fifth of a second for 49,152 routes), and route
+    /// changes, which workers apply in their loops, go on meanwhile on the running maps; the
+    /// thread replays them onto the new maps and swaps the program with the lock held.
+    private func startResize(_ state: inout State, _ fastPath: OpaquePointer, to entries: UInt32,
+                             at now: ContinuousClock.Instant) -> (@Sendable () -> Void)? {
         let capacity = cx_route_capacity(fastPath)
+        state.lastResize = (now, false)
+        state.resizing = Resizing(from: capacity, to: entries, routes: state.installed.count)
+        let handle = SendablePointer(fastPath)
+        do {
+            let thread = try spawnThread { [self] in self.runResize(handle.pointer) }
+            pthread_detach(thread)
+            return nil
+        } catch {
+            state.resizing = nil
+            state.lastResize = (now, true)
+            state.routeMapResizeFailures &+= 1
+            let event = RouteMapResize(from: capacity, to: entries, routes: state.installed.count,
+                                       failure: "start the resizing thread: \(error)")
+            state.lastResizeEvent = event
+            guard let handler = state.onResize else { return nil }
+            return { handler(event) }
+        }
+    }
+
+    /// The resizing thread: load and copy without the lock; replay the route changes made
+    /// meanwhile with it; swap the program on the links without it (route changes made on both
+    /// maps meanwhile); adopt the new maps with it; then free the old object, notify, and let the
+    /// next resize start.
+    private func runResize(_ fastPath: OpaquePointer) {
         let clock = ContinuousClock()
         let started = clock.now
-        let rc = cx_resize_routes(fastPath, entries, &message, message.count)
-        state.lastResize = (now, rc != 0)
-        var event = RouteMapResize(from: capacity, to: entries, routes: state.installed.count)
-        event.duration = clock.now - started
-        if rc == 0 {
-            state.routeMapResizes &+= 1
-            let still = Set((0..<cx_attached_count(fastPath)).map { cx_attached_ifindex(fastPath, $0) })
-            event.detached = linked.filter { !still.contains($0) }.map { index in
-                attached.first { $0.index == index }?.name ?? "ifindex \(index)"
+        var blocking = Duration.zero
+        let (entries, hook) = state.withLock { ($0.resizing?.to ?? 0, $0.beforeCommit) }
+        var message = [CChar](repeating: 0, count: 512)
+        var prepared: OpaquePointer?
+        var failure: String?
+        if cx_resize_prepare(fastPath, entries, &prepared, &message, message.count) != 0 { failure = Self.text(message) }
+        hook?()
+        let linked = state.withLock { state -> [Int32] in
+            let locked = clock.now
+            defer { blocking += clock.now - locked }
+            state.resizing?.journaling = false
+            guard let prepared, failure == nil else { return [] }
+            if state.closing || state.fastPath == nil {
+                failure = "the fast path was closed meanwhile"
+            } else if state.resizing?.overflowed == true {
+                failure = "more than \(Resizing.journalLimit) route changes while the routes were copied"
+            } else if let replayFailure = replay(state.resizing?.journal ?? [], onto: prepared) {
+                failure = replayFailure
+            } else {
+                state.dualWrite = SendablePointer(prepared)
             }
-        } else {
-            state.routeMapResizeFailures &+= 1
-            event.failure = Self.text(message)
+            state.resizing?.journal = []
+            return (0..<cx_attached_count(fastPath)).map { cx_attached_ifindex(fastPath, $0) }
         }
-        return event
+        if failure == nil, let prepared, cx_resize_swap_links(fastPath, prepared, &message, message.count) != 0 {
+            failure = Self.text(message)
+        }
+        let (event, handler) = state.withLock { state -> (RouteMapResize, (@Sendable (RouteMapResize) -> Void)?) in
+            let locked = clock.now
+            defer { blocking += clock.now - locked }
+            state.dualWrite = nil
+            let resizing = state.resizing ?? Resizing(from: 0, to: entries, routes: 0)
+            var event = RouteMapResize(from: resizing.from, to: resizing.to, routes: resizing.routes)
+            if let failure {
+                state.lastResize = (state.lastResize?.at ?? .now, true)
+                state.routeMapResizeFailures &+= 1
+                event.failure = failure
+            } else if let prepared {
+                cx_resize_adopt(fastPath, prepared)
+                state.routeMapResizes &+= 1
+                let still = Set((0..<cx_attached_count(fastPath)).map { cx_attached_ifindex(fastPath, $0) })
+                event.detached = linked.filter { !still.contains($0) }.map { index in
+                    attached.first { $0.index == index }?.name ?? "ifindex \(index)"
+                }
+            }
+            return (event, state.onResize)
+        }
+        cx_resize_finish(prepared) // the old object after a swap, else the new one
+        var finished = event
+        finished.duration = clock.now - started
+        finished.blocking = blocking
+        handler?(finished)
+        let chained = state.withLock { state -> (@Sendable () -> Void)? in
+            state.lastResizeEvent = finished
+            state.resizing = nil
+            // The routes went on changing meanwhile: the next resize may be due already (the maps
+            // only grew fourfold, or more routes went down than the shrink counted on).
+            guard finished.failure == nil, let current = state.fastPath else { return nil }
+            let grow = resizeIfDue(&state, current, adding: true)
+            return state.resizing == nil && grow == nil ? resizeIfDue(&state, current, adding: false) : grow
+        }
+        chained?()
+    }
+
+    /// Replays route changes made during a resize's copy onto its new maps (with the lock held);
+    /// the failure, if one did not go in (more routes than the new size holds, when shrinking).
+    private func replay(_ journal: [RouteChange], onto prepared: OpaquePointer) -> String? {
+        for change in journal {
+            switch change {
+            case .up(let route):
+                guard case .success(var e) = encoding.entries(for: route) else { continue }
+                let rc = cx_resize_route_add(prepared, &e.clientKey, &e.clientValue, &e.peerKey, &e.peerValue)
+                if rc == CX_ROUTE_MAP_FULL {
+                    return "the routes added while they were copied do not fit in \(cx_resize_capacity(prepared)) entries"
+                }
+                if rc != 0 { return "a route added while the routes were copied: \(String(cString: strerror(-rc)))" }
+            case .down(let route):
+                guard case .success(var e) = encoding.entries(for: route) else { continue }
+                let rc = cx_resize_route_delete(prepared, &e.clientKey, &e.peerKey)
+                if rc != 0 { return "a route removed while the routes were copied: \(String(cString: strerror(-rc)))" }
+            }
+        }
+        return nil
+    }
+
+    /// Returns once no resize of the route maps is in flight.
+    public func settle() {
+        while state.withLock({ $0.resizing != nil }) { usleep(1000) }
     }
 
     /// Resizes the route maps to `entries` now, whatever the policy says (tests: a size the
-    /// kernel refuses). The outcome is counted and reported like any resize.
+    /// kernel refuses), and waits for it; nil when one was in flight or the fast path is closed.
     func resizeRoutes(to entries: UInt32) -> RouteMapResize? {
-        let (event, handler) = state.withLock { state -> (RouteMapResize?, (@Sendable (RouteMapResize) -> Void)?) in
-            guard let fastPath = state.fastPath else { return (nil, nil) }
-            return (resize(&state, fastPath, to: entries, at: .now), state.onResize)
+        settle()
+        let notify = state.withLock { state -> (started: Bool, (@Sendable () -> Void)?) in
+            guard let fastPath = state.fastPath, state.resizing == nil, !state.closing else { return (false, nil) }
+            state.lastResizeEvent = nil
+            return (true, startResize(&state, fastPath, to: entries, at: .now))
         }
-        if let event { handler?(event) }
-        return event
+        guard notify.started else { return nil }
+        notify.1?()
+        settle()
+        return state.withLock { $0.lastResizeEvent }
+    }
+
+    /// Tests: `body` runs on the resizing thread between the copy and the swap.
+    func beforeResizeCommits(_ body: (@Sendable () -> Void)?) {
+        state.withLock { $0.beforeCommit = body }
     }
 
     /// Called after each resize of the route maps (and each failed one), on the thread that
@@ -539,10 +692,19 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
 
     /// Detaches from every interface and frees the maps. Route changes after this are ignored.
     public func close() {
+        state.withLock { $0.closing = true }
+        settle() // the resizing thread uses the loader until it is done
         state.withLock { state in
             cx_close(state.fastPath)
             state.fastPath = nil
             state.installed.removeAll()
         }
     }
+}
+
+/// A loader pointer handed to the resizing thread or kept in the state (used only while
+/// `XDPFastPath.close` waits for the resize, or under the state's lock).
+struct SendablePointer: @unchecked Sendable {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
 }
