@@ -547,6 +547,67 @@ import TestSupport
         #expect(try Self.exchange(lab, routes[1]).atPeer == nil, "the route removed meanwhile is not")
     }
 
+    /// A shrink the routes outgrow while it copies: more routes go up during the copy than the
+    /// smaller maps hold, so the replay cannot place them; the resize is abandoned and counted as
+    /// failed, the running maps (which took every change) keep all the routes and relay.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func aShrinkTheRoutesOutgrowMeanwhileIsAbandoned() throws {
+        let (lab, fastPath) = try Self.start(.native, routeEntries: 64, initialRouteEntries: 8, routeResizeInterval: .zero)
+        defer { lab.down(); fastPath.close() }
+        let events = Mutex<[XDPFastPath.RouteMapResize]>([])
+        fastPath.onRouteMapResize { event in events.withLock { $0.append(event) } }
+        let routes = (0..<12).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        for r in routes.prefix(7) { fastPath.apply(.up(r)) }
+        fastPath.settle()
+        #expect(fastPath.routeCapacity == 32)
+        let copied = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        fastPath.beforeResizeCommits {
+            copied.signal()
+            _ = release.wait(timeout: .now() + 20)
+        }
+        for r in routes.prefix(7).dropFirst() { fastPath.apply(.down(r)) } // 1 of 32: shrink to 8
+        #expect(copied.wait(timeout: .now() + 20) == .success, "the shrink never reached its swap")
+        for r in routes.dropFirst() { fastPath.apply(.up(r)) } // 12 routes: more than 8
+        fastPath.beforeResizeCommits(nil)
+        release.signal()
+        fastPath.settle()
+        let c = fastPath.counters
+        #expect(c.routeMapResizes == 1 && c.routeMapResizeFailures == 1 && c.routeCapacity == 32 && c.routesInstalled == 12,
+                "\(c.routeMapResizes) resizes, \(c.routeMapResizeFailures) failed, capacity \(c.routeCapacity)")
+        #expect(events.withLock { $0.last?.failure } == "the routes added while they were copied do not fit in 8 entries")
+        for r in routes { #expect(fastPath.installedValues(for: r).client != nil && fastPath.installedValues(for: r).peer != nil) }
+        #expect(Self.relayedBothWays(try Self.exchange(lab, routes[11])))
+    }
+
+    /// Closing while a resize is in flight: `close` waits for it, the resize sees the close and
+    /// does not swap, and the program is detached.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func closeDuringAResizeWaitsAndDetaches() throws {
+        let (lab, fastPath) = try Self.start(.native, routeEntries: 64, initialRouteEntries: 8, routeResizeInterval: .zero)
+        defer { lab.down() }
+        let events = Mutex<[XDPFastPath.RouteMapResize]>([])
+        fastPath.onRouteMapResize { event in events.withLock { $0.append(event) } }
+        let program = fastPath.programID
+        let copied = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), closed = DispatchSemaphore(value: 0)
+        fastPath.beforeResizeCommits {
+            copied.signal()
+            _ = release.wait(timeout: .now() + 20)
+        }
+        for i in 0..<7 { fastPath.apply(.up(Self.route(clientPort: 40000 + UInt16(i), peerPort: 41000 + UInt16(i)))) }
+        #expect(copied.wait(timeout: .now() + 20) == .success)
+        let closer = Thread {
+            fastPath.close()
+            closed.signal()
+        }
+        closer.start()
+        #expect(closed.wait(timeout: .now() + 0.5) == .timedOut, "close did not wait for the resize")
+        release.signal()
+        #expect(closed.wait(timeout: .now() + 20) == .success)
+        #expect(events.withLock { $0 }.map(\.failure) == ["the fast path was closed meanwhile"])
+        #expect(try Self.attached(lab, [lab.relayInterface]) == [0], "detached on close")
+        #expect(program != 0)
+    }
+
     /// Swapping the program loses nothing: ChannelData sent without pause on one route while the
     /// maps grow and shrink again and again (each time a new program loaded, every route copied and
     /// the program replaced on the link) all reaches the peer, relayed by XDP (nothing else in the
