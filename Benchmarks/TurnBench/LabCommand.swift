@@ -97,7 +97,9 @@ struct Lab: ParsableCommand {
 
     func validate() throws {
         guard getuid() == 0 else { throw ValidationError("lab needs root (network namespaces, XDP, AF_PACKET)") }
-        guard (1...20_000).contains(allocations) else { throw ValidationError("--allocations must be 1...20000") }
+        // The relays under test allocate from ports 20000-29999, and the generator's frames use
+        // 30000 + i, 40000 + i and 50000 + i for allocation i: 10,000 at most.
+        guard (1...10_000).contains(allocations) else { throw ValidationError("--allocations must be 1...10000 (the relays' port range 20000-29999)") }
         guard (24...1400).contains(payload) && payload % 4 == 0 else { throw ValidationError("--payload must be 24...1400, a multiple of 4") }
         guard (1...20).contains(rounds) else { throw ValidationError("--rounds must be 1...20") }
         guard seconds > 0 && seconds <= 30 else { throw ValidationError("--seconds must be in (0, 30]") }

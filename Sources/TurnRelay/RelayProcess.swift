@@ -166,7 +166,7 @@ struct RelayProcess {
                 if let failure = resize.failure {
                     logger.warning("XDP route maps not resized from \(resize.from) to \(resize.to) entries at \(resize.routes) routes (\(resize.durationMilliseconds) ms): \(failure). They keep their size; channels beyond it stay on the io_uring path (relay_xdp_route_map_full_total).")
                 } else {
-                    logger.info("XDP route maps resized from \(resize.from) to \(resize.to) entries at \(resize.routes) routes in \(resize.durationMilliseconds) ms")
+                    logger.notice("XDP route maps resized from \(resize.from) to \(resize.to) entries at \(resize.routes) routes in \(resize.durationMilliseconds) ms")
                 }
                 if !resize.detached.isEmpty {
                     operations.noteXDP(fastPath.status)

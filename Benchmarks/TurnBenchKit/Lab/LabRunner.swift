@@ -283,6 +283,13 @@ public final class LabRunner {
             start.setupSeconds = Double(monotonicNanoseconds() - t0) / 1e9
             progress.log("round \(round + 1) \(kind.rawValue): PID \(server.pid), \(endpoints.endpoints.count) allocations with channels in \(fixed(start.setupSeconds ?? 0, 2)) s")
             defer { for fd in endpoints.fds { close(fd) } }
+            // Binding thousands of channels may have grown the relay's route maps, which loads the
+            // program again under a new id: measure the one attached now.
+            if kind == .xdp, let now = net.relaySideProgram(), now.id != relayProgram {
+                progress.log("round \(round + 1) \(kind.rawValue): XDP program id \(relayProgram.map(String.init) ?? "-") → \(now.id) (the route maps were resized)")
+                start.xdpProgram = "\(now.name) (id \(now.id), after a resize of the route maps)"
+                relayProgram = now.id
+            }
             for workload in c.workloads {
                 let cycle = TrafficOrder.cycle(allocations: endpoints.endpoints.count, workload: workload)
                 let sender = try FrameSender(interface: net.outInterface, frames: frames(endpoints.endpoints), cycle: cycle, batch: c.batch)
