@@ -10,15 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CX_MAX_LINKS 64
 
-struct cx_fast_path {
-    /* The object file as read at cx_open: cx_resize_routes loads this very image again, never the
-     * file, which a package upgrade may have replaced (or removed) by then. */
-    void *image;
-    size_t image_len;
+/* A loaded object and the descriptors of its program and maps. */
+struct loaded {
     struct bpf_object *object;
     int program_fd;
     int client_routes_fd;
@@ -28,6 +26,14 @@ struct cx_fast_path {
     int egress_fd;
     uint32_t route_capacity;
     uint32_t program_id;
+};
+
+struct cx_fast_path {
+    /* The object file as read at cx_open: a resize loads this very image again, never the file,
+     * which a package upgrade may have replaced (or removed) by then. */
+    void *image;
+    size_t image_len;
+    struct loaded now;
     int cpus;
     int link_fds[CX_MAX_LINKS];
     int link_ifindex[CX_MAX_LINKS]; /* the interface each link was attached to */
@@ -94,35 +100,20 @@ static int read_image(const char *path, void **image, size_t *image_len)
     FILE *file = fopen(path, "rb");
     if (!file)
         return -errno;
-    size_t capacity = 64 * 1024, len = 0;
-    unsigned char *buffer = malloc(capacity);
-    int rc = buffer ? 0 : -ENOMEM;
-    while (!rc) {
-        if (len == capacity) {
-            /* An object of tens of kilobytes; 64 MiB is far beyond any, and not worth reading. */
-            unsigned char *larger = capacity < 64u * 1024 * 1024 ? realloc(buffer, capacity * 2) : NULL;
-            if (!larger) {
-                rc = capacity < 64u * 1024 * 1024 ? -ENOMEM : -EFBIG;
-                break;
-            }
-            buffer = larger;
-            capacity *= 2;
-        }
-        size_t n = fread(buffer + len, 1, capacity - len, file);
-        len += n;
-        if (n == 0) {
-            if (ferror(file))
-                rc = -EIO;
-            break;
-        }
-    }
+    struct stat st;
+    int rc = fstat(fileno(file), &st) ? -errno : st.st_size <= 0 ? -ENOEXEC : 0;
+    unsigned char *buffer = rc ? NULL : malloc((size_t)st.st_size);
+    if (!rc && !buffer)
+        rc = -ENOMEM;
+    if (!rc && fread(buffer, 1, (size_t)st.st_size, file) != (size_t)st.st_size)
+        rc = -EIO;
     fclose(file);
     if (rc) {
         free(buffer);
         return rc;
     }
     *image = buffer;
-    *image_len = len;
+    *image_len = (size_t)st.st_size;
     return 0;
 }
 
@@ -178,32 +169,32 @@ static int load_object(const void *image, size_t image_len, uint32_t route_entri
     return 0;
 }
 
-/* Points fp's descriptors at `object` (loaded by load_object). 0, or -ENOENT when a map or the
- * program is missing. */
-static int adopt(cx_fast_path *fp, struct bpf_object *object)
+/* Fills `l` from `object` (loaded by load_object). 0, or -ENOENT when a map or the program is
+ * missing. */
+static int adopt(struct loaded *l, struct bpf_object *object)
 {
     struct bpf_program *program = bpf_object__find_program_by_name(object, "turn_router");
     struct bpf_map *client_routes = bpf_object__find_map_by_name(object, "tr_client_routes");
     if (!program || !client_routes)
         return -ENOENT;
-    int program_fd = bpf_program__fd(program);
-    int client_fd = map_fd(object, "tr_client_routes"), peer_fd = map_fd(object, "tr_peer_routes");
-    int config_fd = map_fd(object, "tr_config"), counters_fd = map_fd(object, "tr_counters");
-    int egress_fd = map_fd(object, "tr_egress");
-    if (program_fd < 0 || client_fd < 0 || peer_fd < 0 || config_fd < 0 || counters_fd < 0 || egress_fd < 0)
+    struct loaded n = {
+        .object = object,
+        .program_fd = bpf_program__fd(program),
+        .client_routes_fd = map_fd(object, "tr_client_routes"),
+        .peer_routes_fd = map_fd(object, "tr_peer_routes"),
+        .config_fd = map_fd(object, "tr_config"),
+        .counters_fd = map_fd(object, "tr_counters"),
+        .egress_fd = map_fd(object, "tr_egress"),
+        .route_capacity = bpf_map__max_entries(client_routes),
+    };
+    if (n.program_fd < 0 || n.client_routes_fd < 0 || n.peer_routes_fd < 0 || n.config_fd < 0 || n.counters_fd < 0 ||
+        n.egress_fd < 0)
         return -ENOENT;
-    fp->object = object;
-    fp->program_fd = program_fd;
-    fp->client_routes_fd = client_fd;
-    fp->peer_routes_fd = peer_fd;
-    fp->config_fd = config_fd;
-    fp->counters_fd = counters_fd;
-    fp->egress_fd = egress_fd;
-    fp->route_capacity = bpf_map__max_entries(client_routes);
     struct bpf_prog_info info;
     uint32_t info_len = sizeof info;
     memset(&info, 0, sizeof info);
-    fp->program_id = bpf_obj_get_info_by_fd(program_fd, &info, &info_len) == 0 ? info.id : 0;
+    n.program_id = bpf_obj_get_info_by_fd(n.program_fd, &info, &info_len) == 0 ? info.id : 0;
+    *l = n;
     return 0;
 }
 
@@ -235,8 +226,8 @@ int cx_open(const char *path, uint32_t route_entries, uint32_t egress_entries, c
     fp->image = image;
     fp->image_len = image_len;
     fp->cpus = cpus;
-    if (adopt(fp, object)) {
-        fp->object = object;
+    if (adopt(&fp->now, object)) {
+        fp->now.object = object;
         cx_close(fp);
         return fail(ENOENT, "find the program turn_router and its maps", message, message_len);
     }
@@ -305,20 +296,47 @@ static int copy_entries(int from, int to, size_t key_size, size_t value_size)
     return errno == ENOENT ? 0 : -errno;
 }
 
+static int is_full(int e) { return e == E2BIG || e == ENOSPC || e == ENOMEM; }
+
+static int route_add(const struct loaded *l, const struct tr_client_key *ck, const struct tr_client_value *cv,
+                     const struct tr_peer_key *pk, const struct tr_peer_value *pv)
+{
+    if (bpf_map_update_elem(l->client_routes_fd, ck, cv, BPF_ANY)) {
+        int e = errno;
+        return is_full(e) ? CX_ROUTE_MAP_FULL : -e;
+    }
+    if (bpf_map_update_elem(l->peer_routes_fd, pk, pv, BPF_ANY)) {
+        int e = errno;
+        /* Half a route would relay one direction only: take the client half back out. */
+        bpf_map_delete_elem(l->client_routes_fd, ck);
+        return is_full(e) ? CX_ROUTE_MAP_FULL : -e;
+    }
+    return 0;
+}
+
+static int route_delete(const struct loaded *l, const struct tr_client_key *ck, const struct tr_peer_key *pk)
+{
+    int rc = 0;
+    if (bpf_map_delete_elem(l->client_routes_fd, ck) && errno != ENOENT)
+        rc = -errno;
+    if (bpf_map_delete_elem(l->peer_routes_fd, pk) && errno != ENOENT)
+        rc = -errno;
+    return rc;
+}
+
 struct cx_resize {
-    struct bpf_object *object; /* the new object until adopted, then the old one (freed by finish) */
-    cx_fast_path next;         /* fp's descriptors as they will be once adopted */
-    int gone[CX_MAX_LINKS];    /* links found released by cx_resize_swap_links (ENOLINK) */
+    struct loaded next;     /* the new object until adopted, then the old one (freed by finish) */
+    int gone[CX_MAX_LINKS]; /* links found released by cx_resize_swap_links (ENOLINK) */
 };
 
 int cx_resize_prepare(cx_fast_path *fp, uint32_t route_entries, cx_resize **out, char *message, size_t message_len)
 {
     last_libbpf_message[0] = 0;
     *out = NULL;
-    struct bpf_map *egress = bpf_object__find_map_by_name(fp->object, "tr_egress");
+    struct bpf_map *egress = bpf_object__find_map_by_name(fp->now.object, "tr_egress");
     struct bpf_object *object;
-    int rc = load_object(fp->image, fp->image_len, route_entries, egress ? bpf_map__max_entries(egress) : 0, fp->object,
-                         &object, message, message_len);
+    int rc = load_object(fp->image, fp->image_len, route_entries, egress ? bpf_map__max_entries(egress) : 0,
+                         fp->now.object, &object, message, message_len);
     if (rc)
         return rc;
     cx_resize *r = calloc(1, sizeof *r);
@@ -326,8 +344,7 @@ int cx_resize_prepare(cx_fast_path *fp, uint32_t route_entries, cx_resize **out,
         bpf_object__close(object);
         return fail(ENOMEM, "set up the resize", message, message_len);
     }
-    r->object = object;
-    r->next = *fp;
+    r->next.object = object;
     if (adopt(&r->next, object)) {
         cx_resize_finish(r);
         return fail(ENOENT, "find the program turn_router and its maps", message, message_len);
@@ -335,10 +352,11 @@ int cx_resize_prepare(cx_fast_path *fp, uint32_t route_entries, cx_resize **out,
     /* The routes as they are now; what changes from here on the caller replays
      * (cx_resize_route_add / _delete). A route added or deleted while a chunk is copied may be
      * copied or not: the replay settles it. */
-    rc = copy_entries(fp->client_routes_fd, r->next.client_routes_fd, sizeof(struct tr_client_key),
+    rc = copy_entries(fp->now.client_routes_fd, r->next.client_routes_fd, sizeof(struct tr_client_key),
                       sizeof(struct tr_client_value));
     if (!rc)
-        rc = copy_entries(fp->peer_routes_fd, r->next.peer_routes_fd, sizeof(struct tr_peer_key), sizeof(struct tr_peer_value));
+        rc = copy_entries(fp->now.peer_routes_fd, r->next.peer_routes_fd, sizeof(struct tr_peer_key),
+                          sizeof(struct tr_peer_value));
     if (rc) {
         cx_resize_finish(r);
         return fail(-rc, "copy the routes into the resized maps", message, message_len);
@@ -350,12 +368,12 @@ int cx_resize_prepare(cx_fast_path *fp, uint32_t route_entries, cx_resize **out,
 int cx_resize_route_add(cx_resize *r, const struct tr_client_key *ck, const struct tr_client_value *cv,
                         const struct tr_peer_key *pk, const struct tr_peer_value *pv)
 {
-    return cx_route_add(&r->next, ck, cv, pk, pv);
+    return route_add(&r->next, ck, cv, pk, pv);
 }
 
 int cx_resize_route_delete(cx_resize *r, const struct tr_client_key *ck, const struct tr_peer_key *pk)
 {
-    return cx_route_delete(&r->next, ck, pk);
+    return route_delete(&r->next, ck, pk);
 }
 
 uint32_t cx_resize_capacity(const cx_resize *r) { return r->next.route_capacity; }
@@ -378,7 +396,7 @@ int cx_resize_swap_links(cx_fast_path *fp, cx_resize *r, char *message, size_t m
         }
         for (int j = 0; j < i; j++)
             if (!r->gone[j])
-                bpf_link_update(fp->link_fds[j], fp->program_fd, NULL);
+                bpf_link_update(fp->link_fds[j], fp->now.program_fd, NULL);
         return fail(e, "replace the program on its links (bpf_link_update)", message, message_len);
     }
     return 0;
@@ -386,17 +404,9 @@ int cx_resize_swap_links(cx_fast_path *fp, cx_resize *r, char *message, size_t m
 
 void cx_resize_adopt(cx_fast_path *fp, cx_resize *r)
 {
-    struct bpf_object *old = fp->object;
-    fp->object = r->object;
-    fp->program_fd = r->next.program_fd;
-    fp->client_routes_fd = r->next.client_routes_fd;
-    fp->peer_routes_fd = r->next.peer_routes_fd;
-    fp->config_fd = r->next.config_fd;
-    fp->counters_fd = r->next.counters_fd;
-    fp->egress_fd = r->next.egress_fd;
-    fp->route_capacity = r->next.route_capacity;
-    fp->program_id = r->next.program_id;
-    r->object = old;
+    struct loaded old = fp->now;
+    fp->now = r->next;
+    r->next = old;
     int kept = 0;
     for (int i = 0; i < fp->links; i++) {
         if (r->gone[i]) {
@@ -414,22 +424,9 @@ void cx_resize_finish(cx_resize *r)
 {
     if (!r)
         return;
-    if (r->object)
-        bpf_object__close(r->object);
+    if (r->next.object)
+        bpf_object__close(r->next.object);
     free(r);
-}
-
-int cx_resize_routes(cx_fast_path *fp, uint32_t route_entries, char *message, size_t message_len)
-{
-    cx_resize *r;
-    int rc = cx_resize_prepare(fp, route_entries, &r, message, message_len);
-    if (rc)
-        return rc;
-    rc = cx_resize_swap_links(fp, r, message, message_len);
-    if (!rc)
-        cx_resize_adopt(fp, r);
-    cx_resize_finish(r);
-    return rc;
 }
 
 int cx_attach(cx_fast_path *fp, int ifindex, int mode, char *message, size_t message_len)
@@ -438,12 +435,12 @@ int cx_attach(cx_fast_path *fp, int ifindex, int mode, char *message, size_t mes
     if (fp->links >= CX_MAX_LINKS)
         return fail(ENOSPC, "attach (too many interfaces)", message, message_len);
     LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = mode == CX_MODE_GENERIC ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE);
-    int fd = bpf_link_create(fp->program_fd, ifindex, BPF_XDP, &opts);
+    int fd = bpf_link_create(fp->now.program_fd, ifindex, BPF_XDP, &opts);
     if (fd < 0)
         return fail(errno, mode == CX_MODE_GENERIC ? "attach in generic (skb) mode" : "attach in native (driver) mode",
                     message, message_len);
     uint32_t key = (uint32_t)ifindex, value = (uint32_t)ifindex;
-    if (bpf_map_update_elem(fp->egress_fd, &key, &value, BPF_ANY)) {
+    if (bpf_map_update_elem(fp->now.egress_fd, &key, &value, BPF_ANY)) {
         int e = errno;
         close(fd);
         return fail(e, "add the interface to tr_egress", message, message_len);
@@ -456,7 +453,7 @@ int cx_attach(cx_fast_path *fp, int ifindex, int mode, char *message, size_t mes
 int cx_egress_contains(cx_fast_path *fp, int ifindex)
 {
     uint32_t key = (uint32_t)ifindex, value = 0;
-    if (bpf_map_lookup_elem(fp->egress_fd, &key, &value) == 0)
+    if (bpf_map_lookup_elem(fp->now.egress_fd, &key, &value) == 0)
         return value == key;
     return errno == ENOENT ? 0 : -errno;
 }
@@ -468,47 +465,30 @@ int cx_attached_ifindex(const cx_fast_path *fp, int i) { return fp && i >= 0 && 
 int cx_set_config(cx_fast_path *fp, const struct tr_config *config, char *message, size_t message_len)
 {
     uint32_t zero = 0;
-    if (bpf_map_update_elem(fp->config_fd, &zero, config, BPF_ANY))
+    if (bpf_map_update_elem(fp->now.config_fd, &zero, config, BPF_ANY))
         return fail(errno, "write tr_config", message, message_len);
     return 0;
 }
 
-static int is_full(int e) { return e == E2BIG || e == ENOSPC || e == ENOMEM; }
-
 int cx_route_add(cx_fast_path *fp, const struct tr_client_key *ck, const struct tr_client_value *cv,
                  const struct tr_peer_key *pk, const struct tr_peer_value *pv)
 {
-    if (bpf_map_update_elem(fp->client_routes_fd, ck, cv, BPF_ANY)) {
-        int e = errno;
-        return is_full(e) ? CX_ROUTE_MAP_FULL : -e;
-    }
-    if (bpf_map_update_elem(fp->peer_routes_fd, pk, pv, BPF_ANY)) {
-        int e = errno;
-        /* Half a route would relay one direction only: take the client half back out. */
-        bpf_map_delete_elem(fp->client_routes_fd, ck);
-        return is_full(e) ? CX_ROUTE_MAP_FULL : -e;
-    }
-    return 0;
+    return route_add(&fp->now, ck, cv, pk, pv);
 }
 
 int cx_route_delete(cx_fast_path *fp, const struct tr_client_key *ck, const struct tr_peer_key *pk)
 {
-    int rc = 0;
-    if (bpf_map_delete_elem(fp->client_routes_fd, ck) && errno != ENOENT)
-        rc = -errno;
-    if (bpf_map_delete_elem(fp->peer_routes_fd, pk) && errno != ENOENT)
-        rc = -errno;
-    return rc;
+    return route_delete(&fp->now, ck, pk);
 }
 
 int cx_lookup_client(cx_fast_path *fp, const struct tr_client_key *key, struct tr_client_value *value)
 {
-    return bpf_map_lookup_elem(fp->client_routes_fd, key, value) ? -errno : 0;
+    return bpf_map_lookup_elem(fp->now.client_routes_fd, key, value) ? -errno : 0;
 }
 
 int cx_lookup_peer(cx_fast_path *fp, const struct tr_peer_key *key, struct tr_peer_value *value)
 {
-    return bpf_map_lookup_elem(fp->peer_routes_fd, key, value) ? -errno : 0;
+    return bpf_map_lookup_elem(fp->now.peer_routes_fd, key, value) ? -errno : 0;
 }
 
 int cx_read_counters(cx_fast_path *fp, uint64_t out[TR_COUNTER_COUNT])
@@ -520,7 +500,7 @@ int cx_read_counters(cx_fast_path *fp, uint64_t out[TR_COUNTER_COUNT])
     int rc = 0;
     for (uint32_t i = 0; i < TR_COUNTER_COUNT; i++) {
         out[i] = 0;
-        if (bpf_map_lookup_elem(fp->counters_fd, &i, per_cpu)) {
+        if (bpf_map_lookup_elem(fp->now.counters_fd, &i, per_cpu)) {
             rc = -errno;
             break;
         }
@@ -531,9 +511,9 @@ int cx_read_counters(cx_fast_path *fp, uint64_t out[TR_COUNTER_COUNT])
     return rc;
 }
 
-uint32_t cx_route_capacity(const cx_fast_path *fp) { return fp->route_capacity; }
+uint32_t cx_route_capacity(const cx_fast_path *fp) { return fp->now.route_capacity; }
 
-uint32_t cx_program_id(const cx_fast_path *fp) { return fp->program_id; }
+uint32_t cx_program_id(const cx_fast_path *fp) { return fp->now.program_id; }
 
 int64_t cx_query_attached(int ifindex)
 {
@@ -549,8 +529,8 @@ void cx_close(cx_fast_path *fp)
     for (int i = 0; i < fp->links; i++)
         close(fp->link_fds[i]);
     fp->links = 0;
-    if (fp->object)
-        bpf_object__close(fp->object);
+    if (fp->now.object)
+        bpf_object__close(fp->now.object);
     free(fp->image);
     free(fp);
 }

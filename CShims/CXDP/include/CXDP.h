@@ -25,7 +25,7 @@ enum { CX_MODE_NATIVE = 0, CX_MODE_GENERIC = 1 };
  * channel stays on the userspace path. Distinct from every -errno. */
 #define CX_ROUTE_MAP_FULL 1
 
-/* Reads the object file at `path` (kept in memory for cx_resize_routes), sizes both route maps to
+/* Reads the object file at `path` (kept in memory for cx_resize_prepare), sizes both route maps to
  * `route_entries` and tr_egress to `egress_entries` (the number of interfaces to attach; 0 keeps
  * the object's size), loads it. On success *out owns the object; free it with cx_close. */
 int cx_open(const char *path, uint32_t route_entries, uint32_t egress_entries, cx_fast_path **out, char *message,
@@ -60,9 +60,6 @@ uint32_t cx_resize_capacity(const cx_resize *r);
 int cx_resize_swap_links(cx_fast_path *fp, cx_resize *r, char *message, size_t message_len);
 void cx_resize_adopt(cx_fast_path *fp, cx_resize *r);
 void cx_resize_finish(cx_resize *r);
-
-/* All the steps at once (the caller must not change routes meanwhile). 0 or -errno. */
-int cx_resize_routes(cx_fast_path *fp, uint32_t route_entries, char *message, size_t message_len);
 
 /* Attaches the program to `ifindex` through a BPF link in `mode`, and adds the interface to
  * tr_egress (where TR_CONFIG_FIB may redirect packets to). The link lives as long as this process
