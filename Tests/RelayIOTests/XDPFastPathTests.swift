@@ -29,6 +29,11 @@ import TestSupport
                      relayPort: relayPort)
     }
 
+    /// `count` routes with their own client port, peer port and allocation port each.
+    static func routes(_ count: Int) -> [ChannelRoute] {
+        (0..<count).map { route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+    }
+
     /// A lab, and what starting the fast path on its relay end (plus `extra` interfaces of that
     /// namespace) gave. The caller takes the lab down.
     static func launch(_ mode: XDPMode, extra: [String] = [], routeEntries: UInt32? = nil, initialRouteEntries: UInt32? = nil,
@@ -299,7 +304,7 @@ import TestSupport
         defer { lab.down(); fastPath.close() }
         let events = Mutex<[XDPFastPath.RouteMapResize]>([])
         fastPath.onRouteMapResize { event in events.withLock { $0.append(event) } }
-        let routes = (0..<7).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        let routes = Self.routes(7)
         func exchange() throws -> Exchange { try Self.exchange(lab, routes[0]) }
         for r in routes.prefix(6) { fastPath.apply(.up(r)) }
         #expect(fastPath.routeCapacity == 8)
@@ -339,27 +344,29 @@ import TestSupport
         #expect(try Self.attached(lab, [lab.relayInterface]) == [0], "the resized program is detached on close")
     }
 
-    /// At the relay's sizes: 12,300 routes from the first 4,096 entries grow the maps twice
-    /// (16,384 at the 3,073rd, 65,536 at the 12,289th; that copy spans several chunks of the
-    /// batched copy), every route is in both maps after; taking all but 100 down shrinks them
-    /// twice (16,384 under 4,096 routes, 4,096 under 1,024), the 100 left still in place.
+    /// At the relay's sizes, up to its cap: 49,200 routes from the first 4,096 entries grow the
+    /// maps three times (16,384 at the 3,073rd, 65,536 at the 12,289th, 262,144 at the 49,153rd;
+    /// those copies span several chunks of the batched copy), while the routes keep coming; every
+    /// route is in both maps after. Taking all but 100 down shrinks them three times (65,536
+    /// under 16,384 routes, 16,384 under 4,096, 4,096 under 1,024), the 100 left still in place.
+    /// Each resize's time, and how long of it route changes waited, are printed.
     @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
     func thousandsOfRoutesSurviveEveryResize() throws {
         let (lab, fastPath) = try Self.start(.native, routeEntries: 262_144, routeResizeInterval: .zero)
         defer { lab.down(); fastPath.close() }
         fastPath.onRouteMapResize { print("xdp-resize: \($0.from) → \($0.to) entries at \($0.routes) routes took \($0.duration), route changes waited \($0.blocking)") }
         #expect(fastPath.routeCapacity == 4096)
-        let routes = (0..<12_300).map { Self.route(clientPort: 10000 + UInt16($0), peerPort: 10000 + UInt16($0)) }
+        let routes = (0..<49_200).map { Self.route(clientPort: 10000 + UInt16($0), peerPort: 10000 + UInt16($0)) }
         for r in routes { fastPath.apply(.up(r)) }
         fastPath.settle()
         var c = fastPath.counters
-        #expect(c.routeCapacity == 65_536 && c.routesInstalled == 12_300 && c.routeMapResizes == 2 && c.routeMapFull == 0)
+        #expect(c.routeCapacity == 262_144 && c.routesInstalled == 49_200 && c.routeMapResizes == 3 && c.routeMapFull == 0)
         let missing = routes.filter { fastPath.installedValues(for: $0).client == nil || fastPath.installedValues(for: $0).peer == nil }
         #expect(missing.isEmpty, "\(missing.count) routes missing after growing")
         for r in routes.dropFirst(100) { fastPath.apply(.down(r)) }
         fastPath.settle()
         c = fastPath.counters
-        #expect(c.routeCapacity == 4096 && c.routesInstalled == 100 && c.routeMapResizes == 4 && c.routeMapResizeFailures == 0)
+        #expect(c.routeCapacity == 4096 && c.routesInstalled == 100 && c.routeMapResizes == 6 && c.routeMapResizeFailures == 0)
         #expect(routes.prefix(100).allSatisfy { fastPath.installedValues(for: $0).client != nil && fastPath.installedValues(for: $0).peer != nil })
         #expect(routes[100...].allSatisfy { fastPath.installedValues(for: $0).client == nil })
     }
@@ -372,7 +379,7 @@ import TestSupport
     func churnAroundTheThresholdsDoesNotReloadTheProgramEachTime() throws {
         let (lab, fastPath) = try Self.start(.native, routeEntries: 64, initialRouteEntries: 8, routeResizeInterval: .seconds(3600))
         defer { lab.down(); fastPath.close() }
-        let routes = (0..<7).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        let routes = Self.routes(7)
         for _ in 0..<5 {
             for r in routes { fastPath.apply(.up(r)) }
             fastPath.settle()
@@ -413,7 +420,7 @@ import TestSupport
         defer { lab.down(); fastPath.close() }
         let events = Mutex<[XDPFastPath.RouteMapResize]>([])
         fastPath.onRouteMapResize { event in events.withLock { $0.append(event) } }
-        let routes = (0..<9).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        let routes = Self.routes(9)
         for r in routes.prefix(6) { fastPath.apply(.up(r)) }
         let program = fastPath.programID
         #expect(Self.relayedBothWays(try Self.exchange(lab, routes[0])))
@@ -462,7 +469,7 @@ import TestSupport
         let deleted = interfaces[1]
         #expect(try Self.attached(lab, interfaces) == [fastPath.programID, fastPath.programID])
         #expect(fastPath.status == "attached on \(lab.relayInterface), \(deleted) (native mode)")
-        let routes = (0..<7).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        let routes = Self.routes(7)
         for r in routes.prefix(6) { fastPath.apply(.up(r)) }
         #expect(Self.relayedBothWays(try Self.exchange(lab, routes[0])))
 
@@ -502,7 +509,7 @@ import TestSupport
         try FileManager.default.removeItem(atPath: copy)
         #expect(FileManager.default.createFile(atPath: copy, contents: Data("not an ELF file".utf8)))
         defer { try? FileManager.default.removeItem(atPath: copy) }
-        let routes = (0..<7).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        let routes = Self.routes(7)
         for r in routes { fastPath.apply(.up(r)) } // the 7th grows the maps to 32
         fastPath.settle()
         let c = fastPath.counters
@@ -518,25 +525,19 @@ import TestSupport
     func routeChangesDuringAResizeReachTheNewMaps() throws {
         let (lab, fastPath) = try Self.start(.native, routeEntries: 64, initialRouteEntries: 8, routeResizeInterval: .zero)
         defer { lab.down(); fastPath.close() }
-        let routes = (0..<8).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        let routes = Self.routes(8)
         for r in routes.prefix(6) { fastPath.apply(.up(r)) }
-        let copied = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
-        let heldUntilReleased = Mutex(false)
-        fastPath.beforeResizeCommits {
-            copied.signal()
-            let inTime = release.wait(timeout: .now() + 20) == .success
-            heldUntilReleased.withLock { $0 = inTime }
-        }
+        let hold = ResizeHold(fastPath)
         fastPath.apply(.up(routes[6])) // 7 of 8: the resize starts
-        #expect(copied.wait(timeout: .now() + 20) == .success, "the resize never reached its swap")
+        #expect(hold.waitForCopy(), "the resize never reached its swap")
         fastPath.apply(.up(routes[7])) // 8 of 8 in the running maps
         fastPath.apply(.down(routes[1]))
         #expect(fastPath.routeCapacity == 8, "not swapped yet")
         #expect(fastPath.installedValues(for: routes[7]).client != nil && fastPath.installedValues(for: routes[1]).client == nil,
                 "the changes apply to the running maps at once")
-        release.signal()
+        hold.release(fastPath)
         fastPath.settle()
-        #expect(heldUntilReleased.withLock { $0 }, "the route changes waited for the resize")
+        #expect(hold.wasReleased, "the route changes waited for the resize")
         let c = fastPath.counters
         #expect(c.routeMapResizes == 1 && c.routeMapResizeFailures == 0 && c.routeCapacity == 32 && c.routesInstalled == 7)
         for r in routes where r != routes[1] {
@@ -545,6 +546,35 @@ import TestSupport
         #expect(fastPath.installedValues(for: routes[1]).client == nil && fastPath.installedValues(for: routes[1]).peer == nil)
         #expect(Self.relayedBothWays(try Self.exchange(lab, routes[7])), "the route added meanwhile is relayed by the new program")
         #expect(try Self.exchange(lab, routes[1]).atPeer == nil, "the route removed meanwhile is not")
+    }
+
+    /// A burst of channel bindings that fills the maps while they grow (the relay restarted and
+    /// every client binds again): a route that finds them full waits for the growth and goes into
+    /// the grown maps, instead of staying on the io_uring path for good. The growth is held after
+    /// its copy; the route beyond the running maps' 8 entries blocks until it is released.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func aBurstThatFillsTheMapsWhileTheyGrowWaitsForTheGrowth() throws {
+        let (lab, fastPath) = try Self.start(.native, routeEntries: 64, initialRouteEntries: 8, routeResizeInterval: .zero)
+        defer { lab.down(); fastPath.close() }
+        let routes = Self.routes(12)
+        for r in routes.prefix(6) { fastPath.apply(.up(r)) }
+        let hold = ResizeHold(fastPath), burstDone = DispatchSemaphore(value: 0)
+        fastPath.apply(.up(routes[6])) // 7 of 8: the growth starts
+        #expect(hold.waitForCopy())
+        let burst = Thread {
+            for r in routes.dropFirst(7) { fastPath.apply(.up(r)) } // the 8th fits, the 9th does not
+            burstDone.signal()
+        }
+        burst.start()
+        #expect(burstDone.wait(timeout: .now() + 0.5) == .timedOut, "the route beyond the full maps did not wait for the growth")
+        hold.release(fastPath)
+        #expect(burstDone.wait(timeout: .now() + 20) == .success)
+        fastPath.settle()
+        let c = fastPath.counters
+        #expect(c.routeCapacity == 32 && c.routesInstalled == 12 && c.routeMapFull == 0 && c.routeMapResizeFailures == 0,
+                "capacity \(c.routeCapacity), \(c.routesInstalled) installed, \(c.routeMapFull) map-full")
+        for r in routes { #expect(fastPath.installedValues(for: r).client != nil && fastPath.installedValues(for: r).peer != nil) }
+        #expect(Self.relayedBothWays(try Self.exchange(lab, routes[11])))
     }
 
     /// A shrink the routes outgrow while it copies: more routes go up during the copy than the
@@ -556,20 +586,15 @@ import TestSupport
         defer { lab.down(); fastPath.close() }
         let events = Mutex<[XDPFastPath.RouteMapResize]>([])
         fastPath.onRouteMapResize { event in events.withLock { $0.append(event) } }
-        let routes = (0..<12).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        let routes = Self.routes(12)
         for r in routes.prefix(7) { fastPath.apply(.up(r)) }
         fastPath.settle()
         #expect(fastPath.routeCapacity == 32)
-        let copied = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
-        fastPath.beforeResizeCommits {
-            copied.signal()
-            _ = release.wait(timeout: .now() + 20)
-        }
+        let hold = ResizeHold(fastPath)
         for r in routes.prefix(7).dropFirst() { fastPath.apply(.down(r)) } // 1 of 32: shrink to 8
-        #expect(copied.wait(timeout: .now() + 20) == .success, "the shrink never reached its swap")
+        #expect(hold.waitForCopy(), "the shrink never reached its swap")
         for r in routes.dropFirst() { fastPath.apply(.up(r)) } // 12 routes: more than 8
-        fastPath.beforeResizeCommits(nil)
-        release.signal()
+        hold.release(fastPath)
         fastPath.settle()
         let c = fastPath.counters
         #expect(c.routeMapResizes == 1 && c.routeMapResizeFailures == 1 && c.routeCapacity == 32 && c.routesInstalled == 12,
@@ -588,24 +613,20 @@ import TestSupport
         let events = Mutex<[XDPFastPath.RouteMapResize]>([])
         fastPath.onRouteMapResize { event in events.withLock { $0.append(event) } }
         let program = fastPath.programID
-        let copied = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), closed = DispatchSemaphore(value: 0)
-        fastPath.beforeResizeCommits {
-            copied.signal()
-            _ = release.wait(timeout: .now() + 20)
-        }
-        for i in 0..<7 { fastPath.apply(.up(Self.route(clientPort: 40000 + UInt16(i), peerPort: 41000 + UInt16(i)))) }
-        #expect(copied.wait(timeout: .now() + 20) == .success)
+        let hold = ResizeHold(fastPath), closed = DispatchSemaphore(value: 0)
+        for r in Self.routes(7) { fastPath.apply(.up(r)) }
+        #expect(hold.waitForCopy())
+        #expect(try Self.attached(lab, [lab.relayInterface]) == [program], "the held resize has not swapped yet")
         let closer = Thread {
             fastPath.close()
             closed.signal()
         }
         closer.start()
         #expect(closed.wait(timeout: .now() + 0.5) == .timedOut, "close did not wait for the resize")
-        release.signal()
+        hold.release(fastPath)
         #expect(closed.wait(timeout: .now() + 20) == .success)
         #expect(events.withLock { $0 }.map(\.failure) == ["the fast path was closed meanwhile"])
         #expect(try Self.attached(lab, [lab.relayInterface]) == [0], "detached on close")
-        #expect(program != 0)
     }
 
     /// Swapping the program loses nothing: ChannelData sent without pause on one route while the
@@ -616,7 +637,7 @@ import TestSupport
     func noDatagramIsLostWhileTheProgramIsSwapped() throws {
         let (lab, fastPath) = try Self.start(.native, routeEntries: 128, initialRouteEntries: 8, routeResizeInterval: .zero)
         defer { lab.down(); fastPath.close() }
-        let routes = (0..<100).map { Self.route(clientPort: 40000 + UInt16($0), peerPort: 41000 + UInt16($0), relayPort: 50001 + UInt16($0)) }
+        let routes = Self.routes(100)
         fastPath.apply(.up(routes[0]))
         let total = 3000
         let outcome = Mutex<Result<Set<UInt32>, any Error>?>(nil)
@@ -661,6 +682,33 @@ import TestSupport
         #expect(c.routeMapResizes >= 8 && c.routeMapResizeFailures == 0, "\(c.routeMapResizes) resizes")
         #expect(seen.count == total, "\(total - seen.count) of \(total) lost")
         #expect(c[TR_RELAYED_PACKETS_CLIENT_TO_PEER] == UInt64(total))
+    }
+
+    /// Holds `fastPath`'s next resize on its thread after the copy (before the replay and the
+    /// swap) until `release`, for at most 20 s.
+    final class ResizeHold: Sendable {
+        private let copied = DispatchSemaphore(value: 0), released = DispatchSemaphore(value: 0)
+        private let releasedInTime = Mutex(false)
+
+        init(_ fastPath: XDPFastPath) {
+            fastPath.afterResizeCopies { [self] in
+                copied.signal()
+                let inTime = released.wait(timeout: .now() + 20) == .success
+                releasedInTime.withLock { $0 = inTime }
+            }
+        }
+
+        /// Whether the resize reached the hold within 20 s.
+        func waitForCopy() -> Bool { copied.wait(timeout: .now() + 20) == .success }
+
+        /// Lets the held resize go on; later resizes are not held.
+        func release(_ fastPath: XDPFastPath) {
+            fastPath.afterResizeCopies(nil)
+            released.signal()
+        }
+
+        /// Whether the resize stayed held until `release` (not released by the timeout).
+        var wasReleased: Bool { releasedInTime.withLock { $0 } }
     }
 
     struct Exchange: Sendable {

@@ -73,9 +73,9 @@ public struct XDPSettings: Sendable, Equatable {
     /// time"), and the kernel memory they pin follows the routes.
     public var initialRouteEntries: UInt32 = 4096
     /// After a resize, how long the maps wait before they may shrink, and after a failed one
-    /// before any other try. Each resize loads the program (the verifier runs, the applying
-    /// worker waits), so clients that bind and drop channels around the thresholds must not
-    /// make the relay reload it over and over; growing after a success is never delayed.
+    /// before any other try. Each resize loads the program again (the verifier runs, every route
+    /// is copied), so clients that bind and drop channels around the thresholds must not make the
+    /// relay reload it over and over; growing after a success is never delayed.
     public var routeResizeInterval: Duration = .seconds(60)
     public var listenerPort: UInt16
     public var relayPorts: ClosedRange<UInt16>
@@ -172,7 +172,7 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         /// Set by `close`: no resize starts, one in flight is abandoned at its commit.
         var closing = false
         /// Tests: run by the resizing thread after the copy, before it takes the lock to replay.
-        var beforeCommit: (@Sendable () -> Void)?
+        var afterCopy: (@Sendable () -> Void)?
         /// The new maps of a resize whose program is being swapped onto the links: route changes
         /// are made on them too.
         var dualWrite: SendablePointer?
@@ -408,8 +408,8 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         /// How long the resize took (load, copy, swap), failed or not; route changes went on
         /// meanwhile on the running program's maps.
         public var duration: Duration = .zero
-        /// How long of it route changes waited: replaying those made meanwhile onto the new maps
-        /// and swapping the program.
+        /// How long of it route changes waited: replaying those made meanwhile onto the new maps,
+        /// and adopting them (the program is swapped on the links without holding them up).
         public var blocking: Duration = .zero
         /// `duration` in whole milliseconds, rounded up (for the log).
         public var durationMilliseconds: Int64 {
@@ -423,56 +423,77 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         }
     }
 
+    /// Applies a route change to the maps. A route that finds them full while they grow (a burst
+    /// of channel bindings outran the resize's load and copy) waits for the growth and goes in
+    /// then, rather than staying on the io_uring path for good; only then does a worker wait.
     public func apply(_ change: RouteChange) {
-        let (warning, resize): ((@Sendable (ChannelRoute) -> Void)?, (@Sendable () -> Void)?) = state.withLock { state in
-            guard let fastPath = state.fastPath else { return (nil, nil) }
+        while true {
+            let (warning, resize, waitForGrowth) = applyOnce(change)
+            if let warning, case .up(let route) = change { warning(route) }
+            resize?()
+            guard waitForGrowth else { return }
+            settle()
+        }
+    }
+
+    private func applyOnce(_ change: RouteChange) -> ((@Sendable (ChannelRoute) -> Void)?, (@Sendable () -> Void)?, Bool) {
+        state.withLock { state in
+            guard let fastPath = state.fastPath else { return (nil, nil, false) }
             var resized: (@Sendable () -> Void)?
             switch change {
             case .up(let route):
                 guard case .success(var e) = encoding.entries(for: route) else {
                     state.routesNotInstalled &+= 1
-                    return (nil, nil)
+                    return (nil, nil, false)
                 }
                 let onLink = Self.swapMaySendToTheWrongHost(route, onLink: onLinkPrefixes)
                 if onLink && leavesOnLinkRoutesOut {
                     state.routesLeftOnLink &+= 1
-                    guard !state.onLinkWarned else { return (nil, nil) }
+                    guard !state.onLinkWarned else { return (nil, nil, false) }
                     state.onLinkWarned = true
-                    return (state.onLinkWarning, nil)
+                    return (state.onLinkWarning, nil, false)
                 }
                 if !state.installed.contains(route) { resized = resizeIfDue(&state, fastPath, adding: true) }
-                let rc = cx_route_add(fastPath, &e.clientKey, &e.clientValue, &e.peerKey, &e.peerValue)
-                if rc == 0, let resize = state.dualWrite,
-                   cx_resize_route_add(resize.pointer, &e.clientKey, &e.clientValue, &e.peerKey, &e.peerValue) != 0 {
-                    // Not in the maps about to replace these (a shrink the routes outgrew): take it
-                    // out of both, and leave the channel on the io_uring path, counted.
-                    _ = cx_route_delete(fastPath, &e.clientKey, &e.peerKey)
-                    _ = cx_resize_route_delete(resize.pointer, &e.clientKey, &e.peerKey)
-                    state.installed.remove(route)
-                    state.routeMapFull &+= 1
-                } else if rc == 0 {
-                    state.installed.insert(route)
+                switch install(&state, fastPath, route, &e) {
+                case .installed:
                     state.resizing?.record(change)
                     if !state.onLinkWarned && onLink {
                         state.onLinkWarned = true
-                        return (state.onLinkWarning, resized)
+                        return (state.onLinkWarning, resized, false)
                     }
-                } else if rc == CX_ROUTE_MAP_FULL {
+                case .full:
+                    if let growing = state.resizing, growing.to > cx_route_capacity(fastPath) { return (nil, resized, true) }
                     state.routeMapFull &+= 1
-                } else {
-                    state.routesNotInstalled &+= 1
+                case .failed: state.routesNotInstalled &+= 1
                 }
             case .down(let route):
-                guard state.installed.remove(route) != nil, case .success(var e) = encoding.entries(for: route) else { return (nil, nil) }
+                guard state.installed.remove(route) != nil, case .success(var e) = encoding.entries(for: route) else { return (nil, nil, false) }
                 _ = cx_route_delete(fastPath, &e.clientKey, &e.peerKey)
                 if let resize = state.dualWrite { _ = cx_resize_route_delete(resize.pointer, &e.clientKey, &e.peerKey) }
                 state.resizing?.record(change)
                 resized = resizeIfDue(&state, fastPath, adding: false)
             }
-            return (nil, resized)
+            return (nil, resized, false)
         }
-        if let warning, case .up(let route) = change { warning(route) }
-        resize?()
+    }
+
+    enum Installed { case installed, full, failed }
+
+    /// Puts `route` in the running maps, and in a resize's new maps while its program is being
+    /// swapped onto the links (under the lock).
+    private func install(_ state: inout State, _ fastPath: OpaquePointer, _ route: ChannelRoute,
+                         _ e: inout XDPRouteEntries) -> Installed {
+        let rc = cx_route_add(fastPath, &e.clientKey, &e.clientValue, &e.peerKey, &e.peerValue)
+        guard rc == 0 else { return rc == CX_ROUTE_MAP_FULL ? .full : .failed }
+        if let resize = state.dualWrite,
+           cx_resize_route_add(resize.pointer, &e.clientKey, &e.clientValue, &e.peerKey, &e.peerValue) != 0 {
+            // Not in the maps about to replace these (a shrink the routes outgrew): out of both.
+            _ = cx_route_delete(fastPath, &e.clientKey, &e.peerKey)
+            state.installed.remove(route)
+            return .full
+        }
+        state.installed.insert(route)
+        return .installed
     }
 
     /// Starts growing or shrinking the route maps when `resizedRouteCapacity` says so (under the
@@ -490,8 +511,8 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
 
     /// Starts a resize to `entries` on a thread of its own (under the lock): loading the program
     /// and copying the routes take long (a fifth of a second for 49,152 routes), and route
-    /// changes, which workers apply in their loops, go on meanwhile on the running maps; the
-    /// thread replays them onto the new maps and swaps the program with the lock held.
+    /// changes, which workers apply in their loops, go on meanwhile on the running maps (see
+    /// `runResize`).
     private func startResize(_ state: inout State, _ fastPath: OpaquePointer, to entries: UInt32,
                              at now: ContinuousClock.Instant) -> (@Sendable () -> Void)? {
         let capacity = cx_route_capacity(fastPath)
@@ -522,7 +543,7 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         let clock = ContinuousClock()
         let started = clock.now
         var blocking = Duration.zero
-        let (entries, hook) = state.withLock { ($0.resizing?.to ?? 0, $0.beforeCommit) }
+        let (entries, hook) = state.withLock { ($0.resizing?.to ?? 0, $0.afterCopy) }
         var message = [CChar](repeating: 0, count: 512)
         var prepared: OpaquePointer?
         var failure: String?
@@ -626,9 +647,9 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         return state.withLock { $0.lastResizeEvent }
     }
 
-    /// Tests: `body` runs on the resizing thread between the copy and the swap.
-    func beforeResizeCommits(_ body: (@Sendable () -> Void)?) {
-        state.withLock { $0.beforeCommit = body }
+    /// Tests: `body` runs on the resizing thread after the copy, before the replay and the swap.
+    func afterResizeCopies(_ body: (@Sendable () -> Void)?) {
+        state.withLock { $0.afterCopy = body }
     }
 
     /// Called after each resize of the route maps (and each failed one), on the thread that
@@ -704,7 +725,7 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
 
 /// A loader pointer handed to the resizing thread or kept in the state (used only while
 /// `XDPFastPath.close` waits for the resize, or under the state's lock).
-struct SendablePointer: @unchecked Sendable {
+fileprivate struct SendablePointer: @unchecked Sendable {
     let pointer: OpaquePointer
     init(_ pointer: OpaquePointer) { self.pointer = pointer }
 }
