@@ -33,6 +33,12 @@ struct Flood: ParsableCommand {
                    --settle-seconds idle; sampled every
                    second to soak.csv and soak.svg (lifetimes raised past 240 s: the
                    generator never refreshes)
+          stream-soak  the soak over TURN over TLS: --legit-allocations TLS clients
+                   relaying at --legit-pps while fresh clients connect over TLS and TCP
+                   in turn, allocate, bind a channel and go (most by closing the
+                   connection only; about 20 a second), then the relaying clients
+                   close and --settle-seconds idle; allocations and connections must
+                   end with their connections; stream-soak.csv and stream-soak.svg
 
         Every load goes to loopback and is bounded by --seconds (nat by --nat-deadline).
         Files in --output: flood.json, flood.md, churn*/soak*.csv/svg, the relay's log.
@@ -163,10 +169,10 @@ struct Flood: ParsableCommand {
                     let r = try FloodRunner.run(scenario, c, setting: s)
                     results.append(r)
                     print(r.render() + "\n")
-                    if scenario == .churn || scenario == .soak {
+                    if scenario == .churn || scenario == .soak || scenario == .streamSoak {
                         let name = scenario.rawValue + (settings.count > 1 ? "-\(results.count)" : "")
                         try Data(r.csv().utf8).write(to: URL(fileURLWithPath: "\(outPath)/\(name).csv"), options: .atomic)
-                        let what = scenario == .churn ? "allocation churn" : "relaying (soak)"
+                        let what = scenario == .churn ? "allocation churn" : scenario == .soak ? "relaying (soak)" : "TLS relaying and TLS/TCP client churn (stream soak)"
                         let chart = r.chart(title: "turn-relay under \(what) (\(fixed(r["seconds"] ?? 0, 0)) s, then idle)")
                         try Data(chart.render().utf8).write(to: URL(fileURLWithPath: "\(outPath)/\(name).svg"), options: .atomic)
                     }

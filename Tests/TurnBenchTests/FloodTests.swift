@@ -18,7 +18,7 @@ import Testing
     #expect(merged.arguments[merged.arguments.firstIndex(of: "--min-port")! + 1] == "46000")
     #expect(merged.arguments.suffix(3) == ["--challenge-burst-per-source", "10", "--verbose"])
     #expect(FloodScenario(rawValue: "churn") == .churn && FloodScenario(rawValue: "flood") == nil)
-    #expect(FloodScenario.allCases.map(\.rawValue) == ["unauth", "nat", "exhaust", "reload", "junk", "churn", "soak"])
+    #expect(FloodScenario.allCases.map(\.rawValue) == ["unauth", "nat", "exhaust", "reload", "junk", "churn", "soak", "stream-soak"])
 }
 
 @Test func floodReportRendersFiguresAndChurnSamples() throws {
@@ -36,10 +36,15 @@ import Testing
     #expect(md.contains("| relay RSS before → peak → after, KiB | 20,000 → 21,000 → 20,100 |"))
     #expect(md.contains("| relay open fds before → peak → after | 12 → 40 → 12 |"))
     #expect(md.contains("no_channel 7"))
-    #expect(r.csv().split(separator: "\n") == ["seconds,rss_kib,open_fds,allocations_active,allocations_created,allocation_sockets",
-                                                "0.0,20000,12,0,0,0", "1.0,21000,40,28,1500,0", "2.0,20100,12,0,3500,0"])
+    #expect(r.csv().split(separator: "\n") == ["seconds,rss_kib,open_fds,allocations_active,allocations_created,allocation_sockets,stream_connections_open",
+                                                "0.0,20000,12,0,0,0,0", "1.0,21000,40,28,1500,0,0", "2.0,20100,12,0,3500,0,0"])
     let svg = r.chart(title: "churn").render()
     #expect(svg.contains("Relay resident memory") && svg.contains("created per second"))
+    #expect(!svg.contains("stream connections open"), "no stream connections: no such line")
+    var streams = r
+    streams.samples[1].metrics["streams_open"] = 17
+    #expect(streams.csv().split(separator: "\n")[2] == "1.0,21000,40,28,1500,0,17")
+    #expect(streams.chart(title: "stream-soak").render().contains("stream connections open"))
     let report = FloodReport(machine: Machine.current(), command: "turn-bench flood churn", results: [r], errors: [])
     let json = try JSONResults.encode(report)
     #expect(String(decoding: json, as: UTF8.self).contains("\"value\" : null"))
@@ -155,6 +160,25 @@ import Testing
         // The generator's two allocations stay (it deletes them only when it is torn down).
         #expect((r["max_allocations"] ?? 0) >= 2, "\(r.render())")
         // 2 s: the RFC's lifetimes are kept, and nothing says otherwise.
+        #expect(r.notes.isEmpty, "\(r.notes)")
+    }
+
+    @Test(.timeLimit(.minutes(1))) func streamSoakRelaysOverTLSAndEveryAllocationEndsWithItsConnection() throws {
+        var c = try Self.configuration("stream-soak")
+        defer { try? FileManager.default.removeItem(atPath: c.outputDirectory) }
+        c.settleSeconds = 1
+        c.legitPPS = 1_000
+        let r = try FloodRunner.run(.streamSoak, c)
+        #expect((r["legit_sent"] ?? 0) > 0, "\(r.render())")
+        #expect((r["legit_delivered"] ?? 0) > 0, "packets relayed over TLS: \(r.render())")
+        #expect((r["churn_tried"] ?? 0) >= 4, "TLS and TCP clients came and went: \(r.render())")
+        #expect(r["churn_success_percent"] == 100, "\(r.render())")
+        #expect((r["churn_closed_without_delete"] ?? 0) > 0, "\(r.render())")
+        #expect((r["max_streams_open"] ?? 0) >= 2, "the two relaying TLS clients were sampled: \(r.render())")
+        // An allocation belongs to its connection (its 5-tuple) and ends with it: none left once all closed.
+        #expect(r["allocations_after"] == 0, "\(r.render())")
+        #expect(r["streams_open_after"] == 0, "\(r.render())")
+        #expect(r.samples.count >= 2)
         #expect(r.notes.isEmpty, "\(r.notes)")
     }
 }

@@ -58,6 +58,23 @@ func streamResult(_ server: String, _ transport: ClientTransport, round: Int, ta
     var woken = r
     woken.relayTimesScheduled = 394
     #expect(abs(woken.relayWakeUpsPerPacket! - 0.2) < 1e-12, "394 wake-ups for 1,970 relayed packets")
+    #expect(r.relaySystemShare == nil && r.relaySystemMicrosPerPacket == nil, "not measured")
+    var split = r
+    (split.relayUserTicks, split.relaySystemTicks) = (1, 3)
+    #expect(split.relaySystemShare == 0.75)
+    #expect(abs(split.relaySystemMicrosPerPacket! - 7.5) < 1e-9, "three quarters of 10 µs")
+    split.relayUserTicks = 0
+    split.relaySystemTicks = 0
+    #expect(split.relaySystemShare == nil, "no tick in the window: no share")
+}
+
+@Test func statTextSplitsUserAndSystemTicks() {
+    // A command name with a space and a parenthesis; utime (field 14) 120, stime (field 15) 345.
+    let text = "4242 (turn relay) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 120 345 0 0 20 0 3 0 100 1000 50"
+    let split = ProcessStats.cpuTickSplit(statText: text)
+    #expect(split?.user == 120 && split?.system == 345)
+    #expect(ProcessStats.cpuTicks(statText: text) == 465)
+    #expect(ProcessStats.cpuTickSplit(statText: "4242 (short) S 1") == nil)
 }
 
 @Test func streamsReportShowsWakeUpsAndTheMedianRoundTripPerRate() {
@@ -67,19 +84,21 @@ func streamResult(_ server: String, _ transport: ClientTransport, round: Int, ta
             var relay = streamResult("turn-relay", .tls, round: round, target: target, cpu: 0.01)
             relay.relayTimesScheduled = round == 0 ? 5000 : UInt64(197 * round)  // rounds 1, 2: 0.1, 0.2
             relay.roundTrip.p50 = Double(1000 * round)
+            (relay.relayUserTicks, relay.relaySystemTicks) = (1, UInt64(round))  // rounds 1, 2: 50 %, 66.7 %
             runs.append(relay)
             runs.append(streamResult("coturn", .tls, round: round, target: target, cpu: 0.02))
         }
     }
     let machine = Machine(processors: 2, kernel: "Linux", cpuModel: "test", loadAverage: "0 0 0")
     let md = StreamsReport(machine: machine, command: "c", servers: ["turn-relay", "coturn"], runs: runs, errors: []).render()
-    let table = md.components(separatedBy: "| target pps | server | wake-ups per relayed packet | RTT p50 µs |")
+    let table = md.components(separatedBy: "| target pps | server | wake-ups per relayed packet | RTT p50 µs | kernel share of CPU | kernel µs/pkt |")
     #expect(table.count == 2)
     let rows = table.last!.split(separator: "\n").filter { $0.hasPrefix("| ") && !$0.hasPrefix("|---") }.prefix(6)
+    // turn-relay: 0.01 s of CPU for 1,970 packets = 5.076 µs; kernel shares 1/2 and 2/3: medians 58.3 %, 2.96 µs.
     #expect(Array(rows) == [
-        "| 5000 | turn-relay | 0.150 | 1500 |", "| 5000 | coturn | - | 50 |",
-        "| 20000 | turn-relay | 0.150 | 1500 |", "| 20000 | coturn | - | 50 |",
-        "| flat out | turn-relay | 0.150 | 1500 |", "| flat out | coturn | - | 50 |",
+        "| 5000 | turn-relay | 0.150 | 1500 | 58.3 % | 2.96 |", "| 5000 | coturn | - | 50 | - | - |",
+        "| 20000 | turn-relay | 0.150 | 1500 | 58.3 % | 2.96 |", "| 20000 | coturn | - | 50 | - | - |",
+        "| flat out | turn-relay | 0.150 | 1500 | 58.3 % | 2.96 |", "| flat out | coturn | - | 50 | - | - |",
     ], "paced rates ascending, flat out last; the warm-up round left out")
 }
 

@@ -19,6 +19,9 @@ public enum FloodScenario: String, CaseIterable, Codable, Sendable {
     /// Relaying at a fixed rate for a long time while fresh clients allocate and delete, sampled
     /// every second.
     case soak
+    /// The soak over TURN-over-TLS clients, while fresh clients connect over TLS and TCP,
+    /// allocate and go (most by closing the connection only), sampled every second.
+    case streamSoak = "stream-soak"
 }
 
 public struct FloodConfiguration: Sendable {
@@ -186,9 +189,9 @@ func group(_ v: Double, _ digits: Int) -> String {
 extension FloodResult {
     /// churn and soak: one line per sample (seconds, RSS KiB, fds, allocations active, allocations created).
     public func csv() -> String {
-        var l = ["seconds,rss_kib,open_fds,allocations_active,allocations_created,allocation_sockets"]
+        var l = ["seconds,rss_kib,open_fds,allocations_active,allocations_created,allocation_sockets,stream_connections_open"]
         for s in samples {
-            l.append("\(fixed(s.seconds, 1)),\(s.rssKiB),\(s.fds),\(Int(s.metric("allocations"))),\(Int(s.metric("created"))),\(Int(s.metric("sockets")))")
+            l.append("\(fixed(s.seconds, 1)),\(s.rssKiB),\(s.fds),\(Int(s.metric("allocations"))),\(Int(s.metric("created"))),\(Int(s.metric("sockets"))),\(Int(s.metric("streams_open")))")
         }
         return l.joined(separator: "\n") + "\n"
     }
@@ -209,7 +212,9 @@ extension FloodResult {
                            series: [series("/proc/PID/fd", "#1f77b4") { Double($0.fds) }]),
             SVGChart.Panel(title: "Allocations", xLabel: "seconds", yLabel: "allocations",
                            series: [series("active", "#2ca02c") { $0.metric("allocations") },
-                                    SVGChart.Series(name: "created per second", color: "#9467bd", points: rate)]),
+                                    SVGChart.Series(name: "created per second", color: "#9467bd", points: rate)]
+                               + (samples.contains { $0.metrics["streams_open"] ?? 0 > 0 }
+                                   ? [series("stream connections open", "#ff7f0e") { $0.metric("streams_open") }] : [])),
         ])
     }
 }

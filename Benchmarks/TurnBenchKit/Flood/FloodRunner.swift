@@ -22,7 +22,7 @@ public enum FloodRunner {
             try Data("auth-secret = reload-\(UInt32.random(in: 0...UInt32.max))\nallow-peer = 127.0.0.0/8\n".utf8)
                 .write(to: URL(fileURLWithPath: file), options: .atomic)
             extra = ["--credentials-file", file] + setting
-        case .soak:
+        case .soak, .streamSoak:
             // The load generator binds its channels once and never refreshes them: for a soak
             // longer than the RFC's permission lifetime (300 s) every lifetime is raised to cover
             // it (non-standard, said in the result) so that relaying, not expiry, is measured.
@@ -31,6 +31,7 @@ public enum FloodRunner {
                 extra = ["--permission-lifetime", lifetime, "--channel-lifetime", lifetime,
                          "--default-lifetime", lifetime, "--max-lifetime", lifetime] + setting
             }
+            if scenario == .streamSoak { extra = try streamSoakArguments(c) + extra }
         case .unauth, .nat, .junk, .churn:
             break
         }
@@ -47,6 +48,9 @@ public enum FloodRunner {
         case .junk: result = try junk(c, relay, before, progress)
         case .churn: result = try churn(c, relay, before, progress)
         case .soak: result = try soak(c, relay, before, progress, lifetimes: extra.first == "--permission-lifetime" ? extra[1] : nil)
+        case .streamSoak:
+            let lifetime = extra.firstIndex(of: "--permission-lifetime").map { extra[$0 + 1] }
+            result = try streamSoak(c, relay, before, progress, lifetimes: lifetime)
         }
         result.setting = setting.joined(separator: " ")
         return result
@@ -483,11 +487,20 @@ extension FloodRunner {
         let (load, allocating) = legit.finish()
         let soakSeconds = Double(monotonicNanoseconds() - start) / 1e9
         let (samples, after, peak) = settle("soak", c, relay, sampler, progress)
-        // The RSS once the relay has warmed up (its first minute, or the first third of a short run).
-        let warm = samples.first { $0.seconds >= min(60, soakSeconds / 3) }
         var f = [FloodFigure("seconds", "soak seconds", soakSeconds, digits: 1)]
         f += legit.figures(load: load, allocating: allocating)
-        f += [
+        f += soakFigures(c, samples: samples, before: before, peak: peak, after: after, soakSeconds: soakSeconds)
+        return FloodResult(scenario: .soak, setting: "", figures: f, before: before, peak: peak, after: after, samples: samples,
+                           notes: lifetimeNotes(lifetimes))
+    }
+
+    /// What every soak reports of the relay from its samples: the most fds and allocations, and
+    /// the RSS once warm (after its first minute, or the first third of a short run), at its
+    /// highest, and after the idle settle.
+    static func soakFigures(_ c: FloodConfiguration, samples: [FloodSample], before: FloodSample, peak: FloodSample?,
+                            after: FloodSample, soakSeconds: Double) -> [FloodFigure] {
+        let warm = samples.first { $0.seconds >= min(60, soakSeconds / 3) }
+        return [
             FloodFigure("max_fds", "relay open fds, highest sample", Double(samples.map(\.fds).max() ?? 0)),
             FloodFigure("max_allocations", "relay allocations active, highest sample", samples.map { $0.metric("allocations") }.max() ?? 0),
             FloodFigure("rss_warm_kib", "relay RSS after its first minute (or third) of the soak, KiB", Double(warm?.rssKiB ?? 0)),
@@ -497,11 +510,11 @@ extension FloodRunner {
             FloodFigure("rss_delta_kib", "relay RSS after − before, KiB", Double(after.rssKiB) - Double(before.rssKiB)),
             FloodFigure("samples", "samples (one a second)", Double(samples.count)),
         ]
-        var notes: [String] = []
-        if let lifetimes {
-            notes.append("permission, channel and allocation lifetimes raised to \(lifetimes) s (non-standard): the load generator never refreshes")
-        }
-        return FloodResult(scenario: .soak, setting: "", figures: f, before: before, peak: peak, after: after, samples: samples, notes: notes)
+    }
+
+    static func lifetimeNotes(_ lifetimes: String?) -> [String] {
+        guard let lifetimes else { return [] }
+        return ["permission, channel and allocation lifetimes raised to \(lifetimes) s (non-standard): the load generator never refreshes"]
     }
 }
 

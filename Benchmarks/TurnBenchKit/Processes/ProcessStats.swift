@@ -5,11 +5,22 @@ public enum ProcessStats {
     /// utime + stime in clock ticks from the text of /proc/PID/stat (fields 14 and 15, counted
     /// after the parenthesised command name, which may itself contain spaces or parentheses).
     public static func cpuTicks(statText: String) -> UInt64? {
+        cpuTickSplit(statText: statText).map { $0.user + $0.system }
+    }
+
+    /// utime and stime apart (user space, kernel), in clock ticks, from the text of /proc/PID/stat.
+    public static func cpuTickSplit(statText: String) -> (user: UInt64, system: UInt64)? {
         guard let close = statText.lastIndex(of: ")") else { return nil }
         let rest = statText[statText.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
         // rest[0] is field 3 (state); utime is field 14, stime field 15.
         guard rest.count > 12, let u = UInt64(rest[11]), let s = UInt64(rest[12]) else { return nil }
-        return u + s
+        return (u, s)
+    }
+
+    /// `cpuTickSplit` of `pid` (all its threads), nil if unreadable.
+    public static func cpuTickSplit(pid: Int32) -> (user: UInt64, system: UInt64)? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return nil }
+        return cpuTickSplit(statText: text)
     }
 
     /// VmRSS in KiB from the text of /proc/PID/status.

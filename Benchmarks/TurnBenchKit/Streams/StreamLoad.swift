@@ -52,6 +52,10 @@ public struct StreamLoadResult: Codable, Sendable, Equatable {
     public var relayCPUSeconds: Double?
     /// Times the relay's threads were put on a CPU over the window (schedstat): its wake-ups.
     public var relayTimesScheduled: UInt64?
+    /// The relay's user and system (kernel) clock ticks over the window (/proc/PID/stat): how its
+    /// CPU time divides, sampled at each tick (so only a share, not to the nanosecond).
+    public var relayUserTicks: UInt64?
+    public var relaySystemTicks: UInt64?
     public var benchCPUSeconds: Double
     /// Round trip client → peer → client.
     public var roundTrip: LatencySummary
@@ -66,6 +70,17 @@ public struct StreamLoadResult: Codable, Sendable, Equatable {
         let relayed = peerReceived + clientReceived
         guard let cpu = relayCPUSeconds, relayed > 0 else { return nil }
         return cpu * 1e6 / Double(relayed)
+    }
+    /// The kernel's share of the relay's CPU time over the window (system ticks ÷ all ticks).
+    public var relaySystemShare: Double? {
+        guard let u = relayUserTicks, let s = relaySystemTicks, u + s > 0 else { return nil }
+        return Double(s) / Double(u + s)
+    }
+    /// The relay's CPU per relayed packet spent in the kernel (its system share of the precise
+    /// CPU time): what no user-space change takes away.
+    public var relaySystemMicrosPerPacket: Double? {
+        guard let share = relaySystemShare, let total = relayCPUMicrosPerPacket else { return nil }
+        return share * total
     }
     /// The relay's wake-ups per relayed packet: below 1 only where one wake-up serves several.
     public var relayWakeUpsPerPacket: Double? {
@@ -192,6 +207,7 @@ public final class StreamLoad {
         let drainNs = UInt64(c.drainSeconds * 1e9)
         let relayCPU0 = c.relayPID.flatMap(ProcessStats.preciseCPUSeconds(pid:))
         let relayScheduled0 = c.relayPID.flatMap(ProcessStats.timesScheduled(pid:))
+        let relayTicks0 = c.relayPID.flatMap(ProcessStats.cpuTickSplit(pid:))
         let ownCPU0 = ownCPUSeconds()
         let start = monotonicNanoseconds()
         let end = start + durationNs
@@ -261,6 +277,7 @@ public final class StreamLoad {
         peer.finish()
         let relayCPU1 = c.relayPID.flatMap(ProcessStats.preciseCPUSeconds(pid:))
         let relayScheduled1 = c.relayPID.flatMap(ProcessStats.timesScheduled(pid:))
+        let relayTicks1 = c.relayPID.flatMap(ProcessStats.cpuTickSplit(pid:))
         let ownCPU1 = ownCPUSeconds()
         var dropped1: UInt64 = 0
         for cl in clients { dropped1 += cl.connection.dropped }
@@ -272,6 +289,8 @@ public final class StreamLoad {
                                 clientReceived: received.reduce(0, +), clientDropped: dropped1 - dropped0,
                                 relayCPUSeconds: relayCPU,
                                 relayTimesScheduled: relayScheduled0.flatMap { a in relayScheduled1.map { $0 &- a } },
+                                relayUserTicks: relayTicks0.flatMap { a in relayTicks1.map { $0.user &- a.user } },
+                                relaySystemTicks: relayTicks0.flatMap { a in relayTicks1.map { $0.system &- a.system } },
                                 benchCPUSeconds: ownCPU1 - ownCPU0,
                                 roundTrip: LatencySummary(nanoseconds: histogram))
     }

@@ -89,10 +89,13 @@ public struct StreamsReport: Codable, Sendable, Equatable {
 extension StreamsReport {
     /// Per rate and server (medians over the kept rounds): the relay's wake-ups per relayed
     /// packet (times its threads were put on a CPU, schedstat) and the round trip's median, the
-    /// two sides of waiting to batch (`--batch-wait-us`).
+    /// two sides of waiting to batch (`--batch-wait-us`); and how its CPU divides between the
+    /// kernel and user space (/proc/PID/stat's stime and utime ticks), the kernel's part as µs per
+    /// relayed packet: what no change in user space takes away.
     func wakeUpTable(_ transport: ClientTransport, firstKeptRound: Int) -> String {
         let kept = runs.filter { $0.transport == transport && $0.round >= firstKeptRound }
-        var lines = ["| target pps | server | wake-ups per relayed packet | RTT p50 µs |", "|---:|---|---:|---:|"]
+        var lines = ["| target pps | server | wake-ups per relayed packet | RTT p50 µs | kernel share of CPU | kernel µs/pkt |",
+                     "|---:|---|---:|---:|---:|---:|"]
         // Paced rates ascending, flat out (0) last.
         func order(_ rate: Double) -> Double { rate == 0 ? Double.infinity : rate }
         let rates: [Double] = Set(kept.map { $0.targetPPS }).sorted { order($0) < order($1) }
@@ -102,7 +105,9 @@ extension StreamsReport {
                 guard !these.isEmpty else { continue }
                 let wakeUps = Summary.median(these.compactMap { $0.relayWakeUpsPerPacket }).map { fixed($0, 3) } ?? "-"
                 let p50 = Summary.median(these.map { $0.roundTrip.p50 }).map { fixed($0, 0) } ?? "-"
-                lines.append("| \(rate == 0 ? "flat out" : String(Int(rate))) | \(server) | \(wakeUps) | \(p50) |")
+                let share = Summary.median(these.compactMap { $0.relaySystemShare }).map { fixed($0 * 100, 1) + " %" } ?? "-"
+                let kernel = Summary.median(these.compactMap { $0.relaySystemMicrosPerPacket }).map { fixed($0, 2) } ?? "-"
+                lines.append("| \(rate == 0 ? "flat out" : String(Int(rate))) | \(server) | \(wakeUps) | \(p50) | \(share) | \(kernel) |")
             }
         }
         return lines.joined(separator: "\n")
