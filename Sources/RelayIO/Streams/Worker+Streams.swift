@@ -15,10 +15,9 @@ import SocketAddressing
 ///
 /// A framed message is copied into the worker's staging area (with the headroom and tailroom
 /// every inbound datagram has) because the core may forward it after the chunk it came in was
-/// given back; its `bufferID` is `Worker.stagedBufferID`, which the send path copies like an
-/// arena datagram.
+/// given back; its `bufferID` is `WorkerLimits.stagedBufferID`, which the send path copies like
+/// an arena datagram.
 extension Worker {
-    static var stagedBufferID: UInt32 { UInt32.max }
 
     // MARK: Listeners
 
@@ -301,7 +300,7 @@ extension Worker {
         bytes.copyMemory(from: source, byteCount: message.count)
         stagingUsed += needed
         appendInbound(InboundDatagram(socket: handle, source: client, bytes: bytes, length: message.count,
-                                      bufferID: Self.stagedBufferID))
+                                      bufferID: WorkerLimits.stagedBufferID))
     }
 
     // MARK: Send

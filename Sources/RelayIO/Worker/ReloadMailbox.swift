@@ -13,7 +13,9 @@ public final class ReloadMailbox<Value: Sendable>: Sendable {
         public var value: Value
     }
 
-    private let generation = Atomic<UInt64>(0)
+    /// The generation last posted; shared with every receiver as a plain object so that a worker
+    /// can check it without the mailbox's generic type (`Receiver.posted`).
+    private let generation = ReloadGeneration()
     private let latest = Mutex<Update?>(nil)
     private let applied = Mutex<[Int: UInt64]>([:])
     private let wakers = Mutex<[@Sendable () -> Void]>([])
@@ -26,14 +28,14 @@ public final class ReloadMailbox<Value: Sendable>: Sendable {
         let next = latest.withLock { slot in
             let next = (slot?.generation ?? 0) &+ 1
             slot = Update(generation: next, value: value)
-            generation.store(next, ordering: .releasing)
+            generation.value.store(next, ordering: .releasing)
             return next
         }
         for wake in wakers.withLock({ $0 }) { wake() }
         return next
     }
 
-    public var currentGeneration: UInt64 { generation.load(ordering: .acquiring) }
+    public var currentGeneration: UInt64 { generation.current }
 
     /// A worker's view; starts having seen everything posted so far (the worker is built with the
     /// current configuration). `wake` is called on every later post (a worker's eventfd).
@@ -46,7 +48,7 @@ public final class ReloadMailbox<Value: Sendable>: Sendable {
     public func appliedGenerations() -> [Int: UInt64] { applied.withLock { $0 } }
 
     fileprivate func take(after seen: UInt64) -> Update? {
-        guard generation.load(ordering: .acquiring) != seen else { return nil }
+        guard generation.current != seen else { return nil }
         return latest.withLock { $0 }
     }
 
@@ -59,6 +61,12 @@ public final class ReloadMailbox<Value: Sendable>: Sendable {
         let mailbox: ReloadMailbox
         public let worker: Int
         public private(set) var seen: UInt64
+
+        /// The mailbox's posted generation, to compare with `seen` before `poll`: a caller that
+        /// holds the receiver under an unspecialized generic type (a worker generic over its
+        /// processor) pays, in `poll`, for looking up the metadata of the update's type; this
+        /// check is one atomic load whatever the type.
+        public var posted: ReloadGeneration { mailbox.generation }
 
         /// The update to apply, if one was posted since the last call; one atomic load when
         /// there is none.
@@ -73,4 +81,12 @@ public final class ReloadMailbox<Value: Sendable>: Sendable {
             mailbox.acknowledge(worker: worker, generation: update.generation)
         }
     }
+}
+
+/// The generation a `ReloadMailbox` has posted, readable without the mailbox's generic type.
+public final class ReloadGeneration: Sendable {
+    fileprivate let value = Atomic<UInt64>(0)
+
+    /// One atomic load.
+    @inline(__always) public var current: UInt64 { value.load(ordering: .acquiring) }
 }

@@ -5,9 +5,6 @@ import STUN
 import SocketAddressing
 
 extension Worker {
-    /// GSO limits: at most 64 segments (UDP_MAX_SEGMENTS on older kernels) and the whole run must
-    /// fit one IP datagram.
-    static var maxRunBytes: Int { 65000 }
 
     /// Turns the batch's datagrams into sendmsg SQEs. A run of consecutive datagrams with the same
     /// socket, destination and length (the last may be shorter) becomes one sendmsg whose iovecs
@@ -29,7 +26,7 @@ extension Worker {
                 while j < d.count && j - i < SendTable.maxSegments {
                     let next = d[j]
                     guard next.socket == first.socket, next.length > 0, next.length <= first.length,
-                          total + next.length <= Self.maxRunBytes, next.destination == first.destination
+                          total + next.length <= WorkerLimits.maxRunBytes, next.destination == first.destination
                     else { break }
                     total += next.length
                     j += 1
@@ -74,7 +71,7 @@ extension Worker {
             let datagram = d[k]
             let reference: UInt32
             switch datagram.origin {
-            case .received(Self.stagedBufferID):
+            case .received(WorkerLimits.stagedBufferID):
                 // A message framed from a stream: its staging area is reused after this batch.
                 if datagram.length > tx.slotBytes {
                     // Larger than a transmit buffer (ChannelData over TCP carries up to 64 KiB).
