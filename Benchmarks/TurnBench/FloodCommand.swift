@@ -41,7 +41,7 @@ struct Flood: ParsableCommand {
                    end with their connections; stream-soak.csv and stream-soak.svg
 
         Every load goes to loopback and is bounded by --seconds (nat by --nat-deadline).
-        Files in --output: flood.json, flood.md, churn*/soak*.csv/svg, the relay's log.
+        Files in --output: flood.json, flood.md, churn*/soak*/stream-soak*.csv/svg, the relay's log.
         """
     )
 
@@ -169,10 +169,9 @@ struct Flood: ParsableCommand {
                     let r = try FloodRunner.run(scenario, c, setting: s)
                     results.append(r)
                     print(r.render() + "\n")
-                    if scenario == .churn || scenario == .soak || scenario == .streamSoak {
+                    if let what = scenario.sampledActivity {
                         let name = scenario.rawValue + (settings.count > 1 ? "-\(results.count)" : "")
                         try Data(r.csv().utf8).write(to: URL(fileURLWithPath: "\(outPath)/\(name).csv"), options: .atomic)
-                        let what = scenario == .churn ? "allocation churn" : scenario == .soak ? "relaying (soak)" : "TLS relaying and TLS/TCP client churn (stream soak)"
                         let chart = r.chart(title: "turn-relay under \(what) (\(fixed(r["seconds"] ?? 0, 0)) s, then idle)")
                         try Data(chart.render().utf8).write(to: URL(fileURLWithPath: "\(outPath)/\(name).svg"), options: .atomic)
                     }

@@ -19,6 +19,10 @@ import Testing
     #expect(merged.arguments.suffix(3) == ["--challenge-burst-per-source", "10", "--verbose"])
     #expect(FloodScenario(rawValue: "churn") == .churn && FloodScenario(rawValue: "flood") == nil)
     #expect(FloodScenario.allCases.map(\.rawValue) == ["unauth", "nat", "exhaust", "reload", "junk", "churn", "soak", "stream-soak"])
+    #expect(FloodScenario.allCases.filter { $0.sampledActivity != nil } == [.churn, .soak, .streamSoak])
+    // Both transports of the churn delete some allocations before closing (clients alternate TLS, TCP).
+    let deleting = (0..<16).filter(StreamChurn.deletes)
+    #expect(deleting == [6, 7, 14, 15], "one TLS and one TCP client in every eight")
 }
 
 @Test func floodReportRendersFiguresAndChurnSamples() throws {
@@ -171,9 +175,10 @@ import Testing
         let r = try FloodRunner.run(.streamSoak, c)
         #expect((r["legit_sent"] ?? 0) > 0, "\(r.render())")
         #expect((r["legit_delivered"] ?? 0) > 0, "packets relayed over TLS: \(r.render())")
-        #expect((r["churn_tried"] ?? 0) >= 4, "TLS and TCP clients came and went: \(r.render())")
+        #expect((r["churn_tried"] ?? 0) >= 8, "TLS and TCP clients came and went: \(r.render())")
         #expect(r["churn_success_percent"] == 100, "\(r.render())")
         #expect((r["churn_closed_without_delete"] ?? 0) > 0, "\(r.render())")
+        #expect((r["churn_closed_without_delete"] ?? 0) < (r["churn_tried"] ?? 0), "some deleted first: \(r.render())")
         #expect((r["max_streams_open"] ?? 0) >= 2, "the two relaying TLS clients were sampled: \(r.render())")
         // An allocation belongs to its connection (its 5-tuple) and ends with it: none left once all closed.
         #expect(r["allocations_after"] == 0, "\(r.render())")

@@ -22,6 +22,17 @@ public enum FloodScenario: String, CaseIterable, Codable, Sendable {
     /// The soak over TURN-over-TLS clients, while fresh clients connect over TLS and TCP,
     /// allocate and go (most by closing the connection only), sampled every second.
     case streamSoak = "stream-soak"
+
+    /// What a scenario sampled every second shows (the chart's title; its samples go to a CSV
+    /// and an SVG), nil for a scenario that is not sampled.
+    public var sampledActivity: String? {
+        switch self {
+        case .churn: "allocation churn"
+        case .soak: "relaying (soak)"
+        case .streamSoak: "TLS relaying and TLS/TCP client churn (stream soak)"
+        case .unauth, .nat, .exhaust, .reload, .junk: nil
+        }
+    }
 }
 
 public struct FloodConfiguration: Sendable {
@@ -187,7 +198,8 @@ func group(_ v: Double, _ digits: Int) -> String {
 }
 
 extension FloodResult {
-    /// churn and soak: one line per sample (seconds, RSS KiB, fds, allocations active, allocations created).
+    /// The sampled scenarios: one line per sample (seconds, RSS KiB, fds, allocations active and
+    /// created, allocation sockets, stream connections open).
     public func csv() -> String {
         var l = ["seconds,rss_kib,open_fds,allocations_active,allocations_created,allocation_sockets,stream_connections_open"]
         for s in samples {

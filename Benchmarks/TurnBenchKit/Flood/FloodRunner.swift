@@ -12,6 +12,8 @@ public enum FloodRunner {
     public static func run(_ scenario: FloodScenario, _ c: FloodConfiguration, setting: [String] = []) throws -> FloodResult {
         var extra = setting
         var ports: ClosedRange<UInt16>?
+        /// The soaks' raised lifetime, when they raise it.
+        var lifetimes: String?
         switch scenario {
         case .exhaust:
             let low = c.relayPorts.lowerBound
@@ -28,9 +30,11 @@ public enum FloodRunner {
             // it (non-standard, said in the result) so that relaying, not expiry, is measured.
             if c.seconds > 240 {
                 let lifetime = "\(Int(min(3600, c.seconds + c.settleSeconds + 120)))"
+                lifetimes = lifetime
                 extra = ["--permission-lifetime", lifetime, "--channel-lifetime", lifetime,
                          "--default-lifetime", lifetime, "--max-lifetime", lifetime] + setting
             }
+            // The stream soak's clients come over TLS: a listener and a certificate.
             if scenario == .streamSoak { extra = try streamSoakArguments(c) + extra }
         case .unauth, .nat, .junk, .churn:
             break
@@ -47,10 +51,8 @@ public enum FloodRunner {
         case .reload: result = try reload(c, relay, before, progress)
         case .junk: result = try junk(c, relay, before, progress)
         case .churn: result = try churn(c, relay, before, progress)
-        case .soak: result = try soak(c, relay, before, progress, lifetimes: extra.first == "--permission-lifetime" ? extra[1] : nil)
-        case .streamSoak:
-            let lifetime = extra.firstIndex(of: "--permission-lifetime").map { extra[$0 + 1] }
-            result = try streamSoak(c, relay, before, progress, lifetimes: lifetime)
+        case .soak: result = try soak(c, relay, before, progress, lifetimes: lifetimes)
+        case .streamSoak: result = try streamSoak(c, relay, before, progress, lifetimes: lifetimes)
         }
         result.setting = setting.joined(separator: " ")
         return result

@@ -17,10 +17,9 @@ extension FloodRunner {
 
     /// TURN over TLS for a long time: `legitAllocations` TLS clients relaying ChannelData at
     /// `legitPPS` through their allocations to a UDP peer that echoes (`StreamLoad`), while fresh
-    /// clients connect over TLS and TCP in turn, allocate, bind a channel and go (every fourth
-    /// deletes its allocation first, the others just close the connection, which must end it:
-    /// an allocation belongs to its connection's 5-tuple), about 20 a second; then the relaying clients close and `settleSeconds`
-    /// idle. RSS, open fds, allocations and stream connections sampled every second.
+    /// clients come and go (`StreamChurn`, about 20 a second); then the relaying clients close
+    /// and `settleSeconds` idle. RSS, open fds, allocations and stream connections sampled every
+    /// second; allocations and connections must be back to 0 at the end.
     static func streamSoak(_ c: FloodConfiguration, _ relay: FloodRelay, _ before: FloodSample, _ progress: ProgressLine,
                            lifetimes: String?) throws -> FloodResult {
         let tlsAddress = TransportAddress(ip: relay.listen.ip, port: c.port + 2)
@@ -83,14 +82,18 @@ extension FloodRunner {
 
 /// Fresh stream clients, one after another on a thread of its own until `finish` (or its end):
 /// TLS and TCP in turn, each from its own address in 127.62.0.0/16, Allocate, ChannelBind to
-/// `peer`, then gone: every fourth sends Refresh 0 first, the others only close the connection.
+/// `peer`, then gone. One client pair (TLS, TCP) in four sends Refresh 0 first; all others only
+/// close the connection, which must end the allocation (it belongs to the connection's 5-tuple).
 final class StreamChurn: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let attempts = Atomic<Int>(0)
     private var thread: BenchThread?
-    private var result = (tried: 0, ok: 0, closedOnly: 0, failures: [String: Int]())
+    private var result = (ok: 0, closedOnly: 0, failures: [String: Int]())
 
     var tried: Int { attempts.load(ordering: .relaxed) }
+
+    /// Whether client `i` deletes its allocation before closing: pairs, so that both transports do.
+    static func deletes(_ i: Int) -> Bool { (i / 2) % 4 == 3 }
 
     init(relay: FloodRelay, tlsAddress: TransportAddress, tls: TLSContext, peer: TransportAddress, endNanoseconds: UInt64) {
         nonisolated(unsafe) let relay = relay
@@ -100,7 +103,7 @@ final class StreamChurn: @unchecked Sendable {
             while !stopping.load(ordering: .relaxed) && monotonicNanoseconds() < endNanoseconds {
                 let transport: ClientTransport = i % 2 == 0 ? .tls : .tcp
                 let source = TransportAddress(ip: .v4(IPv4Address(127 << 24 | 62 << 16 | UInt32(i & 0xFFFF))), port: 0)
-                let delete = i % 4 == 3
+                let delete = Self.deletes(i)
                 do {
                     let connection = try StreamClient(transport: transport, server: transport == .tls ? tlsAddress : relay.listen,
                                                       source: source, tls: tls)
@@ -116,7 +119,6 @@ final class StreamChurn: @unchecked Sendable {
                 }
                 // The client and its connection end here (the socket closes).
                 i += 1
-                result.tried = i
                 attempts.store(i, ordering: .relaxed)
                 sleepNanoseconds(50_000_000)
             }
@@ -128,6 +130,6 @@ final class StreamChurn: @unchecked Sendable {
         stopping.store(true, ordering: .relaxed)
         thread?.join()
         thread = nil
-        return result
+        return (tried, result.ok, result.closedOnly, result.failures)
     }
 }
