@@ -35,6 +35,21 @@ struct HTTPTestClient {
         return fd
     }
 
+    /// True when the connection's two ends are the same address and port: the kernel chose the
+    /// destination port as the source of a connect to a port nobody listens on (a TCP self-connect).
+    static func isSelfConnected(_ fd: Int32) -> Bool {
+        var local = sockaddr_in(), peer = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let a = withUnsafeMutablePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let b = withUnsafeMutablePointer(to: &peer) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+        }
+        return a == 0 && b == 0 && local.sin_port == peer.sin_port && local.sin_addr.s_addr == peer.sin_addr.s_addr
+    }
+
     static func send(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
