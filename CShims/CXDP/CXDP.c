@@ -5,11 +5,14 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -448,6 +451,87 @@ int cx_attach(cx_fast_path *fp, int ifindex, int mode, char *message, size_t mes
     fp->link_ifindex[fp->links] = ifindex;
     fp->link_fds[fp->links++] = fd;
     return 0;
+}
+
+int cx_link_ifindex_now(const cx_fast_path *fp, int i)
+{
+    if (!fp || i < 0 || i >= fp->links)
+        return -EINVAL;
+    struct bpf_link_info info;
+    memset(&info, 0, sizeof info);
+    uint32_t length = sizeof info;
+    if (bpf_obj_get_info_by_fd(fp->link_fds[i], &info, &length))
+        return -errno;
+    return (int)info.xdp.ifindex;
+}
+
+int cx_drop_link(cx_fast_path *fp, int i)
+{
+    if (!fp || i < 0 || i >= fp->links)
+        return -EINVAL;
+    /* A deleted interface's entry has left the devmap with it; one still present would take the
+     * place a new interface needs (tr_egress holds as many as there are interfaces). */
+    uint32_t key = (uint32_t)fp->link_ifindex[i];
+    bpf_map_delete_elem(fp->now.egress_fd, &key);
+    close(fp->link_fds[i]);
+    for (int j = i + 1; j < fp->links; j++) {
+        fp->link_fds[j - 1] = fp->link_fds[j];
+        fp->link_ifindex[j - 1] = fp->link_ifindex[j];
+    }
+    fp->links--;
+    return 0;
+}
+
+int cx_link_events_open(void)
+{
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_nl address = {
+        .nl_family = AF_NETLINK,
+        .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
+    };
+    if (bind(fd, (struct sockaddr *)&address, sizeof address)) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int cx_link_events_drain(int fd)
+{
+    char buffer[16384] __attribute__((aligned(NLMSG_ALIGNTO)));
+    int changes = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return changes;
+            if (errno == ENOBUFS) { /* some were lost: check everything */
+                changes++;
+                continue;
+            }
+            return -errno;
+        }
+        if (n == 0)
+            return changes;
+        int left = (int)n;
+        for (struct nlmsghdr *h = (struct nlmsghdr *)buffer; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+            switch (h->nlmsg_type) {
+            case RTM_NEWLINK:
+            case RTM_DELLINK:
+            case RTM_NEWADDR:
+            case RTM_DELADDR:
+                changes++;
+                break;
+            default:
+                break;
+            }
+        }
+    }
 }
 
 int cx_egress_contains(cx_fast_path *fp, int ifindex)

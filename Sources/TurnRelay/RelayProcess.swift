@@ -170,7 +170,22 @@ struct RelayProcess {
                 }
                 if !resize.detached.isEmpty {
                     operations.noteXDP(fastPath.status)
-                    logger.warning("XDP is no longer attached to \(resize.detached.joined(separator: ", ")): the interface was deleted while the relay ran (relay_xdp_interfaces_attached counts the rest). Traffic on an interface created again under that name is served by the io_uring path until the relay restarts.")
+                    logger.warning("XDP is no longer attached to \(resize.detached.joined(separator: ", ")): the interface was deleted while the relay ran (relay_xdp_interfaces_attached counts the rest). Traffic on an interface created again under that name is served by the io_uring path until the relay restarts (the links are not watched).")
+                }
+            }
+            if let why = fastPath.linkWatchFailure {
+                logger.warning("XDP does not watch its interfaces (\(why)): one deleted while the relay runs is dropped at the next resize of the route maps, and one created again under its name is served by the io_uring path until the relay restarts.")
+            }
+            fastPath.onLinkChange { change in
+                operations.noteXDP(fastPath.status)
+                if !change.detached.isEmpty {
+                    logger.warning("XDP is no longer attached to \(change.detached.joined(separator: ", ")): the interface was deleted, renamed or moved to another network namespace while the relay ran; the \(settings.resolvedIOBackend) path serves its traffic, and XDP attaches again when an interface of that name is back (relay_xdp_interfaces_attached counts the attached ones).")
+                }
+                if !change.reattached.isEmpty {
+                    logger.notice("XDP attached again to \(change.reattached.joined(separator: ", ")) (an interface of that name is back): \(fastPath.status)")
+                }
+                for (name, why) in change.unattached.sorted(by: { $0.key < $1.key }) where !change.detached.contains(name) {
+                    logger.warning("XDP not attached to \(name): \(why); the \(settings.resolvedIOBackend) path serves its traffic (checked again at each change of the links)")
                 }
             }
             let leftOut = xdp.nextHop.leavesOnLinkChannelsToUserspace(interfaceCount: xdp.interfaces.count)

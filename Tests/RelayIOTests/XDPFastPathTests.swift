@@ -38,7 +38,7 @@ import TestSupport
     /// namespace) gave. The caller takes the lab down.
     static func launch(_ mode: XDPMode, extra: [String] = [], routeEntries: UInt32? = nil, initialRouteEntries: UInt32? = nil,
                        routeResizeInterval: Duration? = nil, nextHop: XDPNextHop? = nil, objectPath: String? = nil,
-                       prepare: (XDPLab) throws -> [String] = { _ in [] })
+                       watchLinks: Bool = true, linkRecheck: Duration? = nil, prepare: (XDPLab) throws -> [String] = { _ in [] })
         throws -> (XDPLab, [String], Result<XDPFastPath, XDPFailure>) {
         let built = try #require(XDPTestObject.path(), "the BPF object could not be built (clang, libbpf-dev)")
         let object = objectPath ?? built
@@ -59,6 +59,8 @@ import TestSupport
         if let nextHop { settings.nextHop = nextHop }
         if let initialRouteEntries { settings.initialRouteEntries = initialRouteEntries }
         if let routeResizeInterval { settings.routeResizeInterval = routeResizeInterval }
+        settings.watchLinks = watchLinks
+        if let linkRecheck { settings.linkRecheckInterval = linkRecheck }
         do {
             return (lab, interfaces, try lab.run(in: lab.relayNamespace) { [settings] in XDPFastPath.start(settings) })
         } catch {
@@ -78,6 +80,16 @@ import TestSupport
             lab.down()
             throw error
         }
+    }
+
+    /// Adds a veth pair inside the lab's relay namespace, both ends up; the name of the first end.
+    static func addVethPair(_ lab: XDPLab) throws -> String {
+        let (a, b) = (lab.name + "x", lab.name + "y")
+        guard lab.ip("-n", lab.relayNamespace, "link", "add", a, "type", "veth", "peer", "name", b) == 0,
+              lab.ip("-n", lab.relayNamespace, "link", "set", a, "up") == 0,
+              lab.ip("-n", lab.relayNamespace, "link", "set", b, "up") == 0
+        else { throw XDPLab.LabError(text: "cannot add the veth pair \(a)/\(b)") }
+        return a
     }
 
     /// The program attached to each of `interfaces` in the lab's relay namespace (0: none).
@@ -452,14 +464,10 @@ import TestSupport
     /// maps could never grow again), says which interface it dropped, and relays on the others.
     @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
     func aDeletedInterfaceIsDroppedAtTheNextResize() throws {
+        // Without the link watch, which would drop the link first (the test after this one).
         let (lab, interfaces, result) = try Self.launch(.native, routeEntries: 64, initialRouteEntries: 8,
-                                                        routeResizeInterval: .zero, nextHop: .swap) { lab in
-            let (a, b) = (lab.name + "x", lab.name + "y")
-            guard lab.ip("-n", lab.relayNamespace, "link", "add", a, "type", "veth", "peer", "name", b) == 0,
-                  lab.ip("-n", lab.relayNamespace, "link", "set", a, "up") == 0,
-                  lab.ip("-n", lab.relayNamespace, "link", "set", b, "up") == 0
-            else { throw XDPLab.LabError(text: "cannot add the veth pair \(a)/\(b)") }
-            return [a]
+                                                        routeResizeInterval: .zero, nextHop: .swap, watchLinks: false) { lab in
+            [try Self.addVethPair(lab)]
         }
         defer { lab.down() }
         let fastPath = try result.get()
@@ -480,7 +488,7 @@ import TestSupport
         #expect(c.routeMapResizes == 1 && c.routeMapResizeFailures == 0 && c.routeCapacity == 32,
                 "\(c.routeMapResizes) resizes, \(c.routeMapResizeFailures) failed: \(events.withLock { $0 })")
         #expect(c.interfacesAttached == 1)
-        #expect(fastPath.status == "attached on \(lab.relayInterface) (native mode)")
+        #expect(fastPath.status == "attached on \(lab.relayInterface) (native mode); not on \(deleted): deleted while the relay ran")
         #expect(events.withLock { $0 } == [XDPFastPath.RouteMapResize(from: 8, to: 32, routes: 6, detached: [deleted])])
         #expect(try Self.attached(lab, [lab.relayInterface]) == [fastPath.programID], "the remaining link runs the resized program")
         #expect(Self.relayedBothWays(try Self.exchange(lab, routes[6])))
@@ -490,6 +498,61 @@ import TestSupport
         #expect(fastPath.counters.routeMapResizes == 2 && fastPath.counters.routeCapacity == 8)
         #expect(events.withLock { $0.last } == XDPFastPath.RouteMapResize(from: 32, to: 8, routes: 1))
         #expect(Self.relayedBothWays(try Self.exchange(lab, routes[0])))
+    }
+
+    /// An interface deleted while the relay runs and created again under its name (a VPN or
+    /// container link re-created, a driver reloaded): the link watch drops the dead link when the
+    /// kernel announces the deletion, takes the interface out of tr_egress, and attaches the
+    /// running program to the new interface when it appears; a resize after that swaps the
+    /// program on both links. The recheck is an hour away: the announcements alone drive it.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func anInterfaceCreatedAgainUnderItsNameIsAttachedAgain() throws {
+        let (lab, interfaces, result) = try Self.launch(.native, routeEntries: 64, initialRouteEntries: 8, routeResizeInterval: .zero,
+                                                        nextHop: .swap, linkRecheck: .seconds(3600)) { lab in
+            [try Self.addVethPair(lab)]
+        }
+        defer { lab.down() }
+        let fastPath = try result.get()
+        defer { fastPath.close() }
+        let changes = Mutex<[XDPFastPath.LinkChange]>([])
+        fastPath.onLinkChange { change in changes.withLock { $0.append(change) } }
+        func waitFor(_ what: (XDPFastPath.LinkChange) -> Bool) -> Bool {
+            let deadline = ContinuousClock.now + .seconds(5)
+            while ContinuousClock.now < deadline {
+                if changes.withLock({ $0.contains(where: what) }) { return true }
+                usleep(5000)
+            }
+            return false
+        }
+        let name = interfaces[1]
+        let program = fastPath.programID
+        let before = try #require(fastPath.attached.last)
+        #expect(try Self.attached(lab, interfaces) == [program, program])
+
+        #expect(lab.ip("-n", lab.relayNamespace, "link", "del", name) == 0)
+        #expect(waitFor { $0.detached == [name] }, "no change reported within 5 s: \(changes.withLock { $0 })")
+        #expect(fastPath.counters.interfacesAttached == 1)
+        #expect(fastPath.attached.map(\.name) == [lab.relayInterface])
+        #expect(fastPath.redirects(to: before) == false, "the deleted interface is still in tr_egress")
+        #expect(fastPath.status == "attached on \(lab.relayInterface) (native mode); not on \(name): no network interface named \(name) (see `ip link`)")
+
+        #expect(try Self.addVethPair(lab) == name)
+        #expect(waitFor { $0.reattached == [name] }, "not attached again within 5 s: \(changes.withLock { $0 })")
+        let after = try #require(fastPath.attached.last)
+        #expect(after.name == name && after.index != before.index)
+        #expect(fastPath.counters.interfacesAttached == 2)
+        #expect(fastPath.status == "attached on \(lab.relayInterface), \(name) (native mode)")
+        #expect(try Self.attached(lab, interfaces) == [program, program])
+        #expect(fastPath.redirects(to: after) == true)
+
+        // A resize now swaps the program on both links, the new one included.
+        let routes = Self.routes(7)
+        for r in routes { fastPath.apply(.up(r)) } // the 7th grows the maps to 32
+        fastPath.settle()
+        #expect(fastPath.counters.routeMapResizes == 1 && fastPath.programID != program)
+        #expect(try Self.attached(lab, interfaces) == [fastPath.programID, fastPath.programID])
+        #expect(Self.relayedBothWays(try Self.exchange(lab, routes[0])))
+        #expect(fastPath.counters.interfacesAttached == 2)
     }
 
     /// The object file is read once, at start: a resize loads that image again, not the file,

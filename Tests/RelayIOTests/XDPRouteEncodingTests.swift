@@ -40,6 +40,31 @@ import Testing
         #expect(e.relayIPv6 == nil && e.listenerIPv6 == nil)
     }
 
+    /// An interface created again under its name joins the running program only if the relay's
+    /// addresses on the wire stay those the routes were written with: with a wildcard bind they
+    /// come from the interface, so one back without its addresses (yet), or with others, waits
+    /// (the link watch checks again at each address change); with specific ones it always fits.
+    @Test func anInterfaceBackUnderItsNameMustKeepTheWireAddresses() {
+        let wildcard = Self.settings(listen4: .any, listen6: nil)
+        let encoding = XDPFastPath.wireEncoding(wildcard, interfaces: [Self.interface])
+        var bare = Self.interface
+        bare.index = 9
+        bare.addresses = []
+        let bareWhy = XDPFastPath.refusal(toAttach: bare, beside: [], settings: wildcard, encoding: encoding)
+        #expect(bareWhy?.hasPrefix("the relay's addresses on the wire would be none, not 10.0.0.5 as") == true, "\(bareWhy ?? "nil")")
+        var other = bare
+        other.addresses = [.v4(IPv4Address(10, 0, 0, 7))]
+        let otherWhy = XDPFastPath.refusal(toAttach: other, beside: [], settings: wildcard, encoding: encoding)
+        #expect(otherWhy?.hasPrefix("the relay's addresses on the wire would be 10.0.0.7, not 10.0.0.5 as") == true, "\(otherWhy ?? "nil")")
+        var same = bare
+        same.addresses = [.v4(IPv4Address(10, 0, 0, 5))]
+        #expect(XDPFastPath.refusal(toAttach: same, beside: [], settings: wildcard, encoding: encoding) == nil)
+
+        let specific = Self.settings(listen4: IPv4Address(192, 0, 2, 1), listen6: nil)
+        let fixed = XDPFastPath.wireEncoding(specific, interfaces: [Self.interface])
+        #expect(XDPFastPath.refusal(toAttach: bare, beside: [], settings: specific, encoding: fixed) == nil)
+    }
+
     /// A route of a family without an address on the wire, and a route whose peer is the relay's
     /// own address (XDP_TX would send it out of the interface), are refused, never installed.
     @Test func routesWithoutAWireAddressOrToTheRelayItselfAreRefused() {

@@ -103,6 +103,14 @@ final class NetnsLab: @unchecked Sendable {
 
     static let iproute2Hint = "It comes with Debian's iproute2 package."
 
+    /// Runs `ip` with `arguments` (from the host's namespace: `-n` names a lab's) and requires it
+    /// to succeed.
+    static func ip(_ arguments: [String]) throws {
+        let ip = try ExternalTool.locate("ip", hint: iproute2Hint)
+        let result = try ChildProcess.run(ip, arguments, name: "ip", timeout: .seconds(20))
+        try #require(result.status == 0, "ip \(arguments.joined(separator: " ")): \(result.output)")
+    }
+
     // MARK: - Clean-up of labs left up
 
     private static let serial = LockedValue(0)

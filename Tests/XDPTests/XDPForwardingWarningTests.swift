@@ -21,13 +21,11 @@ struct XDPForwardingWarningTests {
         }
         for forwarding in [false, true] {
             let lab = try NetnsLab()
-            let ip = try ExternalTool.locate("ip", hint: NetnsLab.iproute2Hint)
             // A second interface for the program: one end of a veth pair inside the relay's namespace
             // (this kernel has no dummy driver; generic XDP attaches to any device).
             for command in [["link", "add", "trfwd0", "type", "veth", "peer", "name", "trfwd1"],
                             ["link", "set", "trfwd0", "up"], ["link", "set", "trfwd1", "up"]] {
-                let run = try lab.run(in: lab.relayNamespace, ip, command, name: "ip", timeout: .seconds(20))
-                try #require(run.status == 0, "ip \(command.joined(separator: " ")): \(run.output)")
+                try NetnsLab.ip(["-n", lab.relayNamespace] + command)
             }
             if forwarding {
                 let sysctl = try ExternalTool.locate("sysctl", hint: "It comes with Debian's procps package.")

@@ -30,10 +30,7 @@ struct XDPNextHopTests {
         let lab = try NetnsLab()
         let ip = try ExternalTool.locate("ip", hint: NetnsLab.iproute2Hint)
         let peerNamespace = "\(lab.relayNamespace)-p"
-        func run(_ arguments: [String]) throws {
-            let result = try ChildProcess.run(ip, arguments, name: "ip", timeout: .seconds(20))
-            try #require(result.status == 0, "ip \(arguments.joined(separator: " ")): \(result.output)")
-        }
+        let run = NetnsLab.ip
         try run(["netns", "add", peerNamespace])
         defer { _ = try? ChildProcess.run(ip, ["netns", "del", peerNamespace], name: "ip", timeout: .seconds(20)) }
         for command in [["-n", lab.outNamespace, "link", "add", "link", lab.outInterface, "name", "trpeer0", "type", "macvlan", "mode", "bridge"],

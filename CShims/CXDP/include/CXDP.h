@@ -66,6 +66,24 @@ void cx_resize_finish(cx_resize *r);
  * holds its fd: a crash detaches it. Returns 0 or -errno. */
 int cx_attach(cx_fast_path *fp, int ifindex, int mode, char *message, size_t message_len);
 
+/* The ifindex the i-th link is attached to now, as the kernel reports it: 0 once the kernel has
+ * released the link (its interface was deleted), -errno when the query fails. */
+int cx_link_ifindex_now(const cx_fast_path *fp, int i);
+
+/* Closes the i-th link (its interface is gone) and removes the interface it was attached to from
+ * tr_egress; the links after it move down by one. Returns 0 or -EINVAL. Not while a resize is
+ * between cx_resize_prepare and cx_resize_finish (the swap walks the links). */
+int cx_drop_link(cx_fast_path *fp, int i);
+
+/* A netlink socket (NETLINK_ROUTE, non-blocking) subscribed to link and address changes in the
+ * calling thread's network namespace: fd or -errno. */
+int cx_link_events_open(void);
+
+/* Reads every message pending on a cx_link_events_open socket without blocking: how many were
+ * link or address changes (messages the kernel dropped for an overrun, ENOBUFS, count as one, so
+ * that the caller checks everything again), or -errno. */
+int cx_link_events_drain(int fd);
+
 /* Whether `ifindex` is in tr_egress: 1, 0, or -errno (tests, diagnostics). */
 int cx_egress_contains(cx_fast_path *fp, int ifindex);
 

@@ -92,6 +92,13 @@ public struct XDPSettings: Sendable, Equatable {
     /// relay serves.
     public var wireIPv4: IPv4Address?
     public var wireIPv6: IPv6Address?
+    /// Watch the links (rtnetlink): drop a link whose interface is deleted at once, and attach
+    /// again to an interface created again under a name in `interfaces` (`XDPLinkWatch`). Off:
+    /// a deleted interface's link is dropped at the next resize, and nothing is attached again.
+    public var watchLinks = true
+    /// How often the watch checks the links when no change is announced (a safety net: the
+    /// announcements are multicast, and the kernel drops them for a socket that lags).
+    public var linkRecheckInterval: Duration = .seconds(10)
 
     public init(interfaces: [String], mode: XDPMode = .native, objectPath: String, listenerPort: UInt16,
                 relayPorts: ClosedRange<UInt16>, listenIPv4: IPv4Address?, listenIPv6: IPv6Address?,
@@ -146,7 +153,10 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
     // @unchecked: the C object is only touched under `state`'s lock.
     public let settings: XDPSettings
     public let encoding: XDPRouteEncoding
-    public let attached: [XDPInterfaces.Interface]
+    /// The interfaces the program is attached to now, in the order of `settings.interfaces`: one
+    /// deleted leaves (at the link watch's next check, else at the next resize), one created
+    /// again under its name comes back (`checkLinks`).
+    public var attached: [XDPInterfaces.Interface] { state.withLock { $0.interfaces } }
     /// Entries each route map holds now (it grows and shrinks with the routes).
     public var routeCapacity: UInt32 { state.withLock { $0.fastPath.map(cx_route_capacity) ?? 0 } }
     /// The running program's kernel id (`bpftool prog show id N`); a resize loads a new one.
@@ -158,6 +168,9 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
     private struct State: @unchecked Sendable {
         // @unchecked: the C object pointer is only used under the Mutex that holds this state.
         var fastPath: OpaquePointer?
+        var interfaces: [XDPInterfaces.Interface]
+        /// Interfaces in the settings not attached now, and why, as last reported (`checkLinks`).
+        var unattached: [String: String] = [:]
         var installed: Set<ChannelRoute> = []
         var routeMapFull: UInt64 = 0
         var routesNotInstalled: UInt64 = 0
@@ -182,6 +195,9 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         /// is on an attached link (`onLinkPrefixes`).
         var onLinkWarning: (@Sendable (ChannelRoute) -> Void)?
         var onLinkWarned = false
+        /// Told of each check of the links that changed something (`checkLinks`).
+        var onLinkChange: (@Sendable (LinkChange) -> Void)?
+        var watch: XDPLinkWatch?
     }
 
     /// With the MAC addresses swapped (no `TR_CONFIG_FIB`): the prefixes on the attached links.
@@ -219,12 +235,11 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
                  attached: [XDPInterfaces.Interface]) {
         self.settings = settings
         self.encoding = encoding
-        self.attached = attached
         leastRouteCapacity = cx_route_capacity(fastPath)
         mostRouteCapacity = max(settings.routeEntries, leastRouteCapacity)
         onLinkPrefixes = settings.nextHop.usesFIB(interfaceCount: attached.count) ? [] : attached.flatMap(\.prefixes)
         leavesOnLinkRoutesOut = settings.nextHop.leavesOnLinkChannelsToUserspace(interfaceCount: attached.count)
-        state = Mutex(State(fastPath: fastPath))
+        state = Mutex(State(fastPath: fastPath, interfaces: attached))
     }
 
     deinit { close() }
@@ -259,18 +274,36 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
             }
         }
         let encoding = wireEncoding(settings, interfaces: interfaces)
-        var config = tr_config()
-        config.listener_ports.0 = settings.listenerPort.bigEndian
-        config.relay_port_min = settings.relayPorts.lowerBound.bigEndian
-        config.relay_port_max = settings.relayPorts.upperBound.bigEndian
-        config.mtu = UInt16(clamping: interfaces.map(\.mtu).min() ?? 1500).bigEndian
-        config.flags = configFlags(settings, interfaceCount: interfaces.count).bigEndian
+        var config = config(settings, interfaces: interfaces)
         rc = cx_set_config(fastPath, &config, &message, message.count)
         if rc != 0 {
             cx_close(fastPath)
             return .failure(failure(-rc, message: text(message), settings: settings, interface: nil))
         }
-        return .success(XDPFastPath(settings: settings, fastPath: fastPath, encoding: encoding, attached: interfaces))
+        let started = XDPFastPath(settings: settings, fastPath: fastPath, encoding: encoding, attached: interfaces)
+        if settings.watchLinks {
+            switch XDPLinkWatch.start(for: started, recheck: settings.linkRecheckInterval) {
+            case .success(let watch): started.state.withLock { $0.watch = watch }
+            case .failure(let why): started.linkWatchFailure = why.text
+            }
+        }
+        return .success(started)
+    }
+
+    /// Why the links are not watched (`XDPSettings.watchLinks` on, but the rtnetlink socket could
+    /// not be opened): the relay then says so, and a deleted interface is dropped at the next
+    /// resize only. Set once, at `start`.
+    public private(set) var linkWatchFailure: String?
+
+    /// The program's configuration for `interfaces` (the MTU is the smallest of theirs).
+    static func config(_ settings: XDPSettings, interfaces: [XDPInterfaces.Interface]) -> tr_config {
+        var config = tr_config()
+        config.listener_ports.0 = settings.listenerPort.bigEndian
+        config.relay_port_min = settings.relayPorts.lowerBound.bigEndian
+        config.relay_port_max = settings.relayPorts.upperBound.bigEndian
+        config.mtu = UInt16(clamping: interfaces.map(\.mtu).min() ?? 1500).bigEndian
+        config.flags = configFlags(settings, interfaceCount: settings.interfaces.count).bigEndian
+        return config
     }
 
     /// `tr_config.flags` (host order): the RFC 5766 channel numbers when asked for, and
@@ -383,14 +416,138 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         }
     }
 
-    /// "attached on eth0, eth1 (native mode)": the interfaces of `attached` whose link the
-    /// program still holds (an interface deleted since is dropped at the next resize).
+    /// "attached on eth0, eth1 (native mode)": the interfaces the program is attached to, and
+    /// after a semicolon those of the settings it is not attached to now, with why
+    /// ("attached on eth0 (native mode); not on eth1: no network interface named eth1").
     public var status: String {
-        let linked = state.withLock { state -> Set<Int32>? in
-            state.fastPath.map { fp in Set((0..<cx_attached_count(fp)).map { cx_attached_ifindex(fp, $0) }) }
+        let (names, unattached) = state.withLock { state in (state.interfaces.map(\.name), state.unattached) }
+        let missing = settings.interfaces.compactMap { name in unattached[name].map { "\(name): \($0)" } }
+        return "attached on \(names.isEmpty ? "no interface" : names.joined(separator: ", ")) (\(settings.mode.rawValue) mode)"
+            + (missing.isEmpty ? "" : "; not on \(missing.joined(separator: "; "))")
+    }
+
+    // MARK: - Links
+
+    /// What a check of the links changed (`checkLinks`).
+    public struct LinkChange: Sendable, Equatable {
+        /// Interfaces whose link was dropped: deleted (the kernel had released the link), moved to
+        /// another network namespace, or renamed. The program no longer runs there.
+        public var detached: [String] = []
+        /// Interfaces of the settings attached again (created again under their name).
+        public var reattached: [String] = []
+        /// Interfaces of the settings not attached, with why, when the why is new since the last
+        /// check (a deleted interface: "no network interface named ..."; one whose addresses no
+        /// longer match the routes; the kernel refusing the attachment).
+        public var unattached: [String: String] = [:]
+
+        public var isEmpty: Bool { detached.isEmpty && reattached.isEmpty && unattached.isEmpty }
+    }
+
+    /// Called on the link watch's thread after each check of the links that changed something.
+    public func onLinkChange(_ handler: @escaping @Sendable (LinkChange) -> Void) {
+        state.withLock { $0.onLinkChange = handler }
+    }
+
+    /// Checks the program's links against `settings.interfaces`: a link the kernel released (its
+    /// interface deleted), or whose interface left this network namespace or its name, is closed
+    /// and its interface leaves `attached` and tr_egress; an
+    /// interface of the settings not attached is attached again when one of that name exists and
+    /// the routes fit it (`refusal`: the relay's addresses on the wire are still the ones the
+    /// routes were written with).
+    /// Runs on the link watch's thread (`XDPLinkWatch`) at each link or address change; nil while
+    /// a resize is in flight (its swap walks the links): the watch checks again after it.
+    @discardableResult
+    func checkLinks() -> LinkChange? {
+        let (change, handler) = state.withLock { state -> (LinkChange?, (@Sendable (LinkChange) -> Void)?) in
+            guard let fastPath = state.fastPath, !state.closing else { return (LinkChange(), nil) }
+            guard state.resizing == nil else { return (nil, nil) }
+            var change = LinkChange()
+            var i: Int32 = 0
+            while i < cx_attached_count(fastPath) {
+                let index = cx_attached_ifindex(fastPath, i)
+                let name = state.interfaces.first { $0.index == index }?.name
+                let now = cx_link_ifindex_now(fastPath, i)
+                // Kept while the kernel still holds the link on that interface and the interface
+                // carries its name in this namespace: a device moved to another namespace keeps
+                // its link (and its ifindex number), a renamed one no longer answers to the name
+                // the relay was given; closing the link takes the program off either.
+                if now < 0 || (now == index && name != nil && XDPInterfaces.name(of: index) == name) {
+                    i += 1
+                    continue
+                }
+                _ = cx_drop_link(fastPath, i)
+                change.detached.append(name ?? "ifindex \(index)")
+                state.interfaces.removeAll { $0.index == index }
+            }
+            var attachedAgain: [XDPInterfaces.Interface] = []
+            for name in settings.interfaces where !state.interfaces.contains(where: { $0.name == name }) {
+                let reason: String
+                switch XDPInterfaces.lookup(name) {
+                case .failure(let error):
+                    reason = "\(error)"
+                case .success(let found):
+                    if let refusal = Self.refusal(toAttach: found, beside: state.interfaces, settings: settings, encoding: encoding) {
+                        reason = refusal
+                    } else if let failure = attach(fastPath, found) {
+                        reason = failure
+                    } else {
+                        state.interfaces.append(found)
+                        state.interfaces.sort { a, b in
+                            (settings.interfaces.firstIndex(of: a.name) ?? 0) < (settings.interfaces.firstIndex(of: b.name) ?? 0)
+                        }
+                        state.unattached[name] = nil
+                        attachedAgain.append(found)
+                        change.reattached.append(name)
+                        continue
+                    }
+                }
+                if state.unattached[name] != reason {
+                    state.unattached[name] = reason
+                    change.unattached[name] = reason
+                }
+            }
+            if !attachedAgain.isEmpty || !change.detached.isEmpty, !state.interfaces.isEmpty {
+                var config = Self.config(settings, interfaces: state.interfaces)
+                var message = [CChar](repeating: 0, count: 512)
+                if cx_set_config(fastPath, &config, &message, message.count) != 0 {
+                    for found in attachedAgain { change.unattached[found.name] = "attached, but the MTU not updated: \(Self.text(message))" }
+                }
+            }
+            return (change, change.isEmpty ? nil : state.onLinkChange)
         }
-        let names = attached.filter { linked?.contains($0.index) ?? true }.map(\.name)
-        return "attached on \(names.isEmpty ? "no interface (every one was deleted)" : names.joined(separator: ", ")) (\(settings.mode.rawValue) mode)"
+        if let change { handler?(change) }
+        return change
+    }
+
+    /// Why `interface` (of the settings, found again) may not run the program beside `others`,
+    /// nil when it may: the routes in the maps carry the relay's addresses on the wire as derived
+    /// at start (`wireEncoding`, here `encoding`); with a wildcard bind they come from the
+    /// interfaces' own addresses, and an interface created again without them (yet), or with
+    /// others, would derive other ones. (With the MAC addresses swapped, the on-link prefixes that
+    /// choose which routes are left out stay those of the start, as for an address added later
+    /// to an interface that never went.)
+    static func refusal(toAttach interface: XDPInterfaces.Interface, beside others: [XDPInterfaces.Interface],
+                        settings: XDPSettings, encoding: XDPRouteEncoding) -> String? {
+        let all = (others + [interface]).sorted { a, b in
+            (settings.interfaces.firstIndex(of: a.name) ?? 0) < (settings.interfaces.firstIndex(of: b.name) ?? 0)
+        }
+        let wire = wireEncoding(settings, interfaces: all)
+        guard wire != encoding else { return nil }
+        func text(_ e: XDPRouteEncoding) -> String {
+            let addresses = [e.relayIPv4?.description, e.relayIPv6?.description, e.listenerIPv4?.description, e.listenerIPv6?.description]
+            let unique = addresses.compactMap { $0 }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+            return unique.isEmpty ? "none" : unique.joined(separator: ", ")
+        }
+        return "the relay's addresses on the wire would be \(text(wire)), not \(text(encoding)) as the routes were written with (a wildcard bind takes them from the interfaces); attached once they are, else at a restart"
+    }
+
+    /// Attaches the program to `interface` (under the state's lock, no resize in flight); the
+    /// loader's message when the kernel refuses.
+    private func attach(_ fastPath: OpaquePointer, _ interface: XDPInterfaces.Interface) -> String? {
+        var message = [CChar](repeating: 0, count: 512)
+        let rc = cx_attach(fastPath, interface.index, settings.mode == .generic ? Int32(CX_MODE_GENERIC) : Int32(CX_MODE_NATIVE),
+                           &message, message.count)
+        return rc == 0 ? nil : Self.text(message)
     }
 
     // MARK: - Routes
@@ -584,8 +741,10 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
                 state.routeMapResizes &+= 1
                 let still = Set((0..<cx_attached_count(fastPath)).map { cx_attached_ifindex(fastPath, $0) })
                 event.detached = linked.filter { !still.contains($0) }.map { index in
-                    attached.first { $0.index == index }?.name ?? "ifindex \(index)"
+                    state.interfaces.first { $0.index == index }?.name ?? "ifindex \(index)"
                 }
+                for name in event.detached where state.unattached[name] == nil { state.unattached[name] = "deleted while the relay ran" }
+                state.interfaces.removeAll { !still.contains($0.index) }
             }
             return (event, state.onResize)
         }
@@ -713,7 +872,12 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
 
     /// Detaches from every interface and frees the maps. Route changes after this are ignored.
     public func close() {
-        state.withLock { $0.closing = true }
+        let watch = state.withLock { state in
+            state.closing = true
+            defer { state.watch = nil }
+            return state.watch
+        }
+        watch?.stop()
         settle() // the resizing thread uses the loader until it is done
         state.withLock { state in
             cx_close(state.fastPath)

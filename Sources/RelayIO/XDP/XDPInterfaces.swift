@@ -34,6 +34,13 @@ public enum XDPInterfaces {
                                   prefixes: HostAddresses.connectedPrefixes(interface: name)))
     }
 
+    /// The name of the interface `index` in this thread's network namespace, nil when it has none.
+    public static func name(of index: Int32) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
+        guard index > 0, if_indextoname(UInt32(index), &buffer) != nil else { return nil }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// The id of the XDP program attached to `name` in this thread's network namespace (any
     /// mode), 0 when none, nil when the interface is unknown or the query fails.
     public static func attachedProgramID(_ name: String) -> UInt32? {
