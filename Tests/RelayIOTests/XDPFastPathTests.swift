@@ -611,6 +611,47 @@ import TestSupport
         #expect(try Self.exchange(lab, routes[1]).atPeer == nil, "the route removed meanwhile is not")
     }
 
+    /// More route changes while one resize copies the routes than its journal holds
+    /// (`Resizing.journalLimit`, 262,144: a storm of bindings and expiries, or a copy that took
+    /// very long): the resize is abandoned, not the changes. Each one took effect on the running
+    /// maps at once; the failure is counted and reported; the program and maps stay as they were
+    /// and keep relaying; and the next growth succeeds with every route.
+    @Test(.enabled(if: isRoot, "XDP needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)"))
+    func moreChangesDuringACopyThanTheJournalHoldsAbandonTheResizeOnly() throws {
+        let (lab, fastPath) = try Self.start(.native, routeEntries: 64, initialRouteEntries: 8, routeResizeInterval: .zero)
+        defer { lab.down(); fastPath.close() }
+        let events = Mutex<[XDPFastPath.RouteMapResize]>([])
+        fastPath.onRouteMapResize { event in events.withLock { $0.append(event) } }
+        let routes = Self.routes(8)
+        for r in routes.prefix(6) { fastPath.apply(.up(r)) }
+        let hold = ResizeHold(fastPath, seconds: 180) // 262,146 changes: 13 s in a debug build here
+        fastPath.apply(.up(routes[6])) // 7 of 8: the resize starts
+        #expect(hold.waitForCopy(), "the resize never reached its swap")
+        let changes = XDPFastPath.Resizing.journalLimit + 2
+        for i in 0..<changes { fastPath.apply(i % 2 == 0 ? .up(routes[7]) : .down(routes[7])) }
+        #expect(fastPath.installedValues(for: routes[7]).client == nil, "the last change (down) did not take effect at once")
+        hold.release(fastPath)
+        fastPath.settle()
+        #expect(hold.wasReleased, "the changes took longer than the hold's 180 s")
+        let failed = events.withLock { $0 }
+        #expect(failed.count == 1 && failed.first?.failure == "more than \(XDPFastPath.Resizing.journalLimit) route changes while the routes were copied",
+                "\(failed)")
+        var c = fastPath.counters
+        #expect(c.routeMapResizes == 0 && c.routeMapResizeFailures == 1 && c.routeCapacity == 8 && c.routesInstalled == 7)
+        #expect(Self.relayedBothWays(try Self.exchange(lab, routes[0])), "the running program stopped relaying")
+        #expect(try Self.exchange(lab, routes[7]).atPeer == nil, "the route removed last is relayed")
+
+        // The next route grows the maps: every route reaches them.
+        fastPath.apply(.up(routes[7]))
+        fastPath.settle()
+        c = fastPath.counters
+        #expect(c.routeMapResizes == 1 && c.routeCapacity == 32 && c.routesInstalled == 8, "\(events.withLock { $0 })")
+        for r in routes {
+            #expect(fastPath.installedValues(for: r).client != nil && fastPath.installedValues(for: r).peer != nil, "\(r.client.port)")
+        }
+        #expect(Self.relayedBothWays(try Self.exchange(lab, routes[7])))
+    }
+
     /// A burst of channel bindings that fills the maps while they grow (the relay restarted and
     /// every client binds again): a route that finds them full waits for the growth and goes into
     /// the grown maps, instead of staying on the io_uring path for good. The growth is held after
@@ -753,10 +794,11 @@ import TestSupport
         private let copied = DispatchSemaphore(value: 0), released = DispatchSemaphore(value: 0)
         private let releasedInTime = Mutex(false)
 
-        init(_ fastPath: XDPFastPath) {
+        /// `seconds`: how long the resize stays held at most.
+        init(_ fastPath: XDPFastPath, seconds: Double = 20) {
             fastPath.afterResizeCopies { [self] in
                 copied.signal()
-                let inTime = released.wait(timeout: .now() + 20) == .success
+                let inTime = released.wait(timeout: .now() + seconds) == .success
                 releasedInTime.withLock { $0 = inTime }
             }
         }

@@ -77,10 +77,12 @@ public enum TURNRequest {
     // MARK: The TURN operations' own attributes (RFC 8656)
 
     /// Allocate: REQUESTED-TRANSPORT (§7.1: "The client MUST include a REQUESTED-TRANSPORT
-    /// attribute"; 17 = UDP), and REQUESTED-ADDRESS-FAMILY when `family` is given (without it the
+    /// attribute"; 17 = UDP, the default), and REQUESTED-ADDRESS-FAMILY when `family` is given (without it the
     /// server allocates IPv4).
-    public static func allocate(_ w: inout STUNMessageWriter, family: AddressFamily? = nil, lifetime: UInt32? = nil) {
-        w.appendRequestedTransport(17)
+    /// `transport` 6 asks for a TCP allocation (RFC 6062 §4.1).
+    public static func allocate(_ w: inout STUNMessageWriter, family: AddressFamily? = nil, lifetime: UInt32? = nil,
+                                transport: UInt8 = 17) {
+        w.appendRequestedTransport(transport)
         if let lifetime { w.appendUInt32(.lifetime, lifetime) }
         if let family { w.appendAddressFamily(.requestedAddressFamily, family) }
     }

@@ -180,6 +180,14 @@ import Testing
         #expect((r["churn_closed_without_delete"] ?? 0) > 0, "\(r.render())")
         #expect((r["churn_closed_without_delete"] ?? 0) < (r["churn_tried"] ?? 0), "some deleted first: \(r.render())")
         #expect((r["max_streams_open"] ?? 0) >= 2, "the two relaying TLS clients were sampled: \(r.render())")
+        // TCP allocations (RFC 6062) over TCP and TLS: bytes intact both ways, both ways of getting
+        // a peer connection, and the relay closing every peer connection once its client went.
+        #expect((r["tcp_allocations_tried"] ?? 0) >= 4, "\(r.render())")
+        #expect(r["tcp_allocations_success_percent"] == 100, "\(r.render())")
+        #expect((r["tcp_allocations_peer_initiated"] ?? 0) > 0, "\(r.render())")
+        #expect((r["tcp_allocations_closed_without_delete"] ?? 0) > 0, "\(r.render())")
+        #expect((r["tcp_allocations_bytes_checked"] ?? 0) >= 4 * 2400, "\(r.render())")
+        #expect(r["tcp_peers_open_after"] == 0, "\(r.render())")
         // An allocation belongs to its connection (its 5-tuple) and ends with it: none left once all closed.
         #expect(r["allocations_after"] == 0, "\(r.render())")
         #expect(r["streams_open_after"] == 0, "\(r.render())")

@@ -80,7 +80,8 @@ public final class FloodRelay {
     /// families), `created`, `success`, `401`, `438`, `508`, `rate_limited`, `c2p`, `p2c`
     /// (relay_relayed_packets_total: the core's count, which leaves out what the workers forward
     /// on channel routes), `io_sent` (datagrams the workers sent, all of them), `sockets`
-    /// (allocation sockets open), `streams_open` (client TCP and TLS connections open), and
+    /// (allocation sockets open), `streams_open` (client TCP and TLS connections open),
+    /// `tcp_peers_open` (RFC 6062 peer connections open), and
     /// `drop_<reason>` for each relay_drops_total reason.
     public static func counters(_ text: String) -> [String: Double] {
         var m: [String: Double] = [:]
@@ -96,6 +97,7 @@ public final class FloodRelay {
         m["sockets"] = PrometheusText.samples(text, name: "relay_io_allocation_sockets_open").reduce(0) { $0 + $1.1 }
         m["io_sent"] = PrometheusText.samples(text, name: "relay_io_datagrams_sent_total").reduce(0) { $0 + $1.1 }
         m["streams_open"] = PrometheusText.samples(text, name: "relay_stream_connections_open").reduce(0) { $0 + $1.1 }
+        m["tcp_peers_open"] = PrometheusText.samples(text, name: "relay_tcp_peer_connections_open").reduce(0) { $0 + $1.1 }
         for (labels, v) in PrometheusText.samples(text, name: "relay_drops_total") {
             if let r = labels["reason"] { m["drop_" + r, default: 0] += v }
         }
@@ -132,7 +134,7 @@ final class FloodSampler: @unchecked Sendable {
             while monotonicNanoseconds() < end {
                 var s = relay.sample()
                 // Only what the CSV and the chart show: a sample a second for minutes adds up.
-                s.metrics = s.metrics.filter { ["allocations", "created", "sockets", "streams_open"].contains($0.key) }
+                s.metrics = s.metrics.filter { ["allocations", "created", "sockets", "streams_open", "tcp_peers_open"].contains($0.key) }
                 lock.withLock { collected.append(s) }
                 next += intervalNanoseconds
                 while monotonicNanoseconds() < next {

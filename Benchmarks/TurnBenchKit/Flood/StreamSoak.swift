@@ -19,7 +19,8 @@ extension FloodRunner {
     /// `legitPPS` through their allocations to a UDP peer that echoes (`StreamLoad`), while fresh
     /// clients come and go (`StreamChurn`, about 20 a second); then the relaying clients close
     /// and `settleSeconds` idle. RSS, open fds, allocations and stream connections sampled every
-    /// second; allocations and connections must be back to 0 at the end.
+    /// second; allocations and connections must be back to 0 at the end. TCP allocations (RFC 6062)
+    /// come and go beside them (`TCPAllocationChurn`, about 8 a second).
     static func streamSoak(_ c: FloodConfiguration, _ relay: FloodRelay, _ before: FloodSample, _ progress: ProgressLine,
                            lifetimes: String?) throws -> FloodResult {
         let tlsAddress = TransportAddress(ip: relay.listen.ip, port: c.port + 2)
@@ -40,13 +41,16 @@ extension FloodRunner {
         let relaying = BenchThread { outcome.result = running.run() }
         let churn = StreamChurn(relay: relay, tlsAddress: tlsAddress, tls: tls, peer: load.peer.address,
                                 endNanoseconds: start + UInt64((c.seconds + 60) * 1e9))
+        let tcpAllocations = try TCPAllocationChurn(server: relay.listen, tlsServer: tlsAddress, tls: tls, credentials: relay.credentials,
+                                                    endNanoseconds: start + UInt64((c.seconds + 60) * 1e9))
         let end = start + UInt64(c.seconds * 1e9)
         while monotonicNanoseconds() < end {
-            progress.update("stream-soak \(fixed(Double(monotonicNanoseconds() - start) / 1e9, 0))/\(fixed(c.seconds, 0)) s, \(churn.tried) churning clients")
+            progress.update("stream-soak \(fixed(Double(monotonicNanoseconds() - start) / 1e9, 0))/\(fixed(c.seconds, 0)) s, \(churn.tried) churning clients, \(tcpAllocations.tried) TCP allocations")
             sleepNanoseconds(min(1_000_000_000, end - min(end, monotonicNanoseconds())))
         }
         relaying.join()
         let churned = churn.finish()
+        let (tcpTried, tcp) = tcpAllocations.finish()
         // The relaying clients' connections close: their allocations must end with them.
         load.tearDown()
         let soakSeconds = Double(monotonicNanoseconds() - start) / 1e9
@@ -67,14 +71,32 @@ extension FloodRunner {
             FloodFigure("churn_tried", "clients that connected (TLS and TCP in turn), allocated, bound a channel and went", Double(tried)),
             FloodFigure("churn_success_percent", "of them, succeeded, %", tried == 0 ? .nan : Double(ok) * 100 / Double(tried), digits: 1),
             FloodFigure("churn_closed_without_delete", "of them, left by closing the connection only", Double(churned.closedOnly)),
-            FloodFigure("max_streams_open", "relay stream connections open, highest sample", samples.map { $0.metric("streams_open") }.max() ?? 0),
+        ]
+        let tcpSuccess = tcpTried == 0 ? Double.nan : Double(tcp.ok) * 100 / Double(tcpTried)
+        f += [
+            FloodFigure("tcp_allocations_tried", "TCP allocations (RFC 6062, TCP and TLS in turn): one peer connection each, bytes both ways, then gone", Double(tcpTried)),
+            FloodFigure("tcp_allocations_success_percent", "of them, succeeded (bytes intact, the peer connection closed by the relay after), %",
+                        tcpSuccess, digits: 1),
+            FloodFigure("tcp_allocations_peer_initiated", "of the successful, peer connections the peer opened (ConnectionAttempt)", Double(tcp.peerInitiated)),
+            FloodFigure("tcp_allocations_closed_without_delete", "of the successful, left by closing the connections only", Double(tcp.closedOnly)),
+            FloodFigure("tcp_allocations_bytes_checked", "bytes relayed over the peer connections and compared", Double(tcp.bytesChecked)),
+        ]
+        let maxStreams: Double = samples.map { $0.metric("streams_open") }.max() ?? 0
+        let maxPeers: Double = samples.map { $0.metric("tcp_peers_open") }.max() ?? 0
+        f += [
+            FloodFigure("max_streams_open", "relay stream connections open, highest sample", maxStreams),
+            FloodFigure("max_tcp_peers_open", "relay peer connections open (RFC 6062), highest sample", maxPeers),
             FloodFigure("allocations_after", "relay allocations active after the clients closed", after.metric("allocations")),
             FloodFigure("streams_open_after", "relay stream connections open after the clients closed", after.metric("streams_open")),
+            FloodFigure("tcp_peers_open_after", "relay peer connections open after the clients closed", after.metric("tcp_peers_open")),
         ]
         f += soakFigures(c, samples: samples, before: before, peak: peak, after: after, soakSeconds: soakSeconds)
         var notes = lifetimeNotes(lifetimes)
         if !churned.failures.isEmpty {
             notes.append("churn failures: " + churned.failures.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))
+        }
+        if !tcp.failures.isEmpty {
+            notes.append("TCP allocation failures: " + tcp.failures.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))
         }
         return FloodResult(scenario: .streamSoak, setting: "", figures: f, before: before, peak: peak, after: after, samples: samples, notes: notes)
     }

@@ -193,6 +193,34 @@ public final class StreamClient {
         return true
     }
 
+    /// After a ConnectionBind (RFC 6062 §4.4) the connection carries the peer's bytes as they
+    /// are, no framing: reads (decrypting over TLS) until `count` bytes came or the deadline;
+    /// what came. Not after `receive` has buffered part of a message.
+    public func receiveRaw(count: Int, timeoutMilliseconds: Int32) -> [UInt8] {
+        var out: [UInt8] = []
+        let deadline = monotonicNanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
+        while out.count < count && !closed {
+            let now = monotonicNanoseconds()
+            guard now < deadline else { break }
+            _ = waitReadable(milliseconds: Int32(min(50, (deadline - now) / 1_000_000 + 1)))
+            let n = recv(fd, chunk.baseAddress, chunk.count, Int32(MSG_DONTWAIT))
+            if n == 0 { closed = true; break }
+            if n < 0 { if errno == EAGAIN || errno == EINTR { continue }; closed = true; break }
+            let bytes = UnsafeRawBufferPointer(rebasing: chunk[0..<n])
+            guard let session else {
+                out.append(contentsOf: bytes)
+                continue
+            }
+            guard (try? session.feed(bytes)) != nil else { closed = true; break }
+            while case .plaintext(let m)? = try? session.read(into: plain) {
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: plain[0..<m]))
+            }
+            appendOutput()
+            flush()
+        }
+        return out
+    }
+
     /// Waits up to `milliseconds` for the socket to become readable.
     public func waitReadable(milliseconds: Int32) -> Bool {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -251,7 +279,10 @@ public final class StreamTURNClient {
             }
             guard let r = answer else { continue }
             if r.isSuccess {
-                if case .allocate = request { relayedAddress = r.relayedAddress }
+                switch request {
+                case .allocate, .allocateTCP: relayedAddress = r.relayedAddress
+                default: break
+                }
                 return r
             }
             let code = r.errorCode ?? 0

@@ -15,6 +15,9 @@ public enum ControlCodec {
             case .refresh(let lifetime): w.appendUInt32(.lifetime, lifetime)
             case .channelBind(let channel, let peer): TURNRequest.channelBind(&w, channel: channel, peer: peer)
             case .createPermission(let peer): TURNRequest.createPermission(&w, peers: [peer])
+            case .allocateTCP: TURNRequest.allocate(&w, transport: 6)
+            case .connect(let peer): w.appendXorAddress(.xorPeerAddress, peer)
+            case .connectionBind(let id): w.appendUInt32(.connectionID, id)
             }
         }
     }
@@ -31,6 +34,7 @@ public enum ControlCodec {
         r.relayedAddress = (try? m.xorRelayedAddresses())?.first
         r.mappedAddress = (try? m.xorMappedAddress()) ?? nil
         r.lifetime = (try? m.lifetime()) ?? nil
+        r.connectionID = (try? m.connectionID()) ?? nil
         return r
     }
 

@@ -12,11 +12,19 @@ public enum ControlRequest: Sendable, Equatable {
     /// ChannelBind `channel` to `peer` (also installs the permission, RFC 8656 §12).
     case channelBind(channel: UInt16, peer: TransportAddress)
     case createPermission(peer: TransportAddress)
+    /// Allocate with REQUESTED-TRANSPORT TCP (RFC 6062 §4.1).
+    case allocateTCP
+    /// Connect to `peer` from a TCP allocation's relayed address (RFC 6062 §4.3): CONNECTION-ID.
+    case connect(peer: TransportAddress)
+    /// ConnectionBind on a new data connection (RFC 6062 §4.4).
+    case connectionBind(id: UInt32)
 
     public var method: UInt16 {
         switch self {
         case .binding: return 0x001
-        case .allocate: return 0x003
+        case .allocate, .allocateTCP: return 0x003
+        case .connect: return 0x00A
+        case .connectionBind: return 0x00B
         case .refresh: return 0x004
         case .createPermission: return 0x008
         case .channelBind: return 0x009
@@ -39,6 +47,8 @@ public struct ControlResponse: Sendable, Equatable {
     public var relayedAddress: TransportAddress?
     public var mappedAddress: TransportAddress?
     public var lifetime: UInt32?
+    /// CONNECTION-ID (RFC 6062), in a Connect success.
+    public var connectionID: UInt32?
 
     public init(transactionID: [UInt8], method: UInt16, isSuccess: Bool, errorCode: Int? = nil, realm: String? = nil,
                 nonce: String? = nil, relayedAddress: TransportAddress? = nil, mappedAddress: TransportAddress? = nil,
