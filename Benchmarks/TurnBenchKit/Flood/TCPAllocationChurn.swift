@@ -127,7 +127,7 @@ final class TCPAllocationChurn: @unchecked Sendable {
     // MARK: - The peer's side (plain blocking sockets on loopback)
 
     static func listen() throws -> (Int32, TransportAddress) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = Glibc.socket(AF_INET, Int32(Glibc.SOCK_STREAM.rawValue) | Int32(Glibc.SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw StreamClient.Failure("socket: errno \(errno)") }
         let any = TransportAddress(ip: .v4(IPv4Address(127, 0, 0, 1)), port: 0)
         guard cu_addr(any).withSockaddr({ bind(fd, $0, $1) }) == 0, Glibc.listen(fd, 64) == 0,
@@ -139,7 +139,7 @@ final class TCPAllocationChurn: @unchecked Sendable {
     }
 
     static func connect(to address: TransportAddress, from ip: IPAddress) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = Glibc.socket(AF_INET, Int32(Glibc.SOCK_STREAM.rawValue) | Int32(Glibc.SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw StreamClient.Failure("socket: errno \(errno)") }
         guard cu_addr(TransportAddress(ip: ip, port: 0)).withSockaddr({ bind(fd, $0, $1) }) == 0,
               cu_addr(address).withSockaddr({ Glibc.connect(fd, $0, $1) }) == 0 else {
