@@ -36,9 +36,12 @@ struct Flood: ParsableCommand {
           stream-soak  the soak over TURN over TLS: --legit-allocations TLS clients
                    relaying at --legit-pps while fresh clients connect over TLS and TCP
                    in turn, allocate, bind a channel and go (most by closing the
-                   connection only; about 20 a second), then the relaying clients
-                   close and --settle-seconds idle; allocations and connections must
-                   end with their connections; stream-soak.csv and stream-soak.svg
+                   connection only; about 20 a second), and TCP allocations (RFC 6062)
+                   come and go, each with a peer connection (Connect or the peer's),
+                   bytes both ways checked, the peer's connection closed by the relay
+                   after (about 10 a second); then the relaying clients close and
+                   --settle-seconds idle; allocations and connections must end with
+                   their connections; stream-soak.csv and stream-soak.svg
 
         Every load goes to loopback and is bounded by --seconds (nat by --nat-deadline).
         Files in --output: flood.json, flood.md, churn*/soak*/stream-soak*.csv/svg, the relay's log.

@@ -29,7 +29,7 @@ public enum FloodScenario: String, CaseIterable, Codable, Sendable {
         switch self {
         case .churn: "allocation churn"
         case .soak: "relaying (soak)"
-        case .streamSoak: "TLS relaying and TLS/TCP client churn (stream soak)"
+        case .streamSoak: "TLS relaying, TLS/TCP client churn and TCP allocations (stream soak)"
         case .unauth, .nat, .exhaust, .reload, .junk: nil
         }
     }
