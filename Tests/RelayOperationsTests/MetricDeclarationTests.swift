@@ -109,8 +109,9 @@ import Testing
         // Allocations active, allocation sockets open, stream connections open, TLS handshakes in
         // progress, bytes buffered for stream connections, TCP allocations' peer data connections
         // open, and the process's own: workers not publishing, portal configured and connected;
-        // the XDP fast path's routes installed, route capacity, interfaces attached.
-        #expect(RelaySeries.families.filter { $0.kind == .gauge }.count == 12)
+        // the XDP fast path's routes installed, route capacity, interfaces attached and configured.
+        #expect(RelaySeries.families.filter { $0.kind == .gauge }.count == 13)
+        #expect(RelaySeries.families.first { $0.name == "relay_xdp_interfaces_configured" }?.kind == .gauge)
         #expect(RelaySeries.families.first { $0.name == "relay_xdp_route_capacity" }?.kind == .gauge)
         #expect(RelaySeries.families.first { $0.name == "relay_tcp_peer_connections_open" }?.kind == .gauge)
     }

@@ -45,7 +45,9 @@ struct XDPLinkWatchTests {
         #expect(waitFor("XDP is no longer attached to \(name): the interface was deleted", after: mark), "no warning:\n\(relay.output)")
         let gone = try relay.readiness().body
         #expect(gone.contains("attached on \(lab.relayInterface) (generic mode); not on \(name): no network interface named \(name)"), "\(gone)")
-        #expect(try relay.metrics(until: { $0.total("relay_xdp_interfaces_attached") == 1 }).total("relay_xdp_interfaces_attached") == 1)
+        let missing = try relay.metrics(until: { $0.total("relay_xdp_interfaces_attached") == 1 })
+        #expect(missing.total("relay_xdp_interfaces_attached") == 1 && missing.total("relay_xdp_interfaces_configured") == 2,
+                "attached \(missing.total("relay_xdp_interfaces_attached")) of \(missing.total("relay_xdp_interfaces_configured"))")
 
         mark = relay.output.count
         try addPair()

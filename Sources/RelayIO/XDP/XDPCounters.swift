@@ -23,6 +23,8 @@ public struct XDPCounters: Sendable, Equatable {
     /// Entries each route map holds now.
     public var routeCapacity: Int = 0
     public var interfacesAttached: Int = 0
+    /// Interfaces named with --xdp-interface (attached or not).
+    public var interfacesConfigured: Int = 0
 
     public init() {}
 
@@ -83,6 +85,9 @@ extension MetricFamily {
         "relay_xdp_routes_installed", .gauge, help: "Channel routes installed in the XDP maps.")
     static let xdpInterfacesAttached = MetricFamily(
         "relay_xdp_interfaces_attached", .gauge, help: "Interfaces the XDP program is attached to.")
+    static let xdpInterfacesConfigured = MetricFamily(
+        "relay_xdp_interfaces_configured", .gauge,
+        help: "Interfaces named with --xdp-interface; more than relay_xdp_interfaces_attached while one is missing (deleted, renamed, or refused).")
 }
 
 extension XDPCounters {
@@ -107,6 +112,7 @@ extension XDPCounters {
             F.xdpRoutesInstalled.series { $0.routesInstalled },
             F.xdpRouteCapacity.series { $0.routeCapacity },
             F.xdpInterfacesAttached.series { $0.interfacesAttached },
+            F.xdpInterfacesConfigured.series { $0.interfacesConfigured },
         ]
         return m
     }()

@@ -862,6 +862,7 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
             c.routeMapResizes = state.routeMapResizes
             c.routeMapResizeFailures = state.routeMapResizeFailures
             c.routesInstalled = state.installed.count
+            c.interfacesConfigured = settings.interfaces.count
             guard let fastPath = state.fastPath else { return c }
             c.routeCapacity = Int(cx_route_capacity(fastPath))
             c.interfacesAttached = Int(cx_attached_count(fastPath))
