@@ -39,9 +39,10 @@ struct Flood: ParsableCommand {
                    connection only; about 20 a second), and TCP allocations (RFC 6062)
                    come and go, each with a peer connection (Connect or the peer's),
                    bytes both ways checked, the peer's connection closed by the relay
-                   after (about 10 a second); then the relaying clients close and
-                   --settle-seconds idle; allocations and connections must end with
-                   their connections; stream-soak.csv and stream-soak.svg
+                   after (about 10 a second; --tcp-allocation-pause-ms); then the
+                   relaying clients close and --settle-seconds idle; allocations and
+                   connections must end with their connections; stream-soak.csv and
+                   stream-soak.svg
 
         Every load goes to loopback and is bounded by --seconds (nat by --nat-deadline).
         Files in --output: flood.json, flood.md, churn*/soak*/stream-soak*.csv/svg, the relay's log.
@@ -111,6 +112,9 @@ struct Flood: ParsableCommand {
     @Option(help: "churn: idle seconds sampled after it.")
     var settleSeconds: Double = 10
 
+    @Option(help: "stream-soak: milliseconds between one TCP allocation (RFC 6062) and the next (0: back to back).")
+    var tcpAllocationPauseMs: Int = 100
+
     @Flag(help: "No live progress on stderr.")
     var quiet = false
 
@@ -131,6 +135,7 @@ struct Flood: ParsableCommand {
             throw ValidationError("--legit-pps must be ≥ 0, --churn-window 1...1024, --workers 1...64")
         }
         guard settleSeconds >= 0 && settleSeconds <= 600 else { throw ValidationError("--settle-seconds must be 0...600") }
+        guard (0...10_000).contains(tcpAllocationPauseMs) else { throw ValidationError("--tcp-allocation-pause-ms must be 0...10000") }
     }
 
     /// The configuration these options describe.
@@ -153,6 +158,7 @@ struct Flood: ParsableCommand {
         c.churnWindow = churnWindow
         c.junkOversize = !noOversize
         c.settleSeconds = settleSeconds
+        c.tcpAllocationPauseNanoseconds = UInt64(tcpAllocationPauseMs) * 1_000_000
         c.showProgress = !quiet
         return c
     }

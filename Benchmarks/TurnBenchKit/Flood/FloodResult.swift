@@ -68,6 +68,8 @@ public struct FloodConfiguration: Sendable {
     /// churn: allocations in flight, and the idle time sampled after it.
     public var churnWindow = 32
     public var settleSeconds: Double = 10
+    /// stream-soak: the pause between one TCP allocation (RFC 6062) and the next.
+    public var tcpAllocationPauseNanoseconds: UInt64 = 100_000_000
     public var showProgress = true
 
     public init(relayExecutable: String, outputDirectory: String) {

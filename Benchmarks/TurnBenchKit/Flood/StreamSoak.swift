@@ -42,7 +42,8 @@ extension FloodRunner {
         let churn = StreamChurn(relay: relay, tlsAddress: tlsAddress, tls: tls, peer: load.peer.address,
                                 endNanoseconds: start + UInt64((c.seconds + 60) * 1e9))
         let tcpAllocations = try TCPAllocationChurn(server: relay.listen, tlsServer: tlsAddress, tls: tls, credentials: relay.credentials,
-                                                    endNanoseconds: start + UInt64((c.seconds + 60) * 1e9))
+                                                    endNanoseconds: start + UInt64((c.seconds + 60) * 1e9),
+                                                    pauseNanoseconds: c.tcpAllocationPauseNanoseconds)
         let end = start + UInt64(c.seconds * 1e9)
         while monotonicNanoseconds() < end {
             progress.update("stream-soak \(fixed(Double(monotonicNanoseconds() - start) / 1e9, 0))/\(fixed(c.seconds, 0)) s, \(churn.tried) churning clients, \(tcpAllocations.tried) TCP allocations")
