@@ -184,6 +184,9 @@ struct RelayProcess {
                 if !change.reattached.isEmpty {
                     logger.notice("XDP attached again to \(change.reattached.joined(separator: ", ")) (an interface of that name is back): \(fastPath.status)")
                 }
+                if let failure = change.configFailure {
+                    logger.warning("XDP program's configuration not updated for the interfaces now attached (its MTU is the smallest of theirs): \(failure)")
+                }
                 for (name, why) in change.unattached.sorted(by: { $0.key < $1.key }) where !change.detached.contains(name) {
                     logger.warning("XDP not attached to \(name): \(why); the \(settings.resolvedIOBackend) path serves its traffic (checked again at each change of the links)")
                 }

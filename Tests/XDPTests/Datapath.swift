@@ -46,6 +46,12 @@ enum Datapath: Equatable, CustomStringConvertible, Sendable {
         }
     }()
 
+    /// `binaryHasXDPFlags`, printing that `suite` is skipped when it is false.
+    static func hasXDPFlags(elseSkipping suite: String) -> Bool {
+        if !binaryHasXDPFlags { print("\(suite): skipped: this turn-relay has no XDP flags") }
+        return binaryHasXDPFlags
+    }
+
     /// Whether the turn-relay binary under test knows --xdp-interface.
     static let binaryHasXDPFlags: Bool = {
         guard let binary = try? TurnServerUnderTest.turnRelayBinary(),

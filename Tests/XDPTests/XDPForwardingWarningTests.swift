@@ -15,10 +15,7 @@ import TestSupport
 @Suite(.serialized, .dedicatedThread, .needsRootForLab)
 struct XDPForwardingWarningTests {
     @Test func severalInterfacesWithForwardingOffAreNamedAtStart() throws {
-        guard Datapath.binaryHasXDPFlags else {
-            print("XDPForwardingWarningTests: skipped: this turn-relay has no XDP flags")
-            return
-        }
+        guard Datapath.hasXDPFlags(elseSkipping: "XDPForwardingWarningTests") else { return }
         for forwarding in [false, true] {
             let lab = try NetnsLab()
             // A second interface for the program: one end of a veth pair inside the relay's namespace
@@ -59,10 +56,7 @@ struct XDPForwardingWarningTests {
     /// pass once (`no_neigh`: the relay's namespace has not resolved the peer's address yet) and
     /// is then relayed by userspace.
     @Test func oneInterfaceWithTheNextHopFromTheFIB() throws {
-        guard Datapath.binaryHasXDPFlags else {
-            print("XDPForwardingWarningTests: skipped: this turn-relay has no XDP flags")
-            return
-        }
+        guard Datapath.hasXDPFlags(elseSkipping: "XDPForwardingWarningTests") else { return }
         let messages = 10
         for forwarding in [false, true] {
             let lab = try NetnsLab()

@@ -13,10 +13,7 @@ import TestSupport
 @Suite(.serialized, .dedicatedThread, .needsRootForLab)
 struct XDPLinkWatchTests {
     @Test func anInterfaceDeletedAndCreatedAgainIsAttachedAgain() throws {
-        guard Datapath.binaryHasXDPFlags else {
-            print("XDPLinkWatchTests: skipped: this turn-relay has no XDP flags")
-            return
-        }
+        guard Datapath.hasXDPFlags(elseSkipping: "XDPLinkWatchTests") else { return }
         let lab = try NetnsLab()
         let name = "trwatch0"
         func run(_ command: [String]) throws { try NetnsLab.ip(["-n", lab.relayNamespace] + command) }

@@ -23,10 +23,7 @@ struct XDPNextHopTests {
 
     @Test(arguments: ["swap", "fib", "auto"])
     func aPeerBehindAnotherMACOnTheLink(nextHop: String) throws {
-        guard Datapath.binaryHasXDPFlags else {
-            print("XDPNextHopTests: skipped: this turn-relay has no XDP flags")
-            return
-        }
+        guard Datapath.hasXDPFlags(elseSkipping: "XDPNextHopTests") else { return }
         let lab = try NetnsLab()
         let ip = try ExternalTool.locate("ip", hint: NetnsLab.iproute2Hint)
         let peerNamespace = "\(lab.relayNamespace)-p"

@@ -68,49 +68,50 @@ final class TCPAllocationChurn: @unchecked Sendable {
     private func cycle(_ i: Int, transport: ClientTransport, server: TransportAddress, tls: TLSContext,
                        credentials: (username: String, password: String)) throws {
         let source = TransportAddress(ip: .v4(IPv4Address(127 << 24 | 63 << 16 | UInt32(i & 0xFFFF))), port: 0)
-        var control: StreamTURNClient? = StreamTURNClient(
-            connection: try StreamClient(transport: transport, server: server, source: source, tls: tls),
-            username: credentials.username, password: credentials.password)
-        try control!.request(.allocateTCP)
-        guard let relayed = control!.relayedAddress else { throw StreamClient.Failure("no XOR-RELAYED-ADDRESS") }
-        try control!.request(.createPermission(peer: listenerAddress))
-        let id: UInt32
-        let peer: Int32
-        if i % 2 == 1 {
-            peer = try Self.connect(to: relayed, from: listenerAddress.ip)
-            guard let attempt = Self.connectionAttempt(on: control!.connection) else {
-                Glibc.close(peer)
-                throw StreamClient.Failure("no ConnectionAttempt within 3 s")
+        func client() throws -> StreamTURNClient {
+            StreamTURNClient(connection: try StreamClient(transport: transport, server: server, source: source, tls: tls),
+                             username: credentials.username, password: credentials.password)
+        }
+        var peer: Int32 = -1
+        defer { if peer >= 0 { Glibc.close(peer) } }
+        do { // the client's control and data connections close at the end of this scope
+            let control = try client()
+            try control.request(.allocateTCP)
+            guard let relayed = control.relayedAddress else { throw StreamClient.Failure("no XOR-RELAYED-ADDRESS") }
+            try control.request(.createPermission(peer: listenerAddress))
+            let id: UInt32
+            if i % 2 == 1 {
+                peer = try Self.connect(to: relayed, from: listenerAddress.ip)
+                guard let attempt = Self.connectionAttempt(on: control.connection) else {
+                    throw StreamClient.Failure("no ConnectionAttempt within 3 s")
+                }
+                id = attempt
+            } else {
+                guard let connectionID = try control.request(.connect(peer: listenerAddress)).connectionID else {
+                    throw StreamClient.Failure("Connect without CONNECTION-ID")
+                }
+                id = connectionID
+                guard let accepted = Self.accept(listener, timeoutMilliseconds: 3000) else {
+                    throw StreamClient.Failure("the relay did not connect to the peer within 3 s")
+                }
+                peer = accepted
             }
-            id = attempt
-        } else {
-            let connected = try control!.request(.connect(peer: listenerAddress))
-            guard let connectionID = connected.connectionID else { throw StreamClient.Failure("Connect without CONNECTION-ID") }
-            id = connectionID
-            guard let accepted = Self.accept(listener, timeoutMilliseconds: 3000) else {
-                throw StreamClient.Failure("the relay did not connect to the peer within 3 s")
+            let data = try client()
+            try data.request(.connectionBind(id: id))
+            // Bytes both ways, as they are (no framing after the bind).
+            let out = (0..<Self.exchangeBytes).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ i) }
+            guard data.connection.send(out), Self.receive(peer, count: out.count, timeoutMilliseconds: 3000) == out else {
+                throw StreamClient.Failure("client → peer bytes did not arrive intact")
             }
-            peer = accepted
+            let back = out.reversed() as [UInt8]
+            guard Self.send(peer, back), data.connection.receiveRaw(count: back.count, timeoutMilliseconds: 3000) == back else {
+                throw StreamClient.Failure("peer → client bytes did not arrive intact")
+            }
+            result.bytesChecked += out.count + back.count
+            if Self.deletes(i) { try control.request(.refresh(lifetime: 0)) }
+            withExtendedLifetime(control) {} // its connection holds the allocation until here
         }
-        defer { Glibc.close(peer) }
-        var data: StreamTURNClient? = StreamTURNClient(
-            connection: try StreamClient(transport: transport, server: server, source: source, tls: tls),
-            username: credentials.username, password: credentials.password)
-        try data!.request(.connectionBind(id: id))
-        // Bytes both ways, as they are (no framing after the bind).
-        let out = (0..<Self.exchangeBytes).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ i) }
-        guard data!.connection.send(out), Self.receive(peer, count: out.count, timeoutMilliseconds: 3000) == out else {
-            throw StreamClient.Failure("client → peer bytes did not arrive intact")
-        }
-        let back = out.reversed() as [UInt8]
-        guard Self.send(peer, back), data!.connection.receiveRaw(count: back.count, timeoutMilliseconds: 3000) == back else {
-            throw StreamClient.Failure("peer → client bytes did not arrive intact")
-        }
-        result.bytesChecked += out.count + back.count
-        if Self.deletes(i) { try control!.request(.refresh(lifetime: 0)) }
-        // Both connections close here; the relay must then close the peer's.
-        control = nil
-        data = nil
+        // The client's connections are closed: the relay must now close the peer's.
         guard Self.waitForClose(peer, timeoutMilliseconds: 5000) else {
             throw StreamClient.Failure("the peer connection outlived its allocation by 5 s")
         }

@@ -15,6 +15,9 @@ public enum XDPMode: String, Sendable, CaseIterable {
     case native
     /// In the kernel's generic receive path (XDP_FLAGS_SKB_MODE): any device, slower.
     case generic
+
+    /// The loader's mode (`cx_attach`).
+    var loaderMode: Int32 { self == .generic ? Int32(CX_MODE_GENERIC) : Int32(CX_MODE_NATIVE) }
 }
 
 /// How the XDP program picks the Ethernet next hop of a packet it relays.
@@ -99,6 +102,13 @@ public struct XDPSettings: Sendable, Equatable {
     /// How often the watch checks the links when no change is announced (a safety net: the
     /// announcements are multicast, and the kernel drops them for a socket that lags).
     public var linkRecheckInterval: Duration = .seconds(10)
+
+    /// `interfaces` in the order their names have in `self.interfaces`.
+    func ordered(_ interfaces: [XDPInterfaces.Interface]) -> [XDPInterfaces.Interface] {
+        interfaces.sorted { a, b in
+            (self.interfaces.firstIndex(of: a.name) ?? 0) < (self.interfaces.firstIndex(of: b.name) ?? 0)
+        }
+    }
 
     public init(interfaces: [String], mode: XDPMode = .native, objectPath: String, listenerPort: UInt16,
                 relayPorts: ClosedRange<UInt16>, listenIPv4: IPv4Address?, listenIPv6: IPv6Address?,
@@ -266,8 +276,7 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
             return .failure(failure(-rc, message: text(message), settings: settings, interface: nil))
         }
         for interface in interfaces {
-            rc = cx_attach(fastPath, interface.index, settings.mode == .generic ? Int32(CX_MODE_GENERIC) : Int32(CX_MODE_NATIVE),
-                           &message, message.count)
+            rc = cx_attach(fastPath, interface.index, settings.mode.loaderMode, &message, message.count)
             if rc != 0 {
                 cx_close(fastPath)
                 return .failure(failure(-rc, message: text(message), settings: settings, interface: interface.name))
@@ -439,8 +448,11 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
         /// check (a deleted interface: "no network interface named ..."; one whose addresses no
         /// longer match the routes; the kernel refusing the attachment).
         public var unattached: [String: String] = [:]
+        /// The program's configuration (its MTU, the smallest of the attached interfaces') could
+        /// not be written for the interfaces now attached: the loader's message.
+        public var configFailure: String?
 
-        public var isEmpty: Bool { detached.isEmpty && reattached.isEmpty && unattached.isEmpty }
+        public var isEmpty: Bool { detached.isEmpty && reattached.isEmpty && unattached.isEmpty && configFailure == nil }
     }
 
     /// Called on the link watch's thread after each check of the links that changed something.
@@ -450,10 +462,9 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
 
     /// Checks the program's links against `settings.interfaces`: a link the kernel released (its
     /// interface deleted), or whose interface left this network namespace or its name, is closed
-    /// and its interface leaves `attached` and tr_egress; an
-    /// interface of the settings not attached is attached again when one of that name exists and
-    /// the routes fit it (`refusal`: the relay's addresses on the wire are still the ones the
-    /// routes were written with).
+    /// and its interface leaves `attached` and tr_egress; an interface of the settings not
+    /// attached is attached again when one of that name exists and the routes fit it (`refusal`:
+    /// the relay's addresses on the wire are still the ones the routes were written with).
     /// Runs on the link watch's thread (`XDPLinkWatch`) at each link or address change; nil while
     /// a resize is in flight (its swap walks the links): the watch checks again after it.
     @discardableResult
@@ -479,7 +490,6 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
                 change.detached.append(name ?? "ifindex \(index)")
                 state.interfaces.removeAll { $0.index == index }
             }
-            var attachedAgain: [XDPInterfaces.Interface] = []
             for name in settings.interfaces where !state.interfaces.contains(where: { $0.name == name }) {
                 let reason: String
                 switch XDPInterfaces.lookup(name) {
@@ -491,12 +501,8 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
                     } else if let failure = attach(fastPath, found) {
                         reason = failure
                     } else {
-                        state.interfaces.append(found)
-                        state.interfaces.sort { a, b in
-                            (settings.interfaces.firstIndex(of: a.name) ?? 0) < (settings.interfaces.firstIndex(of: b.name) ?? 0)
-                        }
+                        state.interfaces = settings.ordered(state.interfaces + [found])
                         state.unattached[name] = nil
-                        attachedAgain.append(found)
                         change.reattached.append(name)
                         continue
                     }
@@ -506,12 +512,10 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
                     change.unattached[name] = reason
                 }
             }
-            if !attachedAgain.isEmpty || !change.detached.isEmpty, !state.interfaces.isEmpty {
+            if !change.reattached.isEmpty || !change.detached.isEmpty, !state.interfaces.isEmpty {
                 var config = Self.config(settings, interfaces: state.interfaces)
                 var message = [CChar](repeating: 0, count: 512)
-                if cx_set_config(fastPath, &config, &message, message.count) != 0 {
-                    for found in attachedAgain { change.unattached[found.name] = "attached, but the MTU not updated: \(Self.text(message))" }
-                }
+                if cx_set_config(fastPath, &config, &message, message.count) != 0 { change.configFailure = Self.text(message) }
             }
             return (change, change.isEmpty ? nil : state.onLinkChange)
         }
@@ -528,10 +532,7 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
     /// to an interface that never went.)
     static func refusal(toAttach interface: XDPInterfaces.Interface, beside others: [XDPInterfaces.Interface],
                         settings: XDPSettings, encoding: XDPRouteEncoding) -> String? {
-        let all = (others + [interface]).sorted { a, b in
-            (settings.interfaces.firstIndex(of: a.name) ?? 0) < (settings.interfaces.firstIndex(of: b.name) ?? 0)
-        }
-        let wire = wireEncoding(settings, interfaces: all)
+        let wire = wireEncoding(settings, interfaces: settings.ordered(others + [interface]))
         guard wire != encoding else { return nil }
         func text(_ e: XDPRouteEncoding) -> String {
             let addresses = [e.relayIPv4?.description, e.relayIPv6?.description, e.listenerIPv4?.description, e.listenerIPv6?.description]
@@ -545,8 +546,7 @@ public final class XDPFastPath: ChannelRouteSink, @unchecked Sendable {
     /// loader's message when the kernel refuses.
     private func attach(_ fastPath: OpaquePointer, _ interface: XDPInterfaces.Interface) -> String? {
         var message = [CChar](repeating: 0, count: 512)
-        let rc = cx_attach(fastPath, interface.index, settings.mode == .generic ? Int32(CX_MODE_GENERIC) : Int32(CX_MODE_NATIVE),
-                           &message, message.count)
+        let rc = cx_attach(fastPath, interface.index, settings.mode.loaderMode, &message, message.count)
         return rc == 0 ? nil : Self.text(message)
     }
 

@@ -38,7 +38,7 @@ final class XDPLinkWatch: @unchecked Sendable {
             return .failure(Failure(text: "no eventfd for the link watch: \(String(cString: strerror(-wake)))"))
         }
         let watch = XDPLinkWatch(wake: wake)
-        let recheckMilliseconds = Int32(clamping: max(1, recheck.components.seconds * 1000 + recheck.components.attoseconds / 1_000_000_000_000_000))
+        let recheckMilliseconds = Int32(max(1, min(Double(Int32.max), recheck / .milliseconds(1))))
         do {
             watch.thread = try spawnThread { [weak fastPath] in
                 Self.run(events: events, wake: wake, recheckMilliseconds: recheckMilliseconds) { fastPath?.checkLinks() }
@@ -52,9 +52,8 @@ final class XDPLinkWatch: @unchecked Sendable {
     }
 
     /// The thread (it closes both descriptors when it ends): waits for link changes, the recheck
-    /// timeout or `stop`; `check` returns nil when
-    /// it could not check now (a resize in flight: tried again 20 ms later) and is nil itself once
-    /// the fast path is gone (the thread ends).
+    /// timeout or `stop`; `check` returns nil when the fast path is gone (the thread ends), and a
+    /// nil change when it could not check now (a resize in flight: tried again 20 ms later).
     private static func run(events: Int32, wake: Int32, recheckMilliseconds: Int32,
                             check: () -> XDPFastPath.LinkChange??) {
         defer {
